@@ -1,0 +1,212 @@
+"""The ``terradiff`` command line: parse, load config, call a task. No maths here.
+
+``terradiff --help`` lists every verb; ``terradiff VERB --help`` explains each option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from terradiff import __version__
+from terradiff.errors import TerradiffError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from terradiff.config import load_config
+    from terradiff.tasks import build_task
+    from terradiff.train import Trainer
+
+    overrides = list(args.set or [])
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(args.config, overrides)
+    task = build_task(config)
+    trainer = Trainer(task, config.output_dir, resume=args.resume)
+    result = trainer.fit()
+    print(
+        f"trained {config.task} '{config.name}' to step {result.step} "
+        f"({result.seconds / 60:.1f} min, stopped by {result.stopped_by}); "
+        f"checkpoint: {result.checkpoint}"
+    )
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from terradiff.tasks import load_task
+    from terradiff.viz import save_chain_figure, save_image_grid
+
+    task, ckpt = load_task(args.checkpoint, use_ema=not args.no_ema)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = task.sample(
+        task.net,
+        args.n,
+        generator=generator,
+        sampler=args.sampler,
+        steps=args.steps,
+        return_trajectory=args.chain is not None,
+        progress=True,
+    )
+    rgb = task.config.data.rgb_bands
+    out_path = Path(args.out)
+    save_image_grid(out.sample, out_path, rgb_bands=rgb)
+    print(f"wrote {args.n} samples ({args.sampler or task.config.sample.sampler}) to {out_path}")
+    if args.chain is not None:
+        save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
+        print(f"wrote the denoising chain to {args.chain}")
+    if args.tif_dir is not None:
+        from terradiff.sampling_io import write_samples_geotiff
+
+        paths = write_samples_geotiff(out.sample, task.band_info, Path(args.tif_dir))
+        print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from terradiff.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        num_samples=args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        encoder=args.encoder,
+        encoder_weights=args.encoder_weights,
+        seed=args.seed,
+        data_root=args.data,
+    )
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        from terradiff.io import atomic_write_text
+
+        atomic_write_text(Path(args.out), text + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from terradiff.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)
+    cfg = ckpt.config.get("config", {})
+    bands = ckpt.config.get("bands", {})
+    n_params = sum(v.numel() for v in ckpt.model_state.values())
+    losses = ckpt.trainer_meta.get("losses", [])
+    lines = [
+        f"checkpoint   {ckpt.path}",
+        f"task         {ckpt.config.get('task')}  (terradiff {ckpt.config.get('terradiff_version')})",
+        f"step         {ckpt.step}",
+        f"last loss    {losses[-1][1]:.5f}" if losses else "last loss    -",
+        f"bands        {bands.get('count')}  {bands.get('names')}  scaling={bands.get('scaling')}",
+        f"image size   {cfg.get('data', {}).get('image_size')}",
+        f"parameters   {n_params:,}",
+        f"EMA weights  {'yes' if ckpt.ema_state is not None else 'no'}",
+        f"schedule     {json.dumps(cfg.get('diffusion', {}))}",
+        f"model        {json.dumps(cfg.get('model', {}))}",
+        f"sampler      {json.dumps(cfg.get('sample', {}))}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb."""
+    parser = argparse.ArgumentParser(
+        prog="terradiff",
+        description="Diffusion models for Earth-observation imagery.",
+    )
+    parser.add_argument("--version", action="version", version=f"terradiff {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    train = verbs.add_parser(
+        "train",
+        help="train a model from a YAML config",
+        description="Train a model from a YAML config. Checkpoints go to OUTPUT_DIR/checkpoints; "
+        "runs under `accelerate launch` / `torchrun` unchanged for several GPUs or processes.",
+    )
+    train.add_argument("config", help="experiment YAML (see configs/)")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.max_steps=500 (repeatable)",
+    )
+    train.add_argument("--output-dir", help="override output_dir")
+    train.add_argument(
+        "--resume",
+        metavar="latest|PATH",
+        help="resume from the latest checkpoint of the run, or from a checkpoint folder",
+    )
+    train.set_defaults(func=_cmd_train)
+
+    sample = verbs.add_parser(
+        "sample",
+        help="draw images from a trained model",
+        description="Draw images from a checkpoint (its EMA weights) and save a grid PNG.",
+    )
+    sample.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
+    sample.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    sample.add_argument(
+        "--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="default: the config's"
+    )
+    sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
+    sample.add_argument("--chain", metavar="PNG", help="also save a denoising-chain figure")
+    sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
+    sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
+    sample.set_defaults(func=_cmd_sample)
+
+    evaluate = verbs.add_parser(
+        "evaluate",
+        help="FID/KID of a generator against its training data",
+        description="Sample N images and compute FID and KID against the real images of the "
+        "checkpoint's dataset, over the features of an encoder (offline default: terradiff's "
+        "AID classifier; 'inception' needs --encoder-weights PATH).",
+    )
+    evaluate.add_argument("checkpoint")
+    evaluate.add_argument("--n", type=int, help="generated images (default: config evaluate.num_samples)")
+    evaluate.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"])
+    evaluate.add_argument("--steps", type=int)
+    evaluate.add_argument("--encoder", help="aid-cnn (default), inception, or a .safetensors path")
+    evaluate.add_argument("--encoder-weights", help="local weights file for --encoder inception")
+    evaluate.add_argument("--data", help="real images to compare with (default: the config's)")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="also write the metrics as JSON here")
+    evaluate.set_defaults(func=_cmd_evaluate)
+
+    info = verbs.add_parser(
+        "info", help="describe a checkpoint", description="Print a checkpoint's config and state."
+    )
+    info.add_argument("checkpoint")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``terradiff`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except TerradiffError as error:
+        print(f"terradiff {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"terradiff {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

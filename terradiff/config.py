@@ -1,0 +1,273 @@
+"""Typed experiment configuration, loaded from YAML and validated with clear errors.
+
+A config is the whole recipe of an experiment: data, network, diffusion maths, training and sampling.
+It is stored verbatim in every checkpoint's ``config.json`` so a checkpoint can rebuild its model and knows
+which bands, in which order and scaling, it was trained on.
+
+Validation is strict on purpose (SR3 issue 69: ``1e4`` written in YAML is a *string* and silently never
+triggered a save): an unknown key, a wrong type or an out-of-range value is a :class:`ConfigError` that
+names the key, what was given, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from terradiff.errors import ConfigError
+
+
+class _Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the images come from and how they become tensors in [-1, 1]."""
+
+    kind: Literal["folder", "geotiff_chips"] = "folder"
+    root: str = Field(description="Folder of images (class sub-folders allowed) or GeoTIFF chips.")
+    image_size: int = Field(64, ge=8, le=4096)
+    bands: list[int | str] | None = Field(
+        None, description="Band indices (1-based) or names to read; null keeps all bands."
+    )
+    scaling: Literal["uint8", "sentinel2", "sen12ms", "none"] = "uint8"
+    crop: Literal["random", "center", "resize"] = "random"
+    random_flip: bool = True
+    classes: list[str] | None = None
+    max_images: int | None = Field(None, ge=1)
+    cache: bool = True
+    rgb_bands: list[int] | None = Field(
+        None, description="0-based indices of the bands shown as RGB in figures and fed to FID."
+    )
+
+
+class ModelConfig(_Section):
+    """The SR3-style UNet (:class:`terradiff.nets.unet.UNet`)."""
+
+    base_channels: int = Field(64, ge=8, le=1024)
+    channel_mults: list[int] = Field(default_factory=lambda: [1, 2, 2, 4], min_length=1)
+    num_res_blocks: int = Field(2, ge=1, le=8)
+    attention_resolutions: list[int] = Field(default_factory=lambda: [16, 8])
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    num_groups: int = Field(32, ge=1)
+    head_channels: int = Field(64, ge=8)
+
+    @model_validator(mode="after")
+    def _groups_divide_channels(self) -> ModelConfig:
+        for mult in self.channel_mults:
+            if (self.base_channels * mult) % self.num_groups:
+                raise ValueError(
+                    f"num_groups={self.num_groups} must divide every level's channels "
+                    f"(base_channels {self.base_channels} x mult {mult}); choose e.g. num_groups=8"
+                )
+        return self
+
+
+class DiffusionConfig(_Section):
+    """Noise schedule, prediction target and loss (:mod:`terradiff.diffusion`)."""
+
+    schedule: Literal["linear", "cosine", "sigmoid", "sigmoid_betas"] = "linear"
+    num_timesteps: int = Field(1000, ge=2, le=100_000)
+    beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
+    beta_end: float = Field(2e-2, gt=0.0, lt=1.0)
+    cosine_s: float = Field(8e-3, ge=0.0)
+    sigmoid_start: float = -3.0
+    sigmoid_end: float = 3.0
+    sigmoid_tau: float = Field(1.0, gt=0.0)
+    prediction: Literal["eps", "x0", "v"] = "eps"
+    loss: Literal["l2", "l1"] = "l2"
+    min_snr_gamma: float | None = Field(None, gt=0.0)
+
+    @model_validator(mode="after")
+    def _beta_range(self) -> DiffusionConfig:
+        if self.beta_end <= self.beta_start:
+            raise ValueError(
+                f"beta_end ({self.beta_end}) must be larger than beta_start ({self.beta_start})"
+            )
+        if self.sigmoid_end <= self.sigmoid_start:
+            raise ValueError("sigmoid_end must be larger than sigmoid_start")
+        return self
+
+    def schedule_kwargs(self) -> dict[str, float]:
+        """Keyword arguments of :func:`terradiff.diffusion.schedules.make_betas` for this schedule."""
+        if self.schedule in ("linear", "sigmoid_betas"):
+            return {"beta_start": self.beta_start, "beta_end": self.beta_end}
+        if self.schedule == "cosine":
+            return {"cosine_s": self.cosine_s}
+        return {
+            "sigmoid_start": self.sigmoid_start,
+            "sigmoid_end": self.sigmoid_end,
+            "sigmoid_tau": self.sigmoid_tau,
+        }
+
+
+class TrainConfig(_Section):
+    """Optimisation and bookkeeping of :class:`terradiff.train.Trainer`."""
+
+    batch_size: int = Field(16, ge=1, description="Per process.")
+    max_steps: int = Field(10_000, ge=1)
+    max_minutes: float | None = Field(
+        None, gt=0.0, description="Stop (and checkpoint) after this wall time, whatever max_steps is."
+    )
+    lr: float = Field(2e-4, gt=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(500, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    ema_decay: float = Field(0.995, ge=0.0, lt=1.0)
+    ema_warmup: bool = True
+    ema_start_step: int = Field(0, ge=0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    log_every: int = Field(10, ge=1)
+    save_every: int = Field(1000, ge=1)
+    sample_every: int = Field(1000, ge=1)
+    num_sample_images: int = Field(16, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    num_workers: int = Field(0, ge=0)
+    channels_last: bool = True
+    progress: bool = True
+
+
+class SampleConfig(_Section):
+    """Defaults of ``terradiff sample`` and of periodic sample grids."""
+
+    sampler: Literal["ddpm", "ddim", "dpm_solver"] = "ddim"
+    steps: int = Field(20, ge=1)
+    eta: float = Field(0.0, ge=0.0)
+    clip_denoised: bool = True
+
+
+class EvaluateConfig(_Section):
+    """Defaults of ``terradiff evaluate`` (FID/KID over a feature extractor)."""
+
+    num_samples: int = Field(500, ge=2)
+    encoder: str = Field("aid-cnn", description="'aid-cnn' (shipped), 'inception', or a path.")
+    encoder_weights: str | None = None
+    batch_size: int = Field(50, ge=1)
+    kid_subset_size: int = Field(100, ge=2)
+
+
+class ExperimentConfig(_Section):
+    """The whole experiment."""
+
+    task: Literal["generation"] = "generation"
+    name: str = "experiment"
+    seed: int = Field(0, ge=0)
+    output_dir: str = "runs/experiment"
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (what goes into ``config.json``)."""
+        return self.model_dump(mode="json")
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section that ``loc`` points into (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            current = annotation
+        else:
+            return []
+    return list(current.model_fields) if hasattr(current, "model_fields") else []
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """Turn pydantic's error into lines naming each key, the value given and the fix."""
+    lines = [f"invalid config {source}:"]
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        given = item.get("input")
+        if item["type"] == "extra_forbidden":
+            known = _known_keys(ExperimentConfig, loc)
+            guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"did you mean '{guess[0]}'? " if guess else ""
+            lines.append(
+                f"  - {key}: unknown key. {hint}Known keys here: {', '.join(sorted(known))}."
+            )
+        elif item["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing; add it.")
+        else:
+            fix = ""
+            if isinstance(given, str) and item["type"].startswith("int"):
+                try:
+                    fix = f" Write it as a plain integer, e.g. {int(float(given))}."
+                except ValueError:
+                    fix = ""
+            lines.append(f"  - {key}: {item['msg']} (got {given!r}).{fix}")
+    return "\n".join(lines)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+    """Validate a plain dict into an :class:`ExperimentConfig`, or raise :class:`ConfigError`."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {source} must be a mapping of keys to values, got {type(data)}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load and validate a YAML (or JSON) experiment config.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.sub=value`` strings applied on top (values parsed as YAML), e.g.
+            ``["train.max_steps=100", "diffusion.schedule=cosine"]``.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key/value is invalid.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
+    data = data or {}
+    for override in overrides or []:
+        apply_override(data, override)
+    return config_from_dict(data, str(path))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one ``a.b.c=value`` override (value parsed as YAML) to a nested dict in place."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.sub=value")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    target = data
+    for part in parts[:-1]:
+        target = target.setdefault(part, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {override!r}: '{part}' is not a section")
+    target[parts[-1]] = yaml.safe_load(raw)
+
+
+def save_config(config: ExperimentConfig, path: str | Path) -> None:
+    """Write the config as JSON (atomically)."""
+    from terradiff.io import atomic_write_text
+
+    atomic_write_text(Path(path), json.dumps(config.to_dict(), indent=2) + "\n")

@@ -1,0 +1,530 @@
+"""Torch datasets over folders of images or GeoTIFF chips, with reproducible augmentation.
+
+Every item is a dict (the contract of ``../shared/GUIDE.md``)::
+
+    {"image": FloatTensor [C, H, W] in [-1, 1], "mask": FloatTensor [1, H, W] (1 = valid),
+     "label": int (index of the class sub-folder in ``.classes``, -1 without one), "path": str}
+
+Pixels that are nodata/NaN in any band are 0 (the middle of [-1, 1]) in ``image`` and 0 in
+``mask``, so a masked loss ignores them.
+
+Reproducibility: the crop and flips of item ``i`` at epoch ``e`` come from a generator seeded by
+``(seed, e, i)`` (:func:`terradiff.data.transforms.item_generator`), so the batches of a training
+run that is interrupted and resumed are exactly those of an uninterrupted one, in any worker.
+Call :meth:`set_epoch` at each epoch (the trainer does), or use :meth:`get`.
+
+The folder is scanned once at construction, in sorted path order. Unreadable, corrupt or empty
+files are skipped with one warning (count and the first few paths); a folder with nothing
+readable, or with files of different band counts, is a :class:`~terradiff.errors.DataError`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from terradiff.data import transforms as T
+from terradiff.data.raster import (
+    EUROSAT_BANDS,
+    BandNames,
+    BandSelection,
+    inspect_raster,
+    known_band_names,
+    read_raster,
+    resolve_bands,
+)
+from terradiff.errors import DataError, RasterError
+
+#: Suffixes read with Pillow (faster than GDAL for small 8-bit images); others go through rasterio.
+PIL_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+GEOTIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
+
+_PIL_BAND_NAMES: dict[str, list[str]] = {
+    "L": ["gray"],
+    "I": ["gray"],
+    "F": ["gray"],
+    "RGB": ["red", "green", "blue"],
+}
+_MAX_LISTED = 5
+
+__all__ = [
+    "EUROSAT_BANDS",
+    "GEOTIFF_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+    "DataWarning",
+    "GeoTiffChipDataset",
+    "ImageFolderDataset",
+]
+
+
+class DataWarning(UserWarning):
+    """Something in the data was skipped or guessed; the message says what."""
+
+
+def _pil_mode(im: Image.Image) -> tuple[str, bool]:
+    """The mode to decode ``im`` into (RGB, L, I, F) and whether it carries an alpha mask."""
+    mode = im.mode
+    alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info)
+    if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+        return "RGB", alpha
+    if mode in ("L", "LA", "1"):
+        return "L", alpha
+    if mode.startswith("I"):
+        return "I", False
+    if mode == "F":
+        return "F", False
+    return "RGB", alpha
+
+
+def _pil_info(path: Path) -> tuple[int, list[str]]:
+    """Band count and names of a JPEG/PNG from its header (no decoding)."""
+    try:
+        with Image.open(path) as im:
+            mode, _ = _pil_mode(im)
+            im.size  # noqa: B018 - the header is parsed on open; size proves it is sane
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise RasterError(f"cannot open image {path}: {err}; the file is corrupt or empty") from err
+    names = _PIL_BAND_NAMES[mode]
+    return len(names), list(names)
+
+
+def _read_pil(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a JPEG/PNG to ``([C, H, W], valid [H, W])``; an alpha channel becomes the mask."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode, alpha = _pil_mode(im)
+            valid = None
+            if alpha:
+                valid = np.asarray(im.convert("RGBA" if mode == "RGB" else "LA"))[..., -1] > 0
+            array = np.asarray(im if im.mode == mode else im.convert(mode))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        raise RasterError(
+            f"cannot decode image {path}: {err}; the file is corrupt or truncated"
+        ) from err
+    array = array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
+    if valid is None:
+        valid = np.ones(array.shape[1:], dtype=bool)
+    return array, valid
+
+
+class _FolderDataset(Dataset):
+    """Shared machinery of :class:`ImageFolderDataset` and :class:`GeoTiffChipDataset`."""
+
+    _default_band_names: BandNames | None = None
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        image_size: int | None = 64,
+        bands: BandSelection | None = None,
+        band_names: BandNames | str | None = "auto",
+        scaling: str | T.Scaling | dict[str, Any] = "uint8",
+        random_flip: bool = True,
+        vertical_flip: bool = False,
+        crop: str = "random",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        max_images: int | None = None,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+        cache: bool = False,
+        verify: bool | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(
+                f"dataset folder not found: {self.root} (resolved from {Path.cwd()}); "
+                "check the path"
+            )
+        if crop not in T.CROP_MODES:
+            raise DataError(f"unknown crop {crop!r}; choose one of {list(T.CROP_MODES)}")
+        if max_images is not None and max_images < 1:
+            raise DataError(f"max_images must be >= 1 or None, got {max_images}")
+        self.image_size = image_size
+        self.scaling = T.get_scaling(scaling)
+        self.random_flip = bool(random_flip)
+        self.vertical_flip = bool(vertical_flip)
+        self.crop = crop
+        self.extensions = tuple(
+            e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions
+        )
+        self.seed = int(seed)
+        self.epoch = 0
+        self.cache = bool(cache)
+        self._band_names_arg = band_names
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+        by_class, self.classes = self._find_files(classes)
+        candidates = self._candidate_order(by_class, max_images)
+        self.skipped: list[tuple[str, str]] = []
+        verify = self.cache if verify is None else verify
+        kept: list[tuple[Path, int]] = []
+        decoded: dict[Path, tuple[np.ndarray, np.ndarray]] = {}
+        first: tuple[Path, int] | None = None
+        self._file_names: list[str] | None = None
+        for path, label in candidates:
+            if max_images is not None and len(kept) >= max_images:
+                break
+            try:
+                count, names = self._inspect(path)
+                if verify:
+                    decoded[path] = self._decode(path)
+                    if decoded[path][0].shape[0] != count:
+                        raise RasterError(f"{path} decodes to a different band count")
+            except RasterError as err:
+                self.skipped.append((str(path), str(err)))
+                continue
+            if first is None:
+                first, self._file_names = (path, count), names
+            elif count != first[1]:
+                raise DataError(
+                    f"files under {self.root} have different band counts: {first[0]} has "
+                    f"{first[1]} bands, {path} has {count}; keep one product per folder or "
+                    "split them"
+                )
+            kept.append((path, label))
+        if self.skipped:
+            listed = "; ".join(f"{p} ({why.split(';')[0]})" for p, why in self.skipped[:3])
+            warnings.warn(
+                f"skipped {len(self.skipped)} unreadable/corrupt/empty file(s) under {self.root}: "
+                f"{listed}{' ...' if len(self.skipped) > 3 else ''}",
+                DataWarning,
+                stacklevel=3,
+            )
+        if not kept or first is None or self._file_names is None:
+            reason = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
+            raise DataError(
+                f"no readable images under {self.root} with extensions {list(self.extensions)}"
+                f"{' in classes ' + str(list(self.classes)) if self.classes else ''}{reason}"
+            )
+        kept.sort(key=lambda item: item[0].relative_to(self.root).as_posix())
+        self.files = [p for p, _ in kept]
+        self.labels = [label for _, label in kept]
+        self.file_band_names = list(self._file_names)
+        self._indices = resolve_bands(bands, self.file_band_names, first[0])
+        self.band_names = [self.file_band_names[i - 1] for i in self._indices]
+        if self.scaling.num_bands not in (None, len(self._indices)):
+            raise DataError(
+                f"scaling {self.scaling.name!r} has min/max for {self.scaling.num_bands} bands but "
+                f"{len(self._indices)} bands are selected ({self.band_names})"
+            )
+        if self.cache:
+            for i, path in enumerate(self.files):
+                if path in decoded:
+                    array, valid = decoded.pop(path)
+                    self._cache[i] = (self._select(path, array), valid)
+                else:
+                    self._cache[i] = self._load_uncached(i)
+        decoded.clear()
+
+    # ---- scanning -------------------------------------------------------------------------
+
+    def _find_files(
+        self, classes: Sequence[str] | None
+    ) -> tuple[dict[str | None, list[Path]], list[str]]:
+        """Files grouped by class sub-folder (None: files directly under ``root``), sorted."""
+        by_class: dict[str | None, list[Path]] = {}
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel = Path(dirpath).relative_to(self.root)
+            key = rel.parts[0] if rel.parts else None
+            for name in filenames:
+                if name.startswith(".") or not name.lower().endswith(self.extensions):
+                    continue
+                by_class.setdefault(key, []).append(Path(dirpath) / name)
+        for files in by_class.values():
+            files.sort(key=lambda p: p.relative_to(self.root).as_posix())
+        found = sorted(k for k in by_class if k is not None)
+        if classes is not None:
+            missing = [c for c in classes if c not in found]
+            if missing:
+                raise DataError(
+                    f"classes {missing} not found under {self.root}; available classes: {found}"
+                )
+            wanted = sorted(set(classes))
+            by_class = {k: v for k, v in by_class.items() if k in wanted}
+            found = wanted
+        return by_class, found
+
+    def _candidate_order(
+        self, by_class: dict[str | None, list[Path]], max_images: int | None
+    ) -> list[tuple[Path, int]]:
+        """All files with labels; with ``max_images``, round-robin over classes (balanced)."""
+        label_of = {c: i for i, c in enumerate(self.classes)}
+        groups = [
+            [(p, label_of[k] if k is not None else -1) for p in by_class[k]]
+            for k in sorted(by_class, key=lambda k: (k is not None, k or ""))
+        ]
+        if max_images is None:
+            return [item for group in groups for item in group]
+        order: list[tuple[Path, int]] = []
+        longest = max((len(g) for g in groups), default=0)
+        for j in range(longest):
+            order.extend(g[j] for g in groups if j < len(g))
+        return order
+
+    def _uses_pil(self, path: Path) -> bool:
+        return path.suffix.lower() in PIL_EXTENSIONS
+
+    def _names_for(self, path: Path, count: int, names: list[str]) -> list[str]:
+        arg = self._band_names_arg
+        if arg == "auto":
+            arg = self._auto_band_names(count, names)
+        if arg is None:
+            return names
+        return known_band_names(arg, count, path)
+
+    def _auto_band_names(self, count: int, names: list[str]) -> BandNames | None:
+        return None
+
+    def _inspect(self, path: Path) -> tuple[int, list[str]]:
+        if self._uses_pil(path):
+            count, names = _pil_info(path)
+        else:
+            info = inspect_raster(path)
+            count, names = info.count, info.band_names
+            if info.height == 0 or info.width == 0:
+                raise RasterError(f"raster {path} has no pixels")
+        return count, self._names_for(path, count, names)
+
+    def _decode(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """All bands of a file with its validity mask."""
+        if self._uses_pil(path):
+            return _read_pil(path)
+        data = read_raster(path)
+        return data.array, data.valid_mask
+
+    # ---- reading --------------------------------------------------------------------------
+
+    def _load_uncached(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        path = self.files[index]
+        try:
+            array, valid = self._decode(path)
+        except RasterError as err:
+            raise DataError(
+                f"{err} (it was readable when the dataset was built; pass verify=True or "
+                "cache=True to check every file up front)"
+            ) from err
+        return self._select(path, array), valid
+
+    def _select(self, path: Path, array: np.ndarray) -> np.ndarray:
+        """The selected bands of a decoded file."""
+        if array.shape[0] != len(self.file_band_names):
+            raise DataError(
+                f"{path} has {array.shape[0]} bands, the dataset's files have "
+                f"{len(self.file_band_names)}"
+            )
+        if self._indices == list(range(1, array.shape[0] + 1)):
+            return array
+        return array[[i - 1 for i in self._indices]]
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The selected bands of item ``index`` in physical units and its valid mask, unaugmented.
+
+        Returns:
+            ``(array [C, H, W] in the file's dtype, valid [H, W] bool)``.
+        """
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+        if index in self._cache:
+            return self._cache[index]
+        return self._load_uncached(index)
+
+    def iter_raw(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(array, valid)`` of every item in physical units, for
+        :func:`terradiff.data.transforms.compute_band_stats`."""
+        for i in range(len(self)):
+            yield self.load(i)
+
+    # ---- torch Dataset --------------------------------------------------------------------
+
+    @property
+    def num_bands(self) -> int:
+        """Bands of each image (after selection)."""
+        return len(self.band_names)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the augmentation of ``epoch`` for the following items."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.get(index, self.epoch)
+
+    def get(self, index: int, epoch: int | None = None) -> dict[str, Any]:
+        """Item ``index`` as augmented at ``epoch`` (default: the current epoch).
+
+        A pure function of ``(seed, epoch, index)`` and the file's content.
+        """
+        if index < 0:
+            index += len(self)
+        epoch = self.epoch if epoch is None else int(epoch)
+        array, valid = self.load(index)
+        image = torch.from_numpy(self.scaling.to_model(array))
+        mask = torch.from_numpy(valid)
+        image = torch.where(mask[None] & torch.isfinite(image), image, 0.0)
+        stacked = torch.cat([image, mask[None].to(image.dtype)])
+        generator = T.item_generator(self.seed, epoch, index)
+        stacked = T.spatial_augment(
+            stacked,
+            self.image_size,
+            generator,
+            crop_mode=self.crop,
+            horizontal_flip=self.random_flip,
+            vertical_flip=self.random_flip and self.vertical_flip,
+        )
+        out_mask = (stacked[-1:] > 1.0 - 1e-4).to(torch.float32)
+        out_image = stacked[:-1].clamp(-1.0, 1.0).to(torch.float32) * out_mask
+        return {
+            "image": out_image.contiguous(),
+            "mask": out_mask.contiguous(),
+            "label": int(self.labels[index]),
+            "path": str(self.files[index]),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, images={len(self)}, "
+            f"classes={len(self.classes)}, bands={self.band_names}, "
+            f"scaling={self.scaling.name!r}, image_size={self.image_size}, crop={self.crop!r})"
+        )
+
+
+class ImageFolderDataset(_FolderDataset):
+    """Images (JPEG/PNG/TIF) in a folder, optionally in class sub-folders (``root/<class>/*``).
+
+    JPEG/PNG are decoded with Pillow (an alpha channel becomes the mask); other files with
+    rasterio. Items are dicts (see the module docstring).
+
+    Args:
+        root: the folder; files directly in it get label -1, files in ``root/<class>/...`` the
+            index of ``<class>`` in :attr:`classes` (sorted).
+        image_size: output side in pixels (None keeps the file's size; needs ``crop="none"`` or
+            equal-size files for batching).
+        bands: 1-based indices or names of the bands to keep (``["red", "green", "blue"]`` for
+            RGB JPEGs); None keeps all.
+        band_names: names of the files' bands in file order (a list or a product key such as
+            ``"eurosat"``); ``"auto"``/None: the file's descriptions/colour names.
+        scaling: a preset name (``"uint8"``, ``"sentinel2"``, ``"sen12ms"``, ``"none"``), a
+            :class:`~terradiff.data.transforms.Scaling` or its dict.
+        random_flip: random left-right flips (and top-bottom with ``vertical_flip``).
+        vertical_flip: also flip top-bottom (overhead imagery has no "up").
+        crop: ``"random"``, ``"center"``, ``"resize"`` (whole image to ``image_size``) or
+            ``"none"``.
+        extensions: file suffixes to include (case-insensitive).
+        max_images: keep at most this many readable files, taken round-robin over the classes
+            (balanced, deterministic), then sorted.
+        classes: keep only these class sub-folders.
+        seed: augmentation seed (item ``i`` at epoch ``e`` depends only on seed, e, i).
+        cache: decode every image once at construction and keep it in memory (native dtype:
+            the 4,500 AID JPEGs take about 300 MB).
+        verify: decode every file at construction so corrupt ones are skipped up front
+            (default: same as ``cache``; otherwise only headers are checked).
+
+    Raises:
+        DataError: missing folder, unknown classes, no readable file, mixed band counts.
+        RasterError: a band selection that does not fit the files.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        image_size: int | None = 64,
+        bands: BandSelection | None = None,
+        band_names: BandNames | str | None = "auto",
+        scaling: str | T.Scaling | dict[str, Any] = "uint8",
+        random_flip: bool = True,
+        vertical_flip: bool = False,
+        crop: str = "random",
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        max_images: int | None = None,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+        cache: bool = False,
+        verify: bool | None = None,
+    ) -> None:
+        super().__init__(
+            root,
+            image_size=image_size,
+            bands=bands,
+            band_names=band_names,
+            scaling=scaling,
+            random_flip=random_flip,
+            vertical_flip=vertical_flip,
+            crop=crop,
+            extensions=extensions,
+            max_images=max_images,
+            classes=classes,
+            seed=seed,
+            cache=cache,
+            verify=verify,
+        )
+
+
+class GeoTiffChipDataset(_FolderDataset):
+    """Multispectral GeoTIFF chips (e.g. EuroSAT: ``root/<class>/*.tif``, 13 bands, 64x64).
+
+    Same items and options as :class:`ImageFolderDataset`, with GeoTIFF defaults: ``scaling=
+    "sentinel2"`` (DN / 10,000, clipped) and ``extensions=(".tif", ".tiff")``.
+
+    Band names (``band_names="auto"``): the files' band descriptions when they have them;
+    otherwise, for 13-band files, :data:`EUROSAT_BANDS` (EuroSAT's order, B8A last, as torchgeo
+    documents it), so ``bands=["B04", "B03", "B02"]`` selects true colour. Pass ``band_names``
+    explicitly (e.g. ``"sentinel2_l1c"`` for ESA order) for other 13-band products.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        image_size: int | None = 64,
+        bands: BandSelection | None = None,
+        band_names: BandNames | str | None = "auto",
+        scaling: str | T.Scaling | dict[str, Any] = "sentinel2",
+        random_flip: bool = True,
+        vertical_flip: bool = False,
+        crop: str = "random",
+        extensions: Sequence[str] = GEOTIFF_EXTENSIONS,
+        max_images: int | None = None,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+        cache: bool = False,
+        verify: bool | None = None,
+    ) -> None:
+        super().__init__(
+            root,
+            image_size=image_size,
+            bands=bands,
+            band_names=band_names,
+            scaling=scaling,
+            random_flip=random_flip,
+            vertical_flip=vertical_flip,
+            crop=crop,
+            extensions=extensions,
+            max_images=max_images,
+            classes=classes,
+            seed=seed,
+            cache=cache,
+            verify=verify,
+        )
+
+    def _auto_band_names(self, count: int, names: list[str]) -> BandNames | None:
+        described = not all(n == f"band_{i}" for i, n in enumerate(names, 1))
+        if not described and count == len(EUROSAT_BANDS):
+            return list(EUROSAT_BANDS)
+        return None

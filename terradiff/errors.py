@@ -1,0 +1,31 @@
+"""terradiff's exception hierarchy.
+
+Every error a user can fix (a bad file, band, config or checkpoint) derives from
+:class:`TerradiffError`, so the CLI can print its message without a traceback. Messages name the
+file/key involved, what was found, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class TerradiffError(Exception):
+    """Base class of every terradiff error."""
+
+
+class DataError(TerradiffError, ValueError):
+    """Input data that cannot be used (empty dataset, mixed band counts, bad scaling, ...)."""
+
+
+class RasterError(DataError):
+    """A raster that cannot be read or written (missing, corrupt, band out of range, ...)."""
+
+
+class ConfigError(TerradiffError, ValueError):
+    """An invalid experiment configuration."""
+
+
+class CheckpointError(TerradiffError):
+    """A checkpoint that is missing, incomplete or incompatible with the run."""
+
+
+__all__ = ["CheckpointError", "ConfigError", "DataError", "RasterError", "TerradiffError"]

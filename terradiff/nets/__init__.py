@@ -1,0 +1,32 @@
+"""Networks (``torch.nn.Module`` only; they know nothing of noise schedules or files).
+
+* :class:`~terradiff.nets.unet.UNet` -- the SR3-style denoiser, any band count, optional
+  concatenated condition; :data:`~terradiff.nets.unet.SMALL_64` is the default 64x64 config.
+* :mod:`terradiff.nets.blocks` -- time embedding, residual / attention / resampling blocks.
+"""
+
+from terradiff.nets.blocks import (
+    AttentionBlock,
+    Downsample,
+    GroupNorm,
+    GroupNormSiLU,
+    ResBlock,
+    TimeEmbedding,
+    Upsample,
+    timestep_embedding,
+)
+from terradiff.nets.unet import SMALL_64, UNet, attention_levels
+
+__all__ = [
+    "SMALL_64",
+    "AttentionBlock",
+    "Downsample",
+    "GroupNorm",
+    "GroupNormSiLU",
+    "ResBlock",
+    "TimeEmbedding",
+    "UNet",
+    "Upsample",
+    "attention_levels",
+    "timestep_embedding",
+]

@@ -1,0 +1,466 @@
+"""One Trainer for every task: accelerate, AdamW + cosine warm-up, EMA, mixed precision, exact resume.
+
+Read it top to bottom: :meth:`Trainer.fit` is the whole loop.
+
+Exact resume. Every source of randomness is a pure function of ``(seed, step, process)``: the batch
+order and augmentation come from :class:`StepBatchSampler` (a permutation per epoch), the timesteps and
+noise of the loss from a generator seeded per step, and dropout from the global RNG re-seeded per step.
+A run interrupted after step ``k`` and resumed from the checkpoint at ``k`` therefore performs exactly the
+same updates as an uninterrupted run (tested on CPU).
+
+Multi-process. The Trainer is built on :class:`accelerate.Accelerator`, so ``accelerate launch`` or
+``torchrun`` runs it unchanged on several GPUs or CPU processes (gloo). ``batch_size`` is per process;
+each process takes its own slice of the global batch. Only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from terradiff.checkpoint import (
+    capture_rng_state,
+    flatten_optimizer_state,
+    list_checkpoints,
+    load_checkpoint,
+    prune_checkpoints,
+    restore_rng_state,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from terradiff.ema import EMA
+from terradiff.errors import CheckpointError, TerradiffError
+from terradiff.io import atomic_write_text
+from terradiff.tasks.base import Task
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(TerradiffError, RuntimeError):
+    """Training cannot go on (non-finite loss, ...); the last good checkpoint is named."""
+
+
+class SimulatedCrash(RuntimeError):  # noqa: N818 - it is not an error of the user's
+    """Raised by ``fit(crash_after_step=k)`` to test resume (a stand-in for ``kill -9``)."""
+
+
+def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
+    """LR multiplier: linear warm-up to 1, then half-cosine decay to ``min_ratio`` at ``total_steps``.
+
+    (Loshchilov & Hutter 2017, SGDR, without restarts; the schedule of lucidrains' and diffusers'
+    training scripts.)
+    """
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """``auto`` -> ``bf16`` on CUDA with bf16, ``fp16`` on other CUDA, ``bf16`` on CPUs with AMX.
+
+    On a CPU without AMX-BF16 bf16 autocast is slower than fp32 (GUIDE.md, measured facts), so
+    ``auto`` keeps fp32 there.
+    """
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "no"
+    return "bf16" if "amx_bf16" in flags else "no"
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """A distinct, reproducible seed per (seed, step, process)."""
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+class StepBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches as a pure function of the step: resuming at step ``k`` replays the same stream.
+
+    Epoch ``e`` uses the permutation seeded by ``seed + e``; the global batch of step ``s`` is the
+    ``s``-th slice of ``global_batch`` indices (last incomplete slice dropped); process ``r`` takes its
+    ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the epoch.
+    """
+
+    def __init__(
+        self,
+        dataset_size: int,
+        batch_size: int,
+        *,
+        seed: int,
+        start_step: int,
+        max_steps: int,
+        num_processes: int = 1,
+        process_index: int = 0,
+    ) -> None:
+        self.global_batch = batch_size * num_processes
+        if dataset_size < self.global_batch:
+            raise TrainingError(
+                f"the dataset has {dataset_size} images, fewer than one global batch "
+                f"({batch_size} x {num_processes} processes); lower train.batch_size"
+            )
+        self.dataset_size = dataset_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.max_steps = max_steps
+        self.process_index = process_index
+        self.steps_per_epoch = dataset_size // self.global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.max_steps - self.start_step)
+
+    def batch_for_step(self, step: int) -> list[tuple[int, int]]:
+        """The ``(epoch, index)`` pairs this process trains on at ``step``."""
+        epoch, position = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(
+            self.dataset_size, generator=torch.Generator().manual_seed(self.seed + epoch)
+        )
+        start = position * self.global_batch + self.process_index * self.batch_size
+        return [(epoch, int(i)) for i in order[start : start + self.batch_size]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start_step, self.max_steps):
+            yield self.batch_for_step(step)
+
+
+class _EpochIndexed(Dataset):
+    """Adapter: ``dataset[(epoch, i)]`` sets the epoch (for augmentation) and returns item ``i``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        if isinstance(values[0], torch.Tensor):
+            batch[key] = torch.stack(values)
+        elif isinstance(values[0], int | float):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    step: int
+    checkpoint: Path | None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_by: str = "max_steps"
+
+
+class Trainer:
+    """Trains a :class:`terradiff.tasks.base.Task`.
+
+    Args:
+        task: what to train (network, loss, dataset, sampler).
+        run_dir: where checkpoints, samples, TensorBoard logs and ``metrics.jsonl`` go.
+        resume: ``"latest"``, a checkpoint folder, or None for a fresh run.
+        accelerator: an existing Accelerator (one is made from the config otherwise).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        run_dir: str | Path,
+        *,
+        resume: str | None = None,
+        accelerator: Accelerator | None = None,
+    ) -> None:
+        self.task = task
+        self.config = task.config
+        self.train_cfg = task.config.train
+        self.run_dir = Path(run_dir)
+        self.accelerator = accelerator or Accelerator(
+            mixed_precision=resolve_mixed_precision(self.train_cfg.mixed_precision)
+        )
+        self.resume = resume
+        self.step = 0
+        self.losses: list[tuple[int, float]] = []
+
+    # ------------------------------------------------------------------ setup
+    def _build_optimizer(self, net: torch.nn.Module) -> torch.optim.Optimizer:
+        cfg = self.train_cfg
+        return torch.optim.AdamW(
+            net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+        )
+
+    def _resume_checkpoint(self) -> Path | None:
+        if self.resume is None:
+            return None
+        if self.resume == "latest":
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                raise CheckpointError(
+                    f"--resume latest: no complete checkpoint under {self.run_dir}/checkpoints; "
+                    "start without --resume, or give the checkpoint folder"
+                )
+            return found[-1]
+        return Path(self.resume)
+
+    def _restore(
+        self,
+        path: Path,
+        net: torch.nn.Module,
+        ema: EMA,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+    ) -> None:
+        ckpt = load_checkpoint(path, with_trainer_state=True)
+        saved_bands = ckpt.config.get("bands", {})
+        if saved_bands and saved_bands.get("count") != self.task.band_info["count"]:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} was trained on {saved_bands.get('count')} bands "
+                f"{saved_bands.get('names')}, this run has {self.task.band_info['count']} bands "
+                f"{self.task.band_info.get('names')}; resume with the same data.bands"
+            )
+        try:
+            net.load_state_dict(ckpt.model_state)
+            if ckpt.ema_state is not None:
+                ema.load_state_dict(ckpt.ema_state, int(ckpt.trainer_meta.get("ema_updates", 0)))
+        except RuntimeError as error:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} does not fit this model config: {error}"
+            ) from None
+        meta = ckpt.trainer_meta
+        optimizer.load_state_dict(unflatten_optimizer_state(ckpt.trainer_tensors, meta["optimizer"]))
+        scheduler.load_state_dict(meta["scheduler"])
+        restore_rng_state(ckpt.trainer_tensors, meta.get("rng", {}))
+        self.step = int(meta["step"])
+        self.losses = [(int(s), float(v)) for s, v in meta.get("losses", [])]
+        log.info("resumed from %s at step %d", ckpt.path, self.step)
+
+    # ------------------------------------------------------------------ saving
+    def _save(
+        self,
+        net: torch.nn.Module,
+        ema: EMA,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+    ) -> Path | None:
+        self.accelerator.wait_for_everyone()
+        path = self.run_dir / "checkpoints" / f"step_{self.step:08d}"
+        if self.accelerator.is_main_process:
+            opt_tensors, opt_meta = flatten_optimizer_state(optimizer.state_dict())
+            rng_tensors, rng_meta = capture_rng_state()
+            meta = {
+                "step": self.step,
+                "ema_updates": ema.num_updates,
+                "optimizer": opt_meta,
+                "scheduler": scheduler.state_dict(),
+                "rng": rng_meta,
+                "losses": self.losses,
+                "num_processes": self.accelerator.num_processes,
+                "mixed_precision": self.accelerator.mixed_precision,
+            }
+            save_checkpoint(
+                path,
+                config=self.task.checkpoint_config(),
+                model_state=self.accelerator.unwrap_model(net).state_dict(),
+                ema_state=ema.state_dict(),
+                trainer_tensors={**opt_tensors, **rng_tensors},
+                trainer_meta=meta,
+            )
+            prune_checkpoints(self.run_dir, self.train_cfg.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def _save_samples(self, ema: EMA) -> None:
+        if not self.accelerator.is_main_process:
+            return
+        from terradiff.viz import save_image_grid
+
+        generator = torch.Generator().manual_seed(self.config.seed)
+        out = self.task.sample(ema.shadow, self.train_cfg.num_sample_images, generator=generator)
+        save_image_grid(
+            out.sample.float().cpu(),
+            self.run_dir / "samples" / f"step_{self.step:08d}.png",
+            rgb_bands=self.config.data.rgb_bands,
+        )
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, *, crash_after_step: int | None = None) -> TrainResult:
+        """Train until ``max_steps`` (or ``max_minutes``); return the last checkpoint.
+
+        Args:
+            crash_after_step: testing aid: raise :class:`SimulatedCrash` right after this step,
+                before any checkpoint of that step is written (a stand-in for ``kill -9``).
+        """
+        cfg = self.train_cfg
+        acc = self.accelerator
+        net = self.task.net
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        net.to(acc.device)
+        optimizer = self._build_optimizer(net)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, cosine_warmup_lambda(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
+        )
+        ema = EMA(net, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
+        resume_from = self._resume_checkpoint()
+        if resume_from is not None:
+            self._restore(resume_from, net, ema, optimizer, scheduler)
+        net, optimizer = acc.prepare(net, optimizer)
+
+        dataset = self.task.build_dataset()
+        batch_sampler = StepBatchSampler(
+            len(dataset),
+            cfg.batch_size,
+            seed=self.config.seed,
+            start_step=self.step,
+            max_steps=cfg.max_steps,
+            num_processes=acc.num_processes,
+            process_index=acc.process_index,
+        )
+        loader = DataLoader(
+            _EpochIndexed(dataset),
+            batch_sampler=batch_sampler,
+            num_workers=cfg.num_workers,
+            collate_fn=_collate,
+        )
+        writer = None
+        if acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(
+                self.run_dir / "config.json",
+                json.dumps(self.task.checkpoint_config(), indent=2) + "\n",
+            )
+            if resume_from is not None:  # the checkpoint's history is authoritative
+                atomic_write_text(
+                    self.run_dir / "metrics.jsonl",
+                    "".join(json.dumps({"step": s, "loss": v}) + "\n" for s, v in self.losses),
+                )
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+
+        start_time = time.monotonic()
+        last_checkpoint: Path | None = resume_from
+        stopped_by = "max_steps"
+        window: list[float] = []
+        progress = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="train",
+            disable=not (cfg.progress and acc.is_main_process),
+            dynamic_ncols=True,
+        )
+        net.train()
+        mid_update = False
+        try:
+            for batch in loader:
+                seed = _step_seed(self.config.seed, self.step, acc.process_index)
+                torch.manual_seed(seed)
+                generator = torch.Generator().manual_seed(seed)
+                batch = {
+                    k: v.to(acc.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                    for k, v in batch.items()
+                }
+                with acc.autocast():
+                    loss = self.task.training_loss(net, batch, generator)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise TrainingError(
+                        f"loss is {loss_value} at step {self.step + 1}; stopped without saving. "
+                        f"The last good checkpoint is {last_checkpoint or '(none yet)'}; lower "
+                        "train.lr or use train.mixed_precision=no, then --resume it"
+                    )
+                mid_update = True
+                acc.backward(loss)
+                if cfg.grad_clip is not None:
+                    acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                unwrapped = acc.unwrap_model(net)
+                if self.step >= cfg.ema_start_step:
+                    ema.update(unwrapped)
+                else:
+                    ema.copy_from(unwrapped)
+                self.step += 1
+                mid_update = False
+                window.append(loss_value)
+                progress.update(1)
+
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    mean_loss = sum(window) / len(window)
+                    window.clear()
+                    self.losses.append((self.step, mean_loss))
+                    progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    if writer is not None:
+                        writer.add_scalar("train/loss", mean_loss, self.step)
+                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
+                        with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                            handle.write(json.dumps({"step": self.step, "loss": mean_loss}) + "\n")
+                if crash_after_step is not None and self.step >= crash_after_step:
+                    raise SimulatedCrash(f"simulated crash after step {self.step}")
+
+                out_of_time = cfg.max_minutes is not None and (
+                    time.monotonic() - start_time > 60.0 * cfg.max_minutes
+                )
+                stop = torch.tensor([1.0 if out_of_time else 0.0], device=acc.device)
+                stop = broadcast(stop) if acc.num_processes > 1 else stop
+                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stop.item():
+                    last_checkpoint = self._save(net, ema, optimizer, scheduler)
+                if self.step % cfg.sample_every == 0:
+                    self._save_samples(ema)
+                if stop.item():
+                    stopped_by = "max_minutes"
+                    break
+        except KeyboardInterrupt:
+            if not mid_update and self.step > 0:
+                log.warning("interrupted after step %d; saving a checkpoint", self.step)
+                self._save(net, ema, optimizer, scheduler)
+            raise
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
+        if last_checkpoint is None or (
+            last_checkpoint.name != f"step_{self.step:08d}" and self.step > 0
+        ):
+            last_checkpoint = self._save(net, ema, optimizer, scheduler)
+        self.ema = ema
+        return TrainResult(
+            step=self.step,
+            checkpoint=last_checkpoint,
+            losses=list(self.losses),
+            seconds=time.monotonic() - start_time,
+            stopped_by=stopped_by,
+        )

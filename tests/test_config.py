@@ -1,0 +1,89 @@
+"""Config validation: unknown keys, wrong types and out-of-range values name the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from terradiff.config import ExperimentConfig, config_from_dict, load_config
+from terradiff.errors import ConfigError
+
+MINIMAL = {"data": {"root": "data/samples/aid"}}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_defaults() -> None:
+    config = config_from_dict(MINIMAL)
+    assert config.train.ema_decay == 0.995
+    assert config.diffusion.schedule == "linear"
+    assert config.data.image_size == 64
+
+
+def test_round_trip_through_dict() -> None:
+    config = config_from_dict({**MINIMAL, "diffusion": {"schedule": "cosine"}})
+    again = ExperimentConfig.model_validate(config.to_dict())
+    assert again == config
+
+
+def test_unknown_key_is_named_with_suggestion(tmp_path: Path) -> None:
+    path = _write(tmp_path, "data: {root: x}\ntrain:\n  max_step: 10\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "train.max_step" in message
+    assert "did you mean 'max_steps'" in message
+    assert str(path) in message
+
+
+def test_yaml_1e4_string_for_integer_is_an_error_with_fix(tmp_path: Path) -> None:
+    # PyYAML reads 1e4 as the string '1e4' (SR3 issue 69: saves silently never happened).
+    path = _write(tmp_path, "data: {root: x}\ntrain:\n  save_every: 1e4\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "train.save_every" in str(info.value)
+    assert "10000" in str(info.value)
+
+
+def test_out_of_range_value_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"train\.ema_decay"):
+        config_from_dict({**MINIMAL, "train": {"ema_decay": 1.5}})
+
+
+def test_wrong_choice_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"diffusion\.schedule"):
+        config_from_dict({**MINIMAL, "diffusion": {"schedule": "quadratic"}})
+
+
+def test_beta_range_checked() -> None:
+    with pytest.raises(ConfigError, match="beta_end"):
+        config_from_dict({**MINIMAL, "diffusion": {"beta_start": 0.02, "beta_end": 0.01}})
+
+
+def test_missing_required_key() -> None:
+    with pytest.raises(ConfigError, match=r"data: required key is missing"):
+        config_from_dict({})
+
+
+def test_group_norm_must_divide_channels() -> None:
+    with pytest.raises(ConfigError, match="num_groups"):
+        config_from_dict({**MINIMAL, "model": {"base_channels": 48, "num_groups": 32}})
+
+
+def test_overrides_are_parsed_as_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "data: {root: x}\n")
+    config = load_config(path, ["train.max_steps=123", "diffusion.schedule=sigmoid"])
+    assert config.train.max_steps == 123
+    assert config.diffusion.schedule == "sigmoid"
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "data: [unclosed\n"))

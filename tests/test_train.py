@@ -1,0 +1,172 @@
+"""The Trainer on real AID crops: loss falls, kill + resume is exact, NaN stops, 2 processes run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from accelerate.state import AcceleratorState
+
+from terradiff.checkpoint import list_checkpoints, load_checkpoint
+from terradiff.config import config_from_dict
+from terradiff.tasks.generation import GenerationTask
+from terradiff.train import SimulatedCrash, StepBatchSampler, Trainer, TrainingError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state() -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def tiny_config(run_dir: Path, sample_data: Path, **train: Any) -> dict[str, Any]:
+    """A small UNet on 32x32 crops of the bundled real AID sample (3 classes)."""
+    return {
+        "name": "tiny",
+        "seed": 3,
+        "output_dir": str(run_dir),
+        "data": {
+            "root": str(sample_data / "aid"),
+            "image_size": 32,
+            "classes": ["Forest", "Beach", "Desert"],
+            "max_images": 48,
+        },
+        "model": {
+            "base_channels": 16,
+            "channel_mults": [1, 2],
+            "num_res_blocks": 1,
+            "attention_resolutions": [16],
+            "num_groups": 8,
+            "head_channels": 16,
+            "dropout": 0.1,
+        },
+        "diffusion": {"num_timesteps": 200},
+        "train": {
+            "batch_size": 8,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "mixed_precision": "no",
+            "progress": False,
+            "log_every": 1,
+            "sample_every": 10_000,
+            "keep_checkpoints": 5,
+            **train,
+        },
+    }
+
+
+def test_batch_sampler_is_a_function_of_the_step() -> None:
+    full = StepBatchSampler(20, 4, seed=1, start_step=0, max_steps=12)
+    resumed = StepBatchSampler(20, 4, seed=1, start_step=7, max_steps=12)
+    assert list(full)[7:] == list(resumed)
+    epochs = {pair[0] for batch in full for pair in batch}
+    assert epochs == {0, 1, 2}
+    rank0 = StepBatchSampler(20, 2, seed=1, start_step=0, max_steps=3, num_processes=2)
+    rank1 = StepBatchSampler(
+        20, 2, seed=1, start_step=0, max_steps=3, num_processes=2, process_index=1
+    )
+    for a, b in zip(rank0, rank1, strict=True):
+        assert not set(a) & set(b)
+
+
+def test_loss_falls_on_real_aid_crops(tmp_path: Path, sample_data: Path) -> None:
+    config = config_from_dict(tiny_config(tmp_path / "run", sample_data, max_steps=60))
+    result = Trainer(GenerationTask(config), tmp_path / "run").fit()
+    losses = [loss for _, loss in result.losses]
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert last < 0.6 * first, (first, last)
+    assert result.checkpoint is not None and result.checkpoint.name == "step_00000060"
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 60
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path: Path, sample_data: Path) -> None:
+    settings = {"max_steps": 8, "save_every": 3}
+    straight_cfg = config_from_dict(tiny_config(tmp_path / "a", sample_data, **settings))
+    straight = Trainer(GenerationTask(straight_cfg), tmp_path / "a").fit()
+
+    crash_cfg = config_from_dict(tiny_config(tmp_path / "b", sample_data, **settings))
+    with pytest.raises(SimulatedCrash):
+        Trainer(GenerationTask(crash_cfg), tmp_path / "b").fit(crash_after_step=5)
+    assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step_00000003"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = Trainer(GenerationTask(crash_cfg), tmp_path / "b", resume="latest").fit()
+    assert resumed.step == straight.step == 8
+
+    a = load_checkpoint(straight.checkpoint, with_trainer_state=True)
+    b = load_checkpoint(resumed.checkpoint, with_trainer_state=True)
+    for key in a.model_state:
+        assert torch.equal(a.model_state[key], b.model_state[key]), key
+        assert torch.equal(a.ema_state[key], b.ema_state[key]), key
+    for key in a.trainer_tensors:
+        if key.startswith("optimizer."):
+            assert torch.equal(a.trainer_tensors[key], b.trainer_tensors[key]), key
+    assert a.trainer_meta["losses"] == b.trainer_meta["losses"]
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, sample_data: Path) -> None:
+    from terradiff.errors import CheckpointError
+
+    config = config_from_dict(tiny_config(tmp_path / "r", sample_data, max_steps=2))
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
+        Trainer(GenerationTask(config), tmp_path / "r", resume="latest").fit()
+
+
+class _NaNAfter(GenerationTask):
+    """A task whose loss becomes NaN at a given step (as an exploding run would)."""
+
+    calls = 0
+
+    def training_loss(self, net, batch, generator):  # type: ignore[override]
+        loss = super().training_loss(net, batch, generator)
+        type(self).calls += 1
+        return loss * float("nan") if type(self).calls >= 5 else loss
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, sample_data: Path) -> None:
+    config = config_from_dict(tiny_config(tmp_path / "n", sample_data, max_steps=10, save_every=2))
+    with pytest.raises(TrainingError, match=r"at step 5.*step_00000004"):
+        Trainer(_NaNAfter(config), tmp_path / "n").fit()
+    assert [p.name for p in list_checkpoints(tmp_path / "n")][-1] == "step_00000004"
+
+
+def test_resume_with_other_band_count_is_refused(tmp_path: Path, sample_data: Path) -> None:
+    from terradiff.errors import CheckpointError
+
+    config = config_from_dict(tiny_config(tmp_path / "c", sample_data, max_steps=2))
+    Trainer(GenerationTask(config), tmp_path / "c").fit()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    one_band = config_from_dict(
+        {**tiny_config(tmp_path / "c", sample_data, max_steps=4), "data": {
+            **tiny_config(tmp_path / "c", sample_data)["data"], "bands": [1]}}
+    )
+    with pytest.raises(CheckpointError, match="bands"):
+        Trainer(GenerationTask(one_band), tmp_path / "c", resume="latest").fit()
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_with_gloo(tmp_path: Path, sample_data: Path) -> None:
+    config = tiny_config(tmp_path / "ddp", sample_data, max_steps=4, batch_size=4)
+    config_path = tmp_path / "ddp.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--master_port", "29517", "-m", "terradiff.cli", "train", str(config_path),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    meta = json.loads(
+        (tmp_path / "ddp" / "checkpoints" / "step_00000004" / "trainer_state.json").read_text()
+    )
+    assert meta["num_processes"] == 2
+    assert meta["step"] == 4
