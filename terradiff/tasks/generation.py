@@ -70,8 +70,14 @@ class GenerationTask(Task):
             }
         self.band_info = band_info
         self.schedule = build_schedule(config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)  # the initial weights are a function of the config
+            self.net = self._build_net(band_info, config)
+
+    @staticmethod
+    def _build_net(band_info: dict[str, Any], config: ExperimentConfig) -> UNet:
         model = config.model
-        self.net = UNet(
+        return UNet(
             band_info["count"],
             band_info["count"],
             base_channels=model.base_channels,
