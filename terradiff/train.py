@@ -74,10 +74,11 @@ def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float =
 
 
 def resolve_mixed_precision(choice: str) -> str:
-    """``auto`` -> ``bf16`` on CUDA with bf16, ``fp16`` on other CUDA, ``bf16`` on CPUs with AMX.
+    """``auto`` -> ``bf16`` on CUDA with bf16, ``fp16`` on other CUDA, ``bf16`` on bf16-capable CPUs.
 
-    On a CPU without AMX-BF16 bf16 autocast is slower than fp32 (GUIDE.md, measured facts), so
-    ``auto`` keeps fp32 there.
+    bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16, measured 1.8-2.1x per train
+    step in GUIDE.md; AVX512-BF16, measured in BENCHMARKS.md) and is slower than fp32 elsewhere,
+    so ``auto`` keeps fp32 on those.
     """
     if choice != "auto":
         return choice
@@ -87,7 +88,7 @@ def resolve_mixed_precision(choice: str) -> str:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return "no"
-    return "bf16" if "amx_bf16" in flags else "no"
+    return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "no"
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
@@ -208,7 +209,9 @@ class Trainer:
         self.train_cfg = task.config.train
         self.run_dir = Path(run_dir)
         self.accelerator = accelerator or Accelerator(
-            mixed_precision=resolve_mixed_precision(self.train_cfg.mixed_precision)
+            mixed_precision=resolve_mixed_precision(self.train_cfg.mixed_precision),
+            # without a GPU, torchrun/accelerate-launch processes join one gloo group on the CPU
+            cpu=not torch.cuda.is_available(),
         )
         self.resume = resume
         self.step = 0

@@ -1,0 +1,192 @@
+"""FID/KID of a trained generator against real images of its dataset.
+
+Composes a task (:func:`terradiff.tasks.load_task`), a sampler and the metrics of
+:mod:`terradiff.metrics`: generate ``N`` images with the EMA weights, embed them and the real
+images with one frozen encoder, and compare the feature distributions with the Frechet distance
+(Heusel et al. 2017, Eq. 6) and the unbiased kernel distance (Binkowski et al. 2018). The real
+images are taken as the model saw them (same bands, scaling and size; centre crops, no flips) and
+their statistics are cached per dataset file list and encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from terradiff.config import ExperimentConfig
+from terradiff.errors import ConfigError, DataError
+from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
+from terradiff.metrics.fid import fingerprint_files
+from terradiff.tasks.base import Task
+
+
+def default_cache_dir() -> Path:
+    """``$TERRADIFF_CACHE`` or ``$XDG_CACHE_HOME/terradiff`` (``~/.cache/terradiff``)."""
+    if os.environ.get("TERRADIFF_CACHE"):
+        return Path(os.environ["TERRADIFF_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "terradiff"
+
+
+@torch.no_grad()
+def generate_images(
+    task: Task,
+    num_images: int,
+    *,
+    batch_size: int = 50,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> torch.Tensor:
+    """``num_images`` samples in [-1, 1] from ``task.net``, drawn batch by batch (CPU tensor).
+
+    One generator seeded with ``seed`` feeds every batch, so the result depends on ``seed`` and
+    ``batch_size`` only.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    images: list[torch.Tensor] = []
+    with tqdm(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
+        while sum(len(x) for x in images) < num_images:
+            n = min(batch_size, num_images - sum(len(x) for x in images))
+            out = task.sample(task.net, n, generator=generator, sampler=sampler, steps=steps)
+            images.append(out.sample.float().cpu())
+            bar.update(n)
+    return torch.cat(images)
+
+
+def real_dataset(config: ExperimentConfig, data_root: str | Path | None = None) -> Any:
+    """The real images to compare with: the config's data (or ``data_root``), without augmentation."""
+    from terradiff.config import config_from_dict
+    from terradiff.tasks.generation import build_dataset
+
+    if data_root is not None:
+        raw = config.to_dict()
+        raw["data"]["root"] = str(data_root)
+        config = config_from_dict(raw, "evaluate --data")
+    return build_dataset(config, train=False)
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    num_samples: int | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    encoder: str | None = None,
+    encoder_weights: str | None = None,
+    seed: int = 0,
+    data_root: str | Path | None = None,
+    max_real: int | None = None,
+    cache_dir: str | Path | None = None,
+    grid_path: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Sample from a checkpoint and compute FID/KID against its (or the given) real images.
+
+    Args:
+        checkpoint: a run folder (latest checkpoint) or a ``step_*`` folder.
+        num_samples: generated images (default ``config.evaluate.num_samples``).
+        sampler: ``ddpm``, ``ddim`` or ``dpm_solver`` (default: the config's).
+        steps: sampler steps (ignored by ``ddpm``, which runs all ``T``).
+        encoder: ``aid-cnn`` (default, offline), ``inception`` or a ``.safetensors`` path.
+        encoder_weights: the local weights file ``inception`` needs.
+        seed: seed of the generated images and of the KID subsets.
+        data_root: real images to compare with (default: the checkpoint's training data).
+        max_real: use at most this many real images (default: all).
+        cache_dir: where reference statistics are cached (default :func:`default_cache_dir`).
+        grid_path: also save the first (up to 64) generated images as a PNG grid here.
+        progress: show progress bars.
+
+    Returns:
+        The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
+        checkpoint, step, sampler, steps, seconds spent sampling and per image.
+    """
+    from terradiff.tasks import load_task
+
+    task, ckpt = load_task(checkpoint, use_ema=True)
+    config = task.config
+    evaluate_cfg = config.evaluate
+    try:
+        extractor = load_feature_extractor(
+            encoder or evaluate_cfg.encoder, weights=encoder_weights or evaluate_cfg.encoder_weights
+        )
+    except ValueError as error:
+        raise ConfigError(f"--encoder: {error}") from None
+    rgb_bands = config.data.rgb_bands
+    if task.num_bands != 3 and rgb_bands is None:
+        raise ConfigError(
+            f"the model makes {task.num_bands}-band images and the encoder takes RGB; set "
+            "data.rgb_bands in the config (0-based indices of the red, green and blue bands)"
+        )
+    dataset = real_dataset(config, data_root)
+    if int(dataset.num_bands) != task.num_bands:
+        raise DataError(
+            f"real images under {dataset.root} have {dataset.num_bands} bands, the model makes "
+            f"{task.num_bands}; pass --data with images of the training bands"
+        )
+    # the statistics depend on the files and on how they become tensors
+    recipe = json.dumps(
+        {k: config.data.model_dump(mode="json").get(k) for k in ("bands", "scaling", "crop", "classes")},
+        sort_keys=True,
+    )
+    key = (
+        f"{Path(dataset.root).name}-{fingerprint_files(dataset.files, dataset.root)[:12]}"
+        f"-{hashlib.sha256(recipe.encode()).hexdigest()[:8]}"
+    )
+    real = reference_statistics(
+        lambda: dataset,
+        extractor,
+        cache_dir or default_cache_dir() / "fid",
+        key,
+        image_size=config.data.image_size,
+        max_images=max_real,
+        rgb_bands=rgb_bands,
+        batch_size=evaluate_cfg.batch_size,
+        progress=progress,
+    )
+    n = num_samples or evaluate_cfg.num_samples
+    name = sampler or config.sample.sampler
+    n_steps = None if name == "ddpm" else (steps or config.sample.steps)
+    start = time.perf_counter()
+    fake = generate_images(
+        task,
+        n,
+        batch_size=evaluate_cfg.batch_size,
+        sampler=name,
+        steps=n_steps,
+        seed=seed,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    if grid_path is not None:
+        from terradiff.viz import save_image_grid
+
+        save_image_grid(fake[:64], grid_path, rgb_bands=rgb_bands)
+    metrics = evaluate_generation(
+        fake,
+        real,
+        extractor,
+        rgb_bands=rgb_bands,
+        kid_subset_size=evaluate_cfg.kid_subset_size,
+        seed=seed,
+        batch_size=evaluate_cfg.batch_size,
+    )
+    return {
+        **metrics,
+        "checkpoint": str(ckpt.path),
+        "step": ckpt.step,
+        "sampler": name,
+        "steps": n_steps if n_steps is not None else task.schedule.num_timesteps,
+        "sampling_seconds": round(seconds, 2),
+        "seconds_per_image": round(seconds / n, 4),
+        "real_images": str(dataset.root),
+        "seed": seed,
+    }
