@@ -104,7 +104,9 @@ def test_failed_save_keeps_previous_checkpoint(
 def test_incomplete_folders_are_not_listed(tmp_path: Path) -> None:
     model, _ = _trained_optimizer()
     run = tmp_path / "run"
-    save_checkpoint(run / "checkpoints" / "step_00000002", config={}, model_state=model.state_dict())
+    save_checkpoint(
+        run / "checkpoints" / "step_00000002", config={}, model_state=model.state_dict()
+    )
     (run / "checkpoints" / "step_00000005").mkdir()  # a save that never completed
     assert [p.name for p in list_checkpoints(run)] == ["step_00000002"]
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from terradiff.checkpoint import list_checkpoints, load_checkpoint
 from terradiff.config import config_from_dict
 from terradiff.tasks.generation import GenerationTask
 from terradiff.train import SimulatedCrash, StepBatchSampler, Trainer, TrainingError
+from tests.helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,42 +25,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _fresh_accelerator_state() -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def tiny_config(run_dir: Path, sample_data: Path, **train: Any) -> dict[str, Any]:
-    """A small UNet on 32x32 crops of the bundled real AID sample (3 classes)."""
-    return {
-        "name": "tiny",
-        "seed": 3,
-        "output_dir": str(run_dir),
-        "data": {
-            "root": str(sample_data / "aid"),
-            "image_size": 32,
-            "classes": ["Forest", "Beach", "Desert"],
-            "max_images": 48,
-        },
-        "model": {
-            "base_channels": 16,
-            "channel_mults": [1, 2],
-            "num_res_blocks": 1,
-            "attention_resolutions": [16],
-            "num_groups": 8,
-            "head_channels": 16,
-            "dropout": 0.1,
-        },
-        "diffusion": {"num_timesteps": 200},
-        "train": {
-            "batch_size": 8,
-            "lr": 1e-3,
-            "warmup_steps": 2,
-            "mixed_precision": "no",
-            "progress": False,
-            "log_every": 1,
-            "sample_every": 10_000,
-            "keep_checkpoints": 5,
-            **train,
-        },
-    }
 
 
 def test_batch_sampler_is_a_function_of_the_step() -> None:

@@ -1,0 +1,42 @@
+"""Helpers shared by tests: a tiny experiment config on the bundled real AID sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def tiny_config(run_dir: Path, sample_data: Path, **train: Any) -> dict[str, Any]:
+    """A small UNet on 32x32 crops of the bundled real AID sample (3 classes)."""
+    return {
+        "name": "tiny",
+        "seed": 3,
+        "output_dir": str(run_dir),
+        "data": {
+            "root": str(sample_data / "aid"),
+            "image_size": 32,
+            "classes": ["Forest", "Beach", "Desert"],
+            "max_images": 48,
+        },
+        "model": {
+            "base_channels": 16,
+            "channel_mults": [1, 2],
+            "num_res_blocks": 1,
+            "attention_resolutions": [16],
+            "num_groups": 8,
+            "head_channels": 16,
+            "dropout": 0.1,
+        },
+        "diffusion": {"num_timesteps": 200},
+        "train": {
+            "batch_size": 8,
+            "lr": 1e-3,
+            "warmup_steps": 2,
+            "mixed_precision": "no",
+            "progress": False,
+            "log_every": 1,
+            "sample_every": 10_000,
+            "keep_checkpoints": 5,
+            **train,
+        },
+    }

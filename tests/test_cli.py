@@ -1,0 +1,117 @@
+"""The ``terradiff`` CLI end to end on the bundled real AID sample: train, info, sample, evaluate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from accelerate.state import AcceleratorState
+
+from terradiff.cli import main
+from terradiff.data.raster import read_raster
+from tests.helpers import tiny_config
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerator_state() -> None:
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-step run trained through ``terradiff train`` (shared by the tests of this module)."""
+    from tests.conftest import SAMPLE_DATA
+
+    root = tmp_path_factory.mktemp("cli")
+    config = tiny_config(root / "run", SAMPLE_DATA, max_steps=4, save_every=2)
+    config["evaluate"] = {"batch_size": 8, "kid_subset_size": 4}
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(["train", str(path)]) == 0
+    return root / "run"
+
+
+def test_train_writes_checkpoints_and_metrics(trained_run: Path) -> None:
+    names = sorted(p.name for p in (trained_run / "checkpoints").iterdir())
+    assert names == ["step_00000002", "step_00000004"]
+    assert len((trained_run / "metrics.jsonl").read_text().splitlines()) == 4
+    assert any((trained_run / "tensorboard").iterdir())
+
+
+def test_info_describes_the_checkpoint(trained_run: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(trained_run)]) == 0
+    out = capsys.readouterr().out
+    assert "step         4" in out
+    assert "['red', 'green', 'blue']" in out
+    assert "EMA weights  yes" in out
+
+
+def test_sample_writes_grid_chain_and_geotiffs(trained_run: Path, tmp_path: Path) -> None:
+    args = ["sample", str(trained_run), "--n", "3", "--sampler", "ddim", "--steps", "5"]
+    args += ["--out", str(tmp_path / "g.png"), "--chain", str(tmp_path / "c.png")]
+    args += ["--tif-dir", str(tmp_path / "tifs")]
+    assert main(args) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert (tmp_path / "c.png").stat().st_size > 0
+    tifs = sorted((tmp_path / "tifs").glob("*.tif"))
+    assert len(tifs) == 3
+    raster = read_raster(tifs[0])
+    assert raster.array.shape == (3, 32, 32)
+    assert raster.array.dtype.name == "uint8"
+
+
+def test_evaluate_reports_fid_and_caches_reference(
+    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TERRADIFF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(trained_run), "--n", "8", "--steps", "4", "--out", str(out)]
+    assert main(args) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
+    assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
+    assert metrics["fid"] > 0 and metrics["kid_mean"] is not None
+    cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
+    assert len(cached) == 1
+    assert main(args) == 0  # the second call reads the cached reference statistics
+    assert sorted((tmp_path / "cache" / "fid").glob("*.safetensors")) == cached
+    assert json.loads(out.read_text())["fid"] == pytest.approx(metrics["fid"])
+
+
+def test_evaluate_inception_without_weights_names_the_file(
+    trained_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(["evaluate", str(trained_run), "--n", "2", "--encoder", "inception"])
+    assert code == 2
+    assert "weights" in capsys.readouterr().err
+
+
+def test_unknown_config_key_exits_2_naming_the_key(
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tiny_config(tmp_path / "run", sample_data)
+    config["train"]["max_step"] = 3
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "train.max_step" in err and "max_steps" in err
+
+
+def test_missing_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path)]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+def test_help_lists_every_verb(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for verb in ("train", "sample", "evaluate", "info"):
+        assert verb in out
