@@ -9,7 +9,7 @@ measurement, so an interrupted study continues where it stopped.
 
 Example (the reduced CPU budget of the committed report)::
 
-    python scripts/schedule_study.py --n-fast 200 --n-ddpm 20
+    python scripts/schedule_study.py --n-fast 200 --n-ddpm 12
 """
 
 from __future__ import annotations
@@ -81,11 +81,11 @@ def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
 
 
 def chain_figure(run_dir: Path, out: Path, name: str) -> None:
-    """x_t of 1000-step DDPM at 11 timesteps for 4 samples (cf. the DDPM satellite report's Fig. 3)."""
+    """x_t of 1000-step DDPM at 11 timesteps, 3 samples (the DDPM satellite report's Fig. 3)."""
     task, _ = load_task(run_dir)
     generator = torch.Generator().manual_seed(0)
-    traj = task.sample(task.net, 4, generator=generator, sampler="ddpm", return_trajectory=True)
-    save_chain_figure(traj, out, title=f"{name} schedule, DDPM 1000 steps")
+    traj = task.sample(task.net, 3, generator=generator, sampler="ddpm", return_trajectory=True)
+    save_chain_figure(traj, out, n_rows=3, title=f"{name} schedule, DDPM 1000 steps")
 
 
 def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespace) -> None:
@@ -106,12 +106,13 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
         f"- Data: all {results['n_real']} scenes of the 30 AID classes in "
         f"`{results['data_root']}` (150x150 JPEG, resized to 64x64, random horizontal flips).",
         f"- Model: the same SR3-style UNet for every schedule, {any_run['train']['parameters']:,} "
-        "parameters (base 32 channels, multipliers 1-2-2-2, one residual block per level, attention "
-        "at 16x16 and 8x8), eps-prediction, L2 loss, T = 1000.",
-        f"- Budget: {any_run['train']['steps']} AdamW steps of batch {any_run['train']['batch_size']}"
+        "parameters (base 32 channels, multipliers 1-2-2-2, one residual block per level, "
+        "attention at 16x16 and 8x8), eps-prediction, L2 loss, T = 1000.",
+        f"- Budget: {any_run['train']['steps']} AdamW steps of batch "
+        f"{any_run['train']['batch_size']}"
         " (lr 5e-4, 50 warm-up steps, cosine decay, EMA 0.995), fp32, on "
         f"{results['machine']}. **This is a reduced CPU budget** (no GPU was lent to this "
-        "task): about two epochs, so the samples are early-training blobs and the ranking "
+        "task): about 1.4 epochs, so the samples are early-training blobs and the ranking "
         "may change with a full GPU budget.",
         f"- Evaluation: FID and KID (x1000 below) on the features of terradiff's offline AID "
         f"encoder (`aid-cnn`, 256-d), {args.n_fast} generated images for DDIM-20 and "
@@ -121,8 +122,8 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
         "",
         "## Results",
         "",
-        "| schedule | final loss | DDIM-20 FID | DDIM-20 KIDx1000 | DPM++-20 FID | DPM++-20 KIDx1000 "
-        "| DDPM-1000 FID | DDPM-1000 KIDx1000 | train min |",
+        "| schedule | final loss | DDIM-20 FID | DDIM-20 KIDx1000 | DPM++-20 FID "
+        "| DPM++-20 KIDx1000 | DDPM-1000 FID | DDPM-1000 KIDx1000 | train min |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in results["runs"].items():
@@ -132,7 +133,10 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
             if m is None:
                 row += ["-", "-"]
             else:
-                row += [f"{m['fid']:.1f}", f"{1000 * m['kid_mean']:.1f} +- {1000 * m['kid_std']:.1f}"]
+                row += [
+                    f"{m['fid']:.1f}",
+                    f"{1000 * m['kid_mean']:.1f} +- {1000 * m['kid_std']:.1f}",
+                ]
         row.append(f"{run['train'].get('train_minutes_total', 0):.1f}")
         lines.append("| " + " | ".join(row) + " |")
     lines += [
@@ -180,12 +184,14 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("reports/schedules"))
     parser.add_argument("--configs", type=Path, default=Path("configs/schedules"))
     parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES))
     parser.add_argument("--n-fast", type=int, default=200, help="images for DDIM/DPM-Solver++")
-    parser.add_argument("--n-ddpm", type=int, default=20, help="images for 1000-step DDPM")
+    parser.add_argument("--n-ddpm", type=int, default=12, help="images for 1000-step DDPM")
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,12 @@ Layout of one checkpoint (GUIDE.md, "Conventions")::
         model.safetensors           network weights
         ema.safetensors             EMA weights (used for sampling)
         trainer_state.safetensors   optimizer moments and RNG states (tensors)
-        trainer_state.json          step, epoch, LR scheduler, optimizer hyper-parameters, loss history
+        trainer_state.json          step, LR scheduler, optimizer hyper-parameters, losses
 
-Nothing is ever unpickled: tensors go through safetensors, everything else through JSON. A checkpoint
-folder is written under a temporary name and renamed when complete (:func:`terradiff.io.atomic_directory`),
-so a crash during a save leaves the previous checkpoint intact.
-"""
+Nothing is ever unpickled: tensors go through safetensors, everything else through JSON. A
+checkpoint folder is written under a temporary name and renamed when complete
+(:func:`terradiff.io.atomic_directory`), so a crash during a save leaves the previous checkpoint
+intact. """
 
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def save_checkpoint(
     trainer_tensors: dict[str, torch.Tensor] | None = None,
     trainer_meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint folder atomically (the previous content of ``path`` survives a failure)."""
+    """Write a checkpoint folder atomically (a failure leaves the previous ``path`` intact)."""
     path = Path(path)
     with atomic_directory(path) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -195,7 +195,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if is_checkpoint_dir(path):
         return path
     if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path} (give a run folder or a step_* folder)")
+        raise CheckpointError(
+            f"checkpoint not found: {path} (give a run folder or a step_* folder)"
+        )
     found = list_checkpoints(path)
     if not found:
         raise CheckpointError(
@@ -210,7 +212,11 @@ def load_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
     folder = resolve_checkpoint(path)
     config = _load_json(folder / "config.json")
     model_state = _load_tensors(folder / "model.safetensors")
-    ema_state = _load_tensors(folder / "ema.safetensors") if (folder / "ema.safetensors").is_file() else None
+    ema_state = (
+        _load_tensors(folder / "ema.safetensors")
+        if (folder / "ema.safetensors").is_file()
+        else None
+    )
     trainer_tensors: dict[str, torch.Tensor] = {}
     trainer_meta: dict[str, Any] = {}
     if (folder / "trainer_state.json").is_file():

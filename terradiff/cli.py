@@ -41,7 +41,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from terradiff.tasks import load_task
     from terradiff.viz import save_chain_figure, save_image_grid
 
-    task, ckpt = load_task(args.checkpoint, use_ema=not args.no_ema)
+    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema)
     generator = torch.Generator().manual_seed(args.seed)
     out = task.sample(
         task.net,
@@ -100,7 +100,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     losses = ckpt.trainer_meta.get("losses", [])
     lines = [
         f"checkpoint   {ckpt.path}",
-        f"task         {ckpt.config.get('task')}  (terradiff {ckpt.config.get('terradiff_version')})",
+        f"task         {ckpt.config.get('task')}  "
+        f"(terradiff {ckpt.config.get('terradiff_version')})",
         f"step         {ckpt.step}",
         f"last loss    {losses[-1][1]:.5f}" if losses else "last loss    -",
         f"bands        {bands.get('count')}  {bands.get('names')}  scaling={bands.get('scaling')}",
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "AID classifier; 'inception' needs --encoder-weights PATH).",
     )
     evaluate.add_argument("checkpoint")
-    evaluate.add_argument("--n", type=int, help="generated images (default: config evaluate.num_samples)")
+    evaluate.add_argument(
+        "--n", type=int, help="generated images (default: config evaluate.num_samples)"
+    )
     evaluate.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"])
     evaluate.add_argument("--steps", type=int)
     evaluate.add_argument("--encoder", help="aid-cnn (default), inception, or a .safetensors path")

@@ -1,13 +1,12 @@
 """Typed experiment configuration, loaded from YAML and validated with clear errors.
 
-A config is the whole recipe of an experiment: data, network, diffusion maths, training and sampling.
-It is stored verbatim in every checkpoint's ``config.json`` so a checkpoint can rebuild its model and knows
-which bands, in which order and scaling, it was trained on.
+A config is the whole recipe of an experiment: data, network, diffusion maths, training and
+sampling. It is stored verbatim in every checkpoint's ``config.json`` so a checkpoint can rebuild
+its model and knows which bands, in which order and scaling, it was trained on.
 
-Validation is strict on purpose (SR3 issue 69: ``1e4`` written in YAML is a *string* and silently never
-triggered a save): an unknown key, a wrong type or an out-of-range value is a :class:`ConfigError` that
-names the key, what was given, and how to fix it.
-"""
+Validation is strict on purpose (SR3 issue 69: ``1e4`` written in YAML is a *string* and silently
+never triggered a save): an unknown key, a wrong type or an out-of-range value is a
+:class:`ConfigError` that names the key, what was given, and how to fix it. """
 
 from __future__ import annotations
 
@@ -96,7 +95,7 @@ class DiffusionConfig(_Section):
         return self
 
     def schedule_kwargs(self) -> dict[str, float]:
-        """Keyword arguments of :func:`terradiff.diffusion.schedules.make_betas` for this schedule."""
+        """Keyword arguments of :func:`terradiff.diffusion.schedules.make_betas` for it."""
         if self.schedule in ("linear", "sigmoid_betas"):
             return {"beta_start": self.beta_start, "beta_end": self.beta_end}
         if self.schedule == "cosine":
@@ -114,7 +113,9 @@ class TrainConfig(_Section):
     batch_size: int = Field(16, ge=1, description="Per process.")
     max_steps: int = Field(10_000, ge=1)
     max_minutes: float | None = Field(
-        None, gt=0.0, description="Stop (and checkpoint) after this wall time, whatever max_steps is."
+        None,
+        gt=0.0,
+        description="Stop (and checkpoint) after this wall time, whatever max_steps is.",
     )
     lr: float = Field(2e-4, gt=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)

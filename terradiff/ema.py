@@ -1,4 +1,5 @@
-"""Exponential moving average of network weights, as used for sampling in DDPM (Ho et al. 2020, App. B).
+"""Exponential moving average of network weights, as used for sampling in DDPM (Ho et al. 2020, App.
+B).
 
 The EMA lives outside any DDP wrapper, on the unwrapped module's parameters, so it is updated and
 saved the same way on one process or many (the failure of diffusers issue 1895).
@@ -16,7 +17,7 @@ class EMA:
     """Shadow copy of a module whose weights follow ``w_ema <- d w_ema + (1 - d) w``.
 
     With ``warmup`` the decay ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates
-    (the schedule of TensorFlow's ExponentialMovingAverage with ``num_updates``), so early weights do
+    (TensorFlow's ExponentialMovingAverage with ``num_updates``), so early weights do
     not dominate a short run.
 
     Args:

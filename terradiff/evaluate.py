@@ -63,7 +63,7 @@ def generate_images(
 
 
 def real_dataset(config: ExperimentConfig, data_root: str | Path | None = None) -> Any:
-    """The real images to compare with: the config's data (or ``data_root``), without augmentation."""
+    """The real images to compare with: the config's data (or ``data_root``), unaugmented."""
     from terradiff.config import config_from_dict
     from terradiff.tasks.generation import build_dataset
 
@@ -134,7 +134,10 @@ def evaluate_checkpoint(
         )
     # the statistics depend on the files and on how they become tensors
     recipe = json.dumps(
-        {k: config.data.model_dump(mode="json").get(k) for k in ("bands", "scaling", "crop", "classes")},
+        {
+            k: config.data.model_dump(mode="json").get(k)
+            for k in ("bands", "scaling", "crop", "classes")
+        },
         sort_keys=True,
     )
     key = (

@@ -1,9 +1,9 @@
 """Atomic file and folder writes: nothing half-written ever stands under a final name.
 
 Every output of terradiff (checkpoints, figures, rasters, reports) is written to a temporary name in
-the destination folder and then moved into place with :func:`os.replace`, which is atomic on POSIX and
-Windows file systems. An interrupted run leaves at worst a ``*.tmp-*`` entry, never a truncated file.
-"""
+the destination folder and then moved into place with :func:`os.replace`, which is atomic on POSIX
+and Windows file systems. An interrupted run leaves at worst a ``*.tmp-*`` entry, never a truncated
+file. """
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -51,8 +53,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_directory(path: Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``path``; on success it becomes ``path``.
 
-    An existing ``path`` is replaced only after the new folder is complete, so a failure at any point
-    leaves the previous folder intact.
+    An existing ``path`` is replaced only after the new folder is complete, so a failure at any
+    point leaves the previous folder intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,16 @@
-"""One Trainer for every task: accelerate, AdamW + cosine warm-up, EMA, mixed precision, exact resume.
+"""One Trainer for every task: accelerate, AdamW + cosine warm-up, EMA, AMP, exact resume.
 
 Read it top to bottom: :meth:`Trainer.fit` is the whole loop.
 
 Exact resume. Every source of randomness is a pure function of ``(seed, step, process)``: the batch
-order and augmentation come from :class:`StepBatchSampler` (a permutation per epoch), the timesteps and
-noise of the loss from a generator seeded per step, and dropout from the global RNG re-seeded per step.
-A run interrupted after step ``k`` and resumed from the checkpoint at ``k`` therefore performs exactly the
-same updates as an uninterrupted run (tested on CPU).
+order and augmentation come from :class:`StepBatchSampler` (a permutation per epoch), the timesteps
+and noise of the loss from a generator seeded per step, and dropout from the global RNG re-seeded
+per step. A run interrupted after step ``k`` and resumed from the checkpoint at ``k`` therefore
+performs exactly the same updates as an uninterrupted run (tested on CPU).
 
 Multi-process. The Trainer is built on :class:`accelerate.Accelerator`, so ``accelerate launch`` or
-``torchrun`` runs it unchanged on several GPUs or CPU processes (gloo). ``batch_size`` is per process;
-each process takes its own slice of the global batch. Only the main process writes files.
+``torchrun`` runs it unchanged on several GPUs or CPU processes (gloo). ``batch_size`` is per
+process; each process takes its own slice of the global batch. Only the main process writes files.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class SimulatedCrash(RuntimeError):  # noqa: N818 - it is not an error of the us
 
 
 def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-    """LR multiplier: linear warm-up to 1, then half-cosine decay to ``min_ratio`` at ``total_steps``.
+    """LR factor: linear warm-up to 1, then half-cosine decay to ``min_ratio`` at ``total_steps``.
 
     (Loshchilov & Hutter 2017, SGDR, without restarts; the schedule of lucidrains' and diffusers'
     training scripts.)
@@ -74,7 +74,7 @@ def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float =
 
 
 def resolve_mixed_precision(choice: str) -> str:
-    """``auto`` -> ``bf16`` on CUDA with bf16, ``fp16`` on other CUDA, ``bf16`` on bf16-capable CPUs.
+    """``auto``: ``bf16`` on CUDA with bf16, else ``fp16``; ``bf16`` on bf16-capable CPUs.
 
     bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16, measured 1.8-2.1x per train
     step in GUIDE.md; AVX512-BF16, measured in BENCHMARKS.md) and is slower than fp32 elsewhere,
@@ -100,8 +100,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches as a pure function of the step: resuming at step ``k`` replays the same stream.
 
     Epoch ``e`` uses the permutation seeded by ``seed + e``; the global batch of step ``s`` is the
-    ``s``-th slice of ``global_batch`` indices (last incomplete slice dropped); process ``r`` takes its
-    ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the epoch.
+    ``s``-th slice of ``global_batch`` indices (last incomplete slice dropped); process ``r``
+    takes its ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the epoch.
     """
 
     def __init__(
@@ -262,7 +262,9 @@ class Trainer:
                 f"checkpoint {ckpt.path} does not fit this model config: {error}"
             ) from None
         meta = ckpt.trainer_meta
-        optimizer.load_state_dict(unflatten_optimizer_state(ckpt.trainer_tensors, meta["optimizer"]))
+        optimizer.load_state_dict(
+            unflatten_optimizer_state(ckpt.trainer_tensors, meta["optimizer"])
+        )
         scheduler.load_state_dict(meta["scheduler"])
         restore_rng_state(ckpt.trainer_tensors, meta.get("rng", {}))
         self.step = int(meta["step"])
@@ -425,7 +427,9 @@ class Trainer:
                     mean_loss = sum(window) / len(window)
                     window.clear()
                     self.losses.append((self.step, mean_loss))
-                    progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                    progress.set_postfix(
+                        loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}"
+                    )
                     if writer is not None:
                         writer.add_scalar("train/loss", mean_loss, self.step)
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)

@@ -110,8 +110,10 @@ def test_resume_with_other_band_count_is_refused(tmp_path: Path, sample_data: Pa
     Trainer(GenerationTask(config), tmp_path / "c").fit()
     AcceleratorState._reset_state(reset_partial_state=True)
     one_band = config_from_dict(
-        {**tiny_config(tmp_path / "c", sample_data, max_steps=4), "data": {
-            **tiny_config(tmp_path / "c", sample_data)["data"], "bands": [1]}}
+        {
+            **tiny_config(tmp_path / "c", sample_data, max_steps=4),
+            "data": {**tiny_config(tmp_path / "c", sample_data)["data"], "bands": [1]},
+        }
     )
     with pytest.raises(CheckpointError, match="bands"):
         Trainer(GenerationTask(one_band), tmp_path / "c", resume="latest").fit()
@@ -124,8 +126,17 @@ def test_two_cpu_processes_with_gloo(tmp_path: Path, sample_data: Path) -> None:
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29517", "-m", "terradiff.cli", "train", str(config_path),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "terradiff.cli",
+        "train",
+        str(config_path),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
