@@ -101,7 +101,8 @@ class StepBatchSampler(Sampler[list[tuple[int, int]]]):
 
     Epoch ``e`` uses the permutation seeded by ``seed + e``; the global batch of step ``s`` is the
     ``s``-th slice of ``global_batch`` indices (last incomplete slice dropped); process ``r``
-    takes its ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the epoch.
+    takes its ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the
+    epoch.
     """
 
     def __init__(
