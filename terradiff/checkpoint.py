@@ -12,7 +12,7 @@ Layout of one checkpoint (GUIDE.md, "Conventions")::
 Nothing is ever unpickled: tensors go through safetensors, everything else through JSON. A
 checkpoint folder is written under a temporary name and renamed when complete
 (:func:`terradiff.io.atomic_directory`), so a crash during a save leaves the previous checkpoint
-intact. """
+intact."""
 
 from __future__ import annotations
 

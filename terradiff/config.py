@@ -6,7 +6,7 @@ its model and knows which bands, in which order and scaling, it was trained on.
 
 Validation is strict on purpose (SR3 issue 69: ``1e4`` written in YAML is a *string* and silently
 never triggered a save): an unknown key, a wrong type or an out-of-range value is a
-:class:`ConfigError` that names the key, what was given, and how to fix it. """
+:class:`ConfigError` that names the key, what was given, and how to fix it."""
 
 from __future__ import annotations
 

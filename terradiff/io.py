@@ -3,7 +3,7 @@
 Every output of terradiff (checkpoints, figures, rasters, reports) is written to a temporary name in
 the destination folder and then moved into place with :func:`os.replace`, which is atomic on POSIX
 and Windows file systems. An interrupted run leaves at worst a ``*.tmp-*`` entry, never a truncated
-file. """
+file."""
 
 from __future__ import annotations
 

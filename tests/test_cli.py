@@ -1,5 +1,4 @@
-"""The ``terradiff`` CLI end to end on the bundled real AID sample: train, info, sample, evaluate.
-"""
+"""The ``terradiff`` CLI end to end on the bundled real AID sample: train, info, sample, evaluate."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Training follows Ho et al. (2020), Algorithm 1: draw ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)``, form
 ``x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps`` and regress the chosen target (eps, x0
 or v) with an L2/L1 loss under the nodata mask, optionally min-SNR weighted (Hang et al. 2023).
-Sampling runs any sampler of :mod:`terradiff.diffusion.samplers` with the net as ``model_fn``. """
+Sampling runs any sampler of :mod:`terradiff.diffusion.samplers` with the net as ``model_fn``."""
 
 from __future__ import annotations
 
