@@ -40,7 +40,8 @@ def test_initial_weights_are_a_function_of_the_seed(tmp_path: Path, sample_data:
 
 
 def test_masked_pixels_do_not_change_the_loss(tmp_path: Path, sample_data: Path) -> None:
-    task = _task(tmp_path, sample_data, 3)
+    # x0-prediction: the target is the image itself, so changed pixels change the loss unless masked
+    task = _task(tmp_path, sample_data, 3, diffusion={"num_timesteps": 200, "prediction": "x0"})
     task.net = _Zero()  # a net that ignores its input: only the loss masking can matter
     image = torch.rand(2, 3, 32, 32) * 2 - 1
     mask = torch.ones(2, 1, 32, 32, dtype=torch.bool)
