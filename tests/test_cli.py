@@ -1,4 +1,4 @@
-"""The ``terradiff`` CLI end to end on the bundled real AID sample: train, info, sample, evaluate."""
+"""`terradiff` train, info, sample and evaluate end to end on the bundled real AID sample."""
 
 from __future__ import annotations
 
