@@ -3,6 +3,9 @@
 * :class:`~terradiff.nets.unet.UNet` -- the SR3-style denoiser, any band count, optional
   concatenated condition; :data:`~terradiff.nets.unet.SMALL_64` is the default 64x64 config.
 * :mod:`terradiff.nets.blocks` -- time embedding, residual / attention / resampling blocks.
+* :class:`~terradiff.nets.implicit.LocalImplicitDecoder` (LIIF) and
+  :class:`~terradiff.nets.implicit.MultiScaleImplicitDecoder` (IDM-style, feature pyramid ->
+  any output size); :func:`~terradiff.nets.implicit.make_coord` is their coordinate grid.
 """
 
 from terradiff.nets.blocks import (
@@ -15,6 +18,12 @@ from terradiff.nets.blocks import (
     Upsample,
     timestep_embedding,
 )
+from terradiff.nets.implicit import (
+    LocalImplicitDecoder,
+    MultiScaleImplicitDecoder,
+    make_cell,
+    make_coord,
+)
 from terradiff.nets.unet import SMALL_64, UNet, attention_levels
 
 __all__ = [
@@ -23,10 +32,14 @@ __all__ = [
     "Downsample",
     "GroupNorm",
     "GroupNormSiLU",
+    "LocalImplicitDecoder",
+    "MultiScaleImplicitDecoder",
     "ResBlock",
     "TimeEmbedding",
     "UNet",
     "Upsample",
     "attention_levels",
+    "make_cell",
+    "make_coord",
     "timestep_embedding",
 ]
