@@ -156,10 +156,26 @@ class EvaluateConfig(_Section):
     kid_subset_size: int = Field(100, ge=2)
 
 
+class SuperResolutionConfig(_Section):
+    """The super-resolution task (:mod:`terradiff.tasks.super_resolution`).
+
+    ``data.image_size`` is the high-resolution (HR) crop size; the low-resolution (LR) input is made
+    from it by ``degradation`` at ``scale``.
+    """
+
+    method: Literal["sr3", "regression"] = Field(
+        "sr3",
+        description="'sr3': conditional diffusion (Saharia et al. 2021); 'regression': the same "
+        "UNet trained with L1 to predict the HR image directly (baseline).",
+    )
+    scale: float = Field(4.0, gt=1.0, le=16.0)
+    degradation: Literal["bicubic", "real"] = "bicubic"
+
+
 class ExperimentConfig(_Section):
     """The whole experiment."""
 
-    task: Literal["generation"] = "generation"
+    task: Literal["generation", "super_resolution"] = "generation"
     name: str = "experiment"
     seed: int = Field(0, ge=0)
     output_dir: str = "runs/experiment"
@@ -169,6 +185,19 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    sr: SuperResolutionConfig | None = Field(
+        None, description="Settings of task 'super_resolution' (defaults when omitted)."
+    )
+
+    @model_validator(mode="after")
+    def _task_sections(self) -> ExperimentConfig:
+        if self.task == "super_resolution" and self.sr is None:
+            self.sr = SuperResolutionConfig()
+        if self.task != "super_resolution" and self.sr is not None:
+            raise ValueError(
+                f"section 'sr' is only used by task 'super_resolution', not {self.task!r}"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (what goes into ``config.json``)."""

@@ -16,7 +16,10 @@ from torch.utils.data import Dataset
 
 from terradiff import __version__
 from terradiff.config import ExperimentConfig
-from terradiff.diffusion.samplers import SamplerOutput
+from terradiff.diffusion import objectives
+from terradiff.diffusion.samplers import SAMPLERS, SamplerOutput
+from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.nets.unet import UNet
 
 
 class Task(abc.ABC):
@@ -65,3 +68,129 @@ class Task(abc.ABC):
             "bands": self.band_info,
             "config": self.config.to_dict(),
         }
+
+    def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
+        """Images for the Trainer's periodic sample grid (``[N, C, H, W]`` in [-1, 1])."""
+        return self.sample(net, num_images, generator=generator).sample
+
+    preview_columns: int = 8
+    """Images per row of the preview grid."""
+
+
+def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:
+    """What a checkpoint records of the bands a net is trained on."""
+    return {
+        "count": int(dataset.num_bands),
+        "names": list(dataset.band_names),
+        "scaling": config.data.scaling,
+    }
+
+
+def build_unet(
+    config: ExperimentConfig, in_channels: int, out_channels: int, cond_channels: int = 0
+) -> UNet:
+    """The UNet of ``config.model``, initialised from ``config.seed`` (not the global RNG)."""
+    model = config.model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)  # the initial weights are a function of the config
+        return UNet(
+            in_channels,
+            out_channels,
+            cond_channels=cond_channels,
+            base_channels=model.base_channels,
+            channel_mults=tuple(model.channel_mults),
+            num_res_blocks=model.num_res_blocks,
+            attention_resolutions=tuple(model.attention_resolutions),
+            image_size=config.data.image_size,
+            dropout=model.dropout,
+            num_groups=model.num_groups,
+            head_channels=model.head_channels,
+        )
+
+
+def diffusion_loss(
+    net: nn.Module,
+    schedule: NoiseSchedule,
+    config: ExperimentConfig,
+    x0: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    mask: torch.Tensor | None = None,
+    cond: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The denoising loss of one batch (Ho et al. 2020, Algorithm 1 / Eq. 14).
+
+    Draws ``t ~ U{0..T-1}`` and ``eps ~ N(0, I)`` from ``generator`` (on the CPU, so a resumed
+    run draws the same numbers on any device), forms ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t)
+    eps`` and regresses ``config.diffusion.prediction`` (eps, x0 or v) with the configured L1/L2
+    loss under ``mask``, optionally min-SNR weighted (Hang et al. 2023). ``cond`` is passed to
+    the net (SR3: the up-sampled low-resolution image).
+    """
+    device = x0.device
+    timesteps = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator)
+    timesteps = timesteps.to(device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    x_t = schedule.q_sample(x0, timesteps, noise)
+    if x_t.ndim == 4 and config.train.channels_last:
+        x_t = x_t.contiguous(memory_format=torch.channels_last)
+    inputs = (x_t, timesteps.float()) if cond is None else (x_t, timesteps.float(), cond)
+    prediction = net(*inputs)
+    diffusion = config.diffusion
+    target = objectives.target(diffusion.prediction, x0, noise, timesteps, schedule)
+    weights = None
+    if diffusion.min_snr_gamma is not None:
+        weights = objectives.min_snr_weights(
+            schedule, timesteps, diffusion.prediction, gamma=diffusion.min_snr_gamma
+        )
+    return objectives.diffusion_loss(
+        prediction.float(), target, loss_type=diffusion.loss, mask=mask, weights=weights
+    )
+
+
+@torch.no_grad()
+def run_sampler(
+    net: nn.Module,
+    schedule: NoiseSchedule,
+    config: ExperimentConfig,
+    shape: tuple[int, ...],
+    *,
+    cond: torch.Tensor | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    return_trajectory: bool = False,
+) -> SamplerOutput:
+    """Run a sampler of :mod:`terradiff.diffusion.samplers` with ``net`` as ``model_fn``.
+
+    ``x_T ~ N(0, I)`` of ``shape`` is drawn from ``generator`` on the CPU (so the same seed gives
+    the same images on any device); sampler, steps and eta default to ``config.sample``.
+    """
+    sample_cfg = config.sample
+    name = sampler or sample_cfg.sampler
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
+    device = next(net.parameters()).device
+    x_T = torch.randn(shape, generator=generator).to(device)
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        return net(x_t, t, c).float() if c is not None else net(x_t, t).float()
+
+    kwargs: dict[str, Any] = {
+        "prediction": config.diffusion.prediction,
+        "generator": generator,
+        "progress": progress,
+        "return_trajectory": return_trajectory,
+        "clip_denoised": sample_cfg.clip_denoised,
+        "cond": None if cond is None else cond.to(device),
+    }
+    if name != "ddpm":
+        kwargs["steps"] = steps or sample_cfg.steps
+    if name == "ddim":
+        kwargs["eta"] = sample_cfg.eta
+    was_training = net.training
+    net.eval()
+    try:
+        return SAMPLERS[name](model_fn, schedule, x_T, **kwargs)
+    finally:
+        net.train(was_training)
