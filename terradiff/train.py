@@ -313,10 +313,11 @@ class Trainer:
         from terradiff.viz import save_image_grid
 
         generator = torch.Generator().manual_seed(self.config.seed)
-        out = self.task.sample(ema.shadow, self.train_cfg.num_sample_images, generator=generator)
+        images = self.task.preview(ema.shadow, self.train_cfg.num_sample_images, generator)
         save_image_grid(
-            out.sample.float().cpu(),
+            images.float().cpu(),
             self.run_dir / "samples" / f"step_{self.step:08d}.png",
+            nrow=self.task.preview_columns,
             rgb_bands=self.config.data.rgb_bands,
         )
 

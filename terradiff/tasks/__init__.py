@@ -19,6 +19,10 @@ def build_task(config: ExperimentConfig, band_info: dict[str, Any] | None = None
         from terradiff.tasks.generation import GenerationTask
 
         return GenerationTask(config, band_info)
+    if config.task == "super_resolution":
+        from terradiff.tasks.super_resolution import SuperResolutionTask
+
+        return SuperResolutionTask(config, band_info)
     raise CheckpointError(f"unknown task {config.task!r}")
 
 

@@ -1,0 +1,188 @@
+"""Super-resolution as conditional image-to-image diffusion (SR3) and its regression baseline.
+
+SR3 (Saharia et al. 2021, "Image Super-Resolution via Iterative Refinement", Sec. 2-2.4): the
+low-resolution (LR) image is bicubic-upsampled to the high-resolution (HR) size and concatenated
+with ``x_t`` as the UNet's condition channels; the net is trained with the usual denoising loss on
+the HR image (Ho et al. 2020, Algorithm 1) and sampled with any sampler of
+:mod:`terradiff.diffusion.samplers` (DDPM, DDIM, DPM-Solver++). The ``regression`` method trains the
+same UNet with an L1 loss to predict the HR image from the upsampled LR image in one forward pass
+(as a residual on the bicubic image), the baseline that SR3 is compared with.
+
+Training pairs are made on the fly: HR crops come from the configured dataset and their LR
+versions from :mod:`terradiff.data.degrade` (bicubic, or the Real-ESRGAN-style second-order
+pipeline), seeded by the Trainer's per-step generator so that a resumed run sees the same pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from terradiff.config import ExperimentConfig
+from terradiff.data.degrade import make_lr, upsample_to
+from terradiff.diffusion import objectives
+from terradiff.diffusion.samplers import SamplerOutput
+from terradiff.errors import DataError
+from terradiff.tasks.base import Task, band_info_of, build_unet, diffusion_loss, run_sampler
+from terradiff.tasks.generation import build_dataset, build_schedule
+
+
+class SuperResolutionTask(Task):
+    """``scale``-times super-resolution of ``C``-band images (``config.sr``).
+
+    Args:
+        config: the experiment config; ``data.image_size`` is the HR crop size.
+        band_info: bands the net works on; read from the dataset when None (training) or from a
+            checkpoint (inference).
+    """
+
+    preview_columns = 3  # preview rows read: bicubic | super-resolved | HR
+
+    def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
+        if config.sr is None:
+            raise DataError("task 'super_resolution' needs the config section 'sr'")
+        self.config = config
+        self.sr = config.sr
+        self._dataset: Dataset | None = None
+        self.band_info = band_info or band_info_of(self.build_dataset(), config)
+        self.schedule = build_schedule(config)
+        bands = self.num_bands
+        cond = bands if self.sr.method == "sr3" else 0
+        self.net = build_unet(config, bands, bands, cond_channels=cond)
+
+    @property
+    def num_bands(self) -> int:
+        """Bands of the LR input and of the HR output."""
+        return int(self.band_info["count"])
+
+    def build_dataset(self) -> Dataset:
+        """The HR training crops (built once)."""
+        if self._dataset is None:
+            self._dataset = build_dataset(self.config, train=True)
+        return self._dataset
+
+    # ------------------------------------------------------------------ pairs
+    def degrade(self, hr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The LR image of ``hr`` under the configured degradation (on the CPU, seeded)."""
+        lr = make_lr(hr.detach().float().cpu(), self.sr.scale, self.sr.degradation, generator)
+        return lr.to(hr.device)
+
+    def check_input(self, lr: torch.Tensor) -> None:
+        """Refuse an LR batch with other bands than the net's."""
+        if lr.ndim != 4 or lr.shape[1] != self.num_bands:
+            raise DataError(
+                f"the model super-resolves {self.num_bands}-band images "
+                f"{self.band_info.get('names')}; got a tensor of shape {tuple(lr.shape)}. Give "
+                "[B, C, H, W] with the checkpoint's bands, in its order"
+            )
+
+    # ------------------------------------------------------------------ training
+    def training_loss(
+        self, net: nn.Module, batch: dict[str, Any], generator: torch.Generator
+    ) -> torch.Tensor:
+        """SR3: denoising loss conditioned on the upsampled LR; regression: L1 on the HR image."""
+        hr = batch["image"]
+        mask = batch.get("mask")
+        bicubic = upsample_to(self.degrade(hr, generator), hr.shape[-2:])
+        if self.sr.method == "regression":
+            prediction = self._regress(net, bicubic)
+            return objectives.diffusion_loss(prediction, hr, loss_type="l1", mask=mask)
+        return diffusion_loss(
+            net, self.schedule, self.config, hr, generator, mask=mask, cond=bicubic
+        )
+
+    @staticmethod
+    def _regress(net: nn.Module, bicubic: torch.Tensor) -> torch.Tensor:
+        zero_t = torch.zeros(bicubic.shape[0], device=bicubic.device)
+        return bicubic + net(bicubic, zero_t).float()
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def super_resolve(
+        self,
+        net: nn.Module,
+        lr: torch.Tensor,
+        *,
+        out_size: tuple[int, int] | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+        return_trajectory: bool = False,
+    ) -> SamplerOutput:
+        """HR images ``[B, C, round(H * scale), round(W * scale)]`` in [-1, 1] from LR ``lr``.
+
+        Args:
+            net: the (EMA) network.
+            lr: LR images in [-1, 1] with the checkpoint's bands.
+            out_size: output size (default: the LR size times ``sr.scale``); sizes must be
+                multiples of the UNet's down-sampling factor.
+            sampler, steps: for SR3 (default: ``config.sample``); ignored by ``regression``.
+            generator: seeds ``x_T`` (SR3).
+        """
+        self.check_input(lr)
+        if out_size is None:
+            out_size = (round(lr.shape[-2] * self.sr.scale), round(lr.shape[-1] * self.sr.scale))
+        device = next(net.parameters()).device
+        bicubic = upsample_to(lr.float().cpu(), out_size).to(device)
+        if self.sr.method == "regression":
+            was_training = net.training
+            net.eval()
+            try:
+                return SamplerOutput(sample=self._regress(net, bicubic).clamp(-1, 1))
+            finally:
+                net.train(was_training)
+        return run_sampler(
+            net,
+            self.schedule,
+            self.config,
+            tuple(bicubic.shape),
+            cond=bicubic,
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
+            progress=progress,
+            return_trajectory=return_trajectory,
+        )
+
+    def _preview_hr(self, num_images: int) -> torch.Tensor:
+        dataset = build_dataset(self.config, train=False)
+        count = min(num_images, len(dataset))
+        step = max(1, len(dataset) // count)
+        return torch.stack([dataset[i * step]["image"] for i in range(count)])
+
+    @torch.no_grad()
+    def sample(
+        self,
+        net: nn.Module,
+        num_images: int,
+        *,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ) -> SamplerOutput:
+        """Super-resolve the (bicubic-degraded) first ``num_images`` images of the dataset."""
+        hr = self._preview_hr(num_images)
+        lr = make_lr(hr, self.sr.scale, "bicubic")
+        return self.super_resolve(
+            net,
+            lr,
+            out_size=tuple(hr.shape[-2:]),
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
+            progress=progress,
+            return_trajectory=return_trajectory,
+        )
+
+    def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
+        """Rows of (bicubic, super-resolved, HR) for the Trainer's sample grid."""
+        hr = self._preview_hr(min(num_images, 8))
+        bicubic = upsample_to(make_lr(hr, self.sr.scale, "bicubic"), hr.shape[-2:])
+        sr = self.sample(net, len(hr), generator=generator).sample.cpu()
+        return torch.stack([bicubic, sr, hr], dim=1).flatten(0, 1)
