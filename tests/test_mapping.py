@@ -1,0 +1,95 @@
+"""`terradiff super-resolve` on a real georeferenced NAIP window: georeferencing, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from accelerate.state import AcceleratorState
+from rasterio.windows import Window
+
+from terradiff.cli import main
+from terradiff.data.raster import read_raster
+from tests.helpers import tiny_config
+
+NAIP = "scenes/opengeos-naip/m_4709963_se_14_1_20190904.tif"
+
+
+@pytest.fixture(scope="module")
+def sr_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A x4 regression SR model trained 2 steps through the CLI on the bundled AID sample."""
+    from tests.conftest import SAMPLE_DATA
+
+    root = tmp_path_factory.mktemp("sr")
+    config = tiny_config(root / "run", SAMPLE_DATA, max_steps=2)
+    config["task"] = "super_resolution"
+    config["sr"] = {"method": "regression", "scale": 4}
+    path = root / "sr.yaml"
+    path.write_text(yaml.safe_dump(config))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(["train", str(path)]) == 0
+    return root / "run"
+
+
+@pytest.fixture()
+def naip_window(shared_data: Path, tmp_path: Path) -> Path:
+    """A 40x52 window of a real 4-band NAIP scene (EPSG:26914), written as its own GeoTIFF."""
+    source = shared_data / NAIP
+    if not source.is_file():
+        pytest.skip(f"{source} not found")
+    out = tmp_path / "naip.tif"
+    with rasterio.open(source) as src:
+        window = Window(1000, 1200, 52, 40)
+        profile = src.profile | {
+            "height": 40,
+            "width": 52,
+            "transform": src.window_transform(window),
+            "tiled": False,
+        }
+        profile.pop("blockxsize", None)
+        profile.pop("blockysize", None)
+        data = src.read(window=window)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(data)
+    return out
+
+
+def test_super_resolve_keeps_georeferencing(
+    sr_run: Path, naip_window: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "sr.tif"
+    args = ["super-resolve", str(naip_window), str(out), "--model", str(sr_run)]
+    args += ["--bands", "1,2,3", "--tile", "16", "--overlap", "4", "--scale", "4"]
+    assert main(args) == 0
+    with rasterio.open(naip_window) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert (dst.width, dst.height) == (src.width * 4, src.height * 4)
+        np.testing.assert_allclose(tuple(dst.bounds), tuple(src.bounds), atol=1e-6)
+        assert dst.transform.a == pytest.approx(src.transform.a / 4)
+        assert dst.transform.e == pytest.approx(src.transform.e / 4)
+        assert dst.count == 3 and dst.dtypes[0] == "uint8"
+    result = read_raster(out).array.astype(float)
+    source = read_raster(naip_window, bands=[1, 2, 3]).array.astype(float)
+    # a 2-step model is close to bicubic: the block means must follow the source pixels
+    block_means = result.reshape(3, 40, 4, 52, 4).mean(axis=(2, 4))
+    assert np.abs(block_means - source).mean() < 25
+
+
+def test_refusals_name_the_fix(
+    sr_run: Path, naip_window: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "sr.tif"
+    base = ["super-resolve", str(naip_window), str(out), "--model", str(sr_run)]
+    base += ["--tile", "16", "--overlap", "4"]
+    assert main(base) == 2  # 4 bands, the model takes 3
+    err = capsys.readouterr().err
+    assert "4 bands" in err and "--bands" in err and "red" in err
+    assert main([*base, "--bands", "1,2,3", "--scale", "2"]) == 2
+    assert "x4" in capsys.readouterr().err
+    out.write_bytes(b"")
+    assert main([*base, "--bands", "1,2,3"]) == 2
+    assert "overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b""
