@@ -68,18 +68,30 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from terradiff.evaluate import evaluate_checkpoint
+    from terradiff.checkpoint import load_checkpoint
+    from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
 
-    result = evaluate_checkpoint(
-        args.checkpoint,
-        num_samples=args.n,
-        sampler=args.sampler,
-        steps=args.steps,
-        encoder=args.encoder,
-        encoder_weights=args.encoder_weights,
-        seed=args.seed,
-        data_root=args.data,
-    )
+    if load_checkpoint(args.checkpoint).config.get("task") == "super_resolution":
+        result = evaluate_super_resolution(
+            args.checkpoint,
+            num_images=args.n or 64,
+            sampler=args.sampler,
+            steps=args.steps,
+            seed=args.seed,
+            data_root=args.data,
+            lpips_weights=args.lpips_weights,
+        )
+    else:
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            num_samples=args.n,
+            sampler=args.sampler,
+            steps=args.steps,
+            encoder=args.encoder,
+            encoder_weights=args.encoder_weights,
+            seed=args.seed,
+            data_root=args.data,
+        )
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -195,10 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = verbs.add_parser(
         "evaluate",
-        help="FID/KID of a generator against its training data",
-        description="Sample N images and compute FID and KID against the real images of the "
-        "checkpoint's dataset, over the features of an encoder (offline default: terradiff's "
-        "AID classifier; 'inception' needs --encoder-weights PATH).",
+        help="FID/KID of a generator; PSNR/SSIM of a super-resolution model",
+        description="Generation: sample N images and compute FID and KID against the real images "
+        "of the checkpoint's dataset, over the features of an encoder (offline default: "
+        "terradiff's AID classifier; 'inception' needs --encoder-weights PATH). Super-resolution: "
+        "PSNR, SSIM, SSIM-Y, MAE (LPIPS with --lpips-weights) on N real images degraded by "
+        "bicubic down-sampling, beside plain bicubic up-sampling.",
     )
     evaluate.add_argument("checkpoint")
     evaluate.add_argument(
@@ -209,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--encoder", help="aid-cnn (default), inception, or a .safetensors path")
     evaluate.add_argument("--encoder-weights", help="local weights file for --encoder inception")
     evaluate.add_argument("--data", help="real images to compare with (default: the config's)")
+    evaluate.add_argument(
+        "--lpips-weights", help="super-resolution: local LPIPS weights file (adds LPIPS)"
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)

@@ -93,3 +93,15 @@ def test_refusals_name_the_fix(
     assert main([*base, "--bands", "1,2,3"]) == 2
     assert "overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b""
+
+
+def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(sr_run), "--n", "6", "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 6 and metrics["scale"] == 4 and metrics["method"] == "regression"
+    for row in (metrics["model"], metrics["bicubic"]):
+        assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y"} <= set(row)
+        assert 10 < row["psnr"] < 50 and 0 < row["ssim"] <= 1
