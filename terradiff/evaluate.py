@@ -62,8 +62,13 @@ def generate_images(
     return torch.cat(images)
 
 
-def real_dataset(config: ExperimentConfig, data_root: str | Path | None = None) -> Any:
-    """The real images to compare with: the config's data (or ``data_root``), unaugmented."""
+def real_dataset(
+    config: ExperimentConfig, data_root: str | Path | None = None, split: str | None = None
+) -> Any:
+    """The real images to compare with: the config's data (or ``data_root``), unaugmented.
+
+    ``split`` overrides ``data.split`` (``"test"``: the files held out from training).
+    """
     from terradiff.config import config_from_dict
     from terradiff.tasks.generation import build_dataset
 
@@ -71,7 +76,7 @@ def real_dataset(config: ExperimentConfig, data_root: str | Path | None = None) 
         raw = config.to_dict()
         raw["data"]["root"] = str(data_root)
         config = config_from_dict(raw, "evaluate --data")
-    return build_dataset(config, train=False)
+    return build_dataset(config, train=False, split=split)
 
 
 def evaluate_checkpoint(
@@ -210,7 +215,8 @@ def evaluate_super_resolution(
     """PSNR, SSIM, SSIM-Y, MAE (and LPIPS with local weights) of a super-resolution checkpoint.
 
     HR images are the checkpoint's data (or ``data_root``) as the model saw them, without
-    augmentation, taken evenly over the dataset; their LR inputs are the bicubic degradation at the
+    augmentation, taken evenly over the dataset (its held-out ``test`` split when the model was
+    trained on ``data.split: train``); their LR inputs are the bicubic degradation at the
     model's scale. The same metrics for plain bicubic up-sampling are reported beside the model's,
     with ``scale`` pixels cropped from each border as SR papers do.
 
@@ -226,7 +232,8 @@ def evaluate_super_resolution(
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, SuperResolutionTask):
         raise ConfigError(f"{ckpt.path} is not a super-resolution checkpoint")
-    dataset = real_dataset(task.config, data_root)
+    held_out = "test" if task.config.data.split == "train" and data_root is None else None
+    dataset = real_dataset(task.config, data_root, split=held_out)
     count = min(num_images, len(dataset))
     stride = max(1, len(dataset) // count)
     indices = [i * stride for i in range(count)]
@@ -270,4 +277,5 @@ def evaluate_super_resolution(
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         "real_images": str(dataset.root),
+        "split": dataset.split,
     }

@@ -20,6 +20,7 @@ readable, or with files of different band counts, is a :class:`~terradiff.errors
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -117,6 +118,10 @@ def _read_pil(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return array, valid
 
 
+#: Dataset splits: every file, or a stable hash-based train/test partition (``holdout_fraction``).
+SPLITS = ("all", "train", "test")
+
+
 class _FolderDataset(Dataset):
     """Shared machinery of :class:`ImageFolderDataset` and :class:`GeoTiffChipDataset`."""
 
@@ -139,6 +144,8 @@ class _FolderDataset(Dataset):
         seed: int = 0,
         cache: bool = False,
         verify: bool | None = None,
+        split: str = "all",
+        holdout_fraction: float = 0.1,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -164,7 +171,17 @@ class _FolderDataset(Dataset):
         self._band_names_arg = band_names
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
+        if split not in SPLITS:
+            raise DataError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
+        if not 0.0 < holdout_fraction < 1.0:
+            raise DataError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+        self.split = split
         by_class, self.classes = self._find_files(classes)
+        if split != "all":
+            by_class = {
+                k: [p for p in files if self._in_split(p, split, holdout_fraction)]
+                for k, files in by_class.items()
+            }
         candidates = self._candidate_order(by_class, max_images)
         self.skipped: list[tuple[str, str]] = []
         verify = self.cache if verify is None else verify
@@ -255,6 +272,17 @@ class _FolderDataset(Dataset):
             by_class = {k: v for k, v in by_class.items() if k in wanted}
             found = wanted
         return by_class, found
+
+    def _in_split(self, path: Path, split: str, fraction: float) -> bool:
+        """Whether ``path`` belongs to ``split``: a stable hash of its path under ``root``.
+
+        The test split is the files whose SHA-256 of the relative path falls in the lowest
+        ``fraction`` of the hash range: independent of the file count, the order and the machine,
+        so adding files never moves an existing file between splits.
+        """
+        digest = hashlib.sha256(path.relative_to(self.root).as_posix().encode()).digest()
+        in_test = int.from_bytes(digest[:8], "big") < fraction * 2**64
+        return in_test if split == "test" else not in_test
 
     def _candidate_order(
         self, by_class: dict[str | None, list[Path]], max_images: int | None
@@ -434,46 +462,14 @@ class ImageFolderDataset(_FolderDataset):
             the 4,500 AID JPEGs take about 300 MB).
         verify: decode every file at construction so corrupt ones are skipped up front
             (default: same as ``cache``; otherwise only headers are checked).
+        split: ``"all"`` files, or the ``"train"`` / ``"test"`` part of a stable partition by
+            a hash of each file's relative path (the same on every machine).
+        holdout_fraction: share of the files in the ``"test"`` part.
 
     Raises:
         DataError: missing folder, unknown classes, no readable file, mixed band counts.
         RasterError: a band selection that does not fit the files.
     """
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str],
-        *,
-        image_size: int | None = 64,
-        bands: BandSelection | None = None,
-        band_names: BandNames | str | None = "auto",
-        scaling: str | T.Scaling | dict[str, Any] = "uint8",
-        random_flip: bool = True,
-        vertical_flip: bool = False,
-        crop: str = "random",
-        extensions: Sequence[str] = IMAGE_EXTENSIONS,
-        max_images: int | None = None,
-        classes: Sequence[str] | None = None,
-        seed: int = 0,
-        cache: bool = False,
-        verify: bool | None = None,
-    ) -> None:
-        super().__init__(
-            root,
-            image_size=image_size,
-            bands=bands,
-            band_names=band_names,
-            scaling=scaling,
-            random_flip=random_flip,
-            vertical_flip=vertical_flip,
-            crop=crop,
-            extensions=extensions,
-            max_images=max_images,
-            classes=classes,
-            seed=seed,
-            cache=cache,
-            verify=verify,
-        )
 
 
 class GeoTiffChipDataset(_FolderDataset):
@@ -492,36 +488,11 @@ class GeoTiffChipDataset(_FolderDataset):
         self,
         root: str | os.PathLike[str],
         *,
-        image_size: int | None = 64,
-        bands: BandSelection | None = None,
-        band_names: BandNames | str | None = "auto",
         scaling: str | T.Scaling | dict[str, Any] = "sentinel2",
-        random_flip: bool = True,
-        vertical_flip: bool = False,
-        crop: str = "random",
         extensions: Sequence[str] = GEOTIFF_EXTENSIONS,
-        max_images: int | None = None,
-        classes: Sequence[str] | None = None,
-        seed: int = 0,
-        cache: bool = False,
-        verify: bool | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            root,
-            image_size=image_size,
-            bands=bands,
-            band_names=band_names,
-            scaling=scaling,
-            random_flip=random_flip,
-            vertical_flip=vertical_flip,
-            crop=crop,
-            extensions=extensions,
-            max_images=max_images,
-            classes=classes,
-            seed=seed,
-            cache=cache,
-            verify=verify,
-        )
+        super().__init__(root, scaling=scaling, extensions=extensions, **options)
 
     def _auto_band_names(self, count: int, names: list[str]) -> BandNames | None:
         described = not all(n == f"band_{i}" for i, n in enumerate(names, 1))

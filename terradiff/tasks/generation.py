@@ -29,8 +29,13 @@ def build_schedule(config: ExperimentConfig) -> NoiseSchedule:
     )
 
 
-def build_dataset(config: ExperimentConfig, *, train: bool = True) -> Dataset:
-    """The dataset described by ``config.data`` (augmented when ``train``)."""
+def build_dataset(
+    config: ExperimentConfig, *, train: bool = True, split: str | None = None
+) -> Dataset:
+    """The dataset described by ``config.data`` (augmented when ``train``).
+
+    ``split`` overrides ``config.data.split`` (evaluation asks for ``"test"``).
+    """
     data = config.data
     common: dict[str, Any] = {
         "image_size": data.image_size,
@@ -40,6 +45,8 @@ def build_dataset(config: ExperimentConfig, *, train: bool = True) -> Dataset:
         "crop": data.crop if train else ("center" if data.crop == "random" else data.crop),
         "max_images": data.max_images,
         "seed": config.seed,
+        "split": split or data.split,
+        "holdout_fraction": data.holdout_fraction,
     }
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)

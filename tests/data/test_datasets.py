@@ -248,3 +248,17 @@ def test_minmax_scaling_needs_matching_bands(eurosat: Path) -> None:
             max_images=1,
             scaling={"name": "minmax", "mins": [0, 0], "maxs": [1, 1]},
         )
+
+
+def test_train_test_split_is_stable_and_disjoint(aid: Path) -> None:
+    def files(split: str, fraction: float = 0.2) -> set[str]:
+        dataset = ImageFolderDataset(aid, split=split, holdout_fraction=fraction, image_size=32)
+        return {p.relative_to(aid).as_posix() for p in dataset.files}
+
+    everything, train, test = files("all"), files("train"), files("test")
+    assert train | test == everything and not train & test
+    assert 0.1 < len(test) / len(everything) < 0.3
+    assert files("test") == test  # the same partition every time
+    assert files("test", 0.4) >= test  # a larger holdout only adds files
+    with pytest.raises(DataError, match="split"):
+        ImageFolderDataset(aid, split="validation")
