@@ -169,13 +169,25 @@ class SuperResolutionConfig(_Section):
     from it by ``degradation`` at ``scale``.
     """
 
-    method: Literal["sr3", "regression"] = Field(
+    method: Literal["sr3", "regression", "implicit"] = Field(
         "sr3",
         description="'sr3': conditional diffusion (Saharia et al. 2021); 'regression': the same "
-        "UNet trained with L1 to predict the HR image directly (baseline).",
+        "UNet trained with L1 to predict the HR image directly (baseline); 'implicit': IDM-style "
+        "continuous scales (Gao et al. 2023), trained on random scales in train_scales.",
     )
-    scale: float = Field(4.0, gt=1.0, le=16.0)
+    scale: float = Field(4.0, gt=1.0, le=16.0, description="The scale of sr3/regression models.")
     degradation: Literal["bicubic", "real"] = "bicubic"
+    train_scales: tuple[float, float] = Field(
+        (1.5, 4.0), description="'implicit': each batch draws its scale uniformly in this range."
+    )
+    render_channels: int = Field(32, ge=1, description="'implicit': rendered feature channels.")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> SuperResolutionConfig:
+        low, high = self.train_scales
+        if not 1.0 < low <= high <= 16.0:
+            raise ValueError(f"train_scales must satisfy 1 < low <= high <= 16, got {low}, {high}")
+        return self
 
 
 class ExperimentConfig(_Section):

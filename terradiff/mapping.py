@@ -68,7 +68,8 @@ def super_resolve_raster(
         checkpoint: a super-resolution run or ``step_*`` folder (its EMA weights are used).
         in_path: the low-resolution raster (any size; no high-resolution pair needed).
         out_path: the GeoTIFF to write; an existing file is refused unless ``overwrite``.
-        scale: the scale asked for; must be the model's (``sr.scale``) -- an error otherwise.
+        scale: the scale asked for: any integer for an ``implicit`` model, else the model's
+            ``sr.scale`` (an error otherwise).
         bands: input bands (1-based indices or names) in the model's order; default all bands.
         sampler, steps: SR3 sampler (default: the checkpoint's ``sample`` section).
         tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
@@ -90,14 +91,17 @@ def super_resolve_raster(
             "'super_resolution' one"
         )
     model_scale = float(task.sr.scale)
-    if scale is not None and not math.isclose(scale, model_scale):
+    if task.sr.method == "implicit":  # continuous scales: any scale asked for
+        model_scale = float(scale or model_scale)
+    elif scale is not None and not math.isclose(scale, model_scale):
         raise DataError(
             f"{ckpt.path} super-resolves x{model_scale:g} only; got --scale {scale:g}. Use a "
-            f"model trained for x{scale:g}, or --scale {model_scale:g}"
+            f"model trained for x{scale:g} (or an 'implicit' one), or --scale {model_scale:g}"
         )
     if not model_scale.is_integer():
         raise DataError(
-            f"whole-raster inference needs an integer scale, the model does x{model_scale:g}"
+            f"whole-raster inference needs an integer scale (output pixels must nest in input "
+            f"pixels); got x{model_scale:g}. Super-resolve at an integer scale and resample"
         )
     factor = int(model_scale)
     multiple = task.net.downsample_factor

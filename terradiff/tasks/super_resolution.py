@@ -6,7 +6,10 @@ with ``x_t`` as the UNet's condition channels; the net is trained with the usual
 the HR image (Ho et al. 2020, Algorithm 1) and sampled with any sampler of
 :mod:`terradiff.diffusion.samplers` (DDPM, DDIM, DPM-Solver++). The ``regression`` method trains the
 same UNet with an L1 loss to predict the HR image from the upsampled LR image in one forward pass
-(as a residual on the bicubic image), the baseline that SR3 is compared with.
+(as a residual on the bicubic image), the baseline that SR3 is compared with. The ``implicit``
+method (IDM, Gao et al. 2023; :class:`terradiff.nets.sr.ImplicitSRNet`) renders LR features at any
+output size with a LIIF-style decoder and conditions the denoiser on them; it is trained on a
+random scale per batch (``sr.train_scales``) and super-resolves at any scale.
 
 Training pairs are made on the fly: HR crops come from the configured dataset and their LR
 versions from :mod:`terradiff.data.degrade` (bicubic, or the Real-ESRGAN-style second-order
@@ -26,6 +29,7 @@ from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.errors import DataError
+from terradiff.nets.sr import ImplicitSRNet
 from terradiff.tasks.base import Task, band_info_of, build_unet, diffusion_loss, run_sampler
 from terradiff.tasks.generation import build_dataset, build_schedule
 
@@ -50,8 +54,15 @@ class SuperResolutionTask(Task):
         self.band_info = band_info or band_info_of(self.build_dataset(), config)
         self.schedule = build_schedule(config)
         bands = self.num_bands
-        cond = bands if self.sr.method == "sr3" else 0
-        self.net = build_unet(config, bands, bands, cond_channels=cond)
+        if self.sr.method == "implicit":
+            render = self.sr.render_channels
+            denoiser = build_unet(config, bands, bands, cond_channels=render + bands)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + 1)
+                self.net = ImplicitSRNet(bands, denoiser, render_channels=render)
+        else:
+            cond = bands if self.sr.method == "sr3" else 0
+            self.net = build_unet(config, bands, bands, cond_channels=cond)
 
     @property
     def num_bands(self) -> int:
@@ -65,10 +76,23 @@ class SuperResolutionTask(Task):
         return self._dataset
 
     # ------------------------------------------------------------------ pairs
-    def degrade(self, hr: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def degrade(
+        self,
+        hr: torch.Tensor,
+        generator: torch.Generator | None = None,
+        scale: float | None = None,
+    ) -> torch.Tensor:
         """The LR image of ``hr`` under the configured degradation (on the CPU, seeded)."""
-        lr = make_lr(hr.detach().float().cpu(), self.sr.scale, self.sr.degradation, generator)
+        factor = scale or self.sr.scale
+        lr = make_lr(hr.detach().float().cpu(), factor, self.sr.degradation, generator)
         return lr.to(hr.device)
+
+    def train_scale(self, generator: torch.Generator) -> float:
+        """A scale drawn uniformly in ``sr.train_scales`` (implicit models), else ``sr.scale``."""
+        if self.sr.method != "implicit":
+            return self.sr.scale
+        low, high = self.sr.train_scales
+        return low + (high - low) * float(torch.rand((), generator=generator))
 
     def check_input(self, lr: torch.Tensor) -> None:
         """Refuse an LR batch with other bands than the net's."""
@@ -86,7 +110,12 @@ class SuperResolutionTask(Task):
         """SR3: denoising loss conditioned on the upsampled LR; regression: L1 on the HR image."""
         hr = batch["image"]
         mask = batch.get("mask")
-        bicubic = upsample_to(self.degrade(hr, generator), hr.shape[-2:])
+        lr = self.degrade(hr, generator, self.train_scale(generator))
+        if self.sr.method == "implicit":  # the net renders its condition from the LR image
+            return diffusion_loss(
+                net, self.schedule, self.config, hr, generator, mask=mask, cond=lr
+            )
+        bicubic = upsample_to(lr, hr.shape[-2:])
         if self.sr.method == "regression":
             prediction = self._regress(net, bicubic)
             return objectives.diffusion_loss(prediction, hr, loss_type="l1", mask=mask)
@@ -127,6 +156,17 @@ class SuperResolutionTask(Task):
         if out_size is None:
             out_size = (round(lr.shape[-2] * self.sr.scale), round(lr.shape[-1] * self.sr.scale))
         device = next(net.parameters()).device
+        if self.sr.method == "implicit":
+            return self._implicit_sample(
+                net,
+                lr.float().to(device),
+                tuple(out_size),
+                sampler,
+                steps,
+                generator,
+                progress,
+                return_trajectory,
+            )
         bicubic = upsample_to(lr.float().cpu(), out_size).to(device)
         if self.sr.method == "regression":
             was_training = net.training
@@ -146,6 +186,46 @@ class SuperResolutionTask(Task):
             generator=generator,
             progress=progress,
             return_trajectory=return_trajectory,
+        )
+
+    def _implicit_sample(
+        self,
+        net: nn.Module,
+        lr: torch.Tensor,
+        out_size: tuple[int, int],
+        sampler: str | None,
+        steps: int | None,
+        generator: torch.Generator | None,
+        progress: bool,
+        return_trajectory: bool,
+    ) -> SamplerOutput:
+        """Render the condition once at ``out_size``, pad to the UNet's multiple, sample, crop."""
+        was_training = net.training
+        net.eval()
+        try:
+            cond = net.condition(lr, out_size)
+        finally:
+            net.train(was_training)
+        multiple = net.downsample_factor
+        pad_h, pad_w = (-out_size[0]) % multiple, (-out_size[1]) % multiple
+        if pad_h or pad_w:
+            cond = torch.nn.functional.pad(cond, (0, pad_w, 0, pad_h), mode="replicate")
+        out = run_sampler(
+            _Denoiser(net),
+            self.schedule,
+            self.config,
+            (lr.shape[0], self.num_bands, *cond.shape[-2:]),
+            cond=cond,
+            sampler=sampler,
+            steps=steps,
+            generator=generator,
+            progress=progress,
+            return_trajectory=return_trajectory,
+        )
+        height, width = out_size
+        return SamplerOutput(
+            sample=out.sample[..., :height, :width],
+            trajectory=[(label, x[..., :height, :width]) for label, x in out.trajectory],
         )
 
     def _preview_hr(self, num_images: int) -> torch.Tensor:
@@ -186,3 +266,14 @@ class SuperResolutionTask(Task):
         bicubic = upsample_to(make_lr(hr, self.sr.scale, "bicubic"), hr.shape[-2:])
         sr = self.sample(net, len(hr), generator=generator).sample.cpu()
         return torch.stack([bicubic, sr, hr], dim=1).flatten(0, 1)
+
+
+class _Denoiser(nn.Module):
+    """``model_fn`` view of an :class:`ImplicitSRNet`: its UNet on precomputed conditions."""
+
+    def __init__(self, net: ImplicitSRNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net.denoise(x_t, t, cond)

@@ -80,3 +80,21 @@ def test_pairs_are_seeded_and_preview_has_three_columns(tmp_path: Path, sample_d
     assert a.shape == (1, 3, 8, 8) and torch.equal(a, b)
     grid = task.preview(task.net, 4, torch.Generator().manual_seed(0))
     assert grid.shape == (12, 3, 32, 32) and task.preview_columns == 3
+
+
+def test_implicit_model_trains_and_super_resolves_any_scale(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    raw = sr_config(tmp_path / "idm", sample_data, "implicit", max_steps=30)
+    raw["sr"]["train_scales"] = [1.5, 4.0]
+    raw["sr"]["render_channels"] = 8
+    result = Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "idm").fit()
+    losses = [loss for _, loss in result.losses]
+    assert sum(losses[-6:]) / 6 < 0.7 * sum(losses[:6]) / 6, losses
+    task, _ = load_task(result.checkpoint)
+    lr = torch.rand(1, 3, 10, 10) * 2 - 1
+    for size in [(20, 20), (30, 30), (45, 45), (80, 80)]:  # x2, x3, x4.5 (not a multiple), x8
+        out = task.super_resolve(
+            task.net, lr, out_size=size, steps=2, generator=torch.Generator().manual_seed(0)
+        )
+        assert out.sample.shape == (1, 3, *size)
