@@ -114,7 +114,7 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
         f"{results['machine']}. **This is a reduced CPU budget** (no GPU was lent to this "
         "task): about 1.4 epochs, so the samples are early-training blobs and the ranking "
         "may change with a full GPU budget.",
-        f"- Evaluation: FID and KID (x1000 below) on the features of terradiff's offline AID "
+        f"- Evaluation: FID and KID on the features of terradiff's offline AID "
         f"encoder (`aid-cnn`, 256-d), {args.n_fast} generated images for DDIM-20 and "
         f"DPM-Solver++-20 and {args.n_ddpm} for DDPM-1000, against all real scenes. With fewer "
         "generated images than feature dimensions FID is biased upward and only comparable at "
@@ -122,8 +122,8 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
         "",
         "## Results",
         "",
-        "| schedule | final loss | DDIM-20 FID | DDIM-20 KIDx1000 | DPM++-20 FID "
-        "| DPM++-20 KIDx1000 | DDPM-1000 FID | DDPM-1000 KIDx1000 | train min |",
+        "| schedule | final loss | DDIM-20 FID | DDIM-20 KID | DPM++-20 FID "
+        "| DPM++-20 KID | DDPM-1000 FID | DDPM-1000 KID | train min |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in results["runs"].items():
@@ -135,13 +135,20 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
             else:
                 row += [
                     f"{m['fid']:.1f}",
-                    f"{1000 * m['kid_mean']:.1f} +- {1000 * m['kid_std']:.1f}",
+                    f"{m['kid_mean']:.3f} +- {m['kid_std']:.3f}",
                 ]
         row.append(f"{run['train'].get('train_minutes_total', 0):.1f}")
         lines.append("| " + " | ".join(row) + " |")
     lines += [
         "",
-        "Sampling cost on this machine (seconds per generated image, batch 100 or 20):",
+        "KID is the mean +- std over 100 random subsets (of size min(n_fake, 100)). "
+        "'train min' and the sampling seconds below are wall-clock times on a 2-core machine "
+        "that was also running other jobs part of the time (tests, a demo run): read them as "
+        "upper bounds, not as a comparison between schedules (the schedule does not change the "
+        "cost of a step; see BENCHMARKS.md for clean timings).",
+        "",
+        f"Sampling cost (seconds per generated image; batch 100 for DDIM/DPM-Solver++, "
+        f"{args.n_ddpm} for DDPM):",
         "",
         "| schedule | " + " | ".join(s for s, _ in SAMPLERS) + " |",
         "|---|---|---|---|",
