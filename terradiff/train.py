@@ -73,19 +73,20 @@ def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float =
     return factor
 
 
-def resolve_mixed_precision(choice: str) -> str:
+def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
     """``auto``: ``bf16`` on CUDA with bf16, else ``fp16``; ``bf16`` on bf16-capable CPUs.
 
-    bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16, measured 1.8-2.1x per train
-    step in GUIDE.md; AVX512-BF16, measured in BENCHMARKS.md) and is slower than fp32 elsewhere,
-    so ``auto`` keeps fp32 on those.
+    bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16: 1.8-2.1x per train step,
+    GUIDE.md; AVX512-BF16 has native bf16 dot products too) and is far slower than fp32 without
+    them (13x per UNet train step on an AVX2-only EPYC, BENCHMARKS.md), so ``auto`` keeps fp32
+    there. ``cpuinfo`` (the text of ``/proc/cpuinfo``) is read from the system when None.
     """
     if choice != "auto":
         return choice
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
         return "no"
     return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "no"

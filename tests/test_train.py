@@ -145,3 +145,14 @@ def test_two_cpu_processes_with_gloo(tmp_path: Path, sample_data: Path) -> None:
     )
     assert meta["num_processes"] == 2
     assert meta["step"] == 4
+
+
+def test_auto_mixed_precision_needs_native_bf16_on_cpu() -> None:
+    from terradiff.train import resolve_mixed_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA decides by itself")
+    assert resolve_mixed_precision("auto", "flags : fpu avx2 fma") == "no"
+    assert resolve_mixed_precision("auto", "flags : avx2 avx512f avx512_bf16") == "bf16"
+    assert resolve_mixed_precision("auto", "flags : avx2 amx_bf16 amx_tile") == "bf16"
+    assert resolve_mixed_precision("bf16", "flags : avx2") == "bf16"  # an explicit choice stands
