@@ -15,7 +15,7 @@ from terradiff.cli import main
 from terradiff.data.raster import read_raster
 from tests.helpers import tiny_config
 
-NAIP = "scenes/opengeos-naip/m_4709963_se_14_1_20190904.tif"
+NAIP = "naip/m_4709963_se_14_1_20190904.tif"  # bundled copy of a real NAIP tile
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +35,9 @@ def sr_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def naip_window(shared_data: Path, tmp_path: Path) -> Path:
+def naip_window(sample_data: Path, tmp_path: Path) -> Path:
     """A 40x52 window of a real 4-band NAIP scene (EPSG:26914), written as its own GeoTIFF."""
-    source = shared_data / NAIP
-    if not source.is_file():
-        pytest.skip(f"{source} not found")
+    source = sample_data / NAIP
     out = tmp_path / "naip.tif"
     with rasterio.open(source) as src:
         window = Window(1000, 1200, 52, 40)
