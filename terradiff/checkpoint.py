@@ -207,6 +207,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return found[-1]
 
 
+def read_checkpoint_config(path: str | Path) -> dict[str, Any]:
+    """Only the ``config.json`` of a checkpoint (or of a run's latest one): no weights are read."""
+    return _load_json(resolve_checkpoint(path) / "config.json")
+
+
 def load_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Checkpoint:
     """Load a checkpoint folder (or the latest checkpoint of a run folder)."""
     folder = resolve_checkpoint(path)

@@ -68,10 +68,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from terradiff.checkpoint import load_checkpoint
+    from terradiff.checkpoint import read_checkpoint_config
     from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
 
-    if load_checkpoint(args.checkpoint).config.get("task") == "super_resolution":
+    if read_checkpoint_config(args.checkpoint).get("task") == "super_resolution":
         result = evaluate_super_resolution(
             args.checkpoint,
             num_images=args.n or 64,

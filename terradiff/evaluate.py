@@ -54,8 +54,8 @@ def generate_images(
     generator = torch.Generator().manual_seed(seed)
     images: list[torch.Tensor] = []
     with tqdm(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
-        while sum(len(x) for x in images) < num_images:
-            n = min(batch_size, num_images - sum(len(x) for x in images))
+        for start in range(0, num_images, batch_size):
+            n = min(batch_size, num_images - start)
             out = task.sample(task.net, n, generator=generator, sampler=sampler, steps=steps)
             images.append(out.sample.float().cpu())
             bar.update(n)
@@ -70,7 +70,7 @@ def real_dataset(
     ``split`` overrides ``data.split`` (``"test"``: the files held out from training).
     """
     from terradiff.config import config_from_dict
-    from terradiff.tasks.generation import build_dataset
+    from terradiff.tasks.base import build_dataset
 
     if data_root is not None:
         raw = config.to_dict()

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from terradiff import __version__
 from terradiff.config import ExperimentConfig
+from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SAMPLERS, SamplerOutput
 from terradiff.diffusion.schedules import NoiseSchedule
@@ -35,10 +36,18 @@ class Task(abc.ABC):
     config: ExperimentConfig
     net: nn.Module
     band_info: dict[str, Any]
+    _dataset: Dataset | None = None
 
-    @abc.abstractmethod
+    @property
+    def num_bands(self) -> int:
+        """Bands the net reads and writes (``band_info["count"]``)."""
+        return int(self.band_info["count"])
+
     def build_dataset(self) -> Dataset:
-        """The training dataset (items are dicts with at least ``image``)."""
+        """The training dataset of ``config.data`` (built once; items are dicts with ``image``)."""
+        if self._dataset is None:
+            self._dataset = build_dataset(self.config, train=True)
+        return self._dataset
 
     @abc.abstractmethod
     def training_loss(
@@ -75,6 +84,38 @@ class Task(abc.ABC):
 
     preview_columns: int = 8
     """Images per row of the preview grid."""
+
+
+def build_schedule(config: ExperimentConfig) -> NoiseSchedule:
+    """The noise schedule described by ``config.diffusion``."""
+    diffusion = config.diffusion
+    return NoiseSchedule.create(
+        diffusion.schedule, diffusion.num_timesteps, **diffusion.schedule_kwargs()
+    )
+
+
+def build_dataset(
+    config: ExperimentConfig, *, train: bool = True, split: str | None = None
+) -> Dataset:
+    """The dataset described by ``config.data`` (augmented when ``train``).
+
+    ``split`` overrides ``config.data.split`` (evaluation asks for ``"test"``).
+    """
+    data = config.data
+    common: dict[str, Any] = {
+        "image_size": data.image_size,
+        "bands": data.bands,
+        "scaling": data.scaling,
+        "random_flip": data.random_flip and train,
+        "crop": data.crop if train else ("center" if data.crop == "random" else data.crop),
+        "max_images": data.max_images,
+        "seed": config.seed,
+        "split": split or data.split,
+        "holdout_fraction": data.holdout_fraction,
+    }
+    if data.kind == "folder":
+        return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
+    return GeoTiffChipDataset(data.root, **common)
 
 
 def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:

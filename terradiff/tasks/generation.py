@@ -14,43 +14,19 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from terradiff.config import ExperimentConfig
-from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion.samplers import SamplerOutput
-from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.errors import CheckpointError
-from terradiff.tasks.base import Task, band_info_of, build_unet, diffusion_loss, run_sampler
+from terradiff.tasks.base import (
+    Task,
+    band_info_of,
+    build_dataset,
+    build_schedule,
+    build_unet,
+    diffusion_loss,
+    run_sampler,
+)
 
-
-def build_schedule(config: ExperimentConfig) -> NoiseSchedule:
-    """The noise schedule described by ``config.diffusion``."""
-    diffusion = config.diffusion
-    return NoiseSchedule.create(
-        diffusion.schedule, diffusion.num_timesteps, **diffusion.schedule_kwargs()
-    )
-
-
-def build_dataset(
-    config: ExperimentConfig, *, train: bool = True, split: str | None = None
-) -> Dataset:
-    """The dataset described by ``config.data`` (augmented when ``train``).
-
-    ``split`` overrides ``config.data.split`` (evaluation asks for ``"test"``).
-    """
-    data = config.data
-    common: dict[str, Any] = {
-        "image_size": data.image_size,
-        "bands": data.bands,
-        "scaling": data.scaling,
-        "random_flip": data.random_flip and train,
-        "crop": data.crop if train else ("center" if data.crop == "random" else data.crop),
-        "max_images": data.max_images,
-        "seed": config.seed,
-        "split": split or data.split,
-        "holdout_fraction": data.holdout_fraction,
-    }
-    if data.kind == "folder":
-        return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
-    return GeoTiffChipDataset(data.root, **common)
+__all__ = ["GenerationTask", "build_dataset", "build_schedule"]
 
 
 class GenerationTask(Task):
@@ -64,21 +40,9 @@ class GenerationTask(Task):
 
     def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
         self.config = config
-        self._dataset: Dataset | None = None
         self.band_info = band_info or band_info_of(self.build_dataset(), config)
         self.schedule = build_schedule(config)
         self.net = build_unet(config, self.num_bands, self.num_bands)
-
-    @property
-    def num_bands(self) -> int:
-        """Bands of the images this task generates."""
-        return int(self.band_info["count"])
-
-    def build_dataset(self) -> Dataset:
-        """The training dataset (built once)."""
-        if self._dataset is None:
-            self._dataset = build_dataset(self.config, train=True)
-        return self._dataset
 
     def check_bands(self, dataset: Dataset) -> None:
         """Refuse a dataset whose band count differs from the net's."""

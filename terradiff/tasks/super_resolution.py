@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from terradiff.config import ExperimentConfig
 from terradiff.data.degrade import make_lr, upsample_to
@@ -30,8 +29,15 @@ from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.errors import DataError
 from terradiff.nets.sr import ImplicitSRNet
-from terradiff.tasks.base import Task, band_info_of, build_unet, diffusion_loss, run_sampler
-from terradiff.tasks.generation import build_dataset, build_schedule
+from terradiff.tasks.base import (
+    Task,
+    band_info_of,
+    build_dataset,
+    build_schedule,
+    build_unet,
+    diffusion_loss,
+    run_sampler,
+)
 
 
 class SuperResolutionTask(Task):
@@ -50,7 +56,6 @@ class SuperResolutionTask(Task):
             raise DataError("task 'super_resolution' needs the config section 'sr'")
         self.config = config
         self.sr = config.sr
-        self._dataset: Dataset | None = None
         self.band_info = band_info or band_info_of(self.build_dataset(), config)
         self.schedule = build_schedule(config)
         bands = self.num_bands
@@ -63,17 +68,6 @@ class SuperResolutionTask(Task):
         else:
             cond = bands if self.sr.method == "sr3" else 0
             self.net = build_unet(config, bands, bands, cond_channels=cond)
-
-    @property
-    def num_bands(self) -> int:
-        """Bands of the LR input and of the HR output."""
-        return int(self.band_info["count"])
-
-    def build_dataset(self) -> Dataset:
-        """The HR training crops (built once)."""
-        if self._dataset is None:
-            self._dataset = build_dataset(self.config, train=True)
-        return self._dataset
 
     # ------------------------------------------------------------------ pairs
     def degrade(
@@ -229,10 +223,15 @@ class SuperResolutionTask(Task):
         )
 
     def _preview_hr(self, num_images: int) -> torch.Tensor:
-        dataset = build_dataset(self.config, train=False)
-        count = min(num_images, len(dataset))
-        step = max(1, len(dataset) // count)
-        return torch.stack([dataset[i * step]["image"] for i in range(count)])
+        """``num_images`` unaugmented HR images spread over the dataset (read once, then kept)."""
+        cached = getattr(self, "_preview", None)
+        if cached is None or len(cached) < num_images:
+            dataset = build_dataset(self.config, train=False)
+            count = min(num_images, len(dataset))
+            step = max(1, len(dataset) // count)
+            cached = torch.stack([dataset[i * step]["image"] for i in range(count)])
+            self._preview = cached
+        return cached[:num_images]
 
     @torch.no_grad()
     def sample(
@@ -263,9 +262,10 @@ class SuperResolutionTask(Task):
     def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
         """Rows of (bicubic, super-resolved, HR) for the Trainer's sample grid."""
         hr = self._preview_hr(min(num_images, 8))
-        bicubic = upsample_to(make_lr(hr, self.sr.scale, "bicubic"), hr.shape[-2:])
-        sr = self.sample(net, len(hr), generator=generator).sample.cpu()
-        return torch.stack([bicubic, sr, hr], dim=1).flatten(0, 1)
+        lr = make_lr(hr, self.sr.scale, "bicubic")
+        sr = self.super_resolve(net, lr, out_size=tuple(hr.shape[-2:]), generator=generator)
+        bicubic = upsample_to(lr, hr.shape[-2:])
+        return torch.stack([bicubic, sr.sample.cpu(), hr], dim=1).flatten(0, 1)
 
 
 class _Denoiser(nn.Module):
