@@ -16,68 +16,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from study_common import machine_description, read_losses, train
 
-from terradiff.checkpoint import list_checkpoints
-from terradiff.config import load_config
 from terradiff.evaluate import evaluate_checkpoint
 from terradiff.io import atomic_write_text
-from terradiff.tasks import build_task, load_task
-from terradiff.train import Trainer
+from terradiff.tasks import load_task
 from terradiff.viz import save_chain_figure, save_loss_curves
 
 SCHEDULES = ("linear", "cosine", "sigmoid")
 SAMPLERS = (("ddim", 20), ("dpm_solver", 20), ("ddpm", 1000))
-
-
-def train(name: str, config_path: Path, overrides: list[str]) -> dict[str, Any]:
-    """Train (or finish training) one schedule's run; return what was trained and for how long."""
-    from accelerate.state import AcceleratorState
-
-    config = load_config(config_path, overrides)
-    run_dir = Path(config.output_dir)
-    done = [p for p in list_checkpoints(run_dir) if p.name == f"step_{config.train.max_steps:08d}"]
-    seconds = 0.0
-    if not done:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        resume = "latest" if list_checkpoints(run_dir) else None
-        result = Trainer(build_task(config), run_dir, resume=resume).fit()
-        seconds = result.seconds
-    task, ckpt = load_task(run_dir)
-    return {
-        "config": str(config_path),
-        "run_dir": str(run_dir),
-        "steps": ckpt.step,
-        "batch_size": config.train.batch_size,
-        "parameters": sum(p.numel() for p in task.net.parameters()),
-        "train_seconds_this_call": round(seconds, 1),
-        "final_loss": ckpt.trainer_meta["losses"][-1][1],
-    }
-
-
-def machine_description() -> str:
-    """CPU model, thread count and torch version, for the report."""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return f"{cpu} ({torch.get_num_threads()} threads, {gpu}), torch {torch.__version__}"
-
-
-def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
-    """Steps and losses of ``run_dir/metrics.jsonl``."""
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["step"] for r in rows], [r["loss"] for r in rows]
 
 
 def chain_figure(run_dir: Path, out: Path, name: str) -> None:
@@ -215,8 +167,8 @@ def main() -> None:
         run = results["runs"].setdefault(name, {})
         start = time.monotonic()
         info = train(name, args.configs / f"{name}.yaml", args.set)
-        minutes = run.get("train", {}).get("train_minutes_total", 0.0)
-        info["train_minutes_total"] = round(minutes + info["train_seconds_this_call"] / 60, 2)
+        previous = run.get("train", {}).get("train_minutes_total")  # measured by earlier calls
+        info["train_minutes_total"] = previous if previous is not None else info["train_minutes"]
         run["train"] = info
         save()
         metrics = run.setdefault("metrics", {})

@@ -79,6 +79,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             data_root=args.data,
+            scale=args.scale,
+            image_size=args.image_size,
             lpips_weights=args.lpips_weights,
         )
     else:
@@ -127,6 +129,13 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
         f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
         f"x{summary.scale}, {summary.tiles} tiles in {summary.seconds:.1f} s"
     )
+    if args.summary:
+        from dataclasses import asdict
+
+        from terradiff.io import atomic_write_text
+
+        record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
+        atomic_write_text(Path(args.summary), json.dumps(record, indent=2) + "\n")
     return 0
 
 
@@ -226,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--lpips-weights", help="super-resolution: local LPIPS weights file (adds LPIPS)"
     )
+    evaluate.add_argument(
+        "--scale", type=float, help="super-resolution: scale (implicit: any; default: the model's)"
+    )
+    evaluate.add_argument(
+        "--image-size", type=int, help="super-resolution: HR centre-crop size (default: config)"
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.set_defaults(func=_cmd_evaluate)
@@ -249,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--seed", type=int, default=0)
     sr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
     sr.set_defaults(func=_cmd_super_resolve)
 
     info = verbs.add_parser(

@@ -27,6 +27,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class ScalingConfig(_Section):
+    """A custom linear scaling of physical values to [0, 1] (see :class:`terradiff.data.Scaling`).
+
+    ``{divisor: 20000, clip: true}`` divides; ``{mins: [6000], maxs: [16000], clip: true}``
+    stretches each band between its own limits (one value per selected band).
+    """
+
+    name: str = "custom"
+    divisor: float = Field(1.0, gt=0.0)
+    clip: bool = True
+    gamma: float = Field(1.0, gt=0.0)
+    mins: list[float] | None = None
+    maxs: list[float] | None = None
+
+
 class DataConfig(_Section):
     """Where the images come from and how they become tensors in [-1, 1]."""
 
@@ -36,7 +51,11 @@ class DataConfig(_Section):
     bands: list[int | str] | None = Field(
         None, description="Band indices (1-based) or names to read; null keeps all bands."
     )
-    scaling: Literal["uint8", "sentinel2", "sen12ms", "none"] = "uint8"
+    scaling: Literal["uint8", "sentinel2", "sen12ms", "none"] | ScalingConfig = Field(
+        "uint8",
+        description="A preset name, or {divisor | mins/maxs, clip, gamma} for other products "
+        "(e.g. Landsat DN).",
+    )
     crop: Literal["random", "center", "resize"] = "random"
     random_flip: bool = True
     classes: list[str] | None = None
@@ -51,6 +70,22 @@ class DataConfig(_Section):
         "whose 'test' part (holdout_fraction of the files) is what evaluation uses.",
     )
     holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    include: list[str] | None = Field(
+        None,
+        description="Glob patterns (file name or path under root) of the files to use, e.g. "
+        "['*_B3.TIF', '*_B4.TIF']; null: every image file.",
+    )
+    crops_per_image: int = Field(
+        1,
+        ge=1,
+        description="Training items per file: >1 for a few large scenes (a random crop each).",
+    )
+
+    def scaling_spec(self) -> str | dict[str, Any]:
+        """``scaling`` as the data layer takes it (a preset name or a plain mapping)."""
+        if isinstance(self.scaling, ScalingConfig):
+            return self.scaling.model_dump()
+        return self.scaling
 
 
 class ModelConfig(_Section):

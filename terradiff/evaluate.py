@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -63,19 +64,26 @@ def generate_images(
 
 
 def real_dataset(
-    config: ExperimentConfig, data_root: str | Path | None = None, split: str | None = None
+    config: ExperimentConfig,
+    data_root: str | Path | None = None,
+    split: str | None = None,
+    image_size: int | None = None,
 ) -> Any:
     """The real images to compare with: the config's data (or ``data_root``), unaugmented.
 
-    ``split`` overrides ``data.split`` (``"test"``: the files held out from training).
+    ``split`` overrides ``data.split`` (``"test"``: the files held out from training);
+    ``image_size`` overrides ``data.image_size`` (the size of the centre crop).
     """
     from terradiff.config import config_from_dict
     from terradiff.tasks.base import build_dataset
 
-    if data_root is not None:
+    if data_root is not None or image_size is not None:
         raw = config.to_dict()
-        raw["data"]["root"] = str(data_root)
-        config = config_from_dict(raw, "evaluate --data")
+        if data_root is not None:
+            raw["data"]["root"] = str(data_root)
+        if image_size is not None:
+            raw["data"]["image_size"] = image_size
+        config = config_from_dict(raw, "evaluate --data/--image-size")
     return build_dataset(config, train=False, split=split)
 
 
@@ -208,6 +216,8 @@ def evaluate_super_resolution(
     steps: int | None = None,
     seed: int = 0,
     data_root: str | Path | None = None,
+    scale: float | None = None,
+    image_size: int | None = None,
     batch_size: int = 16,
     lpips_weights: str | Path | None = None,
     progress: bool = True,
@@ -216,9 +226,15 @@ def evaluate_super_resolution(
 
     HR images are the checkpoint's data (or ``data_root``) as the model saw them, without
     augmentation, taken evenly over the dataset (its held-out ``test`` split when the model was
-    trained on ``data.split: train``); their LR inputs are the bicubic degradation at the
-    model's scale. The same metrics for plain bicubic up-sampling are reported beside the model's,
-    with ``scale`` pixels cropped from each border as SR papers do.
+    trained on ``data.split: train``); their LR inputs are the bicubic degradation at ``scale``
+    (default: the model's). The same metrics for plain bicubic up-sampling are reported beside the
+    model's, with ``ceil(scale)`` pixels cropped from each border as SR papers do.
+
+    Args:
+        scale: only ``implicit`` models take a scale other than ``sr.scale`` (e.g. x6, x8 outside
+            their training range); the HR size divided by it must be a whole number.
+        image_size: HR centre-crop size (default ``data.image_size``); e.g. 144 is divisible by
+            2, 3, 4, 6 and 8.
 
     Returns:
         ``{"model": {...metrics, "seconds_per_image"}, "bicubic": {...}, "n", "scale", "sampler",
@@ -232,20 +248,32 @@ def evaluate_super_resolution(
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, SuperResolutionTask):
         raise ConfigError(f"{ckpt.path} is not a super-resolution checkpoint")
+    scale = float(scale if scale is not None else task.sr.scale)
+    if task.sr.method != "implicit" and scale != task.sr.scale:
+        raise ConfigError(
+            f"{ckpt.path} is a {task.sr.method!r} model for x{task.sr.scale:g} only; "
+            f"x{scale:g} needs an 'implicit' model (or evaluate at --scale {task.sr.scale:g})"
+        )
     held_out = "test" if task.config.data.split == "train" and data_root is None else None
-    dataset = real_dataset(task.config, data_root, split=held_out)
+    dataset = real_dataset(task.config, data_root, split=held_out, image_size=image_size)
+    hr_size = dataset[0]["image"].shape[-1]
+    if abs(hr_size / scale - round(hr_size / scale)) > 1e-6:
+        raise ConfigError(
+            f"HR crops of {hr_size} px are not divisible by the scale x{scale:g}; pass an image "
+            f"size that is (e.g. 144 for x2, x3, x4, x6 and x8)"
+        )
     count = min(num_images, len(dataset))
     stride = max(1, len(dataset) // count)
     indices = [i * stride for i in range(count)]
     lpips = load_lpips(lpips_weights) if lpips_weights is not None else None
     rgb = task.config.data.rgb_bands
-    border = round(task.sr.scale)
+    border = math.ceil(scale)
     generator = torch.Generator().manual_seed(seed)
     predictions, bicubics, targets = [], [], []
     seconds = 0.0
     for start in tqdm(range(0, count, batch_size), desc="super-resolving", disable=not progress):
         hr = torch.stack([dataset[i]["image"] for i in indices[start : start + batch_size]])
-        lr = make_lr(hr, task.sr.scale, "bicubic")
+        lr = make_lr(hr, scale, "bicubic")
         begin = time.perf_counter()
         out = task.super_resolve(
             task.net,
@@ -269,7 +297,8 @@ def evaluate_super_resolution(
         "model": {**row(torch.cat(predictions)), "seconds_per_image": round(seconds / count, 4)},
         "bicubic": row(torch.cat(bicubics)),
         "n": count,
-        "scale": task.sr.scale,
+        "scale": scale,
+        "image_size": hr_size,
         "method": task.sr.method,
         "sampler": name,
         "steps": None if name in (None, "ddpm") else (steps or task.config.sample.steps),

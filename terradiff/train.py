@@ -218,6 +218,8 @@ class Trainer:
         self.resume = resume
         self.step = 0
         self.losses: list[tuple[int, float]] = []
+        self._seconds_before = 0.0  # training time of the runs this one resumes
+        self._fit_start: float | None = None
 
     # ------------------------------------------------------------------ setup
     def _build_optimizer(self, net: torch.nn.Module) -> torch.optim.Optimizer:
@@ -271,7 +273,12 @@ class Trainer:
         restore_rng_state(ckpt.trainer_tensors, meta.get("rng", {}))
         self.step = int(meta["step"])
         self.losses = [(int(s), float(v)) for s, v in meta.get("losses", [])]
+        self._seconds_before = float(meta.get("train_seconds", 0.0))
         log.info("resumed from %s at step %d", ckpt.path, self.step)
+
+    def _elapsed(self) -> float:
+        """Seconds of training in this call of :meth:`fit` so far."""
+        return 0.0 if self._fit_start is None else time.monotonic() - self._fit_start
 
     # ------------------------------------------------------------------ saving
     def _save(
@@ -293,6 +300,7 @@ class Trainer:
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_meta,
                 "losses": self.losses,
+                "train_seconds": round(self._seconds_before + self._elapsed(), 2),
                 "num_processes": self.accelerator.num_processes,
                 "mixed_precision": self.accelerator.mixed_precision,
             }
@@ -378,7 +386,7 @@ class Trainer:
 
             writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
-        start_time = time.monotonic()
+        start_time = self._fit_start = time.monotonic()
         last_checkpoint: Path | None = resume_from
         stopped_by = "max_steps"
         window: list[float] = []

@@ -388,3 +388,73 @@ def save_loss_curve(
 ) -> Path:
     """One curve: ``save_loss_curves({"loss": (steps, losses)}, path, smoothing, **kwargs)``."""
     return save_loss_curves({"loss": (steps, losses)}, path, smoothing, **kwargs)
+
+
+def save_comparison_figure(
+    panels: Mapping[str, Tensor | np.ndarray],
+    path: str | Path,
+    *,
+    zoom: tuple[int, int, int] | None = None,
+    rgb_bands: Sequence[int] | None = None,
+    stretch: Stretch = False,
+    panel_inches: float = 2.0,
+    dpi: float = 100,
+) -> Path:
+    """Side-by-side columns (e.g. LR, bicubic, models, HR) of the same images, with zoomed crops.
+
+    Args:
+        panels: ``{column title: [N, C, H, W] in [-1, 1]}``; every column has the same N and the
+            same H, W (up-sample an LR column with nearest neighbours first, to show its pixels).
+        path: the PNG to write (atomically).
+        zoom: ``(top, left, size)`` of a square region drawn as a box on each image and shown
+            enlarged in a row below it; None: no zoom rows.
+        rgb_bands, stretch: as :func:`to_display`; a percentile stretch is taken from the last
+            column (the reference, e.g. HR) so all columns share one colour scale.
+
+    Returns:
+        ``path``.
+    """
+    from matplotlib.patches import Rectangle
+
+    names = list(panels)
+    if not names:
+        raise ValueError("save_comparison_figure needs at least one panel")
+    arrays = [_as_numpy4d(panels[k], k) for k in names]
+    shape = arrays[0].shape
+    for name, arr in zip(names, arrays, strict=True):
+        if arr.shape[0] != shape[0] or arr.shape[2:] != shape[2:]:
+            raise ValueError(
+                f"panel {name!r} has shape {arr.shape}, the first panel {shape}; give every "
+                "column the same images at the same size"
+            )
+    reference = arrays[-1]
+    shown = [to_display(a, rgb_bands, stretch=stretch, reference=reference) for a in arrays]
+    rows_per_image = 2 if zoom is not None else 1
+    n_rows, n_cols = shape[0] * rows_per_image, len(names)
+    fig = Figure(figsize=(panel_inches * n_cols, panel_inches * n_rows))
+    for i in range(shape[0]):
+        for j, (name, images) in enumerate(zip(names, shown, strict=True)):
+            ax = fig.add_subplot(n_rows, n_cols, i * rows_per_image * n_cols + j + 1)
+            image = images[i]
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+            if zoom is None:
+                continue
+            top, left, size = zoom
+            ax.add_patch(Rectangle((left, top), size, size, fill=False, color="yellow", lw=1))
+            zoomed = image[top : top + size, left : left + size]
+            axz = fig.add_subplot(n_rows, n_cols, (i * rows_per_image + 1) * n_cols + j + 1)
+            axz.imshow(
+                zoomed[..., 0] if zoomed.shape[-1] == 1 else zoomed,
+                cmap="gray",
+                vmin=0,
+                vmax=1,
+                interpolation="nearest",
+            )
+            axz.set_xticks([])
+            axz.set_yticks([])
+    fig.tight_layout()
+    return _save_figure(fig, Path(path), dpi)

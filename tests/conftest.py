@@ -29,6 +29,6 @@ def sample_data() -> Path:
 
 @pytest.fixture(autouse=True)
 def _two_threads() -> None:
-    """Tests run as CI does: 2 CPU threads, deterministic seed."""
-    torch.set_num_threads(2)
+    """Tests run as CI does: 2 CPU threads (``TERRADIFF_TEST_THREADS`` overrides), fixed seed."""
+    torch.set_num_threads(int(os.environ.get("TERRADIFF_TEST_THREADS", "2")))
     torch.manual_seed(0)

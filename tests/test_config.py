@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from terradiff.config import ExperimentConfig, config_from_dict, load_config
@@ -87,3 +88,16 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(_write(tmp_path, "data: [unclosed\n"))
+
+
+def test_custom_scaling_is_a_mapping_for_the_data_layer() -> None:
+    from terradiff.data.transforms import get_scaling
+
+    scaling = {"name": "landsat-dn", "mins": [6000], "maxs": [16000]}
+    raw = {"data": {"root": "x", "scaling": scaling}}
+    spec = config_from_dict(raw).data.scaling_spec()
+    assert spec["mins"] == [6000.0] and spec["clip"] is True
+    assert get_scaling(spec).to_unit(np.array([[[11000.0]]]))[0, 0, 0] == 0.5
+    assert config_from_dict({"data": {"root": "x"}}).data.scaling_spec() == "uint8"
+    with pytest.raises(ConfigError, match="divisor"):
+        config_from_dict({"data": {"root": "x", "scaling": {"divisor": 0}}})

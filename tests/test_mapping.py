@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,10 @@ def test_super_resolve_keeps_georeferencing(
     out = tmp_path / "sr.tif"
     args = ["super-resolve", str(naip_window), str(out), "--model", str(sr_run)]
     args += ["--bands", "1,2,3", "--tile", "16", "--overlap", "4", "--scale", "4"]
-    assert main(args) == 0
+    assert main([*args, "--summary", str(tmp_path / "summary.json")]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["height"], summary["width"], summary["scale"]) == (160, 208, 4)
+    assert summary["tiles"] == 12 and summary["path"] == str(out)  # 3 x 4 tiles of 16 px
     with rasterio.open(naip_window) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs
         assert (dst.width, dst.height) == (src.width * 4, src.height * 4)
@@ -103,3 +107,18 @@ def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_p
     for row in (metrics["model"], metrics["bicubic"]):
         assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y"} <= set(row)
         assert 10 < row["psnr"] < 50 and 0 < row["ssim"] <= 1
+
+
+def test_evaluate_super_resolution_scale_and_crop_options(
+    sr_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = tmp_path / "m.json"
+    args = ["evaluate", str(sr_run), "--n", "2", "--image-size", "48", "--out", str(out)]
+    assert main(args) == 0
+    assert json.loads(out.read_text())["image_size"] == 48
+    assert main(["evaluate", str(sr_run), "--n", "2", "--scale", "3"]) == 2
+    assert "implicit" in capsys.readouterr().err
+    assert main(["evaluate", str(sr_run), "--n", "2", "--image-size", "50"]) == 2
+    assert "not divisible" in capsys.readouterr().err

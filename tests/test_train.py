@@ -62,6 +62,7 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path, sample_data: Pat
     with pytest.raises(SimulatedCrash):
         Trainer(GenerationTask(crash_cfg), tmp_path / "b").fit(crash_after_step=5)
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step_00000003"]
+    first_part = load_checkpoint(list_checkpoints(tmp_path / "b")[0], with_trainer_state=True)
     AcceleratorState._reset_state(reset_partial_state=True)
     resumed = Trainer(GenerationTask(crash_cfg), tmp_path / "b", resume="latest").fit()
     assert resumed.step == straight.step == 8
@@ -75,6 +76,8 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path, sample_data: Pat
         if key.startswith("optimizer."):
             assert torch.equal(a.trainer_tensors[key], b.trainer_tensors[key]), key
     assert a.trainer_meta["losses"] == b.trainer_meta["losses"]
+    # the training time adds up over the interrupted and the resumed part
+    assert 0 < first_part.trainer_meta["train_seconds"] < b.trainer_meta["train_seconds"]
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, sample_data: Path) -> None:

@@ -12,6 +12,7 @@ from PIL import Image
 from terradiff.viz import (
     ema_smooth,
     save_chain_figure,
+    save_comparison_figure,
     save_image_grid,
     save_loss_curve,
     save_loss_curves,
@@ -155,3 +156,18 @@ def test_ema_smooth() -> None:
     s = ema_smooth(v, 0.5)
     assert s[0] == 1.0 and s[1] == pytest.approx(1 / 3) and s[2] == s[1]
     assert s[3] < s[2]
+
+
+def test_comparison_figure_has_a_zoom_row_per_image(tmp_path: Path) -> None:
+    panels = {"bicubic": torch.zeros(2, 3, 32, 32), "HR": torch.ones(2, 3, 32, 32)}
+    path = save_comparison_figure(panels, tmp_path / "c.png", zoom=(4, 4, 8), panel_inches=1.0)
+    with Image.open(path) as image:
+        assert image.size == (200, 400)  # 2 columns x (2 images x 2 rows) at 1 inch, 100 dpi
+    flat = save_comparison_figure(panels, tmp_path / "f.png", panel_inches=1.0)
+    with Image.open(flat) as image:
+        assert image.size == (200, 200)
+    with pytest.raises(ValueError, match="'HR'"):
+        save_comparison_figure(
+            {"bicubic": torch.zeros(2, 3, 32, 32), "HR": torch.ones(2, 3, 16, 16)},
+            tmp_path / "x.png",
+        )

@@ -20,6 +20,7 @@ readable, or with files of different band counts, is a :class:`~terradiff.errors
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import warnings
@@ -146,6 +147,8 @@ class _FolderDataset(Dataset):
         verify: bool | None = None,
         split: str = "all",
         holdout_fraction: float = 0.1,
+        include: Sequence[str] | None = None,
+        crops_per_image: int = 1,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -157,6 +160,10 @@ class _FolderDataset(Dataset):
             raise DataError(f"unknown crop {crop!r}; choose one of {list(T.CROP_MODES)}")
         if max_images is not None and max_images < 1:
             raise DataError(f"max_images must be >= 1 or None, got {max_images}")
+        if crops_per_image < 1:
+            raise DataError(f"crops_per_image must be >= 1, got {crops_per_image}")
+        self.crops_per_image = int(crops_per_image)
+        self.include = tuple(include) if include else None
         self.image_size = image_size
         self.scaling = T.get_scaling(scaling)
         self.random_flip = bool(random_flip)
@@ -177,6 +184,8 @@ class _FolderDataset(Dataset):
             raise DataError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
         self.split = split
         by_class, self.classes = self._find_files(classes)
+        if self.include is not None:
+            by_class = {k: [p for p in files if self._included(p)] for k, files in by_class.items()}
         if split != "all":
             by_class = {
                 k: [p for p in files if self._in_split(p, split, holdout_fraction)]
@@ -220,8 +229,10 @@ class _FolderDataset(Dataset):
             )
         if not kept or first is None or self._file_names is None:
             reason = f"; {len(self.skipped)} unreadable file(s) skipped" if self.skipped else ""
+            matching = f" matching {list(self.include)}" if self.include else ""
             raise DataError(
                 f"no readable images under {self.root} with extensions {list(self.extensions)}"
+                f"{matching}"
                 f"{' in classes ' + str(list(self.classes)) if self.classes else ''}{reason}"
             )
         kept.sort(key=lambda item: item[0].relative_to(self.root).as_posix())
@@ -272,6 +283,11 @@ class _FolderDataset(Dataset):
             by_class = {k: v for k, v in by_class.items() if k in wanted}
             found = wanted
         return by_class, found
+
+    def _included(self, path: Path) -> bool:
+        """Whether ``path`` (its name or its path under ``root``) matches an ``include`` glob."""
+        rel = path.relative_to(self.root).as_posix()
+        return any(fnmatch.fnmatch(path.name, g) or fnmatch.fnmatch(rel, g) for g in self.include)
 
     def _in_split(self, path: Path, split: str, fraction: float) -> bool:
         """Whether ``path`` belongs to ``split``: a stable hash of its path under ``root``.
@@ -357,15 +373,15 @@ class _FolderDataset(Dataset):
         return array[[i - 1 for i in self._indices]]
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The selected bands of item ``index`` in physical units and its valid mask, unaugmented.
+        """The selected bands of file ``index`` in physical units and its valid mask, unaugmented.
 
         Returns:
             ``(array [C, H, W] in the file's dtype, valid [H, W] bool)``.
         """
         if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
+            index += len(self.files)
+        if not 0 <= index < len(self.files):
+            raise IndexError(f"file index {index} out of range for {len(self.files)} files")
         if index in self._cache:
             return self._cache[index]
         return self._load_uncached(index)
@@ -373,7 +389,7 @@ class _FolderDataset(Dataset):
     def iter_raw(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(array, valid)`` of every item in physical units, for
         :func:`terradiff.data.transforms.compute_band_stats`."""
-        for i in range(len(self)):
+        for i in range(len(self.files)):
             yield self.load(i)
 
     # ---- torch Dataset --------------------------------------------------------------------
@@ -384,7 +400,7 @@ class _FolderDataset(Dataset):
         return len(self.band_names)
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.files) * self.crops_per_image
 
     def set_epoch(self, epoch: int) -> None:
         """Use the augmentation of ``epoch`` for the following items."""
@@ -396,22 +412,37 @@ class _FolderDataset(Dataset):
     def get(self, index: int, epoch: int | None = None) -> dict[str, Any]:
         """Item ``index`` as augmented at ``epoch`` (default: the current epoch).
 
-        A pure function of ``(seed, epoch, index)`` and the file's content.
+        A pure function of ``(seed, epoch, index)`` and the file's content. Item ``index`` is a
+        crop of file ``index // crops_per_image``. A crop is cut from the raw array before any
+        conversion, so large scenes cost only their crop.
         """
         if index < 0:
             index += len(self)
         epoch = self.epoch if epoch is None else int(epoch)
-        array, valid = self.load(index)
+        file_index = index // self.crops_per_image
+        array, valid = self.load(file_index)
+        generator = T.item_generator(self.seed, epoch, index)
+        crop_mode = self.crop
+        if crop_mode in ("random", "center") and self.image_size is not None:
+            th, tw = T.size2(self.image_size)
+            height, width = array.shape[-2:]
+            if height >= th and width >= tw:
+                if crop_mode == "random":
+                    top, left = T.random_crop_params(height, width, (th, tw), generator)
+                else:
+                    top, left = (height - th) // 2, (width - tw) // 2
+                array = array[:, top : top + th, left : left + tw]
+                valid = valid[top : top + th, left : left + tw]
+                crop_mode = "none"
         image = torch.from_numpy(self.scaling.to_model(array))
         mask = torch.from_numpy(valid)
         image = torch.where(mask[None] & torch.isfinite(image), image, 0.0)
         stacked = torch.cat([image, mask[None].to(image.dtype)])
-        generator = T.item_generator(self.seed, epoch, index)
         stacked = T.spatial_augment(
             stacked,
             self.image_size,
             generator,
-            crop_mode=self.crop,
+            crop_mode=crop_mode,
             horizontal_flip=self.random_flip,
             vertical_flip=self.random_flip and self.vertical_flip,
         )
@@ -420,8 +451,8 @@ class _FolderDataset(Dataset):
         return {
             "image": out_image.contiguous(),
             "mask": out_mask.contiguous(),
-            "label": int(self.labels[index]),
-            "path": str(self.files[index]),
+            "label": int(self.labels[file_index]),
+            "path": str(self.files[file_index]),
         }
 
     def __repr__(self) -> str:

@@ -426,7 +426,8 @@ def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state) & (2**63 - 1))
 
 
-def _size2(size: int | Sequence[int]) -> tuple[int, int]:
+def size2(size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of a size given as one int or a pair (checked positive)."""
     out = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if out[0] <= 0 or out[1] <= 0:
         raise DataError(f"image size must be positive, got {size}")
@@ -445,7 +446,7 @@ def random_crop_params(
     height: int, width: int, size: int | Sequence[int], generator: torch.Generator
 ) -> tuple[int, int]:
     """Uniform top-left corner ``(top, left)`` of a ``size`` crop in a ``height x width`` image."""
-    th, tw = _size2(size)
+    th, tw = size2(size)
     if th > height or tw > width:
         raise DataError(f"crop of {th}x{tw} larger than the image {height}x{width}; resize first")
     top = int(torch.randint(0, height - th + 1, (1,), generator=generator))
@@ -457,14 +458,14 @@ def random_crop(
     x: torch.Tensor, size: int | Sequence[int], generator: torch.Generator
 ) -> torch.Tensor:
     """A uniformly placed ``size`` crop of ``x [..., H, W]``."""
-    th, tw = _size2(size)
+    th, tw = size2(size)
     top, left = random_crop_params(x.shape[-2], x.shape[-1], (th, tw), generator)
     return crop(x, top, left, th, tw)
 
 
 def center_crop(x: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     """The central ``size`` crop of ``x [..., H, W]`` (offset rounded down)."""
-    th, tw = _size2(size)
+    th, tw = size2(size)
     h, w = x.shape[-2:]
     if th > h or tw > w:
         raise DataError(f"crop of {th}x{tw} larger than the image {h}x{w}; resize first")
@@ -487,7 +488,7 @@ def resize(
         antialias: low-pass before downsampling; default: on when shrinking with
             bilinear/bicubic (without it, a 150 -> 64 shrink aliases).
     """
-    out = _size2(size)
+    out = size2(size)
     if tuple(x.shape[-2:]) == out:
         return x
     squeeze = x.ndim == 3
@@ -569,7 +570,7 @@ def spatial_augment(
     if crop_mode not in CROP_MODES:
         raise DataError(f"unknown crop {crop_mode!r}; choose one of {list(CROP_MODES)}")
     if size is not None and crop_mode != "none":
-        th, tw = _size2(size)
+        th, tw = size2(size)
         if crop_mode == "resize":
             x = resize(x, (th, tw), mode=mode)
         else:

