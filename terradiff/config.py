@@ -45,7 +45,7 @@ class ScalingConfig(_Section):
 class DataConfig(_Section):
     """Where the images come from and how they become tensors in [-1, 1]."""
 
-    kind: Literal["folder", "geotiff_chips"] = "folder"
+    kind: Literal["folder", "geotiff_chips", "paired"] = "folder"
     root: str = Field(description="Folder of images (class sub-folders allowed) or GeoTIFF chips.")
     image_size: int = Field(64, ge=8, le=4096)
     bands: list[int | str] | None = Field(
@@ -225,10 +225,65 @@ class SuperResolutionConfig(_Section):
         return self
 
 
+class CarbonConfig(_Section):
+    """Carbon-density estimation as image-to-image translation (:mod:`terradiff.tasks.carbon`).
+
+    ``data`` (``kind: paired``) points at pairs ``<root>/<chip>/{image,target,mask}.tif`` (see
+    ``terradiff carbon-prepare``); ``data.scaling`` scales the image, ``max_density`` the target.
+    """
+
+    method: Literal["iidm", "idm", "regression"] = Field(
+        "iidm",
+        description="'iidm': VGG features + cross-attention/MLP fusion + implicit decoder (the "
+        "IIDM paper); 'idm': the image as the only condition, no fusion; 'regression': the same "
+        "UNet trained with L1 to predict the map directly.",
+    )
+    max_density: float = Field(
+        150.0, gt=0.0, description="Mg C/ha mapped to 1 (the target is clipped to [0, max])."
+    )
+    unit: str = "Mg C/ha"
+    mask_loss: bool = Field(True, description="Loss only under the forest mask (paper Eq. 4).")
+    train_chips: list[str] | None = Field(
+        None, description="Pair folders to train on (null: a stable hash split of all pairs)."
+    )
+    val_chips: list[str] | None = None
+    test_chips: list[str] | None = None
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    vgg_layout: Literal["vgg11", "vgg16", "vgg19"] = "vgg16"
+    vgg_width: float = Field(0.25, gt=0.0, le=1.0)
+    vgg_stages: int = Field(3, ge=1, le=5)
+    vgg_weights: str | None = Field(
+        None, description="Local VGG weights to start from (never downloaded); null: trained."
+    )
+    feature_channels: int = Field(32, ge=1)
+    attention: bool = Field(True, description="Cross-attention + MLP fusion at the bottleneck.")
+    implicit_decoder: bool = True
+    decoder_hidden: int = Field(64, ge=1)
+    ensemble: int = Field(1, ge=1, description="Samples per image (mean map + std map).")
+
+    @model_validator(mode="after")
+    def _disjoint_splits(self) -> CarbonConfig:
+        lists = {
+            "train_chips": self.train_chips or [],
+            "val_chips": self.val_chips or [],
+            "test_chips": self.test_chips or [],
+        }
+        names = list(lists)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                both = sorted(set(lists[a]) & set(lists[b]))
+                if both:
+                    raise ValueError(
+                        f"chips {both} are in both {a} and {b}; a chip is in one split"
+                    )
+        return self
+
+
 class ExperimentConfig(_Section):
     """The whole experiment."""
 
-    task: Literal["generation", "super_resolution"] = "generation"
+    task: Literal["generation", "super_resolution", "carbon"] = "generation"
     name: str = "experiment"
     seed: int = Field(0, ge=0)
     output_dir: str = "runs/experiment"
@@ -241,6 +296,9 @@ class ExperimentConfig(_Section):
     sr: SuperResolutionConfig | None = Field(
         None, description="Settings of task 'super_resolution' (defaults when omitted)."
     )
+    carbon: CarbonConfig | None = Field(
+        None, description="Settings of task 'carbon' (defaults when omitted)."
+    )
 
     @model_validator(mode="after")
     def _task_sections(self) -> ExperimentConfig:
@@ -249,6 +307,15 @@ class ExperimentConfig(_Section):
         if self.task != "super_resolution" and self.sr is not None:
             raise ValueError(
                 f"section 'sr' is only used by task 'super_resolution', not {self.task!r}"
+            )
+        if self.task == "carbon" and self.carbon is None:
+            self.carbon = CarbonConfig()
+        if self.task != "carbon" and self.carbon is not None:
+            raise ValueError(f"section 'carbon' is only used by task 'carbon', not {self.task!r}")
+        if (self.task == "carbon") != (self.data.kind == "paired"):
+            raise ValueError(
+                "task 'carbon' reads paired rasters: use data.kind 'paired' with it (and only "
+                "with it)"
             )
         return self
 

@@ -327,7 +327,7 @@ class Trainer:
             images.float().cpu(),
             self.run_dir / "samples" / f"step_{self.step:08d}.png",
             nrow=self.task.preview_columns,
-            rgb_bands=self.config.data.rgb_bands,
+            rgb_bands=self.task.preview_rgb_bands,
         )
 
     # ------------------------------------------------------------------ loop

@@ -263,6 +263,77 @@ class AttentionBlock(nn.Module):
         return out.add_(x)
 
 
+class CrossAttentionFusion(nn.Module):
+    """Cross-attention from feature-map pixels to condition tokens, then a pixel-wise MLP.
+
+    ``h = x + proj(MHA(q = GN(x), k = v = LN(context)))`` and ``out = h + MLP(GN(h))`` (a 1x1-conv
+    MLP with ``mlp_ratio`` hidden width): the "cross-attention + MLP" fusion of condition and
+    denoiser features of the IIDM paper (its Fig. 2), as in latent diffusion's cross-attention
+    (Rombach et al., CVPR 2022, Eq. 3). Both output projections start at zero, so the block starts
+    as the identity.
+
+    Args:
+        channels: Channels of the feature map (the queries).
+        context_channels: Channels of the condition tokens ``[B, N, context_channels]``.
+        head_channels: Channels per head.
+        num_groups: GroupNorm groups.
+        mlp_ratio: Hidden width of the MLP in units of ``channels``.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        context_channels: int,
+        *,
+        head_channels: int = 64,
+        num_groups: int = 32,
+        mlp_ratio: int = 2,
+    ) -> None:
+        super().__init__()
+        check_groups(channels, num_groups)
+        heads = max(1, channels // head_channels)
+        if channels % heads:
+            raise ValueError(f"{heads} heads do not divide {channels} channels")
+        self.channels = channels
+        self.context_channels = context_channels
+        self.heads = heads
+        self.norm = GroupNorm(num_groups, channels)
+        self.context_norm = nn.LayerNorm(context_channels)
+        self.q = nn.Linear(channels, channels)
+        self.kv = nn.Linear(context_channels, 2 * channels)
+        self.proj = nn.Linear(channels, channels)
+        self.mlp = nn.Sequential(
+            GroupNorm(num_groups, channels),
+            nn.Conv2d(channels, mlp_ratio * channels, 1),
+            nn.SiLU(),
+            nn.Conv2d(mlp_ratio * channels, channels, 1),
+        )
+        for layer in (self.proj, self.mlp[-1]):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, x: Tensor, context: Tensor) -> Tensor:
+        """``x [B, C, H, W]``, ``context [B, N, context_channels]`` -> ``[B, C, H, W]``."""
+        B, C, H, W = x.shape
+        if context.ndim != 3 or context.shape[0] != B or context.shape[2] != self.context_channels:
+            raise ValueError(
+                f"context must have shape [{B}, N, {self.context_channels}], got "
+                f"{tuple(context.shape)}"
+            )
+        d = C // self.heads
+        seq = self.norm(x).permute(0, 2, 3, 1).reshape(B, H * W, C)
+        q = self.q(seq).view(B, H * W, self.heads, d).transpose(1, 2)
+        k, v = (
+            self.kv(self.context_norm(context.to(seq.dtype)))
+            .view(B, -1, 2, self.heads, d)
+            .permute(2, 0, 3, 1, 4)
+        )
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, HW, d]
+        out = self.proj(out.transpose(1, 2).reshape(B, H * W, C))
+        h = x + out.view(B, H, W, C).permute(0, 3, 1, 2)
+        return h + self.mlp(h)
+
+
 class Downsample(nn.Module):
     """Halve H and W with a 3x3 stride-2 convolution (Ho et al. 2020, App. B)."""
 

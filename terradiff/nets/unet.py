@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from terradiff.nets.blocks import (
     AttentionBlock,
+    CrossAttentionFusion,
     Downsample,
     GroupNormSiLU,
     ResBlock,
@@ -144,6 +145,7 @@ class UNet(nn.Module):
         head_channels: int = 64,
         scale_shift: bool = True,
         mid_attention: bool = True,
+        context_channels: int = 0,
         channels_last: bool | None = None,
     ) -> None:
         super().__init__()
@@ -152,6 +154,7 @@ class UNet(nn.Module):
             ("in_channels", in_channels, 1),
             ("out_channels", out_channels, 1),
             ("cond_channels", cond_channels, 0),
+            ("context_channels", context_channels, 0),
             ("base_channels", base_channels, 1),
             ("num_res_blocks", num_res_blocks, 1),
             ("image_size", image_size, 1),
@@ -180,11 +183,13 @@ class UNet(nn.Module):
             "head_channels": head_channels,
             "scale_shift": bool(scale_shift),
             "mid_attention": bool(mid_attention),
+            "context_channels": context_channels,
             "channels_last": channels_last,
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.cond_channels = cond_channels
+        self.context_channels = context_channels
         self.channels_last = channels_last
         num_levels = len(channel_mults)
         self.downsample_factor = 2 ** (num_levels - 1)
@@ -233,6 +238,13 @@ class UNet(nn.Module):
             AttentionBlock(cur, head_channels=head_channels, num_groups=num_groups)
             if mid_attention
             else nn.Identity()
+        )
+        self.mid_fusion = (
+            CrossAttentionFusion(
+                cur, context_channels, head_channels=head_channels, num_groups=num_groups
+            )
+            if context_channels
+            else None
         )
         self.mid_res2 = res(cur, cur)
 
@@ -291,6 +303,7 @@ class UNet(nn.Module):
             "head_channels",
             "scale_shift",
             "mid_attention",
+            "context_channels",
             "channels_last",
         )
 
@@ -307,6 +320,15 @@ class UNet(nn.Module):
         return f"params={self.num_parameters():,}, attention_levels={self.attention_levels}"
 
     # ------------------------------------------------------------------ forward
+
+    def _check_context(self, x: Tensor, context: Tensor | None) -> None:
+        if self.context_channels and context is None:
+            raise ValueError(
+                f"this UNet fuses condition tokens (context_channels={self.context_channels}): "
+                f"pass context of shape [{x.shape[0]}, N, {self.context_channels}]"
+            )
+        if not self.context_channels and context is not None:
+            raise ValueError("this UNet has context_channels=0 but a context tensor was given")
 
     def _check_inputs(self, x: Tensor, t: Tensor | float, cond: Tensor | None) -> Tensor:
         if x.ndim != 4:
@@ -353,9 +375,15 @@ class UNet(nn.Module):
         return t
 
     def _run(
-        self, x: Tensor, t: Tensor | float, cond: Tensor | None, features: list[Tensor] | None
+        self,
+        x: Tensor,
+        t: Tensor | float,
+        cond: Tensor | None,
+        features: list[Tensor] | None,
+        context: Tensor | None = None,
     ) -> Tensor:
         t = self._check_inputs(x, t, cond)
+        self._check_context(x, context)
         channels_last = self.channels_last
         if channels_last is None:
             channels_last = x.device.type == "cpu"
@@ -377,7 +405,10 @@ class UNet(nn.Module):
                 h = level.resample(h)
                 hs.append(h)
 
-        h = self.mid_res2(self.mid_attn(self.mid_res1(h, emb)), emb)
+        h = self.mid_attn(self.mid_res1(h, emb))
+        if self.mid_fusion is not None:
+            h = self.mid_fusion(h, context)
+        h = self.mid_res2(h, emb)
 
         for level in self.up:
             for block, attn in zip(level.res, level.attn, strict=True):
@@ -392,7 +423,13 @@ class UNet(nn.Module):
             return out.contiguous(memory_format=torch.channels_last)
         return out.contiguous()
 
-    def forward(self, x: Tensor, t: Tensor | float, cond: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float,
+        cond: Tensor | None = None,
+        context: Tensor | None = None,
+    ) -> Tensor:
         """Predict (noise, x0 or v -- the net does not care) for ``x_t`` at timestep ``t``.
 
         Args:
@@ -400,14 +437,20 @@ class UNet(nn.Module):
                 :attr:`downsample_factor`.
             t: Timesteps ``[B]`` (long or float; fractional timesteps are fine) or a scalar.
             cond: Condition ``[B, cond_channels, H, W]`` when ``cond_channels > 0``, else None.
+            context: Condition tokens ``[B, N, context_channels]`` fused by cross-attention at
+                the bottleneck when ``context_channels > 0``, else None.
 
         Returns:
             ``[B, out_channels, H, W]``, in the memory format of ``x``.
         """
-        return self._run(x, t, cond, None)
+        return self._run(x, t, cond, None, context)
 
     def forward_features(
-        self, x: Tensor, t: Tensor | float, cond: Tensor | None = None
+        self,
+        x: Tensor,
+        t: Tensor | float,
+        cond: Tensor | None = None,
+        context: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """Forward pass that also returns the decoder's multi-scale features.
 
@@ -420,5 +463,5 @@ class UNet(nn.Module):
             ``(output, features)``.
         """
         features: list[Tensor] = []
-        out = self._run(x, t, cond, features)
+        out = self._run(x, t, cond, features, context)
         return out, features

@@ -23,6 +23,10 @@ def build_task(config: ExperimentConfig, band_info: dict[str, Any] | None = None
         from terradiff.tasks.super_resolution import SuperResolutionTask
 
         return SuperResolutionTask(config, band_info)
+    if config.task == "carbon":
+        from terradiff.tasks.carbon import CarbonTask
+
+        return CarbonTask(config, band_info)
     raise CheckpointError(f"unknown task {config.task!r}")
 
 

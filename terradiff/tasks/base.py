@@ -85,6 +85,11 @@ class Task(abc.ABC):
     preview_columns: int = 8
     """Images per row of the preview grid."""
 
+    @property
+    def preview_rgb_bands(self) -> list[int] | None:
+        """Bands of :meth:`preview`'s images shown as RGB (default: ``data.rgb_bands``)."""
+        return self.config.data.rgb_bands
+
 
 def build_schedule(config: ExperimentConfig) -> NoiseSchedule:
     """The noise schedule described by ``config.diffusion``."""
@@ -130,7 +135,11 @@ def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:
 
 
 def build_unet(
-    config: ExperimentConfig, in_channels: int, out_channels: int, cond_channels: int = 0
+    config: ExperimentConfig,
+    in_channels: int,
+    out_channels: int,
+    cond_channels: int = 0,
+    context_channels: int = 0,
 ) -> UNet:
     """The UNet of ``config.model``, initialised from ``config.seed`` (not the global RNG)."""
     model = config.model
@@ -140,6 +149,7 @@ def build_unet(
             in_channels,
             out_channels,
             cond_channels=cond_channels,
+            context_channels=context_channels,
             base_channels=model.base_channels,
             channel_mults=tuple(model.channel_mults),
             num_res_blocks=model.num_res_blocks,

@@ -269,3 +269,38 @@ def test_forward_features_shapes_and_same_output() -> None:
         torch.testing.assert_close(out, net(x, t))
     assert net.feature_channels == (32, 32, 16)
     assert [tuple(f.shape) for f in feats] == [(2, 32, 8, 12), (2, 32, 16, 24), (2, 16, 32, 48)]
+
+
+def test_context_tokens_are_fused_at_the_bottleneck() -> None:
+    from terradiff.nets.blocks import CrossAttentionFusion
+
+    torch.manual_seed(0)
+    net = UNet(
+        1,
+        cond_channels=2,
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_groups=4,
+        attention_resolutions=(),
+        image_size=16,
+        context_channels=12,
+    )
+    assert UNet.from_config(net.config).context_channels == 12
+    x, cond = torch.randn(2, 1, 16, 16), torch.randn(2, 2, 16, 16)
+    context = torch.randn(2, 5, 12)
+    # the fusion starts as the identity: same output as the same net without it
+    fusion = net.mid_fusion
+    assert isinstance(fusion, CrossAttentionFusion)
+    torch.nn.init.normal_(net.out[1].weight)
+    base = net(x, 3, cond, context)
+    net.mid_fusion = None
+    net.context_channels = 0
+    torch.testing.assert_close(net(x, 3, cond), base)
+    net.mid_fusion, net.context_channels = fusion, 12
+    # once trained (non-zero projections) the output depends on the context
+    torch.nn.init.normal_(fusion.proj.weight)
+    assert not torch.allclose(net(x, 3, cond, context), net(x, 3, cond, context * 2))
+    with pytest.raises(ValueError, match="context_channels=12"):
+        net(x, 3, cond)
+    with pytest.raises(ValueError, match=r"\[2, N, 12\]"):
+        net(x, 3, cond, torch.randn(2, 5, 7))

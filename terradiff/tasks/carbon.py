@@ -1,0 +1,312 @@
+"""Carbon-density estimation as conditional image-to-image diffusion (the IIDM paper) and baselines.
+
+The target ``y`` (carbon density, Mg C/ha, scaled by ``carbon.max_density`` to [-1, 1]) is
+generated conditioned on the image ``x`` (a multispectral composite): the IIDM paper trains the
+noise prediction ``eps(y_t, t | x)`` with the masked loss of its Eq. 4 (only forest pixels count)
+and samples with 20-step DDIM. ``idm`` drops the VGG features and the fusion (the image alone is the
+condition); ``regression`` trains the same UNet with a masked L1 loss to predict ``y`` from ``x`` in
+one forward pass. An ensemble of N samples gives a mean map and a per-pixel standard deviation.
+
+Data are paired rasters ``<root>/<chip>/{image,target,mask}.tif``
+(:mod:`terradiff.data.paired`, e.g. from :func:`terradiff.carbon.prepare.prepare_biomassters`),
+split by chip: no chip is in two splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from terradiff.config import ExperimentConfig
+from terradiff.data.paired import PairedRasterDataset, RasterPair, find_pairs, split_of
+from terradiff.data.transforms import get_scaling
+from terradiff.diffusion import objectives
+from terradiff.diffusion.samplers import SamplerOutput
+from terradiff.errors import DataError
+from terradiff.nets.iidm import IIDMNet
+from terradiff.nets.vgg import VGGFeatures, load_vgg_weights
+from terradiff.tasks.base import Task, build_schedule, build_unet, diffusion_loss, run_sampler
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An estimated map in the model's [-1, 1] scale.
+
+    Attributes:
+        mean: ``[B, T, H, W]`` the ensemble mean (the estimate).
+        std: ``[B, T, H, W]`` the ensemble standard deviation (0 for one member or regression).
+        members: ensemble size.
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    members: int
+
+
+class CarbonTask(Task):
+    """Estimate a carbon-density map from a ``C``-band image (``config.carbon``).
+
+    Args:
+        config: the experiment config (``task: carbon``, ``data.kind: paired``).
+        band_info: the image bands (and the target's scaling) the net works on; read from the
+            data when None (training) or from a checkpoint (inference).
+    """
+
+    preview_columns = 3  # preview rows read: image (RGB) | estimate | truth
+
+    def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
+        if config.carbon is None:
+            raise DataError("task 'carbon' needs the config section 'carbon'")
+        self.config = config
+        self.carbon = config.carbon
+        self.target_scaling = get_scaling(
+            {"name": "carbon", "mins": [0.0], "maxs": [self.carbon.max_density], "clip": True}
+        )
+        self.band_info = band_info or self._band_info_from_data()
+        self.schedule = build_schedule(config)
+        self.net = self._build_net()
+
+    # ------------------------------------------------------------------ data
+    def pairs(self, split: str) -> list[RasterPair]:
+        """The pairs of ``split`` (``train``, ``val``, ``test``): listed chips or a hash split."""
+        if split not in SPLIT_NAMES:
+            raise DataError(f"unknown split {split!r}; choose one of {list(SPLIT_NAMES)}")
+        everything = find_pairs(self.config.data.root)
+        c = self.carbon
+        listed = {"train": c.train_chips, "val": c.val_chips, "test": c.test_chips}
+        if any(v is not None for v in listed.values()):
+            names = listed[split]
+            if names is None:
+                if split != "train":
+                    return []
+                others = set((c.val_chips or []) + (c.test_chips or []))
+                return [p for p in everything if p.name not in others]
+            known = {p.name: p for p in everything}
+            missing = [n for n in names if n not in known]
+            if missing:
+                raise DataError(
+                    f"carbon.{split}_chips lists {missing}, not found under "
+                    f"{self.config.data.root}; available: {sorted(known)}"
+                )
+            return [known[n] for n in names]
+        return [p for p in everything if split_of(p.name, c.val_fraction, c.test_fraction) == split]
+
+    def dataset(self, split: str, *, train: bool = False) -> PairedRasterDataset:
+        """Random crops of ``split`` (``train``) or whole rasters, unaugmented (evaluation)."""
+        pairs = self.pairs(split)
+        if not pairs:
+            raise DataError(f"the {split} split has no chips; list some in carbon.{split}_chips")
+        data = self.config.data
+        return PairedRasterDataset(
+            pairs,
+            image_size=data.image_size if train else None,
+            image_bands=data.bands,
+            image_scaling=data.scaling_spec(),
+            target_scaling=self.target_scaling.to_dict(),
+            crop="random",
+            crops_per_image=data.crops_per_image if train else 1,
+            random_flip=data.random_flip and train,
+            seed=self.config.seed,
+        )
+
+    def build_dataset(self) -> PairedRasterDataset:
+        """The training split's random crops (built once)."""
+        if self._dataset is None:
+            self._dataset = self.dataset("train", train=True)
+        return self._dataset  # type: ignore[return-value]
+
+    def _band_info_from_data(self) -> dict[str, Any]:
+        dataset = self.build_dataset()
+        return {
+            "count": dataset.num_bands,
+            "names": list(dataset.band_names),
+            "scaling": self.config.data.scaling_spec(),
+            "target": {
+                "names": ["carbon"],
+                "unit": self.carbon.unit,
+                "scaling": self.target_scaling.to_dict(),
+            },
+        }
+
+    # ------------------------------------------------------------------ network
+    def _build_net(self) -> nn.Module:
+        config, c, bands = self.config, self.carbon, self.num_bands
+        if c.method == "regression":
+            return build_unet(config, bands, 1)
+        extractor = None
+        if c.method == "iidm":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + 1)
+                extractor = VGGFeatures(
+                    bands, c.vgg_layout, width=c.vgg_width, num_stages=c.vgg_stages
+                )
+            if c.vgg_weights:
+                load_vgg_weights(extractor, c.vgg_weights)
+        cond = bands + (c.feature_channels if extractor is not None else 0)
+        context = extractor.feature_channels[-1] if extractor is not None and c.attention else 0
+        denoiser = build_unet(config, 1, 1, cond_channels=cond, context_channels=context)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed + 2)
+            return IIDMNet(
+                bands,
+                denoiser,
+                extractor=extractor,
+                feature_channels=c.feature_channels,
+                implicit_decoder=c.implicit_decoder,
+                decoder_hidden=c.decoder_hidden,
+            )
+
+    def check_input(self, image: torch.Tensor) -> None:
+        """Refuse an image batch with other bands than the net's."""
+        if image.ndim != 4 or image.shape[1] != self.num_bands:
+            raise DataError(
+                f"the model reads {self.num_bands}-band images {self.band_info.get('names')}; "
+                f"got a tensor of shape {tuple(image.shape)}. Give [B, C, H, W] with the "
+                "checkpoint's bands, in its order"
+            )
+
+    # ------------------------------------------------------------------ training
+    def loss_mask(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Pixels that count: valid, and forest when ``carbon.mask_loss`` (paper Eq. 4)."""
+        valid = batch["valid"]
+        return valid * batch["mask"] if self.carbon.mask_loss else valid
+
+    def training_loss(
+        self, net: nn.Module, batch: dict[str, Any], generator: torch.Generator
+    ) -> torch.Tensor:
+        """IIDM/IDM: the masked denoising loss; regression: masked L1 on the map."""
+        image, target = batch["image"], batch["target"]
+        mask = self.loss_mask(batch)
+        if self.carbon.method == "regression":
+            prediction = net(image, torch.zeros(image.shape[0], device=image.device))
+            return objectives.diffusion_loss(prediction.float(), target, loss_type="l1", mask=mask)
+        return diffusion_loss(
+            net, self.schedule, self.config, target, generator, mask=mask, cond=image
+        )
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def estimate(
+        self,
+        net: nn.Module,
+        image: torch.Tensor,
+        *,
+        ensemble: int | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> Estimate:
+        """The map of ``image`` (``[B, C, H, W]`` in [-1, 1]): ensemble mean and std.
+
+        Sizes that are not multiples of the net's down-sampling factor are padded by
+        reflection and cropped back.
+        """
+        self.check_input(image)
+        members = ensemble or self.carbon.ensemble
+        device = next(net.parameters()).device
+        height, width = image.shape[-2:]
+        multiple = getattr(net, "downsample_factor", 1)
+        pad_h, pad_w = (-height) % multiple, (-width) % multiple
+        x = image.float().to(device)
+        if pad_h or pad_w:
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        was_training = net.training
+        net.eval()
+        try:
+            if self.carbon.method == "regression":
+                out = net(x, torch.zeros(x.shape[0], device=device)).float().clamp(-1, 1)
+                mean, std, members = out, torch.zeros_like(out), 1
+            else:
+                cond, context = net.condition(x)
+                samples = []
+                for _ in range(members):
+                    result = run_sampler(
+                        _Conditioned(net, context),
+                        self.schedule,
+                        self.config,
+                        (x.shape[0], 1, *x.shape[-2:]),
+                        cond=cond,
+                        sampler=sampler,
+                        steps=steps,
+                        generator=generator,
+                        progress=progress,
+                    )
+                    samples.append(result.sample.float().clamp(-1, 1))
+                stack = torch.stack(samples)
+                mean = stack.mean(0)
+                std = stack.std(0, unbiased=False) if members > 1 else torch.zeros_like(mean)
+        finally:
+            net.train(was_training)
+        return Estimate(mean[..., :height, :width], std[..., :height, :width], members)
+
+    def to_physical(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space map(s) in [-1, 1] -> Mg C/ha."""
+        return (x.float().clamp(-1, 1) + 1) * 0.5 * self.carbon.max_density
+
+    def std_to_physical(self, std: torch.Tensor) -> torch.Tensor:
+        """A model-space standard deviation -> Mg C/ha (the scaling is linear)."""
+        return std.float() * 0.5 * self.carbon.max_density
+
+    def _preview_items(self, num_images: int) -> dict[str, torch.Tensor]:
+        cached = getattr(self, "_preview", None)
+        if cached is None or len(cached["image"]) < num_images:
+            data = self.dataset("train", train=True)
+            step = max(1, len(data) // num_images)
+            items = [data.get(i * step, epoch=0) for i in range(min(num_images, len(data)))]
+            cached = {k: torch.stack([it[k] for it in items]) for k in ("image", "target", "mask")}
+            self._preview = cached
+        return {k: v[:num_images] for k, v in cached.items()}
+
+    def sample(
+        self,
+        net: nn.Module,
+        num_images: int,
+        *,
+        generator: torch.Generator | None = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        return_trajectory: bool = False,
+        progress: bool = False,
+    ) -> SamplerOutput:
+        """Estimates for ``num_images`` training crops (what the preview shows)."""
+        items = self._preview_items(num_images)
+        result = self.estimate(
+            net, items["image"], ensemble=1, sampler=sampler, steps=steps, generator=generator
+        )
+        return SamplerOutput(sample=result.mean)
+
+    @property
+    def preview_rgb_bands(self) -> list[int] | None:
+        """The preview is already 3-band (RGB image, grey maps)."""
+        return None
+
+    def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
+        """Rows of image (true colour) | estimate | truth, the maps in grey."""
+        items = self._preview_items(min(num_images, 8))
+        estimate = self.sample(net, len(items["image"]), generator=generator).sample.cpu()
+        rgb = self.config.data.rgb_bands or [2, 1, 0][: min(3, self.num_bands)]
+        image = (
+            items["image"][:, rgb] if len(rgb) == 3 else items["image"][:, :1].repeat(1, 3, 1, 1)
+        )
+        rows = []
+        for i in range(len(image)):
+            rows += [image[i], estimate[i].repeat(3, 1, 1), items["target"][i].repeat(3, 1, 1)]
+        return torch.stack(rows)
+
+
+class _Conditioned(nn.Module):
+    """``model_fn`` view of an :class:`IIDMNet` on a precomputed condition and context."""
+
+    def __init__(self, net: IIDMNet, context: torch.Tensor | None) -> None:
+        super().__init__()
+        self.net = net
+        self.context = context
+
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return self.net.denoise(y_t, t, cond, self.context)
