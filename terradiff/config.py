@@ -232,11 +232,12 @@ class CarbonConfig(_Section):
     ``terradiff carbon-prepare``); ``data.scaling`` scales the image, ``max_density`` the target.
     """
 
-    method: Literal["iidm", "idm", "regression"] = Field(
+    method: Literal["iidm", "idm", "regression", "vae", "gan"] = Field(
         "iidm",
         description="'iidm': VGG features + cross-attention/MLP fusion + implicit decoder (the "
         "IIDM paper); 'idm': the image as the only condition, no fusion; 'regression': the same "
-        "UNet trained with L1 to predict the map directly.",
+        "UNet trained with L1 to predict the map directly; 'vae': a convolutional VAE; 'gan': "
+        "pix2pix (U-Net generator + PatchGAN).",
     )
     max_density: float = Field(
         150.0, gt=0.0, description="Mg C/ha mapped to 1 (the target is clipped to [0, max])."
@@ -261,6 +262,9 @@ class CarbonConfig(_Section):
     implicit_decoder: bool = True
     decoder_hidden: int = Field(64, ge=1)
     ensemble: int = Field(1, ge=1, description="Samples per image (mean map + std map).")
+    vae_beta: float = Field(1e-3, ge=0.0, description="'vae': weight of the KL term.")
+    vae_latent: int = Field(8, ge=1, description="'vae': latent channels (at 1/4 resolution).")
+    gan_l1_weight: float = Field(100.0, ge=0.0, description="'gan': lambda of L1 (pix2pix: 100).")
 
     @model_validator(mode="after")
     def _disjoint_splits(self) -> CarbonConfig:

@@ -5,7 +5,9 @@ generated conditioned on the image ``x`` (a multispectral composite): the IIDM p
 noise prediction ``eps(y_t, t | x)`` with the masked loss of its Eq. 4 (only forest pixels count)
 and samples with 20-step DDIM. ``idm`` drops the VGG features and the fusion (the image alone is the
 condition); ``regression`` trains the same UNet with a masked L1 loss to predict ``y`` from ``x`` in
-one forward pass. An ensemble of N samples gives a mean map and a per-pixel standard deviation.
+one forward pass; ``vae`` and ``gan`` are the paper's VAE and pix2pix baselines
+(:mod:`terradiff.nets.translation`). An ensemble of N samples gives a mean map and a per-pixel
+standard deviation.
 
 Data are paired rasters ``<root>/<chip>/{image,target,mask}.tif``
 (:mod:`terradiff.data.paired`, e.g. from :func:`terradiff.carbon.prepare.prepare_biomassters`),
@@ -27,6 +29,7 @@ from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.errors import DataError
 from terradiff.nets.iidm import IIDMNet
+from terradiff.nets.translation import ConvVAE, PatchDiscriminator, Pix2Pix
 from terradiff.nets.vgg import VGGFeatures, load_vgg_weights
 from terradiff.tasks.base import Task, build_schedule, build_unet, diffusion_loss, run_sampler
 
@@ -138,6 +141,19 @@ class CarbonTask(Task):
         config, c, bands = self.config, self.carbon, self.num_bands
         if c.method == "regression":
             return build_unet(config, bands, 1)
+        if c.method in ("vae", "gan"):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + 3)
+                if c.method == "vae":
+                    return ConvVAE(
+                        bands,
+                        1,
+                        channels=config.model.base_channels,
+                        latent_channels=c.vae_latent,
+                        num_groups=config.model.num_groups,
+                    )
+                discriminator = PatchDiscriminator(bands + 1, config.model.base_channels)
+            return Pix2Pix(build_unet(config, bands, 1), discriminator, c.gan_l1_weight)
         extractor = None
         if c.method == "iidm":
             with torch.random.fork_rng(devices=[]):
@@ -182,9 +198,18 @@ class CarbonTask(Task):
         """IIDM/IDM: the masked denoising loss; regression: masked L1 on the map."""
         image, target = batch["image"], batch["target"]
         mask = self.loss_mask(batch)
-        if self.carbon.method == "regression":
+        method = self.carbon.method
+        if method == "regression":
             prediction = net(image, torch.zeros(image.shape[0], device=image.device))
             return objectives.diffusion_loss(prediction.float(), target, loss_type="l1", mask=mask)
+        if method == "vae":
+            prediction, kl = net(image, generator)
+            reconstruction = objectives.diffusion_loss(
+                prediction.float(), target, loss_type="l1", mask=mask
+            )
+            return reconstruction + self.carbon.vae_beta * kl
+        if method == "gan":
+            return net(image, target, mask)
         return diffusion_loss(
             net, self.schedule, self.config, target, generator, mask=mask, cond=image
         )
@@ -219,8 +244,14 @@ class CarbonTask(Task):
         was_training = net.training
         net.eval()
         try:
-            if self.carbon.method == "regression":
-                out = net(x, torch.zeros(x.shape[0], device=device)).float().clamp(-1, 1)
+            if self.carbon.method in ("regression", "vae", "gan"):
+                if self.carbon.method == "regression":
+                    out = net(x, torch.zeros(x.shape[0], device=device))
+                elif self.carbon.method == "vae":
+                    out = net(x, sample=False)[0]
+                else:
+                    out = net(x)
+                out = out.float().clamp(-1, 1)
                 mean, std, members = out, torch.zeros_like(out), 1
             else:
                 cond, context = net.condition(x)

@@ -50,7 +50,7 @@ def carbon_config(run_dir: Path, root: Path, method: str, **train: Any) -> dict[
     return config
 
 
-@pytest.mark.parametrize("method", ["iidm", "idm", "regression"])
+@pytest.mark.parametrize("method", ["iidm", "idm", "regression", "vae", "gan"])
 def test_each_method_learns_on_real_chips(method: str, prepared: Path, tmp_path: Path) -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
     steps = 30
@@ -60,7 +60,8 @@ def test_each_method_learns_on_real_chips(method: str, prepared: Path, tmp_path:
     result = Trainer(task, tmp_path / method).fit()
     losses = [loss for _, loss in result.losses]
     first, last = sum(losses[:6]) / 6, sum(losses[-6:]) / 6
-    assert last < 0.8 * first, (first, last)
+    # adversarial and KL terms slow the fall of the total in 30 steps; it must still fall clearly
+    assert last < {"vae": 0.9, "gan": 0.9}.get(method, 0.8) * first, (first, last)
 
     loaded, _ = load_task(tmp_path / method)
     assert isinstance(loaded, CarbonTask)
@@ -72,9 +73,9 @@ def test_each_method_learns_on_real_chips(method: str, prepared: Path, tmp_path:
         loaded.net, image, ensemble=2, steps=2, generator=torch.Generator().manual_seed(0)
     )
     assert estimate.mean.shape == (1, 1, 36, 44) and estimate.members == (
-        1 if method == "regression" else 2
+        1 if method in ("regression", "vae", "gan") else 2
     )
-    if method == "regression":
+    if method in ("regression", "vae", "gan"):
         assert estimate.std.abs().max() == 0
     else:
         assert estimate.std.mean() > 0  # two different samples
