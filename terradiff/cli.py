@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from terradiff import __version__
 from terradiff.errors import TerradiffError
@@ -165,6 +166,107 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_carbon_prepare(args: argparse.Namespace) -> int:
+    from terradiff.carbon.prepare import prepare_biomassters
+
+    chips = prepare_biomassters(
+        args.root,
+        args.out,
+        chips=args.chips,
+        method=args.method,
+        cloud_threshold=args.cloud_threshold,
+        min_clear_fraction=args.min_clear,
+        carbon_fraction=args.carbon_fraction,
+        overwrite=args.overwrite,
+    )
+    print(f"prepared {len(chips)} chip(s) under {args.out} (see {args.out}/manifest.json)")
+    return 0
+
+
+def _read_preview(path: Path, max_side: int = 512) -> Any:
+    """Band 1 of a raster, decimated so the longer side is at most ``max_side`` (NaN = nodata)."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(path) as src:
+        factor = max(1, -(-max(src.height, src.width) // max_side))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(1, out_shape=shape, masked=True).astype(np.float64)
+    return data.filled(np.nan)
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from terradiff.errors import ConfigError
+    from terradiff.mapping import estimate_raster
+
+    bands = None
+    if args.bands:
+        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
+    images = [Path(p) for p in args.image]
+    out = Path(args.out)
+    if len(images) > 1:
+        stems = [p.stem for p in images]
+        repeated = sorted({s for s in stems if stems.count(s) > 1})
+        if repeated:
+            raise ConfigError(
+                f"several --image files have the same name {repeated}; their maps would collide "
+                "in --out; rename or link them with distinct names (e.g. the date)"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"{p.stem}_carbon.tif" for p in images]
+    else:
+        targets = [out]
+    records = {}
+    for image, target in zip(images, targets, strict=True):
+        result = estimate_raster(
+            args.model,
+            image,
+            target,
+            mask_path=args.mask,
+            bands=bands,
+            ensemble=args.ensemble,
+            uncertainty=args.uncertainty,
+            sampler=args.sampler,
+            steps=args.steps,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            device=args.device,
+        )
+        where = "forest" if args.mask else "valid"
+        print(
+            f"wrote {target}: {result.tiling.tiles} tiles in {result.tiling.seconds:.1f} s; "
+            f"total carbon {result.total_carbon_mg:,.1f} Mg C over {result.counted_pixels:,} "
+            f"{where} pixels, mean density {result.mean_density:.2f} Mg C/ha"
+        )
+        records[str(image)] = {
+            "map": str(target),
+            "total_carbon_MgC": result.total_carbon_mg,
+            "mean_density_MgC_per_ha": result.mean_density,
+            "counted_pixels": result.counted_pixels,
+            "pixel_area_ha": result.pixel_area_ha,
+            "tiles": result.tiling.tiles,
+            "seconds": result.tiling.seconds,
+            "uncertainty_band": result.uncertainty,
+        }
+    if len(images) > 1:
+        from terradiff.viz import save_map_panel
+
+        panel = save_map_panel(
+            {p.stem: _read_preview(t) for p, t in zip(images, targets, strict=True)},
+            out / "panel.png",
+            unit="Mg C/ha",
+        )
+        print(f"wrote {panel}")
+    if args.summary:
+        from terradiff.io import atomic_write_text
+
+        atomic_write_text(Path(args.summary), json.dumps(records, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb."""
     parser = argparse.ArgumentParser(
@@ -266,6 +368,50 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--overwrite", action="store_true", help="replace an existing output")
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
     sr.set_defaults(func=_cmd_super_resolve)
+
+    prep = verbs.add_parser(
+        "carbon-prepare",
+        help="BioMassters chips -> image/target/mask GeoTIFFs for carbon training",
+        description="Composite each chip's monthly Sentinel-2 images without clouds (median of "
+        "clear observations, or the clearest month), convert its LiDAR biomass to carbon "
+        "density (x carbon fraction) and write <OUT>/<chip>/{image,target,mask}.tif and "
+        "manifest.json. Chips with no usable month are skipped and listed.",
+    )
+    prep.add_argument("root", help="folder of BioMassters chip folders")
+    prep.add_argument("out", help="output folder")
+    prep.add_argument("--chips", nargs="*", help="chip ids (default: every sub-folder)")
+    prep.add_argument("--method", choices=["median", "best_month"], default="median")
+    prep.add_argument("--cloud-threshold", type=float, default=50.0, help="cloud probability %%")
+    prep.add_argument("--min-clear", type=float, default=0.5, help="min clear fraction of a month")
+    prep.add_argument("--carbon-fraction", type=float, default=0.5, help="carbon per dry biomass")
+    prep.add_argument("--overwrite", action="store_true")
+    prep.set_defaults(func=_cmd_carbon_prepare)
+
+    est = verbs.add_parser(
+        "estimate",
+        help="map carbon density over whole GeoTIFFs with a trained carbon model",
+        description="Tiled, blended carbon-density map (Mg C/ha) of each --image with the "
+        "input's georeferencing; nodata stays nodata. Prints the total carbon (Mg C) and the "
+        "mean density over valid pixels (forest pixels with --mask). Several --image give one "
+        "map per date in the --out folder and a panel PNG.",
+    )
+    est.add_argument("--model", required=True, help="carbon run or checkpoint folder")
+    est.add_argument("--image", required=True, action="append", help="image GeoTIFF (repeatable)")
+    est.add_argument("--out", required=True, help="output GeoTIFF (a folder for several images)")
+    est.add_argument("--mask", help="forest mask raster on the same grid (forest > 0)")
+    est.add_argument("--bands", help="image bands in the model's order, e.g. 1,2,3 or B2,B3,B4")
+    est.add_argument("--ensemble", type=int, help="samples per tile (mean and std maps)")
+    est.add_argument("--uncertainty", action="store_true", help="add a std band")
+    est.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"])
+    est.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    est.add_argument("--tile", type=int, default=128)
+    est.add_argument("--overlap", type=int, default=32)
+    est.add_argument("--batch-size", type=int, default=4)
+    est.add_argument("--seed", type=int, default=0)
+    est.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    est.add_argument("--overwrite", action="store_true")
+    est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
+    est.set_defaults(func=_cmd_estimate)
 
     info = verbs.add_parser(
         "info", help="describe a checkpoint", description="Print a checkpoint's config and state."

@@ -10,6 +10,7 @@ of tiles.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -18,7 +19,7 @@ from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.errors import DataError
 
-__all__ = ["super_resolve_raster"]
+__all__ = ["CarbonMapSummary", "estimate_raster", "super_resolve_raster"]
 
 
 def _input_bands(path: Path, band_info: dict, bands: list[int | str] | None) -> list[int | str]:
@@ -140,3 +141,148 @@ def super_resolve_raster(
         overwrite=overwrite,
         progress=progress,
     )
+
+
+@dataclass(frozen=True)
+class CarbonMapSummary:
+    """What :func:`estimate_raster` did and found.
+
+    Attributes:
+        tiling: the tiling run (tiles, seconds, peak buffers).
+        total_carbon_mg: carbon stock over the counted pixels, Mg C (density x pixel area).
+        mean_density: mean carbon density over the counted pixels, Mg C/ha.
+        counted_pixels: pixels counted (valid, and forest when a mask is given).
+        pixel_area_ha: area of one output pixel, hectares (from the raster's transform; 0 for a
+            raster without a CRS in metres).
+        uncertainty: the output has a second band with the ensemble standard deviation.
+    """
+
+    tiling: TilingSummary
+    total_carbon_mg: float
+    mean_density: float
+    counted_pixels: int
+    pixel_area_ha: float
+    uncertainty: bool
+
+
+def estimate_raster(
+    checkpoint: str | Path,
+    in_path: str | Path,
+    out_path: str | Path,
+    *,
+    mask_path: str | Path | None = None,
+    bands: list[int | str] | None = None,
+    ensemble: int | None = None,
+    uncertainty: bool = False,
+    sampler: str | None = None,
+    steps: int | None = None,
+    tile: int = 128,
+    overlap: int = 32,
+    batch_size: int = 4,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    device: str | None = None,
+) -> CarbonMapSummary:
+    """A carbon-density GeoTIFF (Mg C/ha) of a whole image with a trained ``carbon`` checkpoint.
+
+    The output keeps the input's CRS, transform and size; nodata pixels of the input are nodata
+    (NaN) in the map. With ``uncertainty`` (or ``ensemble > 1``) a second band holds the per-pixel
+    standard deviation of the ensemble. The totals count valid pixels, and only forest pixels when
+    ``mask_path`` (a raster on the same grid, forest > 0) is given; they are read back block by
+    block, so memory stays bounded.
+
+    Raises:
+        DataError: wrong bands, a checkpoint of another task, a mask on another grid, a bad tile.
+    """
+    from terradiff.data.paired import check_same_grid
+    from terradiff.tasks import load_task
+    from terradiff.tasks.carbon import CarbonTask
+
+    task, ckpt = load_task(checkpoint, use_ema=True)
+    if not isinstance(task, CarbonTask):
+        raise DataError(
+            f"{ckpt.path} is a {task.config.task!r} checkpoint; estimate needs a 'carbon' one"
+        )
+    in_path, out_path = Path(in_path), Path(out_path)
+    if mask_path is not None:
+        check_same_grid(in_path, Path(mask_path))
+    multiple = getattr(task.net, "downsample_factor", 1)
+    if tile % multiple:
+        raise DataError(
+            f"--tile {tile} must be a multiple of {multiple} for this model; choose e.g. "
+            f"--tile {multiple * max(1, tile // multiple)}"
+        )
+    selected = _input_bands(in_path, task.band_info, bands)
+    members = ensemble or task.carbon.ensemble
+    with_std = uncertainty or members > 1
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    task.net.to(dev)
+    generator = torch.Generator().manual_seed(seed)
+
+    def predict(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        result = task.estimate(
+            task.net, x, ensemble=members, sampler=sampler, steps=steps, generator=generator
+        )
+        if not with_std:
+            return result.mean
+        # the std travels through the output's [0, max] scaling as "std - 1" (see below)
+        return torch.cat([result.mean, result.std - 1.0], dim=1)
+
+    out_scaling = dict(task.band_info["target"]["scaling"])
+    if with_std:  # the same [0, max] scaling for the std band (see predict)
+        for key in ("mins", "maxs"):
+            out_scaling[key] = list(out_scaling[key]) * 2
+    summary = predict_raster(
+        in_path,
+        out_path,
+        predict,
+        scaling=task.band_info.get("scaling") or "none",
+        out_scaling=out_scaling,
+        scale=1,
+        tile=tile,
+        overlap=overlap,
+        bands=selected,
+        out_bands=2 if with_std else 1,
+        out_band_names=["carbon_MgC_per_ha", "carbon_std_MgC_per_ha"][: 2 if with_std else 1],
+        batch_size=batch_size,
+        device=dev,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    total, count, area = _carbon_totals(out_path, mask_path)
+    return CarbonMapSummary(
+        tiling=summary,
+        total_carbon_mg=total,
+        mean_density=total / (count * area) if count and area else float("nan"),
+        counted_pixels=count,
+        pixel_area_ha=area,
+        uncertainty=with_std,
+    )
+
+
+def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float, int, float]:
+    """``(total Mg C, counted pixels, pixel area ha)`` of a carbon map, block by block."""
+    import numpy as np
+    import rasterio
+
+    total, count = 0.0, 0
+    with rasterio.open(map_path) as src:
+        mask_src = rasterio.open(mask_path) if mask_path is not None else None
+        try:
+            transform = src.transform
+            metres = src.crs is not None and src.crs.is_projected
+            area = (
+                abs(transform.a * transform.e - transform.b * transform.d) / 1e4 if metres else 0.0
+            )
+            for _, window in src.block_windows(1):
+                density = src.read(1, window=window).astype(np.float64)
+                counted = np.isfinite(density)
+                if mask_src is not None:
+                    counted &= mask_src.read(1, window=window) > 0
+                total += float(density[counted].sum())
+                count += int(counted.sum())
+        finally:
+            if mask_src is not None:
+                mask_src.close()
+    return total * area, count, area

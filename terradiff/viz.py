@@ -458,3 +458,45 @@ def save_comparison_figure(
             axz.set_yticks([])
     fig.tight_layout()
     return _save_figure(fig, Path(path), dpi)
+
+
+def save_map_panel(
+    maps: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    unit: str = "",
+    vmax: float | None = None,
+    cmap: str = "YlGn",
+    panel_inches: float = 3.0,
+    dpi: float = 100,
+) -> Path:
+    """Maps side by side with one shared colour bar (e.g. each model's carbon map and the truth).
+
+    Args:
+        maps: ``{title: [H, W] array}`` (NaN is drawn as no data, white).
+        path: the PNG to write (atomically).
+        unit: label of the colour bar (e.g. ``"Mg C/ha"``).
+        vmax: top of the colour scale (default: the 99th percentile over all maps).
+        cmap: matplotlib colour map.
+
+    Returns:
+        ``path``.
+    """
+    if not maps:
+        raise ValueError("save_map_panel needs at least one map")
+    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in maps.items()}
+    finite = np.concatenate([a[np.isfinite(a)].ravel() for a in arrays.values()])
+    top = vmax if vmax is not None else (float(np.percentile(finite, 99)) if finite.size else 1.0)
+    fig = Figure(figsize=(panel_inches * len(arrays) + 0.8, panel_inches))
+    axes = [fig.add_subplot(1, len(arrays), i + 1) for i in range(len(arrays))]
+    image = None
+    for ax, (title, array) in zip(axes, arrays.items(), strict=True):
+        image = ax.imshow(np.ma.masked_invalid(array), cmap=cmap, vmin=0.0, vmax=top)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout(rect=(0, 0, 0.92, 1))
+    cax = fig.add_axes((0.93, 0.15, 0.015, 0.7))
+    bar = fig.colorbar(image, cax=cax)
+    bar.set_label(unit)
+    return _save_figure(fig, Path(path), dpi)

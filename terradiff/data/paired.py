@@ -83,7 +83,7 @@ def split_of(name: str, val_fraction: float, test_fraction: float) -> str:
     return "train"
 
 
-def _same_grid(a: Path, b: Path) -> None:
+def check_same_grid(a: Path, b: Path) -> None:
     """Raise a DataError naming both files when their grids differ."""
     ia, ib = inspect_raster(a), inspect_raster(b)
     problems = []
@@ -153,9 +153,9 @@ class PairedRasterDataset(Dataset):
                     f"{pair.image} has {info.count} bands, {self.pairs[0].image} has "
                     f"{first.count}; every image must be the same product"
                 )
-            _same_grid(pair.image, pair.target)
+            check_same_grid(pair.image, pair.target)
             if pair.mask is not None:
-                _same_grid(pair.image, pair.mask)
+                check_same_grid(pair.image, pair.mask)
             if image_size is not None and min(info.height, info.width) < image_size:
                 raise DataError(
                     f"{pair.image} is {info.width}x{info.height}, smaller than the crop size "

@@ -1,0 +1,116 @@
+"""`terradiff carbon-prepare` and `terradiff estimate` end to end on real data.
+
+The carbon model is trained (2 steps) on the real BioMassters chips; the map is made of a real,
+georeferenced Sentinel-2 scene (a EuroSAT chip's 10 matching bands as reflectance), so the
+georeferencing and the totals can be checked numerically.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from accelerate.state import AcceleratorState
+
+from terradiff.cli import main
+from terradiff.data.raster import read_raster, write_raster
+from tests.tasks.test_carbon import carbon_config
+
+S2_10 = ["B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"]
+
+
+@pytest.fixture(scope="module")
+def carbon_run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("carbon")
+    assert main(["carbon-prepare", str(shared_data / "biomassters"), str(root / "chips")]) == 0
+    config = carbon_config(root / "run", root / "chips", "regression", max_steps=2)
+    (root / "c.yaml").write_text(yaml.safe_dump(config))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    assert main(["train", str(root / "c.yaml")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def scene(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real EuroSAT chip (UTM, 10 m) as 10-band surface-reflectance-like values (DN / 10000)."""
+    source = sorted((shared_data / "eurosat-ms" / "test" / "Forest").glob("*.tif"))[0]
+    data = read_raster(source, bands=S2_10, band_names="eurosat")
+    out = tmp_path_factory.mktemp("scene") / "scene.tif"
+    write_raster(out, data.array.astype(np.float32) / 10_000.0, data.profile, band_names=S2_10)
+    return out
+
+
+def test_map_keeps_georeferencing_and_reports_totals(
+    carbon_run: Path, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "carbon.tif"
+    summary = tmp_path / "s.json"
+    args = ["estimate", "--model", str(carbon_run), "--image", str(scene), "--out", str(out)]
+    assert main([*args, "--tile", "32", "--overlap", "8", "--summary", str(summary)]) == 0
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        assert (dst.width, dst.height, dst.count) == (src.width, src.height, 1)
+        density = dst.read(1)
+        pixel_ha = abs(dst.transform.a * dst.transform.e) / 1e4
+    assert np.isfinite(density).all() and density.min() >= 0 and density.max() <= 150
+    record = json.loads(summary.read_text())[str(scene)]
+    # ~10 m pixels (~0.01 ha): the total is the sum of densities x the pixel area
+    assert record["pixel_area_ha"] == pytest.approx(pixel_ha) and 0.0099 < pixel_ha < 0.0101
+    assert record["total_carbon_MgC"] == pytest.approx(density.astype(float).sum() * pixel_ha)
+    assert record["mean_density_MgC_per_ha"] == pytest.approx(density.mean(), rel=1e-5)
+    assert "total carbon" in capsys.readouterr().out
+
+
+def test_mask_uncertainty_several_dates_and_refusals(
+    carbon_run: Path, scene: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with rasterio.open(scene) as src:
+        profile = src.profile
+    half = np.zeros((1, 64, 64), np.uint8)
+    half[:, :, :32] = 255
+    write_raster(tmp_path / "mask.tif", half, profile)
+    base = ["estimate", "--model", str(carbon_run), "--tile", "32", "--overlap", "8"]
+    summary = tmp_path / "s.json"
+    same = [*base, "--image", str(scene), "--image", str(scene), "--out", str(tmp_path / "m")]
+    assert main(same) == 2
+    assert "same name" in capsys.readouterr().err
+    second = tmp_path / "scene_b.tif"
+    second.write_bytes(scene.read_bytes())  # a second date of the same area
+    args = [
+        *base,
+        "--image",
+        str(scene),
+        "--image",
+        str(second),
+        "--out",
+        str(tmp_path / "maps"),
+        "--mask",
+        str(tmp_path / "mask.tif"),
+        "--uncertainty",
+        "--summary",
+        str(summary),
+    ]
+    assert main(args) == 0
+    maps = sorted((tmp_path / "maps").glob("*.tif"))
+    assert [m.name for m in maps] == ["scene_b_carbon.tif", "scene_carbon.tif"]
+    assert (tmp_path / "maps" / "panel.png").is_file()
+    with rasterio.open(maps[0]) as dst:
+        assert dst.count == 2 and dst.descriptions[1] == "carbon_std_MgC_per_ha"
+        assert np.allclose(dst.read(2), 0.0)  # a regression model has no spread
+    record = next(iter(json.loads(summary.read_text()).values()))
+    assert record["counted_pixels"] == 64 * 32  # forest half only
+    # wrong bands: the error lists what the model expects
+    assert (
+        main([*base, "--image", str(scene), "--out", str(tmp_path / "x.tif"), "--bands", "1,2,3"])
+        == 2
+    )
+    assert "expects 10" in capsys.readouterr().err
+    # existing output refused without --overwrite; nothing half-written
+    out = tmp_path / "exists.tif"
+    out.write_bytes(b"keep")
+    assert main([*base, "--image", str(scene), "--out", str(out)]) == 2
+    assert out.read_bytes() == b"keep"
