@@ -256,6 +256,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             seed=args.seed,
             overwrite=args.overwrite,
             device=args.device,
+            dask=args.dask or args.scheduler is not None,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
         )
         where = "forest" if args.mask else "valid"
         print(
@@ -452,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     est.add_argument("--overwrite", action="store_true")
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
+    est.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
+    est.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --dask)")
+    est.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     est.set_defaults(func=_cmd_estimate)
 
     info = verbs.add_parser(

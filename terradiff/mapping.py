@@ -9,9 +9,12 @@ of tiles.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -183,6 +186,9 @@ def estimate_raster(
     overwrite: bool = False,
     progress: bool = True,
     device: str | None = None,
+    dask: bool = False,
+    scheduler: str | None = None,
+    n_workers: int = 2,
 ) -> CarbonMapSummary:
     """A carbon-density GeoTIFF (Mg C/ha) of a whole image with a trained ``carbon`` checkpoint.
 
@@ -216,40 +222,42 @@ def estimate_raster(
     selected = _input_bands(in_path, task.band_info, bands)
     members = ensemble or task.carbon.ensemble
     with_std = uncertainty or members > 1
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    task.net.to(dev)
-    generator = torch.Generator().manual_seed(seed)
-
-    def predict(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        result = task.estimate(
-            task.net, x, ensemble=members, sampler=sampler, steps=steps, generator=generator
-        )
-        if not with_std:
-            return result.mean
-        # the std travels through the output's [0, max] scaling as "std - 1" (see below)
-        return torch.cat([result.mean, result.std - 1.0], dim=1)
-
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    settings = {
+        "members": members,
+        "sampler": sampler,
+        "steps": steps,
+        "seed": seed,
+        "with_std": with_std,
+        "device": dev,
+    }
     out_scaling = dict(task.band_info["target"]["scaling"])
     if with_std:  # the same [0, max] scaling for the std band (see predict)
         for key in ("mins", "maxs"):
             out_scaling[key] = list(out_scaling[key]) * 2
-    summary = predict_raster(
-        in_path,
-        out_path,
-        predict,
-        scaling=task.band_info.get("scaling") or "none",
-        out_scaling=out_scaling,
-        scale=1,
-        tile=tile,
-        overlap=overlap,
-        bands=selected,
-        out_bands=2 if with_std else 1,
-        out_band_names=["carbon_MgC_per_ha", "carbon_std_MgC_per_ha"][: 2 if with_std else 1],
-        batch_size=batch_size,
-        device=dev,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    options = {
+        "scaling": task.band_info.get("scaling") or "none",
+        "out_scaling": out_scaling,
+        "scale": 1,
+        "tile": tile,
+        "overlap": overlap,
+        "bands": selected,
+        "out_bands": 2 if with_std else 1,
+        "out_band_names": ["carbon_MgC_per_ha", "carbon_std_MgC_per_ha"][: 2 if with_std else 1],
+        "batch_size": batch_size,
+        "device": dev,
+        "overwrite": overwrite,
+        "progress": progress,
+    }
+    if dask:
+        from terradiff.data.distributed import predict_raster_dask
+
+        factory = functools.partial(carbon_predictor, str(ckpt.path), **settings)
+        summary = predict_raster_dask(
+            in_path, out_path, factory, scheduler=scheduler, n_workers=n_workers, **options
+        )
+    else:
+        summary = predict_raster(in_path, out_path, _carbon_predict_fn(task, **settings), **options)
     total, count, area = _carbon_totals(out_path, mask_path)
     return CarbonMapSummary(
         tiling=summary,
@@ -259,6 +267,43 @@ def estimate_raster(
         pixel_area_ha=area,
         uncertainty=with_std,
     )
+
+
+def _carbon_predict_fn(
+    task: Any,
+    *,
+    members: int,
+    sampler: str | None,
+    steps: int | None,
+    seed: int,
+    with_std: bool,
+    device: str,
+) -> Callable[..., torch.Tensor]:
+    """The tiling engine's ``predict_fn`` of a carbon task (mean, and ``std - 1`` if asked)."""
+    task.net.to(torch.device(device))
+
+    def predict(
+        x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
+    ) -> torch.Tensor:
+        row, col = origins[0] if origins else (0, 0)
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + row * 65_537 + col)
+        result = task.estimate(
+            task.net, x, ensemble=members, sampler=sampler, steps=steps, generator=generator
+        )
+        if not with_std:
+            return result.mean
+        # the std travels through the output's [0, max] scaling as "std - 1"
+        return torch.cat([result.mean, result.std - 1.0], dim=1)
+
+    return predict
+
+
+def carbon_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Tensor]:
+    """Load a carbon checkpoint and return its ``predict_fn`` (a Dask worker's factory)."""
+    from terradiff.tasks import load_task
+
+    task, _ = load_task(checkpoint, use_ema=True)
+    return _carbon_predict_fn(task, **settings)
 
 
 def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float, int, float]:

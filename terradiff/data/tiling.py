@@ -72,6 +72,7 @@ Atomicity
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import time
@@ -105,8 +106,10 @@ from terradiff.data.transforms import Scaling, get_scaling
 from terradiff.errors import DataError, RasterError
 
 #: ``predict_fn(batch [B, C, h, w] in [-1, 1], valid_mask [B, 1, h, w] bool)`` ->
-#: ``[B, C_out, h * scale, w * scale]`` in [-1, 1].
-PredictFn = Callable[[torch.Tensor, torch.Tensor], Any]
+#: ``[B, C_out, h * scale, w * scale]`` in [-1, 1]. A ``predict_fn`` that also takes the keyword
+#: ``origins`` receives the ``(row, col)`` input-pixel corner of each tile of the batch (to seed
+#: its noise per tile, so that a run split over workers draws the same numbers).
+PredictFn = Callable[..., Any]
 
 #: Weight of the ``margin`` pixels next to a tile edge that faces another tile.
 WEIGHT_FLOOR = 1e-6
@@ -548,6 +551,8 @@ class _TiledRun:
         self.nonfinite = 0
         self.read_peak = self.batch_peak = self.flush_peak = 0
         self.batch_size = self.fit_batch(out_bands or len(source.indices), batch_size)
+        self.own = (0, grid.height)  # input rows this run writes (a block of a distributed run)
+        self.first_row = 0  # input row of the strip's first row
 
     # ---- memory --------------------------------------------------------------------------
     def estimate(self, c_out: int, batch: int) -> int:
@@ -625,13 +630,22 @@ class _TiledRun:
         self.batch_peak = max(self.batch_peak, xs.nbytes + 2 * x.nbytes + masks.nbytes)
         return x, masks
 
-    def predict(self, predict_fn: PredictFn, x: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    def predict(
+        self,
+        predict_fn: PredictFn,
+        x: np.ndarray,
+        masks: np.ndarray,
+        origins: list[tuple[int, int]] | None = None,
+    ) -> np.ndarray:
         """Call ``predict_fn`` and check the shape of what it returns."""
         xt, mt = torch.from_numpy(x), torch.from_numpy(masks)
         if self.device is not None:
             xt, mt = xt.to(self.device), mt.to(self.device)
         with torch.inference_mode():
-            pred = _to_numpy(predict_fn(xt, mt))
+            if origins is not None and _takes_origins(predict_fn):
+                pred = _to_numpy(predict_fn(xt, mt, origins=origins))
+            else:
+                pred = _to_numpy(predict_fn(xt, mt))
         self.batches += 1
         t_out = self.grid.tile * self.scale
         b = x.shape[0]
@@ -657,6 +671,7 @@ class _TiledRun:
             self.batch_size = self.fit_batch(c_out, self.batch_size)
             self.out_bands = c_out
             self.strip = _Strip(c_out, self.grid.tile_height, self.grid.width, self.scale)
+            self.strip.base = self.first_row
         self.batch_peak = max(self.batch_peak, x.nbytes + masks.nbytes + pred.nbytes)
         return pred
 
@@ -698,11 +713,21 @@ class _TiledRun:
         return dst
 
     def flush(self, rows_in: int) -> None:
-        """Write the first ``rows_in`` input rows of the strip (as ``rows_in * scale`` rows)."""
+        """Write the first ``rows_in`` input rows of the strip (as ``rows_in * scale`` rows).
+
+        Only the rows in :attr:`own` are written: a block of a distributed run computes a few
+        rows above and below its own (the tiles overlapping them), which are incomplete there.
+        """
         assert self.strip is not None
         out, s = self.output, self.scale
-        row0 = self.strip.base * s
+        base = self.strip.base
         values, valid = self.strip.take(rows_in)
+        low, high = max(base, self.own[0]), min(base + rows_in, self.own[1])
+        if high <= low:
+            return
+        values = values[:, (low - base) * s : (high - base) * s]
+        valid = valid[(low - base) * s : (high - base) * s]
+        row0, rows_in = low * s, high - low
         array, valid, bad = _to_output(values, valid, out.scaling, out.dtype, out.nodata)
         self.nonfinite += bad
         self.flush_peak = max(self.flush_peak, values.nbytes + array.nbytes + 2 * valid.nbytes)
@@ -717,19 +742,37 @@ class _TiledRun:
             raise RasterError(f"failed to write raster {out.path}: {err}") from err
 
     # ---- the loop ------------------------------------------------------------------------
-    def run(self, src: Any, predict_fn: PredictFn, progress: bool) -> None:
-        """Predict every row of tiles, flushing finished output rows as the strip moves down."""
+    def run(
+        self,
+        src: Any,
+        predict_fn: PredictFn,
+        progress: bool,
+        own: tuple[int, int] | None = None,
+    ) -> None:
+        """Predict every row of tiles, flushing finished output rows as the strip moves down.
+
+        With ``own = (first, stop)`` only the tile rows that overlap input rows ``[first,
+        stop)`` are predicted and only those rows are written: the same tiles, weights, batches
+        and summation order as the whole run, so the rows come out identical.
+        """
         grid, s = self.grid, self.scale
         h, w = grid.tile_height, grid.tile_width
+        self.own = own or (0, grid.height)
+        rows = [
+            (ri, row)
+            for ri, row in enumerate(grid.row_starts)
+            if row < self.own[1] and row + h > self.own[0]
+        ]
+        self.first_row = rows[0][1]
         bar = tqdm(
-            total=len(grid),
+            total=len(rows) * len(grid.col_starts),
             desc=self.source.path.name,
             unit="tile",
             disable=not progress,
             leave=False,
         )
         with bar:
-            for ri, row in enumerate(grid.row_starts):
+            for ri, row in rows:
                 if self.strip is not None and row > self.strip.base:
                     self.flush(row - self.strip.base)
                 data, valid = _read_block(
@@ -747,7 +790,8 @@ class _TiledRun:
                     chunk = col_indices[start : start + self.batch_size]
                     start += len(chunk)
                     x, masks = self.make_batch(data, valid, [col for _, col in chunk])
-                    pred = self.predict(predict_fn, x, masks)
+                    origins = [(row, col) for _, col in chunk]
+                    pred = self.predict(predict_fn, x, masks, origins)
                     assert self.strip is not None
                     for k, (ci, col) in enumerate(chunk):
                         temp = self.strip.add(
@@ -761,7 +805,181 @@ class _TiledRun:
                 assert self.strip is not None
                 self.strip.valid[:h] = valid
             assert self.strip is not None
-            self.flush(grid.height - self.strip.base)
+            self.flush(rows[-1][1] + h - self.strip.base)
+
+
+def _takes_origins(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts the keyword ``origins`` (tile top-left corners, input pixels)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "origins" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _plan(
+    out_path: Path,
+    *,
+    scaling: str | Scaling | Mapping[str, Any],
+    scale: int,
+    tile: int,
+    overlap: int,
+    blend_margin: int | None,
+    bands: BandSelection | None,
+    band_names: BandNames | None,
+    nodata: float | None,
+    out_scaling: str | Scaling | Mapping[str, Any] | None,
+    out_bands: int | None,
+    out_band_names: Sequence[str] | None,
+    out_dtype: str | np.dtype,
+    out_nodata: float | None,
+    batch_size: int,
+    device: str | torch.device | None,
+    compress: str,
+    overwrite: bool,
+    max_memory_mb: float | None,
+) -> dict[str, Any]:
+    """Check :func:`predict_raster`'s arguments; the keyword arguments of :func:`_build_run`."""
+    s = _check_scale(scale)
+    _check_grid_args(tile, overlap)
+    margin = overlap // 4 if blend_margin is None else blend_margin
+    _check_margin(overlap, margin)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dtype = _check_out_dtype(out_dtype)
+    codec = str(compress).lower()
+    if codec not in _GTIFF_COMPRESS:
+        raise DataError(f"compress {compress!r} is not one of {sorted(_GTIFF_COMPRESS)}")
+    if out_path.is_dir():
+        raise RasterError(f"{out_path} is a folder; give a file path to write the raster to")
+    if out_path.exists() and not overwrite:
+        raise RasterError(f"{out_path} already exists; pass overwrite=True to replace it")
+    in_scaling = get_scaling(scaling)
+    back_scaling = in_scaling if out_scaling is None else get_scaling(out_scaling)
+    if out_band_names is not None:
+        out_band_names = [str(n) for n in out_band_names]
+        if out_bands is not None and out_bands != len(out_band_names):
+            raise DataError(
+                f"out_bands={out_bands} but {len(out_band_names)} out_band_names given; give one "
+                "name per output band"
+            )
+        out_bands = len(out_band_names)
+
+    return {
+        "bands": bands,
+        "band_names": band_names,
+        "nodata": nodata,
+        "in_scaling": in_scaling,
+        "back_scaling": back_scaling,
+        "dtype": dtype,
+        "out_nodata": out_nodata,
+        "codec": codec,
+        "out_band_names": out_band_names,
+        "s": s,
+        "tile": tile,
+        "overlap": overlap,
+        "margin": margin,
+        "batch_size": batch_size,
+        "out_bands": out_bands,
+        "device": device,
+        "max_memory_mb": max_memory_mb,
+    }
+
+
+def _build_run(
+    src: Any,
+    in_path: Path,
+    out_path: Path,
+    tmp: Path,
+    *,
+    bands: BandSelection | None,
+    band_names: BandNames | None,
+    nodata: float | None,
+    in_scaling: Scaling,
+    back_scaling: Scaling,
+    dtype: np.dtype,
+    out_nodata: float | None,
+    codec: str,
+    out_band_names: list[str] | None,
+    s: int,
+    tile: int,
+    overlap: int,
+    margin: int,
+    batch_size: int,
+    out_bands: int | None,
+    device: str | torch.device | None,
+    max_memory_mb: float | None,
+) -> _TiledRun:
+    """The :class:`_TiledRun` of an open input ``src`` (bands, nodata, output format checked)."""
+    names = _file_band_names(src, band_names)
+    indices = resolve_bands(bands, names, in_path)
+    if in_scaling.num_bands not in (None, len(indices)):
+        raise DataError(
+            f"scaling {in_scaling.name!r} is defined for {in_scaling.num_bands} bands but "
+            f"{len(indices)} bands of {in_path} are selected "
+            f"({[names[i - 1] for i in indices]}); select the bands the model was "
+            "trained on"
+        )
+    if src.crs is None:
+        warnings.warn(
+            f"{in_path} has no CRS; {out_path} is written on the same pixel grid "
+            "(pixel size / scale) without a CRS",
+            DataWarning,
+            stacklevel=2,
+        )
+    file_nodata: list[float | None] = [src.nodatavals[i - 1] for i in indices]
+    if nodata is not None:
+        file_nodata = [float(nodata)] * len(indices)
+    in_nodata = next((v for v in file_nodata if v is not None), None)
+    in_dtype = np.dtype(src.dtypes[indices[0] - 1])
+    source = _Source(
+        path=in_path,
+        indices=indices,
+        names=names,
+        nodata=file_nodata,
+        force_nodata=nodata is not None,
+        dtype=in_dtype,
+        height=int(src.height),
+        width=int(src.width),
+        crs=src.crs,
+        transform=src.transform,
+        maybe_invalid=(
+            in_nodata is not None
+            or np.issubdtype(in_dtype, np.floating)
+            or any(MaskFlags.all_valid not in src.mask_flag_enums[i - 1] for i in indices)
+        ),
+    )
+    fill, use_mask = _choose_out_nodata(
+        dtype, out_nodata, in_nodata, source.maybe_invalid, out_path
+    )
+    output = _Output(
+        path=out_path,
+        tmp=tmp,
+        dtype=dtype,
+        nodata=fill,
+        use_mask=use_mask,
+        codec=codec,
+        band_names=out_band_names,
+        scaling=back_scaling,
+        tags={
+            "TERRADIFF_SOURCE": in_path.name,
+            "TERRADIFF_SCALE": str(s),
+            "TERRADIFF_TILE": str(tile),
+            "TERRADIFF_OVERLAP": str(overlap),
+        },
+    )
+    return _TiledRun(
+        source,
+        output,
+        TileGrid(source.height, source.width, tile, overlap),
+        s,
+        margin,
+        in_scaling,
+        batch_size,
+        out_bands,
+        device,
+        None if max_memory_mb is None else float(max_memory_mb) * 2**20,
+    )
 
 
 def predict_raster(
@@ -844,106 +1062,35 @@ def predict_raster(
     """
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    s = _check_scale(scale)
-    _check_grid_args(tile, overlap)
-    margin = overlap // 4 if blend_margin is None else blend_margin
-    _check_margin(overlap, margin)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
-    dtype = _check_out_dtype(out_dtype)
-    codec = str(compress).lower()
-    if codec not in _GTIFF_COMPRESS:
-        raise DataError(f"compress {compress!r} is not one of {sorted(_GTIFF_COMPRESS)}")
-    if out_path.is_dir():
-        raise RasterError(f"{out_path} is a folder; give a file path to write the raster to")
-    if out_path.exists() and not overwrite:
-        raise RasterError(f"{out_path} already exists; pass overwrite=True to replace it")
-    in_scaling = get_scaling(scaling)
-    back_scaling = in_scaling if out_scaling is None else get_scaling(out_scaling)
-    if out_band_names is not None:
-        out_band_names = [str(n) for n in out_band_names]
-        if out_bands is not None and out_bands != len(out_band_names):
-            raise DataError(
-                f"out_bands={out_bands} but {len(out_band_names)} out_band_names given; give one "
-                "name per output band"
-            )
-        out_bands = len(out_band_names)
-
+    spec = _plan(
+        out_path,
+        scaling=scaling,
+        scale=scale,
+        tile=tile,
+        overlap=overlap,
+        blend_margin=blend_margin,
+        bands=bands,
+        band_names=band_names,
+        nodata=nodata,
+        out_scaling=out_scaling,
+        out_bands=out_bands,
+        out_band_names=out_band_names,
+        out_dtype=out_dtype,
+        out_nodata=out_nodata,
+        batch_size=batch_size,
+        device=device,
+        compress=compress,
+        overwrite=overwrite,
+        max_memory_mb=max_memory_mb,
+    )
+    s = spec["s"]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
     run: _TiledRun | None = None
     finished = False
     try:
         with _open(in_path) as src:
-            names = _file_band_names(src, band_names)
-            indices = resolve_bands(bands, names, in_path)
-            if in_scaling.num_bands not in (None, len(indices)):
-                raise DataError(
-                    f"scaling {in_scaling.name!r} is defined for {in_scaling.num_bands} bands but "
-                    f"{len(indices)} bands of {in_path} are selected "
-                    f"({[names[i - 1] for i in indices]}); select the bands the model was "
-                    "trained on"
-                )
-            if src.crs is None:
-                warnings.warn(
-                    f"{in_path} has no CRS; {out_path} is written on the same pixel grid "
-                    "(pixel size / scale) without a CRS",
-                    DataWarning,
-                    stacklevel=2,
-                )
-            file_nodata: list[float | None] = [src.nodatavals[i - 1] for i in indices]
-            if nodata is not None:
-                file_nodata = [float(nodata)] * len(indices)
-            in_nodata = next((v for v in file_nodata if v is not None), None)
-            in_dtype = np.dtype(src.dtypes[indices[0] - 1])
-            source = _Source(
-                path=in_path,
-                indices=indices,
-                names=names,
-                nodata=file_nodata,
-                force_nodata=nodata is not None,
-                dtype=in_dtype,
-                height=int(src.height),
-                width=int(src.width),
-                crs=src.crs,
-                transform=src.transform,
-                maybe_invalid=(
-                    in_nodata is not None
-                    or np.issubdtype(in_dtype, np.floating)
-                    or any(MaskFlags.all_valid not in src.mask_flag_enums[i - 1] for i in indices)
-                ),
-            )
-            fill, use_mask = _choose_out_nodata(
-                dtype, out_nodata, in_nodata, source.maybe_invalid, out_path
-            )
-            output = _Output(
-                path=out_path,
-                tmp=tmp,
-                dtype=dtype,
-                nodata=fill,
-                use_mask=use_mask,
-                codec=codec,
-                band_names=out_band_names,
-                scaling=back_scaling,
-                tags={
-                    "TERRADIFF_SOURCE": in_path.name,
-                    "TERRADIFF_SCALE": str(s),
-                    "TERRADIFF_TILE": str(tile),
-                    "TERRADIFF_OVERLAP": str(overlap),
-                },
-            )
-            run = _TiledRun(
-                source,
-                output,
-                TileGrid(source.height, source.width, tile, overlap),
-                s,
-                margin,
-                in_scaling,
-                batch_size,
-                out_bands,
-                device,
-                None if max_memory_mb is None else float(max_memory_mb) * 2**20,
-            )
+            run = _build_run(src, in_path, out_path, tmp, **spec)
             run.run(src, predict_fn, progress)
         try:
             run.dst.close()
@@ -970,11 +1117,11 @@ def predict_raster(
         batches=run.batches,
         seconds=time.perf_counter() - started,
         peak_buffer_bytes=run.peak_bytes,
-        height=source.height * s,
-        width=source.width * s,
+        height=run.source.height * s,
+        width=run.source.width * s,
         count=int(run.out_bands or 0),
         scale=s,
-        nodata=output.nodata if not output.use_mask else None,
+        nodata=run.output.nodata if not run.output.use_mask else None,
         nonfinite_pixels=run.nonfinite,
     )
 

@@ -1,0 +1,248 @@
+"""Tiled inference on a Dask cluster: blocks of tile rows on workers, one GeoTIFF by the client.
+
+:func:`predict_raster_dask` splits the tile grid of :func:`terradiff.data.tiling.predict_raster`
+into blocks of consecutive tile rows. Each block is a Dask task: a worker opens the input, builds
+the model once per process (``predict_factory``, cached), predicts the tiles that overlap the
+block's own rows -- the same tiles, blending weights, batches and summation order as a
+single-process run -- and returns the finished rows. The client writes the rows into a temporary
+GeoTIFF as blocks complete (in any order) and moves it onto the output name at the end, so the
+result equals the single-process raster and an interrupted run leaves nothing under the final
+name. Memory per worker is one block; the client holds at most the blocks in flight.
+
+A local cluster (``n_workers`` processes, one thread each) is started when no ``client`` or
+``scheduler`` address is given; ``scheduler="tcp://host:8786"`` uses an existing cluster whose
+workers can read the input path and import terradiff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import pickle
+import time
+import uuid
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+from tqdm.auto import tqdm
+
+from terradiff.data.datasets import DataWarning
+from terradiff.data.raster import _open
+from terradiff.data.tiling import (
+    PredictFn,
+    TilingSummary,
+    _build_run,
+    _cleanup,
+    _plan,
+    predict_raster,
+)
+from terradiff.errors import DataError, RasterError
+
+__all__ = ["predict_raster_dask"]
+
+_PREDICTORS: dict[bytes, PredictFn] = {}
+"""Per worker process: the predictor built by each factory (models load once, not per block)."""
+
+
+class _MemorySink:
+    """Stands in for the output dataset of a block: keeps the rows a block writes."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, np.ndarray]] = []
+        self.masks: list[tuple[int, np.ndarray]] = []
+
+    def write(self, array: np.ndarray, window: Window) -> None:
+        self.rows.append((int(window.row_off), array))
+
+    def write_mask(self, mask: np.ndarray, window: Window) -> None:
+        self.masks.append((int(window.row_off), mask))
+
+    def close(self) -> None:
+        self.closed = True
+
+    @staticmethod
+    def stack(parts: list[tuple[int, np.ndarray]], axis: int) -> np.ndarray | None:
+        if not parts:
+            return None
+        return np.concatenate([a for _, a in sorted(parts, key=lambda p: p[0])], axis=axis)
+
+
+def _predictor(factory: Callable[[], PredictFn]) -> PredictFn:
+    key = pickle.dumps(factory)
+    if key not in _PREDICTORS:
+        _PREDICTORS[key] = factory()
+    return _PREDICTORS[key]
+
+
+def _predict_block(
+    in_path: Path, spec: dict[str, Any], own: tuple[int, int], factory: Callable[[], PredictFn]
+) -> dict[str, Any]:
+    """Worker side: the finished output rows of input rows ``own``."""
+    predict_fn = _predictor(factory)
+    with _open(in_path) as src, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # the client already warned
+        run = _build_run(src, in_path, in_path, in_path, **spec)
+        sink = _MemorySink()
+        run.dst = sink
+        run.run(src, predict_fn, progress=False, own=own)
+    return {
+        "row": own[0] * spec["s"],
+        "array": _MemorySink.stack(sink.rows, axis=1),
+        "mask": _MemorySink.stack(sink.masks, axis=0),
+        "nonfinite": run.nonfinite,
+        "batches": run.batches,
+        "bands": run.out_bands,
+        "peak_bytes": run.peak_bytes,
+    }
+
+
+def _options(overrides: dict[str, Any]) -> dict[str, Any]:
+    """:func:`predict_raster`'s keyword defaults with ``overrides`` (unknown keys refused)."""
+    params = inspect.signature(predict_raster).parameters
+    allowed = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(overrides) - set(allowed) - {"progress"})
+    if unknown:
+        raise TypeError(f"predict_raster_dask got unknown options {unknown}")
+    options = {k: v for k, v in allowed.items() if k != "progress"}
+    options.update({k: v for k, v in overrides.items() if k != "progress"})
+    if options.get("scaling") is inspect.Parameter.empty:
+        raise TypeError("predict_raster_dask needs scaling=")
+    return options
+
+
+def predict_raster_dask(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    predict_factory: Callable[[], PredictFn],
+    *,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int = 2,
+    rows_per_task: int | None = None,
+    progress: bool = True,
+    **options: Any,
+) -> TilingSummary:
+    """:func:`~terradiff.data.tiling.predict_raster` with the tiles computed on Dask workers.
+
+    Args:
+        in_path, out_path: as :func:`predict_raster`.
+        predict_factory: a picklable callable with no arguments that returns the ``predict_fn``
+            (e.g. ``functools.partial(load_my_model, checkpoint)``); called once per worker.
+        client: a ``distributed.Client`` to use.
+        scheduler: address of an existing Dask scheduler (when no ``client``).
+        n_workers: worker processes of the local cluster started otherwise.
+        rows_per_task: tile rows per task (default: about four tasks per worker).
+        progress: a tqdm bar over blocks.
+        **options: every keyword option of :func:`predict_raster` (``scaling``, ``tile``, ...).
+
+    Returns:
+        A :class:`TilingSummary` (``peak_buffer_bytes`` is the largest of one worker's blocks).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    started = time.perf_counter()
+    in_path, out_path = Path(in_path), Path(out_path)
+    spec = _plan(out_path, **_options(options))
+    s = spec["s"]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    own_client = own_cluster = None
+    finished = False
+    run = None
+    futures: list[Any] = []
+    try:
+        with _open(in_path) as src:
+            run = _build_run(src, in_path, out_path, tmp, **spec)
+        grid = run.grid
+        starts = grid.row_starts
+        if rows_per_task is None:
+            rows_per_task = max(1, len(starts) // (4 * max(1, n_workers)))
+        if rows_per_task < 1:
+            raise DataError(f"rows_per_task must be >= 1, got {rows_per_task}")
+        blocks = []
+        for first in range(0, len(starts), rows_per_task):
+            nxt = first + rows_per_task
+            blocks.append(
+                (
+                    0 if first == 0 else starts[first],
+                    starts[nxt] if nxt < len(starts) else grid.height,
+                )
+            )
+        if client is None:
+            if scheduler is not None:
+                client = own_client = Client(scheduler)
+            else:
+                own_cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                )
+                client = own_client = Client(own_cluster)
+        futures = [
+            client.submit(_predict_block, in_path, spec, own, predict_factory, pure=False)
+            for own in blocks
+        ]
+        peak = 0
+        batches = 0
+        with tqdm(total=len(blocks), desc=in_path.name, unit="block", disable=not progress) as bar:
+            for future in as_completed(futures):
+                part = future.result()
+                batches += part["batches"]
+                run.nonfinite += part["nonfinite"]
+                peak = max(peak, part["peak_bytes"])
+                if part["array"] is None:
+                    bar.update(1)
+                    continue
+                if run.dst is None:
+                    run.out_bands = part["bands"]
+                    run.dst = run.open_output(part["array"].shape[0])
+                rows = part["array"].shape[1]
+                window = Window(0, part["row"], grid.width * s, rows)
+                try:
+                    run.dst.write(part["array"], window=window)
+                    if part["mask"] is not None:
+                        run.dst.write_mask(part["mask"], window=window)
+                except (RasterioError, OSError) as err:
+                    raise RasterError(f"failed to write raster {out_path}: {err}") from err
+                bar.update(1)
+        try:
+            run.dst.close()
+            os.replace(tmp, out_path)
+        except (RasterioError, OSError) as err:
+            raise RasterError(f"failed to write raster {out_path}: {err}") from err
+        finished = True
+    finally:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+        if run is not None and run.dst is not None and not run.dst.closed:
+            with contextlib.suppress(Exception):
+                run.dst.close()
+        if not finished:
+            _cleanup(tmp)
+        if own_client is not None:
+            own_client.close()
+        if own_cluster is not None:
+            own_cluster.close()
+    return TilingSummary(
+        path=out_path,
+        tiles=len(grid),
+        batches=batches,
+        seconds=time.perf_counter() - started,
+        peak_buffer_bytes=peak,
+        height=run.source.height * s,
+        width=run.source.width * s,
+        count=int(run.out_bands or 0),
+        scale=s,
+        nodata=run.output.nodata if not run.output.use_mask else None,
+        nonfinite_pixels=run.nonfinite,
+    )
