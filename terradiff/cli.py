@@ -125,6 +125,9 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         device=args.device,
+        dask=args.dask or args.scheduler is not None,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
     )
     print(
         f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
@@ -392,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sr.add_argument("--overwrite", action="store_true", help="replace an existing output")
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
+    sr.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
+    sr.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --dask)")
+    sr.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     sr.set_defaults(func=_cmd_super_resolve)
 
     prep = verbs.add_parser(

@@ -61,6 +61,9 @@ def super_resolve_raster(
     overwrite: bool = False,
     progress: bool = True,
     device: str | None = None,
+    dask: bool = False,
+    scheduler: str | None = None,
+    n_workers: int = 2,
 ) -> TilingSummary:
     """Super-resolve a whole GeoTIFF with a trained super-resolution checkpoint.
 
@@ -79,8 +82,10 @@ def super_resolve_raster(
         tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
         overlap: LR pixels shared by neighbouring tiles (blended).
         batch_size: tiles per model call.
-        seed: seed of the SR3 noise (the same seed gives the same raster).
+        seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
+            same raster, however the tiles are batched or distributed).
         device: ``cpu``/``cuda``; default CUDA when available.
+        dask, scheduler, n_workers: compute the tiles on Dask (see :func:`estimate_raster`).
 
     Raises:
         DataError: wrong band count, a scale the model cannot do, or a bad tile size.
@@ -117,33 +122,66 @@ def super_resolve_raster(
     in_path, out_path = Path(in_path), Path(out_path)
     selected = _input_bands(in_path, task.band_info, bands)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    task.net.to(dev)
-    generator = torch.Generator().manual_seed(seed)
+    settings = {"factor": factor, "sampler": sampler, "steps": steps, "seed": seed, "device": dev}
+    scaling = task.band_info.get("scaling") or "none"
+    options = {
+        "scaling": scaling,
+        "scale": factor,
+        "tile": tile,
+        "overlap": overlap,
+        "bands": selected,
+        "out_band_names": list(task.band_info.get("names") or []) or None,
+        "out_dtype": "uint8" if scaling == "uint8" else "float32",
+        "batch_size": batch_size,
+        "device": dev,
+        "overwrite": overwrite,
+        "progress": progress,
+    }
+    if dask:
+        from terradiff.data.distributed import predict_raster_dask
 
-    def predict(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        factory = functools.partial(sr_predictor, str(ckpt.path), **settings)
+        return predict_raster_dask(
+            in_path, out_path, factory, scheduler=scheduler, n_workers=n_workers, **options
+        )
+    return predict_raster(in_path, out_path, _sr_predict_fn(task, **settings), **options)
+
+
+def _tile_generator(seed: int, origins: list[tuple[int, int]] | None) -> torch.Generator:
+    """A generator seeded by ``seed`` and the batch's first tile corner (order-independent)."""
+    row, col = origins[0] if origins else (0, 0)
+    return torch.Generator().manual_seed(seed * 1_000_003 + row * 65_537 + col)
+
+
+def _sr_predict_fn(
+    task: Any, *, factor: int, sampler: str | None, steps: int | None, seed: int, device: Any
+) -> Callable[..., torch.Tensor]:
+    """The tiling engine's ``predict_fn`` of a super-resolution task."""
+    task.net.to(torch.device(device))
+
+    def predict(
+        x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
+    ) -> torch.Tensor:
         out_size = (x.shape[-2] * factor, x.shape[-1] * factor)
         result = task.super_resolve(
-            task.net, x, out_size=out_size, sampler=sampler, steps=steps, generator=generator
+            task.net,
+            x,
+            out_size=out_size,
+            sampler=sampler,
+            steps=steps,
+            generator=_tile_generator(seed, origins),
         )
         return result.sample
 
-    scaling = task.band_info.get("scaling") or "none"
-    return predict_raster(
-        in_path,
-        out_path,
-        predict,
-        scaling=scaling,
-        scale=factor,
-        tile=tile,
-        overlap=overlap,
-        bands=selected,
-        out_band_names=list(task.band_info.get("names") or []) or None,
-        out_dtype="uint8" if scaling == "uint8" else "float32",
-        batch_size=batch_size,
-        device=dev,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    return predict
+
+
+def sr_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Tensor]:
+    """Load a super-resolution checkpoint; its ``predict_fn`` (a Dask worker's factory)."""
+    from terradiff.tasks import load_task
+
+    task, _ = load_task(checkpoint, use_ema=True)
+    return _sr_predict_fn(task, **settings)
 
 
 @dataclass(frozen=True)
@@ -285,10 +323,13 @@ def _carbon_predict_fn(
     def predict(
         x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
     ) -> torch.Tensor:
-        row, col = origins[0] if origins else (0, 0)
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + row * 65_537 + col)
         result = task.estimate(
-            task.net, x, ensemble=members, sampler=sampler, steps=steps, generator=generator
+            task.net,
+            x,
+            ensemble=members,
+            sampler=sampler,
+            steps=steps,
+            generator=_tile_generator(seed, origins),
         )
         if not with_std:
             return result.mean
