@@ -325,6 +325,11 @@ class CarbonTask(Task):
         image = (
             items["image"][:, rgb] if len(rgb) == 3 else items["image"][:, :1].repeat(1, 3, 1, 1)
         )
+        # reflectance fills a small part of [-1, 1]: stretch each band's 2-98 percentiles
+        flat = image.transpose(0, 1).reshape(image.shape[1], -1)
+        low = flat.quantile(0.02, dim=1).view(1, -1, 1, 1)
+        high = flat.quantile(0.98, dim=1).view(1, -1, 1, 1)
+        image = ((image - low) / (high - low).clamp_min(1e-6)).clamp(0, 1) * 2 - 1
         rows = []
         for i in range(len(image)):
             rows += [image[i], estimate[i].repeat(3, 1, 1), items["target"][i].repeat(3, 1, 1)]
