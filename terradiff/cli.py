@@ -264,10 +264,15 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             n_workers=args.workers,
         )
         where = "forest" if args.mask else "valid"
+        total = (
+            f"total carbon {result.total_carbon_mg:,.1f} Mg C"
+            if result.pixel_area_ha > 0
+            else "total carbon unknown (no projected CRS: pixel area unknown)"
+        )
         print(
             f"wrote {target}: {result.tiling.tiles} tiles in {result.tiling.seconds:.1f} s; "
-            f"total carbon {result.total_carbon_mg:,.1f} Mg C over {result.counted_pixels:,} "
-            f"{where} pixels, mean density {result.mean_density:.2f} Mg C/ha"
+            f"{total} over {result.counted_pixels:,} {where} pixels, mean density "
+            f"{result.mean_density:.2f} Mg C/ha"
         )
         records[str(image)] = {
             "map": str(target),

@@ -190,7 +190,8 @@ class CarbonMapSummary:
 
     Attributes:
         tiling: the tiling run (tiles, seconds, peak buffers).
-        total_carbon_mg: carbon stock over the counted pixels, Mg C (density x pixel area).
+        total_carbon_mg: carbon stock over the counted pixels, Mg C (density x pixel area); NaN
+            for a raster without a projected CRS (unknown pixel area).
         mean_density: mean carbon density over the counted pixels, Mg C/ha.
         counted_pixels: pixels counted (valid, and forest when a mask is given).
         pixel_area_ha: area of one output pixel, hectares (from the raster's transform; 0 for a
@@ -296,11 +297,11 @@ def estimate_raster(
         )
     else:
         summary = predict_raster(in_path, out_path, _carbon_predict_fn(task, **settings), **options)
-    total, count, area = _carbon_totals(out_path, mask_path)
+    density_sum, count, area = _carbon_totals(out_path, mask_path)
     return CarbonMapSummary(
         tiling=summary,
-        total_carbon_mg=total,
-        mean_density=total / (count * area) if count and area else float("nan"),
+        total_carbon_mg=density_sum * area if area > 0 else float("nan"),
+        mean_density=density_sum / count if count else float("nan"),
         counted_pixels=count,
         pixel_area_ha=area,
         uncertainty=with_std,
@@ -348,7 +349,10 @@ def carbon_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Te
 
 
 def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float, int, float]:
-    """``(total Mg C, counted pixels, pixel area ha)`` of a carbon map, block by block."""
+    """``(sum of densities, counted pixels, pixel area ha)`` of a carbon map, block by block.
+
+    The pixel area is 0 when the raster has no projected CRS (its pixel size is not in metres).
+    """
     import numpy as np
     import rasterio
 
@@ -371,4 +375,4 @@ def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float,
         finally:
             if mask_src is not None:
                 mask_src.close()
-    return total * area, count, area
+    return total, count, area
