@@ -3,10 +3,13 @@
 Measures, in one run, on trained checkpoints (the issue 3 study's, ``scripts/sr_study.py``):
 
 * **per 512x512 image**: the x4 models super-resolve one 128x128 LR image of real AID data
-  (four 150x150 AID scenes tiled 2x2 then cropped to 512, down-sampled by bicubic) to 512x512:
+  (four 150x150 AID scenes tiled 2x2, resized to 512, down-sampled by bicubic) to 512x512:
   regression (one forward), SR3 with DDIM-20 and DPM-Solver++(2M)-20 (measured), SR3 with
   DDPM-1000 (extrapolated: a measured ``--ddpm-steps``-step ancestral run x 1000 / steps; the UNet
-  is the whole cost of a step), the implicit model at x4 with DDIM-20. Median of ``--repeats``.
+  is the whole cost of a step), the implicit model at x4 with DDIM-20. Regression: median of
+  ``--repeats``; samplers: ``--sampler-repeats`` timed runs (default 1) after a warm-up on a small
+  input. The UNets put attention at their 3rd and 4th levels, which at 512x512 hold 128x128 and
+  64x64 pixels: attention over 16k tokens dominates a step (quadratic in the image size).
 * **whole scene**: ``terradiff super-resolve`` of the real Landsat-8 60 m B2 product (1003x758 ->
   2006x1516) with the x2 regression model, in a child process: wall time, tiles per second and
   the child's peak resident memory (``ru_maxrss``), plus the tiler's own peak buffer size.
@@ -62,9 +65,10 @@ def real_512(shared: Path) -> torch.Tensor:
     return scene.clamp(-1, 1)
 
 
-def timed(fn: Any, repeats: int) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call."""
-    fn()
+def timed(fn: Any, repeats: int, warmup: Any = None) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call (``warmup``, e.g.
+    the same model on a small input, or ``fn`` itself)."""
+    (warmup or fn)()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -82,10 +86,12 @@ def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[di
         rows.append({"method": "regression", "steps": 1, "seconds": seconds, "measured": True})
 
         sr3, _ = load_task(runs / "aid-sr3-x4", use_ema=True)
+        small = lr[..., :16, :16]
         for sampler in ("ddim", "dpm_solver"):
             seconds = timed(
                 lambda s=sampler: sr3.super_resolve(sr3.net, lr, sampler=s, steps=20),
-                max(1, args.repeats // 2),
+                args.sampler_repeats,
+                warmup=lambda s=sampler: sr3.super_resolve(sr3.net, small, sampler=s, steps=2),
             )
             rows.append(
                 {"method": f"sr3 {sampler}", "steps": 20, "seconds": seconds, "measured": True}
@@ -101,7 +107,7 @@ def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[di
                 lambda x, t, c: sr3.net(x, t, cond=c), schedule, torch.randn_like(cond), cond=cond
             )
 
-        seconds = timed(short_ddpm, 1) * 1000 / args.ddpm_steps
+        seconds = timed(short_ddpm, 1, warmup=lambda: None) * 1000 / args.ddpm_steps
         rows.append(
             {
                 "method": "sr3 ddpm",
@@ -115,7 +121,8 @@ def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[di
         imp, _ = load_task(runs / "aid-implicit", use_ema=True)
         seconds = timed(
             lambda: imp.super_resolve(imp.net, lr, out_size=(512, 512), steps=20),
-            max(1, args.repeats // 2),
+            args.sampler_repeats,
+            warmup=lambda: imp.super_resolve(imp.net, small, out_size=(64, 64), steps=2),
         )
         rows.append(
             {"method": "implicit x4 ddim", "steps": 20, "seconds": seconds, "measured": True}
@@ -168,6 +175,7 @@ def main() -> None:
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sampler-repeats", type=int, default=1, help="timed runs per sampler")
     parser.add_argument("--ddpm-steps", type=int, default=10)
     parser.add_argument("--tile", type=int, default=64, help="LR tile size of the scene run")
     parser.add_argument("--tile-batch", type=int, default=4)

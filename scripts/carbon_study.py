@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from study_common import machine_description, read_losses, train
+from study_common import open_results, read_losses, train
 
 from terradiff.carbon.baselines import fit_pixel_model, pixel_features, predict_map
 from terradiff.carbon.metrics import carbon_metrics
@@ -239,17 +239,9 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/carbon"))
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     args.work = args.runs_root / "maps"
     args.work.mkdir(parents=True, exist_ok=True)
-    results_path = args.out / "results.json"
-    results: dict[str, Any] = {}
-    if results_path.is_file() and not args.redo:
-        results = json.loads(results_path.read_text())
-    results["machine"] = machine_description()
-
-    def save() -> None:
-        atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+    results, save = open_results(args.out, args.redo)
 
     if not (args.chips / "manifest.json").is_file():
         prepare_biomassters(args.shared / "biomassters", args.chips)

@@ -23,7 +23,6 @@ Example (the committed report)::
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import rasterio
 import torch
-from study_common import machine_description, read_losses, train
+from study_common import open_results, read_losses, train
 
 from terradiff.data.degrade import bicubic_downsample, make_lr, upsample_to
 from terradiff.data.transforms import get_scaling
@@ -519,15 +518,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     parser.add_argument("--runs-root", type=Path, help="put run NAME in RUNS_ROOT/NAME instead")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    results_path = args.out / "results.json"
-    results: dict[str, Any] = {}
-    if results_path.is_file() and not args.redo:
-        results = json.loads(results_path.read_text())
-    results["machine"] = machine_description()
-
-    def save() -> None:
-        atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
+    results, save = open_results(args.out, args.redo)
 
     runs = results.setdefault("runs", {})
     for name in args.only:

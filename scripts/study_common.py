@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 
 from terradiff.checkpoint import list_checkpoints
 from terradiff.config import load_config
+from terradiff.io import atomic_write_text
 from terradiff.tasks import build_task, load_task
 from terradiff.train import Trainer
 
@@ -67,3 +69,19 @@ def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
     """Steps and losses of ``run_dir/metrics.jsonl``."""
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["step"] for r in rows], [r["loss"] for r in rows]
+
+
+def open_results(out: Path, redo: bool = False) -> tuple[dict[str, Any], Callable[[], None]]:
+    """``(results, save)``: ``out/results.json`` as a dict (empty with ``redo``) and a function
+    that writes it back atomically, so a study saves each measurement as it is made."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    results: dict[str, Any] = {}
+    if path.is_file() and not redo:
+        results = json.loads(path.read_text())
+    results["machine"] = machine_description()
+
+    def save() -> None:
+        atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+
+    return results, save

@@ -108,26 +108,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_super_resolve(args: argparse.Namespace) -> int:
     from terradiff.mapping import super_resolve_raster
 
-    bands = None
-    if args.bands:
-        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
     summary = super_resolve_raster(
-        args.model,
-        args.input,
-        args.output,
-        scale=args.scale,
-        bands=bands,
-        sampler=args.sampler,
-        steps=args.steps,
-        tile=args.tile,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        overwrite=args.overwrite,
-        device=args.device,
-        dask=args.dask or args.scheduler is not None,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
+        args.model, args.input, args.output, scale=args.scale, **_mapping_kwargs(args)
     )
     print(
         f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
@@ -224,9 +206,6 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from terradiff.errors import ConfigError
     from terradiff.mapping import estimate_raster
 
-    bands = None
-    if args.bands:
-        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
     images = [Path(p) for p in args.image]
     out = Path(args.out)
     if len(images) > 1:
@@ -248,20 +227,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
             image,
             target,
             mask_path=args.mask,
-            bands=bands,
             ensemble=args.ensemble,
             uncertainty=args.uncertainty,
-            sampler=args.sampler,
-            steps=args.steps,
-            tile=args.tile,
-            overlap=args.overlap,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            overwrite=args.overwrite,
-            device=args.device,
-            dask=args.dask or args.scheduler is not None,
-            scheduler=args.scheduler,
-            n_workers=args.workers,
+            **_mapping_kwargs(args),
         )
         where = "forest" if args.mask else "valid"
         total = (
@@ -298,6 +266,49 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 
         atomic_write_text(Path(args.summary), json.dumps(records, indent=2) + "\n")
     return 0
+
+
+def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
+    """The options shared by the whole-raster verbs (super-resolve, estimate)."""
+    parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
+    parser.add_argument(
+        "--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="diffusion sampler"
+    )
+    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")
+    parser.add_argument(
+        "--overlap", type=int, default=overlap, help=f"tile overlap in input pixels ({overlap})"
+    )
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    parser.add_argument("--seed", type=int, default=0, help="noise seed (per tile position)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
+    parser.add_argument(
+        "--scheduler", help="address of an existing Dask scheduler (implies --dask)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
+
+
+def _mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the whole-raster functions from :func:`_add_mapping_options`."""
+    bands = None
+    if args.bands:
+        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
+    return {
+        "bands": bands,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "overwrite": args.overwrite,
+        "device": args.device,
+        "dask": args.dask or args.scheduler is not None,
+        "scheduler": args.scheduler,
+        "n_workers": args.workers,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -390,19 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("output", help="GeoTIFF to write (refused if it exists, unless --overwrite)")
     sr.add_argument("--model", required=True, help="super-resolution run or checkpoint folder")
     sr.add_argument("--scale", type=float, help="must match the model's scale (checked)")
-    sr.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03,B02")
-    sr.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="SR3 sampler")
-    sr.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
-    sr.add_argument("--tile", type=int, default=64, help="LR tile size in pixels (default 64)")
-    sr.add_argument("--overlap", type=int, default=16, help="LR overlap in pixels (default 16)")
-    sr.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
-    sr.add_argument("--seed", type=int, default=0)
-    sr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    sr.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    _add_mapping_options(sr, tile=64, overlap=16)
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
-    sr.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
-    sr.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --dask)")
-    sr.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     sr.set_defaults(func=_cmd_super_resolve)
 
     prep = verbs.add_parser(
@@ -454,21 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--image", required=True, action="append", help="image GeoTIFF (repeatable)")
     est.add_argument("--out", required=True, help="output GeoTIFF (a folder for several images)")
     est.add_argument("--mask", help="forest mask raster on the same grid (forest > 0)")
-    est.add_argument("--bands", help="image bands in the model's order, e.g. 1,2,3 or B2,B3,B4")
     est.add_argument("--ensemble", type=int, help="samples per tile (mean and std maps)")
     est.add_argument("--uncertainty", action="store_true", help="add a std band")
-    est.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"])
-    est.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
-    est.add_argument("--tile", type=int, default=128)
-    est.add_argument("--overlap", type=int, default=32)
-    est.add_argument("--batch-size", type=int, default=4)
-    est.add_argument("--seed", type=int, default=0)
-    est.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    est.add_argument("--overwrite", action="store_true")
+    _add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
-    est.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
-    est.add_argument("--scheduler", help="address of an existing Dask scheduler (implies --dask)")
-    est.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     est.set_defaults(func=_cmd_estimate)
 
     info = verbs.add_parser(

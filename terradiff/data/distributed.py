@@ -233,16 +233,5 @@ def predict_raster_dask(
             own_client.close()
         if own_cluster is not None:
             own_cluster.close()
-    return TilingSummary(
-        path=out_path,
-        tiles=len(grid),
-        batches=batches,
-        seconds=time.perf_counter() - started,
-        peak_buffer_bytes=peak,
-        height=run.source.height * s,
-        width=run.source.width * s,
-        count=int(run.out_bands or 0),
-        scale=s,
-        nodata=run.output.nodata if not run.output.use_mask else None,
-        nonfinite_pixels=run.nonfinite,
-    )
+    run.batches = batches
+    return run.summary(time.perf_counter() - started, peak_bytes=peak)

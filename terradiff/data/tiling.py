@@ -675,6 +675,23 @@ class _TiledRun:
         self.batch_peak = max(self.batch_peak, x.nbytes + masks.nbytes + pred.nbytes)
         return pred
 
+    def summary(self, seconds: float, peak_bytes: int | None = None) -> TilingSummary:
+        """The :class:`TilingSummary` of a finished run."""
+        s = self.scale
+        return TilingSummary(
+            path=self.output.path,
+            tiles=len(self.grid),
+            batches=self.batches,
+            seconds=seconds,
+            peak_buffer_bytes=self.peak_bytes if peak_bytes is None else peak_bytes,
+            height=self.source.height * s,
+            width=self.source.width * s,
+            count=int(self.out_bands or 0),
+            scale=s,
+            nodata=self.output.nodata if not self.output.use_mask else None,
+            nonfinite_pixels=self.nonfinite,
+        )
+
     # ---- output --------------------------------------------------------------------------
     def open_output(self, count: int) -> Any:
         """Create the temporary output GeoTIFF."""
@@ -1083,7 +1100,6 @@ def predict_raster(
         overwrite=overwrite,
         max_memory_mb=max_memory_mb,
     )
-    s = spec["s"]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
     run: _TiledRun | None = None
@@ -1111,19 +1127,7 @@ def predict_raster(
             DataWarning,
             stacklevel=2,
         )
-    return TilingSummary(
-        path=out_path,
-        tiles=len(run.grid),
-        batches=run.batches,
-        seconds=time.perf_counter() - started,
-        peak_buffer_bytes=run.peak_bytes,
-        height=run.source.height * s,
-        width=run.source.width * s,
-        count=int(run.out_bands or 0),
-        scale=s,
-        nodata=run.output.nodata if not run.output.use_mask else None,
-        nonfinite_pixels=run.nonfinite,
-    )
+    return run.summary(time.perf_counter() - started)
 
 
 __all__ = [
