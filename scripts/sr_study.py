@@ -517,8 +517,15 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="forget saved measurements")
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     parser.add_argument("--runs-root", type=Path, help="put run NAME in RUNS_ROOT/NAME instead")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite README.md from results.json only"
+    )
     args = parser.parse_args()
     results, save = open_results(args.out, args.redo)
+    if args.report_only:
+        write_report(results, args)
+        print(f"wrote {args.out / 'README.md'}")
+        return
 
     runs = results.setdefault("runs", {})
     for name in args.only:
