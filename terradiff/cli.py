@@ -288,6 +288,7 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
         "--scheduler", help="address of an existing Dask scheduler (implies --dask)"
     )
     parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
+    parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
 
 
 def _mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -308,6 +309,7 @@ def _mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "dask": args.dask or args.scheduler is not None,
         "scheduler": args.scheduler,
         "n_workers": args.workers,
+        "rows_per_task": args.dask_rows,
     }
 
 

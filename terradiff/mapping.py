@@ -64,6 +64,7 @@ def super_resolve_raster(
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
+    rows_per_task: int | None = None,
 ) -> TilingSummary:
     """Super-resolve a whole GeoTIFF with a trained super-resolution checkpoint.
 
@@ -85,7 +86,8 @@ def super_resolve_raster(
         seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
             same raster, however the tiles are batched or distributed).
         device: ``cpu``/``cuda``; default CUDA when available.
-        dask, scheduler, n_workers: compute the tiles on Dask (see :func:`estimate_raster`).
+        dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
+            :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
 
     Raises:
         DataError: wrong band count, a scale the model cannot do, or a bad tile size.
@@ -142,7 +144,13 @@ def super_resolve_raster(
 
         factory = functools.partial(sr_predictor, str(ckpt.path), **settings)
         return predict_raster_dask(
-            in_path, out_path, factory, scheduler=scheduler, n_workers=n_workers, **options
+            in_path,
+            out_path,
+            factory,
+            scheduler=scheduler,
+            n_workers=n_workers,
+            rows_per_task=rows_per_task,
+            **options,
         )
     return predict_raster(in_path, out_path, _sr_predict_fn(task, **settings), **options)
 
@@ -228,6 +236,7 @@ def estimate_raster(
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
+    rows_per_task: int | None = None,
 ) -> CarbonMapSummary:
     """A carbon-density GeoTIFF (Mg C/ha) of a whole image with a trained ``carbon`` checkpoint.
 
@@ -293,7 +302,13 @@ def estimate_raster(
 
         factory = functools.partial(carbon_predictor, str(ckpt.path), **settings)
         summary = predict_raster_dask(
-            in_path, out_path, factory, scheduler=scheduler, n_workers=n_workers, **options
+            in_path,
+            out_path,
+            factory,
+            scheduler=scheduler,
+            n_workers=n_workers,
+            rows_per_task=rows_per_task,
+            **options,
         )
     else:
         summary = predict_raster(in_path, out_path, _carbon_predict_fn(task, **settings), **options)

@@ -143,11 +143,18 @@ def test_dask_local_cluster_gives_the_single_process_raster(
         "2",
     ]
     assert main([*base, "--out", str(root / "local.tif")]) == 0
-    assert main([*base, "--out", str(root / "dask.tif"), "--dask", "--workers", "2"]) == 0
+    assert (
+        main(
+            [*base, "--out", str(root / "dask.tif"), "--dask", "--workers", "2", "--dask-rows", "1"]
+        )
+        == 0
+    )
     local = read_raster(root / "local.tif").array
     distributed = read_raster(root / "dask.tif").array
     assert local.shape == (2, 64, 64)  # mean and std of the 2-member ensemble
     assert local[1].mean() > 0  # a real diffusion ensemble: the members differ
-    np.testing.assert_array_equal(local, distributed)
+    # the same tiles and per-tile noise; only floating-point rounding may differ (the workers'
+    # torch may use another thread count, hence another summation order in its kernels)
+    np.testing.assert_allclose(local, distributed, rtol=1e-5, atol=1e-4)
     with rasterio.open(root / "local.tif") as a, rasterio.open(root / "dask.tif") as b:
         assert a.transform == b.transform and a.crs == b.crs

@@ -9,9 +9,10 @@ GeoTIFF as blocks complete (in any order) and moves it onto the output name at t
 result equals the single-process raster and an interrupted run leaves nothing under the final
 name. Memory per worker is one block; the client holds at most the blocks in flight.
 
-A local cluster (``n_workers`` processes, one thread each) is started when no ``client`` or
-``scheduler`` address is given; ``scheduler="tcp://host:8786"`` uses an existing cluster whose
-workers can read the input path and import terradiff.
+A local cluster (``n_workers`` processes, one Dask thread each, the cores shared out as torch
+threads) is started when no ``client`` or ``scheduler`` address is given;
+``scheduler="tcp://host:8786"`` uses an existing cluster whose workers can read the input path and
+import terradiff.
 """
 
 from __future__ import annotations
@@ -83,9 +84,17 @@ def _predictor(factory: Callable[[], PredictFn]) -> PredictFn:
 
 
 def _predict_block(
-    in_path: Path, spec: dict[str, Any], own: tuple[int, int], factory: Callable[[], PredictFn]
+    in_path: Path,
+    spec: dict[str, Any],
+    own: tuple[int, int],
+    factory: Callable[[], PredictFn],
+    torch_threads: int | None = None,
 ) -> dict[str, Any]:
     """Worker side: the finished output rows of input rows ``own``."""
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)  # one worker per core share, no oversubscription
     predict_fn = _predictor(factory)
     with _open(in_path) as src, warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # the client already warned
@@ -139,7 +148,9 @@ def predict_raster_dask(
         client: a ``distributed.Client`` to use.
         scheduler: address of an existing Dask scheduler (when no ``client``).
         n_workers: worker processes of the local cluster started otherwise.
-        rows_per_task: tile rows per task (default: about four tasks per worker).
+        rows_per_task: tile rows per task (default: about two tasks per worker, 4 to 32 rows;
+            each task also predicts the tile row above its first, so fewer, larger blocks repeat
+            less work, and more blocks spread better over many workers).
         progress: a tqdm bar over blocks.
         **options: every keyword option of :func:`predict_raster` (``scaling``, ``tile``, ...).
 
@@ -164,7 +175,9 @@ def predict_raster_dask(
         grid = run.grid
         starts = grid.row_starts
         if rows_per_task is None:
-            rows_per_task = max(1, len(starts) // (4 * max(1, n_workers)))
+            # a block also predicts the tile row above its own rows (the overlap), so small
+            # blocks repeat work: 4-32 tile rows per block, about two blocks per worker
+            rows_per_task = min(32, max(4, len(starts) // (2 * max(1, n_workers))))
         if rows_per_task < 1:
             raise DataError(f"rows_per_task must be >= 1, got {rows_per_task}")
         blocks = []
@@ -187,8 +200,11 @@ def predict_raster_dask(
                     dashboard_address=None,
                 )
                 client = own_client = Client(own_cluster)
+        threads = None
+        if own_cluster is not None:  # our local cluster: split the cores between the workers
+            threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
         futures = [
-            client.submit(_predict_block, in_path, spec, own, predict_factory, pure=False)
+            client.submit(_predict_block, in_path, spec, own, predict_factory, threads, pure=False)
             for own in blocks
         ]
         peak = 0
