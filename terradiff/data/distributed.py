@@ -230,11 +230,7 @@ def predict_raster_dask(
                 except (RasterioError, OSError) as err:
                     raise RasterError(f"failed to write raster {out_path}: {err}") from err
                 bar.update(1)
-        try:
-            run.dst.close()
-            os.replace(tmp, out_path)
-        except (RasterioError, OSError) as err:
-            raise RasterError(f"failed to write raster {out_path}: {err}") from err
+        run.commit()
         finished = True
     finally:
         for future in futures:

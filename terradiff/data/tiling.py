@@ -675,6 +675,14 @@ class _TiledRun:
         self.batch_peak = max(self.batch_peak, x.nbytes + masks.nbytes + pred.nbytes)
         return pred
 
+    def commit(self) -> None:
+        """Close the temporary output and move it onto the output's name (atomic)."""
+        try:
+            self.dst.close()
+            os.replace(self.output.tmp, self.output.path)
+        except (RasterioError, OSError) as err:
+            raise RasterError(f"failed to write raster {self.output.path}: {err}") from err
+
     def summary(self, seconds: float, peak_bytes: int | None = None) -> TilingSummary:
         """The :class:`TilingSummary` of a finished run."""
         s = self.scale
@@ -1108,11 +1116,7 @@ def predict_raster(
         with _open(in_path) as src:
             run = _build_run(src, in_path, out_path, tmp, **spec)
             run.run(src, predict_fn, progress)
-        try:
-            run.dst.close()
-            os.replace(tmp, out_path)
-        except (RasterioError, OSError) as err:
-            raise RasterError(f"failed to write raster {out_path}: {err}") from err
+        run.commit()
         finished = True
     finally:
         if run is not None and run.dst is not None and not run.dst.closed:
