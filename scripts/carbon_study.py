@@ -41,6 +41,7 @@ from terradiff.carbon.metrics import carbon_metrics
 from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.config import load_config
 from terradiff.data.raster import read_raster
+from terradiff.data.transforms import get_scaling
 from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task
 from terradiff.viz import save_loss_curves, save_map_panel
@@ -90,10 +91,8 @@ def measure_deep(name: str, run_dir: str, test_dir: Path, args: argparse.Namespa
     """The test chip's map by a trained model; metrics, timing, parameters."""
     task, ckpt = load_task(run_dir, use_ema=True)
     chip = _chip_arrays(test_dir)
-    scaling = task.band_info["scaling"]
-    from terradiff.data.transforms import get_scaling
-
-    x = torch.from_numpy(get_scaling(scaling).to_model(chip["image"]))[None].float()
+    x = torch.from_numpy(get_scaling(task.band_info["scaling"]).to_model(chip["image"]))
+    x = x[None].float()
     x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
     generator = torch.Generator().manual_seed(0)
     task.estimate(task.net, x[..., :64, :64], steps=2, generator=generator)  # warm-up

@@ -237,11 +237,12 @@ def evaluate_super_resolution(
             2, 3, 4, 6 and 8.
 
     Returns:
-        ``{"model": {...metrics, "seconds_per_image"}, "bicubic": {...}, "n", "scale", "sampler",
+        ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
+        "band_names", "scale", "sampler",
         "steps", "checkpoint", "step", "method", "parameters"}``.
     """
     from terradiff.data.degrade import make_lr, upsample_to
-    from terradiff.metrics.image_quality import load_lpips, sr_metrics
+    from terradiff.metrics.image_quality import load_lpips, psnr, sr_metrics
     from terradiff.tasks import load_task
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
@@ -289,14 +290,20 @@ def evaluate_super_resolution(
         targets.append(hr)
     target = torch.cat(targets)
 
-    def row(pred: torch.Tensor) -> dict[str, float]:
-        return sr_metrics(pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips)
+    def row(pred: torch.Tensor) -> dict[str, Any]:
+        metrics: dict[str, Any] = sr_metrics(
+            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips
+        )
+        per_band = psnr(pred, target, crop_border=border, per_band=True)  # [C], mean of images
+        metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
+        return metrics
 
     name = None if task.sr.method == "regression" else (sampler or task.config.sample.sampler)
     return {
         "model": {**row(torch.cat(predictions)), "seconds_per_image": round(seconds / count, 4)},
         "bicubic": row(torch.cat(bicubics)),
         "n": count,
+        "band_names": list(task.band_info.get("names") or []),
         "scale": scale,
         "image_size": hr_size,
         "method": task.sr.method,

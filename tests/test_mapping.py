@@ -107,6 +107,7 @@ def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_p
     for row in (metrics["model"], metrics["bicubic"]):
         assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y"} <= set(row)
         assert 10 < row["psnr"] < 50 and 0 < row["ssim"] <= 1
+        assert len(row["psnr_per_band"]) == len(metrics["band_names"]) == 3
 
 
 def test_evaluate_super_resolution_scale_and_crop_options(

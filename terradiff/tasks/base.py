@@ -20,6 +20,7 @@ from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SAMPLERS, SamplerOutput
 from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.errors import DataError
 from terradiff.nets.unet import UNet
 
 
@@ -120,6 +121,11 @@ def build_dataset(
         "include": data.include,
         "crops_per_image": data.crops_per_image if train else 1,
     }
+    if data.kind == "paired":
+        raise DataError(
+            "data.kind 'paired' (image/target/mask rasters) is read by the carbon task: use "
+            "CarbonTask.dataset(split) rather than build_dataset"
+        )
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
     return GeoTiffChipDataset(data.root, **common)

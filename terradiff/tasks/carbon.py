@@ -287,7 +287,7 @@ class CarbonTask(Task):
     def _preview_items(self, num_images: int) -> dict[str, torch.Tensor]:
         cached = getattr(self, "_preview", None)
         if cached is None or len(cached["image"]) < num_images:
-            data = self.dataset("train", train=True)
+            data = self.build_dataset()
             step = max(1, len(data) // num_images)
             items = [data.get(i * step, epoch=0) for i in range(min(num_images, len(data)))]
             cached = {k: torch.stack([it[k] for it in items]) for k in ("image", "target", "mask")}

@@ -13,6 +13,7 @@ from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.config import config_from_dict
 from terradiff.errors import ConfigError, DataError
 from terradiff.tasks import load_task
+from terradiff.tasks.base import build_dataset
 from terradiff.tasks.carbon import CarbonTask
 from terradiff.train import Trainer
 from tests.helpers import tiny_config
@@ -99,5 +100,7 @@ def test_splits_are_disjoint_and_bands_checked(prepared: Path, tmp_path: Path) -
     task = CarbonTask(config_from_dict(carbon_config(tmp_path, prepared, "regression")))
     assert [p.name for p in task.pairs("train")] == ["0060c0a5", "288afc34"]
     assert task.pairs("val") == []
+    with pytest.raises(DataError, match="carbon task"):
+        build_dataset(task.config)
     with pytest.raises(DataError, match="10-band"):
         task.estimate(task.net, torch.zeros(1, 4, 32, 32))
