@@ -237,6 +237,12 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="override for every run")
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/carbon"))
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the --only runs and stop (to train several in parallel processes, each with "
+        "its own --out; a final plain run measures them all)",
+    )
     args = parser.parse_args()
     args.work = args.runs_root / "maps"
     args.work.mkdir(parents=True, exist_ok=True)
@@ -265,6 +271,8 @@ def main() -> None:
         runs[name] = train(name, BASE, overrides + VARIANTS[name] + args.set)
         shutil.copyfile(Path(runs[name]["run_dir"]) / "metrics.jsonl", logs / f"{name}.jsonl")
         save()
+    if args.train_only:
+        return
     test_dir = args.chips / splits["test"][0]
     train_dir = args.chips / splits["train"][0]
     for name in runs:

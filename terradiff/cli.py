@@ -168,6 +168,45 @@ def _cmd_carbon_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mcev_threshold(text: str) -> float:
+    """argparse type: an mCEV threshold in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"the mCEV threshold is a fraction of the variance in (0, 1], e.g. 0.85; got {value}"
+        )
+    return value
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from terradiff.distill.compress import compress_carbon_vgg
+
+    summary = compress_carbon_vgg(
+        args.run,
+        args.out,
+        threshold=args.threshold,
+        basis_epochs=args.basis_epochs,
+        block_steps=args.block_steps,
+        chain_steps=args.chain_steps,
+        progress=not args.quiet,
+    )
+    errors = ", ".join(f"{e:.3f}" for e in summary["relative_feature_error"])
+    print(
+        f"KD-VGG: {summary['student_parameters']:,} parameters (teacher "
+        f"{summary['teacher_parameters']:,}; KD ratio {summary['kd_ratio']:.1f}x), widths "
+        f"{summary['vgg_channels']}; relative feature error per stage {errors}\n"
+        f"  weights:    {summary['kd_vgg']}\n"
+        f"  table:      {Path(args.out) / 'table_a2.md'}\n"
+        f"  checkpoint: {summary['checkpoint']} (use it with 'terradiff estimate --model')\n"
+        f"  to train a new IIDM with it: carbon.vgg_channels={json.dumps(summary['vgg_channels'])}"
+        f" carbon.kd_vgg={summary['kd_vgg']}"
+    )
+    return 0
+
+
 def _cmd_carbon_inventory(args: argparse.Namespace) -> int:
     from terradiff.carbon.inventory import inventory_to_carbon
     from terradiff.carbon.stock import CarbonFactors
@@ -461,6 +500,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
     est.set_defaults(func=_cmd_estimate)
+
+    comp = verbs.add_parser(
+        "compress",
+        help="PCA-distil a trained IIDM's VGG extractor into KD-VGG",
+        description="PCA-based knowledge distillation (IIDM paper, appendix 2): measure every "
+        "convolution's mean cumulative explained variance on the model's training crops, keep "
+        "the channels that reach --threshold, learn the global eigenbases and train the "
+        "student block by block. Writes OUT/kd_vgg.safetensors (+ .json), OUT/table_a2.md and "
+        "OUT/run, the model with KD-VGG in place (usable by 'terradiff estimate').",
+    )
+    comp.add_argument("run", help="trained carbon IIDM run or checkpoint folder (the teacher)")
+    comp.add_argument("--out", required=True, help="output folder")
+    comp.add_argument(
+        "--threshold", type=_mcev_threshold, default=0.85, help="mCEV to keep, in (0, 1]"
+    )
+    comp.add_argument("--basis-epochs", type=int, default=3, help="passes to learn eigenbases")
+    comp.add_argument("--block-steps", type=int, default=300, help="blockwise training steps")
+    comp.add_argument("--chain-steps", type=int, default=100, help="chain fine-tuning steps")
+    comp.add_argument("--quiet", action="store_true", help="no progress bars")
+    comp.set_defaults(func=_cmd_compress)
 
     info = verbs.add_parser(
         "info", help="describe a checkpoint", description="Print a checkpoint's config and state."

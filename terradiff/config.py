@@ -257,6 +257,17 @@ class CarbonConfig(_Section):
     vgg_weights: str | None = Field(
         None, description="Local VGG weights to start from (never downloaded); null: trained."
     )
+    vgg_channels: list[list[int]] | None = Field(
+        None,
+        description="Widths of a PCA-distilled extractor (KD-VGG), one list per stage, as "
+        "'terradiff compress' prints them; null: the full extractor. The vgg_* fields above "
+        "still describe the teacher, whose feature widths KD-VGG reproduces.",
+    )
+    kd_vgg: str | None = Field(
+        None,
+        description="Local KD-VGG weights (kd_vgg.safetensors from 'terradiff compress') to "
+        "start from; needs vgg_channels.",
+    )
     feature_channels: int = Field(32, ge=1)
     attention: bool = Field(True, description="Cross-attention + MLP fusion at the bottleneck.")
     implicit_decoder: bool = True
@@ -265,6 +276,22 @@ class CarbonConfig(_Section):
     vae_beta: float = Field(1e-3, ge=0.0, description="'vae': weight of the KL term.")
     vae_latent: int = Field(8, ge=1, description="'vae': latent channels (at 1/4 resolution).")
     gan_l1_weight: float = Field(100.0, ge=0.0, description="'gan': lambda of L1 (pix2pix: 100).")
+
+    @model_validator(mode="after")
+    def _kd_vgg(self) -> CarbonConfig:
+        if self.kd_vgg and not self.vgg_channels:
+            raise ValueError("carbon.kd_vgg needs carbon.vgg_channels (the student's widths)")
+        if self.kd_vgg and self.vgg_weights:
+            raise ValueError("give carbon.kd_vgg or carbon.vgg_weights, not both")
+        if self.vgg_channels is not None and (
+            len(self.vgg_channels) != self.vgg_stages
+            or any(not stage or min(stage) < 1 for stage in self.vgg_channels)
+        ):
+            raise ValueError(
+                f"carbon.vgg_channels must hold {self.vgg_stages} lists (vgg_stages) of "
+                f"positive widths, got {self.vgg_channels}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _disjoint_splits(self) -> CarbonConfig:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from terradiff.nets.implicit import MultiScaleImplicitDecoder
 from terradiff.nets.unet import UNet
-from terradiff.nets.vgg import VGGFeatures
+from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures
 
 __all__ = ["IIDMNet"]
 
@@ -51,7 +51,7 @@ class IIDMNet(nn.Module):
         image_bands: int,
         denoiser: UNet,
         *,
-        extractor: VGGFeatures | None = None,
+        extractor: VGGFeatures | KDVGGFeatures | None = None,
         feature_channels: int = 32,
         implicit_decoder: bool = True,
         decoder_hidden: int = 64,

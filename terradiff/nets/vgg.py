@@ -15,6 +15,7 @@ user's *local* file by :func:`load_vgg_weights`; nothing is ever downloaded.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +43,9 @@ class VGGFeatures(nn.Module):
         batch_norm: BatchNorm after each convolution (the ``_bn`` variants).
         channels: Explicit widths per stage (overrides ``layout`` widths and ``width``; e.g. the
             channel counts a PCA distillation selected), one tuple per stage.
+        linear_heads: End every stage with a 1x1 convolution after its ReLU (no activation):
+            a PCA-distilled student outputs signed principal coordinates there
+            (:class:`KDVGGFeatures`), which a ReLU could not.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class VGGFeatures(nn.Module):
         num_stages: int = 4,
         batch_norm: bool = False,
         channels: Sequence[Sequence[int]] | None = None,
+        linear_heads: bool = False,
     ) -> None:
         super().__init__()
         if layout not in VGG_LAYOUTS:
@@ -76,6 +81,7 @@ class VGGFeatures(nn.Module):
                 )
         self.layout = layout
         self.in_channels = in_channels
+        self.batch_norm = batch_norm
         self.stage_channels = [list(s) for s in stages]
         self.stages = nn.ModuleList()
         c_in = in_channels
@@ -87,6 +93,8 @@ class VGGFeatures(nn.Module):
                     layers.append(nn.BatchNorm2d(c_out))
                 layers.append(nn.ReLU(inplace=True))
                 c_in = c_out
+            if linear_heads:
+                layers.append(nn.Conv2d(c_in, c_in, 1))
             self.stages.append(nn.Sequential(*layers))
         self.pool = nn.MaxPool2d(2)
         self.feature_channels = tuple(s[-1] for s in stages)
@@ -114,6 +122,96 @@ class VGGFeatures(nn.Module):
 
     def num_parameters(self) -> int:
         """Number of parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+
+class KDVGGFeatures(nn.Module):
+    """A PCA-distilled VGG extractor that stands in for its teacher (the IIDM paper's KD-VGG).
+
+    The student (:class:`VGGFeatures` with the selected widths, each stage ending in a linear
+    1x1 convolution) outputs,
+    per stage ``n``, ``S_n ~ W_n (F_n - mu_n)``: the teacher's stage features in their first
+    ``k_n`` principal directions (:mod:`terradiff.distill.pca`, Eq. 11). :meth:`forward` maps them
+    back, ``mu_n + W_n^T S_n``, so the module has the teacher's :attr:`feature_channels` and
+    whatever consumed the teacher's features (IIDM's projection and cross-attention) takes these
+    unchanged: the swap is a config change (``carbon.vgg_channels``), no retraining needed. The
+    back-projection is a fixed ``k_n x C_n`` matrix per stage (buffers ``basis_n`` and
+    ``mean_n``), cheap next to the convolutions it replaces.
+
+    Args:
+        in_channels: Image bands.
+        layout: The teacher's layout (convolutions per stage).
+        channels: The student's widths per stage (the last of each = ``k_n``).
+        teacher_channels: The teacher's stage output widths ``C_n``.
+        batch_norm: BatchNorm in the student (as the teacher).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        layout: str,
+        channels: Sequence[Sequence[int]],
+        teacher_channels: Sequence[int],
+        *,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.student = VGGFeatures(
+            in_channels,
+            layout,
+            num_stages=len(channels),
+            batch_norm=batch_norm,
+            channels=channels,
+            linear_heads=True,
+        )
+        teacher_channels = tuple(int(c) for c in teacher_channels)
+        if len(teacher_channels) != len(self.student.stages):
+            raise ValueError(
+                f"{len(teacher_channels)} teacher widths for {len(self.student.stages)} stages"
+            )
+        for n, (k, c) in enumerate(
+            zip(self.student.feature_channels, teacher_channels, strict=True)
+        ):
+            if k > c:
+                raise ValueError(f"stage {n}: the student keeps {k} > {c} teacher channels")
+            self.register_buffer(f"basis_{n}", torch.zeros(k, c))
+            self.register_buffer(f"mean_{n}", torch.zeros(c))
+        self.layout = layout
+        self.in_channels = in_channels
+        self.feature_channels = teacher_channels
+        """The teacher's stage widths (what :meth:`forward` returns)."""
+        self.student_channels = tuple(self.student.feature_channels)
+
+    @property
+    def downsample_factor(self) -> int:
+        """Input sizes must be multiples of this."""
+        return self.student.downsample_factor
+
+    def basis(self, stage: int) -> tuple[Tensor, Tensor]:
+        """``(W_n [k, C], mu_n [C])`` of a stage."""
+        return getattr(self, f"basis_{stage}"), getattr(self, f"mean_{stage}")
+
+    def set_basis(self, stage: int, weight: Tensor, mean: Tensor) -> None:
+        """Install a learned eigenbasis (rows orthonormal) and mean for ``stage``."""
+        w, mu = self.basis(stage)
+        w.copy_(weight.detach())
+        mu.copy_(mean.detach())
+
+    def forward_projected(self, x: Tensor) -> list[Tensor]:
+        """The student's outputs ``S_n`` (``k_n`` channels each), fine to coarse."""
+        return self.student(x)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        """``[mu_n + W_n^T S_n]``: the teacher-space features, fine to coarse."""
+        out = []
+        for n, s in enumerate(self.forward_projected(x)):
+            w, mu = self.basis(n)
+            back = torch.einsum("kc,bkhw->bchw", w.to(s.dtype), s)
+            out.append(back + mu.view(1, -1, 1, 1).to(s.dtype))
+        return out
+
+    def num_parameters(self) -> int:
+        """Number of parameters (the fixed bases are buffers, not counted)."""
         return sum(p.numel() for p in self.parameters())
 
 
@@ -179,4 +277,58 @@ def load_vgg_weights(net: VGGFeatures, path: str | Path) -> VGGFeatures:
             )
         new_state[key] = value
     net.load_state_dict(new_state)
+    return net
+
+
+def save_kd_vgg(net: KDVGGFeatures, folder: str | Path, meta: Mapping[str, object]) -> Path:
+    """Write ``folder/kd_vgg.safetensors`` (student + bases) and ``folder/kd_vgg.json`` (its
+    widths and ``meta``), atomically; returns the weights path."""
+    from safetensors.torch import save_file
+
+    from terradiff.io import atomic_path, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / "kd_vgg.safetensors"
+    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(state, str(tmp))
+    info = {
+        "layout": net.layout,
+        "in_channels": net.in_channels,
+        "student_channels": [list(s) for s in net.student.stage_channels],
+        "teacher_channels": list(net.feature_channels),
+        **meta,
+    }
+    atomic_write_text(folder / "kd_vgg.json", json.dumps(info, indent=1) + "\n")
+    return weights
+
+
+def load_kd_vgg(net: KDVGGFeatures, path: str | Path) -> KDVGGFeatures:
+    """Load KD-VGG weights (``kd_vgg.safetensors``, or the folder holding it) into ``net``.
+
+    Raises:
+        CheckpointError: missing file, or weights of other widths than ``net``'s (the message
+            gives the widths the file was made with, from ``kd_vgg.json``).
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "kd_vgg.safetensors"
+    if not path.is_file():
+        raise CheckpointError(
+            f"KD-VGG weights not found: {path}. Make them with 'terradiff compress RUN --out DIR' "
+            "and point carbon.kd_vgg at DIR/kd_vgg.safetensors"
+        )
+    state = load_file(str(path))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError:
+        info = path.with_suffix(".json")
+        made = json.loads(info.read_text()).get("student_channels") if info.is_file() else "?"
+        raise CheckpointError(
+            f"{path} holds a KD-VGG of widths {made}; the config asks for "
+            f"{[list(s) for s in net.student.stage_channels]} (carbon.vgg_channels)"
+        ) from None
     return net

@@ -30,7 +30,7 @@ from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.errors import DataError
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.translation import ConvVAE, PatchDiscriminator, Pix2Pix
-from terradiff.nets.vgg import VGGFeatures, load_vgg_weights
+from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures, load_kd_vgg, load_vgg_weights
 from terradiff.tasks.base import Task, build_schedule, build_unet, diffusion_loss, run_sampler
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -154,15 +154,21 @@ class CarbonTask(Task):
                     )
                 discriminator = PatchDiscriminator(bands + 1, config.model.base_channels)
             return Pix2Pix(build_unet(config, bands, 1), discriminator, c.gan_l1_weight)
-        extractor = None
+        extractor: VGGFeatures | KDVGGFeatures | None = None
         if c.method == "iidm":
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed + 1)
                 extractor = VGGFeatures(
                     bands, c.vgg_layout, width=c.vgg_width, num_stages=c.vgg_stages
                 )
-            if c.vgg_weights:
+                if c.vgg_channels is not None:
+                    extractor = KDVGGFeatures(
+                        bands, c.vgg_layout, c.vgg_channels, extractor.feature_channels
+                    )
+            if c.vgg_weights and isinstance(extractor, VGGFeatures):
                 load_vgg_weights(extractor, c.vgg_weights)
+            if c.kd_vgg and isinstance(extractor, KDVGGFeatures):
+                load_kd_vgg(extractor, c.kd_vgg)
         cond = bands + (c.feature_channels if extractor is not None else 0)
         context = extractor.feature_channels[-1] if extractor is not None and c.attention else 0
         denoiser = build_unet(config, 1, 1, cond_channels=cond, context_channels=context)

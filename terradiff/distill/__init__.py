@@ -1,0 +1,1 @@
+"""Compression: PCA-based knowledge distillation and single-step distilled super-resolution."""

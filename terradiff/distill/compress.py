@@ -1,0 +1,159 @@
+"""Compress a trained terradiff model: the ``terradiff compress`` verb's work.
+
+``compress_carbon_vgg`` distils the VGG extractor of a trained IIDM carbon model into KD-VGG
+(:mod:`terradiff.distill.kd_vgg`) on the model's own training data and writes:
+
+* ``OUT/kd_vgg.safetensors`` + ``OUT/kd_vgg.json`` -- the distilled extractor (and what the
+  distillation measured: the Table A2 rows, losses, the kept variance);
+* ``OUT/table_a2.md`` -- the paper's Table A2 for this extractor (channels, mCEV channels,
+  selected) with the KD ratio;
+* ``OUT/run/checkpoints/step_*`` -- the teacher's checkpoint with KD-VGG in place of its extractor
+  (``carbon.vgg_channels`` set in its config), which ``terradiff estimate`` uses like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from terradiff.checkpoint import save_checkpoint
+from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
+from terradiff.errors import CheckpointError
+from terradiff.io import atomic_write_text
+from terradiff.nets.iidm import IIDMNet
+from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
+from terradiff.tasks import load_task
+
+__all__ = ["compress_carbon_vgg", "table_a2_markdown"]
+
+
+def table_a2_markdown(report: KDVGGReport) -> str:
+    """The paper's Table A2 (per convolution: channels, mCEV channels, selected) as Markdown."""
+    lines = [
+        f"| layer | channels | mCEV channels (>= {report.threshold:.0%}) | selected | mCEV there |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report.layers:
+        lines.append(
+            f"| {row.layer} | {row.channels} | {row.mcev_channels} | {row.selected} | "
+            f"{row.mcev_at_selected:.3f} |"
+        )
+    lines += [
+        "",
+        f"Parameters: teacher {report.teacher_parameters:,}, KD-VGG {report.student_parameters:,} "
+        f"(KD ratio {report.kd_ratio:.1f}x). Images analysed: {report.images}. Variance kept by "
+        "the learned eigenbases (per stage): "
+        + ", ".join(f"{v:.3f}" for v in report.basis_kept_variance)
+        + ". Relative RMS error of KD-VGG's back-projected features (per stage): "
+        + ", ".join(f"{v:.3f}" for v in report.relative_feature_error)
+        + "; the floor of these bases (a perfect student): "
+        + ", ".join(f"{v:.3f}" for v in report.basis_floor_error)
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def compress_carbon_vgg(
+    run: str | Path,
+    out: str | Path,
+    *,
+    threshold: float = 0.85,
+    epochs_of_data: int = 1,
+    basis_epochs: int = 3,
+    block_steps: int = 300,
+    chain_steps: int = 100,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Distil the extractor of the IIDM checkpoint ``run`` into KD-VGG (see the module docstring).
+
+    Args:
+        run: The teacher: a carbon ``iidm`` run folder or checkpoint.
+        out: Output folder.
+        threshold: mCEV threshold in (0, 1].
+        epochs_of_data: Passes of the training crops that make one "epoch" of the distillation
+            data (more = more random crops per pass).
+        basis_epochs, block_steps, chain_steps: See :func:`distill_vgg`.
+        progress: Progress bars.
+
+    Returns:
+        A summary (paths, widths, parameters, KD ratio).
+
+    Raises:
+        CheckpointError: ``run`` is not an IIDM carbon model with a full VGG extractor.
+    """
+    task, ckpt = load_task(run, use_ema=True)
+    net = task.net
+    if (
+        task.config.task != "carbon"
+        or not isinstance(net, IIDMNet)
+        or not isinstance(net.extractor, VGGFeatures)
+    ):
+        kind = task.config.task
+        if task.config.task == "carbon":
+            kind = f"carbon/{task.config.carbon.method}"
+            if isinstance(net, IIDMNet) and net.extractor is not None:
+                kind += " (its extractor is already distilled)"
+        raise CheckpointError(
+            f"{ckpt.path} is a {kind} model; 'terradiff compress' distils the VGG extractor of a "
+            "carbon IIDM model (carbon.method: iidm, no carbon.vgg_channels)"
+        )
+    teacher = net.extractor
+    dataset = task.dataset("train", train=True)
+    batch_size = task.config.train.batch_size
+    generator = torch.Generator().manual_seed(task.config.seed)
+
+    def batches() -> Any:
+        for _ in range(epochs_of_data):
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=generator)
+            for batch in loader:
+                yield batch["image"]  # invalid pixels are already 0
+
+    kd, report = distill_vgg(
+        teacher,
+        batches,
+        threshold=threshold,
+        basis_epochs=basis_epochs,
+        block_steps=block_steps,
+        chain_steps=chain_steps,
+        progress=progress,
+    )
+    out = Path(out)
+    weights = save_kd_vgg(kd, out, {"teacher": str(ckpt.path), **report.to_dict()})
+    atomic_write_text(out / "table_a2.md", table_a2_markdown(report))
+
+    config = task.config.to_dict()
+    config["carbon"]["vgg_channels"] = report.student_channels
+    config["carbon"]["vgg_weights"] = None
+    config["carbon"]["kd_vgg"] = None  # the weights are in the checkpoint
+    config["output_dir"] = str(out / "run")
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("extractor.")}
+    state.update({f"extractor.{k}": v for k, v in kd.state_dict().items()})
+    checkpoint_config = {**task.checkpoint_config(), "config": config}
+    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
+    save_checkpoint(
+        path,
+        config=checkpoint_config,
+        model_state=state,
+        ema_state=state,
+        trainer_meta={
+            "step": ckpt.step,
+            "compressed_from": str(ckpt.path),
+            "losses": ckpt.trainer_meta.get("losses", []),
+            "train_seconds": ckpt.trainer_meta.get("train_seconds"),
+        },
+    )
+    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
+    load_task(path)  # the written checkpoint loads (fails loudly otherwise)
+    return {
+        "kd_vgg": str(weights),
+        "checkpoint": str(path),
+        "vgg_channels": report.student_channels,
+        "teacher_parameters": report.teacher_parameters,
+        "student_parameters": report.student_parameters,
+        "kd_ratio": report.kd_ratio,
+        "relative_feature_error": report.relative_feature_error,
+    }
