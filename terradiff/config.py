@@ -204,11 +204,13 @@ class SuperResolutionConfig(_Section):
     from it by ``degradation`` at ``scale``.
     """
 
-    method: Literal["sr3", "regression", "implicit"] = Field(
+    method: Literal["sr3", "regression", "implicit", "single_step", "student"] = Field(
         "sr3",
         description="'sr3': conditional diffusion (Saharia et al. 2021); 'regression': the same "
         "UNet trained with L1 to predict the HR image directly (baseline); 'implicit': IDM-style "
-        "continuous scales (Gao et al. 2023), trained on random scales in train_scales.",
+        "continuous scales (Gao et al. 2023), trained on random scales in train_scales; "
+        "'single_step': SlimDiffSR's uncertainty-guided one-step teacher; 'student': SlimDiffSR's "
+        "light one-pass student, distilled from sr.teacher.",
     )
     scale: float = Field(4.0, gt=1.0, le=16.0, description="The scale of sr3/regression models.")
     degradation: Literal["bicubic", "real"] = "bicubic"
@@ -216,12 +218,49 @@ class SuperResolutionConfig(_Section):
         (1.5, 4.0), description="'implicit': each batch draws its scale uniformly in this range."
     )
     render_channels: int = Field(32, ge=1, description="'implicit': rendered feature channels.")
+    uncertainty_weight: float = Field(
+        1.0, ge=0.0, description="'single_step': weight of the uncertainty loss (Eq. 5)."
+    )
+    alpha_weight: float = Field(
+        1.0, ge=0.0, description="'single_step': weight of the L1 loss of the alpha_bar head."
+    )
+    tv_weight: float = Field(
+        0.1, ge=0.0, description="'single_step': total variation of alpha_bar (Eq. 21)."
+    )
+    power_window: int = Field(
+        7, ge=1, description="'single_step': box size of the local HR power in Eq. 9-10 (odd)."
+    )
+    teacher: str | None = Field(
+        None, description="'student': the teacher run/checkpoint (single_step or regression)."
+    )
+    distill: Literal["none", "mse", "mse_mmd"] = Field(
+        "mse_mmd",
+        description="'student': no distillation (L1 to HR only), + MSE to the teacher's output "
+        "and 1x1-adapted features, or + lambda MMD on the features too (SlimDiffSR Eq. 16-19).",
+    )
+    mmd_weight: float = Field(0.1, ge=0.0, description="'student': lambda of the MMD term.")
+    student_channels: int = Field(16, ge=1, description="'student': width of its first level.")
+    student_mults: list[int] = Field(
+        default_factory=lambda: [1, 2], description="'student': width multipliers of its levels."
+    )
+    student_blocks: int = Field(1, ge=1, description="'student': light blocks per level.")
+    fs_conv: bool = Field(True, description="'student': frequency-separable convolutions.")
+    ds_conv: bool = Field(True, description="'student': direction-separable convolutions.")
+    global_aggregation: bool = Field(
+        True, description="'student': query-driven global aggregation at the bottom."
+    )
 
     @model_validator(mode="after")
     def _scale_range(self) -> SuperResolutionConfig:
         low, high = self.train_scales
         if not 1.0 < low <= high <= 16.0:
             raise ValueError(f"train_scales must satisfy 1 < low <= high <= 16, got {low}, {high}")
+        if self.power_window % 2 == 0:
+            raise ValueError(f"power_window must be odd, got {self.power_window}")
+        if self.method == "student" and not self.teacher:
+            raise ValueError(
+                "sr.method 'student' needs sr.teacher: the run or checkpoint to distil from"
+            )
         return self
 
 

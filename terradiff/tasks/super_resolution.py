@@ -27,7 +27,15 @@ from terradiff.config import ExperimentConfig
 from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
-from terradiff.errors import DataError
+from terradiff.distill.mmd import feature_mmd
+from terradiff.distill.uncertainty import (
+    alpha_bar_target,
+    jeffreys_uncertainty_loss,
+    total_variation,
+)
+from terradiff.errors import CheckpointError, DataError
+from terradiff.nets.light import LightSRNet
+from terradiff.nets.slim import SingleStepSRNet
 from terradiff.nets.sr import ImplicitSRNet
 from terradiff.tasks.base import (
     Task,
@@ -65,9 +73,127 @@ class SuperResolutionTask(Task):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed + 1)
                 self.net = ImplicitSRNet(bands, denoiser, render_channels=render)
+        elif self.sr.method == "single_step":
+            estimator = build_unet(config, bands, 2 * bands)
+            denoiser = build_unet(config, bands, bands, cond_channels=bands + 1)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + 1)
+                self.net = SingleStepSRNet(bands, estimator, denoiser)
+        elif self.sr.method == "student":
+            self.teacher: SuperResolutionTask | None = None
+            adapters = None
+            if self.sr.distill != "none":
+                adapters = self.band_info.get("teacher_features")
+                if adapters is None:  # training: read the teacher (inference has it stored)
+                    self.teacher = self._load_teacher()
+                    adapters = self._adapter_widths(self.teacher)
+                    self.band_info = {**self.band_info, "teacher_features": adapters}
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(config.seed + 1)
+                self.net = LightSRNet(
+                    bands,
+                    base_channels=self.sr.student_channels,
+                    channel_mults=self.sr.student_mults,
+                    blocks=self.sr.student_blocks,
+                    num_groups=config.model.num_groups,
+                    fs_conv=self.sr.fs_conv,
+                    ds_conv=self.sr.ds_conv,
+                    global_aggregation=self.sr.global_aggregation,
+                    adapter_channels=adapters,
+                )
         else:
             cond = bands if self.sr.method == "sr3" else 0
             self.net = build_unet(config, bands, bands, cond_channels=cond)
+
+    # ------------------------------------------------------------------ distillation
+    def _load_teacher(self) -> SuperResolutionTask:
+        """The frozen teacher of a student (``sr.teacher``), checked to be of a usable kind."""
+        from terradiff.tasks import load_task
+
+        assert self.sr.teacher is not None
+        teacher, ckpt = load_task(self.sr.teacher, use_ema=True)
+        if not isinstance(teacher, SuperResolutionTask) or teacher.sr.method not in (
+            "single_step",
+            "regression",
+        ):
+            kind = teacher.config.task
+            if isinstance(teacher, SuperResolutionTask):
+                kind = f"super_resolution/{teacher.sr.method}"
+            raise CheckpointError(
+                f"sr.teacher {ckpt.path} is a {kind} model; a student distils a one-pass "
+                "super-resolution teacher (sr.method 'single_step' or 'regression')"
+            )
+        if teacher.sr.scale != self.sr.scale or teacher.num_bands != self.num_bands:
+            raise CheckpointError(
+                f"sr.teacher {ckpt.path} is a x{teacher.sr.scale:g} model of "
+                f"{teacher.num_bands} bands; this student is x{self.sr.scale:g} on "
+                f"{self.num_bands} bands"
+            )
+        for p in teacher.net.parameters():
+            p.requires_grad_(False)
+        teacher.net.eval()
+        return teacher
+
+    def _adapter_widths(self, teacher: SuperResolutionTask) -> list[int]:
+        """The teacher's decoder width for each student feature of the same resolution (or 0).
+
+        Student features are (bottom, levels coarse to fine) at ``H / 2**len(mults)``, ...,
+        ``H``; teacher features coarse to fine at ``H / 2**(L-1)``, ..., ``H``.
+        """
+        unet = teacher.net.denoiser if isinstance(teacher.net, SingleStepSRNet) else teacher.net
+        levels = len(self.sr.student_mults)
+        student_factors = [2**levels] + [2**i for i in reversed(range(levels))]
+        teacher_factors = {
+            2 ** (len(unet.feature_channels) - 1 - k): c
+            for k, c in enumerate(unet.feature_channels)
+        }
+        return [int(teacher_factors.get(f, 0)) for f in student_factors]
+
+    def _one_step(
+        self,
+        net: SingleStepSRNet,
+        bicubic: torch.Tensor,
+        generator: torch.Generator | None,
+        hr: torch.Tensor | None = None,
+        features: bool = False,
+    ) -> dict[str, Any]:
+        """The single-step teacher's pass (training when ``hr`` is given: Eq. 9-10 targets)."""
+        mean, log_sigma = net.estimate(bicubic)
+        alpha_pred = net.predict_alpha(mean.detach(), log_sigma.detach())
+        alpha_target = None
+        if hr is not None:
+            alpha_target = alpha_bar_target(hr, log_sigma.detach(), window=self.sr.power_window)
+        alpha = alpha_target if alpha_target is not None else alpha_pred.clamp(1e-3, 0.9999)
+        noise = torch.randn(mean.shape, generator=generator, device="cpu").to(mean.device)
+        x_t = alpha.sqrt() * mean.detach() + (1 - alpha).sqrt() * noise
+        t = self.schedule.timestep_from_alpha_bar(alpha.mean(dim=(1, 2, 3)))
+        x0, feats = net.denoise_features(x_t, t.to(x_t.device), bicubic, alpha)
+        return {
+            "x0": x0.float(),
+            "features": feats if features else None,
+            "mean": mean,
+            "log_sigma": log_sigma,
+            "alpha_pred": alpha_pred,
+            "alpha_target": alpha_target,
+            "t": t,
+        }
+
+    def _teacher_outputs(
+        self, bicubic: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The teacher's HR estimate and decoder features (no gradients)."""
+        assert self.teacher is not None
+        net = self.teacher.net
+        device = bicubic.device
+        if next(net.parameters()).device != device:
+            net.to(device)
+        with torch.no_grad():
+            if isinstance(net, SingleStepSRNet):
+                out = self._one_step(net, bicubic, generator, features=True)
+                return out["x0"], out["features"]
+            zero_t = torch.zeros(bicubic.shape[0], device=device)
+            residual, feats = net.forward_features(bicubic, zero_t)
+            return bicubic + residual.float(), feats
 
     # ------------------------------------------------------------------ pairs
     def degrade(
@@ -113,9 +239,67 @@ class SuperResolutionTask(Task):
         if self.sr.method == "regression":
             prediction = self._regress(net, bicubic)
             return objectives.diffusion_loss(prediction, hr, loss_type="l1", mask=mask)
+        if self.sr.method == "single_step":
+            return self._single_step_loss(net, bicubic, hr, mask, generator)
+        if self.sr.method == "student":
+            return self._student_loss(net, bicubic, hr, mask, generator)
         return diffusion_loss(
             net, self.schedule, self.config, hr, generator, mask=mask, cond=bicubic
         )
+
+    def _single_step_loss(
+        self,
+        net: nn.Module,
+        bicubic: torch.Tensor,
+        hr: torch.Tensor,
+        mask: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """L1 of the one-step HR estimate + uncertainty (Eq. 5) + alpha_bar head (L1, TV Eq. 21)."""
+        out = self._one_step(_unwrap(net), bicubic, generator, hr=hr)
+        sr = self.sr
+        loss = objectives.diffusion_loss(out["x0"], hr, loss_type="l1", mask=mask)
+        loss = loss + sr.uncertainty_weight * jeffreys_uncertainty_loss(
+            out["mean"], out["log_sigma"], hr.float(), mask
+        )
+        alpha_l1 = (out["alpha_pred"] - out["alpha_target"]).abs().mean()
+        return loss + sr.alpha_weight * alpha_l1 + sr.tv_weight * total_variation(out["alpha_pred"])
+
+    def _student_loss(
+        self,
+        net: nn.Module,
+        bicubic: torch.Tensor,
+        hr: torch.Tensor,
+        mask: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """L1 to HR; with distillation + MSE to the teacher's output and adapted features, and
+        + lambda MMD of the features (``mse_mmd``; SlimDiffSR Eq. 16-19)."""
+        student = _unwrap(net)
+        residual, features = student.forward_features(bicubic)
+        prediction = bicubic + residual.float()
+        loss = objectives.diffusion_loss(prediction, hr, loss_type="l1", mask=mask)
+        if self.sr.distill == "none":
+            return loss
+        if self.teacher is None:
+            raise CheckpointError(
+                "this student was rebuilt from a checkpoint without its teacher; training it "
+                "further needs sr.teacher (distillation) or sr.distill: none"
+            )
+        target, teacher_features = self._teacher_outputs(bicubic, generator)
+        loss = loss + torch.nn.functional.mse_loss(prediction, target)
+        by_size = {tuple(f.shape[-2:]): f for f in teacher_features}
+        assert student.adapters is not None
+        for feature, adapter in zip(features, student.adapters, strict=True):
+            goal = by_size.get(tuple(feature.shape[-2:]))
+            if goal is None or isinstance(adapter, nn.Identity):
+                continue
+            adapted = adapter(feature).float()
+            goal = goal.float()
+            loss = loss + torch.nn.functional.mse_loss(adapted, goal) / goal.var().clamp_min(1e-6)
+            if self.sr.distill == "mse_mmd":
+                loss = loss + self.sr.mmd_weight * feature_mmd(adapted, goal, generator=generator)
+        return loss
 
     @staticmethod
     def _regress(net: nn.Module, bicubic: torch.Tensor) -> torch.Tensor:
@@ -162,6 +346,17 @@ class SuperResolutionTask(Task):
                 return_trajectory,
             )
         bicubic = upsample_to(lr.float().cpu(), out_size).to(device)
+        if self.sr.method in ("single_step", "student"):
+            was_training = net.training
+            net.eval()
+            try:
+                if self.sr.method == "student":
+                    hr = bicubic + net(bicubic).float()
+                else:
+                    hr = self._one_step(_unwrap(net), bicubic, generator)["x0"]
+                return SamplerOutput(sample=hr.clamp(-1, 1))
+            finally:
+                net.train(was_training)
         if self.sr.method == "regression":
             was_training = net.training
             net.eval()
@@ -266,6 +461,13 @@ class SuperResolutionTask(Task):
         sr = self.super_resolve(net, lr, out_size=tuple(hr.shape[-2:]), generator=generator)
         bicubic = upsample_to(lr, hr.shape[-2:])
         return torch.stack([bicubic, sr.sample.cpu(), hr], dim=1).flatten(0, 1)
+
+
+def _unwrap(net: nn.Module) -> Any:
+    """The module under a distributed/compiled wrapper (its own methods are needed)."""
+    while hasattr(net, "module") and isinstance(net.module, nn.Module):
+        net = net.module
+    return getattr(net, "_orig_mod", net)
 
 
 class _Denoiser(nn.Module):

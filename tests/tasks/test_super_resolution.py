@@ -10,7 +10,7 @@ import torch
 from accelerate.state import AcceleratorState
 
 from terradiff.config import config_from_dict
-from terradiff.errors import DataError
+from terradiff.errors import CheckpointError, ConfigError, DataError
 from terradiff.tasks import load_task
 from terradiff.tasks.super_resolution import SuperResolutionTask
 from terradiff.train import Trainer
@@ -98,3 +98,46 @@ def test_implicit_model_trains_and_super_resolves_any_scale(
             task.net, lr, out_size=size, steps=2, generator=torch.Generator().manual_seed(0)
         )
         assert out.sample.shape == (1, 3, *size)
+
+
+def test_single_step_teacher_and_distilled_student_on_real_aid_crops(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    """SlimDiffSR in pixel space: the one-step teacher learns; a light student distils from it."""
+    raw = sr_config(tmp_path / "teacher", sample_data, "single_step", max_steps=40)
+    raw["model"]["dropout"] = 0.0
+    result = Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "teacher").fit()
+    losses = [loss for _, loss in result.losses]
+    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8, losses
+    teacher, _ = load_task(tmp_path / "teacher")
+    lr = torch.rand(2, 3, 8, 8) * 2 - 1
+    out = teacher.super_resolve(teacher.net, lr, generator=torch.Generator().manual_seed(0))
+    assert out.sample.shape == (2, 3, 32, 32) and out.sample.abs().max() <= 1
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    raw = sr_config(tmp_path / "student", sample_data, "student", max_steps=30)
+    raw["sr"].update({"teacher": str(tmp_path / "teacher"), "student_channels": 8})
+    task = SuperResolutionTask(config_from_dict(raw))
+    result = Trainer(task, tmp_path / "student").fit()
+    losses = [loss for _, loss in result.losses]
+    assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6, losses
+
+    student, _ = load_task(tmp_path / "student")  # rebuilt without reading the teacher
+    assert student.net.num_parameters() * 10 < teacher.net.num_parameters()
+    calls = []
+    student.net.register_forward_hook(lambda *_: calls.append(1))
+    sr = student.super_resolve(student.net, lr)
+    assert sr.sample.shape == (2, 3, 32, 32) and len(calls) == 1  # one network evaluation
+
+
+def test_student_refuses_a_teacher_of_the_wrong_kind(tmp_path: Path, sample_data: Path) -> None:
+    config = config_from_dict(sr_config(tmp_path / "sr3", sample_data, "sr3", max_steps=1))
+    Trainer(SuperResolutionTask(config), tmp_path / "sr3").fit()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    raw = sr_config(tmp_path / "student", sample_data, "student", max_steps=1)
+    raw["sr"]["teacher"] = str(tmp_path / "sr3")
+    with pytest.raises(CheckpointError, match="one-pass"):
+        SuperResolutionTask(config_from_dict(raw))
+    raw["sr"]["teacher"] = None
+    with pytest.raises(ConfigError, match=r"sr\.teacher"):
+        config_from_dict(raw)
