@@ -14,6 +14,7 @@ import torch
 from terradiff.checkpoint import list_checkpoints
 from terradiff.config import load_config
 from terradiff.io import atomic_write_text
+from terradiff.nets import count_parameters
 from terradiff.tasks import build_task, load_task
 from terradiff.train import Trainer
 
@@ -45,7 +46,7 @@ def train(name: str, config_path: Path, overrides: list[str] | None = None) -> d
         "run_dir": str(run_dir),
         "steps": ckpt.step,
         "batch_size": config.train.batch_size,
-        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "parameters": count_parameters(task.net),
         "train_minutes": round(float(seconds) / 60.0, 1),
         "final_loss": ckpt.trainer_meta["losses"][-1][1],
     }

@@ -243,6 +243,7 @@ def evaluate_super_resolution(
     """
     from terradiff.data.degrade import make_lr, upsample_to
     from terradiff.metrics.image_quality import load_lpips, psnr, sr_metrics
+    from terradiff.nets import count_parameters
     from terradiff.tasks import load_task
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
@@ -309,7 +310,7 @@ def evaluate_super_resolution(
         "method": task.sr.method,
         "sampler": name,
         "steps": None if name in (None, "ddpm") else (steps or task.config.sample.steps),
-        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "parameters": count_parameters(task.net),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         "real_images": str(dataset.root),

@@ -6,7 +6,12 @@
 * :class:`~terradiff.nets.implicit.LocalImplicitDecoder` (LIIF) and
   :class:`~terradiff.nets.implicit.MultiScaleImplicitDecoder` (IDM-style, feature pyramid ->
   any output size); :func:`~terradiff.nets.implicit.make_coord` is their coordinate grid.
+* :mod:`terradiff.nets.vgg` (VGG extractors, KD-VGG), :mod:`terradiff.nets.iidm` (IIDM),
+  :mod:`terradiff.nets.translation` (VAE, pix2pix), :mod:`terradiff.nets.sr` (implicit SR),
+  :mod:`terradiff.nets.slim` (single-step SR teacher), :mod:`terradiff.nets.light` (its student).
 """
+
+from torch import nn
 
 from terradiff.nets.blocks import (
     AttentionBlock,
@@ -26,6 +31,14 @@ from terradiff.nets.implicit import (
 )
 from terradiff.nets.unet import SMALL_64, UNet, attention_levels
 
+
+def count_parameters(net: nn.Module) -> int:
+    """Parameters a model uses at inference: its ``num_parameters()`` where it defines one (e.g. a
+    distilled student leaves out its training-only adapters), else all of them."""
+    count = getattr(net, "num_parameters", None)
+    return int(count()) if callable(count) else sum(p.numel() for p in net.parameters())
+
+
 __all__ = [
     "SMALL_64",
     "AttentionBlock",
@@ -39,6 +52,7 @@ __all__ = [
     "UNet",
     "Upsample",
     "attention_levels",
+    "count_parameters",
     "make_cell",
     "make_coord",
     "timestep_embedding",
