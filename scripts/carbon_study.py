@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from study_common import open_results, read_losses, train
+from study_common import machine_description, open_results, read_losses, train
 
 from terradiff.carbon.baselines import fit_pixel_model, pixel_features, predict_map
 from terradiff.carbon.metrics import carbon_metrics
@@ -42,6 +42,7 @@ from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.config import load_config
 from terradiff.data.raster import read_raster
 from terradiff.data.transforms import get_scaling
+from terradiff.distill.compress import compress_carbon_vgg
 from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task
 from terradiff.viz import save_loss_curves, save_map_panel
@@ -57,8 +58,10 @@ VARIANTS: dict[str, list[str]] = {
     "gan": ["carbon.method=gan"],
 }
 PIXEL_BASELINES = ("ols", "rf", "svr")
+KD_BLOCK_STEPS, KD_CHAIN_STEPS = 1000, 300  # PCA KD of the IIDM's VGG (Table 1 KD row)
 TABLE2 = ("ols", "rf", "svr", "vae", "gan", "regression", "idm", "iidm")
-TABLE1 = ("iidm", "iidm_no_mask", "iidm_no_attention", "idm")
+TABLE1 = ("iidm", "iidm_no_mask", "iidm_no_attention", "idm", "iidm_kd_vgg")
+TABLEA3 = (*TABLE2, "iidm_kd_vgg")
 LABELS = {
     "ols": "OLS",
     "rf": "RF",
@@ -70,6 +73,7 @@ LABELS = {
     "iidm": "IIDM",
     "iidm_no_mask": "IIDM w/o mask",
     "iidm_no_attention": "IIDM w/o attention+MLP",
+    "iidm_kd_vgg": "IIDM + KD-VGG (PCA KD, no fine-tuning)",
 }
 
 
@@ -106,6 +110,11 @@ def measure_deep(name: str, run_dir: str, test_dir: Path, args: argparse.Namespa
         **metrics,
         "seconds_per_256": round(seconds * (256 * 256) / prediction.size, 3),
         "parameters": sum(p.numel() for p in task.net.parameters()),
+        "extractor_parameters": (
+            extractor.num_parameters()
+            if (extractor := getattr(task.net, "extractor", None)) is not None
+            else None
+        ),
         "step": ckpt.step,
         "sampler": None if task.carbon.method in ("regression", "vae", "gan") else "ddim",
         "steps": None if task.carbon.method in ("regression", "vae", "gan") else args.steps,
@@ -203,14 +212,32 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "",
         "## Table A3 analog: size and speed",
         "",
-        "| model | parameters | seconds per 256x256 image |",
-        "|---|---|---|",
+        "| model | parameters | of which VGG extractor | seconds per 256x256 image |",
+        "|---|---|---|---|",
     ]
-    for name in TABLE2:
+    for name in TABLEA3:
         if name in rows:
             r = rows[name]
-            params = f"{r['parameters'] / 1e6:.2f} M" if r.get("parameters") else "-"
-            lines.append(f"| {LABELS[name]} | {params} | {r['seconds_per_256']} |")
+            params = f"{r['parameters'] / 1e6:.3f} M" if r.get("parameters") else "-"
+            vgg = r.get("extractor_parameters")
+            vgg_text = f"{vgg / 1e6:.4f} M" if vgg else "-"
+            lines.append(f"| {LABELS[name]} | {params} | {vgg_text} | {r['seconds_per_256']} |")
+    kd = results.get("kd_vgg")
+    if kd:
+        lines += [
+            "",
+            "## PCA-based knowledge distillation of the VGG extractor (Table A2 analog)",
+            "",
+            f"`terradiff compress {runs['iidm']['run_dir']} --out {kd['out']} --block-steps "
+            f"{KD_BLOCK_STEPS} --chain-steps {KD_CHAIN_STEPS}` (mCEV >= 85%, "
+            f"{kd['seconds']:.0f} s on this CPU): KD ratio of the extractor "
+            f"{kd['kd_ratio']:.1f}x; the distilled extractor replaces the teacher's in the trained "
+            "IIDM without fine-tuning (its row in Table 1).",
+            "",
+            Path(kd["out"], "table_a2.md").read_text()
+            if Path(kd["out"], "table_a2.md").is_file()
+            else "",
+        ]
     lines += [
         "",
         "## Fig. 5 analog: maps of the test chip",
@@ -247,6 +274,7 @@ def main() -> None:
     args.work = args.runs_root / "maps"
     args.work.mkdir(parents=True, exist_ok=True)
     results, save = open_results(args.out, args.redo)
+    results.setdefault("machine", machine_description())
 
     if not (args.chips / "manifest.json").is_file():
         prepare_biomassters(args.shared / "biomassters", args.chips)
@@ -273,12 +301,35 @@ def main() -> None:
         save()
     if args.train_only:
         return
+    if "iidm" in runs and "kd_vgg" not in results:
+        print("distilling the IIDM's VGG extractor (PCA KD) ...", flush=True)
+        out = args.runs_root / "iidm_kd_vgg"
+        start = time.perf_counter()
+        summary = compress_carbon_vgg(
+            runs["iidm"]["run_dir"],
+            out,
+            block_steps=KD_BLOCK_STEPS,
+            chain_steps=KD_CHAIN_STEPS,
+            progress=False,
+        )
+        results["kd_vgg"] = {
+            **summary,
+            "out": str(out),
+            "seconds": time.perf_counter() - start,
+        }
+        rows.pop("iidm_kd_vgg", None)
+        save()
+    if "kd_vgg" in results:
+        shutil.copyfile(Path(results["kd_vgg"]["out"]) / "table_a2.md", args.out / "table_a2.md")
     test_dir = args.chips / splits["test"][0]
     train_dir = args.chips / splits["train"][0]
-    for name in runs:
+    deep = {name: run["run_dir"] for name, run in runs.items()}
+    if "kd_vgg" in results:
+        deep["iidm_kd_vgg"] = str(Path(results["kd_vgg"]["out"]) / "run")
+    for name, run_dir in deep.items():
         if name not in rows:
             print(f"measuring {name} ...", flush=True)
-            rows[name] = measure_deep(name, runs[name]["run_dir"], test_dir, args)
+            rows[name] = measure_deep(name, run_dir, test_dir, args)
             save()
     for kind in PIXEL_BASELINES:
         if kind not in rows:
