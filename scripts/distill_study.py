@@ -213,7 +213,8 @@ def figures(results: dict[str, Any], args: argparse.Namespace) -> None:
     panels["HR"] = hr
     save_comparison_figure(panels, args.out / "comparison.png", zoom=(48, 48, 40))
     curves = {LABELS[k]: read_losses(Path(v["run_dir"])) for k, v in runs.items()}
-    save_loss_curves(curves, args.out / "loss_curves.png", smoothing=0.9, log_y=True)
+    # the teacher's total loss goes negative (the 2 log sigma term): linear axis
+    save_loss_curves(curves, args.out / "loss_curves.png", smoothing=0.9, log_y=False)
 
 
 def main() -> None:

@@ -194,10 +194,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     errors = ", ".join(f"{e:.3f}" for e in summary["relative_feature_error"])
+    floor = ", ".join(f"{e:.3f}" for e in summary["basis_floor_error"])
     print(
         f"KD-VGG: {summary['student_parameters']:,} parameters (teacher "
         f"{summary['teacher_parameters']:,}; KD ratio {summary['kd_ratio']:.1f}x), widths "
-        f"{summary['vgg_channels']}; relative feature error per stage {errors}\n"
+        f"{summary['vgg_channels']}; relative feature error per stage {errors} (a perfect "
+        f"student with these bases: {floor})\n"
         f"  weights:    {summary['kd_vgg']}\n"
         f"  table:      {Path(args.out) / 'table_a2.md'}\n"
         f"  checkpoint: {summary['checkpoint']} (use it with 'terradiff estimate --model')\n"

@@ -156,4 +156,5 @@ def compress_carbon_vgg(
         "student_parameters": report.student_parameters,
         "kd_ratio": report.kd_ratio,
         "relative_feature_error": report.relative_feature_error,
+        "basis_floor_error": report.basis_floor_error,
     }
