@@ -182,7 +182,26 @@ def _mcev_threshold(text: str) -> float:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from terradiff.distill.compress import compress_carbon_vgg
+    from terradiff.distill.compress import compress_carbon_unet, compress_carbon_vgg
+
+    if args.part == "unet":
+        result = compress_carbon_unet(
+            args.run,
+            args.out,
+            threshold=args.threshold,
+            basis_epochs=args.basis_epochs,
+            encoder_steps=args.encoder_steps,
+            decoder_steps=args.decoder_steps,
+            progress=not args.quiet,
+        )
+        print(
+            f"KD-UNet: base width {result['base_channels']}, {result['student_parameters']:,} "
+            f"parameters (teacher {result['teacher_parameters']:,}; KD ratio "
+            f"{result['kd_ratio']:.1f}x)\n"
+            f"  table:      {Path(args.out) / 'table_a2_unet.md'}\n"
+            f"  checkpoint: {result['checkpoint']} (use it with 'terradiff estimate --model')"
+        )
+        return 0
 
     summary = compress_carbon_vgg(
         args.run,
@@ -505,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     comp = verbs.add_parser(
         "compress",
-        help="PCA-distil a trained IIDM's VGG extractor into KD-VGG",
+        help="PCA-distil a trained IIDM's VGG extractor (KD-VGG) or UNet (KD-UNet)",
         description="PCA-based knowledge distillation (IIDM paper, appendix 2): measure every "
         "convolution's mean cumulative explained variance on the model's training crops, keep "
         "the channels that reach --threshold, learn the global eigenbases and train the "
@@ -517,7 +536,15 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--threshold", type=_mcev_threshold, default=0.85, help="mCEV to keep, in (0, 1]"
     )
+    comp.add_argument(
+        "--part",
+        choices=["vgg", "unet"],
+        default="vgg",
+        help="the VGG extractor (KD-VGG) or the denoising UNet (KD-UNet)",
+    )
     comp.add_argument("--basis-epochs", type=int, default=3, help="passes to learn eigenbases")
+    comp.add_argument("--encoder-steps", type=int, default=200, help="unet: encoder phase steps")
+    comp.add_argument("--decoder-steps", type=int, default=200, help="unet: decoder phase steps")
     comp.add_argument("--block-steps", type=int, default=300, help="blockwise training steps")
     comp.add_argument("--chain-steps", type=int, default=100, help="chain fine-tuning steps")
     comp.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -1,5 +1,9 @@
 """Compress a trained terradiff model: the ``terradiff compress`` verb's work.
 
+``compress_carbon_unet`` (``--part unet``) does the same for the IIDM's denoising UNet
+(:mod:`terradiff.distill.kd_unet`): ``OUT/table_a2_unet.md``, ``OUT/kd_unet.json`` and ``OUT/run``
+(the IIDM with a narrower UNet, ``model.base_channels`` set).
+
 ``compress_carbon_vgg`` distils the VGG extractor of a trained IIDM carbon model into KD-VGG
 (:mod:`terradiff.distill.kd_vgg`) on the model's own training data and writes:
 
@@ -21,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from terradiff.checkpoint import save_checkpoint
+from terradiff.distill.kd_unet import DenoiserInputs, KDUNetReport, distill_iidm_unet
 from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
 from terradiff.errors import CheckpointError
 from terradiff.io import atomic_write_text
@@ -28,7 +33,12 @@ from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
 from terradiff.tasks import load_task
 
-__all__ = ["compress_carbon_vgg", "table_a2_markdown"]
+__all__ = [
+    "compress_carbon_unet",
+    "compress_carbon_vgg",
+    "table_a2_markdown",
+    "unet_table_markdown",
+]
 
 
 def table_a2_markdown(report: KDVGGReport) -> str:
@@ -157,4 +167,132 @@ def compress_carbon_vgg(
         "kd_ratio": report.kd_ratio,
         "relative_feature_error": report.relative_feature_error,
         "basis_floor_error": report.basis_floor_error,
+    }
+
+
+def unet_table_markdown(report: KDUNetReport) -> str:
+    """Table A2 for a UNet: per level, the channels, mCEV channels (encoder, decoder), selected."""
+    lines = [
+        f"| level | channels | mCEV channels, encoder (>= {report.threshold:.0%}) | "
+        "mCEV channels, decoder | selected |",
+        "|---|---|---|---|---|",
+    ]
+    for row in report.levels:
+        lines.append(
+            f"| {row.level} | {row.channels} | {row.mcev_encoder} | {row.mcev_decoder} | "
+            f"{row.selected} |"
+        )
+    lines += [
+        "",
+        f"UNet parameters: teacher {report.teacher_parameters:,}, KD-UNet "
+        f"{report.student_parameters:,} (KD ratio {report.kd_ratio:.1f}x); student base width "
+        f"{report.base_channels}. Inputs analysed: {report.images}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def compress_carbon_unet(
+    run: str | Path,
+    out: str | Path,
+    *,
+    threshold: float = 0.85,
+    basis_epochs: int = 2,
+    encoder_steps: int = 200,
+    decoder_steps: int = 200,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Distil the denoising UNet of the IIDM/IDM checkpoint ``run`` into KD-UNet.
+
+    Writes ``OUT/table_a2_unet.md``, ``OUT/kd_unet.json`` and ``OUT/run`` (the model with
+    ``model.base_channels`` set to the selected width and the distilled weights).
+
+    Raises:
+        CheckpointError: ``run`` is not a carbon IIDM/IDM model.
+    """
+    from terradiff.config import config_from_dict
+    from terradiff.diffusion import objectives
+    from terradiff.tasks.carbon import CarbonTask
+
+    task, ckpt = load_task(run, use_ema=True)
+    net = task.net
+    if task.config.task != "carbon" or not isinstance(net, IIDMNet):
+        kind = task.config.task
+        if task.config.task == "carbon":
+            kind = f"carbon/{task.config.carbon.method}"
+        raise CheckpointError(
+            f"{ckpt.path} is a {kind} model; 'terradiff compress --part unet' distils the UNet of "
+            "a carbon IIDM or IDM model"
+        )
+    dataset = task.dataset("train", train=True)
+    generator = torch.Generator().manual_seed(task.config.seed)
+    schedule = task.schedule
+    prediction = task.config.diffusion.prediction
+
+    def inputs() -> Any:
+        loader = DataLoader(
+            dataset, batch_size=task.config.train.batch_size, shuffle=True, generator=generator
+        )
+        for batch in loader:
+            target = batch["target"]
+            with torch.no_grad():
+                cond, context = net.condition(batch["image"])
+            t = torch.randint(0, schedule.num_timesteps, (target.shape[0],), generator=generator)
+            noise = torch.randn(target.shape, generator=generator)
+            y_t = schedule.q_sample(target, t, noise)
+            truth = objectives.target(prediction, target, noise, t, schedule)
+            yield DenoiserInputs(y_t, t.float(), truth, cond, context, task.loss_mask(batch))
+
+    def build_student(base: int) -> IIDMNet:
+        raw = task.config.to_dict()
+        raw["model"]["base_channels"] = base
+        student = CarbonTask(config_from_dict(raw), band_info=task.band_info).net
+        assert isinstance(student, IIDMNet)
+        return student
+
+    student, report = distill_iidm_unet(
+        net,
+        inputs,
+        build_student,
+        channel_mults=task.config.model.channel_mults,
+        num_groups=task.config.model.num_groups,
+        threshold=threshold,
+        basis_epochs=basis_epochs,
+        encoder_steps=encoder_steps,
+        decoder_steps=decoder_steps,
+        progress=progress,
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "table_a2_unet.md", unet_table_markdown(report))
+    atomic_write_text(
+        out / "kd_unet.json",
+        json.dumps({"teacher": str(ckpt.path), **report.to_dict()}, indent=1) + "\n",
+    )
+    config = task.config.to_dict()
+    config["model"]["base_channels"] = report.base_channels
+    config["output_dir"] = str(out / "run")
+    checkpoint_config = {**task.checkpoint_config(), "config": config}
+    state = student.state_dict()
+    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
+    save_checkpoint(
+        path,
+        config=checkpoint_config,
+        model_state=state,
+        ema_state=state,
+        trainer_meta={
+            "step": ckpt.step,
+            "compressed_from": str(ckpt.path),
+            "losses": ckpt.trainer_meta.get("losses", []),
+            "train_seconds": ckpt.trainer_meta.get("train_seconds"),
+        },
+    )
+    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
+    load_task(path)
+    return {
+        "checkpoint": str(path),
+        "base_channels": report.base_channels,
+        "teacher_parameters": report.teacher_parameters,
+        "student_parameters": report.student_parameters,
+        "kd_ratio": report.kd_ratio,
+        "levels": report.to_dict()["levels"],
     }

@@ -111,7 +111,21 @@ def group_norm(
     if weight is not None and weight.dtype != x.dtype:
         weight = weight.to(x.dtype)
         bias = None if bias is None else bias.to(x.dtype)
-    h = F.group_norm(x, num_groups, weight, bias, eps)
+    if (
+        torch.is_grad_enabled()
+        and not x.requires_grad
+        and weight is not None
+        and weight.requires_grad
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    ):
+        # torch 2.13's CPU group-norm backward crashes (segmentation fault) on a channels-last
+        # input that needs no gradient while the affine weights do (e.g. behind a frozen first
+        # layer); the contiguous layout is safe, and the result goes back to channels-last.
+        h = F.group_norm(x.contiguous(), num_groups, weight, bias, eps)
+        h = h.contiguous(memory_format=torch.channels_last)
+    else:
+        h = F.group_norm(x, num_groups, weight, bias, eps)
     if not silu:
         return h
     # In place only outside autograd: under autograd, in-place SiLU must save a copy of its

@@ -12,7 +12,7 @@ from terradiff.cli import main
 from terradiff.config import config_from_dict
 from terradiff.distill.compress import compress_carbon_vgg
 from terradiff.distill.kd_vgg import analyse_vgg, distill_vgg
-from terradiff.errors import CheckpointError
+from terradiff.errors import CheckpointError, DataError
 from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures, load_kd_vgg
 from terradiff.tasks import load_task
 from terradiff.tasks.carbon import CarbonTask
@@ -114,3 +114,34 @@ def test_cli_refuses_a_threshold_outside_0_1(capsys: pytest.CaptureFixture[str])
         main(["compress", "some/run", "--out", "x", "--threshold", "1.5"])
     assert exit_info.value.code != 0
     assert "(0, 1]" in capsys.readouterr().err
+
+
+def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Path) -> None:
+    """KD-UNet: a narrower UNet by mCEV, distilled encoder then decoder; estimates run."""
+    from terradiff.distill.compress import compress_carbon_unet
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    root = sample_data / "biomassters"
+    raw = carbon_config(tmp_path / "teacher", root, "iidm", max_steps=4)
+    raw["model"]["base_channels"] = 32
+    raw["data"]["crops_per_image"] = 8
+    Trainer(CarbonTask(config_from_dict(raw)), tmp_path / "teacher").fit()
+    summary = compress_carbon_unet(
+        tmp_path / "teacher",
+        tmp_path / "kd",
+        threshold=0.6,
+        basis_epochs=1,
+        encoder_steps=8,
+        decoder_steps=8,
+        progress=False,
+    )
+    assert summary["base_channels"] < 32 and summary["base_channels"] % 8 == 0
+    assert summary["student_parameters"] < summary["teacher_parameters"]
+    assert (tmp_path / "kd" / "table_a2_unet.md").read_text().startswith("| level |")
+    student, _ = load_task(tmp_path / "kd" / "run")
+    assert student.config.model.base_channels == summary["base_channels"]
+    image = student.dataset("test").get(0)["image"][None, :, :32, :32]
+    out = student.estimate(student.net, image, steps=2, generator=torch.Generator().manual_seed(0))
+    assert out.mean.shape == (1, 1, 32, 32) and torch.isfinite(out.mean).all()
+    with pytest.raises(DataError, match="nothing to compress"):
+        compress_carbon_unet(tmp_path / "teacher", tmp_path / "kd2", threshold=1.0, progress=False)

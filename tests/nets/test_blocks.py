@@ -210,3 +210,20 @@ def test_down_and_upsample_shapes() -> None:
     # nearest upsampling then conv: equals conv of the repeat-interleaved map
     repeated = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
     torch.testing.assert_close(up(x), up.conv(repeated))
+
+
+def test_group_norm_backward_on_a_channels_last_input_without_gradient() -> None:
+    """torch 2.13 crashes here on the raw op; terradiff's group norm takes the safe layout."""
+    from terradiff.nets.blocks import GroupNorm, GroupNormSiLU
+
+    for cls in (GroupNorm, GroupNormSiLU):
+        norm = cls(8, 16)
+        x = torch.randn(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+        out = norm(x)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        out.square().sum().backward()
+        assert norm.weight.grad is not None and norm.weight.grad.abs().sum() > 0
+        expected = torch.nn.functional.group_norm(x.contiguous(), 8, norm.weight, norm.bias)
+        if cls is GroupNormSiLU:
+            expected = torch.nn.functional.silu(expected)
+        torch.testing.assert_close(out, expected)
