@@ -42,7 +42,8 @@ from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.config import load_config
 from terradiff.data.raster import read_raster
 from terradiff.data.transforms import get_scaling
-from terradiff.distill.compress import compress_carbon_vgg
+from terradiff.distill.compress import compress_carbon_unet, compress_carbon_vgg
+from terradiff.errors import DataError
 from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task
 from terradiff.viz import save_loss_curves, save_map_panel
@@ -60,8 +61,8 @@ VARIANTS: dict[str, list[str]] = {
 PIXEL_BASELINES = ("ols", "rf", "svr")
 KD_BLOCK_STEPS, KD_CHAIN_STEPS = 1000, 300  # PCA KD of the IIDM's VGG (Table 1 KD row)
 TABLE2 = ("ols", "rf", "svr", "vae", "gan", "regression", "idm", "iidm")
-TABLE1 = ("iidm", "iidm_no_mask", "iidm_no_attention", "idm", "iidm_kd_vgg")
-TABLEA3 = (*TABLE2, "iidm_kd_vgg")
+TABLE1 = ("iidm", "iidm_no_mask", "iidm_no_attention", "idm", "iidm_kd_vgg", "iidm_kd_unet")
+TABLEA3 = (*TABLE2, "iidm_kd_vgg", "iidm_kd_unet")
 LABELS = {
     "ols": "OLS",
     "rf": "RF",
@@ -74,6 +75,7 @@ LABELS = {
     "iidm_no_mask": "IIDM w/o mask",
     "iidm_no_attention": "IIDM w/o attention+MLP",
     "iidm_kd_vgg": "IIDM + KD-VGG (PCA KD, no fine-tuning)",
+    "iidm_kd_unet": "IIDM + KD-UNet (PCA KD)",
 }
 
 
@@ -212,16 +214,31 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "",
         "## Table A3 analog: size and speed",
         "",
-        "| model | parameters | of which VGG extractor | seconds per 256x256 image |",
-        "|---|---|---|---|",
+        "Size: float32 weights (4 bytes per parameter, as the safetensors files hold them). KD "
+        "ratio: IIDM's parameters / the model's.",
+        "",
+        "| model | parameters | size (MB) | of which VGG extractor | KD ratio | "
+        "seconds per 256x256 image |",
+        "|---|---|---|---|---|---|",
     ]
+    iidm_params = rows.get("iidm", {}).get("parameters")
     for name in TABLEA3:
         if name in rows:
             r = rows[name]
-            params = f"{r['parameters'] / 1e6:.3f} M" if r.get("parameters") else "-"
+            n = r.get("parameters")
+            params = f"{n / 1e6:.3f} M" if n else "-"
+            size = f"{n * 4 / 2**20:.2f}" if n else "-"
             vgg = r.get("extractor_parameters")
             vgg_text = f"{vgg / 1e6:.4f} M" if vgg else "-"
-            lines.append(f"| {LABELS[name]} | {params} | {vgg_text} | {r['seconds_per_256']} |")
+            ratio = (
+                f"{iidm_params / n:.2f}x"
+                if n and iidm_params and name.startswith("iidm_kd")
+                else "-"
+            )
+            lines.append(
+                f"| {LABELS[name]} | {params} | {size} | {vgg_text} | {ratio} | "
+                f"{r['seconds_per_256']} |"
+            )
     kd = results.get("kd_vgg")
     if kd:
         lines += [
@@ -236,6 +253,23 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             "",
             Path(kd["out"], "table_a2.md").read_text()
             if Path(kd["out"], "table_a2.md").is_file()
+            else "",
+        ]
+    kd_unet = results.get("kd_unet")
+    if kd_unet and "error" in kd_unet:
+        lines += ["", f"KD-UNet: not made -- {kd_unet['error']}."]
+    elif kd_unet:
+        lines += [
+            "",
+            "## PCA-based knowledge distillation of the UNet (Table A2 analog)",
+            "",
+            f"`terradiff compress {runs['iidm']['run_dir']} --part unet --out {kd_unet['out']} "
+            f"--encoder-steps {kd_unet['steps']} --decoder-steps {kd_unet['steps']}` (mCEV >= 85%, "
+            f"{kd_unet['seconds']:.0f} s on this CPU): UNet KD ratio {kd_unet['kd_ratio']:.1f}x "
+            f"(base width {kd_unet['base_channels']}); its row is in Table 1.",
+            "",
+            Path(kd_unet["out"], "table_a2_unet.md").read_text()
+            if Path(kd_unet["out"], "table_a2_unet.md").is_file()
             else "",
         ]
     lines += [
@@ -264,6 +298,10 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="override for every run")
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/carbon"))
+    parser.add_argument("--no-kd-unet", action="store_true", help="skip the KD-UNet row")
+    parser.add_argument(
+        "--kd-unet-steps", type=int, default=150, help="KD-UNet encoder and decoder phase steps"
+    )
     parser.add_argument(
         "--train-only",
         action="store_true",
@@ -319,13 +357,41 @@ def main() -> None:
         }
         rows.pop("iidm_kd_vgg", None)
         save()
+    if "iidm" in runs and "kd_unet" not in results and not args.no_kd_unet:
+        print("distilling the IIDM's UNet (PCA KD) ...", flush=True)
+        out = args.runs_root / "iidm_kd_unet"
+        start = time.perf_counter()
+        try:
+            summary = compress_carbon_unet(
+                runs["iidm"]["run_dir"],
+                out,
+                encoder_steps=args.kd_unet_steps,
+                decoder_steps=args.kd_unet_steps,
+                progress=False,
+            )
+        except DataError as error:  # e.g. nothing to compress at 85%: reported, not fatal
+            results["kd_unet"] = {"error": str(error)}
+        else:
+            results["kd_unet"] = {
+                **summary,
+                "out": str(out),
+                "seconds": time.perf_counter() - start,
+                "steps": args.kd_unet_steps,
+            }
+        rows.pop("iidm_kd_unet", None)
+        save()
     if "kd_vgg" in results:
         shutil.copyfile(Path(results["kd_vgg"]["out"]) / "table_a2.md", args.out / "table_a2.md")
+    if "out" in results.get("kd_unet", {}):
+        shutil.copyfile(
+            Path(results["kd_unet"]["out"]) / "table_a2_unet.md", args.out / "table_a2_unet.md"
+        )
     test_dir = args.chips / splits["test"][0]
     train_dir = args.chips / splits["train"][0]
     deep = {name: run["run_dir"] for name, run in runs.items()}
-    if "kd_vgg" in results:
-        deep["iidm_kd_vgg"] = str(Path(results["kd_vgg"]["out"]) / "run")
+    for key in ("kd_vgg", "kd_unet"):
+        if "out" in results.get(key, {}):
+            deep[f"iidm_{key}"] = str(Path(results[key]["out"]) / "run")
     for name, run_dir in deep.items():
         if name not in rows:
             print(f"measuring {name} ...", flush=True)
