@@ -169,7 +169,7 @@ def distill_iidm_unet(
     """Distil ``teacher``'s UNet (steps 1-4 of the module docstring).
 
     Args:
-        teacher: The trained IIDM (left unchanged).
+        teacher: The trained IIDM (its weights are not changed; they stop requiring grad).
         inputs: Training inputs of the denoiser (``y_t``, ``t``, the true target, the condition,
             the loss mask), e.g. from the carbon task's training crops.
         build_student: Builds the student IIDM for a UNet base width (the task's own builder,

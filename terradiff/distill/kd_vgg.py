@@ -164,7 +164,7 @@ def distill_vgg(
     """Distil ``teacher`` into a :class:`KDVGGFeatures` (steps 1-4 of the module docstring).
 
     Args:
-        teacher: The trained extractor (left unchanged).
+        teacher: The trained extractor (its weights are not changed; they stop requiring grad).
         batches: Returns one pass over image batches each call (e.g. a DataLoader's images).
         threshold: mCEV threshold in (0, 1].
         basis_epochs: Passes over ``batches`` to learn the eigenbases.
