@@ -101,3 +101,18 @@ def test_custom_scaling_is_a_mapping_for_the_data_layer() -> None:
     assert config_from_dict({"data": {"root": "x"}}).data.scaling_spec() == "uint8"
     with pytest.raises(ConfigError, match="divisor"):
         config_from_dict({"data": {"root": "x", "scaling": {"divisor": 0}}})
+
+
+def test_compression_settings_are_checked() -> None:
+    carbon = {**MINIMAL, "task": "carbon", "data": {"root": "x", "kind": "paired"}}
+    with pytest.raises(ConfigError, match=r"needs carbon\.vgg_channels"):
+        config_from_dict({**carbon, "carbon": {"kd_vgg": "kd/kd_vgg.safetensors"}})
+    with pytest.raises(ConfigError, match="3 lists"):
+        config_from_dict({**carbon, "carbon": {"vgg_channels": [[4], [8]]}})
+    ok = config_from_dict({**carbon, "carbon": {"vgg_channels": [[4, 4], [8, 8], [6, 6, 6]]}})
+    assert ok.carbon is not None and ok.carbon.vgg_channels == [[4, 4], [8, 8], [6, 6, 6]]
+    sr = {**MINIMAL, "task": "super_resolution"}
+    with pytest.raises(ConfigError, match="power_window must be odd"):
+        config_from_dict({**sr, "sr": {"method": "single_step", "power_window": 4}})
+    with pytest.raises(ConfigError, match=r"sr\.distill"):
+        config_from_dict({**sr, "sr": {"method": "student", "teacher": "t", "distill": "kl"}})
