@@ -51,7 +51,7 @@ STUDENTS = (
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds per 512x512 output of every model (see the module docstring)."""
     hr = real_512(args.shared)
-    lr = bicubic_downsample(hr[None], 4)
+    lr = bicubic_downsample(hr, 4)  # hr: [1, 3, 512, 512]
     small = lr[..., :16, :16]
     rows: list[dict[str, Any]] = []
     with torch.no_grad():
