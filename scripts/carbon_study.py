@@ -10,7 +10,9 @@ Models (one base config, ``configs/carbon/biomassters_iidm.yaml``, and overrides
 - Table 2: OLS, RF, SVR (per pixel: bands + NDVI/EVI, forest pixels of the training chip), VAE,
   pix2pix GAN, IDM (no VGG, no fusion), IIDM; plus the UNet regression;
 - Table 1 (ablation): IIDM without the forest mask in the loss, without cross-attention + MLP,
-  without VGG features (= IDM);
+  without VGG features (= IDM); and the compression rows of issue 5: the trained IIDM with its
+  VGG extractor PCA-distilled (KD-VGG, no fine-tuning) and with its UNet PCA-distilled (KD-UNet),
+  made by ``terradiff compress`` (their Table A2 analogs are in the report);
 - Table A3: parameters and seconds per 256x256 image (DDIM-20 for the diffusion models);
 - Fig. 5: every model's map of the test chip beside the truth, one colour bar.
 
@@ -18,9 +20,10 @@ Metrics on the test chip under the forest mask: MAE, RMSE, PSNR, SSIM on the nor
 MAE, RMSE, R^2 in Mg C/ha (:func:`terradiff.carbon.metrics.carbon_metrics`). Results are saved as
 they are measured (``results.json``), so an interrupted study continues.
 
-Example::
+Example (the committed report; trainings can run in parallel processes first, each
+``--only NAME ... --train-only --out /tmp/x``, as this session did)::
 
-    python scripts/carbon_study.py
+    python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 60
 """
 
 from __future__ import annotations
@@ -281,6 +284,8 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "Loss curves: ![losses](loss_curves.png)",
         "",
     ]
+    if results.get("discussion"):
+        lines += [results["discussion"], ""]
     plots = args.out / "plots.md"
     if plots.is_file():
         lines += [plots.read_text(), ""]
@@ -299,6 +304,7 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--runs-root", type=Path, default=Path("runs/carbon"))
     parser.add_argument("--no-kd-unet", action="store_true", help="skip the KD-UNet row")
+    parser.add_argument("--report-only", action="store_true", help="rewrite README.md only")
     parser.add_argument(
         "--kd-unet-steps", type=int, default=150, help="KD-UNet encoder and decoder phase steps"
     )
@@ -325,6 +331,10 @@ def main() -> None:
     }
     runs = results.setdefault("runs", {})
     rows = results.setdefault("rows", {})
+    if args.report_only:
+        write_report(results, args)
+        print(f"wrote {args.out / 'README.md'}")
+        return
     logs = args.out / "training_logs"
     logs.mkdir(exist_ok=True)
     for name in args.only:
