@@ -41,6 +41,31 @@ __all__ = [
 ]
 
 
+def _write_compressed_run(
+    task: Any, ckpt: Any, out: Path, config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> Path:
+    """``OUT/run``: the compressed model as a checkpoint of the teacher's step (weights as both
+    model and EMA), checked to load; returns the checkpoint folder."""
+    config = {**config, "output_dir": str(out / "run")}
+    checkpoint_config = {**task.checkpoint_config(), "config": config}
+    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
+    save_checkpoint(
+        path,
+        config=checkpoint_config,
+        model_state=state,
+        ema_state=state,
+        trainer_meta={
+            "step": ckpt.step,
+            "compressed_from": str(ckpt.path),
+            "losses": ckpt.trainer_meta.get("losses", []),
+            "train_seconds": ckpt.trainer_meta.get("train_seconds"),
+        },
+    )
+    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
+    load_task(path)  # the written checkpoint loads (fails loudly otherwise)
+    return path
+
+
 def table_a2_markdown(report: KDVGGReport) -> str:
     """The paper's Table A2 (per convolution: channels, mCEV channels, selected) as Markdown."""
     lines = [
@@ -139,25 +164,9 @@ def compress_carbon_vgg(
     config["carbon"]["vgg_channels"] = report.student_channels
     config["carbon"]["vgg_weights"] = None
     config["carbon"]["kd_vgg"] = None  # the weights are in the checkpoint
-    config["output_dir"] = str(out / "run")
     state = {k: v for k, v in net.state_dict().items() if not k.startswith("extractor.")}
     state.update({f"extractor.{k}": v for k, v in kd.state_dict().items()})
-    checkpoint_config = {**task.checkpoint_config(), "config": config}
-    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
-    save_checkpoint(
-        path,
-        config=checkpoint_config,
-        model_state=state,
-        ema_state=state,
-        trainer_meta={
-            "step": ckpt.step,
-            "compressed_from": str(ckpt.path),
-            "losses": ckpt.trainer_meta.get("losses", []),
-            "train_seconds": ckpt.trainer_meta.get("train_seconds"),
-        },
-    )
-    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
-    load_task(path)  # the written checkpoint loads (fails loudly otherwise)
+    path = _write_compressed_run(task, ckpt, out, config, state)
     return {
         "kd_vgg": str(weights),
         "checkpoint": str(path),
@@ -270,24 +279,7 @@ def compress_carbon_unet(
     )
     config = task.config.to_dict()
     config["model"]["base_channels"] = report.base_channels
-    config["output_dir"] = str(out / "run")
-    checkpoint_config = {**task.checkpoint_config(), "config": config}
-    state = student.state_dict()
-    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
-    save_checkpoint(
-        path,
-        config=checkpoint_config,
-        model_state=state,
-        ema_state=state,
-        trainer_meta={
-            "step": ckpt.step,
-            "compressed_from": str(ckpt.path),
-            "losses": ckpt.trainer_meta.get("losses", []),
-            "train_seconds": ckpt.trainer_meta.get("train_seconds"),
-        },
-    )
-    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
-    load_task(path)
+    path = _write_compressed_run(task, ckpt, out, config, student.state_dict())
     return {
         "checkpoint": str(path),
         "base_channels": report.base_channels,

@@ -26,7 +26,7 @@ separate switches.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from terradiff.distill.kd_vgg import cycle_passes
 from terradiff.distill.pca import (
     MIN_IMAGES,
     Eigenbasis,
@@ -146,11 +147,6 @@ def _normalised_mse(a: Tensor, b: Tensor) -> Tensor:
     return F.mse_loss(a.float(), b.float()) / b.float().var().clamp_min(1e-6)
 
 
-def _cycle(source: InputSource) -> Iterator[DenoiserInputs]:
-    while True:
-        yield from source()
-
-
 def distill_iidm_unet(
     teacher: IIDMNet,
     inputs: InputSource,
@@ -256,7 +252,7 @@ def distill_iidm_unet(
     s_enc, s_dec = unet_level_modules(s_unet)
     teacher_tap = _Tap([*t_enc, *t_dec])
     student_tap = _Tap([*s_enc, *s_dec])
-    data = _cycle(inputs)
+    data = cycle_passes(inputs)
 
     def step_targets(batch: DenoiserInputs) -> tuple[Tensor, list[Tensor]]:
         with torch.no_grad():

@@ -45,7 +45,7 @@ from terradiff.distill.pca import (
 )
 from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures
 
-__all__ = ["KDVGGReport", "LayerRow", "analyse_vgg", "distill_vgg"]
+__all__ = ["KDVGGReport", "LayerRow", "analyse_vgg", "cycle_passes", "distill_vgg"]
 
 BatchSource = Callable[[], Iterable[Tensor]]
 """A function that returns a fresh pass over image batches ``[B, C, H, W]`` (one epoch)."""
@@ -143,7 +143,8 @@ def _student_widths(teacher: VGGFeatures, rows: list[LayerRow]) -> list[list[int
     return widths
 
 
-def _cycle(source: BatchSource) -> Iterator[Tensor]:
+def cycle_passes(source: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+    """Endless batches from a function that returns one pass (one epoch) per call."""
     while True:
         yield from source()
 
@@ -212,7 +213,7 @@ def distill_vgg(
     student = kd.student
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     block_losses: list[list[float]] = []
-    data = _cycle(batches)
+    data = cycle_passes(batches)
     bar = tqdm(range(block_steps), desc="KD-VGG blocks", disable=not progress)
     for _ in bar:
         images = next(data)
