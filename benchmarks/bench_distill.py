@@ -14,6 +14,7 @@ DDPM-1000 and the single-step teacher. One-pass models: median of ``--repeats`` 
 SR3: ``--sampler-repeats`` runs after a small warm-up.
 
 Run:  ``.venv/bin/python benchmarks/bench_distill.py --json benchmarks/results/distill.json``
+      (``--device cuda`` on a GPU: the same models in fp32, each timing synchronised)
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sr import cpu_model, real_512, timed
+from bench_sr import cpu_model, real_512
+from bench_sr import timed as timed_on_host
 
 from terradiff.data.degrade import bicubic_downsample
 from terradiff.diffusion.samplers import ddpm_sample
@@ -50,12 +52,28 @@ STUDENTS = (
 
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Seconds per 512x512 output of every model (see the module docstring)."""
+    device = torch.device(args.device)
     hr = real_512(args.shared)
     lr = bicubic_downsample(hr, 4)  # hr: [1, 3, 512, 512]
     small = lr[..., :16, :16]
     rows: list[dict[str, Any]] = []
+
+    def timed(fn: Any, repeats: int, warmup: Any = None) -> float:
+        """``bench_sr.timed`` that waits for the device's queued work inside each timing."""
+
+        def synced(f: Any) -> Any:
+            def call() -> None:
+                f()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+
+            return call
+
+        return timed_on_host(synced(fn), repeats, warmup=None if warmup is None else synced(warmup))
+
     with torch.no_grad():
         sr3, _ = load_task(args.sr_runs / "aid-sr3-x4", use_ema=True)
+        sr3.net.to(device)
         seconds = timed(
             lambda: sr3.super_resolve(sr3.net, lr, sampler="ddim", steps=20),
             args.sampler_repeats,
@@ -66,7 +84,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         schedule = NoiseSchedule.create(
             sr3.config.diffusion.schedule, args.ddpm_steps, **sr3.config.diffusion.schedule_kwargs()
         )
-        cond = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
+        cond = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic").to(device)
 
         def short_ddpm() -> None:
             ddpm_sample(
@@ -89,6 +107,7 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"skipping {name}: no run at {run}")
                 continue
             task, _ = load_task(run, use_ema=True)
+            task.net.to(device)
             seconds = timed(
                 lambda t=task: t.super_resolve(t.net, lr, generator=torch.Generator()),
                 args.repeats,
@@ -115,10 +134,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sampler-repeats", type=int, default=1)
     parser.add_argument("--ddpm-steps", type=int, default=10)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     machine = f"{cpu_model()}, {args.threads} thread(s), torch {torch.__version__}"
+    if torch.device(args.device).type == "cuda":
+        machine += f", {torch.cuda.get_device_name(args.device)} (fp32 weights and activations)"
     print(f"machine: {machine}")
     rows = measure(args)
     print(f"{'model':<24} {'s/512^2':>9} {'params':>11} {'vs DDIM-20':>11} {'vs DDPM-1000':>13}")

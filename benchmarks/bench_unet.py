@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from terradiff.diffusion.samplers import ddim_sample, ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.io import atomic_write_text
 from terradiff.nets.unet import SMALL_64, UNet
 
 MATCHED_LAYOUT: dict[str, Any] = {
@@ -362,6 +363,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"x 1000/{args.ddpm_steps})"
             )
             print(f"   ratio           : {ddpm_img / ddim_img:8.1f}x")
+        if args.json:  # after every precision, so a run cut short keeps what it measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(args.json, json.dumps(results, indent=2))
 
     print("\nsummary (median seconds; ratio = diffusers / terradiff, > 1 means terradiff faster)")
     for key, label in (("train_step_s", "train step"), ("ddim_s", f"{args.ddim_steps}-step DDIM")):
@@ -374,8 +378,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 cells.append(f"{comp.name} {med:.3f} ({med / base:.2f}x)")
             print(f"  {label:13s} {mode:4s}: " + ", ".join(cells))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
     return results
 

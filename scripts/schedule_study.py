@@ -7,9 +7,15 @@ ancestral DDPM, saves sample grids, a DDPM denoising chain and the loss curves, 
 ``reports/schedules/README.md`` from the measured numbers. Results are saved after every
 measurement, so an interrupted study continues where it stopped.
 
-Example (the reduced CPU budget of the committed report)::
+Examples: the reduced CPU budget (400 steps of batch 16)::
 
     python scripts/schedule_study.py --n-fast 200 --n-ddpm 12
+
+and the GPU budget of the committed report (``reports/schedules/README.md`` gives the command it
+was made with: one schedule per process, the three on one GPU, then ``--report-only``)::
+
+    python scripts/schedule_study.py --schedules cosine --out OUT/cosine --n-fast 500 \\
+        --n-ddpm 100 --set train.batch_size=64 --set train.max_steps=3000 ...
 """
 
 from __future__ import annotations
@@ -34,41 +40,53 @@ SAMPLERS = (("ddim", 20), ("dpm_solver", 20), ("ddpm", 1000))
 
 def chain_figure(run_dir: Path, out: Path, name: str) -> None:
     """x_t of 1000-step DDPM at 11 timesteps, 3 samples (the DDPM satellite report's Fig. 3)."""
-    task, _ = load_task(run_dir)
+    task, _ = load_task(run_dir, device="auto")
     generator = torch.Generator().manual_seed(0)
     traj = task.sample(task.net, 3, generator=generator, sampler="ddpm", return_trajectory=True)
     save_chain_figure(traj, out, n_rows=3, title=f"{name} schedule, DDPM 1000 steps")
 
 
+def loss_log_dir(train_info: dict[str, Any], out_dir: Path) -> Path:
+    """The folder holding a run's ``metrics.jsonl``: the run itself, or the copy kept in the report
+    (``out_dir/training_logs/<name>``) when the run was made on another machine."""
+    kept = out_dir / "training_logs" / train_info["name"]
+    return kept if (kept / "metrics.jsonl").is_file() else Path(train_info["run_dir"])
+
+
 def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespace) -> None:
-    """``README.md`` of the study, from the measured ``results``."""
+    """``README.md`` of the study, from the measured ``results``.
+
+    ``results["command"]`` (how the numbers were made) and ``results["budget_note"]`` (what the
+    budget means) are written by the run or by hand before ``--report-only``; the defaults
+    describe a plain run of this script.
+    """
+    any_run = next(iter(results["runs"].values()))
+    train = any_run["train"]
+    epochs = train["steps"] * train["batch_size"] / max(results.get("n_real", 1), 1)
+    n_fast = results.get("n_fast", args.n_fast)
+    n_ddpm = results.get("n_ddpm", args.n_ddpm)
+    command = results.get(
+        "command", f"python scripts/schedule_study.py --n-fast {n_fast} --n-ddpm {n_ddpm}"
+    )
     lines = [
         "# Noise-schedule study on real AID scenes (64x64)",
         "",
-        "Made by `python scripts/schedule_study.py "
-        f"--n-fast {args.n_fast} --n-ddpm {args.n_ddpm}` "
-        "(configs in `configs/schedules/`); every number below was measured by that run and is "
-        "also in `results.json`.",
+        f"Made by `{command}` (configs in `configs/schedules/`); every number below was measured "
+        "by that run and is also in `results.json`.",
         "",
         "## What was trained",
         "",
-    ]
-    any_run = next(iter(results["runs"].values()))
-    lines += [
         f"- Data: all {results['n_real']} scenes of the 30 AID classes in "
-        f"`{results['data_root']}` (150x150 JPEG, resized to 64x64, random horizontal flips).",
-        f"- Model: the same SR3-style UNet for every schedule, {any_run['train']['parameters']:,} "
+        f"`{results['data_root']}`, whole scenes resized to 64x64, random horizontal flips.",
+        f"- Model: the same SR3-style UNet for every schedule, {train['parameters']:,} "
         "parameters (base 32 channels, multipliers 1-2-2-2, one residual block per level, "
         "attention at 16x16 and 8x8), eps-prediction, L2 loss, T = 1000.",
-        f"- Budget: {any_run['train']['steps']} AdamW steps of batch "
-        f"{any_run['train']['batch_size']}"
-        " (lr 5e-4, 50 warm-up steps, cosine decay, EMA 0.995), fp32, on "
-        f"{results['machine']}. **This is a reduced CPU budget** (no GPU was lent to this "
-        "task): about 1.4 epochs, so the samples are early-training blobs and the ranking "
-        "may change with a full GPU budget.",
+        f"- Budget: {train['steps']} AdamW steps of batch {train['batch_size']} "
+        f"(about {epochs:.0f} epochs; cosine LR decay after warm-up, EMA 0.995) on "
+        f"{results['machine']}. {results.get('budget_note', '')}".rstrip(),
         f"- Evaluation: FID and KID on the features of terradiff's offline AID "
-        f"encoder (`aid-cnn`, 256-d), {args.n_fast} generated images for DDIM-20 and "
-        f"DPM-Solver++-20 and {args.n_ddpm} for DDPM-1000, against all real scenes. With fewer "
+        f"encoder (`aid-cnn`, 256-d), {n_fast} generated images for DDIM-20 and "
+        f"DPM-Solver++-20 and {n_ddpm} for DDPM-1000, against all real scenes. With fewer "
         "generated images than feature dimensions FID is biased upward and only comparable at "
         "equal n; KID is unbiased and is the number to compare across rows.",
         "",
@@ -94,13 +112,9 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
     lines += [
         "",
         "KID is the mean +- std over 100 random subsets (of size min(n_fake, 100)). "
-        "'train min' and the sampling seconds below are wall-clock times on a 2-core machine "
-        "that was also running other jobs part of the time (tests, a demo run): read them as "
-        "upper bounds, not as a comparison between schedules (the schedule does not change the "
-        "cost of a step; see BENCHMARKS.md for clean timings).",
+        + results.get("timing_note", ""),
         "",
-        f"Sampling cost (seconds per generated image; batch 100 for DDIM/DPM-Solver++, "
-        f"{args.n_ddpm} for DDPM):",
+        "Sampling cost (seconds per generated image, as measured by the evaluation):",
         "",
         "| schedule | " + " | ".join(s for s, _ in SAMPLERS) + " |",
         "|---|---|---|---|",
@@ -152,18 +166,25 @@ def main() -> None:
     parser.add_argument("--n-fast", type=int, default=200, help="images for DDIM/DPM-Solver++")
     parser.add_argument("--n-ddpm", type=int, default=12, help="images for 1000-step DDPM")
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only redraw the loss curves and rewrite README.md from --out/results.json",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results: dict[str, Any] = (
         json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
     )
-    results["machine"] = machine_description()
+    if not args.report_only:  # the report describes the machine that made the numbers
+        results["machine"] = machine_description()
 
     def save() -> None:
         atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")
 
-    for name in args.schedules:
+    for name in [] if args.report_only else args.schedules:
+        results["n_fast"], results["n_ddpm"] = args.n_fast, args.n_ddpm
         run = results["runs"].setdefault(name, {})
         start = time.monotonic()
         info = train(name, args.configs / f"{name}.yaml", args.set)
@@ -192,7 +213,8 @@ def main() -> None:
         if not (args.out / f"chain_{name}.png").is_file():
             chain_figure(Path(info["run_dir"]), args.out / f"chain_{name}.png", name)
         print(f"{name}: done in {(time.monotonic() - start) / 60:.1f} min")
-    curves = {n: read_losses(Path(r["train"]["run_dir"])) for n, r in results["runs"].items()}
+    runs = results["runs"]
+    curves = {name: read_losses(loss_log_dir(run["train"], args.out)) for name, run in runs.items()}
     save_loss_curves(curves, args.out / "loss_curves.png", smoothing=0.8, title="training loss")
     save()
     write_report(results, args.out, args)

@@ -42,7 +42,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from terradiff.tasks import load_task
     from terradiff.viz import save_chain_figure, save_image_grid
 
-    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema)
+    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
     generator = torch.Generator().manual_seed(args.seed)
     out = task.sample(
         task.net,
@@ -55,7 +55,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     )
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
-    save_image_grid(out.sample, out_path, rgb_bands=rgb)
+    samples = out.sample.cpu()
+    save_image_grid(samples, out_path, rgb_bands=rgb)
     print(f"wrote {args.n} samples ({args.sampler or task.config.sample.sampler}) to {out_path}")
     if args.chain is not None:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
@@ -63,7 +64,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.tif_dir is not None:
         from terradiff.sampling_io import write_samples_geotiff
 
-        paths = write_samples_geotiff(out.sample, task.band_info, Path(args.tif_dir))
+        paths = write_samples_geotiff(samples, task.band_info, Path(args.tif_dir))
         print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
     return 0
 
@@ -83,6 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             scale=args.scale,
             image_size=args.image_size,
             lpips_weights=args.lpips_weights,
+            device=args.device,
         )
     else:
         result = evaluate_checkpoint(
@@ -94,6 +96,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             encoder_weights=args.encoder_weights,
             seed=args.seed,
             data_root=args.data,
+            device=args.device,
         )
     text = json.dumps(result, indent=2)
     print(text)
@@ -420,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--chain", metavar="PNG", help="also save a denoising-chain figure")
     sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
+    sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.set_defaults(func=_cmd_sample)
 
     evaluate = verbs.add_parser(
@@ -451,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
+    evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     evaluate.set_defaults(func=_cmd_evaluate)
 
     sr = verbs.add_parser(

@@ -101,6 +101,7 @@ def evaluate_checkpoint(
     cache_dir: str | Path | None = None,
     grid_path: str | Path | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """Sample from a checkpoint and compute FID/KID against its (or the given) real images.
 
@@ -117,6 +118,7 @@ def evaluate_checkpoint(
         cache_dir: where reference statistics are cached (default :func:`default_cache_dir`).
         grid_path: also save the first (up to 64) generated images as a PNG grid here.
         progress: show progress bars.
+        device: where the network samples (default: CUDA when available, else the CPU).
 
     Returns:
         The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
@@ -124,7 +126,7 @@ def evaluate_checkpoint(
     """
     from terradiff.tasks import load_task
 
-    task, ckpt = load_task(checkpoint, use_ema=True)
+    task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
     config = task.config
     evaluate_cfg = config.evaluate
     try:
@@ -221,6 +223,7 @@ def evaluate_super_resolution(
     batch_size: int = 16,
     lpips_weights: str | Path | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
     """PSNR, SSIM, SSIM-Y, MAE (and LPIPS with local weights) of a super-resolution checkpoint.
 
@@ -235,6 +238,7 @@ def evaluate_super_resolution(
             their training range); the HR size divided by it must be a whole number.
         image_size: HR centre-crop size (default ``data.image_size``); e.g. 144 is divisible by
             2, 3, 4, 6 and 8.
+        device: where the network runs (default: CUDA when available, else the CPU).
 
     Returns:
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
@@ -247,7 +251,7 @@ def evaluate_super_resolution(
     from terradiff.tasks import load_task
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
-    task, ckpt = load_task(checkpoint, use_ema=True)
+    task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
     if not isinstance(task, SuperResolutionTask):
         raise ConfigError(f"{ckpt.path} is not a super-resolution checkpoint")
     scale = float(scale if scale is not None else task.sr.scale)

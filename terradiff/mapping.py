@@ -92,7 +92,7 @@ def super_resolve_raster(
     Raises:
         DataError: wrong band count, a scale the model cannot do, or a bad tile size.
     """
-    from terradiff.tasks import load_task
+    from terradiff.tasks import load_task, resolve_device
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
     task, ckpt = load_task(checkpoint, use_ema=True)
@@ -123,7 +123,7 @@ def super_resolve_raster(
         )
     in_path, out_path = Path(in_path), Path(out_path)
     selected = _input_bands(in_path, task.band_info, bands)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     settings = {"factor": factor, "sampler": sampler, "steps": steps, "seed": seed, "device": dev}
     scaling = task.band_info.get("scaling") or "none"
     options = {
@@ -250,7 +250,7 @@ def estimate_raster(
         DataError: wrong bands, a checkpoint of another task, a mask on another grid, a bad tile.
     """
     from terradiff.data.paired import check_same_grid
-    from terradiff.tasks import load_task
+    from terradiff.tasks import load_task, resolve_device
     from terradiff.tasks.carbon import CarbonTask
 
     task, ckpt = load_task(checkpoint, use_ema=True)
@@ -270,7 +270,7 @@ def estimate_raster(
     selected = _input_bands(in_path, task.band_info, bands)
     members = ensemble or task.carbon.ensemble
     with_std = uncertainty or members > 1
-    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = resolve_device(device)
     settings = {
         "members": members,
         "sampler": sampler,

@@ -41,3 +41,48 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("TERRADIFF_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert default_cache_dir() == tmp_path / "x" / "terradiff"
+
+
+def test_resolve_device_prefers_cuda_only_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    from terradiff.tasks import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda")
+
+
+def test_load_task_moves_the_network(tmp_path: Path, sample_data: Path) -> None:
+    from terradiff.checkpoint import save_checkpoint
+    from terradiff.tasks import load_task
+
+    task = GenerationTask(config_from_dict(tiny_config(tmp_path, sample_data)))
+    run = tmp_path / "ckpt"
+    save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
+    loaded, _ = load_task(run, device="meta")
+    assert next(loaded.net.parameters()).device == torch.device("meta")
+    loaded, _ = load_task(run)
+    assert next(loaded.net.parameters()).device == torch.device("cpu")
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(None, "auto"), ("cpu", "cpu")])
+def test_evaluation_loads_the_model_on_the_device(
+    monkeypatch: pytest.MonkeyPatch, asked: str | None, expected: str
+) -> None:
+    """Both evaluations pass the device on (the schedule study once sampled on the CPU of a GPU
+    machine because the network was never moved)."""
+    import terradiff.tasks
+    from terradiff import evaluate as evaluate_module
+
+    seen = []
+
+    def spy(path: str, **kwargs: object) -> None:
+        seen.append(kwargs.get("device"))
+        raise RuntimeError("stop after loading")
+
+    monkeypatch.setattr(terradiff.tasks, "load_task", spy)
+    for fn in (evaluate_module.evaluate_checkpoint, evaluate_module.evaluate_super_resolution):
+        with pytest.raises(RuntimeError, match="stop after loading"):
+            fn("run", device=asked)
+    assert seen == [expected, expected]

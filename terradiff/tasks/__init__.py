@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from terradiff.checkpoint import Checkpoint, load_checkpoint
 from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.errors import CheckpointError
@@ -30,12 +32,23 @@ def build_task(config: ExperimentConfig, band_info: dict[str, Any] | None = None
     raise CheckpointError(f"unknown task {config.task!r}")
 
 
-def load_task(path: str | Path, *, use_ema: bool = True) -> tuple[Task, Checkpoint]:
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``device``, or CUDA when it is available and the CPU otherwise."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_task(
+    path: str | Path, *, use_ema: bool = True, device: str | torch.device | None = None
+) -> tuple[Task, Checkpoint]:
     """Rebuild a task from a checkpoint (folder or run folder) with its weights loaded.
 
     Args:
         path: a ``step_*`` checkpoint folder, or a run folder (its latest checkpoint).
         use_ema: load the EMA weights (what sampling should use) when the checkpoint has them.
+        device: move the network there (``resolve_device`` picks one for ``"auto"``); default:
+            leave it on the CPU.
     """
     ckpt = load_checkpoint(path)
     if "config" not in ckpt.config or "bands" not in ckpt.config:
@@ -50,4 +63,6 @@ def load_task(path: str | Path, *, use_ema: bool = True) -> tuple[Task, Checkpoi
     except RuntimeError as error:
         raise CheckpointError(f"weights in {ckpt.path} do not fit its config: {error}") from None
     task.net.eval()
+    if device is not None:
+        task.net.to(resolve_device(None if device == "auto" else device))
     return task, ckpt
