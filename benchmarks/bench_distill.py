@@ -38,6 +38,7 @@ from terradiff.data.degrade import bicubic_downsample
 from terradiff.diffusion.samplers import ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.nets import count_parameters
+from terradiff.runtime import allocator_description, tune_cpu_allocator
 from terradiff.tasks import load_task
 
 STUDENTS = (
@@ -135,10 +136,22 @@ def main() -> None:
     parser.add_argument("--sampler-repeats", type=int, default=1)
     parser.add_argument("--ddpm-steps", type=int, default=10)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (timings synchronise)")
+    parser.add_argument(
+        "--allocator",
+        choices=["tuned", "default"],
+        default="tuned",
+        help="tuned: glibc malloc as the terradiff command sets it (terradiff.runtime); "
+        "default: glibc's own settings",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    machine = f"{cpu_model()}, {args.threads} thread(s), torch {torch.__version__}"
+    if args.allocator == "tuned":
+        tune_cpu_allocator()
+    machine = (
+        f"{cpu_model()}, {args.threads} thread(s), torch {torch.__version__}, "
+        f"{allocator_description()}"
+    )
     if torch.device(args.device).type == "cuda":
         machine += f", {torch.cuda.get_device_name(args.device)} (fp32 weights and activations)"
     print(f"machine: {machine}")

@@ -14,6 +14,7 @@ from typing import Any
 
 from terradiff import __version__
 from terradiff.errors import TerradiffError
+from terradiff.runtime import tune_cpu_allocator
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -567,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``terradiff`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_cpu_allocator()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -230,6 +230,20 @@ class SuperResolutionConfig(_Section):
     power_window: int = Field(
         7, ge=1, description="'single_step': box size of the local HR power in Eq. 9-10 (odd)."
     )
+    lpips_weight: float = Field(
+        0.0, ge=0.0, description="'single_step': weight of LPIPS to HR (needs sr.lpips_weights)."
+    )
+    lpips_weights: str | None = Field(
+        None,
+        description="'single_step': local LPIPS weights file (.safetensors or .pth; never "
+        "downloaded), read when lpips_weight > 0.",
+    )
+    adversarial_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="'single_step': weight of the generator's non-saturating GAN loss against a "
+        "PatchGAN on (bicubic, output) pairs; 0: no discriminator.",
+    )
     teacher: str | None = Field(
         None, description="'student': the teacher run/checkpoint (single_step or regression)."
     )
@@ -257,6 +271,16 @@ class SuperResolutionConfig(_Section):
             raise ValueError(f"train_scales must satisfy 1 < low <= high <= 16, got {low}, {high}")
         if self.power_window % 2 == 0:
             raise ValueError(f"power_window must be odd, got {self.power_window}")
+        if self.lpips_weight > 0 and not self.lpips_weights:
+            raise ValueError(
+                "sr.lpips_weight > 0 needs sr.lpips_weights: the path of a local LPIPS weights "
+                "file (terradiff never downloads weights); or set sr.lpips_weight: 0"
+            )
+        if self.method != "single_step" and (self.lpips_weight > 0 or self.adversarial_weight > 0):
+            raise ValueError(
+                "sr.lpips_weight and sr.adversarial_weight are losses of the 'single_step' "
+                f"teacher; sr.method is {self.method!r}"
+            )
         if self.method == "student" and not self.teacher:
             raise ValueError(
                 "sr.method 'student' needs sr.teacher: the run or checkpoint to distil from"

@@ -116,3 +116,7 @@ def test_compression_settings_are_checked() -> None:
         config_from_dict({**sr, "sr": {"method": "single_step", "power_window": 4}})
     with pytest.raises(ConfigError, match=r"sr\.distill"):
         config_from_dict({**sr, "sr": {"method": "student", "teacher": "t", "distill": "kl"}})
+    with pytest.raises(ConfigError, match=r"needs sr\.lpips_weights"):
+        config_from_dict({**sr, "sr": {"method": "single_step", "lpips_weight": 0.1}})
+    with pytest.raises(ConfigError, match="losses of the 'single_step' teacher"):
+        config_from_dict({**sr, "sr": {"method": "sr3", "adversarial_weight": 0.01}})

@@ -25,7 +25,7 @@ blocks replaced by the separable ones, no time embedding, one forward pass. Swit
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,9 +58,26 @@ class FrequencySeparableConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C_in, H, W] -> [B, C_out, H, W]``."""
         pooled = F.avg_pool2d(x, 2)
-        low = F.interpolate(pooled, size=x.shape[-2:], mode="nearest")
-        low_out = F.interpolate(self.low(pooled), size=x.shape[-2:], mode="nearest")
-        return self.pointwise(low_out + self.high(x - low))
+        high = _with_upsampled(torch.sub, x, pooled)
+        return self.pointwise(_with_upsampled(torch.add, self.high(high), self.low(pooled)))
+
+
+def _with_upsampled(op: Callable[[Tensor, Tensor], Tensor], full: Tensor, half: Tensor) -> Tensor:
+    """``op(full, nearest_upsample_x2(half))`` without writing the up-sampled tensor.
+
+    Each pixel of ``half`` is broadcast over its 2x2 block of ``full`` through a view that splits
+    the two spatial axes; the view is taken in the tensors' memory order (channels-last or not),
+    so the result keeps ``full``'s layout and no copy is made. On a CPU this cuts the memory
+    traffic of the frequency split, which bounds its speed, by about half.
+    """
+    B, C, H, W = full.shape
+    if full.is_contiguous(memory_format=torch.channels_last) and C > 1:
+        f = full.permute(0, 2, 3, 1).view(B, H // 2, 2, W // 2, 2, C)
+        h = half.permute(0, 2, 3, 1).reshape(B, H // 2, 1, W // 2, 1, C)
+        return op(f, h).view(B, H, W, C).permute(0, 3, 1, 2)
+    f = full.contiguous().view(B, C, H // 2, 2, W // 2, 2)
+    h = half.reshape(B, C, H // 2, 1, W // 2, 1)
+    return op(f, h).view(B, C, H, W)
 
 
 class DirectionSeparableConv(nn.Module):
@@ -75,8 +92,20 @@ class DirectionSeparableConv(nn.Module):
         self.pointwise = nn.Conv2d(c, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[B, C_in, H, W] -> [B, C_out, H, W]``."""
-        return self.pointwise(self.horizontal(x) + self.vertical(x))
+        """``[B, C_in, H, W] -> [B, C_out, H, W]``.
+
+        ``horizontal(x) + vertical(x)`` is one depthwise ``k x k`` convolution whose kernel is the
+        cross of the two (row ``k//2`` from the horizontal kernel, column ``k//2`` from the
+        vertical one) and whose bias is the sum: computed so, the layer reads its input once
+        and writes one tensor instead of three (the parameters, and their gradients, are still
+        the ``2k`` per channel of the two directional kernels).
+        """
+        pad = self.horizontal.padding[1]
+        cross = F.pad(self.horizontal.weight, (0, 0, pad, pad)) + F.pad(
+            self.vertical.weight, (pad, pad)
+        )
+        bias = self.horizontal.bias + self.vertical.bias
+        return self.pointwise(F.conv2d(x, cross, bias, padding=pad, groups=x.shape[1]))
 
 
 class QueryGlobalAggregation(nn.Module):

@@ -10,8 +10,10 @@ Three parts, each one forward pass (:mod:`terradiff.distill.uncertainty` has the
    at the timestep of the image's mean ``a`` (Eq. 11), conditioned on the bicubic image and the
    ``a`` map (so it knows how much noise each pixel holds), ONE step to the HR image.
 
-The super-resolution task (``sr.method: single_step``) composes the training losses and the
-sampling; this module only holds the networks.
+An optional ``discriminator`` (a PatchGAN on (bicubic, HR-or-output) pairs) is held too when the
+teacher is trained with the adversarial term (``sr.adversarial_weight > 0``); it is only used by
+the training loss. The super-resolution task (``sr.method: single_step``) composes the training
+losses and the sampling; this module only holds the networks.
 """
 
 from __future__ import annotations
@@ -32,9 +34,17 @@ class SingleStepSRNet(nn.Module):
         estimator: UNet with ``in_channels = bands``, ``out_channels = 2 * bands``, no condition.
         denoiser: UNet with ``in_channels = out_channels = bands``, ``cond_channels = bands + 1``.
         alpha_hidden: Width of the noise-level head.
+        discriminator: Optional conditional discriminator for the adversarial loss (training only).
     """
 
-    def __init__(self, bands: int, estimator: UNet, denoiser: UNet, alpha_hidden: int = 32) -> None:
+    def __init__(
+        self,
+        bands: int,
+        estimator: UNet,
+        denoiser: UNet,
+        alpha_hidden: int = 32,
+        discriminator: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         if estimator.in_channels != bands or estimator.out_channels != 2 * bands:
             raise ValueError(
@@ -56,6 +66,7 @@ class SingleStepSRNet(nn.Module):
             nn.SiLU(),
             nn.Conv2d(alpha_hidden, 1, 3, padding=1),
         )
+        self.discriminator = discriminator
         self.downsample_factor = max(estimator.downsample_factor, denoiser.downsample_factor)
 
     def estimate(self, bicubic: Tensor) -> tuple[Tensor, Tensor]:
@@ -81,5 +92,6 @@ class SingleStepSRNet(nn.Module):
         return self.denoise_features(x_t, t, bicubic, alpha_bar)[0]
 
     def num_parameters(self) -> int:
-        """Number of parameters."""
-        return sum(p.numel() for p in self.parameters())
+        """Number of parameters of the super-resolution networks (not the discriminator)."""
+        critic = set() if self.discriminator is None else set(self.discriminator.parameters())
+        return sum(p.numel() for p in self.parameters() if p not in critic)

@@ -120,6 +120,33 @@ class PatchDiscriminator(nn.Module):
         return self.net(torch.cat([image, target], dim=1))
 
 
+def simultaneous_gan_losses(
+    discriminator: nn.Module, condition: Tensor, fake: Tensor, real: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(generator_loss, discriminator_loss)`` of a conditional GAN for one optimizer step.
+
+    Non-saturating GAN losses (Goodfellow et al. 2014; pix2pix Eq. 1): the generator's term
+    ``BCE(D(c, G), 1)`` sees the discriminator through detached parameters (its gradient reaches
+    the generator only); the discriminator's term ``(BCE(D(c, y), 1) + BCE(D(c, G), 0)) / 2`` sees
+    a detached ``fake`` (its gradient reaches the discriminator only). Their sum can be minimised
+    by one optimizer over both networks: simultaneous rather than alternating updates, which keeps
+    terradiff's single-optimizer Trainer (and DDP) unchanged.
+    """
+    from torch.func import functional_call
+
+    bce = nn.functional.binary_cross_entropy_with_logits
+    frozen = {k: v.detach() for k, v in discriminator.named_parameters()}
+    fooled = functional_call(discriminator, frozen, (condition, fake))
+    generator_loss = bce(fooled, torch.ones_like(fooled))
+    real_logits = discriminator(condition, real)
+    fake_logits = discriminator(condition, fake.detach())
+    discriminator_loss = 0.5 * (
+        bce(real_logits, torch.ones_like(real_logits))
+        + bce(fake_logits, torch.zeros_like(fake_logits))
+    )
+    return generator_loss, discriminator_loss
+
+
 class Pix2Pix(nn.Module):
     """pix2pix (Isola et al., CVPR 2017): a U-Net generator and a PatchGAN, trained as one module.
 
@@ -156,22 +183,13 @@ class Pix2Pix(nn.Module):
         fake = self.generate(image)
         if target is None:
             return fake
-        from torch.func import functional_call
-
-        bce = nn.functional.binary_cross_entropy_with_logits
-        frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
-        fooled = functional_call(self.discriminator, frozen, (image, fake))
-        generator_adv = bce(fooled, torch.ones_like(fooled))
+        generator_adv, discriminator_loss = simultaneous_gan_losses(
+            self.discriminator, image, fake, target
+        )
         error = (fake.float() - target.float()).abs()
         if mask is not None:
             weight = mask.float().expand_as(error)
             l1 = (error * weight).sum() / weight.sum().clamp_min(1.0)
         else:
             l1 = error.mean()
-        real_logits = self.discriminator(image, target)
-        fake_logits = self.discriminator(image, fake.detach())
-        discriminator_loss = 0.5 * (
-            bce(real_logits, torch.ones_like(real_logits))
-            + bce(fake_logits, torch.zeros_like(fake_logits))
-        )
         return generator_adv + self.l1_weight * l1 + discriminator_loss

@@ -33,10 +33,12 @@ from terradiff.distill.uncertainty import (
     jeffreys_uncertainty_loss,
     total_variation,
 )
-from terradiff.errors import CheckpointError, DataError
+from terradiff.errors import CheckpointError, ConfigError, DataError
+from terradiff.metrics.image_quality import LPIPS, load_lpips
 from terradiff.nets.light import LightSRNet
 from terradiff.nets.slim import SingleStepSRNet
 from terradiff.nets.sr import ImplicitSRNet
+from terradiff.nets.translation import PatchDiscriminator, simultaneous_gan_losses
 from terradiff.tasks.base import (
     Task,
     band_info_of,
@@ -76,9 +78,13 @@ class SuperResolutionTask(Task):
         elif self.sr.method == "single_step":
             estimator = build_unet(config, bands, 2 * bands)
             denoiser = build_unet(config, bands, bands, cond_channels=bands + 1)
+            critic = None
+            if self.sr.adversarial_weight > 0:
+                critic = PatchDiscriminator(2 * bands, config.model.base_channels)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(config.seed + 1)
-                self.net = SingleStepSRNet(bands, estimator, denoiser)
+                self.net = SingleStepSRNet(bands, estimator, denoiser, discriminator=critic)
+            self._lpips: LPIPS | None = None
         elif self.sr.method == "student":
             self.teacher: SuperResolutionTask | None = None
             adapters = None
@@ -263,7 +269,32 @@ class SuperResolutionTask(Task):
             out["mean"], out["log_sigma"], hr.float(), mask
         )
         alpha_l1 = (out["alpha_pred"] - out["alpha_target"]).abs().mean()
-        return loss + sr.alpha_weight * alpha_l1 + sr.tv_weight * total_variation(out["alpha_pred"])
+        loss = loss + sr.alpha_weight * alpha_l1 + sr.tv_weight * total_variation(out["alpha_pred"])
+        if sr.lpips_weight > 0:
+            lpips = self._lpips_module(out["x0"].device)
+            rgb = list(self.config.data.rgb_bands or range(3))
+            loss = loss + sr.lpips_weight * lpips(out["x0"][:, rgb], hr[:, rgb].float()).mean()
+        if sr.adversarial_weight > 0:
+            critic = _unwrap(net).discriminator
+            assert critic is not None
+            generator_adv, critic_loss = simultaneous_gan_losses(
+                critic, bicubic.float(), out["x0"], hr.float()
+            )
+            loss = loss + sr.adversarial_weight * generator_adv + critic_loss
+        return loss
+
+    def _lpips_module(self, device: torch.device) -> LPIPS:
+        """The frozen LPIPS network of ``sr.lpips_weights`` (read once, kept out of checkpoints)."""
+        if self._lpips is None:
+            try:
+                self._lpips = load_lpips(self.sr.lpips_weights)
+            except FileNotFoundError as error:
+                raise ConfigError(f"sr.lpips_weights: {error}") from None
+            if self.num_bands < 3 and not self.config.data.rgb_bands:
+                raise ConfigError(
+                    f"sr.lpips_weight needs 3 bands for LPIPS; these images have {self.num_bands}"
+                )
+        return self._lpips.to(device)
 
     def _student_loss(
         self,

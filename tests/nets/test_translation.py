@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from terradiff.nets.translation import ConvVAE, PatchDiscriminator, Pix2Pix
+from terradiff.nets.translation import (
+    ConvVAE,
+    PatchDiscriminator,
+    Pix2Pix,
+    simultaneous_gan_losses,
+)
 from terradiff.nets.unet import UNet
 
 
@@ -49,3 +54,15 @@ def test_pix2pix_updates_each_player_with_its_own_loss() -> None:
     for a, p in zip(d_grad, model.discriminator.parameters(), strict=True):
         torch.testing.assert_close(a, p.grad)
     assert model(image).shape == (2, 1, 32, 32)
+
+
+def test_simultaneous_gan_losses_send_each_gradient_to_its_player() -> None:
+    critic = PatchDiscriminator(4, 8)
+    condition, real = torch.randn(2, 2, 32, 32), torch.randn(2, 2, 32, 32)
+    fake = torch.randn(2, 2, 32, 32, requires_grad=True)
+    generator_loss, critic_loss = simultaneous_gan_losses(critic, condition, fake, real)
+    generator_loss.backward()
+    assert fake.grad is not None and all(p.grad is None for p in critic.parameters())
+    fake.grad = None
+    critic_loss.backward()
+    assert fake.grad is None and all(p.grad is not None for p in critic.parameters())

@@ -130,6 +130,46 @@ def test_single_step_teacher_and_distilled_student_on_real_aid_crops(
     assert sr.sample.shape == (2, 3, 32, 32) and len(calls) == 1  # one network evaluation
 
 
+def test_single_step_teacher_lpips_and_adversarial_terms(tmp_path: Path, sample_data: Path) -> None:
+    """The optional teacher losses (SlimDiffSR Sec. 3.2: L1 + LPIPS + adversarial): each changes
+    the loss, the discriminator learns only from its own term, and it stays out of the
+    parameter count; a missing LPIPS file is an error naming the key and the file."""
+    from safetensors.torch import save_file
+
+    from terradiff.metrics.image_quality import LPIPS
+
+    weights = tmp_path / "lpips_alex.safetensors"
+    save_file({k: v.contiguous() for k, v in LPIPS("alex").state_dict().items()}, str(weights))
+    raw = sr_config(tmp_path / "teacher", sample_data, "single_step", max_steps=1)
+    plain = SuperResolutionTask(config_from_dict(raw))
+    raw["sr"].update(
+        {"lpips_weight": 1.0, "lpips_weights": str(weights), "adversarial_weight": 0.1}
+    )
+    task = SuperResolutionTask(config_from_dict(raw))
+    critic = task.net.discriminator
+    assert critic is not None and plain.net.discriminator is None
+    assert task.net.num_parameters() == plain.net.num_parameters()
+    batch = {k: v[:2] for k, v in next(iter(_loader(task))).items()}
+    plain.net.load_state_dict(task.net.state_dict(), strict=False)
+    loss = task.training_loss(task.net, batch, torch.Generator().manual_seed(0))
+    base = plain.training_loss(plain.net, batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and float(loss.detach()) > float(base.detach())
+    loss.backward()
+    assert all(p.grad is not None for p in critic.parameters())
+    assert task.net.denoiser.input_conv.weight.grad is not None
+
+    raw["sr"]["lpips_weights"] = str(tmp_path / "missing.safetensors")
+    task = SuperResolutionTask(config_from_dict(raw))
+    with pytest.raises(ConfigError, match=r"sr\.lpips_weights.*missing\.safetensors"):
+        task.training_loss(task.net, batch, torch.Generator().manual_seed(0))
+
+
+def _loader(task: SuperResolutionTask) -> Any:
+    from torch.utils.data import DataLoader
+
+    return DataLoader(task.build_dataset(), batch_size=2)
+
+
 def test_student_refuses_a_teacher_of_the_wrong_kind(tmp_path: Path, sample_data: Path) -> None:
     config = config_from_dict(sr_config(tmp_path / "sr3", sample_data, "sr3", max_steps=1))
     Trainer(SuperResolutionTask(config), tmp_path / "sr3").fit()
