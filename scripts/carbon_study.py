@@ -23,7 +23,7 @@ they are measured (``results.json``), so an interrupted study continues.
 Example (the committed report; trainings can run in parallel processes first, each
 ``--only NAME ... --train-only --out /tmp/x``, as this session did)::
 
-    python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 60
+    python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 200
 """
 
 from __future__ import annotations
@@ -182,8 +182,10 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines = [
         "# Forest carbon density from Sentinel-2 (issue 4): IIDM and its baselines",
         "",
-        f"Made by `python scripts/carbon_study.py` from `results.json` (every number is read from "
-        f"it). Machine: {results['machine']}; no GPU was lent to this task.",
+        "Made by `python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 200` "
+        "(see its docstring for the chip preparation and the parallel training runs) from "
+        f"`results.json` (every number is read from it). Machine: {results['machine']}; all of "
+        "it ran on the CPU.",
         "",
         "**How much data and compute.** The IIDM paper trains on a county of GF-1 imagery; here "
         f"only {data['chips']} real BioMassters chips (256x256 at 10 m, Finland) are available: "

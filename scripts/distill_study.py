@@ -87,7 +87,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "# Single-step distilled super-resolution (issue 5, SlimDiffSR in pixel space)",
         "",
         f"Made by the commands in `scripts/distill_study.py`'s docstring. Machine: "
-        f"{results['machine']}; no GPU was lent to this task.",
+        f"{results['machine']}; training and quality ran on the CPU (GPU timings: BENCHMARKS.md).",
         "",
         "**What was trained, on what, for how long.** x4 super-resolution of real AID aerial "
         "scenes (RGB, 64x64 HR crops, anti-aliased bicubic LR; 90% of the scenes by a stable "
