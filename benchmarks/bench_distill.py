@@ -20,9 +20,8 @@ Run:  ``.venv/bin/python benchmarks/bench_distill.py --json benchmarks/results/d
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sr import cpu_model, real_512
-from bench_sr import timed as timed_on_host
+from bench_sr import cpu_model, real_512, write_json
+from bench_sr import timed as timed_with_sync
 
 from terradiff.data.degrade import bicubic_downsample
 from terradiff.diffusion.samplers import ddpm_sample
@@ -59,18 +58,8 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     small = lr[..., :16, :16]
     rows: list[dict[str, Any]] = []
 
-    def timed(fn: Any, repeats: int, warmup: Any = None) -> float:
-        """``bench_sr.timed`` that waits for the device's queued work inside each timing."""
-
-        def synced(f: Any) -> Any:
-            def call() -> None:
-                f()
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-
-            return call
-
-        return timed_on_host(synced(fn), repeats, warmup=None if warmup is None else synced(warmup))
+    sync = partial(torch.cuda.synchronize, device) if device.type == "cuda" else None
+    timed = partial(timed_with_sync, sync=sync)
 
     with torch.no_grad():
         sr3, _ = load_task(args.sr_runs / "aid-sr3-x4", use_ema=True)
@@ -164,15 +153,7 @@ def main() -> None:
             f"{r.get('speedup_vs_sr3_ddpm_1000', float('nan')):>12.1f}x"
         )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        result = {
-            "machine": machine,
-            "date": time.strftime("%Y-%m-%d"),
-            "per_image_512": rows,
-            "args": {k: str(v) for k, v in vars(args).items()},
-        }
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, machine, args, per_image_512=rows)
 
 
 if __name__ == "__main__":

