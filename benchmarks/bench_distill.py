@@ -65,9 +65,9 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
         sr3, _ = load_task(args.sr_runs / "aid-sr3-x4", use_ema=True)
         sr3.net.to(device)
         seconds = timed(
-            lambda: sr3.super_resolve(sr3.net, lr, sampler="ddim", steps=20),
+            lambda: sr3.super_resolve(sr3.net, lr, spec=sr3.sampling_spec("ddim", 20)),
             args.sampler_repeats,
-            warmup=lambda: sr3.super_resolve(sr3.net, small, sampler="ddim", steps=2),
+            warmup=lambda: sr3.super_resolve(sr3.net, small, spec=sr3.sampling_spec("ddim", 2)),
         )
         params = count_parameters(sr3.net)
         rows.append({"model": "SR3 DDIM-20", "seconds": seconds, "parameters": params})

@@ -109,9 +109,11 @@ def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[di
         small = lr[..., :16, :16]
         for sampler in ("ddim", "dpm_solver"):
             seconds = timed(
-                lambda s=sampler: sr3.super_resolve(sr3.net, lr, sampler=s, steps=20),
+                lambda s=sampler: sr3.super_resolve(sr3.net, lr, spec=sr3.sampling_spec(s, 20)),
                 args.sampler_repeats,
-                warmup=lambda s=sampler: sr3.super_resolve(sr3.net, small, sampler=s, steps=2),
+                warmup=lambda s=sampler: sr3.super_resolve(
+                    sr3.net, small, spec=sr3.sampling_spec(s, 2)
+                ),
             )
             rows.append(
                 {"method": f"sr3 {sampler}", "steps": 20, "seconds": seconds, "measured": True}
@@ -140,9 +142,13 @@ def per_image(runs: Path, lr: torch.Tensor, args: argparse.Namespace) -> list[di
 
         imp, _ = load_task(runs / "aid-implicit", use_ema=True)
         seconds = timed(
-            lambda: imp.super_resolve(imp.net, lr, out_size=(512, 512), steps=20),
+            lambda: imp.super_resolve(
+                imp.net, lr, out_size=(512, 512), spec=imp.sampling_spec(steps=20)
+            ),
             args.sampler_repeats,
-            warmup=lambda: imp.super_resolve(imp.net, small, out_size=(64, 64), steps=2),
+            warmup=lambda: imp.super_resolve(
+                imp.net, small, out_size=(64, 64), spec=imp.sampling_spec(steps=2)
+            ),
         )
         rows.append(
             {"method": "implicit x4 ddim", "steps": 20, "seconds": seconds, "measured": True}

@@ -104,9 +104,11 @@ def measure_deep(name: str, run_dir: str, test_dir: Path, args: argparse.Namespa
     x = x[None].float()
     x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
     generator = torch.Generator().manual_seed(0)
-    task.estimate(task.net, x[..., :64, :64], steps=2, generator=generator)  # warm-up
+    warm = task.sampling_spec(steps=2)
+    task.estimate(task.net, x[..., :64, :64], spec=warm, generator=generator)  # warm-up
+    spec = task.sampling_spec(steps=args.steps)
     start = time.perf_counter()
-    estimate = task.estimate(task.net, x, steps=args.steps, generator=generator)
+    estimate = task.estimate(task.net, x, spec=spec, generator=generator)
     seconds = time.perf_counter() - start
     prediction = task.to_physical(estimate.mean)[0, 0].numpy()
     metrics = carbon_metrics(prediction, chip["carbon"], chip["forest"], task.carbon.max_density)
@@ -121,8 +123,8 @@ def measure_deep(name: str, run_dir: str, test_dir: Path, args: argparse.Namespa
             else None
         ),
         "step": ckpt.step,
-        "sampler": None if task.carbon.method in ("regression", "vae", "gan") else "ddim",
-        "steps": None if task.carbon.method in ("regression", "vae", "gan") else args.steps,
+        "sampler": estimate.spec.sampler if estimate.spec else None,
+        "steps": estimate.spec.steps if estimate.spec else None,
     }
 
 

@@ -42,7 +42,9 @@ def chain_figure(run_dir: Path, out: Path, name: str) -> None:
     """x_t of 1000-step DDPM at 11 timesteps, 3 samples (the DDPM satellite report's Fig. 3)."""
     task, _ = load_task(run_dir, device="auto")
     generator = torch.Generator().manual_seed(0)
-    traj = task.sample(task.net, 3, generator=generator, sampler="ddpm", return_trajectory=True)
+    traj = task.sample(
+        task.net, 3, generator=generator, spec=task.sampling_spec("ddpm"), return_trajectory=True
+    )
     save_chain_figure(traj, out, n_rows=3, title=f"{name} schedule, DDPM 1000 steps")
 
 

@@ -265,7 +265,12 @@ def aid_figures(results: dict[str, Any], args: argparse.Namespace) -> None:
             "bicubic": upsample_to(lr, size),
             "regression": tasks["regression"].super_resolve(tasks["regression"].net, lr).sample,
             "SR3 DDIM-20": tasks["sr3"]
-            .super_resolve(tasks["sr3"].net, lr, sampler="ddim", steps=20, generator=generator)
+            .super_resolve(
+                tasks["sr3"].net,
+                lr,
+                spec=tasks["sr3"].sampling_spec("ddim", 20),
+                generator=generator,
+            )
             .sample,
             "implicit x4": tasks["implicit"]
             .super_resolve(tasks["implicit"].net, lr, out_size=size, generator=generator)

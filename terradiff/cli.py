@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from terradiff import __version__
+from terradiff.config import SAMPLER_NAMES
 from terradiff.errors import TerradiffError
 from terradiff.runtime import tune_cpu_allocator
 
@@ -45,12 +46,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
     generator = torch.Generator().manual_seed(args.seed)
+    spec = task.sampling_spec(args.sampler, args.steps)
     out = task.sample(
         task.net,
         args.n,
         generator=generator,
-        sampler=args.sampler,
-        steps=args.steps,
+        spec=spec,
         return_trajectory=args.chain is not None,
         progress=True,
     )
@@ -58,7 +59,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     out_path = Path(args.out)
     samples = out.sample.cpu()
     save_image_grid(samples, out_path, rgb_bands=rgb)
-    print(f"wrote {args.n} samples ({args.sampler or task.config.sample.sampler}) to {out_path}")
+    how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
+    print(f"wrote {args.n} samples ({how}) to {out_path}")
     if args.chain is not None:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
         print(f"wrote the denoising chain to {args.chain}")
@@ -335,9 +337,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
 def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
     """The options shared by the whole-raster verbs (super-resolve, estimate)."""
     parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
-    parser.add_argument(
-        "--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="diffusion sampler"
-    )
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")
     parser.add_argument(
@@ -415,9 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
     sample.add_argument("--n", type=int, default=16, help="number of images (default 16)")
-    sample.add_argument(
-        "--sampler", choices=["ddpm", "ddim", "dpm_solver"], help="default: the config's"
-    )
+    sample.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
     sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
@@ -440,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--n", type=int, help="generated images (default: config evaluate.num_samples)"
     )
-    evaluate.add_argument("--sampler", choices=["ddpm", "ddim", "dpm_solver"])
+    evaluate.add_argument("--sampler", choices=SAMPLER_NAMES)
     evaluate.add_argument("--steps", type=int)
     evaluate.add_argument("--encoder", help="aid-cnn (default), inception, or a .safetensors path")
     evaluate.add_argument("--encoder-weights", help="local weights file for --encoder inception")

@@ -11,14 +11,26 @@ never triggered a save): an unknown key, a wrong type or an out-of-range value i
 from __future__ import annotations
 
 import difflib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from terradiff.errors import ConfigError
+
+SAMPLER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
+"""The samplers configs and the CLI accept: ancestral DDPM (Ho et al. 2020), DDIM (Song et al.
+2021), DPM-Solver++(2M) (Lu et al. 2022); :mod:`terradiff.diffusion.samplers` implements them."""
 
 
 class _Section(BaseModel):
@@ -181,10 +193,17 @@ class TrainConfig(_Section):
 class SampleConfig(_Section):
     """Defaults of ``terradiff sample`` and of periodic sample grids."""
 
-    sampler: Literal["ddpm", "ddim", "dpm_solver"] = "ddim"
+    sampler: str = Field("ddim", description="A sampler name: ddpm, ddim or dpm_solver.")
     steps: int = Field(20, ge=1)
     eta: float = Field(0.0, ge=0.0)
     clip_denoised: bool = True
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        if value not in SAMPLER_NAMES:
+            raise ValueError(f"unknown sampler; choose one of {list(SAMPLER_NAMES)}")
+        return value
 
 
 class EvaluateConfig(_Section):
@@ -197,181 +216,94 @@ class EvaluateConfig(_Section):
     kid_subset_size: int = Field(100, ge=2)
 
 
-class SuperResolutionConfig(_Section):
-    """The super-resolution task (:mod:`terradiff.tasks.super_resolution`).
+class MethodConfig(_Section):
+    """Base of a method's config section (``sr``, ``carbon``): the keys of one method only.
 
-    ``data.image_size`` is the high-resolution (HR) crop size; the low-resolution (LR) input is made
-    from it by ``degradation`` at ``scale``.
+    Each method of a task declares its own subclass (in the method's file, beside the method
+    class) and registers it with :func:`register_method_config`; the section of an experiment is
+    validated by the class its ``method`` names, so a knob of another method is an unknown key.
     """
 
-    method: Literal["sr3", "regression", "implicit", "single_step", "student"] = Field(
-        "sr3",
-        description="'sr3': conditional diffusion (Saharia et al. 2021); 'regression': the same "
-        "UNet trained with L1 to predict the HR image directly (baseline); 'implicit': IDM-style "
-        "continuous scales (Gao et al. 2023), trained on random scales in train_scales; "
-        "'single_step': SlimDiffSR's uncertainty-guided one-step teacher; 'student': SlimDiffSR's "
-        "light one-pass student, distilled from sr.teacher.",
-    )
-    scale: float = Field(4.0, gt=1.0, le=16.0, description="The scale of sr3/regression models.")
-    degradation: Literal["bicubic", "real"] = "bicubic"
-    train_scales: tuple[float, float] = Field(
-        (1.5, 4.0), description="'implicit': each batch draws its scale uniformly in this range."
-    )
-    render_channels: int = Field(32, ge=1, description="'implicit': rendered feature channels.")
-    uncertainty_weight: float = Field(
-        1.0, ge=0.0, description="'single_step': weight of the uncertainty loss (Eq. 5)."
-    )
-    alpha_weight: float = Field(
-        1.0, ge=0.0, description="'single_step': weight of the L1 loss of the alpha_bar head."
-    )
-    tv_weight: float = Field(
-        0.1, ge=0.0, description="'single_step': total variation of alpha_bar (Eq. 21)."
-    )
-    power_window: int = Field(
-        7, ge=1, description="'single_step': box size of the local HR power in Eq. 9-10 (odd)."
-    )
-    lpips_weight: float = Field(
-        0.0, ge=0.0, description="'single_step': weight of LPIPS to HR (needs sr.lpips_weights)."
-    )
-    lpips_weights: str | None = Field(
-        None,
-        description="'single_step': local LPIPS weights file (.safetensors or .pth; never "
-        "downloaded), read when lpips_weight > 0.",
-    )
-    adversarial_weight: float = Field(
-        0.0,
-        ge=0.0,
-        description="'single_step': weight of the generator's non-saturating GAN loss against a "
-        "PatchGAN on (bicubic, output) pairs; 0: no discriminator.",
-    )
-    teacher: str | None = Field(
-        None, description="'student': the teacher run/checkpoint (single_step or regression)."
-    )
-    distill: Literal["none", "mse", "mse_mmd"] = Field(
-        "mse_mmd",
-        description="'student': no distillation (L1 to HR only), + MSE to the teacher's output "
-        "and 1x1-adapted features, or + lambda MMD on the features too (SlimDiffSR Eq. 16-19).",
-    )
-    mmd_weight: float = Field(0.1, ge=0.0, description="'student': lambda of the MMD term.")
-    student_channels: int = Field(16, ge=1, description="'student': width of its first level.")
-    student_mults: list[int] = Field(
-        default_factory=lambda: [1, 2], description="'student': width multipliers of its levels."
-    )
-    student_blocks: int = Field(1, ge=1, description="'student': light blocks per level.")
-    fs_conv: bool = Field(True, description="'student': frequency-separable convolutions.")
-    ds_conv: bool = Field(True, description="'student': direction-separable convolutions.")
-    global_aggregation: bool = Field(
-        True, description="'student': query-driven global aggregation at the bottom."
-    )
-
-    @model_validator(mode="after")
-    def _scale_range(self) -> SuperResolutionConfig:
-        low, high = self.train_scales
-        if not 1.0 < low <= high <= 16.0:
-            raise ValueError(f"train_scales must satisfy 1 < low <= high <= 16, got {low}, {high}")
-        if self.power_window % 2 == 0:
-            raise ValueError(f"power_window must be odd, got {self.power_window}")
-        if self.lpips_weight > 0 and not self.lpips_weights:
-            raise ValueError(
-                "sr.lpips_weight > 0 needs sr.lpips_weights: the path of a local LPIPS weights "
-                "file (terradiff never downloads weights); or set sr.lpips_weight: 0"
-            )
-        if self.method != "single_step" and (self.lpips_weight > 0 or self.adversarial_weight > 0):
-            raise ValueError(
-                "sr.lpips_weight and sr.adversarial_weight are losses of the 'single_step' "
-                f"teacher; sr.method is {self.method!r}"
-            )
-        if self.method == "student" and not self.teacher:
-            raise ValueError(
-                "sr.method 'student' needs sr.teacher: the run or checkpoint to distil from"
-            )
-        return self
+    method: str
 
 
-class CarbonConfig(_Section):
-    """Carbon-density estimation as image-to-image translation (:mod:`terradiff.tasks.carbon`).
+_METHOD_CONFIGS: dict[str, dict[str, type[MethodConfig]]] = {}
+_DEFAULT_METHODS: dict[str, str] = {}
+_SECTION_TASKS: dict[str, str] = {"sr": "super_resolution", "carbon": "carbon"}
+"""The config sections chosen by ``method`` and the task each belongs to."""
 
-    ``data`` (``kind: paired``) points at pairs ``<root>/<chip>/{image,target,mask}.tif`` (see
-    ``terradiff carbon-prepare``); ``data.scaling`` scales the image, ``max_density`` the target.
+
+def register_method_config(
+    section: str, name: str, config_class: type[MethodConfig], *, default: bool = False
+) -> None:
+    """Make ``config_class`` the schema of section ``section`` when its ``method`` is ``name``.
+
+    Args:
+        section: ``"sr"`` or ``"carbon"``.
+        name: the method's name as configs write it.
+        config_class: a :class:`MethodConfig` subclass whose ``method`` field is ``name``.
+        default: the method a task uses when its section (or its ``method`` key) is omitted.
     """
+    if section not in _SECTION_TASKS:
+        raise ValueError(
+            f"unknown config section {section!r}; choose one of {list(_SECTION_TASKS)}"
+        )
+    _METHOD_CONFIGS.setdefault(section, {})[name] = config_class
+    if default or section not in _DEFAULT_METHODS:
+        _DEFAULT_METHODS[section] = name
 
-    method: Literal["iidm", "idm", "regression", "vae", "gan"] = Field(
-        "iidm",
-        description="'iidm': VGG features + cross-attention/MLP fusion + implicit decoder (the "
-        "IIDM paper); 'idm': the image as the only condition, no fusion; 'regression': the same "
-        "UNet trained with L1 to predict the map directly; 'vae': a convolutional VAE; 'gan': "
-        "pix2pix (U-Net generator + PatchGAN).",
-    )
-    max_density: float = Field(
-        150.0, gt=0.0, description="Mg C/ha mapped to 1 (the target is clipped to [0, max])."
-    )
-    unit: str = "Mg C/ha"
-    mask_loss: bool = Field(True, description="Loss only under the forest mask (paper Eq. 4).")
-    train_chips: list[str] | None = Field(
-        None, description="Pair folders to train on (null: a stable hash split of all pairs)."
-    )
-    val_chips: list[str] | None = None
-    test_chips: list[str] | None = None
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    vgg_layout: Literal["vgg11", "vgg16", "vgg19"] = "vgg16"
-    vgg_width: float = Field(0.25, gt=0.0, le=1.0)
-    vgg_stages: int = Field(3, ge=1, le=5)
-    vgg_weights: str | None = Field(
-        None, description="Local VGG weights to start from (never downloaded); null: trained."
-    )
-    vgg_channels: list[list[int]] | None = Field(
-        None,
-        description="Widths of a PCA-distilled extractor (KD-VGG), one list per stage, as "
-        "'terradiff compress' prints them; null: the full extractor. The vgg_* fields above "
-        "still describe the teacher, whose feature widths KD-VGG reproduces.",
-    )
-    kd_vgg: str | None = Field(
-        None,
-        description="Local KD-VGG weights (kd_vgg.safetensors from 'terradiff compress') to "
-        "start from; needs vgg_channels.",
-    )
-    feature_channels: int = Field(32, ge=1)
-    attention: bool = Field(True, description="Cross-attention + MLP fusion at the bottleneck.")
-    implicit_decoder: bool = True
-    decoder_hidden: int = Field(64, ge=1)
-    ensemble: int = Field(1, ge=1, description="Samples per image (mean map + std map).")
-    vae_beta: float = Field(1e-3, ge=0.0, description="'vae': weight of the KL term.")
-    vae_latent: int = Field(8, ge=1, description="'vae': latent channels (at 1/4 resolution).")
-    gan_l1_weight: float = Field(100.0, ge=0.0, description="'gan': lambda of L1 (pix2pix: 100).")
 
-    @model_validator(mode="after")
-    def _kd_vgg(self) -> CarbonConfig:
-        if self.kd_vgg and not self.vgg_channels:
-            raise ValueError("carbon.kd_vgg needs carbon.vgg_channels (the student's widths)")
-        if self.kd_vgg and self.vgg_weights:
-            raise ValueError("give carbon.kd_vgg or carbon.vgg_weights, not both")
-        if self.vgg_channels is not None and (
-            len(self.vgg_channels) != self.vgg_stages
-            or any(not stage or min(stage) < 1 for stage in self.vgg_channels)
-        ):
-            raise ValueError(
-                f"carbon.vgg_channels must hold {self.vgg_stages} lists (vgg_stages) of "
-                f"positive widths, got {self.vgg_channels}"
-            )
-        return self
+def unregister_method_config(section: str, name: str) -> None:
+    """Forget ``section.method = name`` (the default falls back to the first one left)."""
+    known = _METHOD_CONFIGS.get(section, {})
+    known.pop(name, None)
+    if _DEFAULT_METHODS.get(section) == name:
+        _DEFAULT_METHODS.pop(section)
+        if known:
+            _DEFAULT_METHODS[section] = next(iter(known))
 
-    @model_validator(mode="after")
-    def _disjoint_splits(self) -> CarbonConfig:
-        lists = {
-            "train_chips": self.train_chips or [],
-            "val_chips": self.val_chips or [],
-            "test_chips": self.test_chips or [],
-        }
-        names = list(lists)
-        for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                both = sorted(set(lists[a]) & set(lists[b]))
-                if both:
-                    raise ValueError(
-                        f"chips {both} are in both {a} and {b}; a chip is in one split"
-                    )
-        return self
+
+def method_config_class(section: str, name: str | None = None) -> type[MethodConfig]:
+    """The registered config class of ``section.method = name`` (the default method if None)."""
+    known = _METHOD_CONFIGS.get(section, {})
+    if not known:
+        raise ValueError(
+            f"no methods are registered for section '{section}'; import terradiff.tasks (which "
+            "registers the built-in methods) before validating configs"
+        )
+    name = name if name is not None else _DEFAULT_METHODS[section]
+    if name not in known:
+        guess = difflib.get_close_matches(str(name), list(known), n=1)
+        hint = f" Did you mean '{guess[0]}'?" if guess else ""
+        raise ValueError(
+            f"{section}.method {name!r} is not a registered method.{hint} Choose one of "
+            f"{sorted(known)}"
+        )
+    return known[name]
+
+
+class _SectionError(ValueError):
+    """A method section's own validation errors, re-reported under the section's key."""
+
+    def __init__(self, section: str, config_class: type[MethodConfig], error: ValidationError):
+        super().__init__(f"invalid {section} section")
+        self.section = section
+        self.config_class = config_class
+        self.error = error
+
+
+def _method_section(section: str, value: Any) -> MethodConfig | None:
+    """Validate a raw ``sr``/``carbon`` section with the class its ``method`` names."""
+    if value is None or isinstance(value, MethodConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"section '{section}' must be a mapping of keys to values")
+    config_class = method_config_class(section, value.get("method"))
+    data = {**value, "method": value.get("method") or _DEFAULT_METHODS[section]}
+    try:
+        return config_class.model_validate(data)
+    except ValidationError as error:
+        raise _SectionError(section, config_class, error) from None
 
 
 class ExperimentConfig(_Section):
@@ -387,25 +319,34 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    sr: SuperResolutionConfig | None = Field(
-        None, description="Settings of task 'super_resolution' (defaults when omitted)."
+    sr: SerializeAsAny[MethodConfig] | None = Field(
+        None,
+        description="Settings of task 'super_resolution': 'method' and that method's keys "
+        "(defaults when omitted).",
     )
-    carbon: CarbonConfig | None = Field(
-        None, description="Settings of task 'carbon' (defaults when omitted)."
+    carbon: SerializeAsAny[MethodConfig] | None = Field(
+        None,
+        description="Settings of task 'carbon': 'method' and that method's keys (defaults when "
+        "omitted).",
     )
+
+    @field_validator("sr", "carbon", mode="before")
+    @classmethod
+    def _method_sections(cls, value: Any, info: ValidationInfo) -> MethodConfig | None:
+        return _method_section(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _task_sections(self) -> ExperimentConfig:
-        if self.task == "super_resolution" and self.sr is None:
-            self.sr = SuperResolutionConfig()
-        if self.task != "super_resolution" and self.sr is not None:
-            raise ValueError(
-                f"section 'sr' is only used by task 'super_resolution', not {self.task!r}"
-            )
-        if self.task == "carbon" and self.carbon is None:
-            self.carbon = CarbonConfig()
-        if self.task != "carbon" and self.carbon is not None:
-            raise ValueError(f"section 'carbon' is only used by task 'carbon', not {self.task!r}")
+        for section, task in _SECTION_TASKS.items():
+            value = getattr(self, section)
+            if self.task == task and value is None:
+                object.__setattr__(
+                    self, section, method_config_class(section)(method=_DEFAULT_METHODS[section])
+                )
+            if self.task != task and value is not None:
+                raise ValueError(
+                    f"section '{section}' is only used by task '{task}', not {self.task!r}"
+                )
         if (self.task == "carbon") != (self.data.kind == "paired"):
             raise ValueError(
                 "task 'carbon' reads paired rasters: use data.kind 'paired' with it (and only "
@@ -438,17 +379,40 @@ def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
 def format_validation_error(error: ValidationError, source: str) -> str:
     """Turn pydantic's error into lines naming each key, the value given and the fix."""
     lines = [f"invalid config {source}:"]
-    for item in error.errors():
-        loc = tuple(item["loc"])
+    lines += _error_lines(error.errors(), ExperimentConfig, ())
+    return "\n".join(lines)
+
+
+def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, ...]) -> list[str]:
+    """One line per error of ``model`` (located under ``prefix``), method sections expanded."""
+    lines = []
+    for item in errors:
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, _SectionError):
+            lines += _error_lines(
+                cause.error.errors(), cause.config_class, (*prefix, cause.section)
+            )
+            continue
+        inner = tuple(item["loc"])
+        loc = (*prefix, *inner)
         key = ".".join(str(p) for p in loc) or "(top level)"
         given = item.get("input")
         if item["type"] == "extra_forbidden":
-            known = _known_keys(ExperimentConfig, loc)
+            known = _known_keys(model, inner)
             guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
             hint = f"did you mean '{guess[0]}'? " if guess else ""
-            lines.append(
-                f"  - {key}: unknown key. {hint}Known keys here: {', '.join(sorted(known))}."
-            )
+            where = "Known keys here"
+            if prefix and len(inner) == 1:  # a key of a method section
+                method = model.model_fields["method"].default
+                where = f"Keys of method '{method}'"
+                owners = sorted(
+                    name
+                    for name, other in _METHOD_CONFIGS.get(str(prefix[-1]), {}).items()
+                    if loc[-1] in other.model_fields
+                )
+                if owners:
+                    hint = f"It is a key of method {', '.join(owners)}, not '{method}'. " + hint
+            lines.append(f"  - {key}: unknown key. {hint}{where}: {', '.join(sorted(known))}.")
         elif item["type"] == "missing":
             lines.append(f"  - {key}: required key is missing; add it.")
         else:
@@ -459,7 +423,7 @@ def format_validation_error(error: ValidationError, source: str) -> str:
                 except ValueError:
                     fix = ""
             lines.append(f"  - {key}: {item['msg']} (got {given!r}).{fix}")
-    return "\n".join(lines)
+    return lines
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
@@ -508,10 +472,3 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"override {override!r}: '{part}' is not a section")
     target[parts[-1]] = yaml.safe_load(raw)
-
-
-def save_config(config: ExperimentConfig, path: str | Path) -> None:
-    """Write the config as JSON (atomically)."""
-    from terradiff.io import atomic_write_text
-
-    atomic_write_text(Path(path), json.dumps(config.to_dict(), indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 Every error a user can fix (a bad file, band, config or checkpoint) derives from
 :class:`TerradiffError`, so the CLI can print its message without a traceback. Messages name the
-file/key involved, what was found, and how to fix it.
+file/key involved, what was found, and how to fix it. :class:`DataWarning` is the category of
+the warnings about data that was skipped or guessed.
 """
 
 from __future__ import annotations
@@ -28,4 +29,15 @@ class CheckpointError(TerradiffError):
     """A checkpoint that is missing, incomplete or incompatible with the run."""
 
 
-__all__ = ["CheckpointError", "ConfigError", "DataError", "RasterError", "TerradiffError"]
+class DataWarning(UserWarning):
+    """Something in the data was skipped or guessed; the message says what."""
+
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DataWarning",
+    "RasterError",
+    "TerradiffError",
+]

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from terradiff.config import ExperimentConfig
+from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError
 from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
 from terradiff.metrics.fid import fingerprint_files
@@ -42,22 +43,21 @@ def generate_images(
     num_images: int,
     *,
     batch_size: int = 50,
-    sampler: str | None = None,
-    steps: int | None = None,
+    spec: SamplingSpec | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> torch.Tensor:
     """``num_images`` samples in [-1, 1] from ``task.net``, drawn batch by batch (CPU tensor).
 
     One generator seeded with ``seed`` feeds every batch, so the result depends on ``seed`` and
-    ``batch_size`` only.
+    ``batch_size`` only; ``spec`` defaults to the task's :meth:`~Task.sampling_spec`.
     """
     generator = torch.Generator().manual_seed(seed)
     images: list[torch.Tensor] = []
     with tqdm(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
         for start in range(0, num_images, batch_size):
             n = min(batch_size, num_images - start)
-            out = task.sample(task.net, n, generator=generator, sampler=sampler, steps=steps)
+            out = task.sample(task.net, n, generator=generator, spec=spec)
             images.append(out.sample.float().cpu())
             bar.update(n)
     return torch.cat(images)
@@ -129,6 +129,7 @@ def evaluate_checkpoint(
     task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
     config = task.config
     evaluate_cfg = config.evaluate
+    spec = task.sampling_spec(sampler, steps)
     try:
         extractor = load_feature_extractor(
             encoder or evaluate_cfg.encoder, weights=encoder_weights or evaluate_cfg.encoder_weights
@@ -171,15 +172,12 @@ def evaluate_checkpoint(
         progress=progress,
     )
     n = num_samples or evaluate_cfg.num_samples
-    name = sampler or config.sample.sampler
-    n_steps = None if name == "ddpm" else (steps or config.sample.steps)
     start = time.perf_counter()
     fake = generate_images(
         task,
         n,
         batch_size=evaluate_cfg.batch_size,
-        sampler=name,
-        steps=n_steps,
+        spec=spec,
         seed=seed,
         progress=progress,
     )
@@ -201,8 +199,7 @@ def evaluate_checkpoint(
         **metrics,
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
-        "sampler": name,
-        "steps": n_steps if n_steps is not None else task.schedule.num_timesteps,
+        **_spec_record(spec),
         "sampling_seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / n, 4),
         "real_images": str(dataset.root),
@@ -254,12 +251,11 @@ def evaluate_super_resolution(
     task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
     if not isinstance(task, SuperResolutionTask):
         raise ConfigError(f"{ckpt.path} is not a super-resolution checkpoint")
-    scale = float(scale if scale is not None else task.sr.scale)
-    if task.sr.method != "implicit" and scale != task.sr.scale:
-        raise ConfigError(
-            f"{ckpt.path} is a {task.sr.method!r} model for x{task.sr.scale:g} only; "
-            f"x{scale:g} needs an 'implicit' model (or evaluate at --scale {task.sr.scale:g})"
-        )
+    try:
+        scale = task.check_scale(float(scale if scale is not None else task.sr.scale), ckpt.path)
+    except DataError as error:
+        raise ConfigError(str(error)) from None
+    spec = task.sampling_spec(sampler, steps)
     held_out = "test" if task.config.data.split == "train" and data_root is None else None
     dataset = real_dataset(task.config, data_root, split=held_out, image_size=image_size)
     hr_size = dataset[0]["image"].shape[-1]
@@ -285,8 +281,7 @@ def evaluate_super_resolution(
             task.net,
             lr,
             out_size=tuple(hr.shape[-2:]),
-            sampler=sampler,
-            steps=steps,
+            spec=spec,
             generator=generator,
         )
         seconds += time.perf_counter() - begin
@@ -303,7 +298,6 @@ def evaluate_super_resolution(
         metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
         return metrics
 
-    name = None if task.sr.method == "regression" else (sampler or task.config.sample.sampler)
     return {
         "model": {**row(torch.cat(predictions)), "seconds_per_image": round(seconds / count, 4)},
         "bicubic": row(torch.cat(bicubics)),
@@ -311,12 +305,18 @@ def evaluate_super_resolution(
         "band_names": list(task.band_info.get("names") or []),
         "scale": scale,
         "image_size": hr_size,
-        "method": task.sr.method,
-        "sampler": name,
-        "steps": None if name in (None, "ddpm") else (steps or task.config.sample.steps),
+        "method": task.method.name,
+        **_spec_record(spec),
         "parameters": count_parameters(task.net),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         "real_images": str(dataset.root),
         "split": dataset.split,
     }
+
+
+def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:
+    """What a result records of the sampling that ran (all None for a one-pass model)."""
+    if spec is None:
+        return {"sampler": None, "steps": None, "eta": None}
+    return {"sampler": spec.sampler, "steps": spec.steps, "eta": spec.eta}

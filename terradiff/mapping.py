@@ -10,7 +10,6 @@ of tiles.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
+from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import DataError
 
 __all__ = ["CarbonMapSummary", "estimate_raster", "super_resolve_raster"]
@@ -101,14 +101,7 @@ def super_resolve_raster(
             f"{ckpt.path} is a {task.config.task!r} checkpoint; super-resolve needs a "
             "'super_resolution' one"
         )
-    model_scale = float(task.sr.scale)
-    if task.sr.method == "implicit":  # continuous scales: any scale asked for
-        model_scale = float(scale or model_scale)
-    elif scale is not None and not math.isclose(scale, model_scale):
-        raise DataError(
-            f"{ckpt.path} super-resolves x{model_scale:g} only; got --scale {scale:g}. Use a "
-            f"model trained for x{scale:g} (or an 'implicit' one), or --scale {model_scale:g}"
-        )
+    model_scale = task.check_scale(float(scale or task.sr.scale), str(ckpt.path))
     if not model_scale.is_integer():
         raise DataError(
             f"whole-raster inference needs an integer scale (output pixels must nest in input "
@@ -124,7 +117,8 @@ def super_resolve_raster(
     in_path, out_path = Path(in_path), Path(out_path)
     selected = _input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
-    settings = {"factor": factor, "sampler": sampler, "steps": steps, "seed": seed, "device": dev}
+    spec = task.sampling_spec(sampler, steps)
+    settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev}
     scaling = task.band_info.get("scaling") or "none"
     options = {
         "scaling": scaling,
@@ -162,7 +156,7 @@ def _tile_generator(seed: int, origins: list[tuple[int, int]] | None) -> torch.G
 
 
 def _sr_predict_fn(
-    task: Any, *, factor: int, sampler: str | None, steps: int | None, seed: int, device: Any
+    task: Any, *, factor: int, spec: SamplingSpec | None, seed: int, device: Any
 ) -> Callable[..., torch.Tensor]:
     """The tiling engine's ``predict_fn`` of a super-resolution task."""
     task.net.to(torch.device(device))
@@ -175,8 +169,7 @@ def _sr_predict_fn(
             task.net,
             x,
             out_size=out_size,
-            sampler=sampler,
-            steps=steps,
+            spec=spec,
             generator=_tile_generator(seed, origins),
         )
         return result.sample
@@ -268,13 +261,12 @@ def estimate_raster(
             f"--tile {multiple * max(1, tile // multiple)}"
         )
     selected = _input_bands(in_path, task.band_info, bands)
-    members = ensemble or task.carbon.ensemble
+    members = ensemble or task.default_members
     with_std = uncertainty or members > 1
     dev = resolve_device(device)
     settings = {
         "members": members,
-        "sampler": sampler,
-        "steps": steps,
+        "spec": task.sampling_spec(sampler, steps),
         "seed": seed,
         "with_std": with_std,
         "device": dev,
@@ -327,8 +319,7 @@ def _carbon_predict_fn(
     task: Any,
     *,
     members: int,
-    sampler: str | None,
-    steps: int | None,
+    spec: SamplingSpec | None,
     seed: int,
     with_std: bool,
     device: str,
@@ -343,8 +334,7 @@ def _carbon_predict_fn(
             task.net,
             x,
             ensemble=members,
-            sampler=sampler,
-            steps=steps,
+            spec=spec,
             generator=_tile_generator(seed, origins),
         )
         if not with_std:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import terradiff.tasks  # noqa: F401 - registers the built-in methods that configs name
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TERRADIFF_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 SAMPLE_DATA = REPO_ROOT / "data" / "samples"

@@ -118,5 +118,25 @@ def test_compression_settings_are_checked() -> None:
         config_from_dict({**sr, "sr": {"method": "student", "teacher": "t", "distill": "kl"}})
     with pytest.raises(ConfigError, match=r"needs sr\.lpips_weights"):
         config_from_dict({**sr, "sr": {"method": "single_step", "lpips_weight": 0.1}})
-    with pytest.raises(ConfigError, match="losses of the 'single_step' teacher"):
+    with pytest.raises(ConfigError, match="It is a key of method single_step, not 'sr3'"):
         config_from_dict({**sr, "sr": {"method": "sr3", "adversarial_weight": 0.01}})
+
+
+def test_method_sections_hold_only_their_methods_keys() -> None:
+    carbon = {**MINIMAL, "task": "carbon", "data": {"root": "x", "kind": "paired"}}
+    default = config_from_dict(carbon).carbon
+    assert default is not None and default.method == "iidm" and hasattr(default, "vgg_layout")
+    plain = config_from_dict({**carbon, "carbon": {"method": "regression"}}).carbon
+    assert plain is not None and not hasattr(plain, "vgg_layout")
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({**carbon, "carbon": {"method": "regression", "vgg_layout": "vgg16"}})
+    message = str(info.value)
+    assert "carbon.vgg_layout: unknown key" in message and "method iidm" in message
+    assert "Keys of method 'regression': mask_loss, max_density, method" in message
+    with pytest.raises(ConfigError, match="Did you mean 'regression'"):
+        config_from_dict({**carbon, "carbon": {"method": "regresion"}})
+    with pytest.raises(ConfigError, match=r"carbon\.vae_beta: Input should be greater"):
+        config_from_dict({**carbon, "carbon": {"method": "vae", "vae_beta": -1}})
+    raw = config_from_dict({**carbon, "carbon": {"method": "vae", "vae_beta": 0.5}}).to_dict()
+    assert raw["carbon"] == {**raw["carbon"], "method": "vae", "vae_beta": 0.5}
+    assert config_from_dict(raw).to_dict() == raw  # the subclass's keys survive a round trip

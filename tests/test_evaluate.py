@@ -15,7 +15,7 @@ from tests.helpers import tiny_config
 
 def test_generate_images_depends_on_seed_only(tmp_path: Path, sample_data: Path) -> None:
     task = GenerationTask(config_from_dict(tiny_config(tmp_path, sample_data)))
-    kwargs = {"batch_size": 3, "sampler": "ddim", "steps": 3, "progress": False}
+    kwargs = {"batch_size": 3, "spec": task.sampling_spec("ddim", 3), "progress": False}
     a = generate_images(task, 5, seed=7, **kwargs)
     b = generate_images(task, 5, seed=7, **kwargs)
     c = generate_images(task, 5, seed=8, **kwargs)

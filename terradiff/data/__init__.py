@@ -6,11 +6,7 @@
 * :mod:`terradiff.data.datasets` — :class:`ImageFolderDataset`, :class:`GeoTiffChipDataset`.
 """
 
-from terradiff.data.datasets import (
-    DataWarning,
-    GeoTiffChipDataset,
-    ImageFolderDataset,
-)
+from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.data.raster import (
     EUROSAT_BANDS,
     KNOWN_BAND_NAMES,
@@ -29,6 +25,7 @@ from terradiff.data.transforms import (
     get_scaling,
     to_model,
 )
+from terradiff.errors import DataWarning
 
 __all__ = [
     "EUROSAT_BANDS",

@@ -21,7 +21,6 @@ readable, or with files of different band counts, is a :class:`~terradiff.errors
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -43,7 +42,8 @@ from terradiff.data.raster import (
     read_raster,
     resolve_bands,
 )
-from terradiff.errors import DataError, RasterError
+from terradiff.data.splits import hash_split
+from terradiff.errors import DataError, DataWarning, RasterError
 
 #: Suffixes read with Pillow (faster than GDAL for small 8-bit images); others go through rasterio.
 PIL_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
@@ -66,10 +66,6 @@ __all__ = [
     "GeoTiffChipDataset",
     "ImageFolderDataset",
 ]
-
-
-class DataWarning(UserWarning):
-    """Something in the data was skipped or guessed; the message says what."""
 
 
 def _pil_mode(im: Image.Image) -> tuple[str, bool]:
@@ -296,9 +292,8 @@ class _FolderDataset(Dataset):
         ``fraction`` of the hash range: independent of the file count, the order and the machine,
         so adding files never moves an existing file between splits.
         """
-        digest = hashlib.sha256(path.relative_to(self.root).as_posix().encode()).digest()
-        in_test = int.from_bytes(digest[:8], "big") < fraction * 2**64
-        return in_test if split == "test" else not in_test
+        rel = path.relative_to(self.root).as_posix()
+        return hash_split(rel, (("test", fraction),), rest="train") == split
 
     def _candidate_order(
         self, by_class: dict[str | None, list[Path]], max_images: int | None

@@ -17,33 +17,22 @@ import terradiff.
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import os
 import pickle
 import time
-import uuid
 import warnings
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rasterio.errors import RasterioError
-from rasterio.windows import Window
 from tqdm.auto import tqdm
 
-from terradiff.data.datasets import DataWarning
-from terradiff.data.raster import _open
-from terradiff.data.tiling import (
-    PredictFn,
-    TilingSummary,
-    _build_run,
-    _cleanup,
-    _plan,
-    predict_raster,
-)
-from terradiff.errors import DataError, RasterError
+from terradiff.data.raster import open_raster
+from terradiff.data.tiling import PredictFn, TiledRun, TilingOptions, TilingSummary
+from terradiff.data.tiling.writer import GeoTiffWriter, check_output_path
+from terradiff.errors import DataError, DataWarning
 
 __all__ = ["predict_raster_dask"]
 
@@ -52,22 +41,16 @@ _PREDICTORS: dict[bytes, PredictFn] = {}
 
 
 class _MemorySink:
-    """Stands in for the output dataset of a block: keeps the rows a block writes."""
-
-    closed = False
+    """The row sink of a block: keeps the rows the block hands on, for the client to write."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, np.ndarray]] = []
         self.masks: list[tuple[int, np.ndarray]] = []
 
-    def write(self, array: np.ndarray, window: Window) -> None:
-        self.rows.append((int(window.row_off), array))
-
-    def write_mask(self, mask: np.ndarray, window: Window) -> None:
-        self.masks.append((int(window.row_off), mask))
-
-    def close(self) -> None:
-        self.closed = True
+    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
+        self.rows.append((row, array))
+        if mask is not None:
+            self.masks.append((row, mask))
 
     @staticmethod
     def stack(parts: list[tuple[int, np.ndarray]], axis: int) -> np.ndarray | None:
@@ -85,7 +68,8 @@ def _predictor(factory: Callable[[], PredictFn]) -> PredictFn:
 
 def _predict_block(
     in_path: Path,
-    spec: dict[str, Any],
+    out_path: Path,
+    options: TilingOptions,
     own: tuple[int, int],
     factory: Callable[[], PredictFn],
     torch_threads: int | None = None,
@@ -96,14 +80,13 @@ def _predict_block(
 
         torch.set_num_threads(torch_threads)  # one worker per core share, no oversubscription
     predict_fn = _predictor(factory)
-    with _open(in_path) as src, warnings.catch_warnings():
+    with open_raster(in_path) as src, warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # the client already warned
-        run = _build_run(src, in_path, in_path, in_path, **spec)
+        run = TiledRun.from_source(src, in_path, out_path, options)
         sink = _MemorySink()
-        run.dst = sink
-        run.run(src, predict_fn, progress=False, own=own)
+        run.run(src, predict_fn, sink, progress=False, own=own)
     return {
-        "row": own[0] * spec["s"],
+        "row": own[0] * options.scale,
         "array": _MemorySink.stack(sink.rows, axis=1),
         "mask": _MemorySink.stack(sink.masks, axis=0),
         "nonfinite": run.nonfinite,
@@ -113,18 +96,15 @@ def _predict_block(
     }
 
 
-def _options(overrides: dict[str, Any]) -> dict[str, Any]:
-    """:func:`predict_raster`'s keyword defaults with ``overrides`` (unknown keys refused)."""
-    params = inspect.signature(predict_raster).parameters
-    allowed = {k: p.default for k, p in params.items() if p.kind is p.KEYWORD_ONLY}
-    unknown = sorted(set(overrides) - set(allowed) - {"progress"})
+def _tiling_options(given: dict[str, Any]) -> TilingOptions:
+    """The :class:`TilingOptions` of ``given`` (unknown keys and a missing scaling refused)."""
+    known = {f.name for f in fields(TilingOptions) if f.init}
+    unknown = sorted(set(given) - known)
     if unknown:
         raise TypeError(f"predict_raster_dask got unknown options {unknown}")
-    options = {k: v for k, v in allowed.items() if k != "progress"}
-    options.update({k: v for k, v in overrides.items() if k != "progress"})
-    if options.get("scaling") is inspect.Parameter.empty:
+    if "scaling" not in given:
         raise TypeError("predict_raster_dask needs scaling=")
-    return options
+    return TilingOptions(**given)
 
 
 def predict_raster_dask(
@@ -152,7 +132,9 @@ def predict_raster_dask(
             each task also predicts the tile row above its first, so fewer, larger blocks repeat
             less work, and more blocks spread better over many workers).
         progress: a tqdm bar over blocks.
-        **options: every keyword option of :func:`predict_raster` (``scaling``, ``tile``, ...).
+        **options: the fields of :class:`~terradiff.data.tiling.TilingOptions` (every keyword
+            option of :func:`predict_raster` but ``progress``: ``scaling``, ``tile``, ...),
+            checked on the client before any task starts.
 
     Returns:
         A :class:`TilingSummary` (``peak_buffer_bytes`` is the largest of one worker's blocks).
@@ -161,17 +143,16 @@ def predict_raster_dask(
 
     started = time.perf_counter()
     in_path, out_path = Path(in_path), Path(out_path)
-    spec = _plan(out_path, **_options(options))
-    s = spec["s"]
+    tiling = _tiling_options(options)
+    check_output_path(out_path, tiling.overwrite)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
     own_client = own_cluster = None
-    finished = False
-    run = None
+    writer: GeoTiffWriter | None = None
     futures: list[Any] = []
     try:
-        with _open(in_path) as src:
-            run = _build_run(src, in_path, out_path, tmp, **spec)
+        with open_raster(in_path) as src:
+            run = TiledRun.from_source(src, in_path, out_path, tiling)
+        writer = GeoTiffWriter(run.output)
         grid = run.grid
         starts = grid.row_starts
         if rows_per_task is None:
@@ -204,7 +185,16 @@ def predict_raster_dask(
         if own_cluster is not None:  # our local cluster: split the cores between the workers
             threads = max(1, (os.cpu_count() or 1) // max(1, n_workers))
         futures = [
-            client.submit(_predict_block, in_path, spec, own, predict_factory, threads, pure=False)
+            client.submit(
+                _predict_block,
+                in_path,
+                out_path,
+                tiling,
+                own,
+                predict_factory,
+                threads,
+                pure=False,
+            )
             for own in blocks
         ]
         peak = 0
@@ -215,32 +205,18 @@ def predict_raster_dask(
                 batches += part["batches"]
                 run.nonfinite += part["nonfinite"]
                 peak = max(peak, part["peak_bytes"])
-                if part["array"] is None:
-                    bar.update(1)
-                    continue
-                if run.dst is None:
-                    run.out_bands = part["bands"]
-                    run.dst = run.open_output(part["array"].shape[0])
-                rows = part["array"].shape[1]
-                window = Window(0, part["row"], grid.width * s, rows)
-                try:
-                    run.dst.write(part["array"], window=window)
-                    if part["mask"] is not None:
-                        run.dst.write_mask(part["mask"], window=window)
-                except (RasterioError, OSError) as err:
-                    raise RasterError(f"failed to write raster {out_path}: {err}") from err
+                if part["array"] is not None:
+                    if writer.dst is None:
+                        run.out_bands = part["bands"]
+                    writer.write_rows(part["array"], part["mask"], part["row"])
                 bar.update(1)
-        run.commit()
-        finished = True
+        writer.commit()
     finally:
         for future in futures:
             if not future.done():
                 future.cancel()
-        if run is not None and run.dst is not None and not run.dst.closed:
-            with contextlib.suppress(Exception):
-                run.dst.close()
-        if not finished:
-            _cleanup(tmp)
+        if writer is not None:
+            writer.discard()
         if own_client is not None:
             own_client.close()
         if own_cluster is not None:

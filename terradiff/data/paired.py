@@ -16,7 +16,6 @@ reflectance unchanged, carbon 0-200 Mg C/ha -> [0, 1]). Crops and flips are a pu
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import Dataset
 
 from terradiff.data import transforms as T
 from terradiff.data.raster import inspect_raster, read_raster, resolve_bands
+from terradiff.data.splits import hash_split
 from terradiff.errors import DataError
 
 
@@ -73,14 +73,12 @@ def find_pairs(
 
 
 def split_of(name: str, val_fraction: float, test_fraction: float) -> str:
-    """``"train"``, ``"val"`` or ``"test"`` from a stable hash of a pair's name."""
-    digest = hashlib.sha256(name.encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    if u < test_fraction:
-        return "test"
-    if u < test_fraction + val_fraction:
-        return "val"
-    return "train"
+    """``"train"``, ``"val"`` or ``"test"`` from a stable hash of a pair's name.
+
+    The lowest ``test_fraction`` of the hash range is ``"test"``, the next ``val_fraction``
+    ``"val"`` (:func:`terradiff.data.splits.hash_split`).
+    """
+    return hash_split(name, (("test", test_fraction), ("val", val_fraction)), rest="train")
 
 
 def check_same_grid(a: Path, b: Path) -> None:

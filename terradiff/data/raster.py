@@ -230,8 +230,15 @@ def resolve_bands(
 
 
 @contextlib.contextmanager
-def _open(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Open a raster for reading, turning every failure into a :class:`RasterError`."""
+def open_raster(path: str | os.PathLike[str]) -> Iterator[Any]:
+    """Open a raster for reading (a context manager); every failure becomes a :class:`RasterError`.
+
+    Yields:
+        The open rasterio dataset, closed on exit.
+
+    Raises:
+        RasterError: a missing, empty, folder or unreadable path.
+    """
     path = Path(path)
     if not path.exists():
         raise RasterError(
@@ -283,7 +290,7 @@ def inspect_raster(
     Raises:
         RasterError: missing, empty or unreadable file.
     """
-    with _open(path) as src:
+    with open_raster(path) as src:
         return RasterInfo(
             path=str(path),
             count=int(src.count),
@@ -426,7 +433,7 @@ def read_raster(
         RasterError: missing, empty or corrupt file, a band out of range, an unknown band name or a
             window outside the raster; the message names the file, the band and the fix.
     """
-    with _open(path) as src:
+    with open_raster(path) as src:
         names = _file_band_names(src, band_names)
         indices = resolve_bands(bands, names, path)
         win = None
@@ -582,6 +589,7 @@ __all__ = [
     "inspect_raster",
     "known_band_names",
     "normalize_band_name",
+    "open_raster",
     "read_raster",
     "resolve_bands",
     "write_raster",

@@ -22,12 +22,13 @@ from terradiff.diffusion.samplers import (
     dpm_solver_sample,
     spaced_timesteps,
 )
-from terradiff.diffusion.schedules import SCHEDULE_KINDS, NoiseSchedule, make_betas
+from terradiff.diffusion.schedules import SCHEDULE_KINDS, TABLE_NAMES, NoiseSchedule, make_betas
 
 __all__ = [
     "PREDICTIONS",
     "SAMPLERS",
     "SCHEDULE_KINDS",
+    "TABLE_NAMES",
     "LossType",
     "ModelFn",
     "NoiseSchedule",

@@ -32,10 +32,9 @@ def check_prediction(prediction: str) -> None:
 def _coefs(t: Tensor, schedule: NoiseSchedule, like: Tensor) -> tuple[Tensor, Tensor]:
     """``(sqrt(ab_t), sqrt(1 - ab_t))`` at ``t``, broadcastable against ``like``, in its dtype."""
     t = torch.as_tensor(t, device=like.device)
-    alpha = schedule._at("sqrt_alphas_cumprod", t, like.dtype)
-    sigma = schedule._at("sqrt_one_minus_alphas_cumprod", t, like.dtype)
-    extra = (1,) * (like.ndim - alpha.ndim)
-    return alpha.reshape(alpha.shape + extra), sigma.reshape(sigma.shape + extra)
+    alpha = schedule.at("sqrt_alphas_cumprod", t, like.dtype, ndim=like.ndim)
+    sigma = schedule.at("sqrt_one_minus_alphas_cumprod", t, like.dtype, ndim=like.ndim)
+    return alpha, sigma
 
 
 def predict_x0_eps(
@@ -225,7 +224,7 @@ def min_snr_weights(
     check_prediction(prediction)
     if not gamma > 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
-    snr = schedule._at("snr", torch.as_tensor(t), torch.float64)
+    snr = schedule.at("snr", torch.as_tensor(t), torch.float64)
     if prediction == "eps":
         w = (gamma / snr).clamp(max=1.0)
     elif prediction == "x0":

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import torch
 from torch import Tensor
@@ -53,10 +53,13 @@ class SamplerOutput:
         trajectory: ``[(label, x), ...]`` from ``x_T`` to the sample when requested (else empty):
             ``label = t + 1`` for the state fed to the model at index ``t``, ``0`` for the final
             sample (Ho et al.'s ``x_T .. x_0`` numbering). Tensors stay on the sampling device.
+        spec: the :class:`~terradiff.diffusion.spec.SamplingSpec` that produced ``sample``
+            (None for one-pass models, which sample nothing).
     """
 
     sample: Tensor
     trajectory: list[tuple[int, Tensor]] = field(default_factory=list)
+    spec: Any = None
 
 
 def spaced_timesteps(num_timesteps: int, steps: int) -> list[int]:
@@ -166,12 +169,11 @@ def ddpm_sample(
     T = schedule.num_timesteps
     timesteps = list(range(T - 1, -1, -1))
     x, t_rows = _start(schedule, x_T, prediction, timesteps)
-    tab = schedule._tables
-    alpha = tab["sqrt_alphas_cumprod"].tolist()
-    sigma = tab["sqrt_one_minus_alphas_cumprod"].tolist()
-    c1 = tab["posterior_mean_coef1"].tolist()
-    c2 = tab["posterior_mean_coef2"].tolist()
-    std = tab["posterior_variance"].sqrt().tolist()
+    alpha = schedule.table("sqrt_alphas_cumprod").tolist()
+    sigma = schedule.table("sqrt_one_minus_alphas_cumprod").tolist()
+    c1 = schedule.table("posterior_mean_coef1").tolist()
+    c2 = schedule.table("posterior_mean_coef2").tolist()
+    std = schedule.table("posterior_variance").sqrt().tolist()
     generator = _on_device(generator, x.device)
     trajectory: list[tuple[int, Tensor]] = [(T, x)] if return_trajectory else []
     for k in _steps(T, progress, "ddpm"):
@@ -231,7 +233,7 @@ def ddim_sample(
         raise ValueError(f"eta must be >= 0, got {eta}")
     timesteps = spaced_timesteps(schedule.num_timesteps, steps)
     x, t_rows = _start(schedule, x_T, prediction, timesteps)
-    ab_all = schedule._tables["alphas_cumprod"].tolist()
+    ab_all = schedule.table("alphas_cumprod").tolist()
     ab = [ab_all[t] for t in timesteps] + [1.0]
     generator = _on_device(generator, x.device) if eta > 0.0 else None
     trajectory: list[tuple[int, Tensor]] = [(timesteps[0] + 1, x)] if return_trajectory else []
@@ -297,7 +299,7 @@ def dpm_solver_sample(
     del generator  # deterministic solver
     timesteps = spaced_timesteps(schedule.num_timesteps, steps)
     x, t_rows = _start(schedule, x_T, prediction, timesteps)
-    ab_all = schedule._tables["alphas_cumprod"].tolist()
+    ab_all = schedule.table("alphas_cumprod").tolist()
     alpha = [math.sqrt(ab_all[t]) for t in timesteps]
     sigma = [math.sqrt(1.0 - ab_all[t]) for t in timesteps]
     lam = [math.log(a / s) for a, s in zip(alpha, sigma, strict=True)]

@@ -34,6 +34,29 @@ from torch import Tensor
 
 SCHEDULE_KINDS: Final[tuple[str, ...]] = ("linear", "cosine", "sigmoid", "sigmoid_betas")
 
+TABLE_NAMES: Final[tuple[str, ...]] = (
+    "betas",
+    "alphas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "snr",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
+)
+"""Names of the per-timestep tables of a :class:`NoiseSchedule` (:meth:`NoiseSchedule.table`)."""
+
+# Tables that are functions of alpha_bar alone, so defined at float (interpolated) timesteps.
+_INTERPOLATED: Final[tuple[str, ...]] = (
+    "alphas_cumprod",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "snr",
+)
+
 # Parameters of make_betas that each kind uses (what NoiseSchedule.to_dict stores).
 _KIND_PARAMS: Final[dict[str, tuple[str, ...]]] = {
     "linear": ("beta_start", "beta_end"),
@@ -332,27 +355,83 @@ class NoiseSchedule:
         lo = table[i0]
         return lo + w * (table[i0 + 1] - lo)
 
-    def _at(self, name: str, t: Tensor | int | float, dtype: torch.dtype | None) -> Tensor:
-        """Table ``name`` at timesteps ``t``: gathered (integer ``t``) or from interpolated
-        ``alpha_bar`` (float ``t``), returned in ``dtype`` (default: ``t``'s float dtype, else
-        float32)."""
+    def table(self, name: str) -> Tensor:
+        """Table ``name`` (one of :data:`TABLE_NAMES`) as a float64 CPU copy ``[T]``.
+
+        The per-timestep quantities of Ho et al. (2020): ``betas``, ``alphas``, ``alphas_cumprod``
+        (``alpha_bar_t``, Eq. 4), ``alphas_cumprod_prev``, ``sqrt_alphas_cumprod``,
+        ``sqrt_one_minus_alphas_cumprod``, ``snr`` (Kingma et al. 2021, Eq. 1), and the posterior
+        ``q(x_{t-1} | x_t, x_0)`` of Eqs. 6-7: ``posterior_variance``,
+        ``posterior_log_variance_clipped``, ``posterior_mean_coef1``, ``posterior_mean_coef2``.
+        Samplers read their per-step coefficients from here (e.g. ``.tolist()``).
+
+        Raises:
+            ValueError: unknown ``name``.
+        """
+        return self._checked(name).clone()
+
+    def at(
+        self,
+        name: str,
+        t: Tensor | int | float,
+        dtype: torch.dtype | None = None,
+        *,
+        ndim: int | None = None,
+    ) -> Tensor:
+        """Table ``name`` at timesteps ``t``, on ``t``'s device.
+
+        Integer ``t`` gathers the table entries. Float ``t`` is a continuous timestep: the value
+        comes from ``alpha_bar`` interpolated linearly between neighbouring entries (SlimDiffSR,
+        Eq. 11; clamped to ``[0, T-1]``), which defines ``alphas_cumprod``,
+        ``sqrt_alphas_cumprod``, ``sqrt_one_minus_alphas_cumprod`` and ``snr`` only.
+
+        Args:
+            name: One of :data:`TABLE_NAMES`.
+            t: Timesteps, any shape (e.g. ``[B]``).
+            dtype: Result dtype; default ``t``'s float dtype, else float32. The lookup itself is
+                float64 (float32 on devices without float64).
+            ndim: Append singleton dimensions up to ``ndim``, so a per-sample ``[B]`` coefficient
+                broadcasts against a ``[B, C, H, W]`` batch (``ndim=x.ndim``).
+
+        Returns:
+            The values, shaped like ``t`` (plus the singleton dimensions).
+
+        Raises:
+            ValueError: unknown ``name``, or a float ``t`` for a table that is not a function of
+                ``alpha_bar``.
+        """
+        self._checked(name)
         t = torch.as_tensor(t)
         if dtype is None:
             dtype = t.dtype if t.is_floating_point() else torch.float32
         if not t.is_floating_point():
-            return self._table(name, t.device)[t.long()].to(dtype)
-        ab = self._interp_alpha_bar(t)
-        if name == "alphas_cumprod":
-            out = ab
-        elif name == "sqrt_alphas_cumprod":
-            out = ab.sqrt()
-        elif name == "sqrt_one_minus_alphas_cumprod":
-            out = (1.0 - ab).sqrt()
-        elif name == "snr":
-            out = ab / (1.0 - ab)
-        else:  # pragma: no cover - internal misuse
-            raise KeyError(name)
-        return out.to(dtype)
+            out = self._table(name, t.device)[t.long()].to(dtype)
+        elif name not in _INTERPOLATED:
+            raise ValueError(
+                f"table {name!r} is not defined at float (continuous) timesteps; use integer "
+                f"timesteps, or one of {list(_INTERPOLATED)}"
+            )
+        else:
+            ab = self._interp_alpha_bar(t)
+            if name == "alphas_cumprod":
+                out = ab
+            elif name == "sqrt_alphas_cumprod":
+                out = ab.sqrt()
+            elif name == "sqrt_one_minus_alphas_cumprod":
+                out = (1.0 - ab).sqrt()
+            else:  # snr
+                out = ab / (1.0 - ab)
+            out = out.to(dtype)
+        if ndim is not None:
+            out = out.reshape(out.shape + (1,) * (ndim - out.ndim))
+        return out
+
+    def _checked(self, name: str) -> Tensor:
+        """The float64 CPU table ``name``; ``ValueError`` naming the known ones if there is none."""
+        table = self._tables.get(name)
+        if table is None:
+            raise ValueError(f"unknown schedule table {name!r}; choose one of {list(TABLE_NAMES)}")
+        return table
 
     # -- public maths ----------------------------------------------------------------------------
 
@@ -368,14 +447,14 @@ class NoiseSchedule:
             Tensor of ``t``'s shape on ``t``'s device; float64 for float64 ``t``, else float32
             (the input float dtype for other float ``t``).
         """
-        return self._at("alphas_cumprod", t, None)
+        return self.at("alphas_cumprod", t)
 
     def snr(self, t: Tensor | int | float) -> Tensor:
         """Signal-to-noise ratio ``alpha_bar_t / (1 - alpha_bar_t)`` (Kingma et al. 2021, Eq. 1).
 
         Same ``t`` and dtype rules as :meth:`alpha_bar`.
         """
-        return self._at("snr", t, None)
+        return self.at("snr", t)
 
     def timestep_from_alpha_bar(self, alpha_bar: Tensor | float) -> Tensor:
         """Continuous timestep whose (interpolated) ``alpha_bar`` equals the given value.
@@ -421,8 +500,8 @@ class NoiseSchedule:
             ``x_t`` in ``x0``'s dtype.
         """
         t = torch.as_tensor(t, device=x0.device)
-        a = _expand(self._at("sqrt_alphas_cumprod", t, x0.dtype), x0)
-        s = _expand(self._at("sqrt_one_minus_alphas_cumprod", t, x0.dtype), x0)
+        a = self.at("sqrt_alphas_cumprod", t, x0.dtype, ndim=x0.ndim)
+        s = self.at("sqrt_one_minus_alphas_cumprod", t, x0.dtype, ndim=x0.ndim)
         return a * x0 + s * noise
 
     def posterior_mean_variance(
@@ -447,13 +526,8 @@ class NoiseSchedule:
         if t.is_floating_point():
             t = t.round().long()
         dtype = x_t.dtype
-        c1 = _expand(self._at("posterior_mean_coef1", t, dtype), x_t)
-        c2 = _expand(self._at("posterior_mean_coef2", t, dtype), x_t)
-        var = _expand(self._at("posterior_variance", t, dtype), x_t)
-        log_var = _expand(self._at("posterior_log_variance_clipped", t, dtype), x_t)
+        c1 = self.at("posterior_mean_coef1", t, dtype, ndim=x_t.ndim)
+        c2 = self.at("posterior_mean_coef2", t, dtype, ndim=x_t.ndim)
+        var = self.at("posterior_variance", t, dtype, ndim=x_t.ndim)
+        log_var = self.at("posterior_log_variance_clipped", t, dtype, ndim=x_t.ndim)
         return c1 * x0 + c2 * x_t, var, log_var
-
-
-def _expand(coef: Tensor, like: Tensor) -> Tensor:
-    """Append singleton dims so a per-sample ``[B]`` coefficient broadcasts against ``like``."""
-    return coef.reshape(coef.shape + (1,) * (like.ndim - coef.ndim))

@@ -129,7 +129,7 @@ def compress_carbon_vgg(
     ):
         kind = task.config.task
         if task.config.task == "carbon":
-            kind = f"carbon/{task.config.carbon.method}"
+            kind = task.method.describe()
             if isinstance(net, IIDMNet) and net.extractor is not None:
                 kind += " (its extractor is already distilled)"
         raise CheckpointError(
@@ -227,7 +227,7 @@ def compress_carbon_unet(
     if task.config.task != "carbon" or not isinstance(net, IIDMNet):
         kind = task.config.task
         if task.config.task == "carbon":
-            kind = f"carbon/{task.config.carbon.method}"
+            kind = task.method.describe()
         raise CheckpointError(
             f"{ckpt.path} is a {kind} model; 'terradiff compress --part unet' distils the UNet of "
             "a carbon IIDM or IDM model"

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from terradiff.errors import CheckpointError
+from terradiff.weights import read_weights
 
 VGG_LAYOUTS: dict[str, tuple[tuple[int, ...], ...]] = {
     "vgg11": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
@@ -246,18 +247,13 @@ def load_vgg_weights(net: VGGFeatures, path: str | Path) -> VGGFeatures:
             first mismatching layer).
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"VGG weights file not found: {path}. terradiff never downloads weights: pass a local "
-            "file (e.g. torchvision's vgg16-397923af.pth copied here), or train the extractor "
-            "with the model (model.vgg_weights: null)"
-        )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state: Mapping[str, Tensor] = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_weights(
+        path,
+        what="VGG weights",
+        hint="terradiff never downloads weights: pass a local file (e.g. torchvision's "
+        "vgg16-397923af.pth copied here), or train the extractor with the model "
+        "(model.vgg_weights: null)",
+    )
     ours = net.state_dict()
     mapping = _torchvision_keys(net)
     torchvision_style = any(k.startswith("features.") for k in state)

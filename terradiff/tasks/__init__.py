@@ -1,35 +1,50 @@
-"""Tasks: what a user trains. Each composes a network, the diffusion maths and a dataset."""
+"""Tasks: what a user trains. Each composes a network, the diffusion maths and a dataset.
+
+Super-resolution and carbon estimation choose a *method* (one class per file, see
+:mod:`terradiff.tasks.registry`); importing this package registers the built-in ones.
+"""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from terradiff.checkpoint import Checkpoint, load_checkpoint
-from terradiff.config import ExperimentConfig, config_from_dict
+from terradiff.config import ExperimentConfig, config_from_dict, method_config_class
 from terradiff.errors import CheckpointError
-from terradiff.tasks.base import Task
+from terradiff.tasks.base import CONFIG_FORMAT, Task
+from terradiff.tasks.carbon import CarbonTask
+from terradiff.tasks.generation import GenerationTask
+from terradiff.tasks.registry import Method, register_method, registered_methods
+from terradiff.tasks.super_resolution import SuperResolutionTask
 
-__all__ = ["Task", "build_task", "load_task"]
+__all__ = [
+    "TASKS",
+    "Method",
+    "Task",
+    "build_task",
+    "load_task",
+    "migrate_checkpoint_config",
+    "register_method",
+    "registered_methods",
+]
+
+TASKS: dict[str, type[Task]] = {
+    "generation": GenerationTask,
+    "super_resolution": SuperResolutionTask,
+    "carbon": CarbonTask,
+}
+"""``config.task`` -> the task class."""
 
 
 def build_task(config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> Task:
     """The task named by ``config.task``."""
-    if config.task == "generation":
-        from terradiff.tasks.generation import GenerationTask
-
-        return GenerationTask(config, band_info)
-    if config.task == "super_resolution":
-        from terradiff.tasks.super_resolution import SuperResolutionTask
-
-        return SuperResolutionTask(config, band_info)
-    if config.task == "carbon":
-        from terradiff.tasks.carbon import CarbonTask
-
-        return CarbonTask(config, band_info)
-    raise CheckpointError(f"unknown task {config.task!r}")
+    if config.task not in TASKS:
+        raise CheckpointError(f"unknown task {config.task!r}; choose one of {sorted(TASKS)}")
+    return TASKS[config.task](config, band_info)
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -37,6 +52,45 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def migrate_checkpoint_config(
+    saved: dict[str, Any], source: str = "config.json"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The experiment config and band record of a checkpoint's ``config.json``, made current.
+
+    ``config_format`` 1 (checkpoints written before methods had their own sections) stored
+    every method's keys in ``sr``/``carbon`` and a student's adapter widths in the band record
+    (``teacher_features``). They load by keeping only the keys of the section's method and moving
+    the widths to ``sr.adapter_channels``: nothing the saved method used is changed.
+
+    Raises:
+        CheckpointError: ``saved`` is not a terradiff checkpoint config.
+    """
+    if not isinstance(saved, dict) or "config" not in saved or "bands" not in saved:
+        raise CheckpointError(
+            f"{source} is not a terradiff checkpoint config (no 'config'/'bands'); point at a "
+            "run folder or step_* folder written by 'terradiff train'"
+        )
+    raw = copy.deepcopy(saved["config"])
+    bands = copy.deepcopy(saved["bands"])
+    if not isinstance(raw, dict) or not isinstance(bands, dict):
+        raise CheckpointError(f"{source}: 'config' and 'bands' must be mappings")
+    if int(saved.get("config_format", 1)) >= CONFIG_FORMAT:
+        return raw, bands
+    for section in ("sr", "carbon"):
+        values = raw.get(section)
+        if not isinstance(values, dict):
+            continue
+        try:
+            fields = method_config_class(section, values.get("method")).model_fields
+        except ValueError as error:
+            raise CheckpointError(f"{source}: {error}") from None
+        if "teacher_features" in bands and "adapter_channels" in fields:
+            values["adapter_channels"] = bands.pop("teacher_features")
+        raw[section] = {k: v for k, v in values.items() if k in fields}
+    bands.pop("teacher_features", None)
+    return raw, bands
 
 
 def load_task(
@@ -51,12 +105,10 @@ def load_task(
             leave it on the CPU.
     """
     ckpt = load_checkpoint(path)
-    if "config" not in ckpt.config or "bands" not in ckpt.config:
-        raise CheckpointError(
-            f"{ckpt.path}/config.json is not a terradiff checkpoint config (no 'config'/'bands')"
-        )
-    config = config_from_dict(ckpt.config["config"], f"{ckpt.path}/config.json")
-    task = build_task(config, band_info=ckpt.config["bands"])
+    source = f"{ckpt.path}/config.json"
+    raw, bands = migrate_checkpoint_config(ckpt.config, source)
+    config = config_from_dict(raw, source)
+    task = build_task(config, band_info=bands)
     state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
     try:
         task.net.load_state_dict(state)

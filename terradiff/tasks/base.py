@@ -8,6 +8,8 @@ loop, one checkpoint format and one resume path.
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -18,10 +20,15 @@ from terradiff import __version__
 from terradiff.config import ExperimentConfig
 from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
-from terradiff.diffusion.samplers import SAMPLERS, SamplerOutput
+from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.schedules import NoiseSchedule
-from terradiff.errors import DataError
+from terradiff.diffusion.spec import SamplingSpec, run_spec
+from terradiff.errors import ConfigError, DataError
 from terradiff.nets.unet import UNet
+
+CONFIG_FORMAT = 2
+"""Version of ``config.json``: 2 = method sections hold only their method's keys (see
+:func:`terradiff.tasks.migrate_checkpoint_config` for older checkpoints)."""
 
 
 class Task(abc.ABC):
@@ -63,17 +70,47 @@ class Task(abc.ABC):
         num_images: int,
         *,
         generator: torch.Generator | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
+        spec: SamplingSpec | None = None,
         return_trajectory: bool = False,
         progress: bool = False,
     ) -> SamplerOutput:
-        """Draw ``num_images`` images in [-1, 1]."""
+        """Draw ``num_images`` images in [-1, 1] (``spec``: default :meth:`sampling_spec`)."""
+
+    @property
+    def stochastic(self) -> bool:
+        """Its predictions are drawn by a diffusion sampler (else: one forward pass)."""
+        return True
+
+    def sampling_spec(
+        self, sampler: str | None = None, steps: int | None = None, eta: float | None = None
+    ) -> SamplingSpec | None:
+        """The sampling this task's predictions will run: ``config.sample`` with overrides.
+
+        None for a one-pass model, which samples nothing (overrides are then ignored).
+
+        Raises:
+            ConfigError: an unknown sampler or steps outside ``1..T``.
+        """
+        if not self.stochastic:
+            return None
+        try:
+            return SamplingSpec.resolve(
+                self.config.sample,
+                self.schedule.num_timesteps,
+                sampler=sampler,
+                steps=steps,
+                eta=eta,
+            )
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    schedule: NoiseSchedule
 
     def checkpoint_config(self) -> dict[str, Any]:
         """What ``config.json`` holds: the config, the bands and the version."""
         return {
             "terradiff_version": __version__,
+            "config_format": CONFIG_FORMAT,
             "task": self.config.task,
             "bands": self.band_info,
             "config": self.config.to_dict(),
@@ -212,44 +249,55 @@ def run_sampler(
     schedule: NoiseSchedule,
     config: ExperimentConfig,
     shape: tuple[int, ...],
+    spec: SamplingSpec,
     *,
     cond: torch.Tensor | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     return_trajectory: bool = False,
 ) -> SamplerOutput:
-    """Run a sampler of :mod:`terradiff.diffusion.samplers` with ``net`` as ``model_fn``.
+    """Run the sampler of ``spec`` with ``net`` as ``model_fn``; the output carries ``spec``.
 
     ``x_T ~ N(0, I)`` of ``shape`` is drawn from ``generator`` on the CPU (so the same seed gives
-    the same images on any device); sampler, steps and eta default to ``config.sample``.
+    the same images on any device).
     """
-    sample_cfg = config.sample
-    name = sampler or sample_cfg.sampler
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {sorted(SAMPLERS)}")
     device = next(net.parameters()).device
     x_T = torch.randn(shape, generator=generator).to(device)
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
         return net(x_t, t, c).float() if c is not None else net(x_t, t).float()
 
-    kwargs: dict[str, Any] = {
-        "prediction": config.diffusion.prediction,
-        "generator": generator,
-        "progress": progress,
-        "return_trajectory": return_trajectory,
-        "clip_denoised": sample_cfg.clip_denoised,
-        "cond": None if cond is None else cond.to(device),
-    }
-    if name != "ddpm":
-        kwargs["steps"] = steps or sample_cfg.steps
-    if name == "ddim":
-        kwargs["eta"] = sample_cfg.eta
     was_training = net.training
     net.eval()
     try:
-        return SAMPLERS[name](model_fn, schedule, x_T, **kwargs)
+        return run_spec(
+            spec,
+            model_fn,
+            schedule,
+            x_T,
+            prediction=config.diffusion.prediction,
+            cond=None if cond is None else cond.to(device),
+            generator=generator,
+            progress=progress,
+            return_trajectory=return_trajectory,
+        )
     finally:
         net.train(was_training)
+
+
+@contextlib.contextmanager
+def evaluating(net: nn.Module) -> Iterator[nn.Module]:
+    """``net`` in eval mode for the block, then back in the mode it was in."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
+def unwrap(net: nn.Module) -> Any:
+    """The module under a distributed/compiled wrapper (its own methods are needed)."""
+    while hasattr(net, "module") and isinstance(net.module, nn.Module):
+        net = net.module
+    return getattr(net, "_orig_mod", net)

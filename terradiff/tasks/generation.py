@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from terradiff.config import ExperimentConfig
 from terradiff.diffusion.samplers import SamplerOutput
+from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import CheckpointError
 from terradiff.tasks.base import (
     Task,
@@ -68,13 +69,12 @@ class GenerationTask(Task):
         num_images: int,
         *,
         generator: torch.Generator | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
+        spec: SamplingSpec | None = None,
         return_trajectory: bool = False,
         progress: bool = False,
         image_size: int | None = None,
     ) -> SamplerOutput:
-        """Generate ``num_images`` images in [-1, 1] with the configured (or given) sampler."""
+        """Generate ``num_images`` images in [-1, 1] (``spec``: default :meth:`sampling_spec`)."""
         size = image_size or self.config.data.image_size
         shape = (num_images, self.num_bands, size, size)
         return run_sampler(
@@ -82,8 +82,7 @@ class GenerationTask(Task):
             self.schedule,
             self.config,
             shape,
-            sampler=sampler,
-            steps=steps,
+            spec or self.sampling_spec(),
             generator=generator,
             progress=progress,
             return_trajectory=return_trajectory,

@@ -17,8 +17,6 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from terradiff.data import tiling as tiling_mod
-from terradiff.data.datasets import DataWarning
 from terradiff.data.raster import read_raster
 from terradiff.data.tiling import (
     TileGrid,
@@ -28,8 +26,9 @@ from terradiff.data.tiling import (
     predict_raster,
     tile_windows,
 )
+from terradiff.data.tiling import source as tiling_mod
 from terradiff.data.transforms import get_scaling
-from terradiff.errors import DataError, RasterError
+from terradiff.errors import DataError, DataWarning, RasterError
 
 CRS_UTM = CRS.from_epsg(32633)
 TRANSFORM = Affine(10.0, 0.0, 500_000.0, 0.0, -10.0, 4_650_000.0)

@@ -85,8 +85,12 @@ def test_compress_a_real_iidm_model_and_use_it(sample_data: Path, tmp_path: Path
     assert isinstance(student.net.extractor, KDVGGFeatures)
     test = student.dataset("test").get(0)["image"][None, :, :32, :32]
     g = torch.Generator()
-    a = student.estimate(student.net, test, steps=2, generator=g.manual_seed(0)).mean
-    b = teacher.estimate(teacher.net, test, steps=2, generator=g.manual_seed(0)).mean
+    a = student.estimate(
+        student.net, test, spec=student.sampling_spec(steps=2), generator=g.manual_seed(0)
+    ).mean
+    b = teacher.estimate(
+        teacher.net, test, spec=teacher.sampling_spec(steps=2), generator=g.manual_seed(0)
+    ).mean
     assert a.shape == b.shape == (1, 1, 32, 32)
     # the rest of the net is the teacher's: with the same noise the maps stay close
     assert (a - b).abs().mean() < 0.5 * b.abs().mean() + 1e-3
@@ -141,7 +145,12 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     student, _ = load_task(tmp_path / "kd" / "run")
     assert student.config.model.base_channels == summary["base_channels"]
     image = student.dataset("test").get(0)["image"][None, :, :32, :32]
-    out = student.estimate(student.net, image, steps=2, generator=torch.Generator().manual_seed(0))
+    out = student.estimate(
+        student.net,
+        image,
+        spec=student.sampling_spec(steps=2),
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.mean.shape == (1, 1, 32, 32) and torch.isfinite(out.mean).all()
     with pytest.raises(DataError, match="nothing to compress"):
         compress_carbon_unet(tmp_path / "teacher", tmp_path / "kd2", threshold=1.0, progress=False)

@@ -26,7 +26,7 @@ def test_any_band_count_trains_and_samples(tmp_path: Path, sample_data: Path, co
     batch = {"image": torch.rand(2, count, 32, 32) * 2 - 1}
     loss = task.training_loss(task.net, batch, torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss)
-    out = task.sample(task.net, 2, sampler="ddim", steps=3, generator=torch.Generator())
+    out = task.sample(task.net, 2, spec=task.sampling_spec("ddim", 3), generator=torch.Generator())
     assert out.sample.shape == (2, count, 32, 32)
 
 

@@ -1,17 +1,10 @@
-"""Carbon-density estimation as conditional image-to-image diffusion (the IIDM paper) and baselines.
+"""Carbon-density estimation as image-to-image translation: chips, splits, maps and previews.
 
-The target ``y`` (carbon density, Mg C/ha, scaled by ``carbon.max_density`` to [-1, 1]) is
-generated conditioned on the image ``x`` (a multispectral composite): the IIDM paper trains the
-noise prediction ``eps(y_t, t | x)`` with the masked loss of its Eq. 4 (only forest pixels count)
-and samples with 20-step DDIM. ``idm`` drops the VGG features and the fusion (the image alone is the
-condition); ``regression`` trains the same UNet with a masked L1 loss to predict ``y`` from ``x`` in
-one forward pass; ``vae`` and ``gan`` are the paper's VAE and pix2pix baselines
-(:mod:`terradiff.nets.translation`). An ensemble of N samples gives a mean map and a per-pixel
-standard deviation.
-
-Data are paired rasters ``<root>/<chip>/{image,target,mask}.tif``
-(:mod:`terradiff.data.paired`, e.g. from :func:`terradiff.carbon.prepare.prepare_biomassters`),
-split by chip: no chip is in two splits.
+The target (carbon density, Mg C/ha, scaled by ``carbon.max_density`` to [-1, 1]) is estimated
+from the image (a multispectral composite) by the method of ``config.carbon.method`` (IIDM, IDM,
+regression, VAE, GAN; one file each beside this one). Data are paired rasters
+``<root>/<chip>/{image,target,mask}.tif`` (:mod:`terradiff.data.paired`, e.g. from
+:func:`terradiff.carbon.prepare.prepare_biomassters`), split by chip: no chip is in two splits.
 """
 
 from __future__ import annotations
@@ -25,13 +18,12 @@ from torch import nn
 from terradiff.config import ExperimentConfig
 from terradiff.data.paired import PairedRasterDataset, RasterPair, find_pairs, split_of
 from terradiff.data.transforms import get_scaling
-from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
+from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import DataError
-from terradiff.nets.iidm import IIDMNet
-from terradiff.nets.translation import ConvVAE, PatchDiscriminator, Pix2Pix
-from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures, load_kd_vgg, load_vgg_weights
-from terradiff.tasks.base import Task, build_schedule, build_unet, diffusion_loss, run_sampler
+from terradiff.tasks.base import Task, build_schedule, evaluating
+from terradiff.tasks.carbon.method import CarbonBatch, CarbonMethod
+from terradiff.tasks.registry import method_class
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -42,13 +34,15 @@ class Estimate:
 
     Attributes:
         mean: ``[B, T, H, W]`` the ensemble mean (the estimate).
-        std: ``[B, T, H, W]`` the ensemble standard deviation (0 for one member or regression).
+        std: ``[B, T, H, W]`` the ensemble standard deviation (0 for one member or one pass).
         members: ensemble size.
+        spec: the sampling that ran (None for one-pass methods).
     """
 
     mean: torch.Tensor
     std: torch.Tensor
     members: int
+    spec: SamplingSpec | None = None
 
 
 class CarbonTask(Task):
@@ -58,6 +52,9 @@ class CarbonTask(Task):
         config: the experiment config (``task: carbon``, ``data.kind: paired``).
         band_info: the image bands (and the target's scaling) the net works on; read from the
             data when None (training) or from a checkpoint (inference).
+
+    Attributes:
+        method: the :class:`CarbonMethod` of ``config.carbon.method``.
     """
 
     preview_columns = 3  # preview rows read: image (RGB) | estimate | truth
@@ -66,13 +63,19 @@ class CarbonTask(Task):
         if config.carbon is None:
             raise DataError("task 'carbon' needs the config section 'carbon'")
         self.config = config
-        self.carbon = config.carbon
+        self.carbon: Any = config.carbon
         self.target_scaling = get_scaling(
             {"name": "carbon", "mins": [0.0], "maxs": [self.carbon.max_density], "clip": True}
         )
         self.band_info = band_info or self._band_info_from_data()
         self.schedule = build_schedule(config)
-        self.net = self._build_net()
+        self.method: CarbonMethod = method_class("carbon", self.carbon.method)(self)  # type: ignore[assignment]
+        self.net = self.method.build_net()
+
+    @property
+    def stochastic(self) -> bool:
+        """The method samples its maps with a diffusion sampler (and can give ensembles)."""
+        return self.method.stochastic
 
     # ------------------------------------------------------------------ data
     def pairs(self, split: str) -> list[RasterPair]:
@@ -136,53 +139,6 @@ class CarbonTask(Task):
             },
         }
 
-    # ------------------------------------------------------------------ network
-    def _build_net(self) -> nn.Module:
-        config, c, bands = self.config, self.carbon, self.num_bands
-        if c.method == "regression":
-            return build_unet(config, bands, 1)
-        if c.method in ("vae", "gan"):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed + 3)
-                if c.method == "vae":
-                    return ConvVAE(
-                        bands,
-                        1,
-                        channels=config.model.base_channels,
-                        latent_channels=c.vae_latent,
-                        num_groups=config.model.num_groups,
-                    )
-                discriminator = PatchDiscriminator(bands + 1, config.model.base_channels)
-            return Pix2Pix(build_unet(config, bands, 1), discriminator, c.gan_l1_weight)
-        extractor: VGGFeatures | KDVGGFeatures | None = None
-        if c.method == "iidm":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(config.seed + 1)
-                extractor = VGGFeatures(
-                    bands, c.vgg_layout, width=c.vgg_width, num_stages=c.vgg_stages
-                )
-                if c.vgg_channels is not None:
-                    extractor = KDVGGFeatures(
-                        bands, c.vgg_layout, c.vgg_channels, extractor.feature_channels
-                    )
-            if c.vgg_weights and isinstance(extractor, VGGFeatures):
-                load_vgg_weights(extractor, c.vgg_weights)
-            if c.kd_vgg and isinstance(extractor, KDVGGFeatures):
-                load_kd_vgg(extractor, c.kd_vgg)
-        cond = bands + (c.feature_channels if extractor is not None else 0)
-        context = extractor.feature_channels[-1] if extractor is not None and c.attention else 0
-        denoiser = build_unet(config, 1, 1, cond_channels=cond, context_channels=context)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 2)
-            return IIDMNet(
-                bands,
-                denoiser,
-                extractor=extractor,
-                feature_channels=c.feature_channels,
-                implicit_decoder=c.implicit_decoder,
-                decoder_hidden=c.decoder_hidden,
-            )
-
     def check_input(self, image: torch.Tensor) -> None:
         """Refuse an image batch with other bands than the net's."""
         if image.ndim != 4 or image.shape[1] != self.num_bands:
@@ -201,26 +157,16 @@ class CarbonTask(Task):
     def training_loss(
         self, net: nn.Module, batch: dict[str, Any], generator: torch.Generator
     ) -> torch.Tensor:
-        """IIDM/IDM: the masked denoising loss; regression: masked L1 on the map."""
-        image, target = batch["image"], batch["target"]
-        mask = self.loss_mask(batch)
-        method = self.carbon.method
-        if method == "regression":
-            prediction = net(image, torch.zeros(image.shape[0], device=image.device))
-            return objectives.diffusion_loss(prediction.float(), target, loss_type="l1", mask=mask)
-        if method == "vae":
-            prediction, kl = net(image, generator)
-            reconstruction = objectives.diffusion_loss(
-                prediction.float(), target, loss_type="l1", mask=mask
-            )
-            return reconstruction + self.carbon.vae_beta * kl
-        if method == "gan":
-            return net(image, target, mask)
-        return diffusion_loss(
-            net, self.schedule, self.config, target, generator, mask=mask, cond=image
-        )
+        """The method's loss on one batch, under :meth:`loss_mask`."""
+        pairs = CarbonBatch(batch["image"], batch["target"], self.loss_mask(batch))
+        return self.method.training_loss(net, pairs, generator)
 
     # ------------------------------------------------------------------ inference
+    @property
+    def default_members(self) -> int:
+        """Ensemble members when none are asked for (``carbon.ensemble``; 1 for one pass)."""
+        return self.method.default_members
+
     @torch.no_grad()
     def estimate(
         self,
@@ -228,18 +174,18 @@ class CarbonTask(Task):
         image: torch.Tensor,
         *,
         ensemble: int | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
+        spec: SamplingSpec | None = None,
         generator: torch.Generator | None = None,
         progress: bool = False,
     ) -> Estimate:
         """The map of ``image`` (``[B, C, H, W]`` in [-1, 1]): ensemble mean and std.
 
         Sizes that are not multiples of the net's down-sampling factor are padded by
-        reflection and cropped back.
+        reflection and cropped back. One-pass methods give one member whatever ``ensemble`` is.
         """
         self.check_input(image)
-        members = ensemble or self.carbon.ensemble
+        if spec is None and self.stochastic:
+            spec = self.sampling_spec()
         device = next(net.parameters()).device
         height, width = image.shape[-2:]
         multiple = getattr(net, "downsample_factor", 1)
@@ -247,40 +193,24 @@ class CarbonTask(Task):
         x = image.float().to(device)
         if pad_h or pad_w:
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        was_training = net.training
-        net.eval()
-        try:
-            if self.carbon.method in ("regression", "vae", "gan"):
-                if self.carbon.method == "regression":
-                    out = net(x, torch.zeros(x.shape[0], device=device))
-                elif self.carbon.method == "vae":
-                    out = net(x, sample=False)[0]
-                else:
-                    out = net(x)
-                out = out.float().clamp(-1, 1)
-                mean, std, members = out, torch.zeros_like(out), 1
-            else:
-                cond, context = net.condition(x)
-                samples = []
-                for _ in range(members):
-                    result = run_sampler(
-                        _Conditioned(net, context),
-                        self.schedule,
-                        self.config,
-                        (x.shape[0], 1, *x.shape[-2:]),
-                        cond=cond,
-                        sampler=sampler,
-                        steps=steps,
-                        generator=generator,
-                        progress=progress,
-                    )
-                    samples.append(result.sample.float().clamp(-1, 1))
-                stack = torch.stack(samples)
-                mean = stack.mean(0)
-                std = stack.std(0, unbiased=False) if members > 1 else torch.zeros_like(mean)
-        finally:
-            net.train(was_training)
-        return Estimate(mean[..., :height, :width], std[..., :height, :width], members)
+        with evaluating(net):
+            maps = self.method.predict(
+                net,
+                x,
+                members=ensemble or self.default_members,
+                spec=spec if self.stochastic else None,
+                generator=generator,
+                progress=progress,
+            )
+        stack = torch.stack(maps)
+        mean = stack.mean(0)
+        std = stack.std(0, unbiased=False) if len(maps) > 1 else torch.zeros_like(mean)
+        return Estimate(
+            mean[..., :height, :width],
+            std[..., :height, :width],
+            len(maps),
+            spec if self.stochastic else None,
+        )
 
     def to_physical(self, x: torch.Tensor) -> torch.Tensor:
         """Model-space map(s) in [-1, 1] -> Mg C/ha."""
@@ -306,17 +236,14 @@ class CarbonTask(Task):
         num_images: int,
         *,
         generator: torch.Generator | None = None,
-        sampler: str | None = None,
-        steps: int | None = None,
+        spec: SamplingSpec | None = None,
         return_trajectory: bool = False,
         progress: bool = False,
     ) -> SamplerOutput:
         """Estimates for ``num_images`` training crops (what the preview shows)."""
         items = self._preview_items(num_images)
-        result = self.estimate(
-            net, items["image"], ensemble=1, sampler=sampler, steps=steps, generator=generator
-        )
-        return SamplerOutput(sample=result.mean)
+        result = self.estimate(net, items["image"], ensemble=1, spec=spec, generator=generator)
+        return SamplerOutput(sample=result.mean, spec=result.spec)
 
     @property
     def preview_rgb_bands(self) -> list[int] | None:
@@ -340,15 +267,3 @@ class CarbonTask(Task):
         for i in range(len(image)):
             rows += [image[i], estimate[i].repeat(3, 1, 1), items["target"][i].repeat(3, 1, 1)]
         return torch.stack(rows)
-
-
-class _Conditioned(nn.Module):
-    """``model_fn`` view of an :class:`IIDMNet` on a precomputed condition and context."""
-
-    def __init__(self, net: IIDMNet, context: torch.Tensor | None) -> None:
-        super().__init__()
-        self.net = net
-        self.context = context
-
-    def forward(self, y_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net.denoise(y_t, t, cond, self.context)

@@ -1,0 +1,269 @@
+"""The output side of a tiled run: physical values, nodata, and an atomically committed GeoTIFF.
+
+:func:`choose_out_nodata` picks the output's nodata value (or a mask band), :func:`to_output`
+turns blended model values into the output type, and :class:`GeoTiffWriter` writes finished rows
+into a hidden temporary file beside the output and moves it onto the output's name only on
+:meth:`~GeoTiffWriter.commit` (see "Nodata" and "Atomicity" in :mod:`terradiff.data.tiling`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.windows import Window
+
+from terradiff.data.transforms import Scaling
+from terradiff.errors import RasterError
+
+#: Block side of tiled GeoTIFF outputs (outputs smaller than it are written in strips).
+BLOCK = 256
+
+
+def representable(value: float, dtype: np.dtype) -> bool:
+    """Whether ``value`` can be stored exactly in ``dtype`` (always True for float types)."""
+    if np.issubdtype(dtype, np.floating):
+        return True
+    if not math.isfinite(value) or value != int(value):
+        return False
+    info = np.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def choose_out_nodata(
+    dtype: np.dtype,
+    out_nodata: float | None,
+    in_nodata: float | None,
+    maybe_invalid: bool,
+    out_path: Path,
+) -> tuple[float | None, bool]:
+    """The output nodata value and whether a mask band is needed instead.
+
+    Args:
+        dtype: the output type.
+        out_nodata: the nodata value asked for, if any.
+        in_nodata: the input's nodata value, if any.
+        maybe_invalid: whether the input can have invalid pixels at all.
+        out_path: the output file (named in errors).
+
+    Raises:
+        RasterError: ``out_nodata`` does not fit ``dtype``.
+    """
+    if out_nodata is not None:
+        if not representable(float(out_nodata), dtype):
+            raise RasterError(
+                f"out_nodata {out_nodata} does not fit the output type {dtype.name} of {out_path}; "
+                "choose a value in its range or a float out_dtype"
+            )
+        return float(out_nodata), False
+    if np.issubdtype(dtype, np.floating):
+        return float("nan"), False
+    if in_nodata is not None and representable(float(in_nodata), dtype):
+        return float(in_nodata), False
+    return None, maybe_invalid
+
+
+def to_output(
+    values: np.ndarray,
+    valid: np.ndarray,
+    scaling: Scaling,
+    dtype: np.dtype,
+    nodata: float | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Model range -> physical values of ``dtype``; invalid pixels -> nodata.
+
+    Returns:
+        The array, the final validity and the count of valid but non-finite predictions.
+    """
+    phys = scaling.from_model(values)
+    finite = np.isfinite(phys).all(axis=0)
+    nonfinite = int(np.count_nonzero(valid & ~finite))
+    valid = valid & finite
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        phys = np.nan_to_num(phys, nan=0.0, posinf=info.max, neginf=info.min)
+        out = np.clip(np.rint(phys), info.min, info.max).astype(dtype)
+        if nodata is not None:
+            fill = dtype.type(nodata)
+            step = dtype.type(1)
+            away = fill + step if fill == info.min else fill - step
+            out[(out == fill) & valid[None]] = away
+            out[:, ~valid] = fill
+    else:
+        out = phys.astype(dtype, copy=False)
+        out[:, ~valid] = np.nan if nodata is None else nodata
+    return out, valid, nonfinite
+
+
+def check_output_path(out_path: Path, overwrite: bool) -> None:
+    """Refuse a folder, or an existing file without ``overwrite``.
+
+    Raises:
+        RasterError: ``out_path`` is a folder, or exists and ``overwrite`` is False.
+    """
+    if out_path.is_dir():
+        raise RasterError(f"{out_path} is a folder; give a file path to write the raster to")
+    if out_path.exists() and not overwrite:
+        raise RasterError(f"{out_path} already exists; pass overwrite=True to replace it")
+
+
+def temporary_path(out_path: Path) -> Path:
+    """A fresh hidden name beside ``out_path`` to write it under until it is complete."""
+    return out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def remove_temporary(tmp: Path) -> None:
+    """Delete ``tmp`` and the side files GDAL may have written beside it (absent ones ignored)."""
+    for suffix in ("", ".aux.xml", ".msk"):
+        with contextlib.suppress(FileNotFoundError):
+            tmp.with_name(tmp.name + suffix).unlink()
+
+
+@dataclass
+class OutputSpec:
+    """What the output file will be.
+
+    Attributes:
+        path: the output file.
+        dtype: its data type.
+        nodata: its nodata value (None: none, or a mask band when ``use_mask``).
+        use_mask: invalid pixels go to an internal mask band.
+        codec: GeoTIFF compression (``"none"`` for none).
+        band_names: band descriptions asked for, or None.
+        input_band_names: names of the selected input bands, the default descriptions when the
+            output has as many bands.
+        scaling: how the model's [-1, 1] maps back to physical units.
+        tags: GeoTIFF metadata tags.
+        height: output rows.
+        width: output columns.
+        crs: output CRS (None for none).
+        transform: output affine transform.
+    """
+
+    path: Path
+    dtype: np.dtype
+    nodata: float | None
+    use_mask: bool
+    codec: str
+    band_names: list[str] | None
+    input_band_names: list[str]
+    scaling: Scaling
+    tags: dict[str, str]
+    height: int
+    width: int
+    crs: Any
+    transform: Any
+
+
+class RowSink(Protocol):
+    """Where a tiled run puts its finished output rows."""
+
+    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
+        """Store ``array [C, rows, width]`` (and its uint8 ``mask``) from output row ``row``."""
+
+
+class GeoTiffWriter:
+    """Writes output rows into a temporary GeoTIFF beside the output; :meth:`commit` moves it.
+
+    The file is created on the first :meth:`write_rows` (when the band count is known). Until
+    :meth:`commit` nothing exists under the output's name; :meth:`discard` (a no-op after a
+    commit) closes and deletes the temporary file.
+
+    Attributes:
+        spec: the output.
+        tmp: the temporary file.
+        dst: the open rasterio dataset, or None before the first write.
+    """
+
+    def __init__(self, spec: OutputSpec) -> None:
+        self.spec = spec
+        self.tmp = temporary_path(spec.path)
+        self.dst: Any = None
+        self.committed = False
+
+    def open(self, count: int) -> Any:
+        """Create the temporary GeoTIFF with ``count`` bands."""
+        out = self.spec
+        profile: dict[str, Any] = {
+            "driver": "GTiff",
+            "count": count,
+            "height": out.height,
+            "width": out.width,
+            "dtype": out.dtype.name,
+            "crs": out.crs,
+            "transform": out.transform,
+            "nodata": out.nodata,
+            "BIGTIFF": "IF_SAFER",
+        }
+        if out.codec != "none":
+            profile["compress"] = out.codec
+        if out.height >= BLOCK and out.width >= BLOCK:
+            profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+        names = out.band_names
+        if names is None and count == len(out.input_band_names):
+            names = list(out.input_band_names)
+            if names == [f"band_{k}" for k in range(1, count + 1)]:
+                names = None  # the input has no band names: write none rather than placeholders
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                dst = rasterio.open(self.tmp, "w", **profile)
+            if names is not None:
+                for band, name in enumerate(names, 1):
+                    dst.set_band_description(band, name)
+            dst.update_tags(**out.tags)
+        except (RasterioError, OSError, ValueError) as err:
+            raise RasterError(f"cannot create output raster {out.path}: {err}") from err
+        return dst
+
+    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
+        """Write ``array [C, rows, width]`` (and ``mask``, when given) from output row ``row``."""
+        if self.dst is None:
+            self.dst = self.open(array.shape[0])
+        window = Window(0, row, self.spec.width, array.shape[1])
+        try:
+            self.dst.write(array, window=window)
+            if mask is not None:
+                self.dst.write_mask(mask, window=window)
+        except (RasterioError, OSError) as err:
+            raise RasterError(f"failed to write raster {self.spec.path}: {err}") from err
+
+    def commit(self) -> None:
+        """Close the temporary output and move it onto the output's name (atomic)."""
+        try:
+            self.dst.close()
+            os.replace(self.tmp, self.spec.path)
+        except (RasterioError, OSError) as err:
+            raise RasterError(f"failed to write raster {self.spec.path}: {err}") from err
+        self.committed = True
+
+    def discard(self) -> None:
+        """Close and delete the temporary file unless the output was committed."""
+        if self.dst is not None and not self.dst.closed:
+            with contextlib.suppress(Exception):
+                self.dst.close()
+        if not self.committed:
+            remove_temporary(self.tmp)
+
+
+__all__ = [
+    "BLOCK",
+    "GeoTiffWriter",
+    "OutputSpec",
+    "RowSink",
+    "check_output_path",
+    "choose_out_nodata",
+    "remove_temporary",
+    "representable",
+    "temporary_path",
+    "to_output",
+]
