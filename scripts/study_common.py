@@ -10,26 +10,59 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from terradiff.checkpoint import list_checkpoints
-from terradiff.config import load_config
+from terradiff.config import (
+    ExperimentConfig,
+    apply_override,
+    config_from_dict,
+    load_config,
+    method_config_class,
+)
 from terradiff.io import atomic_write_text
 from terradiff.nets import count_parameters
 from terradiff.tasks import build_task, load_task
 from terradiff.train import Trainer
 
 
-def train(name: str, config_path: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def load_variant(
+    config_path: Path, overrides: list[str], method: tuple[str, str] | None = None
+) -> ExperimentConfig:
+    """``config_path`` with ``method = (section, name)`` switched, then ``overrides`` applied.
+
+    A method section holds only its method's keys, so switching keeps the keys the new method
+    shares with the old one (splits, max_density, ...) and drops the old method's own.
+    """
+    if method is None:
+        return load_config(config_path, overrides)
+    section, name = method
+    raw = yaml.safe_load(config_path.read_text())
+    keys = method_config_class(section, name).model_fields
+    raw[section] = {k: v for k, v in raw.get(section, {}).items() if k in keys}
+    raw[section]["method"] = name
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw, f"{config_path} with {section}.method={name}")
+
+
+def train(
+    name: str,
+    config_path: Path,
+    overrides: list[str] | None = None,
+    method: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Train (or finish training) the run of ``config_path``; what was trained and for how long.
 
-    A run whose final checkpoint exists is not touched; an interrupted one is resumed exactly.
+    ``method`` switches the method (see :func:`load_variant`). A run whose final checkpoint
+    exists is not touched; an interrupted one is resumed exactly.
     ``train_minutes`` is the training wall time recorded in the checkpoint (all resumed parts);
     for checkpoints written before terradiff recorded it, the time between the run's
     ``config.json`` and its final checkpoint.
     """
     from accelerate.state import AcceleratorState
 
-    config = load_config(config_path, overrides or [])
+    config = load_variant(config_path, overrides or [], method)
     run_dir = Path(config.output_dir)
     final = f"step_{config.train.max_steps:08d}"
     if not any(p.name == final for p in list_checkpoints(run_dir)):
