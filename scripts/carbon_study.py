@@ -42,10 +42,10 @@ from study_common import machine_description, open_results, read_losses, train
 from terradiff.carbon.baselines import fit_pixel_model, pixel_features, predict_map
 from terradiff.carbon.metrics import carbon_metrics
 from terradiff.carbon.prepare import prepare_biomassters
+from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
 from terradiff.config import load_config
 from terradiff.data.raster import read_raster
 from terradiff.data.transforms import get_scaling
-from terradiff.distill.compress import compress_carbon_unet, compress_carbon_vgg
 from terradiff.errors import DataError
 from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task

@@ -188,7 +188,7 @@ def _mcev_threshold(text: str) -> float:
 
 
 def _cmd_compress(args: argparse.Namespace) -> int:
-    from terradiff.distill.compress import compress_carbon_unet, compress_carbon_vgg
+    from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
 
     if args.part == "unet":
         result = compress_carbon_unet(
@@ -256,81 +256,22 @@ def _cmd_carbon_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_preview(path: Path, max_side: int = 512) -> Any:
-    """Band 1 of a raster, decimated so the longer side is at most ``max_side`` (NaN = nodata)."""
-    import numpy as np
-    import rasterio
-
-    with rasterio.open(path) as src:
-        factor = max(1, -(-max(src.height, src.width) // max_side))
-        shape = (max(1, src.height // factor), max(1, src.width // factor))
-        data = src.read(1, out_shape=shape, masked=True).astype(np.float64)
-    return data.filled(np.nan)
-
-
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from terradiff.errors import ConfigError
-    from terradiff.mapping import estimate_raster
+    from terradiff.mapping import estimate_carbon_maps
 
-    images = [Path(p) for p in args.image]
-    out = Path(args.out)
-    if len(images) > 1:
-        stems = [p.stem for p in images]
-        repeated = sorted({s for s in stems if stems.count(s) > 1})
-        if repeated:
-            raise ConfigError(
-                f"several --image files have the same name {repeated}; their maps would collide "
-                "in --out; rename or link them with distinct names (e.g. the date)"
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        targets = [out / f"{p.stem}_carbon.tif" for p in images]
-    else:
-        targets = [out]
-    records = {}
-    for image, target in zip(images, targets, strict=True):
-        result = estimate_raster(
-            args.model,
-            image,
-            target,
-            mask_path=args.mask,
-            ensemble=args.ensemble,
-            uncertainty=args.uncertainty,
-            **_mapping_kwargs(args),
-        )
-        where = "forest" if args.mask else "valid"
-        total = (
-            f"total carbon {result.total_carbon_mg:,.1f} Mg C"
-            if result.pixel_area_ha > 0
-            else "total carbon unknown (no projected CRS: pixel area unknown)"
-        )
-        print(
-            f"wrote {target}: {result.tiling.tiles} tiles in {result.tiling.seconds:.1f} s; "
-            f"{total} over {result.counted_pixels:,} {where} pixels, mean density "
-            f"{result.mean_density:.2f} Mg C/ha"
-        )
-        records[str(image)] = {
-            "map": str(target),
-            "total_carbon_MgC": result.total_carbon_mg,
-            "mean_density_MgC_per_ha": result.mean_density,
-            "counted_pixels": result.counted_pixels,
-            "pixel_area_ha": result.pixel_area_ha,
-            "tiles": result.tiling.tiles,
-            "seconds": result.tiling.seconds,
-            "uncertainty_band": result.uncertainty,
-        }
-    if len(images) > 1:
-        from terradiff.viz import save_map_panel
-
-        panel = save_map_panel(
-            {p.stem: _read_preview(t) for p, t in zip(images, targets, strict=True)},
-            out / "panel.png",
-            unit="Mg C/ha",
-        )
-        print(f"wrote {panel}")
-    if args.summary:
-        from terradiff.io import atomic_write_text
-
-        atomic_write_text(Path(args.summary), json.dumps(records, indent=2) + "\n")
+    result = estimate_carbon_maps(
+        args.model,
+        args.image,
+        args.out,
+        mask_path=args.mask,
+        ensemble=args.ensemble,
+        uncertainty=args.uncertainty,
+        summary_path=args.summary,
+        on_map=lambda item: print(item.describe()),
+        **_mapping_kwargs(args),
+    )
+    if result.panel is not None:
+        print(f"wrote {result.panel}")
     return 0
 
 

@@ -29,6 +29,28 @@ class CheckpointError(TerradiffError):
     """A checkpoint that is missing, incomplete or incompatible with the run."""
 
 
+class WrongCheckpointError(CheckpointError):
+    """A checkpoint of another kind (task or method) than the operation takes.
+
+    The message reads ``"{path} is a {found}; {needed}"``, e.g. ``"runs/sr is a
+    'super_resolution' checkpoint; estimate needs a 'carbon' one"``.
+
+    Args:
+        path: The checkpoint (or run folder) given.
+        found: What it is, e.g. ``"'carbon' checkpoint"`` or ``"carbon/regression model"``.
+        needed: What the operation takes instead (and how to get it).
+    """
+
+    def __init__(self, path: object, found: str, needed: str) -> None:
+        super().__init__(path, found, needed)  # the arguments, so that the error pickles
+        self.path = path
+        self.found = found
+        self.needed = needed
+
+    def __str__(self) -> str:
+        return f"{self.path} is a {self.found}; {self.needed}"
+
+
 class DataWarning(UserWarning):
     """Something in the data was skipped or guessed; the message says what."""
 
@@ -40,4 +62,5 @@ __all__ = [
     "DataWarning",
     "RasterError",
     "TerradiffError",
+    "WrongCheckpointError",
 ]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from terradiff.config import ExperimentConfig
 from terradiff.diffusion.spec import SamplingSpec
-from terradiff.errors import ConfigError, DataError
+from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
 from terradiff.metrics.fid import fingerprint_files
 from terradiff.tasks.base import Task
@@ -241,6 +241,10 @@ def evaluate_super_resolution(
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
         "band_names", "scale", "sampler",
         "steps", "checkpoint", "step", "method", "parameters"}``.
+
+    Raises:
+        WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
+        ConfigError: a scale the model cannot do, or HR crops the scale does not divide.
     """
     from terradiff.data.degrade import make_lr, upsample_to
     from terradiff.metrics.image_quality import load_lpips, psnr, sr_metrics
@@ -250,7 +254,11 @@ def evaluate_super_resolution(
 
     task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
     if not isinstance(task, SuperResolutionTask):
-        raise ConfigError(f"{ckpt.path} is not a super-resolution checkpoint")
+        raise WrongCheckpointError(
+            ckpt.path,
+            f"{task.config.task!r} checkpoint",
+            "evaluate_super_resolution needs a 'super_resolution' one",
+        )
     try:
         scale = task.check_scale(float(scale if scale is not None else task.sr.scale), ckpt.path)
     except DataError as error:

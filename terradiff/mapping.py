@@ -4,13 +4,15 @@ The tiling engine (:func:`terradiff.data.tiling.predict_raster`) reads the input
 blends overlapping predictions and writes the output atomically with the input's CRS and bounds;
 this module adapts a trained task to it: it checks that the raster carries the bands the model was
 trained on, converts values with the checkpoint's scaling and calls the task's predictor per batch
-of tiles.
+of tiles. :func:`estimate_carbon_maps` maps several images (dates) of an area in one call, with a
+panel of the maps and a summary JSON (the ``terradiff estimate`` verb).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,17 @@ import torch
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.diffusion.spec import SamplingSpec
-from terradiff.errors import DataError
+from terradiff.errors import ConfigError, DataError, WrongCheckpointError
+from terradiff.io import atomic_write_text
 
-__all__ = ["CarbonMapSummary", "estimate_raster", "super_resolve_raster"]
+__all__ = [
+    "CarbonMapSummary",
+    "CarbonMaps",
+    "ImageCarbonMap",
+    "estimate_carbon_maps",
+    "estimate_raster",
+    "super_resolve_raster",
+]
 
 
 def _input_bands(path: Path, band_info: dict, bands: list[int | str] | None) -> list[int | str]:
@@ -90,6 +100,7 @@ def super_resolve_raster(
             :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
 
     Raises:
+        WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
         DataError: wrong band count, a scale the model cannot do, or a bad tile size.
     """
     from terradiff.tasks import load_task, resolve_device
@@ -97,9 +108,10 @@ def super_resolve_raster(
 
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, SuperResolutionTask):
-        raise DataError(
-            f"{ckpt.path} is a {task.config.task!r} checkpoint; super-resolve needs a "
-            "'super_resolution' one"
+        raise WrongCheckpointError(
+            ckpt.path,
+            f"{task.config.task!r} checkpoint",
+            "super-resolve needs a 'super_resolution' one",
         )
     model_scale = task.check_scale(float(scale or task.sr.scale), str(ckpt.path))
     if not model_scale.is_integer():
@@ -240,7 +252,8 @@ def estimate_raster(
     block, so memory stays bounded.
 
     Raises:
-        DataError: wrong bands, a checkpoint of another task, a mask on another grid, a bad tile.
+        WrongCheckpointError: ``checkpoint`` is not a carbon model.
+        DataError: wrong bands, a mask on another grid, a bad tile.
     """
     from terradiff.data.paired import check_same_grid
     from terradiff.tasks import load_task, resolve_device
@@ -248,8 +261,8 @@ def estimate_raster(
 
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, CarbonTask):
-        raise DataError(
-            f"{ckpt.path} is a {task.config.task!r} checkpoint; estimate needs a 'carbon' one"
+        raise WrongCheckpointError(
+            ckpt.path, f"{task.config.task!r} checkpoint", "estimate needs a 'carbon' one"
         )
     in_path, out_path = Path(in_path), Path(out_path)
     if mask_path is not None:
@@ -381,3 +394,155 @@ def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float,
             if mask_src is not None:
                 mask_src.close()
     return total, count, area
+
+
+@dataclass(frozen=True)
+class ImageCarbonMap:
+    """One image's map made by :func:`estimate_carbon_maps`.
+
+    Attributes:
+        image: the input image.
+        path: the carbon map written.
+        summary: what :func:`estimate_raster` found.
+        counted: the pixels the totals count: ``"forest"`` (a mask was given) or ``"valid"``.
+    """
+
+    image: Path
+    path: Path
+    summary: CarbonMapSummary
+    counted: str
+
+    def describe(self) -> str:
+        """One line: the map written, its tiling and its totals."""
+        result = self.summary
+        total = (
+            f"total carbon {result.total_carbon_mg:,.1f} Mg C"
+            if result.pixel_area_ha > 0
+            else "total carbon unknown (no projected CRS: pixel area unknown)"
+        )
+        return (
+            f"wrote {self.path}: {result.tiling.tiles} tiles in {result.tiling.seconds:.1f} s; "
+            f"{total} over {result.counted_pixels:,} {self.counted} pixels, mean density "
+            f"{result.mean_density:.2f} Mg C/ha"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The map's entry in the summary JSON (totals, pixels, tiles, seconds)."""
+        result = self.summary
+        return {
+            "map": str(self.path),
+            "total_carbon_MgC": result.total_carbon_mg,
+            "mean_density_MgC_per_ha": result.mean_density,
+            "counted_pixels": result.counted_pixels,
+            "pixel_area_ha": result.pixel_area_ha,
+            "tiles": result.tiling.tiles,
+            "seconds": result.tiling.seconds,
+            "uncertainty_band": result.uncertainty,
+        }
+
+
+@dataclass(frozen=True)
+class CarbonMaps:
+    """What :func:`estimate_carbon_maps` wrote.
+
+    Attributes:
+        maps: one map per image, in the order of the images.
+        panel: the PNG panel of the maps (several images only; else None).
+        summary_path: the summary JSON written (None when none was asked for).
+    """
+
+    maps: list[ImageCarbonMap]
+    panel: Path | None
+    summary_path: Path | None
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """The summary JSON: :meth:`ImageCarbonMap.record` by input image."""
+        return {str(m.image): m.record() for m in self.maps}
+
+
+def estimate_carbon_maps(
+    checkpoint: str | Path,
+    images: Sequence[str | Path],
+    out: str | Path,
+    *,
+    mask_path: str | Path | None = None,
+    ensemble: int | None = None,
+    uncertainty: bool = False,
+    summary_path: str | Path | None = None,
+    on_map: Callable[[ImageCarbonMap], None] | None = None,
+    **options: Any,
+) -> CarbonMaps:
+    """Carbon maps of one image, or of several images (dates) of an area, with a panel.
+
+    One image is mapped to ``out`` (a GeoTIFF). Several are mapped to ``OUT/<stem>_carbon.tif``
+    (``out`` is then a folder, created if needed), and ``OUT/panel.png`` shows the maps side by
+    side in Mg C/ha.
+
+    Args:
+        checkpoint: a carbon run or ``step_*`` folder.
+        images: the image GeoTIFFs (file names must differ when there are several).
+        out: the map, or the folder of the maps for several images.
+        mask_path, ensemble, uncertainty: see :func:`estimate_raster` (one mask for every image).
+        summary_path: also write :meth:`CarbonMaps.records` here as JSON.
+        on_map: called with each map as soon as it is written (e.g. to report progress).
+        **options: passed on to :func:`estimate_raster` (bands, sampler, tile, Dask, ...).
+
+    Returns:
+        The maps, their totals and the panel.
+
+    Raises:
+        ConfigError: several images with the same file name (their maps would collide).
+        WrongCheckpointError, DataError: see :func:`estimate_raster`.
+    """
+    paths = [Path(p) for p in images]
+    out = Path(out)
+    if len(paths) > 1:
+        stems = [p.stem for p in paths]
+        repeated = sorted({s for s in stems if stems.count(s) > 1})
+        if repeated:
+            raise ConfigError(
+                f"several --image files have the same name {repeated}; their maps would collide "
+                "in --out; rename or link them with distinct names (e.g. the date)"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        targets = [out / f"{p.stem}_carbon.tif" for p in paths]
+    else:
+        targets = [out]
+    maps = []
+    for image, target in zip(paths, targets, strict=True):
+        summary = estimate_raster(
+            checkpoint,
+            image,
+            target,
+            mask_path=mask_path,
+            ensemble=ensemble,
+            uncertainty=uncertainty,
+            **options,
+        )
+        item = ImageCarbonMap(image, target, summary, "forest" if mask_path else "valid")
+        maps.append(item)
+        if on_map is not None:
+            on_map(item)
+    panel = None
+    if len(paths) > 1:
+        from terradiff.viz import save_map_panel
+
+        panel = save_map_panel(
+            {m.image.stem: _read_preview(m.path) for m in maps}, out / "panel.png", unit="Mg C/ha"
+        )
+    result = CarbonMaps(maps, panel, Path(summary_path) if summary_path else None)
+    if result.summary_path is not None:
+        atomic_write_text(result.summary_path, json.dumps(result.records(), indent=2) + "\n")
+    return result
+
+
+def _read_preview(path: Path, max_side: int = 512) -> Any:
+    """Band 1 of a raster, decimated so the longer side is at most ``max_side`` (NaN = nodata)."""
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(path) as src:
+        factor = max(1, -(-max(src.height, src.width) // max_side))
+        shape = (max(1, src.height // factor), max(1, src.width // factor))
+        data = src.read(1, out_shape=shape, masked=True).astype(np.float64)
+    return data.filled(np.nan)

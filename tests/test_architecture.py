@@ -59,19 +59,11 @@ LAYERS: dict[str, int] = {
 }
 
 #: (file, imported top-level module) pairs allowed to import upward, for now. Must shrink to empty.
-ALLOWED_UPWARD: set[tuple[str, str]] = {
-    # Known violation: the compress workflow sits in a library folder and imports tasks; it is
-    # being moved up to terradiff/compress.py (layer 6). Delete this entry when it has moved.
-    ("terradiff/distill/compress.py", "tasks"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 #: (file, "module.name") private imports allowed for now. Must shrink to empty: give the name a
 #: public, documented spelling in its module instead.
-KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = {
-    # The tiling split (in progress) still reaches into raster's helpers.
-    ("terradiff/data/tiling/source.py", "terradiff.data.raster._file_band_names"),
-    ("terradiff/data/tiling/source.py", "terradiff.data.raster._read_block"),
-}
+KNOWN_PRIVATE_IMPORTS: set[tuple[str, str]] = set()
 
 #: Files over MAX_LINES lines while they are being split (e.g. "terradiff/data/x.py"). Must
 #: shrink to empty; it is empty now (data/degrade, data/tiling, data/transforms were split).

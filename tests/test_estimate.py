@@ -116,6 +116,36 @@ def test_mask_uncertainty_several_dates_and_refusals(
     assert out.read_bytes() == b"keep"
 
 
+def test_several_dates_as_a_function_and_a_carbon_model_refused_by_super_resolve(
+    carbon_run: Path, scene: Path, tmp_path: Path
+) -> None:
+    from terradiff.errors import WrongCheckpointError
+    from terradiff.mapping import estimate_carbon_maps, super_resolve_raster
+
+    second = tmp_path / "scene_b.tif"
+    second.write_bytes(scene.read_bytes())
+    seen = []
+    result = estimate_carbon_maps(
+        carbon_run,
+        [scene, second],
+        tmp_path / "maps",
+        summary_path=tmp_path / "s.json",
+        on_map=seen.append,
+        tile=32,
+        overlap=8,
+        progress=False,
+    )
+    assert seen == result.maps
+    assert [m.path.name for m in seen] == ["scene_carbon.tif", "scene_b_carbon.tif"]
+    assert result.panel == tmp_path / "maps" / "panel.png" and result.panel.is_file()
+    assert json.loads((tmp_path / "s.json").read_text()) == result.records()
+    first = seen[0]
+    assert first.describe().startswith(f"wrote {first.path}: {first.summary.tiling.tiles} tiles")
+    assert "valid pixels" in first.describe()
+    with pytest.raises(WrongCheckpointError, match="'carbon' checkpoint; super-resolve needs"):
+        super_resolve_raster(carbon_run, scene, tmp_path / "sr.tif", progress=False)
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_single_process_raster(
     shared_data: Path, scene: Path, tmp_path: Path

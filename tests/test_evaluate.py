@@ -86,3 +86,17 @@ def test_evaluation_loads_the_model_on_the_device(
         with pytest.raises(RuntimeError, match="stop after loading"):
             fn("run", device=asked)
     assert seen == [expected, expected]
+
+
+def test_super_resolution_evaluation_refuses_a_generator(tmp_path: Path, sample_data: Path) -> None:
+    from terradiff.checkpoint import save_checkpoint
+    from terradiff.errors import CheckpointError, WrongCheckpointError
+    from terradiff.evaluate import evaluate_super_resolution
+
+    task = GenerationTask(config_from_dict(tiny_config(tmp_path, sample_data)))
+    run = tmp_path / "ckpt"
+    save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
+    with pytest.raises(WrongCheckpointError, match="is a 'generation' checkpoint") as error:
+        evaluate_super_resolution(run, num_images=2, progress=False, device="cpu")
+    assert isinstance(error.value, CheckpointError)
+    assert "needs a 'super_resolution' one" in str(error.value)

@@ -97,6 +97,20 @@ def test_refusals_name_the_fix(
     assert out.read_bytes() == b""
 
 
+def test_estimate_refuses_a_super_resolution_model(
+    sr_run: Path, naip_window: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from terradiff.errors import WrongCheckpointError
+    from terradiff.mapping import estimate_raster
+
+    with pytest.raises(WrongCheckpointError, match="'super_resolution' checkpoint; estimate needs"):
+        estimate_raster(sr_run, naip_window, tmp_path / "c.tif", progress=False)
+    args = ["estimate", "--model", str(sr_run), "--image", str(naip_window)]
+    assert main([*args, "--out", str(tmp_path / "c.tif")]) == 2
+    assert "estimate needs a 'carbon' one" in capsys.readouterr().err
+    assert not (tmp_path / "c.tif").exists()
+
+
 def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_path: Path) -> None:
     import json
 

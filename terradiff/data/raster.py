@@ -264,8 +264,12 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator[Any]:
             src.close()
 
 
-def _file_band_names(src: Any, band_names: BandNames | None) -> list[str]:
-    """Band names of an open file: caller's, descriptions, colour interpretation, ``band_<i>``."""
+def file_band_names(src: Any, band_names: BandNames | None) -> list[str]:
+    """The names of the bands of the open raster ``src``, in file order.
+
+    ``band_names`` (a list or a :data:`KNOWN_BAND_NAMES` key) when given, else the file's band
+    descriptions, its colour interpretation or ``band_<i>``.
+    """
     if band_names is not None:
         return known_band_names(band_names, src.count, src.name)
     descriptions = list(src.descriptions)
@@ -297,7 +301,7 @@ def inspect_raster(
             height=int(src.height),
             width=int(src.width),
             dtype=str(src.dtypes[0]),
-            band_names=_file_band_names(src, band_names),
+            band_names=file_band_names(src, band_names),
             crs=src.crs,
             transform=src.transform,
             nodata=src.nodata,
@@ -336,7 +340,7 @@ def _as_window(window: WindowLike, path: Any, height: int, width: int, boundless
     return window
 
 
-def _read_block(
+def read_block(
     src: Any,
     indices: list[int],
     window: Window | None,
@@ -344,7 +348,12 @@ def _read_block(
     force_nodata: bool,
     path: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Read bands of a window inside the raster and their validity mask."""
+    """``(array [C, H, W], valid [H, W])`` of the bands ``indices`` (1-based) of an open raster.
+
+    ``window`` lies inside ``src`` (None: all of it). Pixels are invalid as :func:`read_raster`
+    flags them: the band's ``nodata`` (also where the file flags none, with ``force_nodata``),
+    NaN or a mask band. ``path`` names the file in the :class:`RasterError` of unreadable pixels.
+    """
     try:
         array = src.read(indices, window=window)
         valid = np.ones(array.shape[1:], dtype=bool)
@@ -378,22 +387,14 @@ def _read_padded(
     r0, c0 = max(window.row_off, 0), max(window.col_off, 0)
     r1 = min(window.row_off + window.height, src.height)
     c1 = min(window.col_off + window.width, src.width)
-    if (
-        r0 == window.row_off
-        and c0 == window.col_off
-        and (r1 - r0, c1 - c0)
-        == (
-            window.height,
-            window.width,
-        )
-    ):
-        return _read_block(src, indices, window, nodata, force_nodata, path)
+    if (r0, c0, r1 - r0, c1 - c0) == (window.row_off, window.col_off, window.height, window.width):
+        return read_block(src, indices, window, nodata, force_nodata, path)
     dtype = np.dtype(src.dtypes[indices[0] - 1])
     fill = next((v for v in nodata if v is not None), 0)
     array = np.full((len(indices), window.height, window.width), fill, dtype=dtype)
     valid = np.zeros((window.height, window.width), dtype=bool)
     if r1 > r0 and c1 > c0:
-        inner, inner_valid = _read_block(
+        inner, inner_valid = read_block(
             src, indices, Window(c0, r0, c1 - c0, r1 - r0), nodata, force_nodata, path
         )
         rows = slice(r0 - window.row_off, r1 - window.row_off)
@@ -434,7 +435,7 @@ def read_raster(
             window outside the raster; the message names the file, the band and the fix.
     """
     with open_raster(path) as src:
-        names = _file_band_names(src, band_names)
+        names = file_band_names(src, band_names)
         indices = resolve_bands(bands, names, path)
         win = None
         if window is not None:
@@ -443,7 +444,7 @@ def read_raster(
         if nodata is not None:
             file_nodata = [nodata] * len(indices)
         if win is None:
-            array, valid = _read_block(src, indices, None, file_nodata, nodata is not None, path)
+            array, valid = read_block(src, indices, None, file_nodata, nodata is not None, path)
         else:
             array, valid = _read_padded(src, indices, win, file_nodata, nodata is not None, path)
         profile = dict(src.profile)
@@ -481,9 +482,8 @@ def write_raster(
 ) -> Path:
     """Write ``array`` as a GeoTIFF, atomically.
 
-    The file is written to a hidden temporary file in the destination folder and moved over
-    ``path`` with :func:`os.replace`, so readers never see a half-written raster and a failure
-    leaves nothing under ``path``.
+    Written to a hidden temporary file beside ``path``, then moved over it (:func:`os.replace`):
+    readers never see a half-written raster and a failure leaves nothing under ``path``.
 
     Args:
         path: destination (a GeoTIFF is written whatever the suffix).
@@ -586,10 +586,12 @@ __all__ = [
     "SENTINEL2_L1C_BANDS",
     "RasterData",
     "RasterInfo",
+    "file_band_names",
     "inspect_raster",
     "known_band_names",
     "normalize_band_name",
     "open_raster",
+    "read_block",
     "read_raster",
     "resolve_bands",
     "write_raster",

@@ -498,13 +498,13 @@ def test_memory_is_bounded_by_a_strip_and_reads_are_windowed(
 ) -> None:
     width, tile, overlap = 80, 32, 8
     reads: list[Window] = []
-    real_read = tiling_mod._read_block
+    real_read = tiling_mod.read_block
 
     def spy(src, indices, window, *args):  # type: ignore[no-untyped-def]
         reads.append(window)
         return real_read(src, indices, window, *args)
 
-    monkeypatch.setattr(tiling_mod, "_read_block", spy)
+    monkeypatch.setattr(tiling_mod, "read_block", spy)
     peaks = []
     for height in (300, 1200):
         reads.clear()

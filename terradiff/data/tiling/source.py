@@ -15,7 +15,7 @@ import numpy as np
 from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
-from terradiff.data.raster import _file_band_names, _read_block, resolve_bands
+from terradiff.data.raster import file_band_names, read_block, resolve_bands
 from terradiff.data.tiling.options import TilingOptions
 from terradiff.errors import DataError
 
@@ -58,7 +58,7 @@ class InputSpec:
             RasterError: an unknown band.
             DataError: the options' scaling is defined for another number of bands.
         """
-        names = _file_band_names(src, options.band_names)
+        names = file_band_names(src, options.band_names)
         indices = resolve_bands(options.bands, names, path)
         in_scaling = options.input_scaling
         if in_scaling.num_bands not in (None, len(indices)):
@@ -108,7 +108,7 @@ class InputSpec:
             ``(data [C, height, width], valid [height, width])``.
         """
         window = Window(0, row, self.width, height)
-        return _read_block(src, self.indices, window, self.nodata, self.force_nodata, self.path)
+        return read_block(src, self.indices, window, self.nodata, self.force_nodata, self.path)
 
 
 __all__ = ["InputSpec"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from terradiff.diffusion import objectives
 from terradiff.distill.mmd import feature_mmd
-from terradiff.errors import CheckpointError
+from terradiff.errors import CheckpointError, WrongCheckpointError
 from terradiff.nets.light import LightSRNet
 from terradiff.tasks.base import unwrap
 from terradiff.tasks.registry import registered_methods
@@ -102,9 +102,11 @@ class StudentSR(OnePassSRMethod):
         method = getattr(teacher, "method", None)
         if teacher.config.task != self.task.config.task or not getattr(method, "can_teach", 0):
             kind = method.describe() if method is not None else teacher.config.task
-            raise CheckpointError(
-                f"sr.teacher {ckpt.path} is a {kind} model; a student distils a one-pass "
-                f"super-resolution teacher (sr.method one of {teachers})"
+            raise WrongCheckpointError(
+                f"sr.teacher {ckpt.path}",
+                f"{kind} model",
+                f"a student distils a one-pass super-resolution teacher (sr.method one of "
+                f"{teachers})",
             )
         scale, bands = self.config.scale, self.task.num_bands
         if teacher.sr.scale != scale or teacher.num_bands != bands:

@@ -1,6 +1,9 @@
 """Compress a trained terradiff model: the ``terradiff compress`` verb's work.
 
-``compress_carbon_unet`` (``--part unet``) does the same for the IIDM's denoising UNet
+An application workflow (it loads checkpoints, builds data loaders, writes Markdown, JSON and
+checkpoints) on top of the distillation maths of :mod:`terradiff.distill`.
+
+``compress_carbon_unet`` (``--part unet``) distils the IIDM's denoising UNet
 (:mod:`terradiff.distill.kd_unet`): ``OUT/table_a2_unet.md``, ``OUT/kd_unet.json`` and ``OUT/run``
 (the IIDM with a narrower UNet, ``model.base_channels`` set).
 
@@ -25,13 +28,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from terradiff.checkpoint import save_checkpoint
+from terradiff.config import config_from_dict
+from terradiff.diffusion import objectives
 from terradiff.distill.kd_unet import DenoiserInputs, KDUNetReport, distill_iidm_unet
 from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
-from terradiff.errors import CheckpointError
+from terradiff.errors import WrongCheckpointError
 from terradiff.io import atomic_write_text
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
 from terradiff.tasks import load_task
+from terradiff.tasks.carbon import CarbonTask
 
 __all__ = [
     "compress_carbon_unet",
@@ -39,6 +45,11 @@ __all__ = [
     "table_a2_markdown",
     "unet_table_markdown",
 ]
+
+
+def _kind(task: Any) -> str:
+    """What a loaded model is, for errors: its method (``carbon/iidm``) or its task."""
+    return task.method.describe() if isinstance(task, CarbonTask) else task.config.task
 
 
 def _write_compressed_run(
@@ -118,23 +129,20 @@ def compress_carbon_vgg(
         A summary (paths, widths, parameters, KD ratio).
 
     Raises:
-        CheckpointError: ``run`` is not an IIDM carbon model with a full VGG extractor.
+        WrongCheckpointError: ``run`` is not an IIDM carbon model with a full VGG extractor.
     """
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
-    if (
-        task.config.task != "carbon"
-        or not isinstance(net, IIDMNet)
-        or not isinstance(net.extractor, VGGFeatures)
-    ):
-        kind = task.config.task
-        if task.config.task == "carbon":
-            kind = task.method.describe()
-            if isinstance(net, IIDMNet) and net.extractor is not None:
-                kind += " (its extractor is already distilled)"
-        raise CheckpointError(
-            f"{ckpt.path} is a {kind} model; 'terradiff compress' distils the VGG extractor of a "
-            "carbon IIDM model (carbon.method: iidm, no carbon.vgg_channels)"
+    carbon = isinstance(task, CarbonTask)
+    if not carbon or not isinstance(net, IIDMNet) or not isinstance(net.extractor, VGGFeatures):
+        kind = _kind(task)
+        if carbon and isinstance(net, IIDMNet) and net.extractor is not None:
+            kind += " (its extractor is already distilled)"
+        raise WrongCheckpointError(
+            ckpt.path,
+            f"{kind} model",
+            "'terradiff compress' distils the VGG extractor of a carbon IIDM model "
+            "(carbon.method: iidm, no carbon.vgg_channels)",
         )
     teacher = net.extractor
     dataset = task.dataset("train", train=True)
@@ -216,21 +224,15 @@ def compress_carbon_unet(
     ``model.base_channels`` set to the selected width and the distilled weights).
 
     Raises:
-        CheckpointError: ``run`` is not a carbon IIDM/IDM model.
+        WrongCheckpointError: ``run`` is not a carbon IIDM/IDM model.
     """
-    from terradiff.config import config_from_dict
-    from terradiff.diffusion import objectives
-    from terradiff.tasks.carbon import CarbonTask
-
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
-    if task.config.task != "carbon" or not isinstance(net, IIDMNet):
-        kind = task.config.task
-        if task.config.task == "carbon":
-            kind = task.method.describe()
-        raise CheckpointError(
-            f"{ckpt.path} is a {kind} model; 'terradiff compress --part unet' distils the UNet of "
-            "a carbon IIDM or IDM model"
+    if not isinstance(task, CarbonTask) or not isinstance(net, IIDMNet):
+        raise WrongCheckpointError(
+            ckpt.path,
+            f"{_kind(task)} model",
+            "'terradiff compress --part unet' distils the UNet of a carbon IIDM or IDM model",
         )
     dataset = task.dataset("train", train=True)
     generator = torch.Generator().manual_seed(task.config.seed)
