@@ -68,15 +68,12 @@ def test_pairs_are_seeded_and_preview_has_three_columns(tmp_path: Path, sample_d
     assert grid.shape == (12, 3, 32, 32) and task.preview_columns == 3
 
 
-def test_implicit_model_trains_and_super_resolves_any_scale(
-    tmp_path: Path, sample_data: Path
-) -> None:
-    raw = sr_config(tmp_path / "idm", sample_data, "implicit", max_steps=30)
+def test_implicit_model_super_resolves_any_scale(tmp_path: Path, sample_data: Path) -> None:
+    """Any output size from one saved model (training itself: test_method_contract)."""
+    raw = sr_config(tmp_path / "idm", sample_data, "implicit", max_steps=2)
     raw["sr"]["train_scales"] = [1.5, 4.0]
     raw["sr"]["render_channels"] = 8
     result = Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "idm").fit()
-    losses = [loss for _, loss in result.losses]
-    assert sum(losses[-6:]) / 6 < 0.7 * sum(losses[:6]) / 6, losses
     task, _ = load_task(result.checkpoint)
     lr = torch.rand(1, 3, 10, 10) * 2 - 1
     for size in [(20, 20), (30, 30), (45, 45), (80, 80)]:  # x2, x3, x4.5 (not a multiple), x8
@@ -93,24 +90,21 @@ def test_implicit_model_trains_and_super_resolves_any_scale(
 def test_single_step_teacher_and_distilled_student_on_real_aid_crops(
     tmp_path: Path, sample_data: Path
 ) -> None:
-    """SlimDiffSR in pixel space: the one-step teacher learns; a light student distils from it."""
-    raw = sr_config(tmp_path / "teacher", sample_data, "single_step", max_steps=40)
+    """SlimDiffSR in pixel space: a light student distils from a one-step teacher in one pass
+    (their training: test_method_contract)."""
+    raw = sr_config(tmp_path / "teacher", sample_data, "single_step", max_steps=2)
     raw["model"]["dropout"] = 0.0
-    result = Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "teacher").fit()
-    losses = [loss for _, loss in result.losses]
-    assert sum(losses[-8:]) / 8 < 0.8 * sum(losses[:8]) / 8, losses
+    Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "teacher").fit()
     teacher, _ = load_task(tmp_path / "teacher")
     lr = torch.rand(2, 3, 8, 8) * 2 - 1
     out = teacher.super_resolve(teacher.net, lr, generator=torch.Generator().manual_seed(0))
     assert out.sample.shape == (2, 3, 32, 32) and out.sample.abs().max() <= 1
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    raw = sr_config(tmp_path / "student", sample_data, "student", max_steps=30)
+    raw = sr_config(tmp_path / "student", sample_data, "student", max_steps=2)
     raw["sr"].update({"teacher": str(tmp_path / "teacher"), "student_channels": 8})
     task = SuperResolutionTask(config_from_dict(raw))
-    result = Trainer(task, tmp_path / "student").fit()
-    losses = [loss for _, loss in result.losses]
-    assert sum(losses[-6:]) / 6 < 0.8 * sum(losses[:6]) / 6, losses
+    Trainer(task, tmp_path / "student").fit()
 
     student, _ = load_task(tmp_path / "student")  # rebuilt without reading the teacher
     assert student.net.num_parameters() * 10 < teacher.net.num_parameters()
