@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -25,6 +25,8 @@ from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.diffusion.spec import SamplingSpec, run_spec
 from terradiff.errors import ConfigError, DataError
 from terradiff.nets.unet import UNet
+
+NetT = TypeVar("NetT", bound=nn.Module)
 
 CONFIG_FORMAT = 2
 """Version of ``config.json``: 2 = method sections hold only their method's keys (see
@@ -177,6 +179,14 @@ def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:
     }
 
 
+def fixed_seed_net(seed: int, build: Callable[[], NetT]) -> NetT:
+    """``build()`` with the global RNG seeded by ``seed`` (and restored afterwards), so a net's
+    initial weights are a function of the config, not of what ran before."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def build_unet(
     config: ExperimentConfig,
     in_channels: int,
@@ -186,9 +196,9 @@ def build_unet(
 ) -> UNet:
     """The UNet of ``config.model``, initialised from ``config.seed`` (not the global RNG)."""
     model = config.model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)  # the initial weights are a function of the config
-        return UNet(
+    return fixed_seed_net(
+        config.seed,
+        lambda: UNet(
             in_channels,
             out_channels,
             cond_channels=cond_channels,
@@ -201,7 +211,8 @@ def build_unet(
             dropout=model.dropout,
             num_groups=model.num_groups,
             head_channels=model.head_channels,
-        )
+        ),
+    )
 
 
 def diffusion_loss(

@@ -14,12 +14,11 @@ from pydantic import Field
 from torch import nn
 
 from terradiff.nets.translation import PatchDiscriminator, Pix2Pix
-from terradiff.tasks.base import build_unet
+from terradiff.tasks.base import build_unet, fixed_seed_net
 from terradiff.tasks.carbon.method import (
     CarbonBatch,
     CarbonMethodConfig,
     OnePassCarbonMethod,
-    fixed_seed_net,
 )
 
 

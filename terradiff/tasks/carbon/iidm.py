@@ -20,12 +20,11 @@ from torch import nn
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures, load_kd_vgg, load_vgg_weights
-from terradiff.tasks.base import build_unet, diffusion_loss, run_sampler
+from terradiff.tasks.base import build_unet, diffusion_loss, fixed_seed_net, run_sampler
 from terradiff.tasks.carbon.method import (
     CarbonBatch,
     CarbonMethod,
     DiffusionCarbonConfig,
-    fixed_seed_net,
 )
 
 

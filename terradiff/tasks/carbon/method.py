@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field, model_validator
@@ -131,10 +131,3 @@ class OnePassCarbonMethod(CarbonMethod):
 def unet_map(net: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """A UNet's map of ``image`` with its time input held at 0."""
     return net(image, torch.zeros(image.shape[0], device=image.device))
-
-
-def fixed_seed_net(seed: int, build: Any) -> nn.Module:
-    """``build()`` under the global RNG seeded with ``seed`` (restored afterwards)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build()

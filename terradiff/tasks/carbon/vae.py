@@ -14,11 +14,11 @@ from torch import nn
 
 from terradiff.diffusion import objectives
 from terradiff.nets.translation import ConvVAE
+from terradiff.tasks.base import fixed_seed_net
 from terradiff.tasks.carbon.method import (
     CarbonBatch,
     CarbonMethodConfig,
     OnePassCarbonMethod,
-    fixed_seed_net,
 )
 
 

@@ -17,7 +17,7 @@ from torch import nn
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.nets.sr import ImplicitSRNet
-from terradiff.tasks.base import build_unet, diffusion_loss, evaluating, run_sampler
+from terradiff.tasks.base import build_unet, diffusion_loss, evaluating, fixed_seed_net, run_sampler
 from terradiff.tasks.super_resolution.method import SRBatch, SRMethod, SRMethodConfig
 
 
@@ -51,9 +51,9 @@ class ImplicitSR(SRMethod):
         config, bands = self.task.config, self.task.num_bands
         render = self.config.render_channels
         denoiser = build_unet(config, bands, bands, cond_channels=render + bands)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)
-            return ImplicitSRNet(bands, denoiser, render_channels=render)
+        return fixed_seed_net(
+            config.seed + 1, lambda: ImplicitSRNet(bands, denoiser, render_channels=render)
+        )
 
     def train_scale(self, generator: torch.Generator) -> float:
         """A scale drawn uniformly in ``sr.train_scales``."""

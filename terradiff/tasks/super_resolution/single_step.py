@@ -26,7 +26,7 @@ from terradiff.errors import ConfigError
 from terradiff.metrics.image_quality import LPIPS, load_lpips
 from terradiff.nets.slim import SingleStepSRNet
 from terradiff.nets.translation import PatchDiscriminator, simultaneous_gan_losses
-from terradiff.tasks.base import build_unet, unwrap
+from terradiff.tasks.base import build_unet, fixed_seed_net, unwrap
 from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, SRMethodConfig
 
 
@@ -88,9 +88,10 @@ class SingleStepSR(OnePassSRMethod):
         critic = None
         if self.config.adversarial_weight > 0:
             critic = PatchDiscriminator(2 * bands, config.model.base_channels)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)
-            return SingleStepSRNet(bands, estimator, denoiser, discriminator=critic)
+        return fixed_seed_net(
+            config.seed + 1,
+            lambda: SingleStepSRNet(bands, estimator, denoiser, discriminator=critic),
+        )
 
     def one_step(
         self,

@@ -18,7 +18,7 @@ from terradiff.diffusion import objectives
 from terradiff.distill.mmd import feature_mmd
 from terradiff.errors import CheckpointError, WrongCheckpointError
 from terradiff.nets.light import LightSRNet
-from terradiff.tasks.base import unwrap
+from terradiff.tasks.base import fixed_seed_net, unwrap
 from terradiff.tasks.registry import registered_methods
 from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, SRMethodConfig
 
@@ -79,9 +79,9 @@ class StudentSR(OnePassSRMethod):
             # training: read the teacher (a checkpoint of the student has the widths stored)
             self.teacher = self._load_teacher()
             cfg.adapter_channels = self._adapter_widths()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(task.config.seed + 1)
-            return LightSRNet(
+        return fixed_seed_net(
+            task.config.seed + 1,
+            lambda: LightSRNet(
                 task.num_bands,
                 base_channels=cfg.student_channels,
                 channel_mults=cfg.student_mults,
@@ -91,7 +91,8 @@ class StudentSR(OnePassSRMethod):
                 ds_conv=cfg.ds_conv,
                 global_aggregation=cfg.global_aggregation,
                 adapter_channels=cfg.adapter_channels if cfg.distill != "none" else None,
-            )
+            ),
+        )
 
     def _load_teacher(self) -> Any:
         """The frozen teacher (``sr.teacher``), checked to be a one-pass model that can teach."""
