@@ -45,7 +45,6 @@ from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
 from terradiff.config import load_config
 from terradiff.data.raster import read_raster
-from terradiff.data.transforms import get_scaling
 from terradiff.errors import DataError
 from terradiff.io import atomic_write_text
 from terradiff.tasks import load_task
@@ -102,7 +101,7 @@ def measure_deep(name: str, run_dir: str, test_dir: Path, args: argparse.Namespa
     """The test chip's map by a trained model; metrics, timing, parameters."""
     task, ckpt = load_task(run_dir, use_ema=True)
     chip = _chip_arrays(test_dir)
-    x = torch.from_numpy(get_scaling(task.band_info["scaling"]).to_model(chip["image"]))
+    x = torch.from_numpy(task.band_info.band_scaling().to_model(chip["image"]))
     x = x[None].float()
     x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
     generator = torch.Generator().manual_seed(0)

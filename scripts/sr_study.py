@@ -34,7 +34,6 @@ import torch
 from study_common import open_results, read_losses, train
 
 from terradiff.data.degrade import bicubic_downsample, make_lr, upsample_to
-from terradiff.data.transforms import get_scaling
 from terradiff.evaluate import evaluate_super_resolution, real_dataset
 from terradiff.io import atomic_write_text
 from terradiff.mapping import super_resolve_raster
@@ -133,7 +132,7 @@ def measure_landsat(results: dict[str, Any], args: argparse.Namespace, save: Any
         return
     run_dir = results["runs"]["landsat"]["run_dir"]
     task, _ = load_task(run_dir, use_ema=True)
-    scaling = get_scaling(task.band_info["scaling"])
+    scaling = task.band_info.band_scaling()
     work = Path(results["runs"]["landsat"]["run_dir"]) / "landsat_check"
     work.mkdir(parents=True, exist_ok=True)
     lr_path = args.shared / LANDSAT.format(band="B2_60m")

@@ -133,27 +133,35 @@ def _cmd_super_resolve(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import load_checkpoint
+    from terradiff.config import config_from_dict
+    from terradiff.data.band_info import BandInfo
+    from terradiff.tasks import migrate_checkpoint_config
 
     ckpt = load_checkpoint(args.checkpoint)
-    cfg = ckpt.config.get("config", {})
-    bands = ckpt.config.get("bands", {})
+    source = f"{ckpt.path}/config.json"
+    raw, saved_bands = migrate_checkpoint_config(ckpt.config, source)
+    config = config_from_dict(raw, source)
+    bands = BandInfo.from_dict(saved_bands, source)
+    cfg = config.to_dict()
+    section = {"super_resolution": "sr", "carbon": "carbon"}.get(config.task)
+    method = cfg.get(section) if section else None
     n_params = sum(v.numel() for v in ckpt.model_state.values())
     losses = ckpt.trainer_meta.get("losses", [])
     lines = [
         f"checkpoint   {ckpt.path}",
-        f"task         {ckpt.config.get('task')}  "
-        f"(terradiff {ckpt.config.get('terradiff_version')})",
+        f"task         {config.task}  (terradiff {ckpt.config.get('terradiff_version')})",
+        f"method       {json.dumps(method)}" if isinstance(method, dict) else "",
         f"step         {ckpt.step}",
         f"last loss    {losses[-1][1]:.5f}" if losses else "last loss    -",
-        f"bands        {bands.get('count')}  {bands.get('names')}  scaling={bands.get('scaling')}",
-        f"image size   {cfg.get('data', {}).get('image_size')}",
+        f"bands        {bands.count}  {list(bands.names)}  scaling={bands.scaling}",
+        f"image size   {config.data.image_size}",
         f"parameters   {n_params:,}",
         f"EMA weights  {'yes' if ckpt.ema_state is not None else 'no'}",
-        f"schedule     {json.dumps(cfg.get('diffusion', {}))}",
-        f"model        {json.dumps(cfg.get('model', {}))}",
-        f"sampler      {json.dumps(cfg.get('sample', {}))}",
+        f"schedule     {json.dumps(cfg['diffusion'])}",
+        f"model        {json.dumps(cfg['model'])}",
+        f"sampler      {json.dumps(cfg['sample'])}",
     ]
-    print("\n".join(lines))
+    print("\n".join(line for line in lines if line))
     return 0
 
 

@@ -247,10 +247,7 @@ def compress_carbon_unet(
             target = batch["target"]
             with torch.no_grad():
                 cond, context = net.condition(batch["image"])
-            t = torch.randint(0, schedule.num_timesteps, (target.shape[0],), generator=generator)
-            noise = torch.randn(target.shape, generator=generator)
-            y_t = schedule.q_sample(target, t, noise)
-            truth = objectives.target(prediction, target, noise, t, schedule)
+            y_t, t, _, truth = objectives.noised_batch(schedule, target, generator, prediction)
             yield DenoiserInputs(y_t, t.float(), truth, cond, context, task.loss_mask(batch))
 
     def build_student(base: int) -> IIDMNet:

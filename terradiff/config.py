@@ -186,7 +186,11 @@ class TrainConfig(_Section):
     num_sample_images: int = Field(16, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     num_workers: int = Field(0, ge=0)
-    channels_last: bool = True
+    channels_last: bool | None = Field(
+        True,
+        description="Memory format of the net while training: true = weights and activations "
+        "channels-last on every device, false = NCHW, null = channels-last on CPU only",
+    )
     progress: bool = True
 
 

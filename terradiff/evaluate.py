@@ -310,7 +310,7 @@ def evaluate_super_resolution(
         "model": {**row(torch.cat(predictions)), "seconds_per_image": round(seconds / count, 4)},
         "bicubic": row(torch.cat(bicubics)),
         "n": count,
-        "band_names": list(task.band_info.get("names") or []),
+        "band_names": list(task.band_info.names),
         "scale": scale,
         "image_size": hr_size,
         "method": task.method.name,

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.diffusion.spec import SamplingSpec
@@ -35,11 +36,11 @@ __all__ = [
 ]
 
 
-def _input_bands(path: Path, band_info: dict, bands: list[int | str] | None) -> list[int | str]:
+def _input_bands(path: Path, band_info: BandInfo, bands: list[int | str] | None) -> list[int | str]:
     """The 1-based bands (or names) of ``path`` that feed the model, checked against it."""
     info = inspect_raster(path)
-    expected = int(band_info["count"])
-    names = list(band_info.get("names") or [])
+    expected = band_info.count
+    names = list(band_info.names)
     if bands is not None:
         if len(bands) != expected:
             raise DataError(
@@ -131,14 +132,14 @@ def super_resolve_raster(
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
     settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev}
-    scaling = task.band_info.get("scaling") or "none"
+    scaling = task.band_info.scaling
     options = {
         "scaling": scaling,
         "scale": factor,
         "tile": tile,
         "overlap": overlap,
         "bands": selected,
-        "out_band_names": list(task.band_info.get("names") or []) or None,
+        "out_band_names": task.band_info.name_list,
         "out_dtype": "uint8" if scaling == "uint8" else "float32",
         "batch_size": batch_size,
         "device": dev,
@@ -284,12 +285,12 @@ def estimate_raster(
         "with_std": with_std,
         "device": dev,
     }
-    out_scaling = dict(task.band_info["target"]["scaling"])
+    out_scaling = task.target_scaling.to_dict()
     if with_std:  # the same [0, max] scaling for the std band (see predict)
         for key in ("mins", "maxs"):
             out_scaling[key] = list(out_scaling[key]) * 2
     options = {
-        "scaling": task.band_info.get("scaling") or "none",
+        "scaling": task.band_info.scaling,
         "out_scaling": out_scaling,
         "scale": 1,
         "tile": tile,

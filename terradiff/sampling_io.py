@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import write_raster
-from terradiff.data.transforms import get_scaling
 
 
 def write_samples_geotiff(
     images: torch.Tensor,
-    band_info: dict[str, Any],
+    band_info: BandInfo,
     out_dir: str | Path,
     *,
     prefix: str = "sample",
@@ -22,7 +21,7 @@ def write_samples_geotiff(
 ) -> list[Path]:
     """Write each ``[C, H, W]`` image of ``images`` (model range [-1, 1]) as one GeoTIFF.
 
-    Values are mapped back with the scaling the model was trained with (``band_info["scaling"]``),
+    Values are mapped back with the scaling the model was trained with (``band_info.scaling``),
     so a Sentinel-2 model writes DN / reflectance * 10,000 and an 8-bit model writes 0..255
     (as uint8). The band descriptions are the training bands' names. The files carry no
     georeference: generated images are not of a place.
@@ -30,8 +29,8 @@ def write_samples_geotiff(
     Returns:
         The paths written (``out_dir/{prefix}_0000.tif`` ...).
     """
-    scaling = get_scaling(band_info.get("scaling") or "none")
-    names = band_info.get("names")
+    scaling = band_info.band_scaling()
+    names = band_info.name_list
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     physical = scaling.from_model(images.detach().float().clamp(-1, 1).cpu().numpy())

@@ -40,9 +40,11 @@ from terradiff.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from terradiff.data.band_info import BandInfo
 from terradiff.ema import EMA
 from terradiff.errors import CheckpointError, TerradiffError
 from terradiff.io import atomic_write_text
+from terradiff.nets.memory import set_channels_last
 from terradiff.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -250,12 +252,11 @@ class Trainer:
         scheduler: torch.optim.lr_scheduler.LambdaLR,
     ) -> None:
         ckpt = load_checkpoint(path, with_trainer_state=True)
-        saved_bands = ckpt.config.get("bands", {})
-        if saved_bands and saved_bands.get("count") != self.task.band_info["count"]:
+        saved_bands = BandInfo.from_dict(ckpt.config.get("bands"), f"{ckpt.path}/config.json")
+        if saved_bands.count != self.task.band_info.count:
             raise CheckpointError(
-                f"checkpoint {ckpt.path} was trained on {saved_bands.get('count')} bands "
-                f"{saved_bands.get('names')}, this run has {self.task.band_info['count']} bands "
-                f"{self.task.band_info.get('names')}; resume with the same data.bands"
+                f"checkpoint {ckpt.path} was trained on {saved_bands.describe()}, this run has "
+                f"{self.task.band_info.describe()}; resume with the same data.bands"
             )
         try:
             net.load_state_dict(ckpt.model_state)
@@ -341,8 +342,7 @@ class Trainer:
         cfg = self.train_cfg
         acc = self.accelerator
         net = self.task.net
-        if cfg.channels_last:
-            net = net.to(memory_format=torch.channels_last)
+        set_channels_last(net, cfg.channels_last)
         net.to(acc.device)
         optimizer = self._build_optimizer(net)
         scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -115,3 +115,17 @@ def test_help_lists_every_verb(capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     for verb in ("train", "sample", "evaluate", "info"):
         assert verb in out
+
+
+@pytest.mark.parametrize("saved", [[1, 2], {}, {"config": {}, "bands": [3]}])
+def test_info_refuses_a_broken_config_json(
+    trained_run: Path, tmp_path: Path, saved: object, capsys: pytest.CaptureFixture
+) -> None:
+    """A hand-edited ``config.json`` gives a named error and a non-zero exit, not 'task None'."""
+    import shutil
+
+    step = tmp_path / "step_00000004"
+    shutil.copytree(trained_run / "checkpoints" / "step_00000004", step)
+    (step / "config.json").write_text(json.dumps(saved))
+    assert main(["info", str(step)]) != 0
+    assert "config.json" in capsys.readouterr().err

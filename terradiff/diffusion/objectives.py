@@ -11,7 +11,7 @@ With ``alpha = sqrt(alpha_bar_t)``, ``sigma = sqrt(1 - alpha_bar_t)`` and
 
 from __future__ import annotations
 
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -92,6 +92,35 @@ def target(
         return x0
     alpha, sigma = _coefs(t, schedule, x0)
     return alpha * noise - sigma * x0
+
+
+class NoisedBatch(NamedTuple):
+    """One draw of the forward process for a batch (Ho et al. 2020, Algorithm 1, lines 2-5)."""
+
+    x_t: Tensor
+    """``sqrt(abar_t) x0 + sqrt(1 - abar_t) eps`` (Eq. 4), on ``x0``'s device."""
+    timesteps: Tensor
+    """``t ~ U{0..T-1}``, one per sample (long, on ``x0``'s device)."""
+    noise: Tensor
+    """The ``eps ~ N(0, I)`` that made ``x_t``."""
+    target: Tensor
+    """What the net regresses at ``(x_t, t)`` for the prediction type (:func:`target`)."""
+
+
+def noised_batch(
+    schedule: NoiseSchedule, x0: Tensor, generator: torch.Generator, prediction: Prediction
+) -> NoisedBatch:
+    """Draw ``t`` and ``eps`` for ``x0`` and form ``x_t`` and the regression target.
+
+    ``t`` and ``eps`` are drawn on the CPU from ``generator`` and then moved to ``x0``'s device,
+    so a seeded (or resumed) run draws the same numbers on any device.
+    """
+    device = x0.device
+    timesteps = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator)
+    timesteps = timesteps.to(device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    x_t = schedule.q_sample(x0, timesteps, noise)
+    return NoisedBatch(x_t, timesteps, noise, target(prediction, x0, noise, timesteps, schedule))
 
 
 def to_x0(

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from terradiff.nets.blocks import GroupNorm, GroupNormSiLU, check_groups
+from terradiff.nets.memory import use_channels_last
 
 __all__ = [
     "DirectionSeparableConv",
@@ -201,7 +202,13 @@ class LightSRNet(nn.Module):
         adapter_channels: For feature distillation: the teacher's width for each feature of
             :meth:`forward_features` (0 = not distilled); builds the 1x1 adapters (SlimDiffSR
             Eq. 16) that map the student's features to the teacher's. Used in training only.
+
+    Attributes:
+        channels_last: memory format of the activations (see
+            :func:`terradiff.nets.memory.use_channels_last`; None = channels-last on CPU only).
     """
+
+    channels_last: bool | None = None
 
     def __init__(
         self,
@@ -298,7 +305,7 @@ class LightSRNet(nn.Module):
             if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
             else torch.contiguous_format
         )
-        if x.device.type == "cpu":  # measured 1.6x faster on CPU (depthwise and pointwise convs)
+        if use_channels_last(self.channels_last, x.device):
             x = x.contiguous(memory_format=torch.channels_last)
         h = self.input_conv(x)
         skips = []

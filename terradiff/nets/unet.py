@@ -37,6 +37,7 @@ from terradiff.nets.blocks import (
     Upsample,
     check_groups,
 )
+from terradiff.nets.memory import use_channels_last
 
 __all__ = ["SMALL_64", "UNet", "attention_levels"]
 
@@ -384,9 +385,7 @@ class UNet(nn.Module):
     ) -> Tensor:
         t = self._check_inputs(x, t, cond)
         self._check_context(x, context)
-        channels_last = self.channels_last
-        if channels_last is None:
-            channels_last = x.device.type == "cpu"
+        channels_last = use_channels_last(self.channels_last, x.device)
         input_channels_last = x.is_contiguous(memory_format=torch.channels_last) and not (
             x.is_contiguous()
         )

@@ -14,6 +14,7 @@ import torch
 
 from terradiff.checkpoint import Checkpoint, load_checkpoint
 from terradiff.config import ExperimentConfig, config_from_dict, method_config_class
+from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError
 from terradiff.tasks.base import CONFIG_FORMAT, Task
 from terradiff.tasks.carbon import CarbonTask
@@ -40,7 +41,7 @@ TASKS: dict[str, type[Task]] = {
 """``config.task`` -> the task class."""
 
 
-def build_task(config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> Task:
+def build_task(config: ExperimentConfig, band_info: BandInfo | None = None) -> Task:
     """The task named by ``config.task``."""
     if config.task not in TASKS:
         raise CheckpointError(f"unknown task {config.task!r}; choose one of {sorted(TASKS)}")
@@ -108,7 +109,7 @@ def load_task(
     source = f"{ckpt.path}/config.json"
     raw, bands = migrate_checkpoint_config(ckpt.config, source)
     config = config_from_dict(raw, source)
-    task = build_task(config, band_info=bands)
+    task = build_task(config, band_info=BandInfo.from_dict(bands, source))
     state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
     try:
         task.net.load_state_dict(state)

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from terradiff import __version__
 from terradiff.config import ExperimentConfig
+from terradiff.data.band_info import BandInfo
 from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
 from terradiff.diffusion.samplers import SamplerOutput
@@ -39,19 +40,19 @@ class Task(abc.ABC):
     Attributes:
         config: the validated experiment config.
         net: the network the Trainer optimises.
-        band_info: ``{"count": C, "names": [...], "scaling": {...}}`` — what the net was trained on,
-            stored in every checkpoint so the net never receives other bands without an error.
+        band_info: the bands the net was trained on (:class:`BandInfo`), stored in every
+            checkpoint so the net never receives other bands without an error.
     """
 
     config: ExperimentConfig
     net: nn.Module
-    band_info: dict[str, Any]
+    band_info: BandInfo
     _dataset: Dataset | None = None
 
     @property
     def num_bands(self) -> int:
-        """Bands the net reads and writes (``band_info["count"]``)."""
-        return int(self.band_info["count"])
+        """Bands the net reads and writes (``band_info.count``)."""
+        return self.band_info.count
 
     def build_dataset(self) -> Dataset:
         """The training dataset of ``config.data`` (built once; items are dicts with ``image``)."""
@@ -114,7 +115,7 @@ class Task(abc.ABC):
             "terradiff_version": __version__,
             "config_format": CONFIG_FORMAT,
             "task": self.config.task,
-            "bands": self.band_info,
+            "bands": self.band_info.to_dict(),
             "config": self.config.to_dict(),
         }
 
@@ -170,13 +171,13 @@ def build_dataset(
     return GeoTiffChipDataset(data.root, **common)
 
 
-def band_info_of(dataset: Dataset, config: ExperimentConfig) -> dict[str, Any]:
+def band_info_of(dataset: Dataset, config: ExperimentConfig) -> BandInfo:
     """What a checkpoint records of the bands a net is trained on."""
-    return {
-        "count": int(dataset.num_bands),
-        "names": list(dataset.band_names),
-        "scaling": config.data.scaling_spec(),
-    }
+    return BandInfo(
+        count=int(dataset.num_bands),
+        names=tuple(dataset.band_names),
+        scaling=config.data.scaling_spec(),
+    )
 
 
 def fixed_seed_net(seed: int, build: Callable[[], NetT]) -> NetT:
@@ -233,17 +234,12 @@ def diffusion_loss(
     loss under ``mask``, optionally min-SNR weighted (Hang et al. 2023). ``cond`` is passed to
     the net (SR3: the up-sampled low-resolution image).
     """
-    device = x0.device
-    timesteps = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator)
-    timesteps = timesteps.to(device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
-    x_t = schedule.q_sample(x0, timesteps, noise)
-    if x_t.ndim == 4 and config.train.channels_last:
-        x_t = x_t.contiguous(memory_format=torch.channels_last)
+    diffusion = config.diffusion
+    x_t, timesteps, _, target = objectives.noised_batch(
+        schedule, x0, generator, diffusion.prediction
+    )
     inputs = (x_t, timesteps.float()) if cond is None else (x_t, timesteps.float(), cond)
     prediction = net(*inputs)
-    diffusion = config.diffusion
-    target = objectives.target(diffusion.prediction, x0, noise, timesteps, schedule)
     weights = None
     if diffusion.min_snr_gamma is not None:
         weights = objectives.min_snr_weights(

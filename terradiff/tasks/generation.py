@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from terradiff.config import ExperimentConfig
+from terradiff.data.band_info import BandInfo
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import CheckpointError
@@ -39,7 +40,7 @@ class GenerationTask(Task):
             when None (training) or from a checkpoint (inference).
     """
 
-    def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, band_info: BandInfo | None = None) -> None:
         self.config = config
         self.band_info = band_info or band_info_of(self.build_dataset(), config)
         self.schedule = build_schedule(config)
@@ -49,7 +50,7 @@ class GenerationTask(Task):
         """Refuse a dataset whose band count differs from the net's."""
         if int(dataset.num_bands) != self.num_bands:
             raise CheckpointError(
-                f"the model works on {self.num_bands} bands {self.band_info.get('names')}, but the "
+                f"the model works on {self.num_bands} bands {list(self.band_info.names)}, but the "
                 f"dataset gives {dataset.num_bands} bands {list(dataset.band_names)}; select the "
                 "same bands with data.bands"
             )

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from terradiff.config import config_from_dict
+from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError
 from terradiff.tasks.generation import GenerationTask
 from tests.helpers import tiny_config
@@ -16,7 +17,7 @@ from tests.helpers import tiny_config
 def _task(tmp_path: Path, sample_data: Path, count: int, **overrides) -> GenerationTask:
     raw = tiny_config(tmp_path / "run", sample_data)
     raw.update(overrides)
-    band_info = {"count": count, "names": [f"B{i}" for i in range(count)], "scaling": "none"}
+    band_info = BandInfo(count, tuple(f"B{i}" for i in range(count)), "none")
     return GenerationTask(config_from_dict(raw), band_info=band_info)
 
 

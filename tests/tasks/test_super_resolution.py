@@ -10,6 +10,7 @@ import torch
 from accelerate.state import AcceleratorState
 
 from terradiff.config import config_from_dict
+from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError, ConfigError, DataError
 from terradiff.tasks import load_task
 from terradiff.tasks.super_resolution import SuperResolutionTask
@@ -46,7 +47,7 @@ def test_regression_beats_bicubic_on_real_aid_crops(tmp_path: Path, sample_data:
 
 def test_any_band_count_and_band_check(tmp_path: Path, sample_data: Path) -> None:
     config = config_from_dict(sr_config(tmp_path, sample_data, "sr3"))
-    info = {"count": 13, "names": [f"B{i}" for i in range(13)], "scaling": "sentinel2"}
+    info = BandInfo(13, tuple(f"B{i}" for i in range(13)), "sentinel2")
     task = SuperResolutionTask(config, band_info=info)
     assert task.net.cond_channels == 13
     hr = torch.rand(2, 13, 32, 32) * 2 - 1

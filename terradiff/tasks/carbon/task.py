@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from terradiff.config import ExperimentConfig
+from terradiff.data.band_info import BandInfo, TargetInfo
 from terradiff.data.paired import PairedRasterDataset, RasterPair, find_pairs, split_of
 from terradiff.data.transforms import get_scaling
 from terradiff.diffusion.samplers import SamplerOutput
@@ -59,7 +60,7 @@ class CarbonTask(Task):
 
     preview_columns = 3  # preview rows read: image (RGB) | estimate | truth
 
-    def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, band_info: BandInfo | None = None) -> None:
         if config.carbon is None:
             raise DataError("task 'carbon' needs the config section 'carbon'")
         self.config = config
@@ -126,24 +127,22 @@ class CarbonTask(Task):
             self._dataset = self.dataset("train", train=True)
         return self._dataset  # type: ignore[return-value]
 
-    def _band_info_from_data(self) -> dict[str, Any]:
+    def _band_info_from_data(self) -> BandInfo:
         dataset = self.build_dataset()
-        return {
-            "count": dataset.num_bands,
-            "names": list(dataset.band_names),
-            "scaling": self.config.data.scaling_spec(),
-            "target": {
-                "names": ["carbon"],
-                "unit": self.carbon.unit,
-                "scaling": self.target_scaling.to_dict(),
-            },
-        }
+        return BandInfo(
+            count=int(dataset.num_bands),
+            names=tuple(dataset.band_names),
+            scaling=self.config.data.scaling_spec(),
+            target=TargetInfo(
+                names=("carbon",), unit=self.carbon.unit, scaling=self.target_scaling.to_dict()
+            ),
+        )
 
     def check_input(self, image: torch.Tensor) -> None:
         """Refuse an image batch with other bands than the net's."""
         if image.ndim != 4 or image.shape[1] != self.num_bands:
             raise DataError(
-                f"the model reads {self.num_bands}-band images {self.band_info.get('names')}; "
+                f"the model reads {self.num_bands}-band images {list(self.band_info.names)}; "
                 f"got a tensor of shape {tuple(image.shape)}. Give [B, C, H, W] with the "
                 "checkpoint's bands, in its order"
             )

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from terradiff.config import ExperimentConfig
+from terradiff.data.band_info import BandInfo
 from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
@@ -38,7 +39,7 @@ class SuperResolutionTask(Task):
 
     preview_columns = 3  # preview rows read: bicubic | super-resolved | HR
 
-    def __init__(self, config: ExperimentConfig, band_info: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, band_info: BandInfo | None = None) -> None:
         if config.sr is None:
             raise DataError("task 'super_resolution' needs the config section 'sr'")
         self.config = config
@@ -70,7 +71,7 @@ class SuperResolutionTask(Task):
         if lr.ndim != 4 or lr.shape[1] != self.num_bands:
             raise DataError(
                 f"the model super-resolves {self.num_bands}-band images "
-                f"{self.band_info.get('names')}; got a tensor of shape {tuple(lr.shape)}. Give "
+                f"{list(self.band_info.names)}; got a tensor of shape {tuple(lr.shape)}. Give "
                 "[B, C, H, W] with the checkpoint's bands, in its order"
             )
 
