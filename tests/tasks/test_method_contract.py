@@ -45,7 +45,7 @@ SMALL = {  # size knobs, applied only where the method's config declares them
     "render_channels": 8,
     "student_channels": 8,
 }
-STEPS = {"sr": 40, "carbon": 30, None: 40}
+STEPS = {"sr": 15, "carbon": 12, None: 15}
 
 
 @pytest.fixture(autouse=True)
