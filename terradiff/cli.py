@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from terradiff import __version__
 from terradiff.config import SAMPLER_NAMES
 from terradiff.errors import TerradiffError
 from terradiff.runtime import tune_cpu_allocator
+from terradiff.signals import SignalReceived, raise_on_signals
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -334,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"terradiff {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (also TERRADIFF_DEBUG=1)",
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     train = verbs.add_parser(
@@ -511,23 +520,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(error: OSError) -> str:
+    """One line for a file-system error: the path, what went wrong, and the usual fix."""
+    path = error.filename or ""
+    reason = error.strerror or str(error)
+    if isinstance(error, NotADirectoryError) or error.errno == errno.ENOTDIR:
+        return f"{path}: a parent of this path is a file, not a folder; choose another path"
+    if isinstance(error, FileNotFoundError):
+        return f"{path}: no such file or folder; check the path"
+    if isinstance(error, PermissionError):
+        return f"{path}: permission denied; choose a path you can write to"
+    return f"{path}: {reason}" if path else reason
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``terradiff`` console script."""
+    """Entry point of the ``terradiff`` console script.
+
+    Every user-caused failure ends with one line ``terradiff VERB: error: ...`` on stderr and exit
+    code 2 (no traceback; ``--debug`` or ``TERRADIFF_DEBUG=1`` shows it). SIGINT/SIGTERM end with
+    one line and exit code 130/143 after cleaning up (see :mod:`terradiff.signals`).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("TERRADIFF_DEBUG", "") not in ("", "0")
     tune_cpu_allocator()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    try:
-        return int(args.func(args))
-    except TerradiffError as error:
-        print(f"terradiff {args.verb}: error: {error}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as error:
-        print(f"terradiff {args.verb}: error: {error}", file=sys.stderr)
-        return 2
+    prefix = f"terradiff {args.verb}"
+    with raise_on_signals():
+        try:
+            return int(args.func(args))
+        except TerradiffError as error:
+            if debug:
+                raise
+            print(f"{prefix}: error: {error}", file=sys.stderr)
+            return error.exit_code
+        except (SignalReceived, KeyboardInterrupt) as stop:
+            if debug:
+                raise
+            signum = stop.signum if isinstance(stop, SignalReceived) else signal.SIGINT
+            name = signal.Signals(signum).name
+            print(f"{prefix}: stopped by {name}; no partial output was left", file=sys.stderr)
+            return 128 + signum
+        except OSError as error:
+            if debug:
+                raise
+            print(f"{prefix}: error: {_os_error_message(error)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

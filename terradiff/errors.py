@@ -10,7 +10,33 @@ from __future__ import annotations
 
 
 class TerradiffError(Exception):
-    """Base class of every terradiff error."""
+    """Base class of every terradiff error.
+
+    Attributes:
+        exit_code: what the ``terradiff`` command exits with when this error ends it (2: the
+            input, config or checkpoint given was unusable).
+    """
+
+    exit_code: int = 2
+
+
+class StoppedBySignalError(TerradiffError):
+    """The work was stopped by a signal (SIGINT = Ctrl-C, SIGTERM = ``kill``/``timeout``/a
+    scheduler) after it saved what it could; the message says what was kept.
+
+    Args:
+        signum: the signal received.
+        message: what was saved or cleaned up, and how to continue.
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(signum, message)
+        self.signum = int(signum)
+        self.message = message
+        self.exit_code = 128 + self.signum  # the shell convention: 130 for SIGINT, 143 for SIGTERM
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class DataError(TerradiffError, ValueError):
@@ -61,6 +87,7 @@ __all__ = [
     "DataError",
     "DataWarning",
     "RasterError",
+    "StoppedBySignalError",
     "TerradiffError",
     "WrongCheckpointError",
 ]

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "io": 1,
     "weights": 1,
     "runtime": 1,
+    "signals": 1,
     # 2: configuration and persistent training state
     "config": 2,
     "checkpoint": 2,
