@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Main job: train a small generator on the bundled real AID sample (a few minutes on 2 CPU cores),
-# then sample with 20-step DDIM and compute FID/KID with terradiff's offline AID encoder.
+# Main job: train a small generator on the bundled real AID sample (a few minutes on 2 CPU cores;
+# --overwrite replaces the run of a previous `make demo`), then sample with 20-step DDIM and
+# compute FID/KID with terradiff's offline AID encoder.
 demo: setup
-	$(BIN)/terradiff train configs/demo_aid.yaml --output-dir $(DEMO)/run
+	$(BIN)/terradiff train configs/demo_aid.yaml --output-dir $(DEMO)/run --overwrite
 	$(BIN)/terradiff sample $(DEMO)/run --n 64 --sampler ddim --steps 20 \
 		--out $(DEMO)/samples_ddim20.png --chain $(DEMO)/chain.png
 	$(BIN)/terradiff evaluate $(DEMO)/run --out $(DEMO)/metrics.json
@@ -35,7 +36,7 @@ demo: setup
 # real NAIP tile (a GeoTIFF with CRS) x4 to a georeferenced GeoTIFF.
 SR := outputs/sr-example
 sr-example: setup
-	$(BIN)/terradiff train configs/sr/sample_regression_x4.yaml --output-dir $(SR)/run
+	$(BIN)/terradiff train configs/sr/sample_regression_x4.yaml --output-dir $(SR)/run --overwrite
 	$(BIN)/terradiff evaluate $(SR)/run --n 30 --out $(SR)/metrics.json
 	$(BIN)/terradiff super-resolve data/samples/naip/m_4709963_se_14_1_20190904.tif \
 		$(SR)/naip_x4.tif --model $(SR)/run --bands 1,2,3 --overwrite
@@ -45,7 +46,7 @@ sr-example: setup
 # CPU cores), then map the held-out chip with terradiff estimate (mean and ensemble std bands).
 CARBON := outputs/carbon-example
 carbon-example: setup
-	$(BIN)/terradiff train configs/carbon/sample_iidm.yaml --output-dir $(CARBON)/run
+	$(BIN)/terradiff train configs/carbon/sample_iidm.yaml --output-dir $(CARBON)/run --overwrite
 	$(BIN)/terradiff estimate --model $(CARBON)/run --image data/samples/biomassters/000aa810/image.tif \
 		--mask data/samples/biomassters/000aa810/mask.tif --out $(CARBON)/000aa810_carbon.tif \
 		--ensemble 4 --steps 10 --tile 64 --overwrite

@@ -43,7 +43,7 @@ from terradiff.carbon.baselines import fit_pixel_model, pixel_features, predict_
 from terradiff.carbon.metrics import carbon_metrics
 from terradiff.carbon.prepare import prepare_biomassters
 from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
-from terradiff.config import load_config
+from terradiff.config_loading import load_config
 from terradiff.data.raster import read_raster
 from terradiff.errors import DataError
 from terradiff.io import atomic_write_text

@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from terradiff.errors import CheckpointError
-from terradiff.io import atomic_directory
+from terradiff.io import atomic_directory, temporary_name
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -238,6 +238,17 @@ def load_checkpoint(path: str | Path, *, with_trainer_state: bool = False) -> Ch
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest complete checkpoints of a run."""
+    """Delete all but the ``keep`` newest complete checkpoints of a run.
+
+    Each is first renamed to a hidden temporary name (:func:`terradiff.io.temporary_name`), so
+    that an interrupted deletion never leaves a half-deleted ``step_*`` folder that looks like a
+    checkpoint; a leftover is removed at the next start (:func:`terradiff.io.
+    remove_stale_temporaries`).
+    """
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = temporary_name(old, "tmp")
+        try:
+            old.rename(doomed)
+        except OSError:  # gone already (another process pruned it)
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)

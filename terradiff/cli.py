@@ -1,189 +1,24 @@
-"""The ``terradiff`` command line: parse, load config, call a task. No maths here.
+"""The ``terradiff`` command line: the parser of every verb and :func:`main`. No maths here.
 
-``terradiff --help`` lists every verb; ``terradiff VERB --help`` explains each option.
+``terradiff --help`` lists every verb; ``terradiff VERB --help`` explains each option. What a
+verb does lives in :mod:`terradiff.commands`; :func:`main` sets up the process (threads, OpenMP
+waiting, allocator, logging, signals) and turns every user-caused failure into one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
-from terradiff import __version__
+from terradiff import __version__, commands
 from terradiff.config import SAMPLER_NAMES
-from terradiff.errors import TerradiffError
-from terradiff.runtime import tune_cpu_allocator
+from terradiff.errors import StoppedBySignalError, TerradiffError
+from terradiff.runtime import configure_threads, prefer_passive_openmp, tune_cpu_allocator
 from terradiff.signals import SignalReceived, raise_on_signals
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from terradiff.config import load_config
-    from terradiff.tasks import build_task
-    from terradiff.train import Trainer
-
-    overrides = list(args.set or [])
-    if args.output_dir:
-        overrides.append(f"output_dir={args.output_dir}")
-    config = load_config(args.config, overrides)
-    task = build_task(config)
-    trainer = Trainer(task, config.output_dir, resume=args.resume)
-    result = trainer.fit()
-    print(
-        f"trained {config.task} '{config.name}' to step {result.step} "
-        f"({result.seconds / 60:.1f} min, stopped by {result.stopped_by}); "
-        f"checkpoint: {result.checkpoint}"
-    )
-    return 0
-
-
-def _cmd_sample(args: argparse.Namespace) -> int:
-    import torch
-
-    from terradiff.tasks import load_task
-    from terradiff.viz import save_chain_figure, save_image_grid
-
-    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
-    generator = torch.Generator().manual_seed(args.seed)
-    spec = task.sampling_spec(args.sampler, args.steps)
-    out = task.sample(
-        task.net,
-        args.n,
-        generator=generator,
-        spec=spec,
-        return_trajectory=args.chain is not None,
-        progress=True,
-    )
-    rgb = task.config.data.rgb_bands
-    out_path = Path(args.out)
-    samples = out.sample.cpu()
-    save_image_grid(samples, out_path, rgb_bands=rgb)
-    how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
-    print(f"wrote {args.n} samples ({how}) to {out_path}")
-    if args.chain is not None:
-        save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
-        print(f"wrote the denoising chain to {args.chain}")
-    if args.tif_dir is not None:
-        from terradiff.sampling_io import write_samples_geotiff
-
-        paths = write_samples_geotiff(samples, task.band_info, Path(args.tif_dir))
-        print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
-    return 0
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from terradiff.checkpoint import read_checkpoint_config
-    from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
-
-    if read_checkpoint_config(args.checkpoint).get("task") == "super_resolution":
-        result = evaluate_super_resolution(
-            args.checkpoint,
-            num_images=args.n or 64,
-            sampler=args.sampler,
-            steps=args.steps,
-            seed=args.seed,
-            data_root=args.data,
-            scale=args.scale,
-            image_size=args.image_size,
-            lpips_weights=args.lpips_weights,
-            device=args.device,
-        )
-    else:
-        result = evaluate_checkpoint(
-            args.checkpoint,
-            num_samples=args.n,
-            sampler=args.sampler,
-            steps=args.steps,
-            encoder=args.encoder,
-            encoder_weights=args.encoder_weights,
-            seed=args.seed,
-            data_root=args.data,
-            device=args.device,
-        )
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        from terradiff.io import atomic_write_text
-
-        atomic_write_text(Path(args.out), text + "\n")
-        print(f"wrote {args.out}")
-    return 0
-
-
-def _cmd_super_resolve(args: argparse.Namespace) -> int:
-    from terradiff.mapping import super_resolve_raster
-
-    summary = super_resolve_raster(
-        args.model, args.input, args.output, scale=args.scale, **_mapping_kwargs(args)
-    )
-    print(
-        f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
-        f"x{summary.scale}, {summary.tiles} tiles in {summary.seconds:.1f} s"
-    )
-    if args.summary:
-        from dataclasses import asdict
-
-        from terradiff.io import atomic_write_text
-
-        record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
-        atomic_write_text(Path(args.summary), json.dumps(record, indent=2) + "\n")
-    return 0
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    from terradiff.checkpoint import load_checkpoint
-    from terradiff.config import config_from_dict
-    from terradiff.data.band_info import BandInfo
-    from terradiff.tasks import migrate_checkpoint_config
-
-    ckpt = load_checkpoint(args.checkpoint)
-    source = f"{ckpt.path}/config.json"
-    raw, saved_bands = migrate_checkpoint_config(ckpt.config, source)
-    config = config_from_dict(raw, source)
-    bands = BandInfo.from_dict(saved_bands, source)
-    cfg = config.to_dict()
-    section = {"super_resolution": "sr", "carbon": "carbon"}.get(config.task)
-    method = cfg.get(section) if section else None
-    n_params = sum(v.numel() for v in ckpt.model_state.values())
-    losses = ckpt.trainer_meta.get("losses", [])
-    lines = [
-        f"checkpoint   {ckpt.path}",
-        f"task         {config.task}  (terradiff {ckpt.config.get('terradiff_version')})",
-        f"method       {json.dumps(method)}" if isinstance(method, dict) else "",
-        f"step         {ckpt.step}",
-        f"last loss    {losses[-1][1]:.5f}" if losses else "last loss    -",
-        f"bands        {bands.count}  {list(bands.names)}  scaling={bands.scaling}",
-        f"image size   {config.data.image_size}",
-        f"parameters   {n_params:,}",
-        f"EMA weights  {'yes' if ckpt.ema_state is not None else 'no'}",
-        f"schedule     {json.dumps(cfg['diffusion'])}",
-        f"model        {json.dumps(cfg['model'])}",
-        f"sampler      {json.dumps(cfg['sample'])}",
-    ]
-    print("\n".join(line for line in lines if line))
-    return 0
-
-
-def _cmd_carbon_prepare(args: argparse.Namespace) -> int:
-    from terradiff.carbon.prepare import prepare_biomassters
-
-    chips = prepare_biomassters(
-        args.root,
-        args.out,
-        chips=args.chips,
-        method=args.method,
-        cloud_threshold=args.cloud_threshold,
-        min_clear_fraction=args.min_clear,
-        carbon_fraction=args.carbon_fraction,
-        overwrite=args.overwrite,
-    )
-    print(f"prepared {len(chips)} chip(s) under {args.out} (see {args.out}/manifest.json)")
-    return 0
 
 
 def _mcev_threshold(text: str) -> float:
@@ -197,94 +32,6 @@ def _mcev_threshold(text: str) -> float:
             f"the mCEV threshold is a fraction of the variance in (0, 1], e.g. 0.85; got {value}"
         )
     return value
-
-
-def _cmd_compress(args: argparse.Namespace) -> int:
-    from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
-
-    if args.part == "unet":
-        result = compress_carbon_unet(
-            args.run,
-            args.out,
-            threshold=args.threshold,
-            basis_epochs=args.basis_epochs,
-            encoder_steps=args.encoder_steps,
-            decoder_steps=args.decoder_steps,
-            progress=not args.quiet,
-        )
-        print(
-            f"KD-UNet: base width {result['base_channels']}, {result['student_parameters']:,} "
-            f"parameters (teacher {result['teacher_parameters']:,}; KD ratio "
-            f"{result['kd_ratio']:.1f}x)\n"
-            f"  table:      {Path(args.out) / 'table_a2_unet.md'}\n"
-            f"  checkpoint: {result['checkpoint']} (use it with 'terradiff estimate --model')"
-        )
-        return 0
-
-    summary = compress_carbon_vgg(
-        args.run,
-        args.out,
-        threshold=args.threshold,
-        basis_epochs=args.basis_epochs,
-        block_steps=args.block_steps,
-        chain_steps=args.chain_steps,
-        progress=not args.quiet,
-    )
-    errors = ", ".join(f"{e:.3f}" for e in summary["relative_feature_error"])
-    floor = ", ".join(f"{e:.3f}" for e in summary["basis_floor_error"])
-    print(
-        f"KD-VGG: {summary['student_parameters']:,} parameters (teacher "
-        f"{summary['teacher_parameters']:,}; KD ratio {summary['kd_ratio']:.1f}x), widths "
-        f"{summary['vgg_channels']}; relative feature error per stage {errors} (a perfect "
-        f"student with these bases: {floor})\n"
-        f"  weights:    {summary['kd_vgg']}\n"
-        f"  table:      {Path(args.out) / 'table_a2.md'}\n"
-        f"  checkpoint: {summary['checkpoint']} (use it with 'terradiff estimate --model')\n"
-        f"  to train a new IIDM with it: carbon.vgg_channels={json.dumps(summary['vgg_channels'])}"
-        f" carbon.kd_vgg={summary['kd_vgg']}"
-    )
-    return 0
-
-
-def _cmd_carbon_inventory(args: argparse.Namespace) -> int:
-    from terradiff.carbon.inventory import inventory_to_carbon
-    from terradiff.carbon.stock import CarbonFactors
-
-    result = inventory_to_carbon(
-        args.polygons,
-        args.canopy_height,
-        args.out,
-        volume_field=args.volume_field,
-        factors=CarbonFactors(args.delta, args.rho, args.gamma),
-        mask_path=args.mask,
-        overwrite=args.overwrite,
-    )
-    print(
-        f"wrote {result.density_path}: {result.polygons_used} polygon(s), total carbon "
-        f"{result.total_carbon_mg:,.1f} Mg C"
-    )
-    for index, reason in result.skipped:
-        print(f"skipped polygon {index}: {reason}")
-    return 0
-
-
-def _cmd_estimate(args: argparse.Namespace) -> int:
-    from terradiff.mapping import estimate_carbon_maps
-
-    result = estimate_carbon_maps(
-        args.model,
-        args.image,
-        args.out,
-        mask_path=args.mask,
-        ensemble=args.ensemble,
-        uncertainty=args.uncertainty,
-        summary_path=args.summary,
-        on_map=lambda item: print(item.describe()),
-        **_mapping_kwargs(args),
-    )
-    if result.panel is not None:
-        print(f"wrote {result.panel}")
-    return 0
 
 
 def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
@@ -308,26 +55,15 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
     parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
 
 
-def _mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of the whole-raster functions from :func:`_add_mapping_options`."""
-    bands = None
-    if args.bands:
-        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
-    return {
-        "bands": bands,
-        "sampler": args.sampler,
-        "steps": args.steps,
-        "tile": args.tile,
-        "overlap": args.overlap,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "overwrite": args.overwrite,
-        "device": args.device,
-        "dask": args.dask or args.scheduler is not None,
-        "scheduler": args.scheduler,
-        "n_workers": args.workers,
-        "rows_per_task": args.dask_rows,
-    }
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"terradiff {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this "
+        "process may use); on a machine shared with other jobs give each job its share",
+    )
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -364,7 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="latest|PATH",
         help="resume from the latest checkpoint of the run, or from a checkpoint folder",
     )
-    train.set_defaults(func=_cmd_train)
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the previous run in the output folder and start again (without it, a "
+        "folder that holds a run is refused: continue it with --resume latest)",
+    )
+    train.set_defaults(func=commands.train_command)
 
     sample = verbs.add_parser(
         "sample",
@@ -372,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw images from a checkpoint (its EMA weights) and save a grid PNG.",
     )
     sample.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
-    sample.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    sample.add_argument("--n", type=_positive_int, default=16, help="number of images (16)")
     sample.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
     sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
     sample.add_argument("--seed", type=int, default=0)
@@ -381,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    sample.set_defaults(func=_cmd_sample)
+    sample.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    sample.set_defaults(func=commands.sample_command)
 
     evaluate = verbs.add_parser(
         "evaluate",
@@ -394,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("checkpoint")
     evaluate.add_argument(
-        "--n", type=int, help="generated images (default: config evaluate.num_samples)"
+        "--n", type=_positive_int, help="images (default: config evaluate.num_samples; FID >= 2)"
     )
     evaluate.add_argument("--sampler", choices=SAMPLER_NAMES)
     evaluate.add_argument("--steps", type=int)
@@ -413,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    evaluate.set_defaults(func=_cmd_evaluate)
+    evaluate.set_defaults(func=commands.evaluate_command)
 
     sr = verbs.add_parser(
         "super-resolve",
@@ -427,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--scale", type=float, help="must match the model's scale (checked)")
     _add_mapping_options(sr, tile=64, overlap=16)
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
-    sr.set_defaults(func=_cmd_super_resolve)
+    sr.set_defaults(func=commands.super_resolve_command)
 
     prep = verbs.add_parser(
         "carbon-prepare",
@@ -445,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--min-clear", type=float, default=0.5, help="min clear fraction of a month")
     prep.add_argument("--carbon-fraction", type=float, default=0.5, help="carbon per dry biomass")
     prep.add_argument("--overwrite", action="store_true")
-    prep.set_defaults(func=_cmd_carbon_prepare)
+    prep.set_defaults(func=commands.carbon_prepare_command)
 
     inv = verbs.add_parser(
         "carbon-inventory",
@@ -464,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--rho", type=float, default=0.5, help="basic wood density, t/m3")
     inv.add_argument("--gamma", type=float, default=0.5, help="carbon fraction")
     inv.add_argument("--overwrite", action="store_true")
-    inv.set_defaults(func=_cmd_carbon_inventory)
+    inv.set_defaults(func=commands.carbon_inventory_command)
 
     est = verbs.add_parser(
         "estimate",
@@ -478,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--image", required=True, action="append", help="image GeoTIFF (repeatable)")
     est.add_argument("--out", required=True, help="output GeoTIFF (a folder for several images)")
     est.add_argument("--mask", help="forest mask raster on the same grid (forest > 0)")
-    est.add_argument("--ensemble", type=int, help="samples per tile (mean and std maps)")
+    est.add_argument("--ensemble", type=_positive_int, help="samples per tile (mean and std)")
     est.add_argument("--uncertainty", action="store_true", help="add a std band")
     _add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
-    est.set_defaults(func=_cmd_estimate)
+    est.set_defaults(func=commands.estimate_command)
 
     comp = verbs.add_parser(
         "compress",
@@ -510,13 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--block-steps", type=int, default=300, help="blockwise training steps")
     comp.add_argument("--chain-steps", type=int, default=100, help="chain fine-tuning steps")
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
-    comp.set_defaults(func=_cmd_compress)
+    comp.set_defaults(func=commands.compress_command)
 
     info = verbs.add_parser(
         "info", help="describe a checkpoint", description="Print a checkpoint's config and state."
     )
     info.add_argument("checkpoint")
-    info.set_defaults(func=_cmd_info)
+    info.set_defaults(func=commands.info_command)
     return parser
 
 
@@ -540,14 +291,18 @@ def main(argv: list[str] | None = None) -> int:
     code 2 (no traceback; ``--debug`` or ``TERRADIFF_DEBUG=1`` shows it). SIGINT/SIGTERM end with
     one line and exit code 130/143 after cleaning up (see :mod:`terradiff.signals`).
     """
+    prefer_passive_openmp()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("TERRADIFF_DEBUG", "") not in ("", "0")
     tune_cpu_allocator()
+    configure_threads(args.threads)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # GDAL's INFO chatter (logger rasterio._err) would precede terradiff's one error line
+    logging.getLogger("rasterio").setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     prefix = f"terradiff {args.verb}"
     with raise_on_signals():
         try:
@@ -555,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         except TerradiffError as error:
             if debug:
                 raise
-            print(f"{prefix}: error: {error}", file=sys.stderr)
+            kind = "" if isinstance(error, StoppedBySignalError) else "error: "
+            print(f"{prefix}: {kind}{error}", file=sys.stderr)
             return error.exit_code
         except (SignalReceived, KeyboardInterrupt) as stop:
             if debug:

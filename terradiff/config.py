@@ -11,10 +11,8 @@ never triggered a save): an unknown key, a wrong type or an out-of-range value i
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -92,6 +90,18 @@ class DataConfig(_Section):
         ge=1,
         description="Training items per file: >1 for a few large scenes (a random crop each).",
     )
+
+    @field_validator("rgb_bands")
+    @classmethod
+    def _rgb_band_indices(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return value
+        if len(value) not in (1, 3) or min(value) < 0:
+            raise ValueError(
+                "give 3 band indices counted from 0 (red, green, blue), e.g. [0, 1, 2], or one "
+                "index for a grey image, or null for the first three bands"
+            )
+        return value
 
     def scaling_spec(self) -> str | dict[str, Any]:
         """``scaling`` as the data layer takes it (a preset name or a plain mapping)."""
@@ -226,7 +236,14 @@ class MethodConfig(_Section):
     Each method of a task declares its own subclass (in the method's file, beside the method
     class) and registers it with :func:`register_method_config`; the section of an experiment is
     validated by the class its ``method`` names, so a knob of another method is an unknown key.
+
+    Attributes:
+        uses_model_unet: the method's network is (or contains) the UNet of the ``model`` section,
+            so :class:`ExperimentConfig` checks ``model`` against ``data.image_size``; a method
+            with a network of its own sets it to False.
     """
+
+    uses_model_unet: ClassVar[bool] = True
 
     method: str
 
@@ -358,9 +375,63 @@ class ExperimentConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _unet_fits_image_size(self) -> ExperimentConfig:
+        section = {"super_resolution": self.sr, "carbon": self.carbon}.get(self.task)
+        if section is not None and not type(section).uses_model_unet:
+            return self
+        problems = unet_size_problems(
+            self.data.image_size, self.model.channel_mults, self.model.attention_resolutions
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (what goes into ``config.json``)."""
         return self.model_dump(mode="json")
+
+
+def unet_size_problems(
+    image_size: int, channel_mults: list[int], attention_resolutions: list[int]
+) -> list[str]:
+    """Why a UNet with these ``model`` settings cannot train on ``image_size`` crops (if it can't).
+
+    The UNet halves the size between its ``len(channel_mults)`` levels, so ``image_size`` must be
+    a multiple of ``2 ** (len(channel_mults) - 1)``, and every attention resolution must be the
+    size of one level (``image_size / 2**i``).
+
+    Returns:
+        One message per problem, naming the keys and a valid choice (empty: it fits).
+    """
+    levels = len(channel_mults)
+    factor = 2 ** (levels - 1)
+    problems = []
+    if image_size % factor:
+        fitting = 1  # the most levels whose sizes stay whole for this image size
+        while image_size % 2**fitting == 0:
+            fitting += 1
+        below, above = (image_size // factor) * factor, (image_size // factor + 1) * factor
+        sizes = " or ".join(str(s) for s in (below, above) if s >= 8)
+        problems.append(
+            f"data.image_size={image_size} is not a multiple of {factor}, which a UNet with "
+            f"{levels} levels (model.channel_mults={channel_mults}) needs as it halves the size "
+            f"{levels - 1} times; choose data.image_size={sizes}, or at most {fitting} "
+            f"level{'s' if fitting > 1 else ''}, "
+            f"e.g. model.channel_mults={channel_mults[:fitting]}"
+        )
+        return problems
+    sizes = [image_size // 2**i for i in range(levels)]
+    wrong = [r for r in attention_resolutions if r not in sizes]
+    if wrong:
+        fitting = [r for r in attention_resolutions if r in sizes] or sizes[-2:]
+        problems.append(
+            f"model.attention_resolutions {wrong} match no UNet level: with "
+            f"data.image_size={image_size} and {levels} levels (model.channel_mults) the levels "
+            f"work at {', '.join(map(str, sizes))} pixels; choose among these, e.g. "
+            f"model.attention_resolutions={fitting}, or [] for no attention"
+        )
+    return problems
 
 
 def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
@@ -419,6 +490,10 @@ def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, .
             lines.append(f"  - {key}: unknown key. {hint}{where}: {', '.join(sorted(known))}.")
         elif item["type"] == "missing":
             lines.append(f"  - {key}: required key is missing; add it.")
+        elif item["type"] == "value_error" and isinstance(given, dict):
+            # a check across keys (a model validator): its message names the keys itself
+            message = str(item["msg"]).removeprefix("Value error, ")
+            lines.append(f"  - {message}" if not inner else f"  - {key}: {message}")
         else:
             fix = ""
             if isinstance(given, str) and item["type"].startswith("int"):
@@ -438,41 +513,3 @@ def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> Experiment
         return ExperimentConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, source)) from None
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Load and validate a YAML (or JSON) experiment config.
-
-    Args:
-        path: the YAML file.
-        overrides: ``key.sub=value`` strings applied on top (values parsed as YAML), e.g.
-            ``["train.max_steps=100", "diffusion.schedule=cosine"]``.
-
-    Raises:
-        ConfigError: the file is missing or malformed, or a key/value is invalid.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
-    data = data or {}
-    for override in overrides or []:
-        apply_override(data, override)
-    return config_from_dict(data, str(path))
-
-
-def apply_override(data: dict[str, Any], override: str) -> None:
-    """Apply one ``a.b.c=value`` override (value parsed as YAML) to a nested dict in place."""
-    if "=" not in override:
-        raise ConfigError(f"override {override!r} must look like key.sub=value")
-    key, raw = override.split("=", 1)
-    parts = key.strip().split(".")
-    target = data
-    for part in parts[:-1]:
-        target = target.setdefault(part, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"override {override!r}: '{part}' is not a section")
-    target[parts[-1]] = yaml.safe_load(raw)

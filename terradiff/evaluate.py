@@ -28,6 +28,20 @@ from terradiff.metrics import evaluate_generation, load_feature_extractor, refer
 from terradiff.metrics.fid import fingerprint_files
 from terradiff.tasks.base import Task
 
+#: The fewest images (generated, and real) FID/KID can be computed from: a covariance needs two.
+MIN_FID_IMAGES = 2
+
+#: What evaluation takes instead of a checkpoint of the key's task.
+_NOT_GENERATION = {
+    "carbon": "evaluate measures FID/KID of 'generation' checkpoints and PSNR/SSIM of "
+    "'super_resolution' ones; map a carbon model with `terradiff estimate` and score its map "
+    "against the truth with terradiff.carbon.metrics.carbon_metrics (as scripts/carbon_study.py "
+    "does)",
+    "super_resolution": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "
+    "evaluate_super_resolution (what `terradiff evaluate` runs for this one)",
+}
+_FID_ONLY = "evaluate_checkpoint measures FID/KID of 'generation' checkpoints only"
+
 
 def default_cache_dir() -> Path:
     """``$TERRADIFF_CACHE`` or ``$XDG_CACHE_HOME/terradiff`` (``~/.cache/terradiff``)."""
@@ -72,18 +86,23 @@ def real_dataset(
     """The real images to compare with: the config's data (or ``data_root``), unaugmented.
 
     ``split`` overrides ``data.split`` (``"test"``: the files held out from training);
-    ``image_size`` overrides ``data.image_size`` (the size of the centre crop).
+    ``image_size`` overrides ``data.image_size`` (the size of the centre crop; the model's
+    config checks, made for its training size, are not applied to it).
+
+    Raises:
+        ConfigError: ``image_size`` outside 8..4096.
     """
-    from terradiff.config import config_from_dict
     from terradiff.tasks.base import build_dataset
 
-    if data_root is not None or image_size is not None:
-        raw = config.to_dict()
-        if data_root is not None:
-            raw["data"]["root"] = str(data_root)
-        if image_size is not None:
-            raw["data"]["image_size"] = image_size
-        config = config_from_dict(raw, "evaluate --data/--image-size")
+    changes: dict[str, Any] = {}
+    if data_root is not None:
+        changes["root"] = str(data_root)
+    if image_size is not None:  # the crop only: the model's own checks are for training sizes
+        if not 8 <= image_size <= 4096:
+            raise ConfigError(f"--image-size {image_size}: give a crop of 8 to 4096 pixels")
+        changes["image_size"] = image_size
+    if changes:
+        config = config.model_copy(update={"data": config.data.model_copy(update=changes)})
     return build_dataset(config, train=False, split=split)
 
 
@@ -123,12 +142,30 @@ def evaluate_checkpoint(
     Returns:
         The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
         checkpoint, step, sampler, steps, seconds spent sampling and per image.
+
+    Raises:
+        WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one is
+            evaluated by :func:`evaluate_super_resolution`; a carbon one is not evaluated here).
+        ConfigError: fewer than :data:`MIN_FID_IMAGES` images, or a bad sampler/steps/encoder.
+        DataError: fewer than :data:`MIN_FID_IMAGES` real images, or of other bands.
     """
     from terradiff.tasks import load_task
+    from terradiff.tasks.generation import GenerationTask
 
     task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
+    if not isinstance(task, GenerationTask):
+        kind = task.config.task
+        needed = _NOT_GENERATION.get(kind, _FID_ONLY)
+        raise WrongCheckpointError(ckpt.path, f"{kind!r} checkpoint", needed)
     config = task.config
     evaluate_cfg = config.evaluate
+    n = evaluate_cfg.num_samples if num_samples is None else num_samples
+    if n < MIN_FID_IMAGES:
+        raise ConfigError(
+            f"--n {n} (num_samples={n} from Python): FID and KID compare two distributions of "
+            f"image features and need at least {MIN_FID_IMAGES} generated images; pass --n "
+            f"{MIN_FID_IMAGES} or more (hundreds for a meaningful FID)"
+        )
     spec = task.sampling_spec(sampler, steps)
     try:
         extractor = load_feature_extractor(
@@ -143,6 +180,11 @@ def evaluate_checkpoint(
             "data.rgb_bands in the config (0-based indices of the red, green and blue bands)"
         )
     dataset = real_dataset(config, data_root)
+    if len(dataset) < MIN_FID_IMAGES:
+        raise DataError(
+            f"{dataset.root} has {len(dataset)} real image(s); FID and KID need at least "
+            f"{MIN_FID_IMAGES}: pass --data with more images"
+        )
     if int(dataset.num_bands) != task.num_bands:
         raise DataError(
             f"real images under {dataset.root} have {dataset.num_bands} bands, the model makes "
@@ -171,7 +213,6 @@ def evaluate_checkpoint(
         batch_size=evaluate_cfg.batch_size,
         progress=progress,
     )
-    n = num_samples or evaluate_cfg.num_samples
     start = time.perf_counter()
     fake = generate_images(
         task,

@@ -22,6 +22,7 @@ import torch
 from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
+from terradiff.data.tiling.options import check_output_target, check_output_targets
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.io import atomic_write_text
@@ -86,7 +87,8 @@ def super_resolve_raster(
     Args:
         checkpoint: a super-resolution run or ``step_*`` folder (its EMA weights are used).
         in_path: the low-resolution raster (any size; no high-resolution pair needed).
-        out_path: the GeoTIFF to write; an existing file is refused unless ``overwrite``.
+        out_path: the GeoTIFF to write; an existing file is refused unless ``overwrite``, and
+            ``in_path`` itself always (checked before the model is loaded).
         scale: the scale asked for: any integer for an ``implicit`` model, else the model's
             ``sr.scale`` (an error otherwise).
         bands: input bands (1-based indices or names) in the model's order; default all bands.
@@ -102,11 +104,14 @@ def super_resolve_raster(
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
-        DataError: wrong band count, a scale the model cannot do, or a bad tile size.
+        DataError: wrong band count, a scale the model cannot do, a bad tile size, or an output
+            path that is the input, a folder, or an existing file without ``overwrite``.
     """
     from terradiff.tasks import load_task, resolve_device
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
+    in_path, out_path = Path(in_path), Path(out_path)
+    check_output_target(out_path, overwrite=overwrite, inputs=[("input", in_path)])
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, SuperResolutionTask):
         raise WrongCheckpointError(
@@ -127,7 +132,6 @@ def super_resolve_raster(
             f"--tile {tile} gives {tile * factor}-pixel HR tiles, which must be a multiple of "
             f"{multiple} for this UNet; choose e.g. --tile {multiple * max(1, tile // multiple)}"
         )
-    in_path, out_path = Path(in_path), Path(out_path)
     selected = _input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
@@ -254,18 +258,22 @@ def estimate_raster(
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
-        DataError: wrong bands, a mask on another grid, a bad tile.
+        DataError: wrong bands, a mask on another grid, a bad tile, or an output path that is
+            the image or the mask (even with ``overwrite``), a folder, or an existing file
+            without ``overwrite``.
     """
     from terradiff.data.paired import check_same_grid
     from terradiff.tasks import load_task, resolve_device
     from terradiff.tasks.carbon import CarbonTask
 
+    in_path, out_path = Path(in_path), Path(out_path)
+    inputs = [("input image", in_path), ("mask", mask_path)]
+    check_output_target(out_path, overwrite=overwrite, inputs=inputs)
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, CarbonTask):
         raise WrongCheckpointError(
             ckpt.path, f"{task.config.task!r} checkpoint", "estimate needs a 'carbon' one"
         )
-    in_path, out_path = Path(in_path), Path(out_path)
     if mask_path is not None:
         check_same_grid(in_path, Path(mask_path))
     multiple = getattr(task.net, "downsample_factor", 1)
@@ -477,7 +485,9 @@ def estimate_carbon_maps(
 
     One image is mapped to ``out`` (a GeoTIFF). Several are mapped to ``OUT/<stem>_carbon.tif``
     (``out`` is then a folder, created if needed), and ``OUT/panel.png`` shows the maps side by
-    side in Mg C/ha.
+    side in Mg C/ha. Every output (maps, panel, summary) is checked before the first is
+    written: none may be an image or the mask, and none may exist unless ``overwrite=True`` is
+    among ``options``.
 
     Args:
         checkpoint: a carbon run or ``step_*`` folder.
@@ -492,11 +502,13 @@ def estimate_carbon_maps(
         The maps, their totals and the panel.
 
     Raises:
-        ConfigError: several images with the same file name (their maps would collide).
+        ConfigError: several images with the same file name (their maps would collide), or
+            several images and an ``out`` that is a file.
         WrongCheckpointError, DataError: see :func:`estimate_raster`.
     """
     paths = [Path(p) for p in images]
     out = Path(out)
+    outputs = [Path(summary_path)] if summary_path else []
     if len(paths) > 1:
         stems = [p.stem for p in paths]
         repeated = sorted({s for s in stems if stems.count(s) > 1})
@@ -505,10 +517,20 @@ def estimate_carbon_maps(
                 f"several --image files have the same name {repeated}; their maps would collide "
                 "in --out; rename or link them with distinct names (e.g. the date)"
             )
-        out.mkdir(parents=True, exist_ok=True)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(
+                f"--out {out} is a file; with several --image, --out is the folder of the maps "
+                "(<image>_carbon.tif and panel.png): give a folder path"
+            )
         targets = [out / f"{p.stem}_carbon.tif" for p in paths]
+        outputs.append(out / "panel.png")
     else:
         targets = [out]
+    inputs = [("input image", p) for p in paths] + [("mask", mask_path)]
+    overwrite = bool(options.get("overwrite", False))
+    check_output_targets([*targets, *outputs], overwrite=overwrite, inputs=inputs)
+    if len(paths) > 1:
+        out.mkdir(parents=True, exist_ok=True)
     maps = []
     for image, target in zip(paths, targets, strict=True):
         summary = estimate_raster(

@@ -1,4 +1,19 @@
-"""Process-level settings that make CPU inference faster: glibc's allocator.
+"""Process-level settings for CPU work: threads, OpenMP waiting, and glibc's allocator.
+
+**Threads.** :func:`configure_threads` gives torch as many threads as this process may use:
+``--threads N`` when given, else ``OMP_NUM_THREADS`` when set, else the cores of the process's
+CPU affinity mask (``os.sched_getaffinity``), capped by a cgroup CPU quota (``cpu.max``, what
+containers and batch schedulers set). torch's own default counts the machine's physical cores,
+which oversubscribes a container that may use fewer.
+
+**OpenMP waiting.** OpenMP threads spin while they wait for work by default; when another process
+wants the same cores (two jobs on a 2-core machine) the spinning starves both. Measured here: two
+concurrent UNet forward loops on 2 cores took 4.1 s each instead of 1.0 s alone, and 1.9 s with
+``OMP_WAIT_POLICY=PASSIVE`` (``benchmarks/bench_threads.py`` measures it). The ``terradiff``
+command sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it
+(:func:`prefer_passive_openmp`; it must happen before torch is imported).
+
+**Allocator.**
 
 Large-image inference on a CPU allocates and frees tensors of tens of megabytes at every layer.
 glibc serves allocations above ``M_MMAP_THRESHOLD`` (128 KiB, rising to at most 32 MiB) with a
@@ -29,6 +44,50 @@ MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 
 _tuned: bool | None = None
+
+
+def prefer_passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the environment chose a policy.
+
+    Returns:
+        Whether it can still take effect (False once torch, and with it OpenMP, is loaded).
+    """
+    import sys
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return "torch" not in sys.modules
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its affinity mask, capped by a cgroup v2 CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads (see the module docstring) and return the number used.
+
+    Args:
+        threads: an explicit count (``--threads``); None = ``OMP_NUM_THREADS`` when set, else
+            :func:`available_cores`.
+    """
+    import torch
+
+    if threads is None:
+        from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        threads = int(from_env) if from_env.isdigit() and int(from_env) > 0 else None
+    count = threads if threads is not None else available_cores()
+    torch.set_num_threads(count)
+    return count
 
 
 def preloaded_allocator() -> str | None:

@@ -1,4 +1,8 @@
-"""Generated images to GeoTIFFs in the training data's physical units (e.g. DN, reflectance)."""
+"""Generated images to GeoTIFFs in the training data's physical units (e.g. DN, reflectance).
+
+:func:`check_sample_outputs` checks every file ``terradiff sample`` writes (grid PNG, chain
+figure, GeoTIFFs) before the model is even loaded, so a refusal leaves nothing half-written.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,71 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from terradiff.checkpoint import read_checkpoint_config, resolve_checkpoint
 from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import write_raster
+from terradiff.data.tiling.options import check_output_targets
+from terradiff.errors import DataError, WrongCheckpointError
+
+
+def check_sample_checkpoint(checkpoint: str | Path) -> None:
+    """Refuse a checkpoint ``terradiff sample`` draws no images from: a carbon model.
+
+    Only its ``config.json`` is read (no weights), so the refusal is immediate.
+
+    Raises:
+        WrongCheckpointError: ``checkpoint`` is a ``carbon`` model (the message names
+            ``terradiff estimate``).
+        CheckpointError: no checkpoint there, or an unreadable ``config.json``.
+    """
+    config = read_checkpoint_config(checkpoint)
+    if isinstance(config, dict) and config.get("task") == "carbon":
+        raise WrongCheckpointError(
+            resolve_checkpoint(checkpoint),
+            "'carbon' checkpoint",
+            "sample draws images from 'generation' and 'super_resolution' models; map a carbon "
+            "model with `terradiff estimate --model RUN --image IMAGE.tif --out MAP.tif`",
+        )
+
+
+def sample_tif_paths(out_dir: str | Path, count: int, prefix: str = "sample") -> list[Path]:
+    """The GeoTIFFs :func:`write_samples_geotiff` writes for ``count`` images, in order."""
+    return [Path(out_dir) / f"{prefix}_{i:04d}.tif" for i in range(count)]
+
+
+def check_sample_outputs(
+    count: int,
+    out: str | Path,
+    *,
+    chain: str | Path | None = None,
+    tif_dir: str | Path | None = None,
+    overwrite: bool = False,
+) -> list[Path]:
+    """Every file a ``terradiff sample`` run of ``count`` images writes, checked before any is.
+
+    Args:
+        count: images drawn (one GeoTIFF each under ``tif_dir``).
+        out: the grid PNG.
+        chain: the denoising-chain PNG, if asked for.
+        tif_dir: the folder of the GeoTIFFs, if asked for.
+        overwrite: existing files may be replaced.
+
+    Returns:
+        The paths to write: ``out``, then ``chain``, then the GeoTIFFs.
+
+    Raises:
+        DataError: ``tif_dir`` is a file, or one of the paths exists without ``overwrite``, is a
+            folder, lies below a file, or is another of the paths (each message names the path
+            and the fix, e.g. ``--overwrite``).
+    """
+    paths = [Path(out)] + ([Path(chain)] if chain is not None else [])
+    if tif_dir is not None:
+        if Path(tif_dir).exists() and not Path(tif_dir).is_dir():
+            raise DataError(
+                f"--tif-dir {tif_dir} is a file; give a folder for the GeoTIFFs (created if needed)"
+            )
+        paths += sample_tif_paths(tif_dir, count)
+    return check_output_targets(paths, overwrite=overwrite)
 
 
 def write_samples_geotiff(
@@ -24,14 +91,21 @@ def write_samples_geotiff(
     Values are mapped back with the scaling the model was trained with (``band_info.scaling``),
     so a Sentinel-2 model writes DN / reflectance * 10,000 and an 8-bit model writes 0..255
     (as uint8). The band descriptions are the training bands' names. The files carry no
-    georeference: generated images are not of a place.
+    georeference: generated images are not of a place. Every path is checked before the first
+    file is written, so an existing one (without ``overwrite``) leaves the folder as it was.
 
     Returns:
         The paths written (``out_dir/{prefix}_0000.tif`` ...).
+
+    Raises:
+        DataError: a file to write exists and ``overwrite`` is False, or ``out_dir`` is a file.
     """
+    out_dir = Path(out_dir)
+    targets = check_output_targets(
+        sample_tif_paths(out_dir, len(images), prefix), overwrite=overwrite
+    )
     scaling = band_info.band_scaling()
     names = band_info.name_list
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     physical = scaling.from_model(images.detach().float().clamp(-1, 1).cpu().numpy())
     if scaling.name == "uint8":
@@ -39,13 +113,21 @@ def write_samples_geotiff(
     else:
         physical = physical.astype(np.float32)
     paths = []
-    for i, image in enumerate(physical):
+    for target, image in zip(targets, physical, strict=True):
         paths.append(
             write_raster(
-                out_dir / f"{prefix}_{i:04d}.tif",
+                target,
                 image,
                 band_names=list(names) if names and len(names) == image.shape[0] else None,
                 overwrite=overwrite,
             )
         )
     return paths
+
+
+__all__ = [
+    "check_sample_checkpoint",
+    "check_sample_outputs",
+    "sample_tif_paths",
+    "write_samples_geotiff",
+]

@@ -78,7 +78,9 @@ def _handlers(handler: Handler) -> Iterator[bool]:
         yield True
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            # None: a handler installed outside Python, which cannot be put back; the default
+            # action is the closest (signal.signal refuses None)
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
 
 
 @contextlib.contextmanager

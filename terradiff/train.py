@@ -2,11 +2,12 @@
 
 Read it top to bottom: :meth:`Trainer.fit` is the whole loop.
 
-Exact resume. Every source of randomness is a pure function of ``(seed, step, process)``: the batch
-order and augmentation come from :class:`StepBatchSampler` (a permutation per epoch), the timesteps
-and noise of the loss from a generator seeded per step, and dropout from the global RNG re-seeded
-per step. A run interrupted after step ``k`` and resumed from the checkpoint at ``k`` therefore
-performs exactly the same updates as an uninterrupted run (tested on CPU).
+Exact resume. Every source of randomness is a pure function of ``(seed, step, process)``: the
+batch order and augmentation come from :class:`~terradiff.batching.StepBatchSampler` (a
+permutation per epoch), the timesteps and noise of the loss from a generator seeded per step, and
+dropout from the global RNG re-seeded per step. A run interrupted after step ``k`` and resumed
+from the checkpoint at ``k`` therefore performs exactly the same updates as an uninterrupted run
+(tested on CPU).
 
 Multi-process. The Trainer is built on :class:`accelerate.Accelerator`, so ``accelerate launch`` or
 ``torchrun`` runs it unchanged on several GPUs or CPU processes (gloo). ``batch_size`` is per
@@ -18,18 +19,21 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
+import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import broadcast
-from torch.utils.data import DataLoader, Dataset, Sampler
+from accelerate.utils import reduce
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from terradiff.batching import EpochIndexed, StepBatchSampler, collate_batch, step_seed
 from terradiff.checkpoint import (
     capture_rng_state,
     flatten_optimizer_state,
@@ -42,9 +46,15 @@ from terradiff.checkpoint import (
 )
 from terradiff.data.band_info import BandInfo
 from terradiff.ema import EMA
-from terradiff.errors import CheckpointError, TerradiffError
-from terradiff.io import atomic_write_text
+from terradiff.errors import (
+    CheckpointError,
+    ConfigError,
+    StoppedBySignalError,
+    TerradiffError,
+)
+from terradiff.io import atomic_write_text, remove_stale_temporaries
 from terradiff.nets.memory import set_channels_last
+from terradiff.signals import StopRequest, deferred_signals
 from terradiff.tasks.base import Task
 
 log = logging.getLogger(__name__)
@@ -52,6 +62,16 @@ log = logging.getLogger(__name__)
 
 class TrainingError(TerradiffError, RuntimeError):
     """Training cannot go on (non-finite loss, ...); the last good checkpoint is named."""
+
+
+RUN_ENTRIES: frozenset[str] = frozenset(
+    {"checkpoints", "config.json", "metrics.jsonl", "samples", "tensorboard"}
+)
+"""What a run folder holds (besides hidden leftovers of atomic writes): all that ``overwrite``
+deletes. A folder with anything else in it is not replaced."""
+
+RUN_MARKERS: tuple[str, ...] = ("checkpoints", "metrics.jsonl", "config.json")
+"""Entries that show a folder already holds a run (which a fresh run must not mix with)."""
 
 
 class SimulatedCrash(RuntimeError):  # noqa: N818 - it is not an error of the user's
@@ -94,100 +114,27 @@ def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
     return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "no"
 
 
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    """A distinct, reproducible seed per (seed, step, process)."""
-    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
-
-
-class StepBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches as a pure function of the step: resuming at step ``k`` replays the same stream.
-
-    Epoch ``e`` uses the permutation seeded by ``seed + e``; the global batch of step ``s`` is the
-    ``s``-th slice of ``global_batch`` indices (last incomplete slice dropped); process ``r``
-    takes its ``batch_size`` part. Items are ``(epoch, index)`` so augmentation can depend on the
-    epoch.
-    """
-
-    def __init__(
-        self,
-        dataset_size: int,
-        batch_size: int,
-        *,
-        seed: int,
-        start_step: int,
-        max_steps: int,
-        num_processes: int = 1,
-        process_index: int = 0,
-    ) -> None:
-        self.global_batch = batch_size * num_processes
-        if dataset_size < self.global_batch:
-            raise TrainingError(
-                f"the dataset has {dataset_size} images, fewer than one global batch "
-                f"({batch_size} x {num_processes} processes); lower train.batch_size"
-            )
-        self.dataset_size = dataset_size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_step = start_step
-        self.max_steps = max_steps
-        self.process_index = process_index
-        self.steps_per_epoch = dataset_size // self.global_batch
-
-    def __len__(self) -> int:
-        return max(0, self.max_steps - self.start_step)
-
-    def batch_for_step(self, step: int) -> list[tuple[int, int]]:
-        """The ``(epoch, index)`` pairs this process trains on at ``step``."""
-        epoch, position = divmod(step, self.steps_per_epoch)
-        order = torch.randperm(
-            self.dataset_size, generator=torch.Generator().manual_seed(self.seed + epoch)
-        )
-        start = position * self.global_batch + self.process_index * self.batch_size
-        return [(epoch, int(i)) for i in order[start : start + self.batch_size]]
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for step in range(self.start_step, self.max_steps):
-            yield self.batch_for_step(step)
-
-
-class _EpochIndexed(Dataset):
-    """Adapter: ``dataset[(epoch, i)]`` sets the epoch (for augmentation) and returns item ``i``."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        epoch, index = key
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        return self.dataset[index]
-
-
-def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    batch: dict[str, Any] = {}
-    for key in items[0]:
-        values = [item[key] for item in items]
-        if isinstance(values[0], torch.Tensor):
-            batch[key] = torch.stack(values)
-        elif isinstance(values[0], int | float):
-            batch[key] = torch.tensor(values)
-        else:
-            batch[key] = values
-    return batch
-
-
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns."""
+    """What :meth:`Trainer.fit` returns.
+
+    Attributes:
+        step: the last step trained (and saved).
+        checkpoint: its checkpoint folder.
+        losses: ``(step, mean loss)`` of every logged step, resumed runs included.
+        seconds: wall time of this call of :meth:`Trainer.fit`.
+        stopped_by: ``"max_steps"`` (the run is complete) or ``"max_minutes"`` (the time limit
+            stopped it before ``max_steps``; ``--resume latest`` goes on).
+        stop_reason: the same in words, for messages: ``"reached train.max_steps=300"`` or
+            ``"stopped early by train.max_minutes=5 at step 115 of 300"``.
+    """
 
     step: int
     checkpoint: Path | None
     losses: list[tuple[int, float]] = field(default_factory=list)
     seconds: float = 0.0
     stopped_by: str = "max_steps"
+    stop_reason: str = ""
 
 
 class Trainer:
@@ -198,7 +145,17 @@ class Trainer:
         run_dir: where checkpoints, samples, TensorBoard logs and ``metrics.jsonl`` go.
         resume: ``"latest"``, a checkpoint folder, or None for a fresh run.
         accelerator: an existing Accelerator (one is made from the config otherwise).
+        overwrite: a fresh run may replace a previous run in ``run_dir`` (moved aside, then
+            deleted, when :meth:`fit` starts); without it a fresh run refuses a folder that
+            holds one.
+
+    Raises:
+        ConfigError: ``resume`` and ``overwrite`` together (they contradict each other).
     """
+
+    config_path: str | Path | None = None
+    """The config file of the run, named in the "continue with" hint when a signal stops
+    :meth:`fit` (``CONFIG`` when unset); ``terradiff train`` sets it."""
 
     def __init__(
         self,
@@ -207,7 +164,13 @@ class Trainer:
         *,
         resume: str | None = None,
         accelerator: Accelerator | None = None,
+        overwrite: bool = False,
     ) -> None:
+        if resume is not None and overwrite:
+            raise ConfigError(
+                f"--resume {resume} continues the run in {run_dir} and --overwrite deletes it; "
+                "pass only one of them"
+            )
         self.task = task
         self.config = task.config
         self.train_cfg = task.config.train
@@ -218,6 +181,7 @@ class Trainer:
             cpu=not torch.cuda.is_available(),
         )
         self.resume = resume
+        self.overwrite = overwrite
         self.step = 0
         self.losses: list[tuple[int, float]] = []
         self._seconds_before = 0.0  # training time of the runs this one resumes
@@ -276,6 +240,98 @@ class Trainer:
         self.losses = [(int(s), float(v)) for s, v in meta.get("losses", [])]
         self._seconds_before = float(meta.get("train_seconds", 0.0))
         log.info("resumed from %s at step %d", ckpt.path, self.step)
+
+    def preflight(self) -> None:
+        """Refuse now what would otherwise fail after the run folder is made (or spoil a run).
+
+        :meth:`fit` calls it before it writes anything. It checks the data against the config
+        (``data.rgb_bands`` against the band count, ``data.image_size`` against the network's
+        down-sampling, one global batch of images) and the run folder: a folder that already
+        holds a run is refused unless ``resume`` continues it or ``overwrite`` replaces it, and
+        ``overwrite`` never deletes a folder holding files that a run does not write.
+
+        Raises:
+            ConfigError: a setting that does not fit the data, or an occupied run folder.
+            TrainingError: fewer images than one global batch.
+        """
+        data = self.config.data
+        count = self.task.num_bands
+        rgb = data.rgb_bands
+        if rgb is not None and max(rgb) >= count:
+            names = list(self.task.band_info.names)
+            default = [0, 1, 2] if count >= 3 else [0]
+            raise ConfigError(
+                f"data.rgb_bands {rgb} picks band {max(rgb)}, but the data under {data.root} has "
+                f"{count} bands {names} (indices 0..{count - 1}); choose e.g. "
+                f"data.rgb_bands={default}, or null for the first three bands"
+            )
+        factor = int(getattr(self.task.net, "downsample_factor", 1))
+        if data.image_size % factor:
+            below = max(factor, (data.image_size // factor) * factor)
+            raise ConfigError(
+                f"data.image_size={data.image_size} is not a multiple of {factor}, which this "
+                f"{self.config.task} network needs (it halves the size on the way down); choose "
+                f"data.image_size={below} or {below + factor}"
+            )
+        size = len(self.task.build_dataset())  # type: ignore[arg-type]
+        batch = self.train_cfg.batch_size * self.accelerator.num_processes
+        if size < batch:
+            raise TrainingError(
+                f"the dataset under {data.root} has {size} training items, fewer than one global "
+                f"batch ({self.train_cfg.batch_size} x {self.accelerator.num_processes} "
+                f"processes); lower train.batch_size to at most "
+                f"{max(1, size // self.accelerator.num_processes)}"
+            )
+        self._check_run_dir()
+
+    def _check_run_dir(self) -> None:
+        """Refuse to start a fresh run in a folder that holds a run (see :meth:`preflight`)."""
+        run_dir = self.run_dir
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(
+                f"the run folder {run_dir} (output_dir / --output-dir) is a file; choose a folder"
+            )
+        markers = [name for name in RUN_MARKERS if (run_dir / name).exists()]
+        if self.resume is not None or not markers:
+            return
+        held = ", ".join(f"{name}/" if name == "checkpoints" else name for name in markers)
+        if not self.overwrite:
+            found = list_checkpoints(run_dir)
+            resume = (
+                f"pass --resume latest to continue it (from {found[-1].name}), or"
+                if found
+                else "it has no complete checkpoint for --resume latest to continue from: pass"
+            )
+            raise ConfigError(
+                f"the run folder {run_dir} (output_dir / --output-dir) already holds a run "
+                f"({held}); {resume} --overwrite to delete it and start again, or choose "
+                "another --output-dir"
+            )
+        foreign = sorted(
+            p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES and p.name[0] != "."
+        )
+        if foreign:
+            raise ConfigError(
+                f"--overwrite: the run folder {run_dir} also holds {foreign[:5]}, which a "
+                "terradiff run does not write, so it is not deleted; move them out of it or "
+                "choose another --output-dir"
+            )
+
+    def _replace_previous_run(self) -> None:
+        """With ``overwrite``: move the previous run aside in one rename, then delete it."""
+        if not self.overwrite:
+            return
+        run_dir = self.run_dir
+        if self.accelerator.is_main_process and any(
+            (run_dir / name).exists() for name in RUN_MARKERS
+        ):
+            aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
+            os.replace(run_dir, aside)  # atomic: the folder is the old run or absent, never half
+            shutil.rmtree(aside, ignore_errors=True)
+            if aside.exists():
+                log.warning("--overwrite: could not delete all of %s; delete it by hand", aside)
+            log.info("--overwrite: deleted the previous run in %s", run_dir)
+        self.accelerator.wait_for_everyone()
 
     def _elapsed(self) -> float:
         """Seconds of training in this call of :meth:`fit` so far."""
@@ -338,7 +394,20 @@ class Trainer:
         Args:
             crash_after_step: testing aid: raise :class:`SimulatedCrash` right after this step,
                 before any checkpoint of that step is written (a stand-in for ``kill -9``).
+
+        SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a scheduler) do not cut a step
+        short: the step in progress ends, is checkpointed and logged, and then
+        :class:`~terradiff.errors.StoppedBySignalError` says where (``terradiff`` exits with
+        130/143). With several processes the stop is agreed on at the end of each step, so all
+        stop after the same one. A second signal stops at once (:mod:`terradiff.signals`).
+
+        Raises:
+            ConfigError: see :meth:`preflight` (nothing is written then).
+            StoppedBySignalError: a signal stopped training after the step it names, saved.
+            TrainingError: the loss became NaN/inf (the last good checkpoint is named).
         """
+        self.preflight()
+        self._replace_previous_run()
         cfg = self.train_cfg
         acc = self.accelerator
         net = self.task.net
@@ -365,10 +434,10 @@ class Trainer:
             process_index=acc.process_index,
         )
         loader = DataLoader(
-            _EpochIndexed(dataset),
+            EpochIndexed(dataset),
             batch_sampler=batch_sampler,
             num_workers=cfg.num_workers,
-            collate_fn=_collate,
+            collate_fn=collate_batch,
         )
         writer = None
         if acc.is_main_process:
@@ -386,6 +455,9 @@ class Trainer:
 
             writer = SummaryWriter(str(self.run_dir / "tensorboard"))
 
+        if acc.is_main_process:  # what a run killed here before (kill -9, power cut) left
+            for folder in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "samples"):
+                remove_stale_temporaries(folder)
         start_time = self._fit_start = time.monotonic()
         last_checkpoint: Path | None = resume_from
         stopped_by = "max_steps"
@@ -398,87 +470,129 @@ class Trainer:
             dynamic_ncols=True,
         )
         net.train()
-        mid_update = False
-        try:
-            for batch in loader:
-                seed = _step_seed(self.config.seed, self.step, acc.process_index)
-                torch.manual_seed(seed)
-                generator = torch.Generator().manual_seed(seed)
-                batch = {
-                    k: v.to(acc.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                    for k, v in batch.items()
-                }
-                with acc.autocast():
-                    loss = self.task.training_loss(net, batch, generator)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise TrainingError(
-                        f"loss is {loss_value} at step {self.step + 1}; stopped without saving. "
-                        f"The last good checkpoint is {last_checkpoint or '(none yet)'}; lower "
-                        "train.lr or use train.mixed_precision=no, then --resume it"
-                    )
-                mid_update = True
-                acc.backward(loss)
-                if cfg.grad_clip is not None:
-                    acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                unwrapped = acc.unwrap_model(net)
-                if self.step >= cfg.ema_start_step:
-                    ema.update(unwrapped)
-                else:
-                    ema.copy_from(unwrapped)
-                self.step += 1
-                mid_update = False
-                window.append(loss_value)
-                progress.update(1)
+        # SIGINT/SIGTERM only ask to stop: the step in progress ends, is saved, then we stop
+        with deferred_signals() as request:
+            try:
+                for batch in loader:
+                    seed = step_seed(self.config.seed, self.step, acc.process_index)
+                    torch.manual_seed(seed)
+                    generator = torch.Generator().manual_seed(seed)
+                    batch = {
+                        k: v.to(acc.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
+                    with acc.autocast():
+                        loss = self.task.training_loss(net, batch, generator)
+                    loss_value = float(loss.detach())
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(
+                            f"loss is {loss_value} at step {self.step + 1}; stopped without "
+                            f"saving. The last good checkpoint is {last_checkpoint or '(none yet)'}"
+                            "; lower train.lr or use train.mixed_precision=no, then --resume it"
+                        )
+                    acc.backward(loss)
+                    if cfg.grad_clip is not None:
+                        acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    unwrapped = acc.unwrap_model(net)
+                    if self.step >= cfg.ema_start_step:
+                        ema.update(unwrapped)
+                    else:
+                        ema.copy_from(unwrapped)
+                    self.step += 1
+                    window.append(loss_value)
+                    progress.update(1)
 
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    mean_loss = sum(window) / len(window)
-                    window.clear()
-                    self.losses.append((self.step, mean_loss))
-                    progress.set_postfix(
-                        loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}"
+                    out_of_time = cfg.max_minutes is not None and (
+                        time.monotonic() - start_time > 60.0 * cfg.max_minutes
                     )
-                    if writer is not None:
-                        writer.add_scalar("train/loss", mean_loss, self.step)
-                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
-                        with open(self.run_dir / "metrics.jsonl", "a") as handle:
-                            handle.write(json.dumps({"step": self.step, "loss": mean_loss}) + "\n")
-                if crash_after_step is not None and self.step >= crash_after_step:
-                    raise SimulatedCrash(f"simulated crash after step {self.step}")
+                    out_of_time, signum = self._agree_on_stop(out_of_time, request)
+                    stopping = out_of_time or signum > 0
+                    if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or stopping:
+                        mean_loss = sum(window) / len(window)
+                        window.clear()
+                        self.losses.append((self.step, mean_loss))
+                        progress.set_postfix(
+                            loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}"
+                        )
+                        if writer is not None:
+                            writer.add_scalar("train/loss", mean_loss, self.step)
+                            writer.add_scalar("train/lr", scheduler.get_last_lr()[0], self.step)
+                            record: dict[str, Any] = {"step": self.step, "loss": mean_loss}
+                            if signum:
+                                record["stopped_by"] = signal.Signals(signum).name
+                            elif out_of_time and self.step < cfg.max_steps:
+                                record["stopped_by"] = "max_minutes"
+                            with open(self.run_dir / "metrics.jsonl", "a") as handle:
+                                handle.write(json.dumps(record) + "\n")
+                    if crash_after_step is not None and self.step >= crash_after_step:
+                        raise SimulatedCrash(f"simulated crash after step {self.step}")
 
-                out_of_time = cfg.max_minutes is not None and (
-                    time.monotonic() - start_time > 60.0 * cfg.max_minutes
-                )
-                stop = torch.tensor([1.0 if out_of_time else 0.0], device=acc.device)
-                stop = broadcast(stop) if acc.num_processes > 1 else stop
-                if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stop.item():
-                    last_checkpoint = self._save(net, ema, optimizer, scheduler)
-                if self.step % cfg.sample_every == 0:
-                    self._save_samples(ema)
-                if stop.item():
-                    stopped_by = "max_minutes"
-                    break
-        except KeyboardInterrupt:
-            if not mid_update and self.step > 0:
-                log.warning("interrupted after step %d; saving a checkpoint", self.step)
-                self._save(net, ema, optimizer, scheduler)
-            raise
-        finally:
-            progress.close()
-            if writer is not None:
-                writer.close()
-        if last_checkpoint is None or (
-            last_checkpoint.name != f"step_{self.step:08d}" and self.step > 0
-        ):
-            last_checkpoint = self._save(net, ema, optimizer, scheduler)
+                    if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stopping:
+                        last_checkpoint = self._save(net, ema, optimizer, scheduler)
+                    if signum:  # no preview grid: a scheduler's grace period is short
+                        raise self._stopped(signum, last_checkpoint)
+                    if self.step % cfg.sample_every == 0:
+                        self._save_samples(ema)
+                    if out_of_time:
+                        if self.step < cfg.max_steps:
+                            stopped_by = "max_minutes"
+                        break
+            finally:
+                progress.close()
+                if writer is not None:
+                    writer.close()
+            if last_checkpoint is None or (
+                last_checkpoint.name != f"step_{self.step:08d}" and self.step > 0
+            ):
+                last_checkpoint = self._save(net, ema, optimizer, scheduler)
+            if request.signum is not None:  # came after the last step's check: all is saved
+                raise self._stopped(request.signum, last_checkpoint)
         self.ema = ema
+        if stopped_by == "max_minutes":
+            stop_reason = (
+                f"stopped early by train.max_minutes={cfg.max_minutes:g} at step {self.step} of "
+                f"{cfg.max_steps}"
+            )
+        else:
+            stop_reason = f"reached train.max_steps={cfg.max_steps}"
         return TrainResult(
             step=self.step,
             checkpoint=last_checkpoint,
             losses=list(self.losses),
             seconds=time.monotonic() - start_time,
             stopped_by=stopped_by,
+            stop_reason=stop_reason,
+        )
+
+    def _agree_on_stop(self, out_of_time: bool, request: StopRequest) -> tuple[bool, int]:
+        """Whether every process stops after this step: (time is up, signal number or 0).
+
+        With several processes the flags are combined by one small all-reduce (max) per step,
+        the collective the time limit always took (one process out of time or signalled stops
+        them all, at the same step, so that all of them reach the checkpoint save).
+        """
+        signum = request.signum or 0
+        if self.accelerator.num_processes == 1:
+            return out_of_time, signum
+        flags = torch.tensor([float(out_of_time), float(signum)], device=self.accelerator.device)
+        time_up, agreed = reduce(flags, reduction="max").tolist()
+        return bool(time_up), int(agreed)
+
+    def _stopped(self, signum: int, checkpoint: Path | None) -> StoppedBySignalError:
+        """The error that ends :meth:`fit` after a signal (its checkpoint is saved)."""
+        name = signal.Signals(signum).name
+        if self.step >= self.train_cfg.max_steps:
+            tail = "training is complete"
+        else:
+            tail = (
+                f"continue with: terradiff train {self.config_path or 'CONFIG'} "
+                f"--output-dir {self.run_dir} --resume latest"
+            )
+        return StoppedBySignalError(
+            signum,
+            f"stopped by {name} at step {self.step} of {self.train_cfg.max_steps}; checkpoint "
+            f"saved to {checkpoint}; {tail}",
         )

@@ -36,8 +36,10 @@ LAYERS: dict[str, int] = {
     "signals": 1,
     # 2: configuration and persistent training state
     "config": 2,
+    "config_loading": 2,
     "checkpoint": 2,
     "ema": 2,
+    "batching": 2,
     # 3: the library's building blocks
     "diffusion": 3,
     "nets": 3,
@@ -56,6 +58,7 @@ LAYERS: dict[str, int] = {
     "sampling_io": 6,
     "viz": 6,
     # 7: the command line
+    "commands": 7,
     "cli": 7,
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from terradiff.checkpoint import (
     flatten_optimizer_state,
     list_checkpoints,
     load_checkpoint,
+    prune_checkpoints,
     resolve_checkpoint,
     restore_rng_state,
     save_checkpoint,
     unflatten_optimizer_state,
 )
 from terradiff.errors import CheckpointError
+from terradiff.io import host_tag
 
 
 def _trained_optimizer() -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -116,3 +119,27 @@ def test_rng_state_round_trip() -> None:
     first = torch.rand(3)
     restore_rng_state(tensors, meta)
     torch.testing.assert_close(torch.rand(3), first)
+
+
+def test_pruning_hides_a_checkpoint_before_deleting_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, _ = _trained_optimizer()
+    run = tmp_path / "run"
+    for step in (2, 4, 6):
+        save_checkpoint(
+            run / "checkpoints" / f"step_{step:08d}", config={}, model_state=model.state_dict()
+        )
+    monkeypatch.setattr("terradiff.checkpoint.shutil.rmtree", lambda *a, **k: None)  # killed
+    prune_checkpoints(run, keep=2)
+    monkeypatch.undo()
+    # a deletion cut short leaves a hidden temporary of this process, never a half step_ folder
+    assert [p.name for p in list_checkpoints(run)] == ["step_00000004", "step_00000006"]
+    hidden = [p.name for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert len(hidden) == 1
+    assert hidden[0].startswith(f".step_00000002.tmp-{os.getpid()}-{host_tag()}-")
+    prune_checkpoints(run, keep=1)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        hidden[0],
+        "step_00000006",
+    ]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from terradiff.config import ExperimentConfig, config_from_dict, load_config
+from terradiff.config import ExperimentConfig, config_from_dict
+from terradiff.config_loading import load_config
 from terradiff.errors import ConfigError
 
 MINIMAL = {"data": {"root": "data/samples/aid"}}
@@ -140,3 +141,92 @@ def test_method_sections_hold_only_their_methods_keys() -> None:
     raw = config_from_dict({**carbon, "carbon": {"method": "vae", "vae_beta": 0.5}}).to_dict()
     assert raw["carbon"] == {**raw["carbon"], "method": "vae", "vae_beta": 0.5}
     assert config_from_dict(raw).to_dict() == raw  # the subclass's keys survive a round trip
+
+
+@pytest.mark.parametrize(
+    ("model", "image_size", "expected"),
+    [
+        ({}, 36, r"data\.image_size=36 is not a multiple of 8.*choose data\.image_size=32 or 40"),
+        (
+            {"channel_mults": [1, 2, 2, 2, 2, 2, 2]},
+            32,
+            r"multiple of 64.*7 levels.*model\.channel_mults=\[1, 2, 2, 2, 2, 2\]",
+        ),
+        (
+            {"attention_resolutions": [16, 3]},
+            64,
+            r"model\.attention_resolutions \[3\] match no UNet level.*64, 32, 16, 8 pixels",
+        ),
+    ],
+)
+def test_unet_must_fit_the_image_size(model: dict, image_size: int, expected: str) -> None:
+    raw = {"data": {"root": "x", "image_size": image_size}, "model": model}
+    with pytest.raises(ConfigError, match=expected) as info:
+        config_from_dict(raw)
+    assert "(got {" not in str(info.value)  # a check across keys does not echo the whole config
+
+
+def test_unet_checks_skip_methods_with_their_own_network() -> None:
+    from typing import ClassVar, Literal
+
+    from terradiff.config import (
+        MethodConfig,
+        register_method_config,
+        unregister_method_config,
+    )
+
+    class OwnNetConfig(MethodConfig):
+        uses_model_unet: ClassVar[bool] = False
+        method: Literal["own_net_toy"] = "own_net_toy"
+
+    raw = {
+        "task": "super_resolution",
+        "data": {"root": "x", "image_size": 36},
+        "sr": {"method": "own_net_toy"},
+    }
+    register_method_config("sr", "own_net_toy", OwnNetConfig)
+    try:
+        assert config_from_dict(raw).data.image_size == 36
+    finally:
+        unregister_method_config("sr", "own_net_toy")
+    with pytest.raises(ConfigError, match="not a multiple of 8"):
+        config_from_dict({**raw, "sr": {"method": "regression"}})
+
+
+def test_rgb_bands_are_three_indices_or_one() -> None:
+    assert config_from_dict({"data": {"root": "x", "rgb_bands": [3, 2, 1]}}).data.rgb_bands
+    for bad in ([0, 1], [-1, 0, 1]):
+        with pytest.raises(ConfigError, match=r"data\.rgb_bands: .*3 band indices"):
+            config_from_dict({"data": {"root": "x", "rgb_bands": bad}})
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"data: {root: x}\nname: \xff\n", r"not UTF-8 text \(byte 0xff on line 2\)"),
+        (b"", r"is empty; it needs at least 'data: \{root: FOLDER\}'"),
+        (b"- data\n", "holds a list at the top level; it must be a mapping"),
+        (b"data: [x\n", r"not valid YAML: expected ',' or '\]'.*\(line 2, column 1\)$"),
+    ],
+)
+def test_unreadable_config_files_are_named(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path, ["output_dir=elsewhere"])
+    assert str(info.value).startswith(f"config {path} ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("train.lr=[", r"--set 'train\.lr=\[': the value '\[' is not valid YAML"),
+        ("train.lr", r"--set 'train\.lr': expected KEY=VALUE"),
+        ("=3", r"--set '=3': the key '' has an empty part"),
+        ("name.x=3", r"--set 'name\.x=3': 'name' is a value, not a section"),
+    ],
+)
+def test_bad_overrides_name_the_set_item(tmp_path: Path, override: str, expected: str) -> None:
+    path = _write(tmp_path, "name: run\ndata: {root: x}\n")
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path, [override])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from terradiff.config import load_config
+from terradiff.config_loading import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 

@@ -146,6 +146,31 @@ def test_several_dates_as_a_function_and_a_carbon_model_refused_by_super_resolve
         super_resolve_raster(carbon_run, scene, tmp_path / "sr.tif", progress=False)
 
 
+def test_every_output_is_checked_before_the_first_map_is_written(
+    carbon_run: Path, scene: Path, tmp_path: Path
+) -> None:
+    from terradiff.errors import DataError
+    from terradiff.mapping import estimate_carbon_maps
+
+    second = tmp_path / "scene_b.tif"
+    second.write_bytes(scene.read_bytes())
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    (maps / "scene_b_carbon.tif").write_bytes(b"keep")
+    options = {"tile": 32, "overlap": 8, "progress": False}
+    with pytest.raises(DataError, match=r"scene_b_carbon\.tif already exists; pass --overwrite"):
+        estimate_carbon_maps(carbon_run, [scene, second], maps, **options)
+    (maps / "scene_b_carbon.tif").unlink()
+    (tmp_path / "s.json").write_text("{}")
+    with pytest.raises(DataError, match=r"s\.json already exists"):
+        estimate_carbon_maps(
+            carbon_run, [scene, second], maps, summary_path=tmp_path / "s.json", **options
+        )
+    assert list(maps.iterdir()) == []  # not the first map, not the panel
+    with pytest.raises(DataError, match="is the input image"):
+        estimate_carbon_maps(carbon_run, [scene], scene, overwrite=True, **options)
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_single_process_raster(
     shared_data: Path, scene: Path, tmp_path: Path

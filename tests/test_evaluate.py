@@ -60,7 +60,7 @@ def test_load_task_moves_the_network(tmp_path: Path, sample_data: Path) -> None:
     task = GenerationTask(config_from_dict(tiny_config(tmp_path, sample_data)))
     run = tmp_path / "ckpt"
     save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
-    loaded, _ = load_task(run, device="meta")
+    loaded, _ = load_task(run, device=torch.device("meta"))
     assert next(loaded.net.parameters()).device == torch.device("meta")
     loaded, _ = load_task(run)
     assert next(loaded.net.parameters()).device == torch.device("cpu")

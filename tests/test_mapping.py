@@ -41,7 +41,7 @@ def naip_window(sample_data: Path, tmp_path: Path) -> Path:
     source = sample_data / NAIP
     out = tmp_path / "naip.tif"
     with rasterio.open(source) as src:
-        window = Window(1000, 1200, 52, 40)
+        window = Window(400, 300, 52, 40)
         profile = src.profile | {
             "height": 40,
             "width": 52,
@@ -93,7 +93,7 @@ def test_refusals_name_the_fix(
     assert "x4" in capsys.readouterr().err
     out.write_bytes(b"")
     assert main([*base, "--bands", "1,2,3"]) == 2
-    assert "overwrite" in capsys.readouterr().err
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == b""
 
 

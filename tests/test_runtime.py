@@ -33,3 +33,60 @@ def test_environment_switch_keeps_the_default(fresh: None, monkeypatch: pytest.M
     monkeypatch.setenv("TERRADIFF_DEFAULT_MALLOC", "1")
     assert runtime.tune_cpu_allocator() is False
     assert "default" in runtime.allocator_description() or runtime.preloaded_allocator()
+
+
+@pytest.fixture
+def restore_threads() -> object:
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_threads_follow_flag_then_env_then_affinity(
+    monkeypatch: pytest.MonkeyPatch, restore_threads: None
+) -> None:
+    import os
+
+    import torch
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert runtime.configure_threads(None) == 1 and torch.get_num_threads() == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    expected = runtime.available_cores()
+    assert 1 <= expected <= len(os.sched_getaffinity(0))
+    assert runtime.configure_threads(None) == expected == torch.get_num_threads()
+    assert runtime.configure_threads(1) == 1  # --threads wins over everything
+
+
+def test_cli_takes_threads_and_refuses_zero(
+    capsys: pytest.CaptureFixture, restore_threads: None
+) -> None:
+    from terradiff.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "0", "info", "x"])
+    assert exit_info.value.code == 2
+    assert "--threads: must be >= 1" in capsys.readouterr().err
+    assert main(["--threads", "1", "info", "missing-run"]) == 2  # parsed, then a named error
+    import os
+
+    assert os.environ.get("OMP_WAIT_POLICY")  # the CLI prefers passive OpenMP waiting
+
+
+def test_gdal_chatter_stays_out_of_the_error_line(restore_threads: None) -> None:
+    """GDAL's INFO messages (logger ``rasterio._err``) show only with ``--verbose``."""
+    import logging
+
+    from terradiff.cli import main
+
+    rasterio_log = logging.getLogger("rasterio._err")
+    try:
+        main(["info", "missing-run"])
+        assert not rasterio_log.isEnabledFor(logging.INFO)
+        assert rasterio_log.isEnabledFor(logging.WARNING)
+        main(["--verbose", "info", "missing-run"])
+        assert logging.getLogger("rasterio").level == logging.NOTSET  # the root's level rules
+    finally:
+        logging.getLogger("rasterio").setLevel(logging.NOTSET)

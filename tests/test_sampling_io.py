@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from terradiff.data.band_info import BandInfo
@@ -30,3 +31,35 @@ def test_sentinel2_model_writes_reflectance_dn(tmp_path: Path) -> None:
     raster = read_raster(path)
     assert raster.array.shape == (13, 2, 2)
     np.testing.assert_allclose(raster.array, 5000.0)
+
+
+def test_an_existing_tif_is_refused_before_any_is_written(tmp_path: Path) -> None:
+    from terradiff.errors import DataError
+
+    images = torch.zeros(3, 3, 4, 4)
+    info = BandInfo(3, ("red", "green", "blue"), "uint8")
+    (tmp_path / "sample_0002.tif").write_bytes(b"keep")
+    with pytest.raises(DataError, match=r"sample_0002\.tif already exists; pass --overwrite"):
+        write_samples_geotiff(images, info, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["sample_0002.tif"]
+    assert (tmp_path / "sample_0002.tif").read_bytes() == b"keep"
+    paths = write_samples_geotiff(images, info, tmp_path, overwrite=True)
+    assert len(paths) == 3 and read_raster(paths[2]).array.shape == (3, 4, 4)
+
+
+def test_sample_outputs_are_checked_together(tmp_path: Path) -> None:
+    from terradiff.errors import DataError
+    from terradiff.sampling_io import check_sample_outputs
+
+    grid, tifs = tmp_path / "g.png", tmp_path / "tifs"
+    paths = check_sample_outputs(2, grid, chain=tmp_path / "c.png", tif_dir=tifs)
+    assert paths == [grid, tmp_path / "c.png", tifs / "sample_0000.tif", tifs / "sample_0001.tif"]
+    with pytest.raises(DataError, match="given for two outputs"):
+        check_sample_outputs(1, grid, chain=tmp_path / "." / "g.png")
+    grid.write_bytes(b"")
+    with pytest.raises(DataError, match="already exists; pass --overwrite"):
+        check_sample_outputs(1, grid)
+    assert check_sample_outputs(1, grid, overwrite=True) == [grid]
+    with pytest.raises(DataError, match=r"--tif-dir .* is a file"):
+        check_sample_outputs(1, tmp_path / "h.png", tif_dir=grid)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png"]  # nothing was created

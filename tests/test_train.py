@@ -13,10 +13,11 @@ import torch
 import yaml
 from accelerate.state import AcceleratorState
 
+from terradiff.batching import StepBatchSampler
 from terradiff.checkpoint import list_checkpoints, load_checkpoint
 from terradiff.config import config_from_dict
 from terradiff.tasks.generation import GenerationTask
-from terradiff.train import SimulatedCrash, StepBatchSampler, Trainer, TrainingError
+from terradiff.train import SimulatedCrash, Trainer, TrainingError
 from tests.helpers import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,3 +160,25 @@ def test_auto_mixed_precision_needs_native_bf16_on_cpu() -> None:
     assert resolve_mixed_precision("auto", "flags : avx2 avx512f avx512_bf16") == "bf16"
     assert resolve_mixed_precision("auto", "flags : avx2 amx_bf16 amx_tile") == "bf16"
     assert resolve_mixed_precision("bf16", "flags : avx2") == "bf16"  # an explicit choice stands
+
+
+def test_time_limit_says_it_stopped_early(
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from terradiff.cli import main
+
+    config = tiny_config(tmp_path / "t", sample_data, max_steps=50, max_minutes=0.0001)
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", str(path)]) == 0  # 6 ms: the limit ends the run after its first step
+    out = capsys.readouterr().out
+    assert "(0.0 min, stopped early by train.max_minutes=0.0001 at step 1 of 50)" in out
+    assert [p.name for p in list_checkpoints(tmp_path / "t")] == ["step_00000001"]
+    last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 1 and last["stopped_by"] == "max_minutes"
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    config = config_from_dict(tiny_config(tmp_path / "t", sample_data, max_steps=2))
+    result = Trainer(GenerationTask(config), tmp_path / "t", resume="latest").fit()
+    assert (result.step, result.stopped_by) == (2, "max_steps")
+    assert result.stop_reason == "reached train.max_steps=2"

@@ -351,8 +351,8 @@ class _FolderDataset(Dataset):
             array, valid = self._decode(path)
         except RasterError as err:
             raise DataError(
-                f"{err} (it was readable when the dataset was built; pass verify=True or "
-                "cache=True to check every file up front)"
+                f"{err} (it was readable when the dataset was built, so it changed since: replace "
+                "or remove it; data.cache: true reads and checks every file once up front)"
             ) from err
         return self._select(path, array), valid
 

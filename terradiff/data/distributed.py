@@ -212,14 +212,20 @@ def predict_raster_dask(
                 bar.update(1)
         writer.commit()
     finally:
-        for future in futures:
-            if not future.done():
-                future.cancel()
+        # the temporary output first (a quick local delete), then the slower cluster calls, each
+        # in its own try so that a failure (or a second Ctrl-C) in one still runs the next
         if writer is not None:
             writer.discard()
-        if own_client is not None:
-            own_client.close()
-        if own_cluster is not None:
-            own_cluster.close()
+        try:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        finally:
+            try:
+                if own_client is not None:
+                    own_client.close()
+            finally:
+                if own_cluster is not None:
+                    own_cluster.close()
     run.batches = batches
     return run.summary(time.perf_counter() - started, peak_bytes=peak)

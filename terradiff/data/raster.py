@@ -506,7 +506,9 @@ def write_raster(
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise RasterError(f"{path} already exists; pass overwrite=True to replace it")
+        raise RasterError(
+            f"{path} already exists; pass --overwrite (overwrite=True from Python) to replace it"
+        )
     if path.is_dir():
         raise RasterError(f"{path} is a folder; give a file path to write the raster to")
     data = np.asarray(array)

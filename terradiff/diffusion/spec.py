@@ -73,17 +73,19 @@ class SamplingSpec:
             sampler, steps, eta: overrides (None keeps the default).
 
         Raises:
-            ValueError: an unknown sampler, or steps outside ``1..T``.
+            ValueError: an unknown sampler, or steps outside ``1..T`` (given ``steps`` are
+                checked for every sampler, even ``ddpm``, which then runs all ``T``); the message
+                names the ``--steps`` flag, or the config's ``sample.steps`` when it is the
+                default that is out of range.
         """
         name = sampler or defaults.sampler
+        n_steps = int(steps if steps is not None else defaults.steps)
+        if (steps is not None or name not in FULL_CHAIN_SAMPLERS) and not (
+            1 <= n_steps <= num_timesteps
+        ):
+            _raise_steps(n_steps, num_timesteps, given=steps is not None)
         if name in FULL_CHAIN_SAMPLERS:
             n_steps = num_timesteps
-        else:
-            n_steps = int(steps if steps is not None else defaults.steps)
-            if not 1 <= n_steps <= num_timesteps:
-                raise ValueError(
-                    f"{name} takes 1 to {num_timesteps} steps (the schedule's T); got {n_steps}"
-                )
         uses_eta = name == "ddim"
         return cls(
             sampler=name,
@@ -95,6 +97,18 @@ class SamplingSpec:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready record of the spec (what reports store)."""
         return asdict(self)
+
+
+def _raise_steps(steps: int, num_timesteps: int, *, given: bool) -> None:
+    """Raise the ValueError of a step count outside ``1..num_timesteps``."""
+    where = f"--steps {steps} (steps={steps} from Python)" if given else f"sample.steps {steps}"
+    fix = f"pass --steps between 1 and {num_timesteps}"
+    if steps < 1:
+        raise ValueError(f"{where}: a sampler takes at least 1 step; {fix}")
+    raise ValueError(
+        f"{where} is more than the {num_timesteps} timesteps of the model's schedule "
+        f"(diffusion.num_timesteps); {fix}"
+    )
 
 
 def run_spec(

@@ -15,7 +15,7 @@ import torch
 from terradiff.checkpoint import Checkpoint, load_checkpoint
 from terradiff.config import ExperimentConfig, config_from_dict, method_config_class
 from terradiff.data.band_info import BandInfo
-from terradiff.errors import CheckpointError
+from terradiff.errors import CheckpointError, ConfigError
 from terradiff.tasks.base import CONFIG_FORMAT, Task
 from terradiff.tasks.carbon import CarbonTask
 from terradiff.tasks.generation import GenerationTask
@@ -48,11 +48,63 @@ def build_task(config: ExperimentConfig, band_info: BandInfo | None = None) -> T
     return TASKS[config.task](config, band_info)
 
 
+DEVICE_CHOICES = "cpu, cuda, cuda:N, mps or auto"
+"""The values ``--device`` takes (see :func:`resolve_device`)."""
+
+
+def _cuda_state() -> str:
+    """Whether CUDA can be used here, for messages."""
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        names = "cuda:0" if count == 1 else f"cuda:0..cuda:{count - 1}"
+        return f"CUDA is available: {count} GPU{'s' if count != 1 else ''}, {names}"
+    if torch.version.cuda is None:
+        return f"CUDA is not available: this torch {torch.__version__} is a CPU-only build"
+    return "CUDA is not available: torch was built with CUDA but finds no GPU (driver?)"
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device``, or CUDA when it is available and the CPU otherwise."""
-    if device is None:
+    """The device ``device`` names, checked to be usable here.
+
+    Args:
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``mps``, or ``auto``/None for CUDA when it is
+            available and the CPU otherwise; a ``torch.device`` is returned as it is.
+
+    Raises:
+        ConfigError: not a device name, or a device this machine does not have; the message
+            names ``--device``, the valid choices and whether CUDA is available.
+    """
+    if isinstance(device, torch.device):  # from Python: the caller chose it (e.g. "meta")
+        return device
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    text = str(device).strip().lower() if isinstance(device, str) else device
+    try:
+        chosen = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        chosen = None
+    if chosen is None or chosen.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(
+            f"--device {device}: not a device; choose {DEVICE_CHOICES} ({_cuda_state()})"
+        )
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {device}: {_cuda_state()}; use --device cpu or auto here (the "
+                f"choices: {DEVICE_CHOICES})"
+            )
+        count = torch.cuda.device_count()
+        if chosen.index is not None and chosen.index >= count:
+            raise ConfigError(
+                f"--device {device}: this machine has {count} GPU{'s' if count != 1 else ''}; "
+                f"choose cuda:0..cuda:{count - 1}, cuda, cpu or auto"
+            )
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"--device {device}: Apple's MPS is not available on this machine; choose "
+            f"{DEVICE_CHOICES} ({_cuda_state()})"
+        )
+    return chosen
 
 
 def migrate_checkpoint_config(

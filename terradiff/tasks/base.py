@@ -163,8 +163,9 @@ def build_dataset(
     }
     if data.kind == "paired":
         raise DataError(
-            "data.kind 'paired' (image/target/mask rasters) is read by the carbon task: use "
-            "CarbonTask.dataset(split) rather than build_dataset"
+            "data.kind 'paired' (image/target/mask rasters) is the carbon task's data, which "
+            "build_dataset does not read: from Python use CarbonTask.dataset(split); a carbon "
+            "model is mapped by `terradiff estimate` (not `terradiff sample`/`evaluate`)"
         )
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)

@@ -220,7 +220,7 @@ def test_write_refuses_existing_and_leaves_no_temp(tmp_path: Path) -> None:
     path = tmp_path / "out.tif"
     write_raster(path, np.zeros((1, 4, 4), dtype=np.uint8), _profile())
     assert os.listdir(tmp_path) == ["out.tif"]
-    with pytest.raises(RasterError, match="already exists; pass overwrite=True"):
+    with pytest.raises(RasterError, match=r"already exists; pass --overwrite \(overwrite=True"):
         write_raster(path, np.ones((1, 4, 4), dtype=np.uint8), _profile())
     assert read_raster(path).array.max() == 0  # untouched
     write_raster(path, np.ones((1, 4, 4), dtype=np.uint8), _profile(), overwrite=True)

@@ -3,14 +3,18 @@
 :func:`~terradiff.data.tiling.predict_raster` builds it from its keyword arguments and
 :func:`~terradiff.data.distributed.predict_raster_dask` from its ``**options``; both hand the same
 object to :class:`~terradiff.data.tiling.run.TiledRun`, so a bad option fails with the same
-message, before any file is opened, whichever engine runs.
+message, before any file is opened, whichever engine runs. :func:`check_output_target` checks an
+output path the same way, before any work: never an input, never an existing file without
+``overwrite``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -176,11 +180,98 @@ class TilingOptions:
             object.__setattr__(self, name, value)
 
 
+#: How an existing output may be replaced, from the command line and from Python.
+OVERWRITE_HINT = "pass --overwrite (overwrite=True from Python) to replace it"
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path once resolved, or the same inode
+    (a hard link, a bind mount, another spelling through a symbolic link)."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
+
+
+def check_output_target(
+    out_path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
+) -> Path:
+    """Refuse an output path whose writing would destroy something or fail half-way.
+
+    Checked before any work, so nothing is written when it fails: ``out_path`` must not be one of
+    ``inputs`` (not even with ``overwrite``: the input would be replaced by its own result), not a
+    folder, not below a regular file, and not an existing file unless ``overwrite``.
+
+    Args:
+        out_path: the file to write.
+        overwrite: an existing ``out_path`` may be replaced.
+        inputs: the files the run reads as ``(what, path)`` pairs, e.g. ``[("input", a),
+            ("mask", b)]``; pairs with a None path are ignored.
+
+    Returns:
+        ``out_path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DataError: one of the cases above; the message names the path and the fix.
+    """
+    out = Path(out_path)
+    for what, source in inputs:
+        if source is not None and same_file(out, source):
+            raise DataError(
+                f"the output {out} is the {what} {source} (the same file); writing it would "
+                "replace the input, even with --overwrite: give another output path"
+            )
+    if out.is_dir():
+        raise DataError(f"{out} is a folder; give a file path to write to")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise DataError(
+            f"cannot write {out}: {parent} is a file, not a folder; choose another output path"
+        )
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} already exists; {OVERWRITE_HINT}")
+    return out
+
+
+def check_output_targets(
+    out_paths: Sequence[str | os.PathLike[str]],
+    *,
+    overwrite: bool,
+    inputs: Sequence[tuple[str, str | os.PathLike[str] | None]] = (),
+) -> list[Path]:
+    """:func:`check_output_target` of every output of a run, before any is written; two outputs
+    that are one file are refused too (the second would replace the first).
+
+    Raises:
+        DataError: see :func:`check_output_target`, or two outputs naming the same file.
+    """
+    checked: list[Path] = []
+    for path in out_paths:
+        out = check_output_target(path, overwrite=overwrite, inputs=inputs)
+        for earlier in checked:
+            if same_file(out, earlier):
+                both = f"{out} is" if str(out) == str(earlier) else f"{earlier} and {out} are"
+                raise DataError(f"{both} given for two outputs; give each output its own path")
+        checked.append(out)
+    return checked
+
+
 __all__ = [
     "GTIFF_COMPRESS",
     "OUT_DTYPES",
+    "OVERWRITE_HINT",
     "ScalingLike",
     "TilingOptions",
     "check_out_dtype",
+    "check_output_target",
+    "check_output_targets",
     "check_scale",
+    "same_file",
 ]

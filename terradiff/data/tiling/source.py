@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from terradiff.data.raster import file_band_names, read_block, resolve_bands
 from terradiff.data.tiling.options import TilingOptions
+from terradiff.data.tiling.value_check import check_input_values, sample_bands
 from terradiff.errors import DataError
 
 
@@ -56,7 +57,8 @@ class InputSpec:
 
         Raises:
             RasterError: an unknown band.
-            DataError: the options' scaling is defined for another number of bands.
+            DataError: the options' scaling is defined for another number of bands, or the
+                input's values do not fit it (:mod:`~terradiff.data.tiling.value_check`).
         """
         names = file_band_names(src, options.band_names)
         indices = resolve_bands(options.bands, names, path)
@@ -73,6 +75,10 @@ class InputSpec:
             file_nodata = [float(options.nodata)] * len(indices)
         in_nodata = next((v for v in file_nodata if v is not None), None)
         in_dtype = np.dtype(src.dtypes[indices[0] - 1])
+        samples, sampled = sample_bands(
+            src, indices, names, file_nodata, options.nodata is not None
+        )
+        check_input_values(path, samples, sampled, in_scaling, in_dtype)
         return cls(
             path=path,
             indices=indices,

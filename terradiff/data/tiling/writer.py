@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from rasterio.windows import Window
 
 from terradiff.data.transforms import Scaling
 from terradiff.errors import RasterError
+from terradiff.io import remove_stale_temporaries, temporary_name
 
 #: Block side of tiled GeoTIFF outputs (outputs smaller than it are written in strips).
 BLOCK = 256
@@ -117,8 +117,12 @@ def check_output_path(out_path: Path, overwrite: bool) -> None:
 
 
 def temporary_path(out_path: Path) -> Path:
-    """A fresh hidden name beside ``out_path`` to write it under until it is complete."""
-    return out_path.parent / f".{out_path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    """A fresh hidden name beside ``out_path`` to write it under until it is complete.
+
+    It names this process (:func:`terradiff.io.temporary_name`), so that a temporary left by a
+    killed run is recognised as stale by the next write into the folder.
+    """
+    return temporary_name(out_path, "tmp")
 
 
 def remove_temporary(tmp: Path) -> None:
@@ -176,7 +180,9 @@ class GeoTiffWriter:
 
     The file is created on the first :meth:`write_rows` (when the band count is known). Until
     :meth:`commit` nothing exists under the output's name; :meth:`discard` (a no-op after a
-    commit) closes and deletes the temporary file.
+    commit) closes and deletes the temporary file. Making a writer first removes the stale
+    temporaries of the output's folder (those of killed runs on this host:
+    :func:`terradiff.io.remove_stale_temporaries`).
 
     Attributes:
         spec: the output.
@@ -186,6 +192,7 @@ class GeoTiffWriter:
 
     def __init__(self, spec: OutputSpec) -> None:
         self.spec = spec
+        remove_stale_temporaries(spec.path.parent)
         self.tmp = temporary_path(spec.path)
         self.dst: Any = None
         self.committed = False
@@ -216,7 +223,7 @@ class GeoTiffWriter:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                dst = rasterio.open(self.tmp, "w", **profile)
+                dst = self.dst = rasterio.open(self.tmp, "w", **profile)  # discard() closes it
             if names is not None:
                 for band, name in enumerate(names, 1):
                     dst.set_band_description(band, name)

@@ -25,6 +25,8 @@ from terradiff.tasks.carbon.method import (
 class VAECarbonConfig(CarbonMethodConfig):
     """``carbon.method: vae``."""
 
+    uses_model_unet: ClassVar[bool] = False  # a convolutional VAE of its own
+
     method: Literal["vae"] = "vae"
     vae_beta: float = Field(1e-3, ge=0.0, description="Weight of the KL term.")
     vae_latent: int = Field(8, ge=1, description="Latent channels (at 1/4 resolution).")

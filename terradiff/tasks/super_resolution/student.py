@@ -26,6 +26,8 @@ from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, SR
 class StudentSRConfig(SRMethodConfig):
     """``sr.method: student``: the light network and how it is distilled."""
 
+    uses_model_unet: ClassVar[bool] = False  # the student is a LightSRNet of its own
+
     method: Literal["student"] = "student"
     teacher: str | None = Field(
         None, description="The teacher run/checkpoint (a one-pass method that can teach)."

@@ -1,0 +1,298 @@
+"""What each ``terradiff`` verb does, given its parsed arguments (:mod:`terradiff.cli` parses).
+
+One function per verb, ``VERB_command(args) -> exit code``: each loads what the verb needs and
+calls the library (training, sampling, evaluation, mapping, compression); heavy imports happen
+inside, so ``terradiff --help`` stays fast. No maths here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from terradiff.config_loading import load_config
+    from terradiff.tasks import build_task
+    from terradiff.train import Trainer
+
+    overrides = list(args.set or [])
+    if args.output_dir:
+        overrides.append(f"output_dir={args.output_dir}")
+    config = load_config(args.config, overrides)
+    task = build_task(config)
+    trainer = Trainer(task, config.output_dir, resume=args.resume, overwrite=args.overwrite)
+    trainer.config_path = args.config  # named in the "continue with" hint of a stopped run
+    result = trainer.fit()
+    print(
+        f"trained {config.task} '{config.name}' to step {result.step} "
+        f"({result.seconds / 60:.1f} min, {result.stop_reason}); checkpoint: {result.checkpoint}"
+    )
+    return 0
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from terradiff.sampling_io import check_sample_checkpoint, check_sample_outputs
+    from terradiff.tasks import load_task
+    from terradiff.viz import save_chain_figure, save_image_grid
+
+    check_sample_checkpoint(args.checkpoint)
+    check_sample_outputs(
+        args.n, args.out, chain=args.chain, tif_dir=args.tif_dir, overwrite=args.overwrite
+    )
+    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
+    generator = torch.Generator().manual_seed(args.seed)
+    spec = task.sampling_spec(args.sampler, args.steps)
+    out = task.sample(
+        task.net,
+        args.n,
+        generator=generator,
+        spec=spec,
+        return_trajectory=args.chain is not None,
+        progress=True,
+    )
+    rgb = task.config.data.rgb_bands
+    out_path = Path(args.out)
+    samples = out.sample.cpu()
+    save_image_grid(samples, out_path, rgb_bands=rgb)
+    how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
+    print(f"wrote {args.n} samples ({how}) to {out_path}")
+    if args.chain is not None:
+        save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
+        print(f"wrote the denoising chain to {args.chain}")
+    if args.tif_dir is not None:
+        from terradiff.sampling_io import write_samples_geotiff
+
+        paths = write_samples_geotiff(
+            samples, task.band_info, Path(args.tif_dir), overwrite=args.overwrite
+        )
+        print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from terradiff.checkpoint import read_checkpoint_config
+    from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
+
+    saved = read_checkpoint_config(args.checkpoint)  # a broken one is named by load_task
+    if isinstance(saved, dict) and saved.get("task") == "super_resolution":
+        result = evaluate_super_resolution(
+            args.checkpoint,
+            num_images=args.n or 64,
+            sampler=args.sampler,
+            steps=args.steps,
+            seed=args.seed,
+            data_root=args.data,
+            scale=args.scale,
+            image_size=args.image_size,
+            lpips_weights=args.lpips_weights,
+            device=args.device,
+        )
+    else:
+        result = evaluate_checkpoint(
+            args.checkpoint,
+            num_samples=args.n,
+            sampler=args.sampler,
+            steps=args.steps,
+            encoder=args.encoder,
+            encoder_weights=args.encoder_weights,
+            seed=args.seed,
+            data_root=args.data,
+            device=args.device,
+        )
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        from terradiff.io import atomic_write_text
+
+        atomic_write_text(Path(args.out), text + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def super_resolve_command(args: argparse.Namespace) -> int:
+    from terradiff.data.tiling.options import check_output_targets
+    from terradiff.mapping import super_resolve_raster
+
+    outputs = [args.output, *([args.summary] if args.summary else [])]
+    check_output_targets(outputs, overwrite=args.overwrite, inputs=[("input", args.input)])
+    summary = super_resolve_raster(
+        args.model, args.input, args.output, scale=args.scale, **mapping_kwargs(args)
+    )
+    print(
+        f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
+        f"x{summary.scale}, {summary.tiles} tiles in {summary.seconds:.1f} s"
+    )
+    if args.summary:
+        from dataclasses import asdict
+
+        from terradiff.io import atomic_write_text
+
+        record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
+        atomic_write_text(Path(args.summary), json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+def info_command(args: argparse.Namespace) -> int:
+    from terradiff.checkpoint import load_checkpoint
+    from terradiff.config import config_from_dict
+    from terradiff.data.band_info import BandInfo
+    from terradiff.tasks import migrate_checkpoint_config
+
+    ckpt = load_checkpoint(args.checkpoint)
+    source = f"{ckpt.path}/config.json"
+    raw, saved_bands = migrate_checkpoint_config(ckpt.config, source)
+    config = config_from_dict(raw, source)
+    bands = BandInfo.from_dict(saved_bands, source)
+    cfg = config.to_dict()
+    section = {"super_resolution": "sr", "carbon": "carbon"}.get(config.task)
+    method = cfg.get(section) if section else None
+    n_params = sum(v.numel() for v in ckpt.model_state.values())
+    losses = ckpt.trainer_meta.get("losses", [])
+    lines = [
+        f"checkpoint   {ckpt.path}",
+        f"task         {config.task}  (terradiff {ckpt.config.get('terradiff_version')})",
+        f"method       {json.dumps(method)}" if isinstance(method, dict) else "",
+        f"step         {ckpt.step}",
+        f"last loss    {losses[-1][1]:.5f}" if losses else "last loss    -",
+        f"bands        {bands.count}  {list(bands.names)}  scaling={bands.scaling}",
+        f"image size   {config.data.image_size}",
+        f"parameters   {n_params:,}",
+        f"EMA weights  {'yes' if ckpt.ema_state is not None else 'no'}",
+        f"schedule     {json.dumps(cfg['diffusion'])}",
+        f"model        {json.dumps(cfg['model'])}",
+        f"sampler      {json.dumps(cfg['sample'])}",
+    ]
+    print("\n".join(line for line in lines if line))
+    return 0
+
+
+def carbon_prepare_command(args: argparse.Namespace) -> int:
+    from terradiff.carbon.prepare import prepare_biomassters
+
+    chips = prepare_biomassters(
+        args.root,
+        args.out,
+        chips=args.chips,
+        method=args.method,
+        cloud_threshold=args.cloud_threshold,
+        min_clear_fraction=args.min_clear,
+        carbon_fraction=args.carbon_fraction,
+        overwrite=args.overwrite,
+    )
+    print(f"prepared {len(chips)} chip(s) under {args.out} (see {args.out}/manifest.json)")
+    return 0
+
+
+def compress_command(args: argparse.Namespace) -> int:
+    from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
+
+    if args.part == "unet":
+        result = compress_carbon_unet(
+            args.run,
+            args.out,
+            threshold=args.threshold,
+            basis_epochs=args.basis_epochs,
+            encoder_steps=args.encoder_steps,
+            decoder_steps=args.decoder_steps,
+            progress=not args.quiet,
+        )
+        print(
+            f"KD-UNet: base width {result['base_channels']}, {result['student_parameters']:,} "
+            f"parameters (teacher {result['teacher_parameters']:,}; KD ratio "
+            f"{result['kd_ratio']:.1f}x)\n"
+            f"  table:      {Path(args.out) / 'table_a2_unet.md'}\n"
+            f"  checkpoint: {result['checkpoint']} (use it with 'terradiff estimate --model')"
+        )
+        return 0
+
+    summary = compress_carbon_vgg(
+        args.run,
+        args.out,
+        threshold=args.threshold,
+        basis_epochs=args.basis_epochs,
+        block_steps=args.block_steps,
+        chain_steps=args.chain_steps,
+        progress=not args.quiet,
+    )
+    errors = ", ".join(f"{e:.3f}" for e in summary["relative_feature_error"])
+    floor = ", ".join(f"{e:.3f}" for e in summary["basis_floor_error"])
+    print(
+        f"KD-VGG: {summary['student_parameters']:,} parameters (teacher "
+        f"{summary['teacher_parameters']:,}; KD ratio {summary['kd_ratio']:.1f}x), widths "
+        f"{summary['vgg_channels']}; relative feature error per stage {errors} (a perfect "
+        f"student with these bases: {floor})\n"
+        f"  weights:    {summary['kd_vgg']}\n"
+        f"  table:      {Path(args.out) / 'table_a2.md'}\n"
+        f"  checkpoint: {summary['checkpoint']} (use it with 'terradiff estimate --model')\n"
+        f"  to train a new IIDM with it: carbon.vgg_channels={json.dumps(summary['vgg_channels'])}"
+        f" carbon.kd_vgg={summary['kd_vgg']}"
+    )
+    return 0
+
+
+def carbon_inventory_command(args: argparse.Namespace) -> int:
+    from terradiff.carbon.inventory import inventory_to_carbon
+    from terradiff.carbon.stock import CarbonFactors
+
+    result = inventory_to_carbon(
+        args.polygons,
+        args.canopy_height,
+        args.out,
+        volume_field=args.volume_field,
+        factors=CarbonFactors(args.delta, args.rho, args.gamma),
+        mask_path=args.mask,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {result.density_path}: {result.polygons_used} polygon(s), total carbon "
+        f"{result.total_carbon_mg:,.1f} Mg C"
+    )
+    for index, reason in result.skipped:
+        print(f"skipped polygon {index}: {reason}")
+    return 0
+
+
+def estimate_command(args: argparse.Namespace) -> int:
+    from terradiff.mapping import estimate_carbon_maps
+
+    result = estimate_carbon_maps(
+        args.model,
+        args.image,
+        args.out,
+        mask_path=args.mask,
+        ensemble=args.ensemble,
+        uncertainty=args.uncertainty,
+        summary_path=args.summary,
+        on_map=lambda item: print(item.describe()),
+        **mapping_kwargs(args),
+    )
+    if result.panel is not None:
+        print(f"wrote {result.panel}")
+    return 0
+
+
+def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of the whole-raster functions from :func:`_add_mapping_options`."""
+    bands = None
+    if args.bands:
+        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
+    return {
+        "bands": bands,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "tile": args.tile,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "overwrite": args.overwrite,
+        "device": args.device,
+        "dask": args.dask or args.scheduler is not None,
+        "scheduler": args.scheduler,
+        "n_workers": args.workers,
+        "rows_per_task": args.dask_rows,
+    }
