@@ -37,6 +37,13 @@ def _mcev_threshold(text: str) -> float:
 def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
     """The options shared by the whole-raster verbs (super-resolve, estimate)."""
     parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
+    parser.add_argument(
+        "--input-scaling",
+        metavar="SCALING",
+        help="how the input's values map to [0, 1] when they are not in the units the model was "
+        "trained on: a preset (uint8, sentinel2, sen12ms, none) or a JSON mapping, e.g. "
+        '\'{"name": "dn", "divisor": 10000, "clip": true}\' (default: the model\'s scaling)',
+    )
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")

@@ -276,6 +276,22 @@ def estimate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def input_scaling(text: str | None) -> str | dict[str, Any] | None:
+    """``--input-scaling``: a preset name, or a JSON mapping of a scaling (``{"divisor": ...}``)."""
+    if text is None or not text.strip().startswith("{"):
+        return text
+    from terradiff.errors import ConfigError
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"--input-scaling {text!r} is not valid JSON ({error.msg}); give a preset name such "
+            'as sentinel2, or a mapping such as \'{"name": "dn", "divisor": 10000, "clip": true}\''
+        ) from None
+    return value
+
+
 def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of the whole-raster functions from :func:`_add_mapping_options`."""
     bands = None
@@ -283,6 +299,7 @@ def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
     return {
         "bands": bands,
+        "input_scaling": input_scaling(args.input_scaling),
         "sampler": args.sampler,
         "steps": args.steps,
         "tile": args.tile,

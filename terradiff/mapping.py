@@ -64,6 +64,7 @@ def super_resolve_raster(
     *,
     scale: float | None = None,
     bands: list[int | str] | None = None,
+    input_scaling: str | dict[str, Any] | None = None,
     sampler: str | None = None,
     steps: int | None = None,
     tile: int = 64,
@@ -92,6 +93,9 @@ def super_resolve_raster(
         scale: the scale asked for: any integer for an ``implicit`` model, else the model's
             ``sr.scale`` (an error otherwise).
         bands: input bands (1-based indices or names) in the model's order; default all bands.
+        input_scaling: how this input's values map to [0, 1] when they are not in the units
+            the model was trained on (a preset name or a scaling mapping; default the model's
+            scaling); the output is written in the input's units.
         sampler, steps: SR3 sampler (default: the checkpoint's ``sample`` section).
         tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
         overlap: LR pixels shared by neighbouring tiles (blended).
@@ -136,7 +140,7 @@ def super_resolve_raster(
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
     settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev}
-    scaling = task.band_info.scaling
+    scaling = input_scaling or task.band_info.scaling
     options = {
         "scaling": scaling,
         "scale": factor,
@@ -232,6 +236,7 @@ def estimate_raster(
     *,
     mask_path: str | Path | None = None,
     bands: list[int | str] | None = None,
+    input_scaling: str | dict[str, Any] | None = None,
     ensemble: int | None = None,
     uncertainty: bool = False,
     sampler: str | None = None,
@@ -254,7 +259,8 @@ def estimate_raster(
     (NaN) in the map. With ``uncertainty`` (or ``ensemble > 1``) a second band holds the per-pixel
     standard deviation of the ensemble. The totals count valid pixels, and only forest pixels when
     ``mask_path`` (a raster on the same grid, forest > 0) is given; they are read back block by
-    block, so memory stays bounded.
+    block, so memory stays bounded. ``input_scaling`` maps an image whose values are not in the
+    units the model was trained on (a preset name or scaling mapping; default the model's).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
@@ -298,7 +304,7 @@ def estimate_raster(
         for key in ("mins", "maxs"):
             out_scaling[key] = list(out_scaling[key]) * 2
     options = {
-        "scaling": task.band_info.scaling,
+        "scaling": input_scaling or task.band_info.scaling,
         "out_scaling": out_scaling,
         "scale": 1,
         "tile": tile,

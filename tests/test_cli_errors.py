@@ -506,3 +506,53 @@ def test_build_dataset_of_carbon_data_names_the_way(sample_data: Path, tmp_path:
     config = config_from_dict(carbon_config(tmp_path, sample_data / "biomassters", "regression"))
     with pytest.raises(DataError, match=r"CarbonTask\.dataset\(split\).*`terradiff estimate`"):
         build_dataset(config)
+
+
+# --- input values against the model's scaling ---
+@pytest.fixture(scope="module")
+def sr_uint8_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained x4 regression SR checkpoint of 8-bit RGB (scaling uint8)."""
+    from terradiff.checkpoint import save_checkpoint
+    from terradiff.config import config_from_dict
+    from terradiff.data.band_info import BandInfo
+    from terradiff.tasks.super_resolution import SuperResolutionTask
+    from tests.conftest import SAMPLE_DATA
+    from tests.tasks.test_super_resolution import sr_config
+
+    root = tmp_path_factory.mktemp("outputs_sr")
+    raw = sr_config(root / "run", SAMPLE_DATA, "regression")
+    bands = BandInfo(3, ("red", "green", "blue"), "uint8")
+    task = SuperResolutionTask(config_from_dict(raw), band_info=bands)
+    path = root / "step_00000000"
+    save_checkpoint(path, config=task.checkpoint_config(), model_state=task.net.state_dict())
+    return path
+
+
+def test_digital_numbers_for_an_8_bit_model_are_refused_then_mapped(
+    sr_uint8_checkpoint: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A real 16-bit EuroSAT chip given to an 8-bit model: refused by band, mapped when the
+    user says how its values scale (``--input-scaling``)."""
+    chip = next(iter(sorted((shared_data / "eurosat-ms").rglob("Forest_*.tif"))))
+    out = tmp_path / "sr.tif"
+    argv = ["super-resolve", str(chip), str(out), "--model", str(sr_uint8_checkpoint)]
+    argv += ["--bands", "4,3,2", "--tile", "16", "--overlap", "4"]
+    refused(argv, capsys, "band 1", "above 255", "uint16", "--input-scaling")
+    assert not out.exists() and snapshot(tmp_path) == {}
+    refused([*argv, "--input-scaling", "{bad"], capsys, "--input-scaling", "not valid JSON")
+    assert main([*argv, "--input-scaling", "sentinel2"]) == 0
+    assert out.is_file()
+
+
+def test_an_input_that_is_nodata_everywhere_is_refused(
+    sr_uint8_checkpoint: Path, naip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import numpy as np
+    import rasterio
+
+    with rasterio.open(naip, "r+") as dst:  # the file's nodata is 0
+        dst.write(np.zeros((dst.count, dst.height, dst.width), dtype=np.uint8))
+    out = tmp_path / "out" / "sr.tif"
+    argv = ["super-resolve", str(naip), str(out), "--model", str(sr_uint8_checkpoint)]
+    refused([*argv, "--bands", "1,2,3"], capsys, str(naip), "no valid pixel", "nothing to map")
+    assert not out.parent.exists() or snapshot(out.parent) == {}
