@@ -10,8 +10,7 @@ Bands are selected by 1-based index (GDAL's convention) or by name. Names come f
 ``"eurosat"``), the file's band descriptions, its colour interpretation (``red``, ``green``, ...)
 or ``band_<i>``. Sentinel-2 style names match with or without the zero: ``"B04"`` finds ``"B4"``.
 
-Rasters without a CRS (JPEG, PNG, BioMassters chips) read fine; :attr:`RasterData.has_crs` says so
-and warning about it is the caller's job.
+Rasters without a CRS (JPEG, PNG, BioMassters chips) read fine (:attr:`RasterData.has_crs`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import uuid
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from terradiff.errors import RasterError
+from terradiff.io import remove_stale_temporaries, temporary_name
 
 #: EuroSAT multispectral band order (Helber et al. 2019), as torchgeo documents it: B8A is *last*.
 EUROSAT_BANDS: tuple[str, ...] = (
@@ -482,8 +481,8 @@ def write_raster(
 ) -> Path:
     """Write ``array`` as a GeoTIFF, atomically.
 
-    Written to a hidden temporary file beside ``path``, then moved over it (:func:`os.replace`):
-    readers never see a half-written raster and a failure leaves nothing under ``path``.
+    Written to a hidden temporary beside ``path`` (:func:`terradiff.io.temporary_name`), then moved
+    over it: readers never see a half-written raster; a failure leaves nothing under ``path``.
 
     Args:
         path: destination (a GeoTIFF is written whatever the suffix).
@@ -560,7 +559,8 @@ def write_raster(
     if data.shape[1] >= 256 and data.shape[2] >= 256:
         out.update(tiled=True, blockxsize=256, blockysize=256)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    remove_stale_temporaries(path.parent)  # of earlier runs killed while writing here
+    tmp = temporary_name(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
