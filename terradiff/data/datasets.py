@@ -33,6 +33,13 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from terradiff.data import transforms as T
+from terradiff.data.folders import (
+    GEOTIFF_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    PIL_EXTENSIONS,
+    normalise_extensions,
+    scan_class_folders,
+)
 from terradiff.data.raster import (
     EUROSAT_BANDS,
     BandNames,
@@ -44,11 +51,6 @@ from terradiff.data.raster import (
 )
 from terradiff.data.splits import hash_split
 from terradiff.errors import DataError, DataWarning, RasterError
-
-#: Suffixes read with Pillow (faster than GDAL for small 8-bit images); others go through rasterio.
-PIL_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-GEOTIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
 
 _PIL_BAND_NAMES: dict[str, list[str]] = {
     "L": ["gray"],
@@ -165,9 +167,7 @@ class _FolderDataset(Dataset):
         self.random_flip = bool(random_flip)
         self.vertical_flip = bool(vertical_flip)
         self.crop = crop
-        self.extensions = tuple(
-            e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions
-        )
+        self.extensions = normalise_extensions(extensions)
         self.seed = int(seed)
         self.epoch = 0
         self.cache = bool(cache)
@@ -256,29 +256,9 @@ class _FolderDataset(Dataset):
     def _find_files(
         self, classes: Sequence[str] | None
     ) -> tuple[dict[str | None, list[Path]], list[str]]:
-        """Files grouped by class sub-folder (None: files directly under ``root``), sorted."""
-        by_class: dict[str | None, list[Path]] = {}
-        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            rel = Path(dirpath).relative_to(self.root)
-            key = rel.parts[0] if rel.parts else None
-            for name in filenames:
-                if name.startswith(".") or not name.lower().endswith(self.extensions):
-                    continue
-                by_class.setdefault(key, []).append(Path(dirpath) / name)
-        for files in by_class.values():
-            files.sort(key=lambda p: p.relative_to(self.root).as_posix())
-        found = sorted(k for k in by_class if k is not None)
-        if classes is not None:
-            missing = [c for c in classes if c not in found]
-            if missing:
-                raise DataError(
-                    f"classes {missing} not found under {self.root}; available classes: {found}"
-                )
-            wanted = sorted(set(classes))
-            by_class = {k: v for k, v in by_class.items() if k in wanted}
-            found = wanted
-        return by_class, found
+        """Files grouped by class sub-folder (None: files directly under ``root``), sorted
+        (:func:`terradiff.data.folders.scan_class_folders`)."""
+        return scan_class_folders(self.root, self.extensions, classes)
 
     def _included(self, path: Path) -> bool:
         """Whether ``path`` (its name or its path under ``root``) matches an ``include`` glob."""

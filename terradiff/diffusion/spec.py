@@ -15,6 +15,7 @@ from typing import Any
 from torch import Tensor
 
 from terradiff.config import SAMPLER_NAMES
+from terradiff.diffusion.guidance import check_scale, guidance_scale_of
 from terradiff.diffusion.samplers import SAMPLERS, ModelFn, SamplerOutput
 from terradiff.diffusion.schedules import NoiseSchedule
 
@@ -37,12 +38,18 @@ class SamplingSpec:
         eta: DDIM's stochasticity (Song et al. 2021, Eq. 16; 0 is deterministic); recorded as 0
             for samplers that have no eta.
         clip_denoised: clip each step's ``x_0`` estimate to [-1, 1].
+        guidance: classifier-free guidance scale ``s >= 0`` (Ho & Salimans 2022, Eq. 6 with
+            ``s = 1 + w``; 0 unconditional, 1 conditional, > 1 guided; see
+            :mod:`terradiff.diffusion.guidance`), None = no guidance. The caller applies it by
+            handing :func:`run_spec` a :func:`~terradiff.diffusion.guidance.guided` model_fn of
+            this scale; :func:`run_spec` checks that the two agree, so the record is what ran.
     """
 
     sampler: str
     steps: int
     eta: float = 0.0
     clip_denoised: bool = True
+    guidance: float | None = None
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -53,6 +60,8 @@ class SamplingSpec:
             raise ValueError(f"sampling steps must be at least 1, got {self.steps}")
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0, got {self.eta}")
+        if self.guidance is not None:
+            object.__setattr__(self, "guidance", check_scale(self.guidance))
 
     @classmethod
     def resolve(
@@ -63,14 +72,16 @@ class SamplingSpec:
         sampler: str | None = None,
         steps: int | None = None,
         eta: float | None = None,
+        guidance: float | None = None,
     ) -> SamplingSpec:
         """The spec of ``defaults`` (a config's ``sample`` section) with overrides applied.
 
         Args:
-            defaults: has ``sampler``, ``steps``, ``eta`` and ``clip_denoised``.
+            defaults: has ``sampler``, ``steps``, ``eta`` and ``clip_denoised`` (and may have
+                ``guidance``; a section without it means no guidance).
             num_timesteps: ``T`` of the model's schedule (the steps of ``ddpm``; the most any
                 sampler can take).
-            sampler, steps, eta: overrides (None keeps the default).
+            sampler, steps, eta, guidance: overrides (None keeps the default).
 
         Raises:
             ValueError: an unknown sampler, or steps outside ``1..T`` (given ``steps`` are
@@ -92,6 +103,7 @@ class SamplingSpec:
             steps=n_steps,
             eta=float(eta if eta is not None else defaults.eta) if uses_eta else 0.0,
             clip_denoised=bool(defaults.clip_denoised),
+            guidance=guidance if guidance is not None else getattr(defaults, "guidance", None),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +135,20 @@ def run_spec(
     progress: bool = False,
     return_trajectory: bool = False,
 ) -> SamplerOutput:
-    """Run the sampler ``spec`` names from ``x_T``; the output carries ``spec``."""
+    """Run the sampler ``spec`` names from ``x_T``; the output carries ``spec``.
+
+    Raises:
+        ValueError: ``spec.guidance`` is not the scale of ``model_fn`` (a
+            :func:`~terradiff.diffusion.guidance.guided` one, or a plain one for None).
+    """
+    scale = guidance_scale_of(model_fn)
+    if scale != spec.guidance:
+        wanted = "no guidance" if spec.guidance is None else f"guidance {spec.guidance}"
+        actual = "is not guided" if scale is None else f"guides with scale {scale}"
+        raise ValueError(
+            f"the sampling spec asks for {wanted} but model_fn {actual}; hand run_spec a "
+            "terradiff.diffusion.guidance.guided(...) model_fn of the spec's scale (or none)"
+        )
     kwargs: dict[str, Any] = {
         "prediction": prediction,
         "generator": generator,

@@ -12,6 +12,11 @@ the multi-head attention and scale-shift norm of Nichol & Dhariwal 2021, Sec. 3)
   connection of the matching encoder activation, nearest+conv upsampling between levels;
 * output: ``conv3x3(SiLU(GN(h)))``, zero-initialised (the net starts by predicting 0).
 
+Optionally (``condition_spec``) a class label and numeric metadata, embedded by
+:class:`~terradiff.nets.conditioning.ConditionEmbedding`, are added to the time embedding before
+the residual blocks use it (Dhariwal & Nichol 2021, Sec. 4; DiffusionSat, Khanna et al. 2024,
+Sec. 3), with learned null values for classifier-free guidance (Ho & Salimans 2022).
+
 Timesteps go through a sinusoidal embedding and an MLP (float ``t`` works, so continuous
 timesteps are fine). On CPU, activations run in ``torch.channels_last`` by default (oneDNN's
 fast NHWC path; the weights stay contiguous so checkpoints are plain), which together with bf16
@@ -36,6 +41,12 @@ from terradiff.nets.blocks import (
     TimeEmbedding,
     Upsample,
     check_groups,
+)
+from terradiff.nets.conditioning import (
+    Condition,
+    ConditionEmbedding,
+    ConditionSpec,
+    check_condition,
 )
 from terradiff.nets.memory import use_channels_last
 
@@ -123,6 +134,12 @@ class UNet(nn.Module):
         mid_attention: Self-attention in the middle block.
         channels_last: Run activations in ``torch.channels_last``; ``None`` (default) = only for
             CPU inputs. The output comes back in the memory format of ``x``.
+        condition_spec: Class / metadata conditioning (a
+            :class:`~terradiff.nets.conditioning.ConditionSpec` or its ``to_dict()``); None (or a
+            spec with no classes and no fields) = none: exactly the unconditioned network, with
+            the same parameters, ``state_dict`` keys and (for a given seed) initial weights. The
+            embedding's parameters are created last, so a conditioned net's other weights are
+            those of the unconditioned net built from the same seed.
 
     Attributes:
         config: The constructor arguments as a JSON-serialisable dict (see :meth:`from_config`).
@@ -148,6 +165,7 @@ class UNet(nn.Module):
         mid_attention: bool = True,
         context_channels: int = 0,
         channels_last: bool | None = None,
+        condition_spec: ConditionSpec | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -169,6 +187,9 @@ class UNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         channel_mults = tuple(int(m) for m in channel_mults)
+        if condition_spec is not None and not isinstance(condition_spec, ConditionSpec):
+            condition_spec = ConditionSpec.from_dict(condition_spec)
+        spec = condition_spec if condition_spec is not None and condition_spec.enabled else None
         attention_resolutions = tuple(int(r) for r in attention_resolutions)
         self.config: dict[str, Any] = {
             "in_channels": in_channels,
@@ -186,12 +207,14 @@ class UNet(nn.Module):
             "mid_attention": bool(mid_attention),
             "context_channels": context_channels,
             "channels_last": channels_last,
+            "condition_spec": None if spec is None else spec.to_dict(),
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.cond_channels = cond_channels
         self.context_channels = context_channels
         self.channels_last = channels_last
+        self.condition_spec = spec
         num_levels = len(channel_mults)
         self.downsample_factor = 2 ** (num_levels - 1)
         self.attention_levels = attention_levels(attention_resolutions, image_size, num_levels)
@@ -266,6 +289,10 @@ class UNet(nn.Module):
         )
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
+        # Created last: the rest of the net draws the same initial weights as without it.
+        self.condition_embed = (
+            None if spec is None else ConditionEmbedding(spec, emb_dim, base_channels)
+        )
 
     # ------------------------------------------------------------------ config / bookkeeping
 
@@ -306,6 +333,7 @@ class UNet(nn.Module):
             "mid_attention",
             "context_channels",
             "channels_last",
+            "condition_spec",
         )
 
     def config_json(self) -> str:
@@ -382,9 +410,12 @@ class UNet(nn.Module):
         cond: Tensor | None,
         features: list[Tensor] | None,
         context: Tensor | None = None,
+        condition: Condition | None = None,
     ) -> Tensor:
         t = self._check_inputs(x, t, cond)
         self._check_context(x, context)
+        if condition is not None:
+            check_condition(condition, self.condition_spec, x.shape[0])
         channels_last = use_channels_last(self.channels_last, x.device)
         input_channels_last = x.is_contiguous(memory_format=torch.channels_last) and not (
             x.is_contiguous()
@@ -394,6 +425,8 @@ class UNet(nn.Module):
             h = h.contiguous(memory_format=torch.channels_last)
 
         emb = self.time_embed(t)
+        if self.condition_embed is not None:  # None = all null
+            emb = emb + self.condition_embed(condition, x.shape[0])
         h = self.input_conv(h)
         hs = [h]
         for level in self.down:
@@ -428,6 +461,8 @@ class UNet(nn.Module):
         t: Tensor | float,
         cond: Tensor | None = None,
         context: Tensor | None = None,
+        *,
+        condition: Condition | None = None,
     ) -> Tensor:
         """Predict (noise, x0 or v -- the net does not care) for ``x_t`` at timestep ``t``.
 
@@ -438,11 +473,14 @@ class UNet(nn.Module):
             cond: Condition ``[B, cond_channels, H, W]`` when ``cond_channels > 0``, else None.
             context: Condition tokens ``[B, N, context_channels]`` fused by cross-attention at
                 the bottleneck when ``context_channels > 0``, else None.
+            condition: Class labels / metadata for a net built with ``condition_spec``; None (or
+                null parts) = the null condition, the unconditional model of classifier-free
+                guidance. An unconditioned net accepts only None or an empty condition.
 
         Returns:
             ``[B, out_channels, H, W]``, in the memory format of ``x``.
         """
-        return self._run(x, t, cond, None, context)
+        return self._run(x, t, cond, None, context, condition)
 
     def forward_features(
         self,
@@ -450,17 +488,20 @@ class UNet(nn.Module):
         t: Tensor | float,
         cond: Tensor | None = None,
         context: Tensor | None = None,
+        *,
+        condition: Condition | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """Forward pass that also returns the decoder's multi-scale features.
 
         The features are the output of each decoder level (after its last residual/attention
         block, before upsampling), coarse to fine: ``features[k]`` has
         ``feature_channels[k]`` channels and ``H / 2**(L-1-k)`` pixels -- what an implicit
-        (LIIF/IDM-style) decoder or a feature-distillation loss consumes.
+        (LIIF/IDM-style) decoder or a feature-distillation loss consumes. Arguments as
+        :meth:`forward`.
 
         Returns:
             ``(output, features)``.
         """
         features: list[Tensor] = []
-        out = self._run(x, t, cond, features, context)
+        out = self._run(x, t, cond, features, context, condition)
         return out, features
