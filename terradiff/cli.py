@@ -139,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    sample.add_argument(
+        "--class", dest="class_name", metavar="NAME", help="class of a class-conditional model"
+    )
+    sample.add_argument(
+        "--metadata",
+        metavar="K=V,...",
+        help="metadata of a metadata-conditional model, e.g. month=7,gsd=10 (a field left out "
+        "uses its learned null)",
+    )
+    sample.add_argument(
+        "--guidance",
+        type=float,
+        metavar="S",
+        help="classifier-free guidance scale: out = out_null + S (out_cond - out_null); 0 is "
+        "unconditional, 1 plain conditional, >1 stronger (default: the config's sample.guidance)",
+    )
     sample.set_defaults(func=commands.sample_command)
 
     evaluate = verbs.add_parser(

@@ -46,7 +46,21 @@ def sample_command(args: argparse.Namespace) -> int:
     )
     task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
     generator = torch.Generator().manual_seed(args.seed)
-    spec = task.sampling_spec(args.sampler, args.steps)
+    spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
+    request = {"class": args.class_name, "metadata": parse_metadata(args.metadata)}
+    extra: dict[str, Any] = {}
+    if any(request.values()) or args.guidance is not None:
+        make_condition = getattr(task, "make_condition", None)
+        if make_condition is None:
+            from terradiff.errors import ConfigError
+
+            raise ConfigError(
+                f"--class/--metadata/--guidance steer a conditional generation model; "
+                f"{args.checkpoint} is a {task.config.task!r} model"
+            )
+        extra["condition"] = make_condition(
+            args.n, class_name=args.class_name, metadata=request["metadata"]
+        )
     out = task.sample(
         task.net,
         args.n,
@@ -54,13 +68,26 @@ def sample_command(args: argparse.Namespace) -> int:
         spec=spec,
         return_trajectory=args.chain is not None,
         progress=True,
+        **extra,
     )
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
     samples = out.sample.cpu()
     save_image_grid(samples, out_path, rgb_bands=rgb)
+    record = {
+        "checkpoint": str(args.checkpoint),
+        "n": args.n,
+        "seed": args.seed,
+        "sampling": None if spec is None else spec.to_dict(),
+        "condition": request,
+    }
+    from terradiff.io import atomic_write_text
+
+    atomic_write_text(out_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
-    print(f"wrote {args.n} samples ({how}) to {out_path}")
+    if spec is not None and spec.guidance is not None:
+        how += f", guidance {spec.guidance:g}"
+    print(f"wrote {args.n} samples ({how}) to {out_path} (settings in {out_path.stem}.json)")
     if args.chain is not None:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
         print(f"wrote the denoising chain to {args.chain}")
@@ -72,6 +99,27 @@ def sample_command(args: argparse.Namespace) -> int:
         )
         print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
     return 0
+
+
+def parse_metadata(text: str | None) -> dict[str, float | str] | None:
+    """``--metadata month=7,gsd=10`` as ``{"month": 7.0, "gsd": 10.0}`` (checked by the model's
+    metadata schema; non-numbers such as dates stay strings)."""
+    if not text:
+        return None
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            from terradiff.errors import ConfigError
+
+            raise ConfigError(
+                f"--metadata {text!r}: {item!r} is not KEY=VALUE; write e.g. month=7,gsd=10"
+            )
+        try:
+            pairs[key.strip()] = float(value)
+        except ValueError:
+            pairs[key.strip()] = value.strip()  # e.g. date=2019-07-04
+    return pairs
 
 
 def evaluate_command(args: argparse.Namespace) -> int:

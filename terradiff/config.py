@@ -55,8 +55,11 @@ class ScalingConfig(_Section):
 class DataConfig(_Section):
     """Where the images come from and how they become tensors in [-1, 1]."""
 
-    kind: Literal["folder", "geotiff_chips", "paired"] = "folder"
-    root: str = Field(description="Folder of images (class sub-folders allowed) or GeoTIFF chips.")
+    kind: Literal["folder", "geotiff_chips", "paired", "mnist"] = "folder"
+    root: str = Field(
+        description="Folder of images (class sub-folders allowed), GeoTIFF chips, or the MNIST "
+        "IDX files (kind mnist: its fixed 8,000/2,000 split is data.split train/test)."
+    )
     image_size: int = Field(64, ge=8, le=4096)
     bands: list[int | str] | None = Field(
         None, description="Band indices (1-based) or names to read; null keeps all bands."
@@ -211,6 +214,12 @@ class SampleConfig(_Section):
     steps: int = Field(20, ge=1)
     eta: float = Field(0.0, ge=0.0)
     clip_denoised: bool = True
+    guidance: float | None = Field(
+        None,
+        ge=0.0,
+        description="Classifier-free guidance scale s of a conditional model: out = out_null + "
+        "s (out_cond - out_null); 0 unconditional, 1 plain conditional; null: no guidance.",
+    )
 
     @field_validator("sampler")
     @classmethod
@@ -218,6 +227,42 @@ class SampleConfig(_Section):
         if value not in SAMPLER_NAMES:
             raise ValueError(f"unknown sampler; choose one of {list(SAMPLER_NAMES)}")
         return value
+
+
+class ConditionConfig(_Section):
+    """What a generation model is conditioned on (classifier-free guidance, Ho & Salimans 2022;
+    metadata as in DiffusionSat, Khanna et al. 2024). ``terradiff train`` fills ``class_names``
+    from the data when it is null, so the checkpoint keeps the classes and their order."""
+
+    classes: str | None = Field(
+        None,
+        description="'folders': the class sub-folders of data.root (AID, EuroSAT; MNIST's "
+        "digits); or a CSV of path,class; null: no class conditioning.",
+    )
+    class_names: list[str] | None = Field(
+        None, description="The classes in label order; null: found in the data at training."
+    )
+    metadata: list[str] = Field(
+        default_factory=list,
+        description="Numeric fields (gsd, month, day_of_year, lat, lon, cloud_cover, year); "
+        "a missing value gets the field's learned null.",
+    )
+    metadata_sidecar: str | None = Field(
+        None, description="CSV (path,field,...) or JSON {path: {field: value}} of the values."
+    )
+    metadata_from_raster: bool = Field(
+        False, description="Read gsd, lat, lon (and tagged dates) from each GeoTIFF's header."
+    )
+    date_pattern: str | None = Field(
+        None, description="File-name date pattern: yyyymmdd, yyyy-mm-dd, year or a regex."
+    )
+    drop_prob: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Probability that a training sample's whole condition is replaced by the "
+        "null condition (trains the unconditional model that guidance needs).",
+    )
 
 
 class EvaluateConfig(_Section):
@@ -340,6 +385,9 @@ class ExperimentConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sample: SampleConfig = Field(default_factory=SampleConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    condition: ConditionConfig | None = Field(
+        None, description="Conditioning of task 'generation' (classes, metadata); null: none."
+    )
     sr: SerializeAsAny[MethodConfig] | None = Field(
         None,
         description="Settings of task 'super_resolution': 'method' and that method's keys "
@@ -372,6 +420,15 @@ class ExperimentConfig(_Section):
             raise ValueError(
                 "task 'carbon' reads paired rasters: use data.kind 'paired' with it (and only "
                 "with it)"
+            )
+        if self.condition is not None and self.task != "generation":
+            raise ValueError(
+                f"section 'condition' is used by task 'generation' only, not {self.task!r}"
+            )
+        if self.condition is not None and not (self.condition.classes or self.condition.metadata):
+            raise ValueError(
+                "section 'condition' conditions on nothing: set condition.classes (e.g. "
+                "'folders') and/or condition.metadata (e.g. [gsd, month]), or remove the section"
             )
         return self
 

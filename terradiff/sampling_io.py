@@ -55,20 +55,21 @@ def check_sample_outputs(
 
     Args:
         count: images drawn (one GeoTIFF each under ``tif_dir``).
-        out: the grid PNG.
+        out: the grid PNG (its settings go to the JSON of the same name beside it).
         chain: the denoising-chain PNG, if asked for.
         tif_dir: the folder of the GeoTIFFs, if asked for.
         overwrite: existing files may be replaced.
 
     Returns:
-        The paths to write: ``out``, then ``chain``, then the GeoTIFFs.
+        The paths to write: ``out``, its ``.json`` record, then ``chain``, then the GeoTIFFs.
 
     Raises:
         DataError: ``tif_dir`` is a file, or one of the paths exists without ``overwrite``, is a
             folder, lies below a file, or is another of the paths (each message names the path
             and the fix, e.g. ``--overwrite``).
     """
-    paths = [Path(out)] + ([Path(chain)] if chain is not None else [])
+    paths = [Path(out), Path(out).with_suffix(".json")]
+    paths += [Path(chain)] if chain is not None else []
     if tif_dir is not None:
         if Path(tif_dir).exists() and not Path(tif_dir).is_dir():
             raise DataError(

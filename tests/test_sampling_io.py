@@ -53,13 +53,15 @@ def test_sample_outputs_are_checked_together(tmp_path: Path) -> None:
 
     grid, tifs = tmp_path / "g.png", tmp_path / "tifs"
     paths = check_sample_outputs(2, grid, chain=tmp_path / "c.png", tif_dir=tifs)
-    assert paths == [grid, tmp_path / "c.png", tifs / "sample_0000.tif", tifs / "sample_0001.tif"]
+    record = tmp_path / "g.json"  # the settings of the run, beside the grid
+    expected = [grid, record, tmp_path / "c.png"] + [tifs / f"sample_000{i}.tif" for i in (0, 1)]
+    assert paths == expected
     with pytest.raises(DataError, match="given for two outputs"):
         check_sample_outputs(1, grid, chain=tmp_path / "." / "g.png")
     grid.write_bytes(b"")
     with pytest.raises(DataError, match="already exists; pass --overwrite"):
         check_sample_outputs(1, grid)
-    assert check_sample_outputs(1, grid, overwrite=True) == [grid]
+    assert check_sample_outputs(1, grid, overwrite=True) == [grid, record]
     with pytest.raises(DataError, match=r"--tif-dir .* is a file"):
         check_sample_outputs(1, tmp_path / "h.png", tif_dir=grid)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png"]  # nothing was created

@@ -172,7 +172,7 @@ def test_time_limit_says_it_stopped_early(
     path.write_text(yaml.safe_dump(config))
     assert main(["train", str(path)]) == 0  # 6 ms: the limit ends the run after its first step
     out = capsys.readouterr().out
-    assert "(0.0 min, stopped early by train.max_minutes=0.0001 at step 1 of 50)" in out
+    assert " min, stopped early by train.max_minutes=0.0001 at step 1 of 50)" in out
     assert [p.name for p in list_checkpoints(tmp_path / "t")] == ["step_00000001"]
     last = json.loads((tmp_path / "t" / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 1 and last["stopped_by"] == "max_minutes"

@@ -21,10 +21,12 @@ from terradiff.config import ExperimentConfig
 from terradiff.data.band_info import BandInfo
 from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
+from terradiff.diffusion.guidance import guided
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.diffusion.spec import SamplingSpec, run_spec
 from terradiff.errors import ConfigError, DataError
+from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.unet import UNet
 
 NetT = TypeVar("NetT", bound=nn.Module)
@@ -85,7 +87,11 @@ class Task(abc.ABC):
         return True
 
     def sampling_spec(
-        self, sampler: str | None = None, steps: int | None = None, eta: float | None = None
+        self,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float | None = None,
     ) -> SamplingSpec | None:
         """The sampling this task's predictions will run: ``config.sample`` with overrides.
 
@@ -103,6 +109,7 @@ class Task(abc.ABC):
                 sampler=sampler,
                 steps=steps,
                 eta=eta,
+                guidance=guidance,
             )
         except ValueError as error:
             raise ConfigError(str(error)) from None
@@ -167,6 +174,10 @@ def build_dataset(
             "build_dataset does not read: from Python use CarbonTask.dataset(split); a carbon "
             "model is mapped by `terradiff estimate` (not `terradiff sample`/`evaluate`)"
         )
+    if data.kind == "mnist":
+        from terradiff.data.mnist import MNISTDataset
+
+        return MNISTDataset(data.root, split=split or data.split, image_size=data.image_size)
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
     return GeoTiffChipDataset(data.root, **common)
@@ -195,6 +206,7 @@ def build_unet(
     out_channels: int,
     cond_channels: int = 0,
     context_channels: int = 0,
+    condition_spec: ConditionSpec | None = None,
 ) -> UNet:
     """The UNet of ``config.model``, initialised from ``config.seed`` (not the global RNG)."""
     model = config.model
@@ -213,6 +225,7 @@ def build_unet(
             dropout=model.dropout,
             num_groups=model.num_groups,
             head_channels=model.head_channels,
+            condition_spec=condition_spec,
         ),
     )
 
@@ -226,6 +239,7 @@ def diffusion_loss(
     *,
     mask: torch.Tensor | None = None,
     cond: torch.Tensor | None = None,
+    condition: Condition | None = None,
 ) -> torch.Tensor:
     """The denoising loss of one batch (Ho et al. 2020, Algorithm 1 / Eq. 14).
 
@@ -233,14 +247,16 @@ def diffusion_loss(
     run draws the same numbers on any device), forms ``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t)
     eps`` and regresses ``config.diffusion.prediction`` (eps, x0 or v) with the configured L1/L2
     loss under ``mask``, optionally min-SNR weighted (Hang et al. 2023). ``cond`` is passed to
-    the net (SR3: the up-sampled low-resolution image).
+    the net (SR3: the up-sampled low-resolution image); ``condition`` (classes, metadata) goes
+    to a conditional UNet (already dropped out for classifier-free guidance by the caller).
     """
     diffusion = config.diffusion
     x_t, timesteps, _, target = objectives.noised_batch(
         schedule, x0, generator, diffusion.prediction
     )
     inputs = (x_t, timesteps.float()) if cond is None else (x_t, timesteps.float(), cond)
-    prediction = net(*inputs)
+    extra = {} if condition is None else {"condition": condition.to(x_t.device)}
+    prediction = net(*inputs, **extra)
     weights = None
     if diffusion.min_snr_gamma is not None:
         weights = objectives.min_snr_weights(
@@ -260,6 +276,7 @@ def run_sampler(
     spec: SamplingSpec,
     *,
     cond: torch.Tensor | None = None,
+    condition: Condition | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
     return_trajectory: bool = False,
@@ -267,13 +284,34 @@ def run_sampler(
     """Run the sampler of ``spec`` with ``net`` as ``model_fn``; the output carries ``spec``.
 
     ``x_T ~ N(0, I)`` of ``shape`` is drawn from ``generator`` on the CPU (so the same seed gives
-    the same images on any device).
+    the same images on any device). ``condition`` goes to a conditional net; with
+    ``spec.guidance`` the model_fn is classifier-free guided
+    (:func:`terradiff.diffusion.guidance.guided`: one batched forward of conditional and null).
+
+    Raises:
+        ConfigError: ``spec.guidance`` without a ``condition``.
     """
     device = next(net.parameters()).device
     x_T = torch.randn(shape, generator=generator).to(device)
 
-    def model_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        return net(x_t, t, c).float() if c is not None else net(x_t, t).float()
+    def conditioned_fn(
+        x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, given: Condition | None
+    ) -> torch.Tensor:
+        extra = {} if given is None else {"condition": given}
+        return (net(x_t, t, c, **extra) if c is not None else net(x_t, t, **extra)).float()
+
+    if spec.guidance is not None:
+        if condition is None:
+            raise ConfigError(
+                f"guidance {spec.guidance} needs a conditional model and a condition; this "
+                "model is unconditional: leave --guidance out"
+            )
+        model_fn: Any = guided(conditioned_fn, condition.to(device), spec.guidance)
+    else:
+        on_device = None if condition is None else condition.to(device)
+
+        def model_fn(x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+            return conditioned_fn(x_t, t, c, on_device)
 
     was_training = net.training
     net.eval()
