@@ -367,5 +367,10 @@ def evaluate_super_resolution(
 def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:
     """What a result records of the sampling that ran (all None for a one-pass model)."""
     if spec is None:
-        return {"sampler": None, "steps": None, "eta": None}
-    return {"sampler": spec.sampler, "steps": spec.steps, "eta": spec.eta}
+        return {"sampler": None, "steps": None, "eta": None, "guidance": None}
+    return {
+        "sampler": spec.sampler,
+        "steps": spec.steps,
+        "eta": spec.eta,
+        "guidance": spec.guidance,
+    }
