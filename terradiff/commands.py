@@ -214,6 +214,7 @@ def info_command(args: argparse.Namespace) -> int:
         f"schedule     {json.dumps(cfg['diffusion'])}",
         f"model        {json.dumps(cfg['model'])}",
         f"sampler      {json.dumps(cfg['sample'])}",
+        f"condition    {json.dumps(cfg['condition'])}" if cfg.get("condition") else "",
     ]
     print("\n".join(line for line in lines if line))
     return 0
