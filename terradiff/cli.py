@@ -343,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             name = signal.Signals(signum).name
             print(f"{prefix}: stopped by {name}; no partial output was left", file=sys.stderr)
             return 128 + signum
+        except BrokenPipeError:  # e.g. `terradiff info RUN | head -3`: the reader has gone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         except OSError as error:
             if debug:
                 raise
