@@ -157,6 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.set_defaults(func=commands.sample_command)
 
+    synth = verbs.add_parser(
+        "synthesize",
+        help="write a labelled folder of generated images",
+        description="Draw --per-class images of every class of a class-conditional model into "
+        "OUT/<class>/<class>_0000.tif ... (GeoTIFFs in the training data's units), a folder any "
+        "training script that reads class sub-folders can use.",
+    )
+    synth.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
+    synth.add_argument("--per-class", type=_positive_int, required=True, help="images per class")
+    synth.add_argument("--out", required=True, help="the folder to write")
+    synth.add_argument("--classes", help="only these classes, comma-separated (default: all)")
+    synth.add_argument("--guidance", type=float, metavar="S", help="as for `sample`")
+    synth.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
+    synth.add_argument("--steps", type=int, help="sampling steps (default: the config's)")
+    synth.add_argument("--batch-size", type=_positive_int, default=64, help="images per call")
+    synth.add_argument("--seed", type=int, default=0, help="class k uses seed + k")
+    synth.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    synth.add_argument("--overwrite", action="store_true", help="replace existing files")
+    synth.set_defaults(func=commands.synthesize_command)
+
     evaluate = verbs.add_parser(
         "evaluate",
         help="FID/KID of a generator; PSNR/SSIM of a super-resolution model",

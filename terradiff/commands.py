@@ -101,6 +101,42 @@ def sample_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def synthesize_command(args: argparse.Namespace) -> int:
+    from terradiff.sampling_io import check_sample_checkpoint, synthesize_dataset
+    from terradiff.tasks import load_task
+
+    check_sample_checkpoint(args.checkpoint)
+    task, _ = load_task(args.checkpoint, use_ema=True, device=args.device or "auto")
+    spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
+    classes = args.classes.split(",") if args.classes else None
+    written = synthesize_dataset(
+        task,
+        Path(args.out),
+        args.per_class,
+        spec=spec,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        classes=classes,
+        overwrite=args.overwrite,
+    )
+    from terradiff.io import atomic_write_text
+
+    record = {
+        "checkpoint": str(args.checkpoint),
+        "per_class": args.per_class,
+        "seed": args.seed,
+        "sampling": spec.to_dict() if spec is not None else None,
+        "classes": {name: len(paths) for name, paths in written.items()},
+    }
+    atomic_write_text(Path(args.out) / "synthesize.json", json.dumps(record, indent=2) + "\n")
+    total = sum(len(paths) for paths in written.values())
+    print(
+        f"wrote {total} images of {len(written)} classes to {args.out} (settings in "
+        "synthesize.json)"
+    )
+    return 0
+
+
 def parse_metadata(text: str | None) -> dict[str, float | str] | None:
     """``--metadata month=7,gsd=10`` as ``{"month": 7.0, "gsd": 10.0}`` (checked by the model's
     metadata schema; non-numbers such as dates stay strings)."""

@@ -2,11 +2,14 @@
 
 :func:`check_sample_outputs` checks every file ``terradiff sample`` writes (grid PNG, chain
 figure, GeoTIFFs) before the model is even loaded, so a refusal leaves nothing half-written.
+:func:`synthesize_dataset` writes a labelled folder of generated images (``terradiff
+synthesize``) for training other models on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +18,7 @@ from terradiff.checkpoint import read_checkpoint_config, resolve_checkpoint
 from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import write_raster
 from terradiff.data.tiling.options import check_output_targets
-from terradiff.errors import DataError, WrongCheckpointError
+from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 
 
 def check_sample_checkpoint(checkpoint: str | Path) -> None:
@@ -126,9 +129,63 @@ def write_samples_geotiff(
     return paths
 
 
+def synthesize_dataset(
+    task: Any,
+    out_dir: str | Path,
+    per_class: int,
+    *,
+    spec: Any,
+    seed: int = 0,
+    batch_size: int = 64,
+    classes: list[str] | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, list[Path]]:
+    """A labelled folder of generated images: ``out_dir/<class>/<class>_0000.tif`` ...
+
+    Draws ``per_class`` images of every class of a class-conditional generation ``task`` (with
+    ``spec``, e.g. a guidance scale) and writes them as GeoTIFFs in the training data's units
+    (:func:`write_samples_geotiff`), in the layout :class:`~terradiff.data.ImageFolderDataset`
+    and most training scripts read. Every file is checked before the first is written. Class
+    ``k`` is drawn with the seed ``seed + k``, so one class can be remade alone.
+
+    Raises:
+        ConfigError: ``task`` is not class-conditional.
+        DataError: an unknown class, or an existing file without ``overwrite``.
+    """
+    from tqdm.auto import tqdm
+
+    index = getattr(task, "class_index", None)
+    if index is None:
+        raise ConfigError(
+            "synthesize draws a labelled dataset from a class-conditional generation model "
+            "(condition.classes in its config); this checkpoint has no classes"
+        )
+    names = list(index) if classes is None else classes
+    for name in names:
+        index.lookup(name, where="--classes")
+    out_dir = Path(out_dir)
+    for name in names:
+        check_output_targets(sample_tif_paths(out_dir / name, per_class, name), overwrite=overwrite)
+    written: dict[str, list[Path]] = {}
+    for name in tqdm(names, desc="classes", disable=not progress):
+        generator = torch.Generator().manual_seed(seed + index.lookup(name))
+        images = []
+        for start in range(0, per_class, batch_size):
+            n = min(batch_size, per_class - start)
+            condition = task.make_condition(n, class_name=name)
+            out = task.sample(task.net, n, generator=generator, spec=spec, condition=condition)
+            images.append(out.sample.cpu())
+        written[name] = write_samples_geotiff(
+            torch.cat(images), task.band_info, out_dir / name, prefix=name, overwrite=overwrite
+        )
+    return written
+
+
 __all__ = [
     "check_sample_checkpoint",
     "check_sample_outputs",
     "sample_tif_paths",
+    "synthesize_dataset",
     "write_samples_geotiff",
 ]

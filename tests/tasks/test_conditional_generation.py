@@ -137,3 +137,18 @@ def test_metadata_conditioning_with_missing_fields(tmp_path: Path, sample_data: 
     assert condition.present.tolist()[0] == [False, True, True]
     with pytest.raises(DataError, match="gsd"):
         loaded.make_condition(2, metadata={"altitude": 3})
+
+
+def test_synthesize_writes_a_labelled_folder_a_dataset_reads(
+    class_run: Path, tmp_path: Path
+) -> None:
+    from terradiff.data import ImageFolderDataset
+
+    out = tmp_path / "synth"
+    argv = ["synthesize", str(class_run), "--per-class", "3", "--steps", "2", "--out", str(out)]
+    assert main([*argv, "--classes", "Forest,Desert", "--batch-size", "2"]) == 0
+    dataset = ImageFolderDataset(out, image_size=32, crop="center")
+    assert dataset.classes == ["Desert", "Forest"] and len(dataset) == 6
+    before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif"))
+    assert main([*argv, "--classes", "Forest"]) == 2  # exists: refused without --overwrite
+    assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif")) == before
