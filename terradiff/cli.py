@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--sampler", choices=SAMPLER_NAMES)
     evaluate.add_argument("--steps", type=int)
+    evaluate.add_argument(
+        "--guidance", type=float, metavar="S", help="guidance scale of a conditional generator"
+    )
     evaluate.add_argument("--encoder", help="aid-cnn (default), inception, or a .safetensors path")
     evaluate.add_argument("--encoder-weights", help="local weights file for --encoder inception")
     evaluate.add_argument("--data", help="real images to compare with (default: the config's)")

@@ -182,6 +182,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             num_samples=args.n,
             sampler=args.sampler,
             steps=args.steps,
+            guidance=args.guidance,
             encoder=args.encoder,
             encoder_weights=args.encoder_weights,
             seed=args.seed,

@@ -10,6 +10,7 @@ their statistics are cached per dataset file list and encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -64,17 +65,70 @@ def generate_images(
     """``num_images`` samples in [-1, 1] from ``task.net``, drawn batch by batch (CPU tensor).
 
     One generator seeded with ``seed`` feeds every batch, so the result depends on ``seed`` and
-    ``batch_size`` only; ``spec`` defaults to the task's :meth:`~Task.sampling_spec`.
+    ``batch_size`` only; ``spec`` defaults to the task's :meth:`~Task.sampling_spec`. A
+    class-conditional model draws image ``i`` of class ``i mod K`` (:func:`requested_classes`).
     """
     generator = torch.Generator().manual_seed(seed)
     images: list[torch.Tensor] = []
+    labels = requested_classes(task, num_images)
     with tqdm(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
         for start in range(0, num_images, batch_size):
             n = min(batch_size, num_images - start)
-            out = task.sample(task.net, n, generator=generator, spec=spec)
+            extra = {}
+            if labels is not None:
+                condition = task.make_condition(n)  # type: ignore[attr-defined]
+                extra["condition"] = dataclasses.replace(condition, labels=labels[start:][:n])
+            out = task.sample(task.net, n, generator=generator, spec=spec, **extra)
             images.append(out.sample.float().cpu())
             bar.update(n)
     return torch.cat(images)
+
+
+def requested_classes(task: Task, num_images: int) -> torch.Tensor | None:
+    """The class of each image :func:`generate_images` draws (None: not class-conditional)."""
+    index = getattr(task, "class_index", None)
+    return None if index is None else torch.arange(num_images) % len(index)
+
+
+def conditional_accuracy(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    model_classes: list[str],
+    extractor: Any,
+    *,
+    rgb_bands: list[int] | None = None,
+    batch_size: int = 100,
+    seed: int = 0,
+    resamples: int = 1000,
+) -> dict[str, Any] | None:
+    """How often a classifier assigns generated images to the class they were asked for.
+
+    ``extractor`` must have ``logits`` and ``classes`` (the shipped ``aid-cnn``) and know every
+    class of the model by name; otherwise None. The interval is a 95% percentile bootstrap over
+    the images.
+    """
+    known = list(getattr(extractor, "classes", []) or [])
+    if not hasattr(extractor, "logits") or not set(model_classes) <= set(known):
+        return None
+    target = torch.tensor([known.index(name) for name in model_classes])[labels]
+    rgb = images if rgb_bands is None else images[:, rgb_bands]
+    with torch.no_grad():
+        predicted = torch.cat(
+            [
+                extractor.logits(rgb[i : i + batch_size]).argmax(1)
+                for i in range(0, len(rgb), batch_size)
+            ]
+        )
+    hits = (predicted.cpu() == target).float()
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(0, len(hits), (resamples, len(hits)), generator=generator)
+    means = hits[draws].mean(1)
+    return {
+        "conditional_accuracy": float(hits.mean()),
+        "conditional_accuracy_ci95": [float(means.quantile(0.025)), float(means.quantile(0.975))],
+        "classifier": getattr(extractor, "name", type(extractor).__name__),
+        "chance": 1.0 / len(model_classes),
+    }
 
 
 def real_dataset(
@@ -112,6 +166,7 @@ def evaluate_checkpoint(
     num_samples: int | None = None,
     sampler: str | None = None,
     steps: int | None = None,
+    guidance: float | None = None,
     encoder: str | None = None,
     encoder_weights: str | None = None,
     seed: int = 0,
@@ -129,6 +184,7 @@ def evaluate_checkpoint(
         num_samples: generated images (default ``config.evaluate.num_samples``).
         sampler: ``ddpm``, ``ddim`` or ``dpm_solver`` (default: the config's).
         steps: sampler steps (ignored by ``ddpm``, which runs all ``T``).
+        guidance: classifier-free guidance scale of a conditional model (default: the config's).
         encoder: ``aid-cnn`` (default, offline), ``inception`` or a ``.safetensors`` path.
         encoder_weights: the local weights file ``inception`` needs.
         seed: seed of the generated images and of the KID subsets.
@@ -141,7 +197,8 @@ def evaluate_checkpoint(
 
     Returns:
         The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
-        checkpoint, step, sampler, steps, seconds spent sampling and per image.
+        checkpoint, step, sampler, steps, seconds spent sampling and per image; for a
+        class-conditional model also :func:`conditional_accuracy` (when the encoder classifies).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one is
@@ -166,7 +223,7 @@ def evaluate_checkpoint(
             f"image features and need at least {MIN_FID_IMAGES} generated images; pass --n "
             f"{MIN_FID_IMAGES} or more (hundreds for a meaningful FID)"
         )
-    spec = task.sampling_spec(sampler, steps)
+    spec = task.sampling_spec(sampler, steps, guidance=guidance)
     try:
         extractor = load_feature_extractor(
             encoder or evaluate_cfg.encoder, weights=encoder_weights or evaluate_cfg.encoder_weights
@@ -236,6 +293,18 @@ def evaluate_checkpoint(
         seed=seed,
         batch_size=evaluate_cfg.batch_size,
     )
+    labels = requested_classes(task, n)
+    if labels is not None:
+        accuracy = conditional_accuracy(
+            fake,
+            labels,
+            list(task.class_index),  # type: ignore[attr-defined]
+            extractor,
+            rgb_bands=rgb_bands,
+            batch_size=evaluate_cfg.batch_size,
+            seed=seed,
+        )
+        metrics = {**metrics, **(accuracy or {})}
     return {
         **metrics,
         "checkpoint": str(ckpt.path),

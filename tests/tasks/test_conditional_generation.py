@@ -152,3 +152,18 @@ def test_synthesize_writes_a_labelled_folder_a_dataset_reads(
     before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif"))
     assert main([*argv, "--classes", "Forest"]) == 2  # exists: refused without --overwrite
     assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif")) == before
+
+
+def test_evaluate_reports_the_classifiers_accuracy_on_requested_classes(
+    class_run: Path, tmp_path: Path
+) -> None:
+    """The shipped aid-cnn knows the AID classes: it scores the samples of each asked class."""
+    from terradiff.evaluate import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        class_run, num_samples=6, steps=2, guidance=2.0, cache_dir=tmp_path, progress=False
+    )
+    assert 0.0 <= result["conditional_accuracy"] <= 1.0 and result["chance"] == 1 / 3
+    low, high = result["conditional_accuracy_ci95"]
+    assert low <= result["conditional_accuracy"] <= high
+    assert result["guidance"] == 2.0 and result["classifier"] == "aid-cnn"
