@@ -13,13 +13,8 @@ import torch
 import yaml
 
 from terradiff.checkpoint import list_checkpoints
-from terradiff.config import (
-    ExperimentConfig,
-    apply_override,
-    config_from_dict,
-    load_config,
-    method_config_class,
-)
+from terradiff.config import ExperimentConfig, config_from_dict, method_config_class
+from terradiff.config_loading import apply_override, load_config
 from terradiff.io import atomic_write_text
 from terradiff.nets import count_parameters
 from terradiff.tasks import build_task, load_task
