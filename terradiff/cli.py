@@ -50,7 +50,12 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
     parser.add_argument(
         "--overlap", type=int, default=overlap, help=f"tile overlap in input pixels ({overlap})"
     )
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per model call")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="tiles per model call (lowered on the CPU while a batch's activations exceed 512 MiB)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (per tile position)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")

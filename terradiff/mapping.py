@@ -10,8 +10,10 @@ panel of the maps and a summary JSON (the ``terradiff estimate`` verb).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target, check_output_targets
+from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.io import atomic_write_text
@@ -99,7 +102,9 @@ def super_resolve_raster(
         sampler, steps: SR3 sampler (default: the checkpoint's ``sample`` section).
         tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
         overlap: LR pixels shared by neighbouring tiles (blended).
-        batch_size: tiles per model call.
+        batch_size: tiles per model call; on the CPU it is lowered until one batch's
+            activations (measured on a small tile) fit 512 MiB (see :mod:`terradiff.data.tiling`,
+            "Memory").
         seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
             same raster, however the tiles are batched or distributed).
         device: ``cpu``/``cuda``; default CUDA when available.
@@ -195,7 +200,18 @@ def _sr_predict_fn(
         )
         return result.sample
 
-    return predict
+    def one_tile(x: torch.Tensor) -> torch.Tensor:  # the memory of a batch of one, one step
+        size = (x.shape[-2] * factor, x.shape[-1] * factor)
+        return task.super_resolve(task.net, x, out_size=size, spec=_one_step(spec)).sample
+
+    multiple = task.net.downsample_factor // math.gcd(factor, task.net.downsample_factor)
+    return with_tile_bytes(predict, one_tile, task.band_info.count, device, multiple)
+
+
+def _one_step(spec: SamplingSpec | None) -> SamplingSpec | None:
+    """``spec`` cut to one DDIM step: what a probe of a tile's memory runs (the activations of
+    a step do not depend on the sampler or the steps)."""
+    return None if spec is None else dataclasses.replace(spec, sampler="ddim", steps=1)
 
 
 def sr_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Tensor]:
@@ -370,7 +386,11 @@ def _carbon_predict_fn(
         # the std travels through the output's [0, max] scaling as "std - 1"
         return torch.cat([result.mean, result.std - 1.0], dim=1)
 
-    return predict
+    def one_tile(x: torch.Tensor) -> torch.Tensor:  # the memory of a batch of one, one step
+        return task.estimate(task.net, x, ensemble=1, spec=_one_step(spec)).mean
+
+    multiple = getattr(task.net, "downsample_factor", 1)
+    return with_tile_bytes(predict, one_tile, task.band_info.count, device, multiple)
 
 
 def carbon_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Tensor]:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from terradiff.data.raster import open_raster
 from terradiff.data.tiling import PredictFn, TiledRun, TilingOptions, TilingSummary
+from terradiff.data.tiling.memory import gdal_cache
 from terradiff.data.tiling.writer import GeoTiffWriter, check_output_path
 from terradiff.errors import DataError, DataWarning
 
@@ -41,22 +42,37 @@ _PREDICTORS: dict[bytes, PredictFn] = {}
 
 
 class _MemorySink:
-    """The row sink of a block: keeps the rows the block hands on, for the client to write."""
+    """The row sink of a block: keeps the pixels the block hands on, for the client to write.
+
+    A run hands on windows of rows and column blocks; the windows of one chunk of rows tile the
+    raster's width, left to right, so :meth:`stack` puts them side by side and then the chunks
+    on top of each other.
+    """
 
     def __init__(self) -> None:
-        self.rows: list[tuple[int, np.ndarray]] = []
-        self.masks: list[tuple[int, np.ndarray]] = []
+        self.rows: list[tuple[int, int, np.ndarray]] = []
+        self.masks: list[tuple[int, int, np.ndarray]] = []
 
-    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
-        self.rows.append((row, array))
+    def write_rows(
+        self, array: np.ndarray, mask: np.ndarray | None, row: int, col: int = 0
+    ) -> None:
+        self.rows.append((row, col, array))
         if mask is not None:
-            self.masks.append((row, mask))
+            self.masks.append((row, col, mask))
 
     @staticmethod
-    def stack(parts: list[tuple[int, np.ndarray]], axis: int) -> np.ndarray | None:
+    def stack(parts: list[tuple[int, int, np.ndarray]], axis: int) -> np.ndarray | None:
+        """The parts (``axis`` is the rows axis: 1 for ``[C, rows, cols]``, 0 for masks)."""
         if not parts:
             return None
-        return np.concatenate([a for _, a in sorted(parts, key=lambda p: p[0])], axis=axis)
+        chunks: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for row, col, array in parts:
+            chunks.setdefault(row, []).append((col, array))
+        rows = [
+            np.concatenate([a for _, a in sorted(chunks[row], key=lambda p: p[0])], axis=axis + 1)
+            for row in sorted(chunks)
+        ]
+        return np.concatenate(rows, axis=axis)
 
 
 def _predictor(factory: Callable[[], PredictFn]) -> PredictFn:
@@ -80,7 +96,7 @@ def _predict_block(
 
         torch.set_num_threads(torch_threads)  # one worker per core share, no oversubscription
     predict_fn = _predictor(factory)
-    with open_raster(in_path) as src, warnings.catch_warnings():
+    with open_raster(in_path) as src, gdal_cache(src, options), warnings.catch_warnings():
         warnings.simplefilter("ignore", DataWarning)  # the client already warned
         run = TiledRun.from_source(src, in_path, out_path, options)
         sink = _MemorySink()

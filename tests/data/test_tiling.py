@@ -567,3 +567,183 @@ def test_real_naip_crop_scale2_nearest(shared_data: Path, tmp_path: Path) -> Non
     np.testing.assert_array_equal(result[:, valid], expected[:, valid])
     assert np.all(result[:, ~valid] == 0)
     assert summary.tiles == 9 and summary.count == 4
+
+
+# --------------------------------------------------------------------------------------------
+# column blocks and the memory bound (issue 13)
+# --------------------------------------------------------------------------------------------
+
+
+def tile_noise(scale: int) -> Callable[..., torch.Tensor]:
+    """x -> tanh(x) upsampled plus noise seeded by each tile's corner: every tile predicts a
+    different value at a shared pixel, so the blend (and its summation order) shows."""
+
+    def fn(x: torch.Tensor, mask: torch.Tensor, origins: list[tuple[int, int]]) -> torch.Tensor:
+        base = torch.tanh(1.3 * x.repeat_interleave(scale, -2).repeat_interleave(scale, -1))
+        noise = [
+            torch.rand(base.shape[1:], generator=torch.Generator().manual_seed(r * 7919 + c))
+            for r, c in origins
+        ]
+        return 0.9 * base + 0.05 * torch.stack(noise)
+
+    return fn
+
+
+def _whole_raster_blend(array: np.ndarray, scale: int, tile: int, overlap: int) -> np.ndarray:
+    """The blended model values of :func:`tile_noise` with one buffer over the whole raster,
+    tiles added in row-major order (the definition of the output, written out directly; tiles
+    padded by reflection where the raster is smaller than a tile)."""
+    grid = TileGrid(array.shape[1], array.shape[2], tile, overlap)
+    h, w, s = grid.tile_height, grid.tile_width, scale
+    x = get_scaling("uint8").to_model(array).astype(np.float32)
+    num = np.zeros((array.shape[0], array.shape[1] * s, array.shape[2] * s), dtype=np.float32)
+    den = np.zeros(num.shape[1:], dtype=np.float32)
+    fn = tile_noise(scale)
+    rows, cols = grid.row_starts, grid.col_starts
+    for ri, row in enumerate(rows):
+        for ci, col in enumerate(cols):
+            pad = ((0, 0), (0, tile - h), (0, tile - w))
+            part = np.pad(x[:, row : row + h, col : col + w], pad, mode="reflect")
+            pred = fn(torch.from_numpy(part[None]), torch.ones(1), [(row, col)])[0].numpy()
+            pred = pred[:, : h * s, : w * s]
+            wy = blend_window(h * s, overlap * s, margin=overlap // 4 * s, ramp_start=ri > 0,
+                              ramp_end=ri < len(rows) - 1)  # fmt: skip
+            wx = blend_window(w * s, overlap * s, margin=overlap // 4 * s, ramp_start=ci > 0,
+                              ramp_end=ci < len(cols) - 1)  # fmt: skip
+            weight = np.outer(wy, wx)
+            num[:, row * s : (row + h) * s, col * s : (col + w) * s] += pred * weight
+            den[row * s : (row + h) * s, col * s : (col + w) * s] += weight
+    return num / np.maximum(den, np.float32(1e-12))
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "overlap", "scale", "batch_size"),
+    [
+        (97, 230, 8, 1, 1),  # last tile row and column shifted inward (a pass of two rows)
+        (88, 230, 8, 2, 3),  # rows that fit exactly, batches of 3 tiles
+        (61, 173, 20, 1, 1),  # overlap above half a tile: tiles reach two blocks ahead
+        (20, 140, 8, 2, 2),  # a raster lower than a tile (padded), one row of tiles
+    ],
+)
+def test_column_blocks_give_the_raster_of_one_block(
+    tmp_path: Path, height: int, width: int, overlap: int, scale: int, batch_size: int
+) -> None:
+    """A raster many column blocks wide comes out bit-identical to one block over its whole
+    width, and to the definition of the blend (one buffer, tiles in row-major order)."""
+    tile = 32
+    array = np.random.default_rng(3).integers(1, 255, size=(2, height, width), dtype=np.uint8)
+    path = _write(tmp_path / "wide.tif", array)
+    options = {
+        "scaling": "uint8", "out_scaling": {"name": "raw", "divisor": 1.0, "clip": False},
+        "scale": scale, "tile": tile, "overlap": overlap, "batch_size": batch_size,
+        "progress": False,
+    }  # fmt: skip
+    results = {}
+    for block_tiles in (1, 10**6):
+        out = tmp_path / f"blocks{block_tiles}.tif"
+        summary = predict_raster(path, out, tile_noise(scale), block_tiles=block_tiles, **options)
+        results[block_tiles] = _read(out)[0]
+        assert summary.tiles == len(TileGrid(height, width, tile, overlap))
+    assert len(TileGrid(height, width, tile, overlap).col_starts) > 2 * batch_size
+    assert results[1].tobytes() == results[10**6].tobytes()
+    expected = get_scaling({"name": "raw", "divisor": 1.0, "clip": False}).from_model(
+        _whole_raster_blend(array, scale, tile, overlap)
+    )
+    assert results[1].tobytes() == expected.astype(np.float32).tobytes()
+
+
+def _memory(height: int, width: int, **kw: Any) -> Any:
+    from terradiff.data.tiling.memory import RunMemory
+
+    args = {"scale": 4, "in_bands": 3, "in_itemsize": 1, "out_itemsize": 1, "block_tiles": None}
+    return RunMemory(TileGrid(height, width, 128, 16), **(args | {"cpu": True} | kw))
+
+
+def test_buffer_estimate_independent_of_height_and_bounded_in_width() -> None:
+    """The run's estimate (the arrays it allocates) does not grow with the raster's height and
+    grows with its width only by the row carry: ``overlap`` rows, not a strip of ``tile``."""
+    c_out, batch, s, overlap, tile = 3, 4, 4, 16, 128
+    # heights whose last tile row is shifted inward (it joins the pass above): the most a run
+    # holds; a height that the tiles fit exactly (8,192 = 128 + 72 x 112) holds less
+    by_height = {h: _memory(h, 2048).estimate(c_out, batch) for h in (300, 2048, 10_000, 10**6)}
+    assert len(set(by_height.values())) == 1, by_height
+    assert _memory(8192, 2048).estimate(c_out, batch) < by_height[2048]
+    widths = (2048, 8192, 100_000)
+    by_width = [_memory(2048, w).estimate(c_out, batch) for w in widths]
+    carry_per_column = (c_out + 1) * 4 * overlap * s * s  # sum(w * pred) and sum(w), float32
+    for (w1, e1), (w2, e2) in itertools.pairwise(zip(widths, by_width, strict=True)):
+        assert e2 - e1 == carry_per_column * (w2 - w1)
+    strip_per_column = (c_out + 1) * 4 * tile * s * s  # a buffer of one tile row, whole width
+    assert carry_per_column * 8 == strip_per_column
+    # 100,000 px wide at x4 (400,000 output columns): under 1/5 of one full-width strip
+    assert by_width[-1] < strip_per_column * 100_000 / 5
+    # the activations a predict_fn reports count once per tile of the batch (on the CPU)
+    act, memory = 300 * 2**20, _memory(2048, 2048)
+    assert memory.batch_bytes(c_out, 2, act) - memory.batch_bytes(c_out, 2) == 2 * act
+    assert memory.estimate(c_out, 2, act) - memory.estimate(c_out, 2) == 2 * act
+    assert _memory(2048, 2048, cpu=False).batch_bytes(c_out, 2, act) == memory.batch_bytes(c_out, 2)
+
+
+def test_measured_buffers_grow_with_width_only_by_the_row_carry(tmp_path: Path) -> None:
+    """``peak_buffer_bytes`` (the arrays a run held) of runs 2 and 4 column blocks wide differ
+    by the row carry of the extra columns; the same for any height. (Widths that the tiles fit
+    exactly: a last tile column shifted inward adds a bounded column carry, at most a tile.)"""
+    tile, overlap, scale = 32, 8, 2
+    peaks = {}
+    for height, width in ((100, 200), (100, 392), (340, 392)):
+        array = np.random.default_rng(1).integers(1, 255, size=(1, height, width), dtype=np.uint8)
+        path = _write(tmp_path / f"in{height}x{width}.tif", array)
+        summary = predict_raster(
+            path, tmp_path / f"out{height}x{width}.tif", upsampler(scale), scaling="uint8",
+            scale=scale, tile=tile, overlap=overlap, out_dtype="uint8", batch_size=2,
+            block_tiles=4, progress=False,
+        )  # fmt: skip
+        peaks[(height, width)] = summary.peak_buffer_bytes
+    carry = (1 + 1) * 4 * overlap * scale * (392 - 200) * scale
+    assert peaks[(100, 392)] - peaks[(100, 200)] == carry
+    assert peaks[(340, 392)] == peaks[(100, 392)]  # same shift of the last tile row
+
+
+def test_batch_lowered_for_the_activations_a_predict_fn_reports(tmp_path: Path) -> None:
+    array = np.random.default_rng(2).integers(1, 255, size=(1, 40, 200), dtype=np.uint8)
+    path = _write(tmp_path / "in.tif", array)
+    calls: list[int] = []
+
+    def fn(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return x
+
+    options = {"scaling": "uint8", "tile": 32, "overlap": 8, "batch_size": 4, "progress": False}
+    for tile_bytes, expected in ((1_000, 4), (200 * 2**20, 2), (400 * 2**20, 1)):
+        fn.tile_bytes = lambda h, w, b=tile_bytes: b  # type: ignore[attr-defined]
+        calls.clear()
+        predict_raster(path, tmp_path / "out.tif", fn, overwrite=True, **options)
+        assert max(calls) == expected
+    calls.clear()  # no ceiling: the batch asked for
+    predict_raster(path, tmp_path / "out.tif", fn, overwrite=True, batch_memory_mb=None, **options)
+    assert max(calls) == 4
+    with pytest.raises(DataError, match="activations per tile"):
+        predict_raster(
+            path, tmp_path / "out2.tif", fn, max_memory_mb=100, batch_memory_mb=None, **options
+        )
+    assert not (tmp_path / "out2.tif").exists()
+
+
+def test_probe_counts_the_peak_of_live_tensors_and_scales_with_pixels() -> None:
+    from terradiff.data.tiling.probe import TileMemoryProbe, peak_tensor_bytes
+
+    def fn() -> torch.Tensor:
+        a = torch.ones(1000)  # 4,000 bytes
+        b = torch.ones(2000)  # 8,000 bytes, both alive: 12,000
+        del a
+        c = torch.ones(500)  # 2,000 bytes: 10,000 alive
+        return b[:10] + c[:10]
+
+    assert 12_000 <= peak_tensor_bytes(fn) < 12_200
+
+    conv = torch.nn.Conv2d(2, 8, 3, padding=1)
+    probe = TileMemoryProbe(lambda x: torch.relu(conv(x)), 2, side=16)
+    small, large = probe(16, 16), probe(64, 64)
+    assert list(probe.measured) == [(16, 16)]  # measured once, on the small tile
+    assert small >= 8 * 16 * 16 * 4  # at least the conv's output
+    assert large == 16 * small

@@ -34,15 +34,45 @@ Blending weights (:func:`blend_window`, :func:`blend_weights`)
     inverse scaling (which may be non-linear: clipping, gamma).
 
 Memory
-    The raster is processed in horizontal strips, one row of tiles at a time: the input strip is
-    read with one windowed read (never the whole raster), and accumulation buffers ``sum(w *
-    pred)`` and ``sum(w)`` exist only for ``min(tile, height) * scale`` output rows by the full
-    output width. When a strip is done, the rows above the next strip's first row are final: they
-    are divided, converted to physical units and written to the output window by window; the
-    overlap rows are carried over to the next strip. Peak memory is therefore about
-    ``(C_out + 1) * 4 * tile * scale * width * scale`` bytes plus one batch, independent of the
-    raster's height. ``max_memory_mb`` checks that estimate before any work (the batch size is
-    lowered first, then a :class:`~terradiff.errors.DataError` says what to change).
+    A run holds no array that grows with the raster's height, and only one that grows with its
+    width (measured in ``benchmarks/bench_memory.py``, figures in ``BENCHMARKS.md``):
+
+    * Passes and column blocks (:mod:`~terradiff.data.tiling.plan`): the tile rows are processed
+      top to bottom, one pass each (the last row, when shifted inward, together with the row
+      above), and within a pass the tiles go left to right in column blocks of
+      :data:`~terradiff.data.tiling.plan.BLOCK_TILES` tiles (``block_tiles``; a whole number of
+      batches). Each (tile row, block) is read with one windowed read; the block's sums
+      ``sum(w * pred)`` and ``sum(w)`` span the pass's rows (at most ``2 tile - overlap``) by the
+      block's columns, times ``scale`` each way. When a block is done, its pixels that no later
+      tile touches are divided, converted to physical units and written, in chunks of at most
+      one tile's rows; the columns it shares with the next block are carried to it.
+    * The row carry: the partial sums of the ``overlap`` rows a pass shares with the next,
+      ``(C_out + 1) * 4 * overlap * scale * width * scale`` bytes over the whole width: the only
+      width-dependent buffer (1/8 of a full-width strip at ``tile = 128``, ``overlap = 16``).
+      Avoiding it would mean predicting the tiles of each block border twice.
+    * Summation order: every pixel receives its tiles' contributions in the order of a run over
+      the whole raster in one buffer (:mod:`~terradiff.data.tiling.blend`), and batches never
+      straddle blocks, so the output is bit-identical whatever the block size.
+    * The batch: ``batch_size`` tiles of input, output and weights, plus, on the CPU, the
+      network's activations, which on large tiles dominate everything else (a 32-channel UNet
+      at 512 x 512 output pixels holds about 320 MiB per tile). A ``predict_fn`` reports them as
+      ``predict_fn.tile_bytes(height, width)`` (:mod:`~terradiff.data.tiling.probe` measures them
+      on a small tile; :mod:`terradiff.mapping` does this for every model); the batch size is
+      halved until one batch fits ``batch_memory_mb`` (default 512 MiB; down to 1, never an
+      error), and :class:`~terradiff.data.tiling.memory.RunMemory` estimates the whole before
+      any work: ``max_memory_mb`` lowers the batch further, then refuses with a
+      :class:`~terradiff.errors.DataError` saying what to change.
+    * GDAL's block cache is bounded for the run (:func:`~terradiff.data.tiling.memory.gdal_cache`:
+      one row of the input's and of the output's blocks, so that no block is decompressed or
+      compressed twice, and at least 64 MiB) instead of GDAL's default of 5% of the machine's
+      memory, which the input-value check's decimated read of a large input otherwise fills
+      with decompressed blocks (1.2 GiB on a 24 GB machine). That row of blocks grows with the
+      width too (41 MB for a 10,000 px wide 4-band float32 input in 256-row blocks).
+
+    The rest of a process's resident memory is Python, torch and the model (about 300 MiB), and
+    what the allocator keeps of freed activations: the ``terradiff`` command tunes glibc to keep
+    freed blocks (:mod:`terradiff.runtime`; faster, but the resident size holds about twice a
+    batch's activations); ``TERRADIFF_DEFAULT_MALLOC=1`` trades that memory for time.
 
 Scale
     ``scale`` is a positive integer: the output has ``height * scale`` rows and ``width * scale``
@@ -68,11 +98,17 @@ Atomicity
     :func:`os.replace` only after the last row is written; an exception (including
     ``KeyboardInterrupt``) removes the temporary file and leaves ``out_path`` untouched.
 
-The package keeps one concern per module: :mod:`~terradiff.data.tiling.geometry` (tile grid,
-blending weights and buffers), :mod:`~terradiff.data.tiling.options` (:class:`TilingOptions`, the
-validated options), :mod:`~terradiff.data.tiling.source` (the input's bands, nodata and strip
-reads), :mod:`~terradiff.data.tiling.writer` (output type, nodata and the atomic GeoTIFF) and
-:mod:`~terradiff.data.tiling.run` (the tiled run and :func:`predict_raster`).
+The package keeps one concern per module: :mod:`~terradiff.data.tiling.geometry` (tile grid and
+blending weights), :mod:`~terradiff.data.tiling.plan` (passes and column blocks),
+:mod:`~terradiff.data.tiling.blend` (the weighted sums and what crosses block borders),
+:mod:`~terradiff.data.tiling.memory` (estimates, batch fitting, GDAL's cache),
+:mod:`~terradiff.data.tiling.probe` (a model's memory per tile),
+:mod:`~terradiff.data.tiling.options` (:class:`TilingOptions`, the validated options),
+:mod:`~terradiff.data.tiling.source` (the input's bands, nodata and window reads),
+:mod:`~terradiff.data.tiling.value_check` (the input's values against the model's scaling),
+:mod:`~terradiff.data.tiling.writer` (output type, nodata and the atomic GeoTIFF),
+:mod:`~terradiff.data.tiling.run` (the tiled run) and :mod:`~terradiff.data.tiling.single`
+(:func:`predict_raster`).
 """
 
 from terradiff.data.tiling.geometry import (
@@ -84,7 +120,8 @@ from terradiff.data.tiling.geometry import (
     tile_windows,
 )
 from terradiff.data.tiling.options import TilingOptions
-from terradiff.data.tiling.run import PredictFn, TiledRun, TilingSummary, predict_raster
+from terradiff.data.tiling.run import PredictFn, TiledRun, TilingSummary
+from terradiff.data.tiling.single import predict_raster
 
 __all__ = [
     "WEIGHT_FLOOR",

@@ -1,9 +1,9 @@
-"""Where the tiles go and how much each of their pixels counts: grid, blending weights, buffers.
+"""Where the tiles go and how much each of their pixels counts: the tile grid, blending weights.
 
 Pure array arithmetic, no file access: :class:`TileGrid` places overlapping tiles over a raster,
-:func:`blend_window`/:func:`blend_weights` give each tile its separable weight, and
-:class:`BlendStrip` accumulates weighted predictions of one strip of output rows and divides them
-out (see :mod:`terradiff.data.tiling` for the scheme).
+:func:`blend_window`/:func:`blend_weights` give each tile its separable weight (see
+:mod:`terradiff.data.tiling` for the scheme; :mod:`~terradiff.data.tiling.blend` accumulates the
+weighted predictions).
 """
 
 from __future__ import annotations
@@ -225,70 +225,8 @@ def blend_weights(
     return np.outer(wy, wx)
 
 
-class BlendStrip:
-    """Accumulation buffers for one strip of output rows (``sum(w * pred)``, ``sum(w)``).
-
-    Attributes:
-        scale: output pixels per input pixel along each axis.
-        num: ``sum(w * pred)``, ``[C, rows_in * scale, width_in * scale]`` float32.
-        den: ``sum(w)``, ``[rows_in * scale, width_in * scale]`` float32.
-        valid: validity of the strip's input pixels, ``[rows_in, width_in]``.
-        base: input row of buffer row 0.
-    """
-
-    def __init__(self, channels: int, rows_in: int, width_in: int, scale: int) -> None:
-        self.scale = scale
-        self.num = np.zeros((channels, rows_in * scale, width_in * scale), dtype=np.float32)
-        self.den = np.zeros((rows_in * scale, width_in * scale), dtype=np.float32)
-        self.valid = np.zeros((rows_in, width_in), dtype=bool)
-        self.base = 0
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes held by the buffers."""
-        return self.num.nbytes + self.den.nbytes + self.valid.nbytes
-
-    def add(self, pred: np.ndarray, wy: np.ndarray, wx: np.ndarray, col: int) -> int:
-        """Accumulate ``pred [C, h, w]`` (output pixels) weighted by ``outer(wy, wx)``.
-
-        Args:
-            pred: one tile's prediction, cropped to the raster.
-            wy: its 1-D weight along rows (output pixels).
-            wx: its 1-D weight along columns.
-            col: the tile's first input column.
-
-        Returns:
-            The bytes of the temporaries.
-        """
-        c0 = col * self.scale
-        weight = np.outer(wy, wx)
-        h, w = weight.shape
-        weighted = pred * weight
-        self.num[:, :h, c0 : c0 + w] += weighted
-        self.den[:h, c0 : c0 + w] += weight
-        return weight.nbytes + weighted.nbytes
-
-    def take(self, rows_in: int) -> tuple[np.ndarray, np.ndarray]:
-        """Blend and remove the first ``rows_in`` input rows; returns ``(values, valid)``."""
-        n = rows_in * self.scale
-        values = self.num[:, :n] / np.maximum(self.den[:n], np.float32(WEIGHT_FLOOR**2))
-        valid = self.valid[:rows_in]
-        if self.scale > 1:
-            valid = valid.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
-        else:
-            valid = valid.copy()
-        rest = self.num.shape[1] - n
-        self.num[:, :rest] = self.num[:, n:]
-        self.num[:, rest:] = 0.0
-        self.den[:rest] = self.den[n:]
-        self.den[rest:] = 0.0
-        self.base += rows_in
-        return values, valid
-
-
 __all__ = [
     "WEIGHT_FLOOR",
-    "BlendStrip",
     "TileGrid",
     "axis_starts",
     "blend_weights",

@@ -30,6 +30,8 @@ ScalingLike = str | Scaling | Mapping[str, Any]
 
 #: Output data types a tiled run writes.
 OUT_DTYPES: tuple[str, ...] = ("uint8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+#: Default ceiling on one batch's memory (MiB): see ``batch_memory_mb`` of :class:`TilingOptions`.
+DEFAULT_BATCH_MEMORY_MB = 512.0
 #: GeoTIFF compressions a tiled run writes.
 GTIFF_COMPRESS: frozenset[str] = frozenset({"deflate", "lzw", "zstd", "packbits", "none"})
 
@@ -99,8 +101,16 @@ class TilingOptions:
         device: where to put the model's input and mask (default: CPU).
         compress: GeoTIFF compression (``deflate``, ``lzw``, ``zstd``, ``packbits``, ``none``).
         overwrite: replace an existing output file.
-        max_memory_mb: budget for the run's arrays; the batch size is lowered to fit, and if even
-            a batch of one does not fit, a :class:`DataError` is raised before any work.
+        max_memory_mb: budget for the run's arrays and, on the CPU, the activations of one batch
+            (what ``predict_fn.tile_bytes`` reports); the batch size is lowered to fit, and if
+            even a batch of one does not fit, a :class:`DataError` is raised before any work.
+        batch_memory_mb: ceiling on one batch's memory on the CPU (its input, output and
+            activations); the batch size is halved until a batch fits, down to 1, never an
+            error; None for no ceiling. It matters only for a ``predict_fn`` that reports its
+            activations (``tile_bytes``): large tiles of a UNet take hundreds of MiB each.
+        block_tiles: tile columns per column block (rounded up to a whole number of batches;
+            default :data:`~terradiff.data.tiling.plan.BLOCK_TILES`); the buffers span one block,
+            not the raster's width.
         input_scaling: ``scaling`` resolved to a :class:`Scaling`.
         output_scaling: ``out_scaling`` resolved (``input_scaling`` when None).
         dtype: ``out_dtype`` as a NumPy dtype.
@@ -109,10 +119,12 @@ class TilingOptions:
         band_count: output bands expected (``out_bands``, or the number of ``out_band_names``).
         output_band_names: ``out_band_names`` as strings.
         budget_bytes: ``max_memory_mb`` in bytes.
+        batch_budget_bytes: ``batch_memory_mb`` in bytes.
 
     Raises:
-        DataError: a bad scale, tile, overlap, margin, batch size, output type, compression or
-            scaling, or ``out_bands`` that disagrees with ``out_band_names``.
+        DataError: a bad scale, tile, overlap, margin, batch size, output type, compression,
+            scaling, memory budget or block size, or ``out_bands`` that disagrees with
+            ``out_band_names``.
     """
 
     scaling: ScalingLike
@@ -133,6 +145,8 @@ class TilingOptions:
     compress: str = "deflate"
     overwrite: bool = False
     max_memory_mb: float | None = None
+    batch_memory_mb: float | None = DEFAULT_BATCH_MEMORY_MB
+    block_tiles: int | None = None
 
     input_scaling: Scaling = field(init=False, repr=False, compare=False)
     output_scaling: Scaling = field(init=False, repr=False, compare=False)
@@ -142,6 +156,7 @@ class TilingOptions:
     band_count: int | None = field(init=False, repr=False, compare=False)
     output_band_names: list[str] | None = field(init=False, repr=False, compare=False)
     budget_bytes: float | None = field(init=False, repr=False, compare=False)
+    batch_budget_bytes: float | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         derived: dict[str, Any] = {"scale": check_scale(self.scale)}
@@ -166,7 +181,15 @@ class TilingOptions:
                     "name per output band"
                 )
             band_count = len(names)
-        budget = self.max_memory_mb
+        budget, batch_budget = self.max_memory_mb, self.batch_memory_mb
+        for name, value in (("max_memory_mb", budget), ("batch_memory_mb", batch_budget)):
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise DataError(f"{name} must be a positive number of MiB, got {value!r}")
+        block_tiles = self.block_tiles
+        if block_tiles is not None and (
+            isinstance(block_tiles, bool) or not isinstance(block_tiles, int) or block_tiles < 1
+        ):
+            raise DataError(f"block_tiles must be a positive integer, got {block_tiles!r}")
         derived.update(
             input_scaling=in_scaling,
             output_scaling=back_scaling,
@@ -175,6 +198,7 @@ class TilingOptions:
             band_count=band_count,
             output_band_names=names,
             budget_bytes=None if budget is None else float(budget) * 2**20,
+            batch_budget_bytes=None if batch_budget is None else float(batch_budget) * 2**20,
         )
         for name, value in derived.items():
             object.__setattr__(self, name, value)
@@ -264,6 +288,7 @@ def check_output_targets(
 
 
 __all__ = [
+    "DEFAULT_BATCH_MEMORY_MB",
     "GTIFF_COMPRESS",
     "OUT_DTYPES",
     "OVERWRITE_HINT",

@@ -1,18 +1,18 @@
-"""The tiled run itself: read strips of the input, predict batches of tiles, blend, hand on rows.
+"""The tiled run itself: read windows of the input, predict batches of tiles, blend, hand on.
 
 :class:`TiledRun` drives one run over an open input (the whole raster, or the rows of one block
-of a Dask run) and gives finished rows to a :class:`~terradiff.data.tiling.writer.RowSink`;
-:func:`predict_raster` is the single-process run that writes them with a
+of a Dask run), pass by pass and column block by column block (:mod:`~terradiff.data.tiling.plan`,
+:mod:`~terradiff.data.tiling.blend`), and gives finished pixels to a
+:class:`~terradiff.data.tiling.writer.RowSink`; :func:`~terradiff.data.tiling.single.predict_raster`
+is the single-process run that writes them with a
 :class:`~terradiff.data.tiling.writer.GeoTiffWriter`.
 """
 
 from __future__ import annotations
 
 import inspect
-import os
-import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,22 @@ import torch
 from affine import Affine
 from tqdm.auto import tqdm
 
-from terradiff.data.raster import BandNames, BandSelection, open_raster
-from terradiff.data.tiling.geometry import BlendStrip, TileGrid, blend_window
+from terradiff.data.tiling.blend import BlockSums, blend
+from terradiff.data.tiling.geometry import TileGrid, blend_window
+from terradiff.data.tiling.memory import RunMemory, activation_bytes, on_cpu
 from terradiff.data.tiling.options import TilingOptions
+from terradiff.data.tiling.plan import (
+    ColumnBlock,
+    RowPass,
+    block_size,
+    pass_capacity,
+    plan_blocks,
+    plan_passes,
+)
 from terradiff.data.tiling.source import InputSpec
 from terradiff.data.tiling.writer import (
-    GeoTiffWriter,
     OutputSpec,
     RowSink,
-    check_output_path,
     choose_out_nodata,
     to_output,
 )
@@ -53,9 +60,10 @@ class TilingSummary:
         tiles: tiles predicted.
         batches: calls of ``predict_fn``.
         seconds: wall-clock time of the whole run.
-        peak_buffer_bytes: largest total size of the arrays the run held at once (input strip,
-            accumulation buffers, one batch, one block of output rows); the process's own memory
-            (torch, GDAL cache, the model) comes on top.
+        peak_buffer_bytes: largest total size of the arrays the run held at once (a window
+            read, the block sums and the row carry, one batch, one flushed chunk of output); the
+            process's own memory (torch, the model and its activations, GDAL's cache) comes on
+            top.
         height: output rows.
         width: output columns.
         count: output bands.
@@ -94,7 +102,7 @@ def _takes_origins(fn: Callable[..., Any]) -> bool:
 
 
 class TiledRun:
-    """State of one tiled run: the grid, the strip buffers and the output's description.
+    """State of one tiled run: the grid, the block buffers and the output's description.
 
     Make one with :meth:`from_source`, then :meth:`run` it. The counters (``batches``,
     ``nonfinite``, ``out_bands``) and :attr:`peak_bytes` feed :meth:`summary`.
@@ -112,6 +120,8 @@ class TiledRun:
         out_bands: int | None,
         device: str | torch.device | None,
         budget_bytes: float | None,
+        batch_budget_bytes: float | None = None,
+        block_tiles: int | None = None,
     ) -> None:
         self.source = source
         self.output = output
@@ -122,15 +132,28 @@ class TiledRun:
         self.out_bands = out_bands
         self.device = device
         self.budget = budget_bytes
-        self.strip: BlendStrip | None = None
+        self.batch_budget = batch_budget_bytes
+        self.memory = RunMemory(
+            grid,
+            scale,
+            len(source.indices),
+            source.dtype.itemsize,
+            output.dtype.itemsize,
+            block_tiles,
+            on_cpu(device),
+        )
+        self.block_tiles = block_tiles
+        self.sums: BlockSums | None = None
         self.sink: RowSink | None = None
         self.windows: dict[tuple[str, int], np.ndarray] = {}
         self.batches = 0
         self.nonfinite = 0
+        self.tile_bytes = 0
         self.read_peak = self.batch_peak = self.flush_peak = 0
         self.batch_size = self.fit_batch(out_bands or len(source.indices), batch_size)
         self.own = (0, grid.height)  # input rows this run writes (a block of a distributed run)
-        self.first_row = 0  # input row of the strip's first row
+        self.layout: tuple[int, int, int] = (0, 0, 0)  # buffer rows, carried rows, columns
+        self.current: tuple[RowPass, ColumnBlock, bool] | None = None
 
     @classmethod
     def from_source(
@@ -191,45 +214,33 @@ class TiledRun:
             options.band_count,
             options.device,
             options.budget_bytes,
+            options.batch_budget_bytes,
+            options.block_tiles,
         )
 
     # ---- memory --------------------------------------------------------------------------
-    def estimate(self, c_out: int, batch: int) -> int:
-        """Bytes of the arrays a run holds at once (input strip, buffers, batch, output rows)."""
-        g, s = self.grid, self.scale
-        c_in, rows, width = len(self.source.indices), g.tile_height, g.width
-        out_px = rows * s * width * s
-        t_out = g.tile * s
-        strip = (c_out + 1) * 4 * out_px + rows * width
-        read = (self.source.dtype.itemsize + 1) * c_in * rows * width
-        batch_px = (c_in * (self.source.dtype.itemsize + 4) + 1) * g.tile**2
-        one_batch = batch * (batch_px + c_out * 4 * t_out**2) + (c_out + 1) * 4 * t_out**2
-        flush = (4 + self.output.dtype.itemsize) * c_out * out_px + 2 * out_px
-        return strip + read + one_batch + flush
+    def estimate(self, c_out: int, batch: int, tile_bytes: int = 0) -> int:
+        """Bytes of the arrays a run holds at once (see :meth:`RunMemory.estimate`)."""
+        return self.memory.estimate(c_out, batch, tile_bytes)
 
-    def fit_batch(self, c_out: int, batch: int) -> int:
-        """The largest batch size ``<= batch`` within the budget (halving)."""
-        if self.budget is None:
-            return batch
-        while batch > 1 and self.estimate(c_out, batch) > self.budget:
-            batch = max(1, batch // 2)
-        need = self.estimate(c_out, batch)
-        if need > self.budget:
-            src = self.source
-            raise DataError(
-                f"tiled prediction of {src.path} ({src.height} x {src.width} px, scale "
-                f"{self.scale}, {c_out} output bands) needs about {need / 2**20:.0f} MiB of "
-                f"buffers with tile={self.grid.tile} and batch_size=1, over max_memory_mb="
-                f"{self.budget / 2**20:g}; use a smaller tile, predict a window of the raster, "
-                "or raise the budget"
-            )
-        return batch
+    def fit_batch(self, c_out: int, batch: int, tile_bytes: int = 0) -> int:
+        """The largest batch size ``<= batch`` within the budgets (halving).
+
+        Raises:
+            DataError: a batch of one does not fit ``max_memory_mb``.
+        """
+        src = self.source
+        what = (
+            f"{src.path} ({src.height} x {src.width} px, scale {self.scale}, {c_out} output bands)"
+        )
+        return self.memory.fit_batch(c_out, batch, tile_bytes, self.budget, self.batch_budget, what)
 
     @property
     def peak_bytes(self) -> int:
         """Largest total of the arrays held at once (an upper bound: peaks of each part summed)."""
-        held = self.strip.nbytes if self.strip is not None else 0
-        held += sum(w.nbytes for w in self.windows.values())
+        held = sum(w.nbytes for w in self.windows.values())
+        if self.sums is not None:
+            held += self.sums.nbytes + self.sums.extra_peak
         return held + self.read_peak + self.batch_peak + self.flush_peak
 
     # ---- tiles ---------------------------------------------------------------------------
@@ -256,7 +267,10 @@ class TiledRun:
     def make_batch(
         self, data: np.ndarray, valid: np.ndarray, cols: Sequence[int]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Model input ``[B, C, tile, tile]`` (float32, [-1, 1]) and mask ``[B, 1, tile, tile]``."""
+        """Model input ``[B, C, tile, tile]`` (float32, [-1, 1]) and mask ``[B, 1, tile, tile]``.
+
+        ``cols`` are the tiles' first columns in ``data`` (a window of the input).
+        """
         t, h, w = self.grid.tile, self.grid.tile_height, self.grid.tile_width
         xs = np.empty((len(cols), data.shape[0], t, t), dtype=data.dtype)
         masks = np.zeros((len(cols), 1, t, t), dtype=bool)
@@ -278,7 +292,10 @@ class TiledRun:
         masks: np.ndarray,
         origins: list[tuple[int, int]] | None = None,
     ) -> np.ndarray:
-        """Call ``predict_fn`` and check the shape of what it returns."""
+        """Call ``predict_fn`` and check the shape of what it returns.
+
+        The first call sizes the block buffers (the output's band count is known then).
+        """
         xt, mt = torch.from_numpy(x), torch.from_numpy(masks)
         if self.device is not None:
             xt, mt = xt.to(self.device), mt.to(self.device)
@@ -302,19 +319,36 @@ class TiledRun:
                 f"predict_fn returned {c_out} bands for {self.source.path}, out_bands/"
                 f"out_band_names say {self.out_bands}"
             )
-        if self.strip is None:
-            num_bands = self.output.scaling.num_bands
-            if num_bands not in (None, c_out):
-                raise DataError(
-                    f"out_scaling {self.output.scaling.name!r} is defined for {num_bands} bands "
-                    f"but predict_fn returned {c_out}; give the output's scaling as out_scaling"
-                )
-            self.batch_size = self.fit_batch(c_out, self.batch_size)
-            self.out_bands = c_out
-            self.strip = BlendStrip(c_out, self.grid.tile_height, self.grid.width, self.scale)
-            self.strip.base = self.first_row
+        if self.sums is None:
+            self.start_sums(c_out)
         self.batch_peak = max(self.batch_peak, x.nbytes + masks.nbytes + pred.nbytes)
         return pred
+
+    def start_sums(self, c_out: int) -> None:
+        """Allocate the block buffers for ``c_out`` bands and begin the current block.
+
+        Raises:
+            DataError: ``out_scaling`` is for another band count, or ``c_out`` bands (more than
+                were assumed before the first batch) exceed ``max_memory_mb``.
+        """
+        num_bands = self.output.scaling.num_bands
+        if num_bands not in (None, c_out):
+            raise DataError(
+                f"out_scaling {self.output.scaling.name!r} is defined for {num_bands} bands "
+                f"but predict_fn returned {c_out}; give the output's scaling as out_scaling"
+            )
+        need = self.estimate(c_out, self.batch_size, self.tile_bytes)
+        if self.out_bands is None and self.budget is not None and need > self.budget:
+            raise DataError(
+                f"predict_fn returned {c_out} bands for {self.source.path}, more than the "
+                f"{len(self.source.indices)} max_memory_mb was checked for (about "
+                f"{need / 2**20:.0f} MiB now); give out_bands, or raise the budget"
+            )
+        self.out_bands = c_out
+        rows, carry, cols = self.layout
+        self.sums = BlockSums(c_out, rows, cols, carry, self.grid.width, self.scale)
+        assert self.current is not None
+        self.sums.begin(*self.current)
 
     def summary(self, seconds: float, peak_bytes: int | None = None) -> TilingSummary:
         """The :class:`TilingSummary` of a finished run."""
@@ -334,26 +368,32 @@ class TiledRun:
         )
 
     # ---- output --------------------------------------------------------------------------
-    def flush(self, rows_in: int) -> None:
-        """Hand on the first ``rows_in`` input rows of the strip (as ``rows_in * scale`` rows).
+    def flush(self, rpass: RowPass, block: ColumnBlock) -> None:
+        """Blend the final pixels of ``block`` of ``rpass`` and hand them on, by row chunks.
 
-        Only the rows in :attr:`own` are handed on: a block of a distributed run computes a few
-        rows above and below its own (the tiles overlapping them), which are incomplete there.
+        Final are rows ``[top, final_end)`` of the pass and columns ``[start, final_end)`` of
+        the block; they go out in chunks of at most one tile's rows (bounded temporaries). Only
+        the rows in :attr:`own` are handed on: a block of a distributed run computes a few rows
+        above and below its own (the tiles overlapping them), which are incomplete there.
         """
-        assert self.strip is not None and self.sink is not None
-        out, s = self.output, self.scale
-        base = self.strip.base
-        values, valid = self.strip.take(rows_in)
-        low, high = max(base, self.own[0]), min(base + rows_in, self.own[1])
-        if high <= low:
-            return
-        values = values[:, (low - base) * s : (high - base) * s]
-        valid = valid[(low - base) * s : (high - base) * s]
-        array, valid, bad = to_output(values, valid, out.scaling, out.dtype, out.nodata)
-        self.nonfinite += bad
-        self.flush_peak = max(self.flush_peak, values.nbytes + array.nbytes + 2 * valid.nbytes)
-        mask = np.where(valid, 255, 0).astype(np.uint8) if out.use_mask else None
-        self.sink.write_rows(array, mask, low * s)
+        assert self.sums is not None and self.sink is not None
+        out, s, h = self.output, self.scale, self.grid.tile_height
+        num, den = self.sums.finish(rpass, block)
+        top, cols = rpass.top, block.final_end - block.start
+        for first in range(top, rpass.final_end, h):
+            low = max(first, self.own[0])
+            high = min(first + h, rpass.final_end, self.own[1])
+            if high <= low:
+                continue
+            a, b = (low - top) * s, (high - top) * s
+            values = blend(num[:, a:b], den[a:b])
+            valid = self.sums.valid[low - top : high - top, :cols]
+            valid = valid.repeat(s, axis=0).repeat(s, axis=1) if s > 1 else valid.copy()
+            array, valid, bad = to_output(values, valid, out.scaling, out.dtype, out.nodata)
+            self.nonfinite += bad
+            self.flush_peak = max(self.flush_peak, values.nbytes + array.nbytes + 2 * valid.nbytes)
+            mask = np.where(valid, 255, 0).astype(np.uint8) if out.use_mask else None
+            self.sink.write_rows(array, mask, low * s, block.start * s)
 
     # ---- the loop ------------------------------------------------------------------------
     def run(
@@ -364,14 +404,17 @@ class TiledRun:
         progress: bool,
         own: tuple[int, int] | None = None,
     ) -> None:
-        """Predict every row of tiles, flushing finished output rows to ``sink`` as it goes.
+        """Predict every tile, pass by pass and column block by block, handing finished output
+        pixels to ``sink`` as it goes.
 
-        With ``own = (first, stop)`` only the tile rows that overlap input rows ``[first,
-        stop)`` are predicted and only those rows are handed on: the same tiles, weights, batches
-        and summation order as the whole run, so the rows come out identical.
+        The batch size is fitted first with the activations ``predict_fn`` reports
+        (``predict_fn.tile_bytes``, see :mod:`~terradiff.data.tiling.memory`). With ``own =
+        (first, stop)`` only the tile rows that overlap input rows ``[first, stop)`` are
+        predicted and only those rows are handed on: the same tiles, weights, batches and
+        summation order as the whole run, so the rows come out identical.
         """
-        grid, s = self.grid, self.scale
-        h, w = grid.tile_height, grid.tile_width
+        grid = self.grid
+        h = grid.tile_height
         self.sink = sink
         self.own = own or (0, grid.height)
         rows = [
@@ -379,7 +422,13 @@ class TiledRun:
             for ri, row in enumerate(grid.row_starts)
             if row < self.own[1] and row + h > self.own[0]
         ]
-        self.first_row = rows[0][1]
+        self.tile_bytes = activation_bytes(predict_fn, grid.tile) if self.memory.cpu else 0
+        c_guess = self.out_bands or len(self.source.indices)
+        self.batch_size = self.fit_batch(c_guess, self.batch_size, self.tile_bytes)
+        passes = plan_passes(rows, h, grid.overlap)
+        per_block = block_size(self.batch_size, self.block_tiles)
+        blocks = plan_blocks(grid.col_starts, grid.tile_width, per_block)
+        self.layout = (*pass_capacity(passes, h, grid.overlap), max(b.width for b in blocks))
         bar = tqdm(
             total=len(rows) * len(grid.col_starts),
             desc=self.source.path.name,
@@ -388,131 +437,61 @@ class TiledRun:
             leave=False,
         )
         with bar:
-            for ri, row in rows:
-                if self.strip is not None and row > self.strip.base:
-                    self.flush(row - self.strip.base)
-                data, valid = self.source.read_strip(src, row, h)
-                self.read_peak = max(self.read_peak, data.nbytes + valid.nbytes)
-                col_indices = list(enumerate(grid.col_starts))
-                start = 0
-                while start < len(col_indices):
-                    chunk = col_indices[start : start + self.batch_size]
-                    start += len(chunk)
-                    x, masks = self.make_batch(data, valid, [col for _, col in chunk])
-                    origins = [(row, col) for _, col in chunk]
-                    pred = self.predict(predict_fn, x, masks, origins)
-                    assert self.strip is not None
-                    for k, (ci, col) in enumerate(chunk):
-                        temp = self.strip.add(
-                            pred[k, :, : h * s, : w * s],
-                            self.window("y", ri),
-                            self.window("x", ci),
-                            col,
-                        )
-                        self.batch_peak = max(self.batch_peak, pred.nbytes + temp)
-                    bar.update(len(chunk))
-                assert self.strip is not None
-                self.strip.valid[:h] = valid
-            assert self.strip is not None
-            self.flush(rows[-1][1] + h - self.strip.base)
+            for rpass in passes:
+                for bi, block in enumerate(blocks):
+                    self.run_block(src, predict_fn, rpass, block, bi, len(blocks), bar)
+                assert self.sums is not None
+                self.sums.end_pass(rpass)
+
+    def run_block(
+        self,
+        src: Any,
+        predict_fn: PredictFn,
+        rpass: RowPass,
+        block: ColumnBlock,
+        index: int,
+        count: int,
+        bar: Any,
+    ) -> None:
+        """Predict and accumulate the tiles of ``block`` (the ``index``-th of ``count``) of
+        ``rpass``, then flush its final pixels.
+
+        In a pass of two tile rows, the second row's tile parts in the next block's columns are
+        deferred to that block (:class:`~terradiff.data.tiling.blend.BlockSums`), so that every
+        pixel sums its tiles in the order of a run over the whole width.
+        """
+        grid, s = self.grid, self.scale
+        h, w = grid.tile_height, grid.tile_width
+        self.current = (rpass, block, index == 0)
+        if self.sums is not None:
+            self.sums.begin(rpass, block, index == 0)
+        for k, (ri, row) in enumerate(rpass.rows):
+            data, valid = self.source.read_window(src, row, h, block.start, block.width)
+            self.read_peak = max(self.read_peak, data.nbytes + valid.nbytes)
+            defer = block.final_end if k > 0 and index < count - 1 else None
+            if self.sums is not None:
+                self.sums.add_deferred(row, defer)
+            start = 0
+            while start < len(block.cols):
+                chunk = block.cols[start : start + self.batch_size]
+                start += len(chunk)
+                x, masks = self.make_batch(data, valid, [col - block.start for _, col in chunk])
+                pred = self.predict(predict_fn, x, masks, [(row, col) for _, col in chunk])
+                assert self.sums is not None
+                for j, (ci, col) in enumerate(chunk):
+                    temp = self.sums.add(
+                        pred[j, :, : h * s, : w * s],
+                        self.window("y", ri),
+                        self.window("x", ci),
+                        row,
+                        col,
+                        defer,
+                    )
+                    self.batch_peak = max(self.batch_peak, pred.nbytes + temp)
+                bar.update(len(chunk))
+            assert self.sums is not None
+            self.sums.valid[row - rpass.top : row - rpass.top + h, : block.width] = valid
+        self.flush(rpass, block)
 
 
-def predict_raster(
-    in_path: str | os.PathLike[str],
-    out_path: str | os.PathLike[str],
-    predict_fn: PredictFn,
-    *,
-    scaling: str | Scaling | Mapping[str, Any],
-    scale: int = 1,
-    tile: int = 256,
-    overlap: int = 32,
-    blend_margin: int | None = None,
-    bands: BandSelection | None = None,
-    band_names: BandNames | None = None,
-    nodata: float | None = None,
-    out_scaling: str | Scaling | Mapping[str, Any] | None = None,
-    out_bands: int | None = None,
-    out_band_names: Sequence[str] | None = None,
-    out_dtype: str | np.dtype = "float32",
-    out_nodata: float | None = None,
-    batch_size: int = 4,
-    device: str | torch.device | None = None,
-    compress: str = "deflate",
-    overwrite: bool = False,
-    progress: bool = True,
-    max_memory_mb: float | None = None,
-) -> TilingSummary:
-    """Run ``predict_fn`` over a raster in overlapping tiles and write a blended GeoTIFF.
-
-    See :mod:`terradiff.data.tiling` for the tile grid, the blending weights, the memory bound,
-    nodata and atomicity. ``scaling`` and every other keyword option but ``progress`` are the
-    fields of :class:`TilingOptions`, described there; they are all checked before any file is
-    opened.
-
-    Args:
-        in_path: the input raster (GeoTIFF or anything GDAL opens).
-        out_path: the GeoTIFF to write (same CRS and bounds, pixel size / ``scale``).
-        predict_fn: ``predict_fn(x, valid_mask) -> y`` with ``x`` float32 ``[B, C, tile, tile]``
-            in [-1, 1] (invalid and padding pixels are 0), ``valid_mask`` bool ``[B, 1, tile,
-            tile]`` (True = real data), ``y`` ``[B, C_out, tile * scale, tile * scale]`` in the
-            model's [-1, 1] (a tensor on any device, or an array). Called under
-            :func:`torch.inference_mode`; batches never mix rows of tiles, so the last batch of a
-            row can be smaller.
-        progress: show a tqdm bar over tiles.
-
-    Returns:
-        A :class:`TilingSummary`.
-
-    Raises:
-        RasterError: unreadable input, unknown band, existing output without ``overwrite``, a
-            failed write.
-        DataError: bad tiling arguments, a ``predict_fn`` output of the wrong shape, a memory
-            budget too small. Exceptions raised by ``predict_fn`` propagate unchanged; in every
-            case nothing is left under ``out_path`` (an existing file is kept) and no temporary
-            file remains.
-    """
-    started = time.perf_counter()
-    in_path, out_path = Path(in_path), Path(out_path)
-    options = TilingOptions(
-        scaling=scaling,
-        scale=scale,
-        tile=tile,
-        overlap=overlap,
-        blend_margin=blend_margin,
-        bands=bands,
-        band_names=band_names,
-        nodata=nodata,
-        out_scaling=out_scaling,
-        out_bands=out_bands,
-        out_band_names=out_band_names,
-        out_dtype=out_dtype,
-        out_nodata=out_nodata,
-        batch_size=batch_size,
-        device=device,
-        compress=compress,
-        overwrite=overwrite,
-        max_memory_mb=max_memory_mb,
-    )
-    check_output_path(out_path, options.overwrite)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    writer: GeoTiffWriter | None = None
-    try:
-        with open_raster(in_path) as src:
-            run = TiledRun.from_source(src, in_path, out_path, options)
-            writer = GeoTiffWriter(run.output)
-            run.run(src, predict_fn, writer, progress)
-        writer.commit()
-    finally:
-        if writer is not None:
-            writer.discard()
-    if run.nonfinite:
-        warnings.warn(
-            f"{run.nonfinite} output pixels of {out_path} were NaN/inf in the predictions and "
-            "are written as nodata; check the model",
-            DataWarning,
-            stacklevel=2,
-        )
-    return run.summary(time.perf_counter() - started)
-
-
-__all__ = ["PredictFn", "TiledRun", "TilingSummary", "predict_raster"]
+__all__ = ["PredictFn", "TiledRun", "TilingSummary"]

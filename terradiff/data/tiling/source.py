@@ -1,8 +1,9 @@
-"""The input side of a tiled run: which bands of the file are used, their nodata, strip reads.
+"""The input side of a tiled run: which bands of the file are used, their nodata, window reads.
 
 :meth:`InputSpec.from_dataset` resolves the selected bands and their nodata values once;
-:meth:`InputSpec.read_strip` reads one strip of rows with a single windowed read (never the whole
-raster), invalid pixels flagged as :func:`terradiff.data.raster.read_raster` flags them.
+:meth:`InputSpec.read_window` reads one window (a tile row of one column block) with a single
+windowed read, never the whole raster, invalid pixels flagged as
+:func:`terradiff.data.raster.read_raster` flags them.
 """
 
 from __future__ import annotations
@@ -107,13 +108,17 @@ class InputSpec:
         """Names of the selected bands, in selection order."""
         return [self.names[i - 1] for i in self.indices]
 
-    def read_strip(self, src: Any, row: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows ``[row, row + height)`` of the selected bands, and their validity.
+    def read_window(
+        self, src: Any, row: int, height: int, col: int = 0, width: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``[row, row + height)`` and columns ``[col, col + width)`` (default: to the
+        raster's right edge) of the selected bands, and their validity, in one windowed read.
 
         Returns:
             ``(data [C, height, width], valid [height, width])``.
         """
-        window = Window(0, row, self.width, height)
+        width = self.width - col if width is None else width
+        window = Window(col, row, width, height)
         return read_block(src, self.indices, window, self.nodata, self.force_nodata, self.path)
 
 

@@ -169,10 +169,13 @@ class OutputSpec:
 
 
 class RowSink(Protocol):
-    """Where a tiled run puts its finished output rows."""
+    """Where a tiled run puts its finished output pixels (a window of rows and columns)."""
 
-    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
-        """Store ``array [C, rows, width]`` (and its uint8 ``mask``) from output row ``row``."""
+    def write_rows(
+        self, array: np.ndarray, mask: np.ndarray | None, row: int, col: int = 0
+    ) -> None:
+        """Store ``array [C, rows, cols]`` (and its uint8 ``mask``) at output row ``row`` and
+        column ``col``."""
 
 
 class GeoTiffWriter:
@@ -232,11 +235,14 @@ class GeoTiffWriter:
             raise RasterError(f"cannot create output raster {out.path}: {err}") from err
         return dst
 
-    def write_rows(self, array: np.ndarray, mask: np.ndarray | None, row: int) -> None:
-        """Write ``array [C, rows, width]`` (and ``mask``, when given) from output row ``row``."""
+    def write_rows(
+        self, array: np.ndarray, mask: np.ndarray | None, row: int, col: int = 0
+    ) -> None:
+        """Write ``array [C, rows, cols]`` (and ``mask``, when given) at output row ``row`` and
+        column ``col``."""
         if self.dst is None:
             self.dst = self.open(array.shape[0])
-        window = Window(0, row, self.spec.width, array.shape[1])
+        window = Window(col, row, array.shape[2], array.shape[1])
         try:
             self.dst.write(array, window=window)
             if mask is not None:
