@@ -244,7 +244,8 @@ def main() -> None:
         if args.huge:
             cases.append(("estimate", 10_000, 10_000, BIOMASSTERS, [1, 2, 3, 7]))
         rows = []
-        print(json.dumps(environment()), flush=True)
+        env_info = environment()
+        print(json.dumps(env_info), flush=True)
         for verb, width, height, source, bands in cases:
             kind = "naip" if source == NAIP else "bio"
             image = make_input(source, bands, width, height, work / f"{kind}_{width}x{height}.tif")
@@ -256,6 +257,9 @@ def main() -> None:
                 row[name] = run_case(verb, model, image, work / "out.tif", code, env)
                 print(json.dumps(row), flush=True)
             rows.append(row)
+            if args.json:  # after every case: a run stopped half-way keeps what it measured
+                result = {"environment": env_info, "command": " ".join(sys.argv), "rows": rows}
+                atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
             if (width, height) == (10_000, 10_000):
                 image.unlink()
     names = [name for name, _, _ in variants]
@@ -272,9 +276,6 @@ def main() -> None:
             cells += [f"{row[n]['peak_rss_mib']:,}", f"{row[n]['seconds']:g}"] if n in row else [
                 "-", "-"]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
-    if args.json:
-        result = {"environment": environment(), "command": " ".join(sys.argv), "rows": rows}
-        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import torch
 from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
+from terradiff.data.tiling.memory import MIN_GDAL_CACHE
 from terradiff.data.tiling.options import check_output_target, check_output_targets
 from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.diffusion.spec import SamplingSpec
@@ -410,7 +411,7 @@ def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float,
     import rasterio
 
     total, count = 0.0, 0
-    with rasterio.open(map_path) as src:
+    with rasterio.Env(GDAL_CACHEMAX=MIN_GDAL_CACHE), rasterio.open(map_path) as src:
         mask_src = rasterio.open(mask_path) if mask_path is not None else None
         try:
             transform = src.transform
@@ -590,7 +591,7 @@ def _read_preview(path: Path, max_side: int = 512) -> Any:
     import numpy as np
     import rasterio
 
-    with rasterio.open(path) as src:
+    with rasterio.Env(GDAL_CACHEMAX=MIN_GDAL_CACHE), rasterio.open(path) as src:
         factor = max(1, -(-max(src.height, src.width) // max_side))
         shape = (max(1, src.height // factor), max(1, src.width // factor))
         data = src.read(1, out_shape=shape, masked=True).astype(np.float64)

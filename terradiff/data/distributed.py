@@ -166,7 +166,7 @@ def predict_raster_dask(
     writer: GeoTiffWriter | None = None
     futures: list[Any] = []
     try:
-        with open_raster(in_path) as src:
+        with open_raster(in_path) as src, gdal_cache(src, tiling):
             run = TiledRun.from_source(src, in_path, out_path, tiling)
         writer = GeoTiffWriter(run.output)
         grid = run.grid

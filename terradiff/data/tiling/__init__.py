@@ -68,6 +68,9 @@ Memory
       memory, which the input-value check's decimated read of a large input otherwise fills
       with decompressed blocks (1.2 GiB on a 24 GB machine). That row of blocks grows with the
       width too (41 MB for a 10,000 px wide 4-band float32 input in 256-row blocks).
+      :mod:`terradiff.mapping` reads a carbon map back for its totals (and previews) through a
+      64 MiB cache too: a sequential read needs none, and GDAL's default one would keep the
+      whole map.
 
     The rest of a process's resident memory is Python, torch and the model (about 300 MiB), and
     what the allocator keeps of freed activations: the ``terradiff`` command tunes glibc to keep
