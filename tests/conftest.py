@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,33 @@ SHARED_DATA = Path(os.environ.get("TERRADIFF_SHARED_DATA", REPO_ROOT.parent / "s
 SAMPLE_DATA = REPO_ROOT / "data" / "samples"
 
 
+def in_ci(environ: Mapping[str, str] | None = None) -> bool:
+    """True when the ``CI`` environment variable is ``true`` (any case) or ``1``."""
+    value = (os.environ if environ is None else environ).get("CI", "")
+    return value.strip().lower() in {"true", "1"}
+
+
+def require_shared_data(folder: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """``folder`` when it exists; otherwise skip the test, or fail it under ``CI=true``.
+
+    A CI whose data path broke must not stay green by skipping every real-data test (issue 14,
+    item 8), so in CI the missing folder is a failure that names it and the variable to set.
+    """
+    if folder.is_dir():
+        return folder
+    message = (
+        f"real data not found at {folder}; set TERRADIFF_SHARED_DATA to the folder that holds "
+        "aid/, eurosat-ms/, biomassters/, mnist/ and scenes/ (default ../shared/data)"
+    )
+    if in_ci(environ):
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real imagery of ``../shared/data``; skips the test when it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA}; set TERRADIFF_SHARED_DATA")
-    return SHARED_DATA
+    """The real imagery of ``../shared/data``: skipped when absent, a failure under ``CI=true``."""
+    return require_shared_data(SHARED_DATA)
 
 
 @pytest.fixture(scope="session")
