@@ -556,3 +556,20 @@ def test_an_input_that_is_nodata_everywhere_is_refused(
     argv = ["super-resolve", str(naip), str(out), "--model", str(sr_uint8_checkpoint)]
     refused([*argv, "--bands", "1,2,3"], capsys, str(naip), "no valid pixel", "nothing to map")
     assert not out.parent.exists() or snapshot(out.parent) == {}
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"II*\x00" + bytes(range(256)) * 2], ids=["empty", "corrupt"]
+)
+def test_an_unreadable_input_raster_is_one_line_first(
+    content: bytes, carbon_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """GDAL's own messages must not come before terradiff's error line (``refused`` checks that
+    stderr starts with it), and nothing is written."""
+    image = tmp_path / "broken.tif"
+    image.write_bytes(content)
+    out = tmp_path / "maps"
+    before = snapshot(tmp_path)
+    argv = ["estimate", "--model", str(carbon_checkpoint), "--image", str(image), "--out", str(out)]
+    refused(argv, capsys, str(image))
+    assert snapshot(tmp_path) == before and not out.exists()

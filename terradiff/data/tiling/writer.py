@@ -113,7 +113,10 @@ def check_output_path(out_path: Path, overwrite: bool) -> None:
     if out_path.is_dir():
         raise RasterError(f"{out_path} is a folder; give a file path to write the raster to")
     if out_path.exists() and not overwrite:
-        raise RasterError(f"{out_path} already exists; pass overwrite=True to replace it")
+        raise RasterError(
+            f"{out_path} already exists; pass --overwrite (overwrite=True from Python) "
+            "to replace it"
+        )
 
 
 def temporary_path(out_path: Path) -> Path:
