@@ -52,7 +52,7 @@ from terradiff.errors import (
     StoppedBySignalError,
     TerradiffError,
 )
-from terradiff.io import atomic_write_text, remove_stale_temporaries
+from terradiff.io import atomic_write_text, remove_stale_temporaries, temporary_name
 from terradiff.nets.memory import set_channels_last
 from terradiff.signals import StopRequest, deferred_signals
 from terradiff.tasks.base import Task
@@ -285,8 +285,16 @@ class Trainer:
         self._check_run_dir()
 
     def _check_run_dir(self) -> None:
-        """Refuse to start a fresh run in a folder that holds a run (see :meth:`preflight`)."""
+        """Refuse to start a fresh run in a folder that holds a run (see :meth:`preflight`).
+
+        First, what an ``--overwrite`` killed by ``kill -9`` left beside the folder is dealt
+        with (:func:`~terradiff.io.remove_stale_temporaries`): the previous run it had moved
+        aside is put back when no new run replaced it, and deleted otherwise.
+        """
         run_dir = self.run_dir
+        if self.accelerator.is_main_process:
+            remove_stale_temporaries(run_dir.parent)
+        self.accelerator.wait_for_everyone()
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError(
                 f"the run folder {run_dir} (output_dir / --output-dir) is a file; choose a folder"
@@ -325,7 +333,7 @@ class Trainer:
         if self.accelerator.is_main_process and any(
             (run_dir / name).exists() for name in RUN_MARKERS
         ):
-            aside = run_dir.with_name(f".{run_dir.name}.replaced-{os.getpid()}-{time.time_ns()}")
+            aside = temporary_name(run_dir, kind="old")
             os.replace(run_dir, aside)  # atomic: the folder is the old run or absent, never half
             shutil.rmtree(aside, ignore_errors=True)
             if aside.exists():

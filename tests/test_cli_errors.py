@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,27 @@ def test_overwrite_replaces_the_previous_run(tiny_yaml: Path, tmp_path: Path) ->
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]  # the old run's lines are gone, not mixed in
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.yaml"]  # none left aside
+
+
+def test_an_overwrite_killed_midway_gives_the_previous_run_back(
+    tiny_yaml: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``kill -9`` after ``--overwrite`` moved the old run aside, before the new run began: the
+    next ``train`` there puts the old run back (and so refuses to start over it)."""
+    import subprocess
+
+    from terradiff.io import host_tag
+
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_yaml)]) == 0
+    AcceleratorState._reset_state(reset_partial_state=True)
+    before = snapshot(run)
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    os.replace(run, tmp_path / f".run.old-{gone.pid}-{host_tag()}-0badc0de")
+    refused(["train", str(tiny_yaml)], capsys, f"the run folder {run}", "already holds a run")
+    assert snapshot(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "tiny.yaml"]
 
 
 @pytest.mark.parametrize("device", ["foo", "cuda", "cuda:1", "meta"])
