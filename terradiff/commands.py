@@ -92,10 +92,17 @@ def sample_command(args: argparse.Namespace) -> int:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
         print(f"wrote the denoising chain to {args.chain}")
     if args.tif_dir is not None:
-        from terradiff.sampling_io import write_samples_geotiff
+        from terradiff.sampling_io import generation_tags, write_samples_geotiff
 
+        tags = generation_tags(
+            spec,
+            class_name=args.class_name,
+            metadata=request["metadata"],
+            seed=args.seed,
+            checkpoint=args.checkpoint,
+        )
         paths = write_samples_geotiff(
-            samples, task.band_info, Path(args.tif_dir), overwrite=args.overwrite
+            samples, task.band_info, Path(args.tif_dir), overwrite=args.overwrite, tags=tags
         )
         print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
     return 0

@@ -8,6 +8,7 @@ synthesize``) for training other models on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,30 @@ def check_sample_outputs(
     return check_output_targets(paths, overwrite=overwrite)
 
 
+def generation_tags(
+    spec: Any,
+    *,
+    class_name: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    seed: int | None = None,
+    checkpoint: str | Path | None = None,
+) -> dict[str, str]:
+    """GeoTIFF metadata saying how a generated image was drawn (``TERRADIFF_*`` keys).
+
+    The class, the metadata (JSON), the guidance scale, sampler, steps, seed and checkpoint;
+    keys whose value is None are left out, so an unconditional sample carries only the sampler.
+    """
+    values: dict[str, Any] = {
+        "class": class_name,
+        "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
+        "seed": seed,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+    }
+    if spec is not None:
+        values |= {"sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance}
+    return {f"TERRADIFF_{k.upper()}": str(v) for k, v in values.items() if v is not None}
+
+
 def write_samples_geotiff(
     images: torch.Tensor,
     band_info: BandInfo,
@@ -89,6 +114,7 @@ def write_samples_geotiff(
     *,
     prefix: str = "sample",
     overwrite: bool = False,
+    tags: dict[str, str] | None = None,
 ) -> list[Path]:
     """Write each ``[C, H, W]`` image of ``images`` (model range [-1, 1]) as one GeoTIFF.
 
@@ -97,6 +123,7 @@ def write_samples_geotiff(
     (as uint8). The band descriptions are the training bands' names. The files carry no
     georeference: generated images are not of a place. Every path is checked before the first
     file is written, so an existing one (without ``overwrite``) leaves the folder as it was.
+    ``tags`` (e.g. :func:`generation_tags`) are stored in every file's GeoTIFF metadata.
 
     Returns:
         The paths written (``out_dir/{prefix}_0000.tif`` ...).
@@ -124,6 +151,7 @@ def write_samples_geotiff(
                 image,
                 band_names=list(names) if names and len(names) == image.shape[0] else None,
                 overwrite=overwrite,
+                tags=tags,
             )
         )
     return paths
@@ -177,7 +205,12 @@ def synthesize_dataset(
             out = task.sample(task.net, n, generator=generator, spec=spec, condition=condition)
             images.append(out.sample.cpu())
         written[name] = write_samples_geotiff(
-            torch.cat(images), task.band_info, out_dir / name, prefix=name, overwrite=overwrite
+            torch.cat(images),
+            task.band_info,
+            out_dir / name,
+            prefix=name,
+            overwrite=overwrite,
+            tags=generation_tags(spec, class_name=name, seed=seed + index.lookup(name)),
         )
     return written
 
@@ -185,6 +218,7 @@ def synthesize_dataset(
 __all__ = [
     "check_sample_checkpoint",
     "check_sample_outputs",
+    "generation_tags",
     "sample_tif_paths",
     "synthesize_dataset",
     "write_samples_geotiff",

@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -52,8 +50,9 @@ from terradiff.errors import (
     StoppedBySignalError,
     TerradiffError,
 )
-from terradiff.io import atomic_write_text, remove_stale_temporaries, temporary_name
+from terradiff.io import atomic_write_text, remove_stale_temporaries
 from terradiff.nets.memory import set_channels_last
+from terradiff.run_folder import check_run_folder, delete_previous_run
 from terradiff.signals import StopRequest, deferred_signals
 from terradiff.tasks.base import Task
 
@@ -62,16 +61,6 @@ log = logging.getLogger(__name__)
 
 class TrainingError(TerradiffError, RuntimeError):
     """Training cannot go on (non-finite loss, ...); the last good checkpoint is named."""
-
-
-RUN_ENTRIES: frozenset[str] = frozenset(
-    {"checkpoints", "config.json", "metrics.jsonl", "samples", "tensorboard"}
-)
-"""What a run folder holds (besides hidden leftovers of atomic writes): all that ``overwrite``
-deletes. A folder with anything else in it is not replaced."""
-
-RUN_MARKERS: tuple[str, ...] = ("checkpoints", "metrics.jsonl", "config.json")
-"""Entries that show a folder already holds a run (which a fresh run must not mix with)."""
 
 
 class SimulatedCrash(RuntimeError):  # noqa: N818 - it is not an error of the user's
@@ -285,60 +274,16 @@ class Trainer:
         self._check_run_dir()
 
     def _check_run_dir(self) -> None:
-        """Refuse to start a fresh run in a folder that holds a run (see :meth:`preflight`).
-
-        First, what an ``--overwrite`` killed by ``kill -9`` left beside the folder is dealt
-        with (:func:`~terradiff.io.remove_stale_temporaries`): the previous run it had moved
-        aside is put back when no new run replaced it, and deleted otherwise.
-        """
-        run_dir = self.run_dir
-        if self.accelerator.is_main_process:
-            remove_stale_temporaries(run_dir.parent)
+        """Refuse a fresh run in a folder holding one (:func:`.run_folder.check_run_folder`)."""
+        if self.accelerator.is_main_process:  # what a kill -9 during --overwrite left
+            remove_stale_temporaries(self.run_dir.parent)
         self.accelerator.wait_for_everyone()
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ConfigError(
-                f"the run folder {run_dir} (output_dir / --output-dir) is a file; choose a folder"
-            )
-        markers = [name for name in RUN_MARKERS if (run_dir / name).exists()]
-        if self.resume is not None or not markers:
-            return
-        held = ", ".join(f"{name}/" if name == "checkpoints" else name for name in markers)
-        if not self.overwrite:
-            found = list_checkpoints(run_dir)
-            resume = (
-                f"pass --resume latest to continue it (from {found[-1].name}), or"
-                if found
-                else "it has no complete checkpoint for --resume latest to continue from: pass"
-            )
-            raise ConfigError(
-                f"the run folder {run_dir} (output_dir / --output-dir) already holds a run "
-                f"({held}); {resume} --overwrite to delete it and start again, or choose "
-                "another --output-dir"
-            )
-        foreign = sorted(
-            p.name for p in run_dir.iterdir() if p.name not in RUN_ENTRIES and p.name[0] != "."
-        )
-        if foreign:
-            raise ConfigError(
-                f"--overwrite: the run folder {run_dir} also holds {foreign[:5]}, which a "
-                "terradiff run does not write, so it is not deleted; move them out of it or "
-                "choose another --output-dir"
-            )
+        check_run_folder(self.run_dir, resume=self.resume is not None, overwrite=self.overwrite)
 
     def _replace_previous_run(self) -> None:
-        """With ``overwrite``: move the previous run aside in one rename, then delete it."""
-        if not self.overwrite:
-            return
-        run_dir = self.run_dir
-        if self.accelerator.is_main_process and any(
-            (run_dir / name).exists() for name in RUN_MARKERS
-        ):
-            aside = temporary_name(run_dir, kind="old")
-            os.replace(run_dir, aside)  # atomic: the folder is the old run or absent, never half
-            shutil.rmtree(aside, ignore_errors=True)
-            if aside.exists():
-                log.warning("--overwrite: could not delete all of %s; delete it by hand", aside)
-            log.info("--overwrite: deleted the previous run in %s", run_dir)
+        """With ``overwrite``: the previous run is deleted (moved aside in one rename first)."""
+        if self.overwrite and self.accelerator.is_main_process:
+            delete_previous_run(self.run_dir)
         self.accelerator.wait_for_everyone()
 
     def _elapsed(self) -> float:

@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "config": 2,
     "config_loading": 2,
     "checkpoint": 2,
+    "run_folder": 2,
     "ema": 2,
     "batching": 2,
     # 3: the library's building blocks

@@ -88,10 +88,18 @@ def test_cli_sample_with_class_and_guidance_records_the_condition(
 ) -> None:
     out = tmp_path / "forest.png"
     argv = ["sample", str(class_run), "--n", "2", "--steps", "3", "--class", "Forest"]
-    assert main([*argv, "--guidance", "2", "--out", str(out)]) == 0
+    tifs = tmp_path / "tifs"
+    assert main([*argv, "--guidance", "2", "--out", str(out), "--tif-dir", str(tifs)]) == 0
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["condition"]["class"] == "Forest"
     assert record["sampling"]["guidance"] == 2.0
+    import rasterio
+
+    with rasterio.open(tifs / "sample_0001.tif") as src:  # each GeoTIFF says how it was drawn
+        tags = src.tags()
+    assert tags["TERRADIFF_CLASS"] == "Forest" and float(tags["TERRADIFF_GUIDANCE"]) == 2.0
+    assert (tags["TERRADIFF_STEPS"], tags["TERRADIFF_CHECKPOINT"]) == ("3", str(class_run))
+    assert "TERRADIFF_METADATA" not in tags
     assert main([*argv, "--class", "Forrest", "--out", str(tmp_path / "x.png")]) == 2
 
 
@@ -149,6 +157,10 @@ def test_synthesize_writes_a_labelled_folder_a_dataset_reads(
     assert main([*argv, "--classes", "Forest,Desert", "--batch-size", "2"]) == 0
     dataset = ImageFolderDataset(out, image_size=32, crop="center")
     assert dataset.classes == ["Desert", "Forest"] and len(dataset) == 6
+    import rasterio
+
+    with rasterio.open(out / "Desert" / "Desert_0002.tif") as src:
+        assert src.tags()["TERRADIFF_CLASS"] == "Desert"
     before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif"))
     assert main([*argv, "--classes", "Forest"]) == 2  # exists: refused without --overwrite
     assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif")) == before
