@@ -29,6 +29,7 @@ import rasterio
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from terradiff.data.raster import read_raster, write_raster
+from terradiff.provenance import provenance_record
 
 CHIPS = ("0060c0a5", "288afc34", "000aa810", "0060c0a5")
 
@@ -63,6 +64,7 @@ def main() -> None:
     if not Path(args.model).exists():
         sys.exit(f"no model at {args.model}: run `make carbon-example` first, or pass --model")
     results: dict = {"model": args.model, "steps": args.steps, "tile": args.tile}
+    results["provenance"] = provenance_record()
     with tempfile.TemporaryDirectory() as tmp:
         scene = mosaic(args.samples, Path(tmp) / "mosaic.tif")
         base = [sys.executable, "-m", "terradiff.cli", "estimate", "--model", args.model,

@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from terradiff.io import atomic_write_text  # noqa: E402
+from terradiff.provenance import provenance_record  # noqa: E402
 
 NAIP = ROOT / "data/samples/naip/m_4709963_se_14_1_20190904.tif"
 BIOMASSTERS = ROOT / "data/samples/biomassters/000aa810/image.tif"
@@ -245,6 +246,7 @@ def main() -> None:
             cases.append(("estimate", 10_000, 10_000, BIOMASSTERS, [1, 2, 3, 7]))
         rows = []
         env_info = environment()
+        provenance = provenance_record()
         print(json.dumps(env_info), flush=True)
         for verb, width, height, source, bands in cases:
             kind = "naip" if source == NAIP else "bio"
@@ -258,7 +260,12 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
             rows.append(row)
             if args.json:  # after every case: a run stopped half-way keeps what it measured
-                result = {"environment": env_info, "command": " ".join(sys.argv), "rows": rows}
+                result = {
+                    "environment": env_info,
+                    "command": " ".join(sys.argv),
+                    "rows": rows,
+                    "provenance": provenance,
+                }
                 atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
             if (width, height) == (10_000, 10_000):
                 image.unlink()

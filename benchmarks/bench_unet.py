@@ -59,6 +59,7 @@ from terradiff.diffusion.samplers import ddim_sample, ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.io import atomic_write_text
 from terradiff.nets.unet import SMALL_64, UNet
+from terradiff.provenance import provenance_record
 
 MATCHED_LAYOUT: dict[str, Any] = {
     "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
@@ -310,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     x_noise = torch.randn(x0.shape, generator=g)
     schedule = NoiseSchedule.create("linear", 1000)
     results: dict[str, Any] = {
+        "provenance": provenance_record(),
         "torch": torch.__version__,
         "diffusers": diffusers.__version__,
         "threads": torch.get_num_threads(),

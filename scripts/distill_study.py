@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from study_common import machine_description, open_results, read_losses, train
+from study_common import open_results, read_losses, train
 
 from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.evaluate import evaluate_super_resolution, real_dataset
@@ -240,8 +240,7 @@ def main() -> None:
     parser.add_argument("--bench", type=Path, default=Path("benchmarks/results/distill.json"))
     parser.add_argument("--sr-results", type=Path, default=Path("reports/sr/results.json"))
     args = parser.parse_args()
-    results, save = open_results(args.out, args.redo)
-    results["machine"] = machine_description()
+    results, save = open_results(args.out, args.redo, report_only=args.report_only)
     runs = results.setdefault("runs", {})
     rows = results.setdefault("rows", {})
     logs = args.out / "training_logs"

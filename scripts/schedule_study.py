@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from study_common import machine_description, read_losses, train
+from study_common import read_losses, stamp_results, train
 
 from terradiff.evaluate import evaluate_checkpoint
 from terradiff.io import atomic_write_text
@@ -179,8 +179,8 @@ def main() -> None:
     results: dict[str, Any] = (
         json.loads(results_path.read_text()) if results_path.is_file() else {"runs": {}}
     )
-    if not args.report_only:  # the report describes the machine that made the numbers
-        results["machine"] = machine_description()
+    # the report describes the machine that made the numbers; a re-render records its own apart
+    stamp_results(results, report_only=args.report_only)
 
     def save() -> None:
         atomic_write_text(results_path, json.dumps(results, indent=2) + "\n")

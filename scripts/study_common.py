@@ -1,11 +1,11 @@
-"""Helpers shared by the study scripts (``schedule_study.py``, ``sr_study.py``): train or finish a
-run, describe the machine, read a run's losses."""
+"""Helpers shared by the study scripts (``*_study.py``): train or finish a run, describe the
+machine, read a run's losses, open a results JSON stamped with its provenance."""
 
 from __future__ import annotations
 
 import json
-import platform
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from terradiff.config import ExperimentConfig, config_from_dict, method_config_c
 from terradiff.config_loading import apply_override, load_config
 from terradiff.io import atomic_write_text
 from terradiff.nets import count_parameters
+from terradiff.provenance import cpu_model, provenance_record
 from terradiff.tasks import build_task, load_task
 from terradiff.train import Trainer
 
@@ -82,16 +83,8 @@ def train(
 
 def machine_description() -> str:
     """CPU model, thread count and torch version, for the report."""
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
-    return f"{cpu} ({torch.get_num_threads()} threads, {gpu}), torch {torch.__version__}"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads, {gpu}), torch {torch.__version__}"
 
 
 def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
@@ -100,15 +93,56 @@ def read_losses(run_dir: Path) -> tuple[list[int], list[float]]:
     return [r["step"] for r in rows], [r["loss"] for r in rows]
 
 
-def open_results(out: Path, redo: bool = False) -> tuple[dict[str, Any], Callable[[], None]]:
+def is_report_only(argv: Sequence[str] | None = None) -> bool:
+    """Whether the command line asks only to re-render a report (``--report-only``)."""
+    return "--report-only" in (sys.argv[1:] if argv is None else argv)
+
+
+def stamp_results(
+    results: dict[str, Any],
+    *,
+    report_only: bool | None = None,
+    data_paths: Iterable[str | Path] = (),
+) -> dict[str, Any]:
+    """Record in ``results`` where its numbers come from, or where the report was rendered.
+
+    A measuring run sets ``machine`` (the one-line description the reports print) and
+    ``provenance`` (:func:`terradiff.provenance.provenance_record`: exact argv, data paths, git
+    commit and dirtiness, machine, torch version, date); the provenance of an earlier measuring
+    run of the same study (resumed, or adding rows) moves to ``provenance_earlier``, since the
+    numbers may come from both. A ``--report-only`` run changes none of these and records its
+    own environment as ``rendered_with`` instead.
+    """
+    record = provenance_record(data_paths=data_paths)
+    if is_report_only() if report_only is None else report_only:
+        results["rendered_with"] = record
+        return results
+    if "provenance" in results:
+        results.setdefault("provenance_earlier", []).append(results["provenance"])
+    results["machine"] = machine_description()
+    results["provenance"] = record
+    return results
+
+
+def open_results(
+    out: Path,
+    redo: bool = False,
+    *,
+    report_only: bool | None = None,
+    data_paths: Iterable[str | Path] = (),
+) -> tuple[dict[str, Any], Callable[[], None]]:
     """``(results, save)``: ``out/results.json`` as a dict (empty with ``redo``) and a function
-    that writes it back atomically, so a study saves each measurement as it is made."""
+    that writes it back atomically, so a study saves each measurement as it is made.
+
+    The dict is stamped by :func:`stamp_results` (``report_only`` defaults to whether
+    ``--report-only`` is on the command line): re-rendering keeps the measured machine.
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
     results: dict[str, Any] = {}
     if path.is_file() and not redo:
         results = json.loads(path.read_text())
-    results["machine"] = machine_description()
+    stamp_results(results, report_only=report_only, data_paths=data_paths)
 
     def save() -> None:
         atomic_write_text(path, json.dumps(results, indent=2) + "\n")

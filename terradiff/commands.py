@@ -36,7 +36,7 @@ def train_command(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> int:
     import torch
 
-    from terradiff.sampling_io import check_sample_checkpoint, check_sample_outputs
+    from terradiff.sampling_io import check_sample_checkpoint, check_sample_outputs, generation_tags
     from terradiff.tasks import load_task
     from terradiff.viz import save_chain_figure, save_image_grid
 
@@ -73,7 +73,14 @@ def sample_command(args: argparse.Namespace) -> int:
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
     samples = out.sample.cpu()
-    save_image_grid(samples, out_path, rgb_bands=rgb)
+    tags = generation_tags(
+        spec,
+        class_name=args.class_name,
+        metadata=request["metadata"],
+        seed=args.seed,
+        checkpoint=args.checkpoint,
+    )
+    save_image_grid(samples, out_path, rgb_bands=rgb, text=tags)
     record = {
         "checkpoint": str(args.checkpoint),
         "n": args.n,
@@ -92,15 +99,8 @@ def sample_command(args: argparse.Namespace) -> int:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
         print(f"wrote the denoising chain to {args.chain}")
     if args.tif_dir is not None:
-        from terradiff.sampling_io import generation_tags, write_samples_geotiff
+        from terradiff.sampling_io import write_samples_geotiff
 
-        tags = generation_tags(
-            spec,
-            class_name=args.class_name,
-            metadata=request["metadata"],
-            seed=args.seed,
-            checkpoint=args.checkpoint,
-        )
         paths = write_samples_geotiff(
             samples, task.band_info, Path(args.tif_dir), overwrite=args.overwrite, tags=tags
         )

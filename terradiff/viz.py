@@ -24,6 +24,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 from terradiff.io import atomic_path
@@ -143,6 +144,7 @@ def save_image_grid(
     padding: int = 2,
     pad_value: float = 1.0,
     scale: int = 1,
+    text: dict[str, str] | None = None,
 ) -> Path:
     """Save images as one PNG grid with ``nrow`` images per row.
 
@@ -159,6 +161,7 @@ def save_image_grid(
         padding: Pixels between and around images.
         pad_value: Grey level of the padding in ``[0, 1]``.
         scale: Integer nearest-neighbour upscaling of each image (for small chips).
+        text: PNG text chunks to store (e.g. how generated images were drawn).
 
     Returns:
         The written path.
@@ -187,7 +190,10 @@ def save_image_grid(
     image = Image.fromarray(pixels[..., 0] if k == 1 else pixels, mode="L" if k == 1 else "RGB")
     path = Path(path)
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        info = PngInfo()
+        for key, value in (text or {}).items():
+            info.add_text(str(key), str(value))
+        image.save(tmp, format="PNG", pnginfo=info)
         os.chmod(tmp, 0o644)
     return path
 

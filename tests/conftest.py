@@ -31,8 +31,8 @@ def require_shared_data(folder: Path, environ: Mapping[str, str] | None = None) 
     if folder.is_dir():
         return folder
     message = (
-        f"real data not found at {folder}; set TERRADIFF_SHARED_DATA to the folder that holds "
-        "aid/, eurosat-ms/, biomassters/, mnist/ and scenes/ (default ../shared/data)"
+        f"real data not found at {folder}; set TERRADIFF_SHARED_DATA to the shared data folder "
+        "(default: ../shared/data beside the repository)"
     )
     if in_ci(environ):
         pytest.fail(f"CI=true: {message}", pytrace=False)

@@ -34,6 +34,8 @@ LAYERS: dict[str, int] = {
     "weights": 1,
     "runtime": 1,
     "signals": 1,
+    "provenance": 1,
+    "report_format": 1,
     # 2: configuration and persistent training state
     "config": 2,
     "config_loading": 2,

@@ -11,6 +11,8 @@ from accelerate.state import AcceleratorState
 
 from terradiff.cli import main
 from terradiff.data.raster import read_raster
+from terradiff.metrics.feature_stats import FeatureStatistics
+from terradiff.metrics.fid import evaluate_generation
 from tests.helpers import tiny_config
 
 
@@ -73,9 +75,21 @@ def test_evaluate_reports_fid_and_caches_reference(
     metrics = json.loads(out.read_text())
     assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
     assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
-    assert metrics["fid"] > 0 and metrics["kid_mean"] is not None
     cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
     assert len(cached) == 1
+    # A 4-step model draws near-noise: it must score worse than 8 real images of the reference
+    # itself do at the same n (FID from 8 images is biased upward, so only a same-n comparison
+    # says anything), and its KID must be clearly above zero.
+    reference = FeatureStatistics.load(cached[0])
+    assert reference.n == 48 and reference.features is not None
+    real8 = FeatureStatistics.from_features(
+        reference.features[::6], encoder=reference.encoder, fingerprint=reference.fingerprint
+    )
+    with pytest.warns(UserWarning, match="biased upward"):
+        floor = evaluate_generation(real8, reference, kid_subset_size=4)
+    print(f"FID: 4-step model {metrics['fid']:.1f}, 8 real images {floor['fid']:.1f}")
+    assert metrics["fid"] > 4 * floor["fid"]  # measured 299 vs 35
+    assert metrics["kid_mean"] > 2 * metrics["kid_std"] > 0
     assert main(args) == 0  # the second call reads the cached reference statistics
     assert sorted((tmp_path / "cache" / "fid").glob("*.safetensors")) == cached
     assert json.loads(out.read_text())["fid"] == pytest.approx(metrics["fid"])

@@ -118,10 +118,18 @@ def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_p
     assert main(["evaluate", str(sr_run), "--n", "6", "--out", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 6 and metrics["scale"] == 4 and metrics["method"] == "regression"
-    for row in (metrics["model"], metrics["bicubic"]):
+    model, bicubic = metrics["model"], metrics["bicubic"]
+    for row in (model, bicubic):
         assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y"} <= set(row)
-        assert 10 < row["psnr"] < 50 and 0 < row["ssim"] <= 1
         assert len(row["psnr_per_band"]) == len(metrics["band_names"]) == 3
+        # the overall PSNR and the per-band ones are means over the same images and pixels
+        assert abs(row["psnr"] - sum(row["psnr_per_band"]) / 3) < 0.5
+    # Bicubic x4 of the bundled 32 px AID crops measures 32.6 dB (forest, beach, desert: smooth).
+    assert 30 < bicubic["psnr"] < 35 and 0.6 < bicubic["ssim"] < 0.8
+    # The regression net predicts a residual on bicubic from a zero-initialised output layer and
+    # was trained 2 steps: it is still bicubic to within 1 dB and 0.05 SSIM (0.47 dB measured).
+    assert abs(model["psnr"] - bicubic["psnr"]) < 1.0
+    assert abs(model["ssim"] - bicubic["ssim"]) < 0.05
 
 
 def test_evaluate_super_resolution_scale_and_crop_options(

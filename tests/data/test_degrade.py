@@ -237,14 +237,22 @@ def test_blur_kernels_are_normalised_and_shaped():
     assert int(sinc.argmax()) == 21 * 10 + 10
 
 
-def test_real_image_degradations(forest):
+def test_real_image_degradations(forest: torch.Tensor, sample_data: Path) -> None:
     """On a real AID Forest scene: bicubic x4 is a sane LR image; the real pipeline differs."""
     hr = forest[None]
     lr = bicubic_downsample(hr, 4)
     assert lr.shape == (1, 3, 38, 38)
     back = upsample_to(lr, hr.shape[-2:])
     psnr = _psnr(back, hr)
-    assert 15.0 < psnr < 40.0, psnr
+    # PIL's antialiased bicubic resize down and up again, an independent implementation, gives
+    # 33.17 dB on this scene (ours 33.27): they agree within 0.5 dB.
+    with Image.open(sorted((sample_data / "aid" / "Forest").glob("*.jpg"))[0]) as im:
+        rgb = im.convert("RGB")
+        pil = rgb.resize((38, 38), Image.Resampling.BICUBIC).resize(
+            rgb.size, Image.Resampling.BICUBIC
+        )
+    pil_back = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+    assert abs(psnr - _psnr(pil_back[None], hr)) < 0.5, psnr
     real = degrade_real(hr, 4, generator=0)
     assert real.shape == lr.shape
     assert float((real - lr).abs().mean()) > 0.01

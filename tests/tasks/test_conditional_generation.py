@@ -100,6 +100,10 @@ def test_cli_sample_with_class_and_guidance_records_the_condition(
     assert tags["TERRADIFF_CLASS"] == "Forest" and float(tags["TERRADIFF_GUIDANCE"]) == 2.0
     assert (tags["TERRADIFF_STEPS"], tags["TERRADIFF_CHECKPOINT"]) == ("3", str(class_run))
     assert "TERRADIFF_METADATA" not in tags
+    from PIL import Image
+
+    with Image.open(out) as grid:  # and so does the PNG grid
+        assert grid.text["TERRADIFF_CLASS"] == "Forest" and grid.text["TERRADIFF_SEED"] == "0"
     assert main([*argv, "--class", "Forrest", "--out", str(tmp_path / "x.png")]) == 2
 
 
