@@ -114,6 +114,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "vs SR3 DDPM-1000 | PSNR - teacher's |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    ddpm_note = _speed(bench, "SR3 DDPM-1000").get("note")
+    if ddpm_note:  # the column divides by an extrapolated time: say so in its header
+        lines[-2] = lines[-2].replace("vs SR3 DDPM-1000", "vs SR3 DDPM-1000 (extrapolated)")
     bicubic = rows.get("teacher", {}).get("bicubic", {})
     lines.append(
         f"| bicubic | {_fmt(bicubic.get('psnr'))} | {_fmt(bicubic.get('ssim'), 4)} | "
@@ -127,7 +130,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
                 f"| {label} (reports/sr; n={sr_rows[key]['n']}) | {_fmt(m.get('psnr'))} | "
                 f"{_fmt(m.get('ssim'), 4)} | {_fmt(m.get('ssim_y'), 4)} | "
                 f"{_fmt(m.get('mae'), 4)} | {sr_rows[key]['parameters'] / 1e6:.3f} M | "
-                f"{_fmt(speed.get('seconds'), 2)} | - | - | - |"
+                f"{_fmt(speed.get('seconds'), 2)}"
+                + (f" ({speed['note']})" if speed.get("note") else "")
+                + " | - | - | - |"
             )
     for key in ("teacher", *STUDENTS):
         if key not in rows:
