@@ -79,7 +79,9 @@ def write_report(results: dict[str, Any], out_dir: Path, args: argparse.Namespac
         "## What was trained",
         "",
         f"- Data: all {results['n_real']} scenes of the 30 AID classes in "
-        f"`{results['data_root']}`, whole scenes resized to 64x64, random horizontal flips.",
+        f"`{results['data_root']}`"
+        + (f" ({results['data_note']})" if results.get("data_note") else "")
+        + ", whole scenes resized to 64x64, random horizontal flips.",
         f"- Model: the same SR3-style UNet for every schedule, {train['parameters']:,} "
         "parameters (base 32 channels, multipliers 1-2-2-2, one residual block per level, "
         "attention at 16x16 and 8x8), eps-prediction, L2 loss, T = 1000.",
