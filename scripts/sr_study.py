@@ -336,7 +336,8 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f"Machine: {results['machine']}. No GPU was lent to this task, so every model is trained "
         "for minutes on CPU: these are early-training numbers of small UNets, not converged "
         "models. They show the pipeline end to end on real data and how the methods compare at "
-        "equal, small budgets.",
+        "small budgets, which differ per model (the steps column below); one training seed each, "
+        "so differences of a few tenths of a dB are not established.",
         "",
         "## What was trained",
         "",
