@@ -51,6 +51,7 @@ LAYERS: dict[str, int] = {
     # 4: methods built from the blocks
     "carbon": 4,
     "distill": 4,
+    "change": 4,
     # 5: what a user trains
     "tasks": 5,
     # 6: application workflows on top of tasks

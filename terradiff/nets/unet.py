@@ -49,6 +49,7 @@ from terradiff.nets.conditioning import (
     check_condition,
 )
 from terradiff.nets.memory import use_channels_last
+from terradiff.nets.residuals import ControlResiduals, UNetEncoding
 
 __all__ = ["SMALL_64", "UNet", "attention_levels"]
 
@@ -145,6 +146,8 @@ class UNet(nn.Module):
         config: The constructor arguments as a JSON-serialisable dict (see :meth:`from_config`).
         attention_levels: Level indices with self-attention.
         feature_channels: Channels of the decoder features of :meth:`forward_features`.
+        skip_channels: Channels of each skip connection (:attr:`UNetEncoding.skips`).
+        middle_channels: Channels of the middle block's output.
     """
 
     def __init__(
@@ -257,6 +260,8 @@ class UNet(nn.Module):
             down.append(_Level(blocks, attns, resample))
         self.down = nn.ModuleList(down)
 
+        self.skip_channels: tuple[int, ...] = tuple(skips)
+        self.middle_channels = cur
         self.mid_res1 = res(cur, cur)
         self.mid_attn = (
             AttentionBlock(cur, head_channels=head_channels, num_groups=num_groups)
@@ -403,15 +408,24 @@ class UNet(nn.Module):
             raise ValueError(f"t must be a scalar or have shape [{B}], got {tuple(t.shape)}")
         return t
 
-    def _run(
+    def encode(
         self,
         x: Tensor,
         t: Tensor | float,
-        cond: Tensor | None,
-        features: list[Tensor] | None,
+        cond: Tensor | None = None,
         context: Tensor | None = None,
+        *,
         condition: Condition | None = None,
-    ) -> Tensor:
+        input_residual: Tensor | None = None,
+        emb_residual: Tensor | None = None,
+    ) -> UNetEncoding:
+        """The first half of a pass: input conv, encoder and middle block.
+
+        Arguments as :meth:`forward`, plus two hooks for a control branch (ControlNet, Zhang et
+        al. 2023, Sec. 3.2): ``input_residual`` (``[B, skip_channels[0], H, W]``) is added to the
+        input convolution's output and ``emb_residual`` (``[B, 4 * base_channels]``) to the time
+        embedding. ``decode(encode(...))`` is exactly :meth:`forward`.
+        """
         t = self._check_inputs(x, t, cond)
         self._check_context(x, context)
         if condition is not None:
@@ -427,7 +441,11 @@ class UNet(nn.Module):
         emb = self.time_embed(t)
         if self.condition_embed is not None:  # None = all null
             emb = emb + self.condition_embed(condition, x.shape[0])
+        if emb_residual is not None:
+            emb = emb + emb_residual
         h = self.input_conv(h)
+        if input_residual is not None:
+            h = h + input_residual
         hs = [h]
         for level in self.down:
             for block, attn in zip(level.res, level.attn, strict=True):
@@ -441,17 +459,47 @@ class UNet(nn.Module):
         if self.mid_fusion is not None:
             h = self.mid_fusion(h, context)
         h = self.mid_res2(h, emb)
+        return UNetEncoding(hs, h, emb, input_channels_last)
 
+    def decode(
+        self,
+        encoding: UNetEncoding,
+        *,
+        control: ControlResiduals | None = None,
+        features: list[Tensor] | None = None,
+    ) -> Tensor:
+        """The second half of a pass: decoder and output layer.
+
+        Args:
+            encoding: What :meth:`encode` returned.
+            control: Residuals added to every skip connection and to the middle block's output
+                before decoding (ControlNet's zero-convolution outputs); None = none.
+            features: When a list, each decoder level's output is appended to it (see
+                :meth:`forward_features`).
+
+        Raises:
+            ValueError: ``control`` with another number of skip residuals than skips.
+        """
+        hs = list(encoding.skips)
+        h = encoding.middle
+        if control is not None:
+            if len(control.skips) != len(hs):
+                raise ValueError(
+                    f"control has {len(control.skips)} skip residuals, the UNet has {len(hs)} "
+                    f"skip connections (channels {list(self.skip_channels)})"
+                )
+            hs = [s + r for s, r in zip(hs, control.skips, strict=True)]
+            h = h + control.middle
         for level in self.up:
             for block, attn in zip(level.res, level.attn, strict=True):
-                h = attn(block(torch.cat([h, hs.pop()], dim=1), emb))
+                h = attn(block(torch.cat([h, hs.pop()], dim=1), encoding.emb))
             if features is not None:
                 features.append(h)
             if level.resample is not None:
                 h = level.resample(h)
 
         out = self.out(h)
-        if input_channels_last:
+        if encoding.channels_last_input:
             return out.contiguous(memory_format=torch.channels_last)
         return out.contiguous()
 
@@ -463,6 +511,7 @@ class UNet(nn.Module):
         context: Tensor | None = None,
         *,
         condition: Condition | None = None,
+        control: ControlResiduals | None = None,
     ) -> Tensor:
         """Predict (noise, x0 or v -- the net does not care) for ``x_t`` at timestep ``t``.
 
@@ -476,11 +525,14 @@ class UNet(nn.Module):
             condition: Class labels / metadata for a net built with ``condition_spec``; None (or
                 null parts) = the null condition, the unconditional model of classifier-free
                 guidance. An unconditioned net accepts only None or an empty condition.
+            control: Residuals for the skip connections and the middle block (see
+                :meth:`decode`; :class:`~terradiff.nets.controlnet.ControlNet`).
 
         Returns:
             ``[B, out_channels, H, W]``, in the memory format of ``x``.
         """
-        return self._run(x, t, cond, None, context, condition)
+        encoding = self.encode(x, t, cond, context, condition=condition)
+        return self.decode(encoding, control=control)
 
     def forward_features(
         self,
@@ -490,6 +542,7 @@ class UNet(nn.Module):
         context: Tensor | None = None,
         *,
         condition: Condition | None = None,
+        control: ControlResiduals | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """Forward pass that also returns the decoder's multi-scale features.
 
@@ -503,5 +556,6 @@ class UNet(nn.Module):
             ``(output, features)``.
         """
         features: list[Tensor] = []
-        out = self._run(x, t, cond, features, context, condition)
+        encoding = self.encode(x, t, cond, context, condition=condition)
+        out = self.decode(encoding, control=control, features=features)
         return out, features

@@ -304,3 +304,26 @@ def test_context_tokens_are_fused_at_the_bottleneck() -> None:
         net(x, 3, cond)
     with pytest.raises(ValueError, match=r"\[2, N, 12\]"):
         net(x, 3, cond, torch.randn(2, 5, 7))
+
+
+# ----------------------------------------------------------------------------- encode / decode
+
+
+def test_encode_decode_is_forward_and_zero_control_changes_nothing() -> None:
+    from terradiff.nets.residuals import ControlResiduals
+
+    net = _tiny(4)
+    _randomize(net)
+    x, t = torch.randn(2, 4, 32, 32), torch.tensor([3, 500])
+    with torch.no_grad():
+        expected = net(x, t)
+        encoding = net.encode(x, t)
+        assert [s.shape[1] for s in encoding.skips] == list(net.skip_channels)
+        assert encoding.middle.shape[1] == net.middle_channels
+        assert torch.equal(net.decode(encoding), expected)
+        zeros = ControlResiduals(
+            [torch.zeros_like(s) for s in encoding.skips], torch.zeros_like(encoding.middle)
+        )
+        assert torch.equal(net(x, t, control=zeros), expected)
+        with pytest.raises(ValueError, match="skip residuals"):
+            net.decode(encoding, control=ControlResiduals(zeros.skips[:-1], zeros.middle))
