@@ -108,6 +108,26 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             if row is not None:
                 cell = f"{pct(row['mean'])} +- {pct(row['std'])}"
                 lines.append(f"| {LABELS[condition]} | {cell} | {row['n']} |")
+        judged = {
+            key.rsplit("/s", 1)[1]: value
+            for key, value in results.get("judge", {}).items()
+            if key.startswith(prefix + "/s") and value
+        }
+        if judged:
+            lines += [
+                "",
+                "How recognisable the generated images are: the accuracy of the shipped `aid-cnn` "
+                "classifier (trained on 80% of all AID, so a judge here, not a held-out model) on "
+                "the generated images w.r.t. the class each was asked for, 95% bootstrap "
+                f"interval over images (chance {100 / 30:.1f}%): "
+                + "; ".join(
+                    f"scale {scale}: {pct(v['conditional_accuracy'])}% "
+                    f"[{pct(v['conditional_accuracy_ci95'][0])}, "
+                    f"{pct(v['conditional_accuracy_ci95'][1])}]"
+                    for scale, v in sorted(judged.items(), key=lambda item: float(item[0]))
+                )
+                + ".",
+            ]
         if "synthetic+classic" in rows and "classic" in rows:
             verdict = gain_verdict(rows["synthetic+classic"], rows["classic"])
             lines += [

@@ -384,6 +384,18 @@ def synthetic_files(folder: Path, classes: list[str]) -> dict[str, list[Path]]:
     return {c: sorted((folder / c).glob("*.tif")) for c in classes}
 
 
+def judge_synthetic(folder: Path, classes: list[str], size: int) -> dict[str, Any] | None:
+    """The shipped aid-cnn's accuracy on the generated images w.r.t. their requested class
+    (:func:`terradiff.evaluate.conditional_accuracy`, 95% bootstrap interval over images)."""
+    from terradiff.evaluate import conditional_accuracy
+    from terradiff.metrics.encoders import load_feature_extractor
+
+    images, labels = load_images(synthetic_files(folder, classes), classes, size)
+    return conditional_accuracy(
+        images / 127.5 - 1.0, labels, classes, load_feature_extractor("aid-cnn")
+    )
+
+
 def run_cell(
     results: dict[str, Any],
     save: Any,
@@ -441,6 +453,14 @@ def study_subset(
         synthetic[scale] = normalise(
             load_images(synthetic_files(folder, split.classes), split.classes, size)
         )
+    if setup.name == "aid":  # does the shipped aid-cnn see the asked class in the samples?
+        judged = results.setdefault("judge", {})
+        for scale in args.scales:
+            key = f"{prefix}/s{scale:g}"
+            if key not in judged:
+                folder = work / f"synthetic_s{scale:g}"
+                judged[key] = judge_synthetic(folder, split.classes, size)
+                save()
     # the guidance scale: best validation accuracy of synthetic+classic, seed 0
     val = {
         scale: run_cell(

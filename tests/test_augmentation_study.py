@@ -102,9 +102,16 @@ def test_report_does_not_rank_overlapping_conditions(tmp_path: Path) -> None:
         scale = "/s3" if "synthetic" in condition else ""
         for seed, value in enumerate(values):
             cells[f"aid/k10/{condition}{scale}/seed{seed}"] = {"val": value, "test": value}
-    results = {"seeds": 3, "cells": cells, "chosen_scale": {"aid/k10": 3.0}}
+    judge = {"conditional_accuracy": 0.5, "conditional_accuracy_ci95": [0.4, 0.6]}
+    results = {
+        "seeds": 3,
+        "cells": cells,
+        "chosen_scale": {"aid/k10": 3.0},
+        "judge": {"aid/k10/s3": judge, "aid/k25/s1": judge | {"conditional_accuracy": 0.9}},
+    }
     write_report(results, tmp_path)
     text = (tmp_path / "README.md").read_text()
     assert "| real + classic augmentation (dihedral, mixup/cutmix) | 27.0 +- 2.0 | 3 |" in text
     assert "+1.0 points" in text and "not distinguishable" in text and "**not met**" in text
+    assert "scale 3: 50.0% [40.0, 60.0]" in text and "90.0" not in text  # k25 is not this subset
     assert (tmp_path / "accuracy.png").is_file()
