@@ -58,7 +58,8 @@ carbon-example: setup
 # reports/mnist/ (README.md, results.json, PNG figures).
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \
-		--work outputs/conditional/aid --out reports/conditional
+		--work outputs/conditional/aid --out reports/conditional --steps 2500 --max-minutes 70 \
+		--scales 0 1 2 3 5 --n 450
 
 augmentation-study: setup  # issue 15 item 6; hours on 2 CPU cores, resumes where it stopped
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/augmentation_study.py --datasets aid eurosat \
