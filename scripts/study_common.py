@@ -64,7 +64,8 @@ def train(
     if not any(p.name == final for p in list_checkpoints(run_dir)):
         AcceleratorState._reset_state(reset_partial_state=True)
         resume = "latest" if list_checkpoints(run_dir) else None
-        Trainer(build_task(config), run_dir, resume=resume).fit()
+        # a run killed before its first checkpoint left only config.json/metrics: start it over
+        Trainer(build_task(config), run_dir, resume=resume, overwrite=resume is None).fit()
     task, ckpt = load_task(run_dir)
     seconds = ckpt.trainer_meta.get("train_seconds")
     if seconds is None:
