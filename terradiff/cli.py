@@ -65,6 +65,17 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
     )
     parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
+    _add_no_cog(parser)
+
+
+def _add_no_cog(parser: argparse.ArgumentParser) -> None:
+    """``--no-cog``: the verbs that write rasters write Cloud-Optimized GeoTIFFs by default."""
+    parser.add_argument(
+        "--no-cog",
+        action="store_true",
+        help="write plain tiled GeoTIFFs instead of Cloud-Optimized GeoTIFFs (COG: internal "
+        "tiles, overviews, compression with a predictor for the data type)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -141,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
     sample.add_argument("--chain", metavar="PNG", help="also save a denoising-chain figure")
     sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
+    _add_no_cog(sample)
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     sample.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -180,11 +192,13 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, help="class k uses seed + k")
     synth.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     synth.add_argument("--overwrite", action="store_true", help="replace existing files")
+    _add_no_cog(synth)
     synth.set_defaults(func=commands.synthesize_command)
 
     evaluate = verbs.add_parser(
         "evaluate",
-        help="FID/KID of a generator; PSNR/SSIM of a super-resolution model",
+        help="FID/KID of a generator; PSNR/SSIM of a super-resolution model; F1/IoU of a "
+        "change model",
         description="Generation: sample N images and compute FID and KID against the real images "
         "of the checkpoint's dataset, over the features of an encoder (offline default: "
         "terradiff's AID classifier; 'inception' needs --encoder-weights PATH). Super-resolution: "
@@ -221,9 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
         "super-resolve",
         help="super-resolve a whole GeoTIFF with a trained model",
         description="Super-resolve a raster of any size in overlapping, blended tiles. The output "
-        "keeps the CRS and bounds, divides the pixel size by the scale and keeps nodata as nodata.",
+        "keeps the CRS and bounds, divides the pixel size by the scale and keeps nodata as nodata; "
+        "a STAC Item (OUTPUT stem + .stac.json) is written beside it (with the stac extra).",
     )
-    sr.add_argument("input", help="low-resolution GeoTIFF")
+    sr.add_argument("input", help="low-resolution GeoTIFF, or a local STAC Item JSON")
     sr.add_argument("output", help="GeoTIFF to write (refused if it exists, unless --overwrite)")
     sr.add_argument("--model", required=True, help="super-resolution run or checkpoint folder")
     sr.add_argument("--scale", type=float, help="must match the model's scale (checked)")
@@ -274,10 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Tiled, blended carbon-density map (Mg C/ha) of each --image with the "
         "input's georeferencing; nodata stays nodata. Prints the total carbon (Mg C) and the "
         "mean density over valid pixels (forest pixels with --mask). Several --image give one "
-        "map per date in the --out folder and a panel PNG.",
+        "map per date in the --out folder and a panel PNG. Each map gets a STAC Item "
+        "(<map>.stac.json, with the stac extra) holding its totals.",
     )
     est.add_argument("--model", required=True, help="carbon run or checkpoint folder")
-    est.add_argument("--image", required=True, action="append", help="image GeoTIFF (repeatable)")
+    est.add_argument(
+        "--image",
+        required=True,
+        action="append",
+        help="image GeoTIFF, or a local STAC Item JSON whose assets hold the model's bands "
+        "(repeatable)",
+    )
     est.add_argument("--out", required=True, help="output GeoTIFF (a folder for several images)")
     est.add_argument("--mask", help="forest mask raster on the same grid (forest > 0)")
     est.add_argument("--ensemble", type=_positive_int, help="samples per tile (mean and std)")
@@ -285,6 +307,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
     est.set_defaults(func=commands.estimate_command)
+
+    chg = verbs.add_parser(
+        "change",
+        help="map change between a before and an after image with a change model",
+        description="Change mask of two co-registered images of one place (GeoTIFF, PNG or "
+        "JPEG; same size) in blended tiles: a uint8 GeoTIFF, 1 = change, 0 = no change, 255 = "
+        "no data, with the before image's georeferencing (if any). Score a change model on its "
+        "test pairs with `terradiff evaluate RUN`.",
+    )
+    chg.add_argument("--model", required=True, help="change run or checkpoint folder")
+    chg.add_argument("--before", required=True, help="the earlier image")
+    chg.add_argument("--after", required=True, help="the later image (same size and grid)")
+    chg.add_argument("--out", required=True, help="mask GeoTIFF to write")
+    chg.add_argument(
+        "--threshold",
+        type=float,
+        help="change probability above which a pixel is change "
+        "(default: the model's change.threshold, 0.5)",
+    )
+    chg.add_argument("--png", metavar="PNG", help="also write the mask as a black/white PNG")
+    chg.add_argument(
+        "--probability", action="store_true", help="add band 2: the change probability x 255"
+    )
+    chg.add_argument("--tile", type=_positive_int, default=256, help="tile side (256)")
+    chg.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")
+    chg.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    chg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    chg.set_defaults(func=commands.change_command)
 
     comp = verbs.add_parser(
         "compress",
@@ -313,6 +363,39 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--chain-steps", type=int, default=100, help="chain fine-tuning steps")
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(func=commands.compress_command)
+
+    exp = verbs.add_parser(
+        "export-diffusers",
+        help="write a run's UNet + schedule as a diffusers folder",
+        description="Write the run's UNet (EMA weights) as a diffusers UNet2DModel folder "
+        "(config.json + diffusion_pytorch_model.safetensors) with its DDPM/DDIM "
+        "scheduler_config.json; UNet2DModel.from_pretrained(DIR) loads it offline. Needs only "
+        "safetensors, not diffusers.",
+    )
+    exp.add_argument("run", help="run folder (latest checkpoint) or step_* folder")
+    exp.add_argument("--out", required=True, help="the diffusers folder to write")
+    exp.add_argument("--no-ema", action="store_true", help="export the raw (non-EMA) weights")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing folder")
+    exp.set_defaults(func=commands.export_diffusers_command)
+
+    imp = verbs.add_parser(
+        "import-diffusers",
+        help="turn a diffusers UNet2DModel + scheduler folder into a terradiff run",
+        description="Map a local diffusers UNet2DModel folder and its DDPMScheduler/"
+        "DDIMScheduler config onto a terradiff generation run that `sample` and `evaluate` "
+        "load; a config key terradiff cannot represent is refused by name. Needs no diffusers.",
+    )
+    imp.add_argument("folder", help="diffusers folder (or pipeline folder with unet/, scheduler/)")
+    imp.add_argument("--out", required=True, help="the run folder to write")
+    imp.add_argument("--scheduler", help="scheduler_config.json when it is not in FOLDER")
+    imp.add_argument("--data-root", help="real images `evaluate` compares with (default: none)")
+    imp.add_argument("--bands", help="band names in the net's order, e.g. red,green,blue")
+    imp.add_argument(
+        "--scaling", default="none", help="how raw values map to [0, 1] (uint8, none, ...)"
+    )
+    imp.add_argument("--image-size", type=int, help="image size when config has no sample_size")
+    imp.add_argument("--overwrite", action="store_true", help="replace a run in --out")
+    imp.set_defaults(func=commands.import_diffusers_command)
 
     info = verbs.add_parser(
         "info", help="describe a checkpoint", description="Print a checkpoint's config and state."
@@ -345,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     prefer_passive_openmp()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.command_line = ["terradiff", *(sys.argv[1:] if argv is None else argv)]
     debug = args.debug or os.environ.get("TERRADIFF_DEBUG", "") not in ("", "0")
     tune_cpu_allocator()
     configure_threads(args.threads)

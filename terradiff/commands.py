@@ -25,6 +25,7 @@ def train_command(args: argparse.Namespace) -> int:
     task = build_task(config)
     trainer = Trainer(task, config.output_dir, resume=args.resume, overwrite=args.overwrite)
     trainer.config_path = args.config  # named in the "continue with" hint of a stopped run
+    trainer.config_overrides = tuple(overrides)  # shown in the run's model card (README.md)
     result = trainer.fit()
     print(
         f"trained {config.task} '{config.name}' to step {result.step} "
@@ -102,7 +103,12 @@ def sample_command(args: argparse.Namespace) -> int:
         from terradiff.sampling_io import write_samples_geotiff
 
         paths = write_samples_geotiff(
-            samples, task.band_info, Path(args.tif_dir), overwrite=args.overwrite, tags=tags
+            samples,
+            task.band_info,
+            Path(args.tif_dir),
+            overwrite=args.overwrite,
+            tags=tags,
+            cog=not args.no_cog,
         )
         print(f"wrote {len(paths)} GeoTIFFs in physical units to {args.tif_dir}")
     return 0
@@ -125,6 +131,7 @@ def synthesize_command(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         classes=classes,
         overwrite=args.overwrite,
+        cog=not args.no_cog,
     )
     from terradiff.io import atomic_write_text
 
@@ -170,7 +177,11 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
 
     saved = read_checkpoint_config(args.checkpoint)  # a broken one is named by load_task
-    if isinstance(saved, dict) and saved.get("task") == "super_resolution":
+    if isinstance(saved, dict) and saved.get("task") == "change":
+        from terradiff.evaluate import evaluate_change
+
+        result = evaluate_change(args.checkpoint, data_root=args.data, device=args.device)
+    elif isinstance(saved, dict) and saved.get("task") == "super_resolution":
         result = evaluate_super_resolution(
             args.checkpoint,
             num_images=args.n or 64,
@@ -212,12 +223,21 @@ def super_resolve_command(args: argparse.Namespace) -> int:
 
     outputs = [args.output, *([args.summary] if args.summary else [])]
     check_output_targets(outputs, overwrite=args.overwrite, inputs=[("input", args.input)])
-    summary = super_resolve_raster(
-        args.model, args.input, args.output, scale=args.scale, **mapping_kwargs(args)
+    from terradiff.interop.stac import stac_inputs, write_output_items
+
+    kwargs = mapping_kwargs(args)
+    with stac_inputs([args.input], args.model, kwargs["bands"]) as (rasters, bands, sources):
+        kwargs["bands"] = bands or kwargs["bands"]
+        summary = super_resolve_raster(
+            args.model, rasters[0], args.output, scale=args.scale, **kwargs
+        )
+    items = write_output_items(
+        [args.output], model=args.model, command=command_line(args), sources=sources
     )
     print(
         f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
         f"x{summary.scale}, {summary.tiles} tiles in {summary.seconds:.1f} s"
+        + (f" (STAC Item {items[0].name})" if items else "")
     )
     if args.summary:
         from dataclasses import asdict
@@ -226,6 +246,31 @@ def super_resolve_command(args: argparse.Namespace) -> int:
 
         record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
         atomic_write_text(Path(args.summary), json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+def export_diffusers_command(args: argparse.Namespace) -> int:
+    from terradiff.interop.diffusers_run import export_diffusers
+
+    out = export_diffusers(args.run, args.out, use_ema=not args.no_ema, overwrite=args.overwrite)
+    print(f"wrote a diffusers UNet2DModel + scheduler folder to {out}")
+    return 0
+
+
+def import_diffusers_command(args: argparse.Namespace) -> int:
+    from terradiff.interop.diffusers_run import import_diffusers
+
+    checkpoint = import_diffusers(
+        args.folder,
+        args.out,
+        scheduler=args.scheduler,
+        data_root=args.data_root,
+        bands=args.bands.split(",") if args.bands else None,
+        scaling=args.scaling,
+        image_size=args.image_size,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote the run {args.out} (checkpoint {checkpoint}); try: terradiff sample {args.out}")
     return 0
 
 
@@ -241,8 +286,10 @@ def info_command(args: argparse.Namespace) -> int:
     config = config_from_dict(raw, source)
     bands = BandInfo.from_dict(saved_bands, source)
     cfg = config.to_dict()
-    section = {"super_resolution": "sr", "carbon": "carbon"}.get(config.task)
+    section = {"super_resolution": "sr", "carbon": "carbon", "change": "change"}.get(config.task)
     method = cfg.get(section) if section else None
+    if isinstance(method, dict):  # records filled by training (a generator's config) are long
+        method = {k: v for k, v in method.items() if not isinstance(v, dict)}
     n_params = sum(v.numel() for v in ckpt.model_state.values())
     losses = ckpt.trainer_meta.get("losses", [])
     lines = [
@@ -350,23 +397,63 @@ def carbon_inventory_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def change_command(args: argparse.Namespace) -> int:
+    from terradiff.change_mapping import detect_change
+
+    summary = detect_change(
+        args.model,
+        args.before,
+        args.after,
+        args.out,
+        threshold=args.threshold,
+        png=args.png,
+        probability=args.probability,
+        tile=args.tile,
+        overlap=args.overlap,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    print(summary.describe())
+    return 0
+
+
 def estimate_command(args: argparse.Namespace) -> int:
+    from terradiff.interop.stac import stac_inputs, write_output_items
     from terradiff.mapping import estimate_carbon_maps
 
-    result = estimate_carbon_maps(
-        args.model,
-        args.image,
-        args.out,
-        mask_path=args.mask,
-        ensemble=args.ensemble,
-        uncertainty=args.uncertainty,
-        summary_path=args.summary,
-        on_map=lambda item: print(item.describe()),
-        **mapping_kwargs(args),
+    kwargs = mapping_kwargs(args)
+    with stac_inputs(args.image, args.model, kwargs["bands"]) as (rasters, bands, sources):
+        kwargs["bands"] = bands or kwargs["bands"]
+        result = estimate_carbon_maps(
+            args.model,
+            rasters,
+            args.out,
+            mask_path=args.mask,
+            ensemble=args.ensemble,
+            uncertainty=args.uncertainty,
+            summary_path=args.summary,
+            on_map=lambda item: print(item.describe()),
+            **kwargs,
+        )
+    write_output_items(
+        [m.path for m in result.maps],
+        model=args.model,
+        command=command_line(args),
+        sources=sources,
+        properties=[
+            {f"terradiff:{k}": v for k, v in m.record().items() if k != "map"} for m in result.maps
+        ],
     )
     if result.panel is not None:
         print(f"wrote {result.panel}")
     return 0
+
+
+def command_line(args: argparse.Namespace) -> list[str]:
+    """The command that is running (``main`` records it; else this process's arguments)."""
+    import sys
+
+    return list(getattr(args, "command_line", None) or ["terradiff", *sys.argv[1:]])
 
 
 def input_scaling(text: str | None) -> str | dict[str, Any] | None:
@@ -405,4 +492,5 @@ def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "scheduler": args.scheduler,
         "n_workers": args.workers,
         "rows_per_task": args.dask_rows,
+        "cog": not args.no_cog,
     }

@@ -11,11 +11,10 @@ never triggered a save): an unknown key, a wrong type or an out-of-range value i
 from __future__ import annotations
 
 import difflib
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -24,17 +23,48 @@ from pydantic import (
     model_validator,
 )
 
+from terradiff.config_methods import (
+    SECTION_TASKS,
+    ConfigSection,
+    MethodConfig,
+    SectionError,
+    default_method,
+    method_config_class,
+    register_method_config,
+    registered_method_configs,
+    unregister_method_config,
+    validate_method_section,
+)
 from terradiff.errors import ConfigError
+
+__all__ = [
+    "SAMPLER_NAMES",
+    "ConditionConfig",
+    "ConfigSection",
+    "DataConfig",
+    "DiffusionConfig",
+    "EvaluateConfig",
+    "ExperimentConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "SampleConfig",
+    "ScalingConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "format_validation_error",
+    "method_config_class",
+    "register_method_config",
+    "unet_size_problems",
+    "unregister_method_config",
+]
 
 SAMPLER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
 """The samplers configs and the CLI accept: ancestral DDPM (Ho et al. 2020), DDIM (Song et al.
 2021), DPM-Solver++(2M) (Lu et al. 2022); :mod:`terradiff.diffusion.samplers` implements them."""
 
 
-class _Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+_Section = ConfigSection
+"""Base of every config section (unknown keys are errors; assignments are validated)."""
 
 
 class ScalingConfig(_Section):
@@ -52,13 +82,23 @@ class ScalingConfig(_Section):
     maxs: list[float] | None = None
 
 
+#: LevirCDDataset's argument names that the data section spells with its general keys.
+LEVIR_KEY_NAMES: dict[str, str] = {"crop_size": "image_size", "crops_per_pair": "crops_per_image"}
+LEVIR_KEY_HELP: dict[str, str] = {
+    "image_size": "the side of the random training crops, for every data.kind",
+    "crops_per_image": "random training crops per file, or per before/after pair",
+}
+
+
 class DataConfig(_Section):
     """Where the images come from and how they become tensors in [-1, 1]."""
 
-    kind: Literal["folder", "geotiff_chips", "paired", "mnist"] = "folder"
+    kind: Literal["folder", "geotiff_chips", "paired", "mnist", "levir_cd"] = "folder"
     root: str = Field(
         description="Folder of images (class sub-folders allowed), GeoTIFF chips, or the MNIST "
-        "IDX files (kind mnist: its fixed 8,000/2,000 split is data.split train/test)."
+        "IDX files (kind mnist: its fixed 8,000/2,000 split is data.split train/test); kind "
+        "levir_cd: the folder holding A/ (before), B/ (after) and label/ (task 'change': the "
+        "crops are image_size pixels, crops_per_image per pair)."
     )
     image_size: int = Field(64, ge=8, le=4096)
     bands: list[int | str] | None = Field(
@@ -93,6 +133,39 @@ class DataConfig(_Section):
         ge=1,
         description="Training items per file: >1 for a few large scenes (a random crop each).",
     )
+    rule: Literal["upstream", "order"] | None = Field(
+        None,
+        description="kind levir_cd: the fixed split (terradiff.data.levir): 'upstream' (default) "
+        "LEVIR-CD's own train_/val_/test_ names; 'order' the last holdout_fraction of the "
+        "source images sorted by name are the test set.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _levir_key_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for wrong, right in LEVIR_KEY_NAMES.items():
+                if wrong in value:
+                    raise ValueError(
+                        f"data.{wrong} is written data.{right} here ({LEVIR_KEY_HELP[right]}); "
+                        f"rename the key to {right}"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _rule_only_for_levir(self) -> DataConfig:
+        if self.rule is not None and self.kind != "levir_cd":
+            raise ValueError(
+                f"data.rule chooses the split of data.kind 'levir_cd', not {self.kind!r}; "
+                "remove it (folders are split by data.split and data.holdout_fraction)"
+            )
+        if self.kind == "levir_cd" and self.split != "all":
+            raise ValueError(
+                "data.split is not read for data.kind 'levir_cd', whose split is fixed by "
+                "data.rule (upstream: LEVIR-CD's names; order: the last holdout_fraction of the "
+                "images); remove data.split"
+            )
+        return self
 
     @field_validator("rgb_bands")
     @classmethod
@@ -275,107 +348,10 @@ class EvaluateConfig(_Section):
     kid_subset_size: int = Field(100, ge=2)
 
 
-class MethodConfig(_Section):
-    """Base of a method's config section (``sr``, ``carbon``): the keys of one method only.
-
-    Each method of a task declares its own subclass (in the method's file, beside the method
-    class) and registers it with :func:`register_method_config`; the section of an experiment is
-    validated by the class its ``method`` names, so a knob of another method is an unknown key.
-
-    Attributes:
-        uses_model_unet: the method's network is (or contains) the UNet of the ``model`` section,
-            so :class:`ExperimentConfig` checks ``model`` against ``data.image_size``; a method
-            with a network of its own sets it to False.
-    """
-
-    uses_model_unet: ClassVar[bool] = True
-
-    method: str
-
-
-_METHOD_CONFIGS: dict[str, dict[str, type[MethodConfig]]] = {}
-_DEFAULT_METHODS: dict[str, str] = {}
-_SECTION_TASKS: dict[str, str] = {"sr": "super_resolution", "carbon": "carbon"}
-"""The config sections chosen by ``method`` and the task each belongs to."""
-
-
-def register_method_config(
-    section: str, name: str, config_class: type[MethodConfig], *, default: bool = False
-) -> None:
-    """Make ``config_class`` the schema of section ``section`` when its ``method`` is ``name``.
-
-    Args:
-        section: ``"sr"`` or ``"carbon"``.
-        name: the method's name as configs write it.
-        config_class: a :class:`MethodConfig` subclass whose ``method`` field is ``name``.
-        default: the method a task uses when its section (or its ``method`` key) is omitted.
-    """
-    if section not in _SECTION_TASKS:
-        raise ValueError(
-            f"unknown config section {section!r}; choose one of {list(_SECTION_TASKS)}"
-        )
-    _METHOD_CONFIGS.setdefault(section, {})[name] = config_class
-    if default or section not in _DEFAULT_METHODS:
-        _DEFAULT_METHODS[section] = name
-
-
-def unregister_method_config(section: str, name: str) -> None:
-    """Forget ``section.method = name`` (the default falls back to the first one left)."""
-    known = _METHOD_CONFIGS.get(section, {})
-    known.pop(name, None)
-    if _DEFAULT_METHODS.get(section) == name:
-        _DEFAULT_METHODS.pop(section)
-        if known:
-            _DEFAULT_METHODS[section] = next(iter(known))
-
-
-def method_config_class(section: str, name: str | None = None) -> type[MethodConfig]:
-    """The registered config class of ``section.method = name`` (the default method if None)."""
-    known = _METHOD_CONFIGS.get(section, {})
-    if not known:
-        raise ValueError(
-            f"no methods are registered for section '{section}'; import terradiff.tasks (which "
-            "registers the built-in methods) before validating configs"
-        )
-    name = name if name is not None else _DEFAULT_METHODS[section]
-    if name not in known:
-        guess = difflib.get_close_matches(str(name), list(known), n=1)
-        hint = f" Did you mean '{guess[0]}'?" if guess else ""
-        raise ValueError(
-            f"{section}.method {name!r} is not a registered method.{hint} Choose one of "
-            f"{sorted(known)}"
-        )
-    return known[name]
-
-
-class _SectionError(ValueError):
-    """A method section's own validation errors, re-reported under the section's key."""
-
-    def __init__(self, section: str, config_class: type[MethodConfig], error: ValidationError):
-        super().__init__(f"invalid {section} section")
-        self.section = section
-        self.config_class = config_class
-        self.error = error
-
-
-def _method_section(section: str, value: Any) -> MethodConfig | None:
-    """Validate a raw ``sr``/``carbon`` section with the class its ``method`` names."""
-    if value is None or isinstance(value, MethodConfig):
-        return value
-    if not isinstance(value, dict):
-        raise ValueError(f"section '{section}' must be a mapping of keys to values")
-    config_class = method_config_class(section, value.get("method"))
-    data = {**value, "method": value.get("method") or _DEFAULT_METHODS[section]}
-    try:
-        return config_class.model_validate(data)
-    except ValidationError as error:
-        raise _SectionError(section, config_class, error) from None
-
-
 class ExperimentConfig(_Section):
     """The whole experiment."""
 
-    task: Literal["generation", "super_resolution", "carbon"] = "generation"
+    task: Literal["generation", "super_resolution", "carbon", "change"] = "generation"
     name: str = "experiment"
     seed: int = Field(0, ge=0)
     output_dir: str = "runs/experiment"
@@ -399,28 +375,37 @@ class ExperimentConfig(_Section):
         "omitted).",
     )
 
-    @field_validator("sr", "carbon", mode="before")
+    change: SerializeAsAny[MethodConfig] | None = Field(
+        None,
+        description="Settings of task 'change' (change detection on before/after pairs): "
+        "'method' (ddpm_cd, supervised_unet) and that method's keys.",
+    )
+
+    @field_validator("sr", "carbon", "change", mode="before")
     @classmethod
     def _method_sections(cls, value: Any, info: ValidationInfo) -> MethodConfig | None:
-        return _method_section(str(info.field_name), value)
+        return validate_method_section(str(info.field_name), value)
 
     @model_validator(mode="after")
     def _task_sections(self) -> ExperimentConfig:
-        for section, task in _SECTION_TASKS.items():
+        for section, task in SECTION_TASKS.items():
             value = getattr(self, section)
             if self.task == task and value is None:
-                object.__setattr__(
-                    self, section, method_config_class(section)(method=_DEFAULT_METHODS[section])
-                )
+                default = default_method(section)
+                object.__setattr__(self, section, method_config_class(section)(method=default))
             if self.task != task and value is not None:
                 raise ValueError(
                     f"section '{section}' is only used by task '{task}', not {self.task!r}"
                 )
-        if (self.task == "carbon") != (self.data.kind == "paired"):
-            raise ValueError(
-                "task 'carbon' reads paired rasters: use data.kind 'paired' with it (and only "
-                "with it)"
-            )
+        for task, kind, what in (
+            ("carbon", "paired", "paired rasters"),
+            ("change", "levir_cd", "before/after/label pairs (LEVIR-CD layout)"),
+        ):
+            if (self.task == task) != (self.data.kind == kind):
+                raise ValueError(
+                    f"task '{task}' reads {what}: use data.kind '{kind}' with it (and only with "
+                    f"it); got task {self.task!r} with data.kind {self.data.kind!r}"
+                )
         if self.condition is not None and self.task != "generation":
             raise ValueError(
                 f"section 'condition' is used by task 'generation' only, not {self.task!r}"
@@ -434,7 +419,8 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="after")
     def _unet_fits_image_size(self) -> ExperimentConfig:
-        section = {"super_resolution": self.sr, "carbon": self.carbon}.get(self.task)
+        sections = {task: section for section, task in SECTION_TASKS.items()}
+        section = getattr(self, sections[self.task]) if self.task in sections else None
         if section is not None and not type(section).uses_model_unet:
             return self
         problems = unet_size_problems(
@@ -520,7 +506,7 @@ def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, .
     lines = []
     for item in errors:
         cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, _SectionError):
+        if isinstance(cause, SectionError):
             lines += _error_lines(
                 cause.error.errors(), cause.config_class, (*prefix, cause.section)
             )
@@ -539,7 +525,7 @@ def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, .
                 where = f"Keys of method '{method}'"
                 owners = sorted(
                     name
-                    for name, other in _METHOD_CONFIGS.get(str(prefix[-1]), {}).items()
+                    for name, other in registered_method_configs(str(prefix[-1])).items()
                     if loc[-1] in other.model_fields
                 )
                 if owners:

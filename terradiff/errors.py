@@ -77,6 +77,11 @@ class WrongCheckpointError(CheckpointError):
         return f"{self.path} is a {self.found}; {self.needed}"
 
 
+class MissingExtraError(TerradiffError, ImportError):
+    """An optional library is not installed; the message names the extra that installs it
+    (``pip install 'terradiff[xarray]'``)."""
+
+
 class DataWarning(UserWarning):
     """Something in the data was skipped or guessed; the message says what."""
 
@@ -86,6 +91,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "DataWarning",
+    "MissingExtraError",
     "RasterError",
     "StoppedBySignalError",
     "TerradiffError",

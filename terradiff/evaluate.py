@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from terradiff.config import ExperimentConfig
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
 from terradiff.metrics.fid import fingerprint_files
+from terradiff.progress import progress_bar
 from terradiff.tasks.base import Task
 
 #: The fewest images (generated, and real) FID/KID can be computed from: a covariance needs two.
@@ -40,6 +40,8 @@ _NOT_GENERATION = {
     "does)",
     "super_resolution": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "
     "evaluate_super_resolution (what `terradiff evaluate` runs for this one)",
+    "change": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "
+    "evaluate_change (what `terradiff evaluate` runs for this one)",
 }
 _FID_ONLY = "evaluate_checkpoint measures FID/KID of 'generation' checkpoints only"
 
@@ -71,7 +73,7 @@ def generate_images(
     generator = torch.Generator().manual_seed(seed)
     images: list[torch.Tensor] = []
     labels = requested_classes(task, num_images)
-    with tqdm(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
+    with progress_bar(total=num_images, desc="sampling", unit="img", disable=not progress) as bar:
         for start in range(0, num_images, batch_size):
             n = min(batch_size, num_images - start)
             extra = {}
@@ -391,7 +393,9 @@ def evaluate_super_resolution(
     generator = torch.Generator().manual_seed(seed)
     predictions, bicubics, targets = [], [], []
     seconds = 0.0
-    for start in tqdm(range(0, count, batch_size), desc="super-resolving", disable=not progress):
+    for start in progress_bar(
+        range(0, count, batch_size), desc="super-resolving", disable=not progress
+    ):
         hr = torch.stack([dataset[i]["image"] for i in indices[start : start + batch_size]])
         lr = make_lr(hr, scale, "bicubic")
         begin = time.perf_counter()
@@ -430,6 +434,76 @@ def evaluate_super_resolution(
         "step": ckpt.step,
         "real_images": str(dataset.root),
         "split": dataset.split,
+    }
+
+
+def evaluate_change(
+    checkpoint: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    threshold: float | None = None,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict[str, Any]:
+    """F1, IoU, precision, recall and overall accuracy of a change model on its test split.
+
+    The test tiles of the checkpoint's data (or ``data_root``) under its fixed split rule
+    (``data.rule``; LEVIR-CD's own by default) are predicted whole, in windows of
+    :data:`~terradiff.tasks.change.EVALUATION_WINDOW` pixels (LEVIR-CD's 256 px tiles: one
+    window each), one window per call with the noise of the experiment seed, so a tile's score
+    does not depend on what else is evaluated. The metrics are computed from the confusion
+    counts of all test pixels, change being the positive class
+    (:class:`~terradiff.metrics.change.ChangeConfusion`).
+
+    Args:
+        threshold: change where the probability exceeds it (default: ``change.threshold``).
+
+    Returns:
+        ``{"f1", "iou", "precision", "recall", "overall_accuracy", "tp", "fp", "fn", "tn",
+        "threshold", "tiles", "windows", "pixels", "change_fraction", "method",
+        "trainable_parameters", "parameters", "seconds_per_window", "checkpoint", "step",
+        "data", "rule"}``.
+
+    Raises:
+        WrongCheckpointError: ``checkpoint`` is not a change model.
+    """
+    from terradiff.metrics.change import ChangeConfusion
+    from terradiff.nets.change import count_parameters
+    from terradiff.tasks import load_task
+    from terradiff.tasks.change import ChangeTask
+
+    task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
+    if not isinstance(task, ChangeTask):
+        raise WrongCheckpointError(
+            ckpt.path, f"{task.config.task!r} checkpoint", "evaluate_change needs a 'change' one"
+        )
+    if data_root is not None:
+        task.config.data.root = str(data_root)
+    threshold = task.change.threshold if threshold is None else float(threshold)
+    dataset = task.dataset("test")
+    confusion = ChangeConfusion()
+    seconds = 0.0
+    for index in progress_bar(range(len(dataset)), desc="change", disable=not progress):
+        item = dataset.get(index)
+        begin = time.perf_counter()
+        probability = task.change_probability(task.net, item["before"][None], item["after"][None])
+        seconds += time.perf_counter() - begin
+        confusion.update(probability, item["label"][None], threshold=threshold)
+    return {
+        **confusion.as_dict(),
+        "threshold": threshold,
+        "tiles": [pair.name for pair in dataset.pairs],
+        "windows": len(dataset),
+        "pixels": confusion.total,
+        "change_fraction": dataset.change_fraction,
+        "method": task.method.name,
+        "trainable_parameters": count_parameters(task.net),
+        "parameters": sum(p.numel() for p in task.net.parameters()),
+        "seconds_per_window": round(seconds / max(1, len(dataset)), 4),
+        "checkpoint": str(ckpt.path),
+        "step": ckpt.step,
+        "data": str(dataset.root),
+        "rule": task.config.data.rule or "upstream",
     }
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from terradiff.data.band_info import BandInfo
+from terradiff.data.cog import read_preview
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.memory import MIN_GDAL_CACHE
@@ -82,6 +83,7 @@ def super_resolve_raster(
     scheduler: str | None = None,
     n_workers: int = 2,
     rows_per_task: int | None = None,
+    cog: bool = True,
 ) -> TilingSummary:
     """Super-resolve a whole GeoTIFF with a trained super-resolution checkpoint.
 
@@ -111,6 +113,8 @@ def super_resolve_raster(
         device: ``cpu``/``cuda``; default CUDA when available.
         dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
             :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
+        cog: write a Cloud-Optimized GeoTIFF (tiles, overviews; :mod:`terradiff.data.cog`);
+            False writes a plain tiled GeoTIFF.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
@@ -159,6 +163,7 @@ def super_resolve_raster(
         "device": dev,
         "overwrite": overwrite,
         "progress": progress,
+        "cog": cog,
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask
@@ -269,6 +274,7 @@ def estimate_raster(
     scheduler: str | None = None,
     n_workers: int = 2,
     rows_per_task: int | None = None,
+    cog: bool = True,
 ) -> CarbonMapSummary:
     """A carbon-density GeoTIFF (Mg C/ha) of a whole image with a trained ``carbon`` checkpoint.
 
@@ -278,6 +284,7 @@ def estimate_raster(
     ``mask_path`` (a raster on the same grid, forest > 0) is given; they are read back block by
     block, so memory stays bounded. ``input_scaling`` maps an image whose values are not in the
     units the model was trained on (a preset name or scaling mapping; default the model's).
+    The map is a Cloud-Optimized GeoTIFF unless ``cog`` is False.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
@@ -333,6 +340,7 @@ def estimate_raster(
         "device": dev,
         "overwrite": overwrite,
         "progress": progress,
+        "cog": cog,
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask
@@ -578,21 +586,9 @@ def estimate_carbon_maps(
         from terradiff.viz import save_map_panel
 
         panel = save_map_panel(
-            {m.image.stem: _read_preview(m.path) for m in maps}, out / "panel.png", unit="Mg C/ha"
+            {m.image.stem: read_preview(m.path) for m in maps}, out / "panel.png", unit="Mg C/ha"
         )
     result = CarbonMaps(maps, panel, Path(summary_path) if summary_path else None)
     if result.summary_path is not None:
         atomic_write_text(result.summary_path, json.dumps(result.records(), indent=2) + "\n")
     return result
-
-
-def _read_preview(path: Path, max_side: int = 512) -> Any:
-    """Band 1 of a raster, decimated so the longer side is at most ``max_side`` (NaN = nodata)."""
-    import numpy as np
-    import rasterio
-
-    with rasterio.Env(GDAL_CACHEMAX=MIN_GDAL_CACHE), rasterio.open(path) as src:
-        factor = max(1, -(-max(src.height, src.width) // max_side))
-        shape = (max(1, src.height // factor), max(1, src.width // factor))
-        data = src.read(1, out_shape=shape, masked=True).astype(np.float64)
-    return data.filled(np.nan)

@@ -22,7 +22,7 @@ from terradiff.io import temporary_name
 log = logging.getLogger(__name__)
 
 RUN_ENTRIES: frozenset[str] = frozenset(
-    {"checkpoints", "config.json", "metrics.jsonl", "samples", "tensorboard"}
+    {"README.md", "checkpoints", "config.json", "metrics.jsonl", "samples", "tensorboard"}
 )
 """What a run folder holds (besides hidden leftovers of atomic writes): all that ``overwrite``
 deletes. A folder with anything else in it is not replaced."""

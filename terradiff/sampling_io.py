@@ -23,16 +23,23 @@ from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 
 
 def check_sample_checkpoint(checkpoint: str | Path) -> None:
-    """Refuse a checkpoint ``terradiff sample`` draws no images from: a carbon model.
+    """Refuse a checkpoint ``terradiff sample`` draws no images from: a carbon or change model.
 
     Only its ``config.json`` is read (no weights), so the refusal is immediate.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is a ``carbon`` model (the message names
-            ``terradiff estimate``).
+            ``terradiff estimate``) or a ``change`` one (``terradiff change``).
         CheckpointError: no checkpoint there, or an unreadable ``config.json``.
     """
     config = read_checkpoint_config(checkpoint)
+    if isinstance(config, dict) and config.get("task") == "change":
+        raise WrongCheckpointError(
+            resolve_checkpoint(checkpoint),
+            "'change' checkpoint",
+            "sample draws images from 'generation' and 'super_resolution' models; map change "
+            "with `terradiff change --model RUN --before A.tif --after B.tif --out MASK.tif`",
+        )
     if isinstance(config, dict) and config.get("task") == "carbon":
         raise WrongCheckpointError(
             resolve_checkpoint(checkpoint),
@@ -115,6 +122,7 @@ def write_samples_geotiff(
     prefix: str = "sample",
     overwrite: bool = False,
     tags: dict[str, str] | None = None,
+    cog: bool = True,
 ) -> list[Path]:
     """Write each ``[C, H, W]`` image of ``images`` (model range [-1, 1]) as one GeoTIFF.
 
@@ -123,7 +131,8 @@ def write_samples_geotiff(
     (as uint8). The band descriptions are the training bands' names. The files carry no
     georeference: generated images are not of a place. Every path is checked before the first
     file is written, so an existing one (without ``overwrite``) leaves the folder as it was.
-    ``tags`` (e.g. :func:`generation_tags`) are stored in every file's GeoTIFF metadata.
+    ``tags`` (e.g. :func:`generation_tags`) are stored in every file's GeoTIFF metadata. Each
+    file is a Cloud-Optimized GeoTIFF unless ``cog`` is False (``--no-cog``).
 
     Returns:
         The paths written (``out_dir/{prefix}_0000.tif`` ...).
@@ -152,6 +161,7 @@ def write_samples_geotiff(
                 band_names=list(names) if names and len(names) == image.shape[0] else None,
                 overwrite=overwrite,
                 tags=tags,
+                cog=cog,
             )
         )
     return paths
@@ -168,6 +178,7 @@ def synthesize_dataset(
     classes: list[str] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    cog: bool = True,
 ) -> dict[str, list[Path]]:
     """A labelled folder of generated images: ``out_dir/<class>/<class>_0000.tif`` ...
 
@@ -175,13 +186,14 @@ def synthesize_dataset(
     ``spec``, e.g. a guidance scale) and writes them as GeoTIFFs in the training data's units
     (:func:`write_samples_geotiff`), in the layout :class:`~terradiff.data.ImageFolderDataset`
     and most training scripts read. Every file is checked before the first is written. Class
-    ``k`` is drawn with the seed ``seed + k``, so one class can be remade alone.
+    ``k`` is drawn with the seed ``seed + k``, so one class can be remade alone. The files are
+    Cloud-Optimized GeoTIFFs unless ``cog`` is False.
 
     Raises:
         ConfigError: ``task`` is not class-conditional.
         DataError: an unknown class, or an existing file without ``overwrite``.
     """
-    from tqdm.auto import tqdm
+    from terradiff.progress import progress_bar
 
     index = getattr(task, "class_index", None)
     if index is None:
@@ -196,7 +208,7 @@ def synthesize_dataset(
     for name in names:
         check_output_targets(sample_tif_paths(out_dir / name, per_class, name), overwrite=overwrite)
     written: dict[str, list[Path]] = {}
-    for name in tqdm(names, desc="classes", disable=not progress):
+    for name in progress_bar(names, desc="classes", disable=not progress):
         generator = torch.Generator().manual_seed(seed + index.lookup(name))
         images = []
         for start in range(0, per_class, batch_size):
@@ -211,6 +223,7 @@ def synthesize_dataset(
             prefix=name,
             overwrite=overwrite,
             tags=generation_tags(spec, class_name=name, seed=seed + index.lookup(name)),
+            cog=cog,
         )
     return written
 

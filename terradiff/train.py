@@ -29,7 +29,6 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import reduce
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from terradiff.batching import EpochIndexed, StepBatchSampler, collate_batch, step_seed
 from terradiff.checkpoint import (
@@ -51,7 +50,9 @@ from terradiff.errors import (
     TerradiffError,
 )
 from terradiff.io import atomic_write_text, remove_stale_temporaries
+from terradiff.model_card import write_model_card
 from terradiff.nets.memory import set_channels_last
+from terradiff.progress import progress_bar
 from terradiff.run_folder import check_run_folder, delete_previous_run
 from terradiff.signals import StopRequest, deferred_signals
 from terradiff.tasks.base import Task
@@ -145,6 +146,8 @@ class Trainer:
     config_path: str | Path | None = None
     """The config file of the run, named in the "continue with" hint when a signal stops
     :meth:`fit` (``CONFIG`` when unset); ``terradiff train`` sets it."""
+    config_overrides: tuple[str, ...] = ()
+    """The ``--set`` items of the run, shown with ``config_path`` in its model card."""
 
     def __init__(
         self,
@@ -415,12 +418,13 @@ class Trainer:
         last_checkpoint: Path | None = resume_from
         stopped_by = "max_steps"
         window: list[float] = []
-        progress = tqdm(
+        progress = progress_bar(
             total=cfg.max_steps,
             initial=self.step,
             desc="train",
             disable=not (cfg.progress and acc.is_main_process),
-            dynamic_ncols=True,
+            unit="step",
+            items_per_unit=cfg.batch_size * acc.num_processes,
         )
         net.train()
         # SIGINT/SIGTERM only ask to stop: the step in progress ends, is saved, then we stop
@@ -511,7 +515,7 @@ class Trainer:
             )
         else:
             stop_reason = f"reached train.max_steps={cfg.max_steps}"
-        return TrainResult(
+        result = TrainResult(
             step=self.step,
             checkpoint=last_checkpoint,
             losses=list(self.losses),
@@ -519,6 +523,8 @@ class Trainer:
             stopped_by=stopped_by,
             stop_reason=stop_reason,
         )
+        write_model_card(self, result)  # README.md of the run folder (main process)
+        return result
 
     def _agree_on_stop(self, out_of_time: bool, request: StopRequest) -> tuple[bool, int]:
         """Whether every process stops after this step: (time is up, signal number or 0).

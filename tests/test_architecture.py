@@ -36,11 +36,15 @@ LAYERS: dict[str, int] = {
     "signals": 1,
     "provenance": 1,
     "report_format": 1,
+    "progress": 1,
+    "extras": 1,
     # 2: configuration and persistent training state
     "config": 2,
     "config_loading": 2,
+    "config_methods": 2,
     "checkpoint": 2,
     "run_folder": 2,
+    "model_card": 2,
     "ema": 2,
     "batching": 2,
     # 3: the library's building blocks
@@ -58,9 +62,12 @@ LAYERS: dict[str, int] = {
     "train": 6,
     "evaluate": 6,
     "mapping": 6,
+    "change_mapping": 6,
     "compress": 6,
     "sampling_io": 6,
     "viz": 6,
+    "interop": 6,
+    "api": 6,
     # 7: the command line
     "commands": 7,
     "cli": 7,

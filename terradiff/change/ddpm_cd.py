@@ -142,6 +142,11 @@ class DDPMChangeDetector(nn.Module):
             out_channels=out_channels,
         )
 
+    @property
+    def downsample_factor(self) -> int:
+        """Input sides must be multiples of this (the frozen UNet's down-sampling)."""
+        return int(self.features.unet.downsample_factor)
+
     def forward(
         self, before: Tensor, after: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from terradiff.data.raster import open_raster
 from terradiff.data.tiling import PredictFn, TiledRun, TilingOptions, TilingSummary
 from terradiff.data.tiling.memory import gdal_cache
 from terradiff.data.tiling.writer import GeoTiffWriter, check_output_path
 from terradiff.errors import DataError, DataWarning
+from terradiff.progress import progress_bar
 
 __all__ = ["predict_raster_dask"]
 
@@ -147,7 +147,7 @@ def predict_raster_dask(
         rows_per_task: tile rows per task (default: about two tasks per worker, 4 to 32 rows;
             each task also predicts the tile row above its first, so fewer, larger blocks repeat
             less work, and more blocks spread better over many workers).
-        progress: a tqdm bar over blocks.
+        progress: show progress over blocks (:func:`terradiff.progress.progress_bar`).
         **options: the fields of :class:`~terradiff.data.tiling.TilingOptions` (every keyword
             option of :func:`predict_raster` but ``progress``: ``scaling``, ``tile``, ...),
             checked on the client before any task starts.
@@ -215,7 +215,9 @@ def predict_raster_dask(
         ]
         peak = 0
         batches = 0
-        with tqdm(total=len(blocks), desc=in_path.name, unit="block", disable=not progress) as bar:
+        with progress_bar(
+            total=len(blocks), desc=in_path.name, unit="block", disable=not progress
+        ) as bar:
             for future in as_completed(futures):
                 part = future.result()
                 batches += part["batches"]

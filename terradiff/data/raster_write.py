@@ -1,10 +1,10 @@
 """Writing one GeoTIFF atomically (:func:`write_raster`), apart from the readers of
 :mod:`terradiff.data.raster`; the tiled, block-by-block writer of large maps is
-:mod:`terradiff.data.tiling.writer`."""
+:mod:`terradiff.data.tiling.writer`. With ``cog=True`` the file is a Cloud-Optimized GeoTIFF
+(:mod:`terradiff.data.cog`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -16,6 +16,7 @@ import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
+from terradiff.data.cog import commit_raster, compression_options, remove_side_files
 from terradiff.errors import RasterError
 from terradiff.io import remove_stale_temporaries, temporary_name
 
@@ -33,6 +34,7 @@ def write_raster(
     band_names: Sequence[str] | None = None,
     compress: str | None = None,
     tags: dict[str, str] | None = None,
+    cog: bool = False,
 ) -> Path:
     """Write ``array`` as a GeoTIFF, atomically.
 
@@ -53,6 +55,9 @@ def write_raster(
         compress: GeoTIFF compression (default: the profile's when valid for GeoTIFF, else deflate).
         tags: dataset-level GeoTIFF metadata (``gdalinfo`` lists them; rasterio's ``tags()``),
             e.g. the condition a generated image was drawn with.
+        cog: write a Cloud-Optimized GeoTIFF (internal tiles, overviews, a predictor for the
+            data type), made from the finished temporary by GDAL's COG driver under a second
+            temporary name (:func:`terradiff.data.cog.commit_raster`); False: a plain GeoTIFF.
 
     Returns:
         The path written.
@@ -111,8 +116,7 @@ def write_raster(
         "nodata": nodata,
         "BIGTIFF": "IF_SAFER",
     }
-    if codec != "none":
-        out["compress"] = codec
+    out.update(compression_options(data.dtype, codec))
     if data.shape[1] >= 256 and data.shape[2] >= 256:
         out.update(tiled=True, blockxsize=256, blockysize=256)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,13 +134,11 @@ def write_raster(
                         dst.set_band_description(i, str(name))
                 if mask is not None:
                     dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-        os.replace(tmp, path)
+        commit_raster(tmp, path, cog=cog, dtype=data.dtype, codec=codec)
     except (RasterioError, OSError, ValueError, TypeError) as err:
         raise RasterError(f"failed to write raster {path}: {err}") from err
     finally:
-        for suffix in ("", ".aux.xml", ".msk"):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.with_name(tmp.name + suffix).unlink()
+        remove_side_files(tmp)
     return path
 
 

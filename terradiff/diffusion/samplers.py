@@ -35,10 +35,10 @@ from typing import Any, Final
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from terradiff.diffusion.objectives import Prediction, check_prediction, predict_x0_eps
 from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.progress import progress_bar
 
 ModelFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
 """``model_fn(x_t, t, cond) -> prediction``; ``t`` is float ``[B]`` in ``[0, T-1]``."""
@@ -128,7 +128,7 @@ def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _steps(n: int, progress: bool, desc: str) -> Iterable[int]:
-    return tqdm(range(n), desc=desc, disable=not progress, leave=False) if progress else range(n)
+    return progress_bar(range(n), desc=desc, leave=False) if progress else range(n)
 
 
 @torch.no_grad()
@@ -159,7 +159,7 @@ def ddpm_sample(
         prediction: What ``model_fn`` predicts (``"eps"``, ``"x0"``, ``"v"``).
         cond: Passed through to ``model_fn``.
         generator: RNG of the step noise (see the module docstring for other devices).
-        progress: Show a tqdm bar.
+        progress: Show progress (:func:`terradiff.progress.progress_bar`).
         return_trajectory: Keep every state (``T + 1`` tensors, on the device).
         clip_denoised: Clip ``x0_hat`` to ``[-1, 1]``.
 
@@ -222,7 +222,7 @@ def ddim_sample(
         prediction: What ``model_fn`` predicts.
         cond: Passed through to ``model_fn``.
         generator: RNG of the step noise (``eta > 0``).
-        progress: Show a tqdm bar.
+        progress: Show progress (:func:`terradiff.progress.progress_bar`).
         return_trajectory: Keep every state (``steps + 1`` tensors).
         clip_denoised: Clip ``x0_hat`` to ``[-1, 1]``.
 
@@ -289,7 +289,7 @@ def dpm_solver_sample(
         prediction: What ``model_fn`` predicts.
         cond: Passed through to ``model_fn``.
         generator: Unused (the solver is deterministic); accepted for the common signature.
-        progress: Show a tqdm bar.
+        progress: Show progress (:func:`terradiff.progress.progress_bar`).
         return_trajectory: Keep every state (``steps + 1`` tensors).
         clip_denoised: Clip ``x0_hat`` to ``[-1, 1]``.
 

@@ -33,7 +33,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from terradiff.distill.kd_vgg import cycle_passes
 from terradiff.distill.pca import (
@@ -48,6 +47,7 @@ from terradiff.distill.pca import (
 from terradiff.errors import DataError
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.unet import UNet
+from terradiff.progress import progress_bar
 
 __all__ = [
     "DenoiserInputs",
@@ -240,7 +240,9 @@ def distill_iidm_unet(
     tap = _Tap([*t_enc, *t_dec])
     try:
         passes = itertools.chain.from_iterable(inputs() for _ in range(basis_epochs))
-        for batch in tqdm(passes, desc="UNet eigenbases", disable=not progress, leave=False):
+        for batch in progress_bar(
+            passes, desc="UNet eigenbases", disable=not progress, leave=False
+        ):
             with torch.no_grad():
                 teacher.denoise(batch.y_t, batch.t, batch.cond, batch.context)
             for learner, out in zip(learners, tap.take(), strict=True):
@@ -274,7 +276,7 @@ def distill_iidm_unet(
     try:
         # 3. encoder blocks against the projected teacher encoder features (Eq. 11)
         optimizer = torch.optim.Adam(encoder_params, lr=lr)
-        bar = tqdm(range(encoder_steps), desc="KD-UNet encoder", disable=not progress)
+        bar = progress_bar(range(encoder_steps), desc="KD-UNet encoder", disable=not progress)
         for _ in bar:
             batch = next(data)
             _, goals = step_targets(batch)
@@ -293,7 +295,7 @@ def distill_iidm_unet(
         for p in encoder_params:
             p.requires_grad_(False)
         optimizer = torch.optim.Adam(decoder_params, lr=lr)
-        bar = tqdm(range(decoder_steps), desc="KD-UNet decoder", disable=not progress)
+        bar = progress_bar(range(decoder_steps), desc="KD-UNet decoder", disable=not progress)
         for _ in bar:
             batch = next(data)
             target_out, goals = step_targets(batch)

@@ -33,7 +33,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from terradiff.distill.pca import (
     MIN_IMAGES,
@@ -44,6 +43,7 @@ from terradiff.distill.pca import (
     check_threshold,
 )
 from terradiff.nets.vgg import KDVGGFeatures, VGGFeatures
+from terradiff.progress import progress_bar
 
 __all__ = ["KDVGGReport", "LayerRow", "analyse_vgg", "cycle_passes", "distill_vgg"]
 
@@ -197,7 +197,7 @@ def distill_vgg(
     ]
     learners = [EigenbasisLearner(basis, basis_lr) for basis in bases]
     epochs = itertools.chain.from_iterable(batches() for _ in range(basis_epochs))
-    for images in tqdm(epochs, desc="eigenbases", disable=not progress, leave=False):
+    for images in progress_bar(epochs, desc="eigenbases", disable=not progress, leave=False):
         with torch.no_grad():
             features = teacher(images)
         for learner, f in zip(learners, features, strict=True):
@@ -214,7 +214,7 @@ def distill_vgg(
     optimizer = torch.optim.Adam(student.parameters(), lr=lr)
     block_losses: list[list[float]] = []
     data = cycle_passes(batches)
-    bar = tqdm(range(block_steps), desc="KD-VGG blocks", disable=not progress)
+    bar = progress_bar(range(block_steps), desc="KD-VGG blocks", disable=not progress)
     for _ in bar:
         images = next(data)
         goal = targets(images)
@@ -230,7 +230,7 @@ def distill_vgg(
     chain_losses: list[float] = []
     if chain_steps:
         optimizer = torch.optim.Adam(student.parameters(), lr=lr * 0.3)
-        bar = tqdm(range(chain_steps), desc="KD-VGG chain", disable=not progress)
+        bar = progress_bar(range(chain_steps), desc="KD-VGG chain", disable=not progress)
         for _ in bar:
             images = next(data)
             goal = targets(images)

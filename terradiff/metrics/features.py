@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from terradiff.metrics.extractor import FeatureExtractor
 from terradiff.metrics.feature_stats import FeatureStatistics, extractor_fingerprint
+from terradiff.progress import progress_bar
 
 ImageSource = Tensor | Iterable[Any]
 #: Images outside [-RANGE_TOLERANCE, RANGE_TOLERANCE] are rejected (wrong scaling, e.g. 0..255).
@@ -144,7 +144,7 @@ def compute_features(
         extractor: A :class:`~terradiff.metrics.encoders.FeatureExtractor`.
         batch_size: Images per forward pass (features do not depend on it).
         device: Moves the extractor there; default: where its parameters are.
-        progress: Show a tqdm bar.
+        progress: Show progress (:func:`terradiff.progress.progress_bar`).
         rgb_bands: Band indices to feed the (RGB) encoder; required when ``C != 3``.
         max_images: Stop after this many images.
 
@@ -161,7 +161,7 @@ def compute_features(
     total = len(images) if isinstance(images, Tensor) else None
     if max_images is not None:
         total = min(total, max_images) if total is not None else max_images
-    bar = tqdm(
+    bar = progress_bar(
         total=total,
         disable=not progress,
         desc=f"features ({getattr(extractor, 'name', 'extractor')})",

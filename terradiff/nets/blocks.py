@@ -34,18 +34,22 @@ __all__ = [
 ]
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+def timestep_embedding(
+    t: Tensor, dim: int, max_period: float = 10_000.0, freq_shift: float = 0.0
+) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps.
 
     Transformer positional encoding (Vaswani et al. 2017, Sec. 3.5) used for the diffusion time
     by Ho et al. (2020, Appendix B): ``emb[:, i] = cos(t w_i)``, ``emb[:, half + i] = sin(t w_i)``
-    with ``w_i = max_period ** (-i / half)``. ``t`` is a float, so continuous timesteps (e.g. the
-    interpolated ones of SlimDiffSR's alpha-bar inversion) embed smoothly.
+    with ``w_i = max_period ** (-i / (half - freq_shift))``. ``t`` is a float, so continuous
+    timesteps (e.g. the interpolated ones of SlimDiffSR's alpha-bar inversion) embed smoothly.
 
     Args:
         t: Timesteps ``[B]`` (int or float; any device).
         dim: Embedding width (an odd ``dim`` gets a trailing zero column).
         max_period: Longest wavelength.
+        freq_shift: Shift of the frequency denominator (diffusers' ``freq_shift``; 1 in the
+            DDPM reference code's ``get_timestep_embedding``); 0 is terradiff's own embedding.
 
     Returns:
         Float32 tensor ``[B, dim]`` on ``t``'s device.
@@ -53,8 +57,11 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
     if t.ndim != 1:
         raise ValueError(f"timesteps must have shape [B], got {tuple(t.shape)}")
     half = dim // 2
+    if not half - freq_shift > 0:
+        raise ValueError(f"freq_shift={freq_shift} must be smaller than half the width ({half})")
     freqs = torch.exp(
-        torch.arange(half, device=t.device, dtype=torch.float32) * (-math.log(max_period) / half)
+        torch.arange(half, device=t.device, dtype=torch.float32)
+        * (-math.log(max_period) / (half - freq_shift))
     )
     args = t.to(torch.float32)[:, None] * freqs[None, :]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
@@ -69,18 +76,20 @@ class TimeEmbedding(nn.Module):
     Args:
         base_dim: Width of the sinusoidal features (the UNet's base channels).
         embed_dim: Output width (``4 * base_dim`` in DDPM / SR3).
+        freq_shift: See :func:`timestep_embedding` (0: terradiff's own).
     """
 
-    def __init__(self, base_dim: int, embed_dim: int) -> None:
+    def __init__(self, base_dim: int, embed_dim: int, freq_shift: float = 0.0) -> None:
         super().__init__()
         self.base_dim = base_dim
+        self.freq_shift = float(freq_shift)
         self.mlp = nn.Sequential(
             nn.Linear(base_dim, embed_dim), nn.SiLU(), nn.Linear(embed_dim, embed_dim)
         )
 
     def forward(self, t: Tensor) -> Tensor:
         """``t`` ``[B]`` (float or long) -> ``[B, embed_dim]``."""
-        return self.mlp(timestep_embedding(t, self.base_dim))
+        return self.mlp(timestep_embedding(t, self.base_dim, freq_shift=self.freq_shift))
 
 
 def check_groups(channels: int, num_groups: int) -> None:

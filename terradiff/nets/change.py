@@ -140,6 +140,11 @@ class SupervisedChangeUNet(nn.Module):
         nn.init.kaiming_uniform_(out.weight, a=5**0.5)
         nn.init.zeros_(out.bias)
 
+    @property
+    def downsample_factor(self) -> int:
+        """Input sides must be multiples of this (the UNet halves them on the way down)."""
+        return int(self.unet.downsample_factor)
+
     def forward(self, before: Tensor, after: Tensor) -> Tensor:
         """Change logits for the pair ``(before, after)``, each ``[B, bands, H, W]``."""
         if before.shape != after.shape or before.ndim != 4 or before.shape[1] != self.bands:

@@ -141,6 +141,9 @@ class UNet(nn.Module):
             the same parameters, ``state_dict`` keys and (for a given seed) initial weights. The
             embedding's parameters are created last, so a conditioned net's other weights are
             those of the unconditioned net built from the same seed.
+        time_freq_shift: Frequency shift of the sinusoidal time embedding
+            (:func:`~terradiff.nets.blocks.timestep_embedding`); 0 (terradiff's own) or the 1 of
+            the DDPM reference code, for nets imported from diffusers with ``freq_shift: 1``.
 
     Attributes:
         config: The constructor arguments as a JSON-serialisable dict (see :meth:`from_config`).
@@ -169,6 +172,7 @@ class UNet(nn.Module):
         context_channels: int = 0,
         channels_last: bool | None = None,
         condition_spec: ConditionSpec | Mapping[str, Any] | None = None,
+        time_freq_shift: float = 0.0,
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -211,6 +215,7 @@ class UNet(nn.Module):
             "context_channels": context_channels,
             "channels_last": channels_last,
             "condition_spec": None if spec is None else spec.to_dict(),
+            "time_freq_shift": float(time_freq_shift),
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -225,7 +230,7 @@ class UNet(nn.Module):
         for c in chans:
             check_groups(c, num_groups)
         emb_dim = 4 * base_channels
-        self.time_embed = TimeEmbedding(base_channels, emb_dim)
+        self.time_embed = TimeEmbedding(base_channels, emb_dim, freq_shift=time_freq_shift)
 
         def res(c_in: int, c_out: int) -> ResBlock:
             return ResBlock(
@@ -339,6 +344,7 @@ class UNet(nn.Module):
             "context_channels",
             "channels_last",
             "condition_spec",
+            "time_freq_shift",
         )
 
     def config_json(self) -> str:

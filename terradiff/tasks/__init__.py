@@ -1,6 +1,6 @@
 """Tasks: what a user trains. Each composes a network, the diffusion maths and a dataset.
 
-Super-resolution and carbon estimation choose a *method* (one class per file, see
+Super-resolution, carbon estimation and change detection choose a *method* (one class per file, see
 :mod:`terradiff.tasks.registry`); importing this package registers the built-in ones.
 """
 
@@ -18,6 +18,7 @@ from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError, ConfigError
 from terradiff.tasks.base import CONFIG_FORMAT, Task
 from terradiff.tasks.carbon import CarbonTask
+from terradiff.tasks.change import ChangeTask
 from terradiff.tasks.generation import GenerationTask
 from terradiff.tasks.registry import Method, register_method, registered_methods
 from terradiff.tasks.super_resolution import SuperResolutionTask
@@ -37,6 +38,7 @@ TASKS: dict[str, type[Task]] = {
     "generation": GenerationTask,
     "super_resolution": SuperResolutionTask,
     "carbon": CarbonTask,
+    "change": ChangeTask,
 }
 """``config.task`` -> the task class."""
 

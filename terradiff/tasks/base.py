@@ -174,6 +174,12 @@ def build_dataset(
             "build_dataset does not read: from Python use CarbonTask.dataset(split); a carbon "
             "model is mapped by `terradiff estimate` (not `terradiff sample`/`evaluate`)"
         )
+    if data.kind == "levir_cd":
+        raise DataError(
+            "data.kind 'levir_cd' (before/after/label pairs) is the change task's data, which "
+            "build_dataset does not read: from Python use ChangeTask.dataset(split); score a "
+            "change model with `terradiff evaluate` and map pairs with `terradiff change`"
+        )
     if data.kind == "mnist":
         from terradiff.data.mnist import MNISTDataset
 

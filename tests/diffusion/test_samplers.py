@@ -399,9 +399,12 @@ def test_clip_denoised(name: str) -> None:
     torch.testing.assert_close(free.sample, torch.full_like(x_T, 3.0))
 
 
-def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # captured stderr is no terminal: log lines (terradiff.progress), here one per step
+    monkeypatch.setenv("TERRADIFF_PROGRESS_INTERVAL", "0")
     ddim_sample(_recording_model([]), SCHED, torch.randn(1, 1, 2, 2), steps=4, progress=True)
-    assert "ddim" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ddim: it 4/4 (100%)" in err and "\r" not in err
 
 
 def test_errors() -> None:

@@ -34,6 +34,7 @@ from terradiff.tasks.registry import (
 from terradiff.tasks.super_resolution import SRBatch, SRMethodConfig
 from terradiff.tasks.super_resolution.method import OnePassSRMethod
 from terradiff.train import Trainer
+from tests.change_helpers import generator_config
 from tests.helpers import tiny_config
 
 SMALL = {  # size knobs, applied only where the method's config declares them
@@ -44,8 +45,9 @@ SMALL = {  # size knobs, applied only where the method's config declares them
     "decoder_hidden": 16,
     "render_channels": 8,
     "student_channels": 8,
+    "hidden": 16,
 }
-STEPS = {"sr": 15, "carbon": 12, None: 15}
+STEPS = {"sr": 15, "carbon": 12, "change": 12, None: 15}
 
 
 @pytest.fixture(autouse=True)
@@ -56,20 +58,38 @@ def _fresh_accelerator_state() -> Iterator[None]:
 
 
 def method_config(
-    method: type[Method] | None, run_dir: Path, repo_samples: Path, steps: int
+    method: type[Method] | None,
+    run_dir: Path,
+    repo_samples: Path,
+    steps: int,
+    levir: Path | None = None,
 ) -> dict[str, Any]:
-    """A tiny config of ``method`` (None: generation) on the bundled real data."""
+    """A tiny config of ``method`` (None: generation) on the bundled real data (change: on
+    ``levir``, the real LEVIR-CD pairs)."""
     raw = tiny_config(run_dir, repo_samples, max_steps=steps)
     raw["model"]["dropout"] = 0.0
     # the same 8 centre crops every step: a method must be able to fit one batch
     raw["data"].update({"max_images": 8, "crop": "center", "random_flip": False})
     if method is None:
         return raw
-    raw["task"] = {"sr": "super_resolution", "carbon": "carbon"}[method.section]
+    raw["task"] = {"sr": "super_resolution", "carbon": "carbon", "change": "change"}[method.section]
     section: dict[str, Any] = {"method": method.name}
     section.update({k: v for k, v in SMALL.items() if k in method.config_class.model_fields})
     if method.section == "sr":
         section["scale"] = 4
+    elif method.section == "change":
+        assert levir is not None
+        raw["data"] = {
+            "kind": "levir_cd",
+            "root": str(levir),
+            "image_size": 32,
+            "crops_per_image": 2,
+            "random_flip": False,
+        }
+        raw["model"]["attention_resolutions"] = []
+        if "generator" in method.config_class.model_fields:  # reads a trained generator
+            section["generator"] = str(levir_generator(run_dir.parent, levir))
+            section["timesteps"] = [10, 100]
     else:
         raw["data"] = {
             "kind": "paired",
@@ -95,16 +115,27 @@ def train_teacher(section: str, root: Path, samples: Path) -> Path:
     return run
 
 
+def levir_generator(root: Path, levir: Path) -> Path:
+    """A few steps of a tiny generator on LEVIR-CD's training images (DDPM-CD's features)."""
+    run = root / "levir-generator"
+    if not run.exists():
+        Trainer(build_task(config_from_dict(generator_config(levir, run, steps=4))), run).fit()
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return run
+
+
 @torch.no_grad()
 def fixed_batch_loss(task: Any, batch: dict[str, Any]) -> float:
     """The training loss of ``batch`` with the noise of a fixed seed."""
     return float(task.training_loss(task.net, batch, torch.Generator().manual_seed(0)))
 
 
-def check_contract(method: type[Method] | None, tmp_path: Path, samples: Path) -> None:
+def check_contract(
+    method: type[Method] | None, tmp_path: Path, samples: Path, levir: Path | None = None
+) -> None:
     """Every clause of the contract, for one method (None: the generation task)."""
     section = method.section if method is not None else None
-    raw = method_config(method, tmp_path / "run", samples, STEPS[section])
+    raw = method_config(method, tmp_path / "run", samples, STEPS[section], levir)
     if method is not None and method.needs_teacher:
         raw[method.section]["teacher"] = str(train_teacher(method.section, tmp_path, samples))
     task = build_task(config_from_dict(raw, f"the contract config of {method}"))
@@ -148,6 +179,14 @@ def check_contract(method: type[Method] | None, tmp_path: Path, samples: Path) -
             with pytest.raises(DataError, match="bands"):
                 loaded.estimate(loaded.net, image[:, :2], spec=spec)
             return est.mean, est.spec
+        if section == "change":
+            item = loaded.dataset("test").get(0)
+            before, after = item["before"][None, :, :36, :44], item["after"][None, :, :36, :44]
+            probability = loaded.change_probability(loaded.net, before, after, generator=generator)
+            assert probability.shape == (1, 1, 36, 44)
+            with pytest.raises(DataError, match="bands"):
+                loaded.change_probability(loaded.net, before[:, :2], after[:, :2])
+            return probability * 2 - 1, None
         out = loaded.sample(loaded.net, 2, spec=spec, generator=generator)
         assert out.sample.shape == (2, loaded.num_bands, 32, 32)
         return out.sample, out.spec
@@ -172,9 +211,12 @@ def _method_id(method: type[Method] | None) -> str:
 
 @pytest.mark.parametrize("method", [None, *registered_methods()], ids=_method_id)
 def test_every_registered_method_keeps_the_contract(
-    method: type[Method] | None, tmp_path: Path, sample_data: Path
+    method: type[Method] | None, tmp_path: Path, sample_data: Path, request: pytest.FixtureRequest
 ) -> None:
-    check_contract(method, tmp_path, sample_data)
+    levir = None
+    if method is not None and method.section == "change":  # real LEVIR-CD pairs
+        levir = request.getfixturevalue("shared_data") / "levir-cd"
+    check_contract(method, tmp_path, sample_data, levir)
 
 
 class NearestConfig(SRMethodConfig):

@@ -99,7 +99,11 @@ Nodata
 Atomicity
     The output is written to a hidden temporary file beside ``out_path`` and moved onto it with
     :func:`os.replace` only after the last row is written; an exception (including
-    ``KeyboardInterrupt``) removes the temporary file and leaves ``out_path`` untouched.
+    ``KeyboardInterrupt``) removes the temporary file and leaves ``out_path`` untouched. By
+    default (``cog=True``) the finished temporary is first copied by GDAL's COG driver, which
+    streams, to a second temporary that is moved instead: the output is a Cloud-Optimized
+    GeoTIFF (512 px tiles, averaged overviews, a predictor for its data type; see
+    :mod:`terradiff.data.cog`).
 
 The package keeps one concern per module: :mod:`~terradiff.data.tiling.geometry` (tile grid and
 blending weights), :mod:`~terradiff.data.tiling.plan` (passes and column blocks),

@@ -111,6 +111,9 @@ class TilingOptions:
         block_tiles: tile columns per column block (rounded up to a whole number of batches;
             default :data:`~terradiff.data.tiling.plan.BLOCK_TILES`); the buffers span one block,
             not the raster's width.
+        cog: write the output as a Cloud-Optimized GeoTIFF (internal tiles, overviews, a
+            predictor for the data type: :mod:`terradiff.data.cog`); False writes a plain tiled
+            GeoTIFF (``--no-cog``).
         input_scaling: ``scaling`` resolved to a :class:`Scaling`.
         output_scaling: ``out_scaling`` resolved (``input_scaling`` when None).
         dtype: ``out_dtype`` as a NumPy dtype.
@@ -147,6 +150,7 @@ class TilingOptions:
     max_memory_mb: float | None = None
     batch_memory_mb: float | None = DEFAULT_BATCH_MEMORY_MB
     block_tiles: int | None = None
+    cog: bool = True
 
     input_scaling: Scaling = field(init=False, repr=False, compare=False)
     output_scaling: Scaling = field(init=False, repr=False, compare=False)

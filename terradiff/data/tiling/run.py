@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 from affine import Affine
-from tqdm.auto import tqdm
 
 from terradiff.data.tiling.blend import BlockSums, blend
 from terradiff.data.tiling.geometry import TileGrid, blend_window
@@ -43,6 +42,7 @@ from terradiff.data.tiling.writer import (
 )
 from terradiff.data.transforms import Scaling
 from terradiff.errors import DataError, DataWarning
+from terradiff.progress import progress_bar
 
 #: ``predict_fn(batch [B, C, h, w] in [-1, 1], valid_mask [B, 1, h, w] bool)`` ->
 #: ``[B, C_out, h * scale, w * scale]`` in [-1, 1]. A ``predict_fn`` that also takes the keyword
@@ -202,6 +202,7 @@ class TiledRun:
             width=source.width * s,
             crs=source.crs,
             transform=source.transform @ Affine.scale(1.0 / s),
+            cog=options.cog,
         )
         return cls(
             source,
@@ -429,7 +430,7 @@ class TiledRun:
         per_block = block_size(self.batch_size, self.block_tiles)
         blocks = plan_blocks(grid.col_starts, grid.tile_width, per_block)
         self.layout = (*pass_capacity(passes, h, grid.overlap), max(b.width for b in blocks))
-        bar = tqdm(
+        bar = progress_bar(
             total=len(rows) * len(grid.col_starts),
             desc=self.source.path.name,
             unit="tile",

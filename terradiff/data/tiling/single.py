@@ -53,8 +53,10 @@ def predict_raster(
     max_memory_mb: float | None = None,
     batch_memory_mb: float | None = DEFAULT_BATCH_MEMORY_MB,
     block_tiles: int | None = None,
+    cog: bool = True,
 ) -> TilingSummary:
-    """Run ``predict_fn`` over a raster in overlapping tiles and write a blended GeoTIFF.
+    """Run ``predict_fn`` over a raster in overlapping tiles and write a blended GeoTIFF (a
+    Cloud-Optimized one unless ``cog=False``).
 
     See :mod:`terradiff.data.tiling` for the tile grid, the blending weights, the memory bound,
     nodata and atomicity. ``scaling`` and every other keyword option but ``progress`` are the
@@ -71,7 +73,7 @@ def predict_raster(
             :func:`torch.inference_mode`; batches never mix rows of tiles, so the last batch of a
             row can be smaller. It may report the memory one tile needs inside it with an
             attribute ``tile_bytes`` (see :mod:`terradiff.data.tiling.memory`).
-        progress: show a tqdm bar over tiles.
+        progress: show progress over tiles (:func:`terradiff.progress.progress_bar`).
 
     Returns:
         A :class:`TilingSummary`.
@@ -107,6 +109,7 @@ def predict_raster(
         max_memory_mb=max_memory_mb,
         batch_memory_mb=batch_memory_mb,
         block_tiles=block_tiles,
+        cog=cog,
     )
     check_output_path(out_path, options.overwrite)
     out_path.parent.mkdir(parents=True, exist_ok=True)

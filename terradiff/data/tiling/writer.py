@@ -3,14 +3,14 @@
 :func:`choose_out_nodata` picks the output's nodata value (or a mask band), :func:`to_output`
 turns blended model values into the output type, and :class:`GeoTiffWriter` writes finished rows
 into a hidden temporary file beside the output and moves it onto the output's name only on
-:meth:`~GeoTiffWriter.commit` (see "Nodata" and "Atomicity" in :mod:`terradiff.data.tiling`).
+:meth:`~GeoTiffWriter.commit`, as a Cloud-Optimized GeoTIFF unless ``cog`` is off
+(:mod:`terradiff.data.cog`; see "Nodata" and "Atomicity" in :mod:`terradiff.data.tiling`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +21,12 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from terradiff.data.cog import commit_raster, compression_options, remove_side_files
 from terradiff.data.transforms import Scaling
 from terradiff.errors import RasterError
 from terradiff.io import remove_stale_temporaries, temporary_name
 
-#: Block side of tiled GeoTIFF outputs (outputs smaller than it are written in strips).
+#: Block side of tiled GeoTIFF outputs (outputs that fit in one block are written in strips).
 BLOCK = 256
 
 
@@ -130,9 +131,7 @@ def temporary_path(out_path: Path) -> Path:
 
 def remove_temporary(tmp: Path) -> None:
     """Delete ``tmp`` and the side files GDAL may have written beside it (absent ones ignored)."""
-    for suffix in ("", ".aux.xml", ".msk"):
-        with contextlib.suppress(FileNotFoundError):
-            tmp.with_name(tmp.name + suffix).unlink()
+    remove_side_files(tmp)
 
 
 @dataclass
@@ -154,6 +153,7 @@ class OutputSpec:
         width: output columns.
         crs: output CRS (None for none).
         transform: output affine transform.
+        cog: commit the output as a Cloud-Optimized GeoTIFF (False: the plain tiled GeoTIFF).
     """
 
     path: Path
@@ -169,6 +169,7 @@ class OutputSpec:
     width: int
     crs: Any
     transform: Any
+    cog: bool = True
 
 
 class RowSink(Protocol):
@@ -217,9 +218,8 @@ class GeoTiffWriter:
             "nodata": out.nodata,
             "BIGTIFF": "IF_SAFER",
         }
-        if out.codec != "none":
-            profile["compress"] = out.codec
-        if out.height >= BLOCK and out.width >= BLOCK:
+        profile.update(compression_options(out.dtype, out.codec))
+        if max(out.height, out.width) > BLOCK:
             profile.update(tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
         names = out.band_names
         if names is None and count == len(out.input_band_names):
@@ -254,12 +254,17 @@ class GeoTiffWriter:
             raise RasterError(f"failed to write raster {self.spec.path}: {err}") from err
 
     def commit(self) -> None:
-        """Close the temporary output and move it onto the output's name (atomic)."""
+        """Close the temporary output and move it onto the output's name (atomic).
+
+        It becomes a Cloud-Optimized GeoTIFF on the way when ``spec.cog``
+        (:func:`~terradiff.data.cog.commit_raster`).
+        """
+        out = self.spec
         try:
             self.dst.close()
-            os.replace(self.tmp, self.spec.path)
         except (RasterioError, OSError) as err:
-            raise RasterError(f"failed to write raster {self.spec.path}: {err}") from err
+            raise RasterError(f"failed to write raster {out.path}: {err}") from err
+        commit_raster(self.tmp, out.path, cog=out.cog, dtype=out.dtype, codec=out.codec)
         self.committed = True
 
     def discard(self) -> None:

@@ -1,0 +1,128 @@
+"""`terradiff change` on real LEVIR-CD pairs: mask size and values, georeferencing kept from a
+GeoTIFF input, the PNG and probability outputs, and the refusals (sizes, grids, input = output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+from rasterio.crs import CRS
+
+from terradiff.change_mapping import read_pair
+from terradiff.cli import main
+from terradiff.errors import DataError
+from tests.change_helpers import change_config, levir_copy, train
+
+TILE = "test_2_0000_0000"  # a LEVIR-CD test tile with building changes
+TRANSFORM = Affine(0.5, 0.0, 500_000.0, 0.0, -0.5, 4_200_000.0)  # a fake 0.5 m UTM grid
+
+
+@pytest.fixture(scope="module")
+def run(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A supervised change U-Net trained 2 steps through `terradiff train`."""
+    root = tmp_path_factory.mktemp("change-map")
+    levir = levir_copy(shared_data / "levir-cd", root)
+    config = change_config(levir, root / "run", "supervised_unet", steps=2)
+    return train(config, root / "config.yaml")
+
+
+@pytest.fixture(scope="module")
+def pngs(shared_data: Path) -> tuple[Path, Path]:
+    levir = shared_data / "levir-cd"
+    return levir / "A" / f"{TILE}.png", levir / "B" / f"{TILE}.png"
+
+
+def as_geotiff(png: Path, out: Path, rows: int | None = None, transform=TRANSFORM) -> Path:
+    """The PNG's pixels (or its first ``rows`` rows) as a GeoTIFF with a fake CRS/transform."""
+    array = np.asarray(Image.open(png)).transpose(2, 0, 1)[:, :rows]
+    profile = {
+        "driver": "GTiff",
+        "count": 3,
+        "height": array.shape[1],
+        "width": array.shape[2],
+        "dtype": "uint8",
+        "crs": CRS.from_epsg(32615),
+        "transform": transform,
+    }
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(array)
+    return out
+
+
+def test_png_inputs_give_a_mask_of_their_size(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, png = tmp_path / "mask.tif", tmp_path / "mask.png"
+    before, after = map(str, pngs)
+    args = ["change", "--model", str(run), "--before", before, "--after", after]
+    assert main([*args, "--out", str(out), "--png", str(png), "--probability"]) == 0
+    assert f"wrote {out}: 256x256 px" in capsys.readouterr().out
+    with rasterio.open(out) as src:
+        assert (src.width, src.height, src.count) == (256, 256, 2)
+        assert src.dtypes == ("uint8", "uint8") and src.crs is None and src.nodata == 255
+        assert src.descriptions == ("change", "change_probability_x255")
+        mask, probability = src.read()
+        assert src.tags()["TERRADIFF_METHOD"] == "supervised_unet"
+    assert set(np.unique(mask).tolist()) <= {0, 1}
+    assert np.array_equal(mask == 1, probability > 127.5)  # threshold 0.5 on the same map
+    shown = np.asarray(Image.open(png))
+    assert shown.shape == (256, 256) and np.array_equal(shown == 255, mask == 1)
+    assert main([*args, "--out", str(out)]) == 2  # exists: --overwrite needed
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--out", str(out), "--overwrite", "--threshold", "0.99"]) == 0
+    with rasterio.open(out) as src:
+        assert src.count == 1 and int(src.read(1).sum()) <= int(mask.sum())
+
+
+def test_geotiff_inputs_keep_their_georeferencing(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    before = as_geotiff(pngs[0], tmp_path / "before.tif")
+    after = as_geotiff(pngs[1], tmp_path / "after.tif")
+    out = tmp_path / "mask.tif"
+    args = ["change", "--model", str(run), "--before", str(before), "--after", str(after)]
+    # tiles of 96 px with 32 px overlap: the blended, tiled path
+    assert main([*args, "--out", str(out), "--tile", "96", "--overlap", "32"]) == 0
+    with rasterio.open(out) as src:
+        assert (src.width, src.height) == (256, 256)
+        assert src.crs == CRS.from_epsg(32615) and src.transform == TRANSFORM
+        tiled = src.read(1)
+    whole = tmp_path / "whole.tif"
+    assert main([*args, "--out", str(whole)]) == 0
+    with rasterio.open(whole) as src:
+        agree = float((src.read(1) == tiled).mean())
+    assert agree > 0.9, agree  # tiles see less context, but blend into nearly the same map
+
+
+def test_refusals_name_the_files(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = as_geotiff(pngs[0], tmp_path / "before.tif")
+    short = as_geotiff(pngs[1], tmp_path / "short.tif", rows=200)
+    args = ["change", "--model", str(run), "--before", str(before)]
+    out = tmp_path / "mask.tif"
+    assert main([*args, "--after", str(short), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{before} is 256x256 px" in err and f"{short} is 256x200 px" in err
+    moved = Affine(0.5, 0.0, 500_100.0, 0.0, -0.5, 4_200_000.0)
+    shifted = as_geotiff(pngs[1], tmp_path / "shifted.tif", transform=moved)
+    assert main([*args, "--after", str(shifted), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "not on one grid" in err and str(before) in err and str(shifted) in err
+    after = as_geotiff(pngs[1], tmp_path / "after.tif")
+    assert main([*args, "--after", str(after), "--out", str(before), "--overwrite"]) == 2
+    assert "is the before image" in capsys.readouterr().err
+    assert main([*args, "--after", str(after), "--out", str(tmp_path / "m.png")]) == 2
+    assert "--png" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_four_band_image_is_refused(pngs: tuple[Path, Path], tmp_path: Path) -> None:
+    rgba = tmp_path / "rgba.png"
+    Image.open(pngs[1]).convert("RGBA").save(rgba)
+    with pytest.raises(DataError, match=f"the after image {rgba} has 4 bands; the model reads 3"):
+        read_pair(pngs[0], rgba, 3)
