@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ carbon-example: setup
 # 8,000 training digits (~20 minutes on 2 CPU cores; --overwrite replaces a previous run), then
 # train the digit classifier and measure accuracy, FID and KID per guidance scale; writes
 # reports/mnist/ (README.md, results.json, PNG figures).
+change-study: setup  # issue 17 change detection; about an hour on 2 CPU cores, resumes
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/change_study.py --work outputs/change \
+		--out reports/change
+
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \
 		--work outputs/conditional/aid --out reports/conditional --steps 2500 --max-minutes 70 \

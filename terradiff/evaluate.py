@@ -460,7 +460,8 @@ def evaluate_change(
 
     Returns:
         ``{"f1", "iou", "precision", "recall", "overall_accuracy", "tp", "fp", "fn", "tn",
-        "threshold", "tiles", "windows", "pixels", "change_fraction", "method",
+        "per_window" (the counts of each window), "threshold", "tiles", "windows", "pixels",
+        "change_fraction", "method",
         "trainable_parameters", "parameters", "seconds_per_window", "checkpoint", "step",
         "data", "rule"}``.
 
@@ -482,15 +483,20 @@ def evaluate_change(
     threshold = task.change.threshold if threshold is None else float(threshold)
     dataset = task.dataset("test")
     confusion = ChangeConfusion()
+    per_window: list[dict[str, int]] = []
     seconds = 0.0
     for index in progress_bar(range(len(dataset)), desc="change", disable=not progress):
         item = dataset.get(index)
         begin = time.perf_counter()
         probability = task.change_probability(task.net, item["before"][None], item["after"][None])
         seconds += time.perf_counter() - begin
-        confusion.update(probability, item["label"][None], threshold=threshold)
+        window = ChangeConfusion()
+        window.update(probability, item["label"][None], threshold=threshold)
+        confusion = confusion + window
+        per_window.append({k: int(getattr(window, k)) for k in ("tp", "fp", "fn", "tn")})
     return {
         **confusion.as_dict(),
+        "per_window": per_window,  # confusion counts, for intervals over windows (tiles)
         "threshold": threshold,
         "tiles": [pair.name for pair in dataset.pairs],
         "windows": len(dataset),

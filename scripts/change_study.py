@@ -1,0 +1,255 @@
+"""Issue 17, change detection: diffusion features (DDPM-CD) against a same-size supervised U-Net.
+
+On the LEVIR-CD pairs of ``../shared/data/levir-cd`` (256x256 RGB tiles, LEVIR-CD's own split by
+file name: 4 labelled training tiles, ``train_*`` and ``val_*``, and 7 test tiles ``test_*``):
+
+1. an unconditional generator is trained on the before and after images of the 4 training tiles
+   only (``configs/change/levir_generator.yaml``; no labels);
+2. for each seed, the DDPM-CD head (``configs/change/levir_ddpm_cd.yaml``: frozen generator,
+   decoder features at timesteps 50/100/400, a light head on the per-level feature differences)
+   and the supervised U-Net of about the same trainable size trained from scratch on the same
+   labelled crops (``configs/change/levir_supervised_unet.yaml``) are trained with the same
+   budget and scored on the 7 test tiles (``terradiff evaluate``: F1, IoU, precision, recall of
+   the change class from the pooled confusion counts, threshold 0.5 fixed beforehand: with 4
+   labelled tiles there is no validation split to tune it on).
+
+Intervals: mean +- std over seeds, and for every run a 95% bootstrap interval of F1 over the test
+tiles (tiles resampled with replacement, counts pooled). The two methods are ranked only when
+their seed intervals (mean +- std) do not overlap.
+
+Run (``make change-study``)::
+
+    python scripts/change_study.py --work outputs/change --out reports/change
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from scripts.study_common import machine_description, open_results, train  # noqa: E402
+
+METHODS = {
+    "ddpm_cd": ("DDPM-CD head on frozen diffusion features", "configs/change/levir_ddpm_cd.yaml"),
+    "supervised_unet": (
+        "supervised U-Net from scratch",
+        "configs/change/levir_supervised_unet.yaml",
+    ),
+}
+METRICS = ("f1", "iou", "precision", "recall")
+
+
+def f1_of(counts: dict[str, float]) -> float:
+    """F1 of the change class from confusion counts (0 when nothing is predicted or present)."""
+    denominator = 2 * counts["tp"] + counts["fp"] + counts["fn"]
+    return 2 * counts["tp"] / denominator if denominator else 0.0
+
+
+def bootstrap_f1(
+    per_window: list[dict[str, int]], resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """F1 of the pooled counts with a 95% percentile interval over resampled windows (tiles)."""
+    counts = np.array([[w["tp"], w["fp"], w["fn"]] for w in per_window], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(counts), size=(resamples, len(counts)))
+    sums = counts[draws].sum(axis=1)
+    denominators = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
+    values = np.divide(
+        2 * sums[:, 0], denominators, out=np.zeros(resamples), where=denominators > 0
+    )
+    total = counts.sum(axis=0)
+    return {
+        "f1": f1_of({"tp": total[0], "fp": total[1], "fn": total[2]}),
+        "low": float(np.quantile(values, 0.025)),
+        "high": float(np.quantile(values, 0.975)),
+    }
+
+
+def seed_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean, std (ddof 1) and the mean +- std interval of every metric over seeds."""
+    out = {}
+    for metric in METRICS:
+        values = np.array([run[metric] for run in runs], dtype=np.float64)
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        mean = float(values.mean())
+        out[metric] = {
+            "mean": mean,
+            "std": std,
+            "low": mean - std,
+            "high": mean + std,
+            "n": len(values),
+        }
+    return out
+
+
+def verdict(ddpm: dict[str, float], supervised: dict[str, float]) -> str:
+    """The issue's target: DDPM-CD matches (intervals overlap) or beats the U-Net in F1."""
+    if ddpm["low"] > supervised["high"]:
+        return (
+            "DDPM-CD beats the supervised U-Net (the mean +- std intervals do not overlap): "
+            "target met"
+        )
+    if supervised["low"] > ddpm["high"]:
+        return (
+            "the supervised U-Net beats DDPM-CD (the intervals do not overlap): target **not met**"
+        )
+    return (
+        "not distinguishable (the mean +- std intervals overlap): DDPM-CD matches the U-Net at "
+        "this budget, which is all the target asks, and says nothing about which is better"
+    )
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    """``out/README.md`` from ``results``."""
+    from terradiff.io import atomic_write_text
+
+    gen = results.get("generator", {})
+    runs = results.get("runs", {})
+    lines = [
+        "# Change detection on LEVIR-CD: diffusion features vs a supervised U-Net (issue 17)",
+        "",
+        "Commands (each measurement is saved as it is made, so they resume):",
+        "",
+        *[f"    {c}" for c in results.get("commands", [])],
+        "",
+        f"Machine: {results.get('machine_measured', '?')}.",
+        "",
+        "Data: the LEVIR-CD sample of `../shared/data/levir-cd`, LEVIR-CD's own split by file "
+        "name: 4 labelled training tiles (`train_*`, `val_*`; one of them, `train_386`, has no "
+        "change) and 7 test tiles (`test_*`), 256x256 px each. Training uses random 64 px crops "
+        "of the training tiles; every test tile is predicted whole. This is a tiny labelled set: "
+        "the numbers say what 4 tiles allow, not what either method reaches on LEVIR-CD's 445 "
+        "training tiles (DDPM-CD's published F1 is 90.91 with all of them).",
+        "",
+        f"Generator (DDPM-CD's feature source): trained on the 8 unlabelled before/after images "
+        f"of the training tiles, {gen.get('steps')} steps of batch {gen.get('batch_size')}, "
+        f"{gen.get('train_minutes')} min, {gen.get('parameters')} parameters.",
+        "",
+        "| method | trainable params | steps x batch | F1 | IoU | precision | recall | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    summaries = {}
+    for method, (label, _) in METHODS.items():
+        cells = [runs[k] for k in sorted(runs) if k.startswith(method + "/")]
+        if not cells:
+            continue
+        summary = seed_summary([c["evaluation"] for c in cells])
+        summaries[method] = summary
+        first = cells[0]
+        row = " | ".join(
+            f"{100 * summary[m]['mean']:.1f} +- {100 * summary[m]['std']:.1f}" for m in METRICS
+        )
+        lines.append(
+            f"| {label} | {first['evaluation']['trainable_parameters']:,} | "
+            f"{first['training']['steps']} x {first['training']['batch_size']} | {row} | "
+            f"{len(cells)} |"
+        )
+    if runs:  # the naive baseline: every pixel called change
+        any_run = next(iter(runs.values()))["evaluation"]
+        positives = any_run["tp"] + any_run["fn"]
+        negatives = any_run["fp"] + any_run["tn"]
+        naive = f1_of({"tp": positives, "fp": negatives, "fn": 0})
+        lines.append(
+            f"| naive: every pixel is change | 0 | - | {100 * naive:.1f} | "
+            f"{100 * positives / (positives + negatives):.1f} | "
+            f"{100 * positives / (positives + negatives):.1f} | 100.0 | - |"
+        )
+    lines += ["", "Per run (F1 with a 95% bootstrap interval over the 7 test tiles):", ""]
+    for key in sorted(runs):
+        f1 = runs[key]["f1_tiles"]
+        lines.append(
+            f"- {key}: F1 {100 * f1['f1']:.1f} [{100 * f1['low']:.1f}, {100 * f1['high']:.1f}], "
+            f"{runs[key]['training']['train_minutes']} min of training"
+        )
+    if len(summaries) == 2:
+        lines += [
+            "",
+            "Verdict on F1 (issue 17's target: DDPM-CD matches or beats the same-size supervised "
+            f"U-Net): {verdict(summaries['ddpm_cd']['f1'], summaries['supervised_unet']['f1'])}.",
+        ]
+    lines += ["", results.get("discussion", "").strip(), ""]
+    atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--work", default="outputs/change")
+    parser.add_argument("--out", default="reports/change")
+    parser.add_argument("--generator-steps", type=int, default=2000)
+    parser.add_argument("--head-steps", type=int, default=500)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--redo", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from terradiff.evaluate import evaluate_change
+
+    args = parse_args(argv)
+    out, work = Path(args.out), Path(args.work)
+    results, save = open_results(out, redo=args.redo)
+    if not args.report_only:
+        command = "python " + " ".join(
+            shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]
+        )
+        if command not in results.setdefault("commands", []):
+            results["commands"].append(command)
+        results.setdefault("machine_measured", machine_description())
+        levir = Path(args.shared) / "levir-cd"
+        generator = work / "generator"
+        results["generator"] = train(
+            "levir-generator",
+            REPO / "configs/change/levir_generator.yaml",
+            [
+                f"data.root={levir}",
+                f"output_dir={generator}",
+                f"train.max_steps={args.generator_steps}",
+                f"train.save_every={max(1, args.generator_steps // 4)}",
+                f"train.sample_every={args.generator_steps}",
+                "train.progress=false",
+            ],
+        )
+        save()
+        runs = results.setdefault("runs", {})
+        for seed in range(args.seeds):
+            for method, (_, config) in METHODS.items():
+                key = f"{method}/seed{seed}"
+                if key in runs:
+                    continue
+                overrides = [
+                    f"data.root={levir}",
+                    f"output_dir={work / method / f'seed{seed}'}",
+                    f"seed={seed}",
+                    f"train.max_steps={args.head_steps}",
+                    f"train.save_every={args.head_steps}",
+                    f"train.sample_every={args.head_steps}",
+                    "train.progress=false",
+                ]
+                if method == "ddpm_cd":
+                    overrides.append(f"change.generator={generator}")
+                training = train(key, REPO / config, overrides)
+                evaluation = evaluate_change(training["run_dir"], progress=False)
+                runs[key] = {
+                    "training": training,
+                    "evaluation": evaluation,
+                    "f1_tiles": bootstrap_f1(evaluation["per_window"]),
+                }
+                save()
+                print(f"{key}: F1 {evaluation['f1']:.3f} IoU {evaluation['iou']:.3f}", flush=True)
+    write_report(results, out)
+    print(f"wrote {out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
