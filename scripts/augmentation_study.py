@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import math
 import re
-import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import machine_description, open_results, train  # noqa: E402
+from scripts.study_common import open_results, record_command, train  # noqa: E402
 from terradiff.metrics.aid_encoder import AidCnn, AidCnnConfig  # noqa: E402
 
 CONDITIONS = ("real", "classic", "synthetic", "synthetic+classic")
@@ -538,12 +537,7 @@ def main(argv: list[str] | None = None) -> None:
         results["settings"] = {}
     if not args.report_only:
         results["seeds"] = args.seeds
-        command = "python " + " ".join(
-            shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]
-        )
-        if command not in results.setdefault("commands", []):
-            results["commands"].append(command)
-        results.setdefault("machine_measured", machine_description())
+        record_command(results, argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     setups = dataset_setups(Path(args.shared))
     if not args.report_only:

@@ -25,7 +25,6 @@ Run (``make change-study``)::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import machine_description, open_results, train  # noqa: E402
+from scripts.study_common import open_results, record_command, train  # noqa: E402
 
 METHODS = {
     "ddpm_cd": ("DDPM-CD head on frozen diffusion features", "configs/change/levir_ddpm_cd.yaml"),
@@ -200,12 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     out, work = Path(args.out), Path(args.work)
     results, save = open_results(out, redo=args.redo)
     if not args.report_only:
-        command = "python " + " ".join(
-            shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]
-        )
-        if command not in results.setdefault("commands", []):
-            results["commands"].append(command)
-        results.setdefault("machine_measured", machine_description())
+        record_command(results, argv)
         levir = Path(args.shared) / "levir-cd"
         generator = work / "generator"
         results["generator"] = train(

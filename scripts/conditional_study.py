@@ -24,7 +24,6 @@ Run (``make conditional-study``)::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from scripts.augmentation_study import aid_split, link_subset  # noqa: E402
-from scripts.study_common import machine_description, open_results, train  # noqa: E402
+from scripts.study_common import open_results, record_command, train  # noqa: E402
 
 TARGET_ACCURACY = 0.60
 
@@ -214,12 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     out, work = Path(args.out), Path(args.work)
     results, save = open_results(out, redo=args.redo)
     if not args.report_only:
-        command = "python " + " ".join(
-            shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]
-        )
-        if command not in results.setdefault("commands", []):
-            results["commands"].append(command)
-        results.setdefault("machine_measured", machine_description())
+        record_command(results, argv)
         results.update(train_images=args.train_images, image_size=args.image_size)
         split = aid_split(Path(args.shared) / "aid", max_train=args.train_images)
         train_dir = link_subset(split.subset(args.train_images), work / "train")

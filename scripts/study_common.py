@@ -149,3 +149,16 @@ def open_results(
         atomic_write_text(path, json.dumps(results, indent=2) + "\n")
 
     return results, save
+
+
+def record_command(results: dict[str, Any], argv: list[str] | None = None) -> None:
+    """Add this invocation's command line to ``results["commands"]`` (once) and keep the machine
+    of the first measurement in ``results["machine_measured"]`` (a study run in parts resumes)."""
+    import shlex
+    import sys
+
+    words = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    command = "python " + " ".join(shlex.quote(w) for w in words)
+    if command not in results.setdefault("commands", []):
+        results["commands"].append(command)
+    results.setdefault("machine_measured", machine_description())

@@ -62,6 +62,18 @@ class Task(abc.ABC):
             self._dataset = build_dataset(self.config, train=True)
         return self._dataset
 
+    def preview_items(self, num_images: int, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """``num_images`` training items spread evenly over the dataset, unaugmented (epoch 0),
+        stacked per key in ``keys``; read once, then kept (what training previews show)."""
+        cached = getattr(self, "_preview", None)
+        if cached is None or len(cached[keys[0]]) < num_images:
+            data = self.build_dataset()
+            step = max(1, len(data) // num_images)
+            items = [data.get(i * step, epoch=0) for i in range(min(num_images, len(data)))]
+            cached = {k: torch.stack([it[k] for it in items]) for k in keys}
+            self._preview = cached
+        return {k: v[:num_images] for k, v in cached.items()}
+
     @abc.abstractmethod
     def training_loss(
         self, net: nn.Module, batch: dict[str, Any], generator: torch.Generator

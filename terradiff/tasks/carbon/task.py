@@ -219,16 +219,6 @@ class CarbonTask(Task):
         """A model-space standard deviation -> Mg C/ha (the scaling is linear)."""
         return std.float() * 0.5 * self.carbon.max_density
 
-    def _preview_items(self, num_images: int) -> dict[str, torch.Tensor]:
-        cached = getattr(self, "_preview", None)
-        if cached is None or len(cached["image"]) < num_images:
-            data = self.build_dataset()
-            step = max(1, len(data) // num_images)
-            items = [data.get(i * step, epoch=0) for i in range(min(num_images, len(data)))]
-            cached = {k: torch.stack([it[k] for it in items]) for k in ("image", "target", "mask")}
-            self._preview = cached
-        return {k: v[:num_images] for k, v in cached.items()}
-
     def sample(
         self,
         net: nn.Module,
@@ -240,7 +230,7 @@ class CarbonTask(Task):
         progress: bool = False,
     ) -> SamplerOutput:
         """Estimates for ``num_images`` training crops (what the preview shows)."""
-        items = self._preview_items(num_images)
+        items = self.preview_items(num_images, ("image", "target", "mask"))
         result = self.estimate(net, items["image"], ensemble=1, spec=spec, generator=generator)
         return SamplerOutput(sample=result.mean, spec=result.spec)
 
@@ -251,7 +241,7 @@ class CarbonTask(Task):
 
     def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
         """Rows of image (true colour) | estimate | truth, the maps in grey."""
-        items = self._preview_items(min(num_images, 8))
+        items = self.preview_items(min(num_images, 8), ("image", "target", "mask"))
         estimate = self.sample(net, len(items["image"]), generator=generator).sample.cpu()
         rgb = self.config.data.rgb_bands or [2, 1, 0][: min(3, self.num_bands)]
         image = (

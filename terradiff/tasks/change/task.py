@@ -148,16 +148,6 @@ class ChangeTask(Task):
             logits = self.method.logits(net, pair[0], pair[1], generator)
         return torch.sigmoid(logits.float())[..., :height, :width].cpu()
 
-    def _preview_items(self, num_images: int) -> dict[str, torch.Tensor]:
-        cached = getattr(self, "_preview", None)
-        if cached is None or len(cached["before"]) < num_images:
-            data = self.build_dataset()
-            step = max(1, len(data) // num_images)
-            items = [data.get(i * step, epoch=0) for i in range(min(num_images, len(data)))]
-            cached = {k: torch.stack([it[k] for it in items]) for k in ("before", "after", "label")}
-            self._preview = cached
-        return {k: v[:num_images] for k, v in cached.items()}
-
     def sample(
         self,
         net: nn.Module,
@@ -169,7 +159,7 @@ class ChangeTask(Task):
         progress: bool = False,
     ) -> SamplerOutput:
         """Change probabilities (in [-1, 1]) of ``num_images`` training crops (the preview's)."""
-        items = self._preview_items(num_images)
+        items = self.preview_items(num_images, ("before", "after", "label"))
         probability = self.change_probability(net, items["before"], items["after"])
         return SamplerOutput(sample=probability * 2 - 1, spec=None)
 
@@ -180,7 +170,7 @@ class ChangeTask(Task):
 
     def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
         """Rows of before | after | truth | change probability (the maps in grey)."""
-        items = self._preview_items(min(num_images, 8))
+        items = self.preview_items(min(num_images, 8), ("before", "after", "label"))
         estimate = self.sample(net, len(items["before"])).sample
         rows = []
         for i in range(len(estimate)):
