@@ -31,12 +31,24 @@ def sr_config(run_dir: Path, sample_data: Path, method: str, **train: Any) -> di
     return raw
 
 
-def test_regression_beats_bicubic_on_real_aid_crops(tmp_path: Path, sample_data: Path) -> None:
+def test_regression_beats_bicubic_on_held_out_aid_scenes(tmp_path: Path, sample_data: Path) -> None:
+    """Trained on the ``train`` part of the stable hash split, scored on scenes it never saw.
+
+    The residual net starts as bicubic (zero-initialised output); after 60 steps it is ahead by
+    a small margin (L1 0.08134 vs 0.08139 on the 14 held-out scenes, seeded): the test checks
+    the direction the SR study reports, not its size."""
+    from terradiff.tasks.base import build_dataset
+
     raw = sr_config(tmp_path / "reg", sample_data, "regression", max_steps=60)
     raw["model"]["dropout"] = 0.0
+    raw["data"]["split"] = "train"
     result = Trainer(SuperResolutionTask(config_from_dict(raw)), tmp_path / "reg").fit()
     task, _ = load_task(result.checkpoint)
-    hr = torch.stack([task.build_dataset()[i]["image"] for i in range(0, 48, 3)])
+    held_out = build_dataset(task.config, train=False, split="test")
+    train_names = {Path(p).name for p in getattr(task.build_dataset(), "files", [])}
+    test_names = {Path(p).name for p in getattr(held_out, "files", [])}
+    assert test_names and not train_names & test_names
+    hr = torch.stack([held_out[i]["image"] for i in range(len(held_out))])
     lr = task.degrade(hr)
     model_l1 = (task.super_resolve(task.net, lr).sample - hr).abs().mean()
     from terradiff.data.degrade import upsample_to
