@@ -198,16 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = verbs.add_parser(
         "evaluate",
         help="FID/KID of a generator; PSNR/SSIM of a super-resolution model; F1/IoU of a "
-        "change model",
+        "change model; PSNR/SSIM of a temporal model beside persistence",
         description="Generation: sample N images and compute FID and KID against the real images "
         "of the checkpoint's dataset, over the features of an encoder (offline default: "
         "terradiff's AID classifier; 'inception' needs --encoder-weights PATH). Super-resolution: "
         "PSNR, SSIM, SSIM-Y, MAE (LPIPS with --lpips-weights) on N real images degraded by "
-        "bicubic down-sampling, beside plain bicubic up-sampling.",
+        "bicubic down-sampling, beside plain bicubic up-sampling. Temporal: PSNR/SSIM per band "
+        "and on the visible bands of the model and of persistence on the held-out pairs, with a "
+        "bootstrap interval of the difference.",
     )
     evaluate.add_argument("checkpoint")
     evaluate.add_argument(
-        "--n", type=_positive_int, help="images (default: config evaluate.num_samples; FID >= 2)"
+        "--n",
+        type=_positive_int,
+        help="images (default: config evaluate.num_samples; FID >= 2); temporal: at most N test "
+        "windows (default all)",
     )
     evaluate.add_argument("--sampler", choices=SAMPLER_NAMES)
     evaluate.add_argument("--steps", type=int)
@@ -335,6 +340,34 @@ def build_parser() -> argparse.ArgumentParser:
     chg.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     chg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     chg.set_defaults(func=commands.change_command)
+
+    fc = verbs.add_parser(
+        "forecast",
+        help="generate the image of a place at a target date from an earlier image of it",
+        description="Temporal generation with a 'temporal' model: the before --image and the "
+        "target --date (and the before image's date: --source-date, else its acquisition-date "
+        "tag or file name) -> the after image, in blended tiles, with the input's CRS, transform "
+        "and size; nodata stays nodata. --ensemble N writes the per-pixel mean, then the "
+        "per-pixel std bands. Score a model against persistence with `terradiff evaluate RUN`.",
+    )
+    fc.add_argument("--model", required=True, help="temporal run or checkpoint folder")
+    fc.add_argument("--image", required=True, help="the before image (the model's bands)")
+    fc.add_argument("--date", required=True, help="target date, YYYY-MM or YYYY-MM-DD")
+    fc.add_argument("--source-date", help="the before image's date (default: tags/file name)")
+    fc.add_argument("--out", required=True, help="the after image GeoTIFF to write")
+    fc.add_argument(
+        "--ensemble", type=_positive_int, default=1, help="forecasts per tile: mean + std bands"
+    )
+    fc.add_argument("--sampler", choices=SAMPLER_NAMES)
+    fc.add_argument("--steps", type=_positive_int, help="sampler steps (default: the model's)")
+    fc.add_argument("--seed", type=int, default=0, help="seed of the noise (per tile)")
+    fc.add_argument("--tile", type=_positive_int, default=256, help="tile side (256)")
+    fc.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")
+    fc.add_argument("--batch-size", type=_positive_int, default=4, help="tiles per model call")
+    fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    fc.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    fc.add_argument("--no-cog", action="store_true", help="a plain tiled GeoTIFF, not a COG")
+    fc.set_defaults(func=commands.forecast_command)
 
     comp = verbs.add_parser(
         "compress",

@@ -181,6 +181,18 @@ def evaluate_command(args: argparse.Namespace) -> int:
         from terradiff.evaluate import evaluate_change
 
         result = evaluate_change(args.checkpoint, data_root=args.data, device=args.device)
+    elif isinstance(saved, dict) and saved.get("task") == "temporal":
+        from terradiff.temporal_evaluate import evaluate_temporal
+
+        result = evaluate_temporal(
+            args.checkpoint,
+            data_root=args.data,
+            max_windows=args.n,
+            sampler=args.sampler,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+        )
     elif isinstance(saved, dict) and saved.get("task") == "super_resolution":
         result = evaluate_super_resolution(
             args.checkpoint,
@@ -277,6 +289,7 @@ def import_diffusers_command(args: argparse.Namespace) -> int:
 def info_command(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import load_checkpoint
     from terradiff.config import config_from_dict
+    from terradiff.config_methods import SECTION_TASKS
     from terradiff.data.band_info import BandInfo
     from terradiff.tasks import migrate_checkpoint_config
 
@@ -286,7 +299,7 @@ def info_command(args: argparse.Namespace) -> int:
     config = config_from_dict(raw, source)
     bands = BandInfo.from_dict(saved_bands, source)
     cfg = config.to_dict()
-    section = {"super_resolution": "sr", "carbon": "carbon", "change": "change"}.get(config.task)
+    section = {task: name for name, task in SECTION_TASKS.items()}.get(config.task)
     method = cfg.get(section) if section else None
     if isinstance(method, dict):  # records filled by training (a generator's config) are long
         method = {k: v for k, v in method.items() if not isinstance(v, dict)}
@@ -412,6 +425,30 @@ def change_command(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         device=args.device,
         overwrite=args.overwrite,
+    )
+    print(summary.describe())
+    return 0
+
+
+def forecast_command(args: argparse.Namespace) -> int:
+    from terradiff.forecast_mapping import forecast_raster
+
+    summary = forecast_raster(
+        args.model,
+        args.image,
+        args.out,
+        date=args.date,
+        source_date=args.source_date,
+        ensemble=args.ensemble,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        tile=args.tile,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        device=args.device,
+        overwrite=args.overwrite,
+        cog=not args.no_cog,
     )
     print(summary.describe())
     return 0

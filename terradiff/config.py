@@ -93,12 +93,14 @@ LEVIR_KEY_HELP: dict[str, str] = {
 class DataConfig(_Section):
     """Where the images come from and how they become tensors in [-1, 1]."""
 
-    kind: Literal["folder", "geotiff_chips", "paired", "mnist", "levir_cd"] = "folder"
+    kind: Literal["folder", "geotiff_chips", "paired", "mnist", "levir_cd", "temporal"] = "folder"
     root: str = Field(
         description="Folder of images (class sub-folders allowed), GeoTIFF chips, or the MNIST "
         "IDX files (kind mnist: its fixed 8,000/2,000 split is data.split train/test); kind "
         "levir_cd: the folder holding A/ (before), B/ (after) and label/ (task 'change': the "
-        "crops are image_size pixels, crops_per_image per pair)."
+        "crops are image_size pixels, crops_per_image per pair); kind temporal: a BioMassters "
+        "chip folder or a folder of them, or a folder of dated scenes or of such folders (task "
+        "'temporal'; the pairs and their split are set in the 'temporal' section)."
     )
     image_size: int = Field(64, ge=8, le=4096)
     bands: list[int | str] | None = Field(
@@ -158,6 +160,11 @@ class DataConfig(_Section):
             raise ValueError(
                 f"data.rule chooses the split of data.kind 'levir_cd', not {self.kind!r}; "
                 "remove it (folders are split by data.split and data.holdout_fraction)"
+            )
+        if self.kind == "temporal" and self.split != "all":
+            raise ValueError(
+                "data.split is not read for data.kind 'temporal', whose split is set by "
+                "temporal.holdout (date, place or region); remove data.split"
             )
         if self.kind == "levir_cd" and self.split != "all":
             raise ValueError(
@@ -351,7 +358,7 @@ class EvaluateConfig(_Section):
 class ExperimentConfig(_Section):
     """The whole experiment."""
 
-    task: Literal["generation", "super_resolution", "carbon", "change"] = "generation"
+    task: Literal["generation", "super_resolution", "carbon", "change", "temporal"] = "generation"
     name: str = "experiment"
     seed: int = Field(0, ge=0)
     output_dir: str = "runs/experiment"
@@ -381,7 +388,13 @@ class ExperimentConfig(_Section):
         "'method' (ddpm_cd, supervised_unet) and that method's keys.",
     )
 
-    @field_validator("sr", "carbon", "change", mode="before")
+    temporal: SerializeAsAny[MethodConfig] | None = Field(
+        None,
+        description="Settings of task 'temporal' (before image + target date -> after image): "
+        "'method' (concat, controlnet, regression) and its keys (pairs, split, metadata).",
+    )
+
+    @field_validator("sr", "carbon", "change", "temporal", mode="before")
     @classmethod
     def _method_sections(cls, value: Any, info: ValidationInfo) -> MethodConfig | None:
         return validate_method_section(str(info.field_name), value)
@@ -400,6 +413,7 @@ class ExperimentConfig(_Section):
         for task, kind, what in (
             ("carbon", "paired", "paired rasters"),
             ("change", "levir_cd", "before/after/label pairs (LEVIR-CD layout)"),
+            ("temporal", "temporal", "dated images of places (BioMassters chips, dated scenes)"),
         ):
             if (self.task == task) != (self.data.kind == kind):
                 raise ValueError(

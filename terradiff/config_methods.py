@@ -60,6 +60,7 @@ SECTION_TASKS: dict[str, str] = {
     "sr": "super_resolution",
     "carbon": "carbon",
     "change": "change",
+    "temporal": "temporal",
 }
 
 _METHOD_CONFIGS: dict[str, dict[str, type[MethodConfig]]] = {}

@@ -63,6 +63,8 @@ LAYERS: dict[str, int] = {
     "evaluate": 6,
     "mapping": 6,
     "change_mapping": 6,
+    "forecast_mapping": 6,
+    "temporal_evaluate": 6,
     "compress": 6,
     "sampling_io": 6,
     "viz": 6,

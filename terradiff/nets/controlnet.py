@@ -122,6 +122,11 @@ class ControlNet(nn.Module):
         locked = UNet.from_config(config.pop("unet"))
         return cls(locked, **config)
 
+    @property
+    def downsample_factor(self) -> int:
+        """The locked UNet's: input sides must be multiples of it."""
+        return int(self.locked.downsample_factor)
+
     def train(self, mode: bool = True) -> ControlNet:
         """Set the training mode of the trainable parts; the locked UNet stays in eval mode."""
         super().train(mode)

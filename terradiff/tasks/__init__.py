@@ -1,7 +1,8 @@
 """Tasks: what a user trains. Each composes a network, the diffusion maths and a dataset.
 
-Super-resolution, carbon estimation and change detection choose a *method* (one class per file, see
-:mod:`terradiff.tasks.registry`); importing this package registers the built-in ones.
+Super-resolution, carbon estimation, change detection and temporal generation choose a *method*
+(one class per file, see :mod:`terradiff.tasks.registry`); importing this package registers the
+built-in ones.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from terradiff.tasks.change import ChangeTask
 from terradiff.tasks.generation import GenerationTask
 from terradiff.tasks.registry import Method, register_method, registered_methods
 from terradiff.tasks.super_resolution import SuperResolutionTask
+from terradiff.tasks.temporal import TemporalTask
 
 __all__ = [
     "TASKS",
@@ -39,6 +41,7 @@ TASKS: dict[str, type[Task]] = {
     "super_resolution": SuperResolutionTask,
     "carbon": CarbonTask,
     "change": ChangeTask,
+    "temporal": TemporalTask,
 }
 """``config.task`` -> the task class."""
 

@@ -192,6 +192,12 @@ def build_dataset(
             "build_dataset does not read: from Python use ChangeTask.dataset(split); score a "
             "change model with `terradiff evaluate` and map pairs with `terradiff change`"
         )
+    if data.kind == "temporal":
+        raise DataError(
+            "data.kind 'temporal' (dated images of places) is the temporal task's data, which "
+            "build_dataset does not read: from Python use TemporalTask.dataset(split); score a "
+            "temporal model with `terradiff evaluate` and forecast with `terradiff forecast`"
+        )
     if data.kind == "mnist":
         from terradiff.data.mnist import MNISTDataset
 

@@ -36,6 +36,7 @@ from terradiff.tasks.super_resolution.method import OnePassSRMethod
 from terradiff.train import Trainer
 from tests.change_helpers import generator_config
 from tests.helpers import tiny_config
+from tests.temporal_helpers import generator_config as month_generator_config
 
 SMALL = {  # size knobs, applied only where the method's config declares them
     "vgg_layout": "vgg11",
@@ -47,7 +48,7 @@ SMALL = {  # size knobs, applied only where the method's config declares them
     "student_channels": 8,
     "hidden": 16,
 }
-STEPS = {"sr": 15, "carbon": 12, "change": 12, None: 15}
+STEPS = {"sr": 15, "carbon": 12, "change": 12, "temporal": 12, None: 15}
 
 
 @pytest.fixture(autouse=True)
@@ -65,14 +66,15 @@ def method_config(
     levir: Path | None = None,
 ) -> dict[str, Any]:
     """A tiny config of ``method`` (None: generation) on the bundled real data (change: on
-    ``levir``, the real LEVIR-CD pairs)."""
+    ``levir``, the real LEVIR-CD pairs; temporal: on ``levir``, the real BioMassters chips)."""
     raw = tiny_config(run_dir, repo_samples, max_steps=steps)
     raw["model"]["dropout"] = 0.0
     # the same 8 centre crops every step: a method must be able to fit one batch
     raw["data"].update({"max_images": 8, "crop": "center", "random_flip": False})
     if method is None:
         return raw
-    raw["task"] = {"sr": "super_resolution", "carbon": "carbon", "change": "change"}[method.section]
+    tasks = {"sr": "super_resolution", "carbon": "carbon", "change": "change"}
+    raw["task"] = {**tasks, "temporal": "temporal"}[method.section]
     section: dict[str, Any] = {"method": method.name}
     section.update({k: v for k, v in SMALL.items() if k in method.config_class.model_fields})
     if method.section == "sr":
@@ -90,6 +92,22 @@ def method_config(
         if "generator" in method.config_class.model_fields:  # reads a trained generator
             section["generator"] = str(levir_generator(run_dir.parent, levir))
             section["timesteps"] = [10, 100]
+    elif method.section == "temporal":
+        assert levir is not None
+        raw["data"] = {
+            "kind": "temporal",
+            "root": str(levir),
+            "image_size": 32,
+            "scaling": "sentinel2",
+            "crops_per_image": 1,
+            "random_flip": False,
+        }
+        raw["model"]["attention_resolutions"] = []
+        section["test_dates"] = 1
+        if "generator" in method.config_class.model_fields:  # a frozen generator to steer
+            section["generator"] = str(month_generator(run_dir.parent, levir))
+            section["target_fields"] = ["month"]
+            raw.pop("model")
     else:
         raw["data"] = {
             "kind": "paired",
@@ -120,6 +138,16 @@ def levir_generator(root: Path, levir: Path) -> Path:
     run = root / "levir-generator"
     if not run.exists():
         Trainer(build_task(config_from_dict(generator_config(levir, run, steps=4))), run).fit()
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return run
+
+
+def month_generator(root: Path, biomassters: Path) -> Path:
+    """A few steps of a tiny month-conditioned generator of BioMassters months (ControlNet)."""
+    run = root / "month-generator"
+    if not run.exists():
+        raw = month_generator_config(biomassters, run, steps=4)
+        Trainer(build_task(config_from_dict(raw)), run).fit()
         AcceleratorState._reset_state(reset_partial_state=True)
     return run
 
@@ -187,6 +215,15 @@ def check_contract(
             with pytest.raises(DataError, match="bands"):
                 loaded.change_probability(loaded.net, before[:, :2], after[:, :2])
             return probability * 2 - 1, None
+        if section == "temporal":
+            item = loaded.dataset("test").get(0)
+            with pytest.raises(DataError, match="bands"):
+                loaded.forecast(
+                    loaded.net,
+                    item["before"][None, :2],
+                    item["metadata"][None],
+                    item["present"][None],
+                )
         out = loaded.sample(loaded.net, 2, spec=spec, generator=generator)
         assert out.sample.shape == (2, loaded.num_bands, 32, 32)
         return out.sample, out.spec
@@ -216,6 +253,8 @@ def test_every_registered_method_keeps_the_contract(
     levir = None
     if method is not None and method.section == "change":  # real LEVIR-CD pairs
         levir = request.getfixturevalue("shared_data") / "levir-cd"
+    if method is not None and method.section == "temporal":  # real BioMassters months
+        levir = request.getfixturevalue("shared_data") / "biomassters"
     check_contract(method, tmp_path, sample_data, levir)
 
 

@@ -218,6 +218,10 @@ class TemporalPairDataset(Dataset):
             a.date, b.date, b.time - a.time, where=f"pair {a.path.name} -> {b.path.name}"
         )
 
+    def metadata_items(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``(values [F], present [F])`` of every pair, in :attr:`pairs` order (copies)."""
+        return [(values.clone(), present.clone()) for values, present in self._metadata]
+
     # ---- torch Dataset -----------------------------------------------------------------------
 
     @property

@@ -1,0 +1,144 @@
+"""`terradiff forecast` on a real BioMassters image given a CRS: georeferencing and nodata kept,
+ensemble std bands, refusals (input = output, no source date, bad dates), dates and years."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from terradiff.cli import main
+from terradiff.errors import ConfigError, DataError
+from terradiff.forecast_mapping import (
+    forecast_raster,
+    parse_forecast_date,
+    source_date_of,
+    years_between,
+)
+from tests.temporal_helpers import temporal_config, train
+
+TRANSFORM = from_origin(500_000.0, 6_000_000.0, 10.0, 10.0)
+
+
+@pytest.fixture(scope="module")
+def runs(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("forecast-runs")
+    biomassters = shared_data / "biomassters"
+    return {
+        method: train(temporal_config(biomassters, root / method, method), root / f"{method}.yaml")
+        for method in ("concat", "regression")
+    }
+
+
+@pytest.fixture(scope="module")
+def before(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40x56 crop of a real BioMassters month (its 10 reflectance bands) with a UTM CRS, a
+    transform, nodata 0 in a corner and the acquisition date as a tag."""
+    source = shared_data / "biomassters" / "0060c0a5" / "0060c0a5_S2_02.tif"
+    with rasterio.open(source) as src:
+        array = src.read(list(range(1, 11)), window=((10, 50), (20, 76)))
+    array[:, :3, :5] = 0
+    path = tmp_path_factory.mktemp("forecast") / "before.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": 56,
+        "height": 40,
+        "count": 10,
+        "dtype": "uint16",
+        "crs": "EPSG:32633",
+        "transform": TRANSFORM,
+        "nodata": 0,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array)
+        dst.update_tags(ACQUISITIONDATE="2019-11-10")
+    return path
+
+
+def _forecast(model: Path, image: Path, out: Path, *extra: str) -> None:
+    argv = ["forecast", "--model", str(model), "--image", str(image), "--date", "2020-03"]
+    argv += ["--out", str(out), "--tile", "32", "--overlap", "8", "--steps", "2", *extra]
+    assert main(argv) == 0
+
+
+def test_forecast_keeps_crs_transform_and_nodata(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    for method, model in runs.items():
+        out = tmp_path / f"{method}.tif"
+        _forecast(model, before, out)
+        with rasterio.open(before) as src, rasterio.open(out) as dst:
+            assert dst.crs == src.crs and dst.transform == src.transform
+            assert (dst.width, dst.height, dst.count) == (56, 40, 10)
+            assert dst.descriptions[:3] == ("B02", "B03", "B04")
+            got, given = dst.read(masked=True), src.read(masked=True)
+            assert np.array_equal(got.mask.any(axis=0), given.mask.any(axis=0))
+            assert got.mask[:, :3, :5].all() and not got.mask[:, 3:, 5:].any()
+            assert np.isfinite(got.compressed()).all()
+
+
+def test_ensemble_writes_mean_and_std_bands(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ensemble.tif"
+    _forecast(runs["concat"], before, out, "--ensemble", "2", "--seed", "3")
+    with rasterio.open(out) as dst:
+        assert dst.count == 20 and dst.crs is not None
+        assert dst.descriptions[10:12] == ("B02_std", "B03_std")
+        std = dst.read(list(range(11, 21)), masked=True)
+    assert float(std.min()) >= 0.0 and float(std.max()) > 0.0
+    with pytest.raises(ConfigError, match="--ensemble 2 needs a diffusion model"):
+        forecast_raster(runs["regression"], before, tmp_path / "r.tif", date="2020-03", ensemble=2)
+
+
+def test_refusals_name_the_file_and_the_fix(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(DataError, match="would replace the input"):
+        forecast_raster(runs["regression"], before, before, date="2020-03", overwrite=True)
+    undated = tmp_path / "scene.tif"
+    with rasterio.open(before) as src:
+        profile, array = src.profile, src.read()
+    with rasterio.open(undated, "w", **profile) as dst:
+        dst.write(array)
+    with pytest.raises(DataError, match=r"scene\.tif: no acquisition date.*--source-date"):
+        forecast_raster(runs["regression"], undated, tmp_path / "a.tif", date="2020-03")
+    summary = forecast_raster(
+        runs["regression"],
+        undated,
+        tmp_path / "b.tif",
+        date="2020-03",
+        source_date="2019-11",
+        tile=32,
+        overlap=8,
+        progress=False,
+    )
+    assert summary.source_from == "--source-date" and summary.years_apart == pytest.approx(4 / 12)
+    with pytest.raises(ConfigError, match="--date '2020-13' is no valid date"):
+        forecast_raster(runs["regression"], before, tmp_path / "c.tif", date="2020-13")
+
+
+def _tiny(path: Path) -> Path:
+    """A 1x1 GeoTIFF without tags (its date can only come from its name)."""
+    profile = {"driver": "GTiff", "width": 1, "height": 1, "count": 1, "dtype": "uint8"}
+    with rasterio.open(path, "w", transform=TRANSFORM, **profile) as dst:
+        dst.write(np.zeros((1, 1, 1), np.uint8))
+    return path
+
+
+def test_dates_and_years_apart(tmp_path: Path) -> None:
+    assert parse_forecast_date("2019-07") == {"year": 2019, "month": 7}
+    assert parse_forecast_date("2019-07-15") == {"year": 2019, "month": 7, "day_of_year": 196}
+    with pytest.raises(ConfigError, match="YYYY-MM"):
+        parse_forecast_date("July")
+    chip = _tiny(tmp_path / "0060c0a5_S2_02.tif")  # BioMassters month 02 = November
+    assert source_date_of(chip) == ({"month": 11}, "file name (BioMassters month)")
+    naip = _tiny(tmp_path / "m_4709963_se_14_1_20190904.tif")
+    assert source_date_of(naip)[0] == {"year": 2019, "month": 9, "day_of_year": 247}
+    assert source_date_of(naip, "2018-05") == ({"year": 2018, "month": 5}, "--source-date")
+    assert years_between({"month": 11}, {"year": 2020, "month": 3}) == pytest.approx(4 / 12)
+    assert years_between({"year": 2018}, {"year": 2020, "month": 1}) == pytest.approx(2.0)
+    assert years_between({"year": 2018}, {"month": 3}) is None
