@@ -128,6 +128,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 )
                 + ".",
             ]
+        figure = f"samples_{prefix.replace('/k', '_k')}.png"
+        if (out / figure).is_file():
+            lines += [
+                "",
+                f"![first 8 classes: 6 real training images per row, then 6 generated at scale "
+                f"{results['chosen_scale'][prefix]:g}]({figure})",
+            ]
         if "synthetic+classic" in rows and "classic" in rows:
             verdict = gain_verdict(rows["synthetic+classic"], rows["classic"])
             lines += [
@@ -144,4 +151,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         lines.append("")
     if plot_path is not None:
         lines += [f"![test accuracy per condition]({plot_path.name})", ""]
+    reading = out / "reading.md"  # the hand-written reading (kept apart: the study rewrites
+    if reading.is_file():  # results.json while it runs)
+        lines += [reading.read_text().strip(), ""]
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")

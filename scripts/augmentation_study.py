@@ -395,6 +395,29 @@ def judge_synthetic(folder: Path, classes: list[str], size: int) -> dict[str, An
     )
 
 
+def sample_figure(
+    split: Split, k: int, folder: Path, size: int, path: Path, classes: int = 8, per_row: int = 6
+) -> Path:
+    """``per_row`` real training images of each of the first ``classes`` classes (one row per
+    class), then as many generated ones in the same order (8-bit: as is; else a percentile
+    stretch of the visible bands B4, B3, B2)."""
+    from terradiff.viz import save_image_grid
+
+    names = split.classes[:classes]
+    real, _ = load_images({c: split.subset(k)[c][:per_row] for c in names}, names, size)
+    fake, _ = load_images(
+        {c: synthetic_files(folder, [c])[c][:per_row] for c in names}, names, size
+    )
+    images = torch.cat([real, fake])
+    if images.shape[1] == 3:
+        return save_image_grid(images / 127.5 - 1, path, nrow=per_row, scale=3)
+    low, high = images.amin(), images.amax()
+    images = (images - low) / (high - low).clamp_min(1e-6) * 2 - 1
+    return save_image_grid(
+        images, path, nrow=per_row, rgb_bands=[3, 2, 1], stretch="percentile", scale=3
+    )
+
+
 def run_cell(
     results: dict[str, Any],
     save: Any,
@@ -477,6 +500,9 @@ def study_subset(
     chosen = max(args.scales, key=lambda s: (val[s], -s))
     results.setdefault("chosen_scale", {})[prefix] = chosen
     save()
+    figure = Path(args.out) / f"samples_{setup.name}_k{k}.png"  # real rows, then generated
+    if not figure.is_file():
+        sample_figure(split, k, work / f"synthetic_s{chosen:g}", size, figure)
     for condition in CONDITIONS:
         for seed in range(args.seeds):
             uses = "synthetic" in condition
