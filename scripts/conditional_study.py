@@ -186,7 +186,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             "",
             f"![one row per class at s = {float(chosen):g}](classes_s{float(chosen):g}.png)",
         ]
-    lines += ["", results.get("discussion", "").strip(), ""]
+    reading = out / "reading.md"  # the hand-written reading, kept apart from results.json
+    if reading.is_file():
+        lines += ["", reading.read_text().strip(), ""]
     atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
 
 
@@ -229,8 +231,9 @@ def main(argv: list[str] | None = None) -> None:
             f"train.sample_every={args.steps}",
             "train.progress=false",
         ]
-        results["generator"] = train("aid-classes", REPO / args.config, overrides)
-        save()
+        if "generator" not in results:  # trained once: a time-limited run is not resumed,
+            results["generator"] = train("aid-classes", REPO / args.config, overrides)
+            save()  # so every draw below scores the same weights
         run_dir = work / "run"
         cache = work / "fid_cache"
         for draw, seed, real in (("validation", 1, train_dir), ("test", 0, test_dir)):
