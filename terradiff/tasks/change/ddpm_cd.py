@@ -21,7 +21,6 @@ sections of a ``ddpm_cd`` config are not used: the generator's are.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -29,12 +28,12 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from terradiff.change.ddpm_cd import DDPMChangeDetector, DiffusionFeatures
-from terradiff.checkpoint import load_checkpoint
 from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
-from terradiff.errors import CheckpointError, ConfigError
+from terradiff.errors import ConfigError
 from terradiff.tasks.base import build_schedule, build_unet, fixed_seed_net
 from terradiff.tasks.change.method import ChangeMethod, ChangeMethodConfig
+from terradiff.tasks.frozen_generator import read_frozen_generator
 
 GENERATOR_HINT = (
     "train one on the A and B images first (terradiff train configs/change/levir_generator.yaml) "
@@ -96,38 +95,16 @@ def read_generator(path: str, band_info: BandInfo) -> tuple[dict[str, Any], dict
         ConfigError: no checkpoint there, not an unconditional generation model, or trained on
             other bands or another scaling than the change data (``band_info``).
     """
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as error:
-        raise ConfigError(f"change.generator {path}: {error}; {GENERATOR_HINT}") from None
-    saved = ckpt.config
-    where = f"change.generator {path} ({ckpt.path})"
-    if saved.get("task") != "generation":
+    generator = read_frozen_generator(
+        path, key="change.generator", hint=GENERATOR_HINT, band_info=band_info, data="change data"
+    )
+    condition = generator.config.condition
+    if condition is not None:
         raise ConfigError(
-            f"{where} is a {saved.get('task')!r} model; DDPM-CD reads the features of a "
-            f"'generation' model: {GENERATOR_HINT}"
-        )
-    config = config_from_dict(saved.get("config", {}), f"{ckpt.path}/config.json")
-    if config.condition is not None:
-        raise ConfigError(
-            f"{where} is conditional (condition: {config.condition.model_dump()}); DDPM-CD "
+            f"{generator.where} is conditional (condition: {condition.model_dump()}); DDPM-CD "
             f"needs an unconditional generator: {GENERATOR_HINT}"
         )
-    bands = BandInfo.from_dict(saved.get("bands"), f"{ckpt.path}/config.json")
-    same_scaling = bands.band_scaling().to_dict() == band_info.band_scaling().to_dict()
-    if bands.count != band_info.count or not same_scaling:
-        raise ConfigError(
-            f"{where} was trained on {bands.describe()} scaled by {bands.scaling!r}; the change "
-            f"data are {band_info.describe()} scaled by {band_info.scaling!r}: train the "
-            "generator on the same images (configs/change/levir_generator.yaml)"
-        )
-    record = {
-        "checkpoint": str(Path(ckpt.path).resolve()),
-        "step": ckpt.step,
-        "config": saved["config"],
-        "bands": saved["bands"],
-    }
-    return record, ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state
+    return generator.record, generator.weights
 
 
 class DDPMCD(ChangeMethod):

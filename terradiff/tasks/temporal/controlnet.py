@@ -19,19 +19,17 @@ are not used: the generator's are (its ``diffusion`` section replaces the run's)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from terradiff.checkpoint import load_checkpoint
 from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.data.metadata import MetadataSchema
 from terradiff.diffusion.spec import SamplingSpec
-from terradiff.errors import CheckpointError, ConfigError
+from terradiff.errors import ConfigError
 from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.controlnet import ControlNet
 from terradiff.tasks.base import (
@@ -41,6 +39,7 @@ from terradiff.tasks.base import (
     fixed_seed_net,
     run_sampler,
 )
+from terradiff.tasks.frozen_generator import read_frozen_generator
 from terradiff.tasks.temporal.method import TemporalMethod, TemporalMethodConfig
 
 GENERATOR_HINT = (
@@ -91,39 +90,23 @@ def read_generator(
         ConfigError: no checkpoint there, not a generation model, conditioned on classes or on
             other metadata than ``target_fields``, or trained on other bands or scaling.
     """
-    try:
-        ckpt = load_checkpoint(path)
-    except CheckpointError as error:
-        raise ConfigError(f"temporal.generator {path}: {error}; {GENERATOR_HINT}") from None
-    saved = ckpt.config
-    where = f"temporal.generator {path} ({ckpt.path})"
-    if saved.get("task") != "generation":
-        raise ConfigError(f"{where} is a {saved.get('task')!r} model; {GENERATOR_HINT}")
-    config = config_from_dict(saved.get("config", {}), f"{ckpt.path}/config.json")
-    condition = config.condition
+    generator = read_frozen_generator(
+        path,
+        key="temporal.generator",
+        hint=GENERATOR_HINT,
+        band_info=band_info,
+        data="temporal data",
+    )
+    condition = generator.config.condition
     fields = MetadataSchema(condition.metadata).fields if condition is not None else ()
     if condition is None or condition.classes or tuple(fields) != tuple(target_fields):
         given = None if condition is None else condition.model_dump(include={"classes", "metadata"})
         raise ConfigError(
-            f"{where} is conditioned on {given}; the ControlNet's locked generator must be "
-            f"conditioned on the target date fields {list(target_fields)} only "
+            f"{generator.where} is conditioned on {given}; the ControlNet's locked generator "
+            f"must be conditioned on the target date fields {list(target_fields)} only "
             f"(temporal.target_fields): {GENERATOR_HINT}"
         )
-    bands = BandInfo.from_dict(saved.get("bands"), f"{ckpt.path}/config.json")
-    same_scaling = bands.band_scaling().to_dict() == band_info.band_scaling().to_dict()
-    if bands.count != band_info.count or not same_scaling:
-        raise ConfigError(
-            f"{where} was trained on {bands.describe()} scaled by {bands.scaling!r}; the temporal "
-            f"data are {band_info.describe()} scaled by {band_info.scaling!r}: train the "
-            "generator on the same bands and scaling"
-        )
-    record = {
-        "checkpoint": str(Path(ckpt.path).resolve()),
-        "step": ckpt.step,
-        "config": saved["config"],
-        "bands": saved["bands"],
-    }
-    return record, ckpt.ema_state if ckpt.ema_state is not None else ckpt.model_state
+    return generator.record, generator.weights
 
 
 class Steered(nn.Module):
