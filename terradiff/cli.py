@@ -345,15 +345,22 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast",
         help="generate the image of a place at a target date from an earlier image of it",
         description="Temporal generation with a 'temporal' model: the before --image and the "
-        "target --date (and the before image's date: --source-date, else its acquisition-date "
-        "tag or file name) -> the after image, in blended tiles, with the input's CRS, transform "
-        "and size; nodata stays nodata. --ensemble N writes the per-pixel mean, then the "
-        "per-pixel std bands. Score a model against persistence with `terradiff evaluate RUN`.",
+        "target --date (and the before image's date: --source-date, else a STAC Item's "
+        "datetime, else its acquisition-date tag or file name) -> the after image, in blended "
+        "tiles, with the input's CRS, transform and size; nodata stays nodata; a STAC Item is "
+        "written beside it. --ensemble N writes the per-pixel mean, then the per-pixel std "
+        "bands. Score a model against persistence with `terradiff evaluate RUN`.",
     )
     fc.add_argument("--model", required=True, help="temporal run or checkpoint folder")
-    fc.add_argument("--image", required=True, help="the before image (the model's bands)")
+    fc.add_argument(
+        "--image",
+        required=True,
+        help="the before image (the model's bands), or a local STAC Item JSON holding them",
+    )
     fc.add_argument("--date", required=True, help="target date, YYYY-MM or YYYY-MM-DD")
-    fc.add_argument("--source-date", help="the before image's date (default: tags/file name)")
+    fc.add_argument(
+        "--source-date", help="the before image's date (default: STAC datetime/tags/file name)"
+    )
     fc.add_argument("--out", required=True, help="the after image GeoTIFF to write")
     fc.add_argument(
         "--ensemble", type=_positive_int, default=1, help="forecasts per tile: mean + std bands"

@@ -432,25 +432,36 @@ def change_command(args: argparse.Namespace) -> int:
 
 def forecast_command(args: argparse.Namespace) -> int:
     from terradiff.forecast_mapping import forecast_raster
+    from terradiff.interop.stac import stac_inputs, write_output_items
 
-    summary = forecast_raster(
-        args.model,
-        args.image,
-        args.out,
-        date=args.date,
-        source_date=args.source_date,
-        ensemble=args.ensemble,
-        sampler=args.sampler,
-        steps=args.steps,
-        seed=args.seed,
-        tile=args.tile,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        device=args.device,
-        overwrite=args.overwrite,
-        cog=not args.no_cog,
+    with stac_inputs([args.image], args.model, None) as (rasters, _, sources):
+        source_date, source_from = args.source_date, "--source-date"
+        stac = sources[0]
+        if source_date is None and stac is not None and stac.datetime:
+            # the Item's acquisition date is the before image's (ISO 8601: date in 10 chars)
+            source_date, source_from = stac.datetime[:10], f"STAC Item {stac.item.name} datetime"
+        summary = forecast_raster(
+            args.model,
+            rasters[0],
+            args.out,
+            date=args.date,
+            source_date=source_date,
+            source_date_from=source_from,
+            ensemble=args.ensemble,
+            sampler=args.sampler,
+            steps=args.steps,
+            seed=args.seed,
+            tile=args.tile,
+            overlap=args.overlap,
+            batch_size=args.batch_size,
+            device=args.device,
+            overwrite=args.overwrite,
+            cog=not args.no_cog,
+        )
+    items = write_output_items(
+        [args.out], model=args.model, command=command_line(args), sources=sources
     )
-    print(summary.describe())
+    print(summary.describe() + (f" (STAC Item {items[0].name})" if items else ""))
     return 0
 
 

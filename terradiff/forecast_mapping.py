@@ -122,14 +122,19 @@ def parse_forecast_date(text: str, *, what: str = "--date") -> dict[str, int]:
     return date
 
 
-def source_date_of(image: str | Path, given: str | None = None) -> tuple[dict[str, int], str]:
+def source_date_of(
+    image: str | Path, given: str | None = None, given_from: str = "--source-date"
+) -> tuple[dict[str, int], str]:
     """The before image's date and where it was found (see the module docstring).
+
+    ``given`` (``YYYY-MM[-DD]``, e.g. a STAC Item's datetime) wins over the image's tags and
+    name; ``given_from`` says where it came from.
 
     Raises:
         DataError: no date in ``given``, the tags or the file name, naming the file.
     """
     if given is not None:
-        return parse_forecast_date(given, what="--source-date"), "--source-date"
+        return parse_forecast_date(given, what=given_from), given_from
     path = Path(image)
     found = read_scene_metadata(path, date_pattern="yyyymmdd", use_tiff_datetime=False)
     keys = ("year", "month", "day_of_year")
@@ -171,6 +176,7 @@ def forecast_raster(
     *,
     date: str,
     source_date: str | None = None,
+    source_date_from: str = "--source-date",
     ensemble: int = 1,
     sampler: str | None = None,
     steps: int | None = None,
@@ -191,6 +197,7 @@ def forecast_raster(
         out: the GeoTIFF to write (same CRS, transform and size; nodata stays nodata).
         date: the target date, ``YYYY-MM`` or ``YYYY-MM-DD``.
         source_date: the before image's date (default: its tags or file name).
+        source_date_from: where ``source_date`` came from (``--source-date``, a STAC Item).
         ensemble: forecasts per tile (> 1: mean and std bands; diffusion methods only).
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
         seed: seeds the noise (per tile, with the tile's position).
@@ -211,7 +218,7 @@ def forecast_raster(
     image, out = Path(image), Path(out)
     check_output_target(out, overwrite=overwrite, inputs=[("before image", image)])
     target = parse_forecast_date(date)
-    source, source_from = source_date_of(image, source_date)
+    source, source_from = source_date_of(image, source_date, source_date_from)
     if ensemble < 1:
         raise ConfigError(f"--ensemble must be >= 1, got {ensemble}")
     task, ckpt = load_task(model, use_ema=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +41,14 @@ def tiny_config(run_dir: Path, sample_data: Path, **train: Any) -> dict[str, Any
             **train,
         },
     }
+
+
+def validate_stac_core(path: Path) -> dict:
+    """The STAC Item at ``path``, validated against pystac's bundled STAC core schema (offline:
+    extension schemas would be downloaded, which tests never do)."""
+    from pystac import STACObjectType
+    from pystac.validation.stac_validator import JsonSchemaSTACValidator
+
+    data = json.loads(Path(path).read_text())
+    JsonSchemaSTACValidator().validate_core(data, STACObjectType.ITEM, data["stac_version"])
+    return data

@@ -3,6 +3,7 @@ ensemble std bands, refusals (input = output, no source date, bad dates), dates 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from terradiff.forecast_mapping import (
     source_date_of,
     years_between,
 )
+from tests.helpers import validate_stac_core
 from tests.temporal_helpers import temporal_config, train
 
 TRANSFORM = from_origin(500_000.0, 6_000_000.0, 10.0, 10.0)
@@ -142,3 +144,37 @@ def test_dates_and_years_apart(tmp_path: Path) -> None:
     assert years_between({"month": 11}, {"year": 2020, "month": 3}) == pytest.approx(4 / 12)
     assert years_between({"year": 2018}, {"year": 2020, "month": 1}) == pytest.approx(2.0)
     assert years_between({"year": 2018}, {"month": 3}) is None
+
+
+def test_forecast_reads_a_stac_item_and_writes_one(
+    runs: dict[str, Path], before: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A STAC Item as --image: its bands by name, its datetime as the source date (over the
+    file's tag), and an Item beside the output linking back to it."""
+    pytest.importorskip("pystac", reason="the stac extra is not installed")
+    from terradiff.interop.stac import model_band_names, stac_item_path
+
+    names = model_band_names(runs["regression"])
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "biomassters-0060c0a5-crop",
+        "geometry": None,
+        "properties": {"datetime": "2019-07-04T10:30:00Z", "gsd": 10},
+        "links": [],
+        "assets": {
+            "image": {"href": str(before), "roles": ["data"], "bands": [{"name": n} for n in names]}
+        },
+    }
+    item_path = tmp_path / "before.json"
+    item_path.write_text(json.dumps(item))
+    out = tmp_path / "after.tif"
+    _forecast(runs["regression"], item_path, out)
+    printed = capsys.readouterr().out
+    assert "2019-07-04 (STAC Item before.json datetime) -> 2020-03" in printed
+    with rasterio.open(before) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs and dst.transform == src.transform and dst.count == 10
+    written = validate_stac_core(stac_item_path(out))
+    assert written["properties"]["gsd"] == 10
+    assert written["properties"]["datetime"].startswith("2019-07-04")
+    assert any(link["rel"] == "derived_from" for link in written["links"])

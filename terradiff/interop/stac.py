@@ -1,10 +1,13 @@
 """STAC Items in and out (local files only), with ``pystac`` (the ``stac`` extra).
 
-In: ``--image ITEM.json`` of ``terradiff estimate`` / ``super-resolve`` names a local STAC Item.
+In: ``--image ITEM.json`` of ``terradiff estimate`` / ``super-resolve`` / ``forecast`` (and
+the ``input`` of ``super-resolve``) names a local STAC Item.
 :func:`resolve_stac_item` picks the assets holding the model's bands, matched by name against
 each asset's bands (STAC 1.1 ``bands`` or the EO extension's ``eo:bands``: ``name`` and common
 name) or, for a single-band asset, its key; bands spread over several assets on one grid are
-stacked by a small GDAL VRT (no pixels copied). The Item's ``datetime`` and ``gsd`` are kept.
+stacked by a small GDAL VRT (no pixels copied). The Item's ``datetime`` and ``gsd`` are kept:
+``forecast`` conditions on the datetime as the before image's date (unless ``--source-date``
+is given), and every output Item carries both.
 
 Out: :func:`write_stac_item` writes ``<raster>.stac.json`` beside an output raster: the
 footprint (the raster's corners in WGS84) and bbox, datetime (the input's when known, else the

@@ -31,6 +31,7 @@ from terradiff.interop.stac import (
 )
 from terradiff.tasks import build_task
 from tests.helpers import tiny_config
+from tests.helpers import validate_stac_core as validate_core
 
 pystac = pytest.importorskip("pystac", reason="the stac extra is not installed")
 
@@ -151,16 +152,6 @@ def test_missing_pystac_names_the_extra(
     monkeypatch.setitem(sys.modules, "pystac", None)
     with pytest.raises(MissingExtraError, match=r"pip install 'terradiff\[stac\]'"):
         resolve_stac_item(landsat_item, ["red"])
-
-
-def validate_core(path: Path) -> dict:
-    """The Item at ``path``, validated against pystac's bundled STAC core schema (offline)."""
-    from pystac import STACObjectType
-    from pystac.validation.stac_validator import JsonSchemaSTACValidator
-
-    data = json.loads(path.read_text())
-    JsonSchemaSTACValidator().validate_core(data, STACObjectType.ITEM, data["stac_version"])
-    return data
 
 
 @pytest.fixture(scope="module")
