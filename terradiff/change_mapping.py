@@ -6,9 +6,11 @@ the change probability in overlapping tiles blended with the weights of
 :func:`terradiff.data.tiling.blend_weights` (every tile with the noise of the experiment seed, so
 a DDPM-CD map is repeatable), and writes:
 
-* a GeoTIFF (``out``): band 1 the change mask, uint8, 1 = change, 0 = no change, 255 (the
-  declared nodata) where either input has no data; with ``probability`` a band 2, the change
-  probability scaled to 0-255 (``round(255 p)``, uint8 like the mask). It keeps the before
+* a Cloud-Optimized GeoTIFF (``out``; a plain one with ``cog=False``; its overviews average
+  the valid pixels, which on a 0/1 mask rounds to the majority): band 1 the change mask, uint8,
+  1 = change, 0 = no change, 255 (the declared nodata) where either input has no data; with
+  ``probability`` a band 2, the change probability scaled to 0-255 (``round(255 p)``, uint8
+  like the mask). It keeps the before
   image's CRS and transform (the after image's when only that one has them; none for two PNGs)
   and records the model, threshold and inputs as tags;
 * optionally a PNG (``png``): the mask as black (no change) and white (change), for viewing.
@@ -164,6 +166,7 @@ def detect_change(
     overlap: int = 32,
     device: str | torch.device | None = None,
     overwrite: bool = False,
+    cog: bool = True,
 ) -> ChangeMapSummary:
     """Write the change mask of ``before`` -> ``after`` (see the module docstring).
 
@@ -177,6 +180,7 @@ def detect_change(
         tile, overlap: tile side and overlap in pixels.
         device: where the network runs (default: CUDA when available).
         overwrite: replace existing outputs.
+        cog: write the mask as a Cloud-Optimized GeoTIFF; False: a plain GeoTIFF.
 
     Raises:
         DataError: an output that is an input, exists without ``overwrite``, or is a PNG name;
@@ -239,6 +243,7 @@ def detect_change(
         overwrite=overwrite,
         band_names=names,
         tags=tags,
+        cog=cog,
     )
     if png is not None:
         _write_png(Path(png), mask)

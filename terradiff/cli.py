@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     chg.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")
     chg.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     chg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    chg.add_argument("--no-cog", action="store_true", help="a plain GeoTIFF mask, not a COG")
     chg.set_defaults(func=commands.change_command)
 
     fc = verbs.add_parser(

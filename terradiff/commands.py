@@ -425,6 +425,7 @@ def change_command(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         device=args.device,
         overwrite=args.overwrite,
+        cog=not args.no_cog,
     )
     print(summary.describe())
     return 0

@@ -11,6 +11,7 @@ import rasterio
 from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
+from rio_cogeo.cogeo import cog_validate
 
 from terradiff.change_mapping import read_pair
 from terradiff.cli import main
@@ -90,10 +91,14 @@ def test_geotiff_inputs_keep_their_georeferencing(
     with rasterio.open(out) as src:
         assert (src.width, src.height) == (256, 256)
         assert src.crs == CRS.from_epsg(32615) and src.transform == TRANSFORM
+        assert src.nodata == 255 and src.descriptions == ("change",)
         tiled = src.read(1)
+    assert cog_validate(out, strict=True, quiet=True)[0]
     whole = tmp_path / "whole.tif"
-    assert main([*args, "--out", str(whole)]) == 0
+    assert main([*args, "--out", str(whole), "--no-cog"]) == 0
+    assert not cog_validate(whole, strict=True, quiet=True)[0]
     with rasterio.open(whole) as src:
+        assert src.crs == CRS.from_epsg(32615) and src.transform == TRANSFORM
         agree = float((src.read(1) == tiled).mean())
     assert agree > 0.9, agree  # tiles see less context, but blend into nearly the same map
 
