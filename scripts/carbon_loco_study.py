@@ -1,0 +1,598 @@
+"""Issue 14, carbon: leave-one-chip-out (LOCO) over the three shared BioMassters chips.
+
+Each chip of ``../shared/data/biomassters`` (prepared as ``scripts/carbon_study.py`` does) is
+the test chip once; the models are fitted on the left part of the other two. The right
+``--val-fraction`` of each training chip's columns (after a ``--val-gap`` buffer used by neither)
+is the validation region, on which every model choice is made: RF ``max_depth``, and for the
+regression UNet and IIDM (``configs/carbon/biomassters_iidm.yaml`` via ``study_common.train``)
+the checkpoint, i.e. the number of training steps, among ``--checkpoints`` evenly spaced ones.
+Rows: constant (mean of all valid training pixels), per-class mean (training forest / non-forest
+means applied by the test chip's forest mask), RF (:mod:`terradiff.carbon.baselines`), UNet
+regression, IIDM; ``--seeds`` seeds for RF and the networks. Metrics on the test chip's forest
+pixels (:func:`terradiff.carbon.metrics.carbon_metrics`, Mg C/ha): RMSE, MAE, R^2, bias.
+
+Intervals: a 95% percentile bootstrap (Efron & Tibshirani 1993) over ``--block``-pixel square
+blocks of the test chip (blocks, not pixels, because neighbouring pixels are correlated: the block
+bootstrap of Kunsch 1989), each replicate also drawing one training seed; pooled over folds by
+resampling blocks within each chip; differences to the constant paired (the same blocks). Cells
+(fold x model x seed) are saved as measured, so a rerun skips finished ones; ``--report-only``
+re-renders README.md and the figure from ``results.json``.
+
+Run (``make carbon-loco-study``, ~1.5-2 h on 2 CPU cores with the defaults)::
+
+    python scripts/carbon_loco_study.py --work outputs/carbon_loco --out reports/carbon_loco
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from scripts.study_common import open_results, record_command, train  # noqa: E402
+from terradiff.io import atomic_write_text  # noqa: E402
+from terradiff.report_format import (  # noqa: E402
+    format_interval,
+    format_ranking,
+    interval_from_samples,
+    ranking,
+)
+
+BASE = REPO / "configs/carbon/biomassters_iidm.yaml"
+MODELS = ("constant", "class_mean", "rf", "regression", "iidm")
+NAIVE = ("constant", "class_mean")
+NETS = {"regression": ("carbon", "regression"), "iidm": None}
+"""Trained networks and their method switch (None: the base config's IIDM)."""
+LABELS = {
+    "constant": "constant (training mean)",
+    "class_mean": "per-class mean (forest / non-forest)",
+    "rf": "RF",
+    "regression": "UNet regression",
+    "iidm": "IIDM",
+}
+METRICS = ("rmse", "mae", "r2", "bias")
+KEYS = ("mean", "low", "high")
+RULE = "lowest RMSE on the validation region's forest pixels (never the test chip)"
+STAT_NAMES = ("n", "sum_e", "sum_e2", "sum_abs_e", "sum_t", "sum_t2")
+"""Per-block sufficient statistics (e = prediction - truth, t = truth, masked pixels)."""
+
+
+def make_folds(chips: list[str]) -> list[dict[str, Any]]:
+    """Leave-one-chip-out: each chip once the test chip, the others the training chips."""
+    return [{"test": t, "train": [c for c in chips if c != t]} for t in sorted(chips)]
+
+
+def split_columns(width: int, val_fraction: float, gap: int) -> tuple[range, range]:
+    """``(fit columns, validation columns)``: validation the right ``val_fraction``, and a
+    ``gap``-column buffer left of it in neither (a fixed spatial split, not random pixels)."""
+    val = max(1, round(width * val_fraction))
+    fit_end = width - val - gap
+    if fit_end < 1:
+        raise ValueError(f"width {width}: nothing left to fit on with {val_fraction=} {gap=}")
+    return range(0, fit_end), range(width - val, width)
+
+
+def write_fold_data(chips_dir: Path, fold: dict[str, Any], root: Path, args: Any) -> dict:
+    """``root/<chip>_fit`` and ``root/<chip>_val`` column crops of the fold's training chips
+    (image, target, mask; georeferencing follows the window); the test chip is not copied."""
+    from terradiff.data.raster import read_raster
+    from terradiff.data.raster_write import write_raster
+
+    names: dict[str, list[str]] = {"fit": [], "val": []}
+    for chip in fold["train"]:
+        height, width = read_raster(chips_dir / chip / "mask.tif").array.shape[-2:]
+        fit, val = split_columns(width, args.val_fraction, args.val_gap)
+        for part, cols in (("fit", fit), ("val", val)):
+            folder = root / f"{chip}_{part}"
+            names[part].append(folder.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in ("image.tif", "target.tif", "mask.tif"):
+                if (folder / file).is_file():
+                    continue
+                data = read_raster(
+                    chips_dir / chip / file, window=((0, height), (cols.start, cols.stop))
+                )
+                extra = {"valid_mask": data.valid_mask, "band_names": data.band_names}
+                write_raster(folder / file, data.array, data.profile, overwrite=True, **extra)
+    return names
+
+
+def load_chip(chip_dir: Path) -> dict[str, Any]:
+    """Image, band names, carbon (Mg C/ha), forest (= mask and valid) and valid pixels."""
+    from terradiff.data.raster import read_raster
+
+    image, target = read_raster(chip_dir / "image.tif"), read_raster(chip_dir / "target.tif")
+    valid = image.valid_mask & target.valid_mask
+    return {
+        "image": image.array.astype(np.float32),
+        "names": image.band_names,
+        "carbon": target.array[0].astype(np.float64),
+        "forest": (read_raster(chip_dir / "mask.tif").array[0] > 0) & valid,
+        "valid": valid,
+    }
+
+
+def class_means(chips: list[dict[str, Any]]) -> dict[str, float]:
+    """Training means: all valid pixels (the constant) and forest / non-forest pixels."""
+    carbon = np.concatenate([c["carbon"][c["valid"]] for c in chips])
+    forest = np.concatenate([c["forest"][c["valid"]] for c in chips])
+    nonforest = float(carbon[~forest].mean()) if (~forest).any() else 0.0
+    return {
+        "all": float(carbon.mean()),
+        "forest": float(carbon[forest].mean()),
+        "nonforest": nonforest,
+    }
+
+
+def class_mean_map(means: dict[str, float], forest: np.ndarray) -> np.ndarray:
+    """The per-class baseline: the forest mean on (test) forest pixels, non-forest elsewhere."""
+    return np.where(forest, means["forest"], means["nonforest"])
+
+
+def fit_rf(
+    fit: list[dict], val: list[dict], test: dict, depths: list[int | None], seed: int, args: Any
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """RF (:func:`terradiff.carbon.baselines.make_pixel_model`) on the fit pixels, ``max_depth``
+    chosen by the validation RMSE; the chosen model's test map and the choice made."""
+    from terradiff.carbon.baselines import make_pixel_model, pixel_features, predict_map
+
+    def features(chip: dict) -> np.ndarray:
+        return pixel_features(chip["image"], chip["names"])[0]
+
+    x = np.concatenate([features(c)[c["forest"].reshape(-1)] for c in fit])
+    y = np.concatenate([c["carbon"][c["forest"]] for c in fit])
+    if len(x) > args.max_pixels:
+        keep = np.random.default_rng(seed).choice(len(x), args.max_pixels, replace=False)
+        x, y = x[keep], y[keep]
+    scores, models = {}, {}
+    for depth in depths:
+        model = make_pixel_model("rf", seed).set_params(max_depth=depth).fit(x, y)
+        maps = [predict_map(model, features(c), c["carbon"].shape) for c in val]
+        errors = [(m - c["carbon"])[c["forest"]] for m, c in zip(maps, val, strict=True)]
+        scores[str(depth)] = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        models[str(depth)] = model
+    best = min(scores, key=scores.__getitem__)
+    choice = {"max_depth": best, "rule": RULE, "val_rmse_by_max_depth": scores}
+    choice["training_pixels"] = len(x)
+    return predict_map(models[best], features(test), test["carbon"].shape), choice
+
+
+def net_map(checkpoint: Path, chip: dict[str, Any], ddim_steps: int, seed: int) -> np.ndarray:
+    """A checkpoint's (EMA weights) map of a chip in Mg C/ha; DDIM for diffusion models."""
+    import torch
+
+    from terradiff.tasks import load_task
+
+    task, _ = load_task(checkpoint, use_ema=True)
+    x = torch.from_numpy(task.band_info.band_scaling().to_model(chip["image"]))[None].float()
+    x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
+    spec = task.sampling_spec(steps=ddim_steps)
+    generator = torch.Generator().manual_seed(seed)
+    estimate = task.estimate(task.net, x, spec=spec, generator=generator)
+    return task.to_physical(estimate.mean)[0, 0].numpy().astype(np.float64)
+
+
+def train_net(
+    model: str, run_dir: Path, data_root: Path, names: dict, seed: int, args: Any
+) -> dict:
+    """Train one network of one fold and seed (resumed if interrupted), checkpoints kept at
+    ``--checkpoints`` evenly spaced steps for the validation choice."""
+    steps = args.iidm_steps if model == "iidm" else args.regression_steps
+    every = max(1, steps // args.checkpoints)
+    overrides = [
+        f"data.root={data_root}",
+        f"output_dir={run_dir}",
+        f"name=loco-{model}",
+        f"seed={seed}",
+        f"carbon.train_chips={json.dumps(names['fit'])}",
+        f"carbon.val_chips={json.dumps(names['val'])}",
+        "carbon.test_chips=[]",
+        f"train.max_steps={steps}",
+        f"train.save_every={every}",
+        f"train.keep_checkpoints={args.checkpoints + 1}",
+        f"train.warmup_steps={min(50, steps // 10)}",
+        "train.sample_every=1000000000",
+        "train.progress=false",
+    ]
+    return train(f"loco-{model}", BASE, overrides + args.set, NETS[model])
+
+
+def choose_checkpoint(run_dir: Path, val: list[dict], ddim_steps: int, seed: int) -> dict:
+    """The checkpoint (training step) with the lowest RMSE on the validation pixels."""
+    from terradiff.checkpoint import list_checkpoints
+
+    scores, paths = {}, {}
+    for path in list_checkpoints(run_dir):
+        errors = [(net_map(path, c, ddim_steps, seed) - c["carbon"])[c["forest"]] for c in val]
+        step = int(path.name.split("_")[-1])
+        scores[str(step)] = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        paths[str(step)] = str(path)
+    best = min(scores, key=scores.__getitem__)
+    return {"step": int(best), "rule": RULE, "checkpoint": paths[best], "val_rmse_by_step": scores}
+
+
+def block_stats(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
+    """``[n_blocks, 6]`` sums (:data:`STAT_NAMES`) over the masked pixels of each
+    ``block`` x ``block`` tile (edge tiles smaller); tiles with no masked pixel keep n = 0."""
+    rows = []
+    for i in range(0, truth.shape[0], block):
+        for j in range(0, truth.shape[1], block):
+            m = mask[i : i + block, j : j + block].astype(bool)
+            t = truth[i : i + block, j : j + block][m].astype(np.float64)
+            e = pred[i : i + block, j : j + block][m].astype(np.float64) - t
+            rows.append([m.sum(), e.sum(), (e**2).sum(), np.abs(e).sum(), t.sum(), (t**2).sum()])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def metrics_from_stats(totals: np.ndarray) -> dict[str, np.ndarray]:
+    """RMSE, MAE, R^2 (1 - SS_res / SS_tot) and bias from summed statistics ``[..., 6]``."""
+    n, se, se2, sae, st, st2 = np.moveaxis(np.asarray(totals, dtype=np.float64), -1, 0)
+    ss_tot = st2 - st**2 / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - se2 / ss_tot, np.nan)
+    return {"rmse": np.sqrt(se2 / n), "mae": sae / n, "r2": r2, "bias": se / n}
+
+
+def resample_counts(n_blocks: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """``[resamples, n_blocks]``: how often each block is drawn (n_blocks draws, replaced)."""
+    draws = rng.integers(0, n_blocks, size=(resamples, n_blocks))
+    counts = np.zeros((resamples, n_blocks))
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
+    return counts
+
+
+def bootstrap(folds: list[np.ndarray], resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Replicate totals ``[resamples, 6]``: per fold (``[seeds, blocks, 6]``) the blocks
+    resampled (stratified by fold) and one seed drawn, then summed over folds.
+
+    The block draws depend on ``seed`` and the block counts only, so two models scored on the
+    same chips get the same resampled blocks (paired differences).
+    """
+    block_rng, seed_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    totals = np.zeros((resamples, len(STAT_NAMES)))
+    for stats in folds:
+        counts = resample_counts(stats.shape[1], resamples, block_rng)
+        chosen = stats[seed_rng.integers(0, stats.shape[0], size=resamples)]
+        totals += np.einsum("rb,rbk->rk", counts, chosen)
+    return totals
+
+
+def point_metrics(folds: list[np.ndarray]) -> dict[str, float]:
+    """The metrics of all blocks, averaged over seeds (seed ``s`` of every fold together)."""
+    seeds = min(stats.shape[0] for stats in folds)
+    per_seed = [metrics_from_stats(sum(s[k].sum(0) for s in folds)) for k in range(seeds)]
+    return {m: float(np.mean([p[m] for p in per_seed])) for m in METRICS}
+
+
+def intervals(folds: list[np.ndarray], references: dict[str, list], args: Any) -> dict[str, Any]:
+    """Point values and 95% percentile intervals of every metric; of the paired RMSE difference
+    model - reference for each of ``references``; and the seeds' Student-t RMSE interval."""
+    tails = (2.5, 97.5)
+    point = point_metrics(folds)
+    reps = metrics_from_stats(bootstrap(folds, args.resamples))
+    out: dict[str, Any] = {"seeds": int(folds[0].shape[0])}
+    for m in METRICS:
+        low, high = np.nanpercentile(reps[m], tails)
+        out[m] = {"mean": point[m], "low": float(low), "high": float(high), "level": 0.95}
+    for name, ref in references.items():
+        diff = reps["rmse"] - metrics_from_stats(bootstrap(ref, args.resamples))["rmse"]
+        low, high = np.percentile(diff, tails)
+        mean = point["rmse"] - point_metrics(ref)["rmse"]
+        out[f"rmse_minus_{name}"] = {"mean": mean, "low": float(low), "high": float(high)}
+    if folds[0].shape[0] > 1 and len(folds) == 1:
+        per_seed = metrics_from_stats(folds[0].sum(1))["rmse"]
+        out["rmse_seed_interval"] = interval_from_samples([float(v) for v in per_seed])
+    return out
+
+
+def summarise(results: dict[str, Any], args: Any) -> dict[str, Any]:
+    """``{fold test chip or "pooled": {model: intervals}}`` from the cells' block statistics."""
+    cells, fold_names = results.get("cells", {}), [f["test"] for f in results["folds"]]
+
+    def stats(test: str, model: str) -> np.ndarray | None:
+        found = [v["blocks"] for k, v in sorted(cells.items()) if k.startswith(f"{test}/{model}/")]
+        return np.asarray(found, dtype=np.float64) if found else None
+
+    summary: dict[str, Any] = {}
+    for scope in [*fold_names, "pooled"]:
+        tests = fold_names if scope == "pooled" else [scope]
+        found = {m: [stats(t, m) for t in tests] for m in MODELS}
+        found = {m: f for m, f in found.items() if all(x is not None for x in f)}
+        naive = {m: found[m] for m in NAIVE if m in found}
+        summary[scope] = {
+            m: intervals(f, {k: v for k, v in naive.items() if k != m}, args)
+            for m, f in found.items()
+        }
+    return summary
+
+
+ABOUT = """\
+**Seasonal mismatch.** Chip 000aa810 has Sentinel-2 images for months 06-11 (March to August)
+only, so its composite is a spring/summer median, while the other two chips' composites are
+medians over the whole year, winter months included. Whenever 000aa810 is the test chip the models
+meet a composite unlike their training ones, and when it is a training chip its features differ
+from the other training chip's. This is a property of the available data, not corrected here.
+
+**Folds.** Each chip is the test chip once; the models are fitted on the left part of the other two
+(columns 0-{fit_end} of 256); the right {val_fraction:.0%} of their columns is the validation region
+(a buffer of {val_gap} columns between the two is used by neither); the test chip is read only
+for the final scoring. Only 3 chips exist here, so every fold's score is one 256x256 chip (2.56 km
+x 2.56 km, Finland): little evidence about other places.
+
+**Models; choices made on validation, never on the test chip.** Constant = mean carbon of all valid
+training pixels. Per-class mean = the training forest pixels' mean on the test chip's forest
+pixels, the non-forest mean elsewhere: it uses the test chip's forest mask, which the IIDM's
+forest-masked scoring also uses; under that mask it is a constant at the training forest mean. RF:
+max_depth from {rf_depths} by validation RMSE, fitted on at most {max_pixels:,} forest pixels.
+UNet regression and IIDM: `configs/carbon/biomassters_iidm.yaml` (widths as configured, not
+tuned), {regression_steps} and {iidm_steps} steps x batch 8 of 64x64 crops; the checkpoint
+(training steps) among {checkpoints} evenly spaced ones chosen by validation RMSE; IIDM sampled
+with DDIM-{ddim_steps}, one sample. Seeds: {seeds} for RF and the networks. Budget: about
+{minutes[train]:.0f} minutes of network training and {minutes[all]:.0f} minutes in all (training,
+validation, test maps) on the CPU of the machine above.
+
+**Intervals.** 95% percentile bootstrap over {block}x{block}-pixel blocks of the test chip
+({resamples} resamples), each replicate drawing one seed too, so the interval covers test-pixel
+sampling and training seed; pooled: blocks resampled within each chip. `RMSE - constant` and
+`RMSE - per-class mean` are paired (the same blocks for both). `RMSE over seeds` is the Student-t
+interval of the seeds' RMSEs alone. Metrics on the test chip's forest pixels, Mg C/ha; bias =
+mean(prediction - truth). Ranked only where the intervals separate (≈: not distinguishable;
+the ranking chains overlapping unpaired intervals, the paired differences are the sharper test)."""
+
+
+def _fmt(iv: dict[str, Any] | None, digits: int = 2) -> str:
+    return format_interval(iv, digits) if iv else "-"
+
+
+def _verdict(iv: dict[str, Any], zero_means: str, above: str, below: str) -> str:
+    """What an interval allows one to say about its sign."""
+    if iv["low"] > 0:
+        return above
+    if iv["high"] < 0:
+        return below
+    return zero_means
+
+
+def reading(scope: dict[str, Any]) -> list[str]:
+    """Sentences that say only what the intervals allow (one scope: a fold or pooled)."""
+    rmse = {LABELS[m]: v["rmse"] for m, v in scope.items()}
+    groups = format_ranking(ranking(rmse, higher_is_better=False))
+    lines = [f"- RMSE ranking by the unpaired intervals (conservative; lower is better): {groups}."]
+    for model, row in scope.items():
+        said = []
+        for ref in NAIVE:
+            if f"rmse_minus_{ref}" in row:
+                diff, name = row[f"rmse_minus_{ref}"], LABELS[ref].split(" (")[0]
+                verdict = _verdict(diff, "not distinguishable from", "worse than", "better than")
+                said.append(f"{verdict} the {name} (RMSE difference {_fmt(diff)}, paired)")
+        r2 = _verdict(row["r2"], "R^2 not distinguishable from 0", "R^2 above 0", "R^2 below 0")
+        bias = _verdict(row["bias"], "no bias the interval can show", "biased high", "biased low")
+        said += [f"{r2} ({_fmt(row['r2'], 3)})", f"{bias} ({_fmt(row['bias'])} Mg C/ha)"]
+        lines.append(f"- {LABELS[model]}: {'; '.join(said)}.")
+    return lines
+
+
+def _table(scope: dict[str, Any]) -> list[str]:
+    lines = [
+        "| model | seeds | RMSE | MAE | R^2 | bias | RMSE - constant | RMSE - per-class mean | "
+        "RMSE over seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for model, r in scope.items():
+        lines.append(
+            f"| {LABELS[model]} | {r['seeds']} | {_fmt(r['rmse'])} | {_fmt(r['mae'])} | "
+            f"{_fmt(r['r2'], 3)} | {_fmt(r['bias'])} | {_fmt(r.get('rmse_minus_constant'))} | "
+            f"{_fmt(r.get('rmse_minus_class_mean'))} | "
+            f"{_fmt(r.get('rmse_seed_interval'))} |"
+        )
+    return lines
+
+
+def save_plot(summary: dict[str, Any], path: Path) -> None:
+    """RMSE with its 95% block-bootstrap interval per model, one panel per fold and pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scopes = list(summary)
+    fig, axes = plt.subplots(1, len(scopes), figsize=(3.4 * len(scopes), 3.6), sharey=True)
+    for ax, scope in zip(np.atleast_1d(axes), scopes, strict=True):
+        rows = summary[scope]
+        names = list(rows)
+        means, low, high = (np.array([rows[m]["rmse"][k] for m in names]) for k in KEYS)
+        err = np.stack([means - low, high - means])
+        ax.errorbar(range(len(names)), means, yerr=err, fmt="o", capsize=4)
+        short = [LABELS[m].split(" (")[0] for m in names]
+        ax.set_xticks(range(len(names)), short, rotation=45, ha="right", fontsize=8)
+        ax.set_title(f"test chip {scope}" if scope != "pooled" else "pooled (3 chips)", fontsize=9)
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("RMSE, Mg C/ha (forest pixels)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
+    """``README.md`` (tables, choices, reading, command) and ``rmse.png`` from the results."""
+    from terradiff.carbon.biomassters import MONTH_NAMES
+
+    b, data = results["budget"], results["data"]
+    fit, _ = split_columns(256, b["val_fraction"], b["val_gap"])
+    cells = results.get("cells", {}).values()
+    train_min = sum(c["train"]["train_minutes"] for c in cells if "train" in c)
+    minutes = {"train": train_min, "all": sum(c.get("seconds", 0) for c in cells) / 60}
+    save_plot(summary, out / "rmse.png")
+
+    def months(idx: list[int]) -> str:
+        return ", ".join(f"{i:02d} {MONTH_NAMES[i][:3]}" for i in idx)
+
+    lines = [
+        "# Carbon density, leave-one-chip-out over the three BioMassters chips (issue 14)",
+        "",
+        "Every number is read from `results.json` (its `provenance` holds the exact argv, commit, "
+        f"machine and date). Machine of the measurement: {results.get('machine_measured', '?')}. "
+        "Commands that measured:",
+        "",
+        *[f"    {c}" for c in results.get("commands", [])],
+        "",
+        "## Data, folds and the seasonal mismatch",
+        "",
+        "| chip | Sentinel-2 months in the files (00 = Sep) | months in the composite | "
+        "forest fraction | mean carbon of forest pixels (Mg C/ha) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {c} | {months(v['files'])} | {months(v['used'])} | {v['forest_fraction']} | "
+            f"{v['mean_carbon_forest']} |"
+            for c, v in data["chips"].items()
+        ],
+        "",
+        ABOUT.format(fit_end=fit.stop - 1, minutes=minutes, **b),
+        "",
+        "![RMSE per model and fold](rmse.png)",
+        "",
+    ]
+    for scope, rows in summary.items():
+        title = "Pooled over the folds" if scope == "pooled" else f"Test chip {scope}"
+        lines += [f"## {title}", "", *_table(rows), "", *reading(rows), ""]
+    lines += ["## Choices made on validation", "", "| cell | choice | validation RMSE |", "|-|-|-|"]
+    for key, cell in sorted(results.get("cells", {}).items()):
+        choice = cell.get("choice")
+        if choice and "step" in choice:
+            scores = ", ".join(f"{k}: {v:.2f}" for k, v in choice["val_rmse_by_step"].items())
+            lines.append(f"| {key} | step {choice['step']} (lowest) | by step: {scores} |")
+        elif choice:
+            scores = ", ".join(f"{k}: {v:.2f}" for k, v in choice["val_rmse_by_max_depth"].items())
+            lines.append(f"| {key} | max_depth {choice['max_depth']} (lowest) | {scores} |")
+    atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
+
+
+def chip_record(shared: Path, chips_dir: Path) -> dict[str, Any]:
+    """Per chip: months in the raw files, months in the composite, forest fraction, mean."""
+    from terradiff.carbon.biomassters import month_files
+
+    manifest = json.loads((chips_dir / "manifest.json").read_text())["chips"]
+    keep = ("forest_fraction", "mean_carbon_forest")
+    return {
+        c: {"files": sorted(month_files(shared / c)), "used": v["months"]} | {k: v[k] for k in keep}
+        for c, v in sorted(manifest.items())
+    }
+
+
+def measure(model: str, fold: dict, seed: int, args: Any, data: dict) -> dict[str, Any]:
+    """One cell: fit or train ``model`` for ``fold`` and ``seed``, map the test chip, score it."""
+    from terradiff.carbon.metrics import carbon_metrics
+
+    test, fit, val = data["test"], data["fit"], data["val"]
+    cell: dict[str, Any] = {}
+    start = time.perf_counter()
+    if model in ("constant", "class_mean"):
+        cell["means"] = means = class_means(fit)
+        pred = class_mean_map(means, test["forest"])
+        if model == "constant":
+            pred = np.full(test["carbon"].shape, means["all"])
+    elif model == "rf":
+        pred, cell["choice"] = fit_rf(fit, val, test, args.rf_depths, seed, args)
+    else:
+        run_dir = args.work / "runs" / fold["test"] / model / f"seed{seed}"
+        cell["train"] = train_net(model, run_dir, data["root"], data["names"], seed, args)
+        cell["choice"] = choose_checkpoint(run_dir, val, args.ddim_steps, seed)
+        pred = net_map(Path(cell["choice"]["checkpoint"]), test, args.ddim_steps, seed)
+    np.save(args.work / "maps" / f"{fold['test']}_{model}_seed{seed}.npy", pred.astype(np.float32))
+    full = carbon_metrics(pred, test["carbon"], test["forest"], args.max_density)
+    cell["metrics"] = {k: full[k] for k in (*METRICS, "pixels")}
+    cell["blocks"] = block_stats(pred, test["carbon"], test["forest"], args.block).tolist()
+    cell["seconds"] = round(time.perf_counter() - start, 1)
+    return cell
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (defaults: the CPU budget of the committed report, ~1.5-2 h)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--work", type=Path, default=Path("outputs/carbon_loco"))
+    p.add_argument("--out", type=Path, default=Path("reports/carbon_loco"))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--seeds", type=int, default=3, help="seeds of RF and the networks")
+    p.add_argument("--iidm-steps", type=int, default=400)
+    p.add_argument("--regression-steps", type=int, default=400)
+    p.add_argument("--checkpoints", type=int, default=4, help="candidate checkpoints per run")
+    p.add_argument("--ddim-steps", type=int, default=20)
+    depth = lambda s: None if s == "none" else int(s)  # noqa: E731
+    p.add_argument("--rf-depths", type=depth, nargs="+", default=[6, 12, None], help="none: no cap")
+    p.add_argument("--max-pixels", type=int, default=20_000, help="RF training pixels at most")
+    p.add_argument("--val-fraction", type=float, default=0.25)
+    p.add_argument("--val-gap", type=int, default=8, help="buffer columns fit | validation")
+    p.add_argument("--block", type=int, default=32, help="bootstrap block side (pixels)")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--set", action="append", default=[], help="config override, every network")
+    p.add_argument("--report-only", action="store_true", help="re-render from results.json")
+    p.add_argument("--redo", action="store_true", help="start results.json afresh")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure every missing cell (saved one by one), then write the report."""
+    from terradiff.carbon.prepare import prepare_biomassters
+
+    args = parse_args(argv)
+    results, save = open_results(
+        args.out, args.redo, report_only=args.report_only, data_paths=[args.shared / "biomassters"]
+    )
+    if not args.report_only:
+        record_command(results, argv)
+        chips_dir = args.work / "chips"
+        if not (chips_dir / "manifest.json").is_file():
+            prepare_biomassters(args.shared / "biomassters", chips_dir)
+        (args.work / "maps").mkdir(parents=True, exist_ok=True)
+        results["data"] = {"chips": chip_record(args.shared / "biomassters", chips_dir)}
+        results["folds"] = make_folds(list(results["data"]["chips"]))
+        keys = "seeds iidm_steps regression_steps checkpoints ddim_steps rf_depths max_pixels"
+        keys += " val_fraction val_gap block resamples"
+        results["budget"] = {k: getattr(args, k) for k in keys.split()}
+        cells = results.setdefault("cells", {})
+        args.max_density = float(yaml.safe_load(BASE.read_text())["carbon"]["max_density"])
+        for seed in range(args.seeds):
+            for fold in results["folds"]:
+                root = args.work / "folds" / fold["test"]
+                names = write_fold_data(chips_dir, fold, root, args)
+                data = {
+                    "root": root,
+                    "names": names,
+                    "test": load_chip(chips_dir / fold["test"]),
+                    "fit": [load_chip(root / n) for n in names["fit"]],
+                    "val": [load_chip(root / n) for n in names["val"]],
+                }
+                for model in args.models:
+                    if seed > 0 and model in ("constant", "class_mean"):
+                        continue  # deterministic: one "seed"
+                    key = f"{fold['test']}/{model}/seed{seed}"
+                    if key in cells:
+                        continue
+                    print(f"measuring {key} ...", flush=True)
+                    cells[key] = measure(model, fold, seed, args, data)
+                    m, sec = cells[key]["metrics"], cells[key]["seconds"]
+                    print(f"  RMSE {m['rmse']:.2f} R^2 {m['r2']:.3f} ({sec:.0f} s)", flush=True)
+                    save()
+    args.resamples = results["budget"]["resamples"]
+    summary = summarise(results, args)
+    results["summary"] = summary
+    save()
+    write_report(results, summary, args.out)
+    print(f"wrote {args.out / 'README.md'}")
+    for model, row in summary.get("pooled", {}).items():
+        print(f"pooled {LABELS[model]}: RMSE {_fmt(row['rmse'])}, R^2 {_fmt(row['r2'], 3)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The pure parts of ``scripts/carbon_loco_study.py`` (issue 14, carbon leave-one-chip-out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from scripts.carbon_loco_study import (
+    block_stats,
+    bootstrap,
+    class_mean_map,
+    class_means,
+    load_chip,
+    make_folds,
+    metrics_from_stats,
+    reading,
+    resample_counts,
+    split_columns,
+    summarise,
+    write_fold_data,
+    write_report,
+)
+from terradiff.carbon.metrics import carbon_metrics
+
+
+def test_block_stats_and_metrics_by_hand() -> None:
+    truth = np.array([[10.0, 20.0, 0.0, 0.0], [30.0, 40.0, 5.0, 0.0]])
+    pred = np.array([[12.0, 18.0, 9.0, 9.0], [30.0, 44.0, 9.0, 9.0]])
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 0]], dtype=bool)
+    stats = block_stats(pred, truth, mask, block=2)
+    # block 0: errors 2, -2, 0, 4 over truths 10, 20, 30, 40; block 1: error 4 over truth 5
+    np.testing.assert_allclose(stats[0], [4, 4, 24, 8, 100, 3000])
+    np.testing.assert_allclose(stats[1], [1, 4, 16, 4, 5, 25])
+    m = metrics_from_stats(stats.sum(0))
+    assert m["bias"] == pytest.approx(8 / 5)  # mean(prediction - truth)
+    assert m["mae"] == pytest.approx(12 / 5)
+    assert m["rmse"] == pytest.approx(np.sqrt(40 / 5))
+    ss_tot = 3025 - 105**2 / 5
+    assert m["r2"] == pytest.approx(1 - 40 / ss_tot)
+    full = carbon_metrics(pred, truth, mask, 150.0)  # the library agrees on every metric
+    for key in ("rmse", "mae", "bias", "r2"):
+        assert m[key] == pytest.approx(full[key])
+
+
+def test_block_bootstrap_counts_and_pairing() -> None:
+    counts = resample_counts(5, 100, np.random.default_rng(0))
+    assert counts.shape == (100, 5) and np.all(counts.sum(1) == 5)
+    same = np.tile([[4.0, 4.0, 24.0, 8.0, 100.0, 3000.0]], (6, 1))[None]  # identical blocks
+    reps = metrics_from_stats(bootstrap([same], resamples=200))
+    assert np.ptp(reps["rmse"]) == pytest.approx(0.0)  # nothing to resample: no spread
+    rng = np.random.default_rng(1)
+    truth = rng.uniform(0, 100, (64, 64))
+    mask = np.ones_like(truth, dtype=bool)
+    a = block_stats(truth + rng.normal(0, 5, truth.shape), truth, mask, 16)[None]
+    b = block_stats(truth + rng.normal(0, 20, truth.shape), truth, mask, 16)[None]
+    # the same seed draws the same blocks for every model: a model minus itself is exactly 0
+    first = metrics_from_stats(bootstrap([a], 300, seed=3))["rmse"]
+    np.testing.assert_array_equal(first, metrics_from_stats(bootstrap([a], 300, seed=3))["rmse"])
+    assert np.all(metrics_from_stats(bootstrap([b], 300, seed=3))["rmse"] > first)
+
+
+def test_class_mean_baseline() -> None:
+    chip = {
+        "carbon": np.array([[10.0, 30.0], [0.0, 2.0]]),
+        "forest": np.array([[True, True], [False, False]]),
+        "valid": np.array([[True, True], [True, False]]),
+    }
+    chip["forest"] &= chip["valid"]
+    means = class_means([chip])
+    assert means == {"all": pytest.approx(40 / 3), "forest": 20.0, "nonforest": 0.0}
+    test_forest = np.array([[False, True], [True, True]])
+    np.testing.assert_allclose(class_mean_map(means, test_forest), [[0.0, 20.0], [20.0, 20.0]])
+
+
+def test_folds_keep_test_chip_out_of_training() -> None:
+    folds = make_folds(["c", "a", "b"])
+    assert [f["test"] for f in folds] == ["a", "b", "c"]
+    for fold in folds:
+        assert fold["test"] not in fold["train"] and len(fold["train"]) == 2
+    fit, val = split_columns(256, 0.25, 8)
+    assert (fit.start, fit.stop, val.start, val.stop) == (0, 184, 192, 256)
+    assert not set(fit) & set(val)
+    with pytest.raises(ValueError):
+        split_columns(8, 0.5, 8)
+
+
+def _write_chip(folder: Path, seed: int) -> None:
+    from terradiff.data.raster_write import write_raster
+
+    folder.mkdir(parents=True)
+    columns = np.tile(np.arange(32, dtype=np.float32), (16, 1))  # target = column index
+    image = np.random.default_rng(seed).uniform(0, 0.3, (3, 16, 32)).astype(np.float32)
+    write_raster(folder / "image.tif", image, band_names=["B2", "B3", "B4"])
+    write_raster(folder / "target.tif", columns[None])
+    write_raster(folder / "mask.tif", (columns[None] % 2).astype(np.uint8) * 255)
+
+
+def test_fold_data_validation_disjoint_from_training(tmp_path: Path) -> None:
+    for i, name in enumerate(("a", "b", "t")):
+        _write_chip(tmp_path / "chips" / name, i)
+    fold = make_folds(["a", "b", "t"])[2]
+    args = SimpleNamespace(val_fraction=0.25, val_gap=2)
+    names = write_fold_data(tmp_path / "chips", fold, tmp_path / "fold", args)
+    assert names == {"fit": ["a_fit", "b_fit"], "val": ["a_val", "b_val"]}
+    assert not (tmp_path / "fold" / "t_fit").exists()  # the test chip is never copied
+    fit, val = (load_chip(tmp_path / "fold" / n) for n in ("a_fit", "a_val"))
+    assert set(np.unique(fit["carbon"])) == set(range(22))  # columns 0-21, 22-23 the gap
+    assert set(np.unique(val["carbon"])) == set(range(24, 32))
+    assert fit["forest"].sum() == 16 * 11  # the mask crop follows the same columns
+
+
+def _synthetic_results(rng: np.random.Generator) -> dict:
+    truth = rng.uniform(0, 100, (64, 64))
+    mask = np.ones_like(truth, dtype=bool)
+    cells = {}
+    for chip in ("a", "b"):
+        constant = np.full_like(truth, truth.mean())
+        cells[f"{chip}/constant/seed0"] = {"blocks": block_stats(constant, truth, mask, 16)}
+        for seed in range(2):  # rf: nearly perfect; regression: as noisy as the constant
+            good = truth + rng.normal(0, 2, truth.shape)
+            bad = constant + rng.normal(0, 1, truth.shape)
+            cells[f"{chip}/rf/seed{seed}"] = {"blocks": block_stats(good, truth, mask, 16)}
+            cells[f"{chip}/regression/seed{seed}"] = {"blocks": block_stats(bad, truth, mask, 16)}
+    for cell in cells.values():
+        cell["blocks"] = cell["blocks"].tolist()
+    return {
+        "cells": cells,
+        "folds": [{"test": "a", "train": ["b"]}, {"test": "b", "train": ["a"]}],
+        "budget": {
+            "val_fraction": 0.25,
+            "val_gap": 8,
+            "rf_depths": [6, None],
+            "max_pixels": 100,
+            "regression_steps": 3,
+            "iidm_steps": 3,
+            "checkpoints": 1,
+            "ddim_steps": 2,
+            "seeds": 2,
+            "block": 16,
+            "resamples": 300,
+        },
+        "data": {
+            "chips": {
+                c: {"files": [6], "used": [6], "forest_fraction": 1.0, "mean_carbon_forest": 50.0}
+                for c in ("a", "b")
+            }
+        },
+        "commands": ["python scripts/carbon_loco_study.py --seeds 2"],
+    }
+
+
+def test_report_ranks_only_separated_intervals(tmp_path: Path) -> None:
+    results = _synthetic_results(np.random.default_rng(0))
+    summary = summarise(results, SimpleNamespace(resamples=300))
+    assert set(summary) == {"a", "b", "pooled"}
+    pooled = summary["pooled"]
+    assert pooled["rf"]["rmse_minus_constant"]["high"] < 0  # separated: rf is better
+    text = "\n".join(reading(pooled))
+    assert "RF > " in text  # rf's interval is apart from the others: ranked
+    assert "UNet regression ≈ constant (training mean)" in text or (
+        "constant (training mean) ≈ UNet regression" in text
+    )  # overlapping intervals: not ranked
+    assert "- RF: better than the constant (RMSE difference" in text
+    assert "UNet regression: not distinguishable from the constant" in text
+    assert "rmse_minus_class_mean" not in pooled["rf"]  # no per-class row in this synthetic set
+    assert "rmse_seed_interval" in summary["a"]["rf"]  # seed spread per fold
+    write_report(results, summary, tmp_path)
+    readme = (tmp_path / "README.md").read_text()
+    assert "not distinguishable" in readme and "Seasonal mismatch" in readme
+    assert "| RF | 2 |" in readme and (tmp_path / "rmse.png").is_file()
