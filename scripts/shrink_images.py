@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from terradiff.data.transforms import resize
+from terradiff.progress import progress_bar
 
 
 def shrink_folder(src: Path, dst: Path, size: int, quality: int = 95) -> int:
@@ -28,7 +28,7 @@ def shrink_folder(src: Path, dst: Path, size: int, quality: int = 95) -> int:
     paths = sorted(p for p in src.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not paths:
         raise SystemExit(f"no JPEG/PNG images under {src}")
-    for path in tqdm(paths, desc="resizing", unit="img"):
+    for path in progress_bar(paths, desc="resizing", unit="img"):
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
         chw = torch.from_numpy(pixels).permute(2, 0, 1)

@@ -55,6 +55,7 @@ from terradiff.metrics.encoders import (  # noqa: E402
     AidCnnExtractor,
     file_fingerprint,
 )
+from terradiff.progress import progress_bar  # noqa: E402
 
 PROVENANCE = (
     "AID aerial scene dataset (Xia et al., 2017, IEEE TGRS 55(7)), 30 classes x 150 images, "
@@ -132,7 +133,7 @@ def stratified_split(
 def load_uint8(items: list[tuple[Path, int]], desc: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode images to a uint8 tensor [N, 3, H, W] (all resized to the first image's size)."""
     arrays, labels, size = [], [], None
-    for path, label in tqdm(items, desc=desc, unit="img", leave=False):
+    for path, label in progress_bar(items, desc=desc, unit="img", leave=False):
         with Image.open(path) as im:
             im = im.convert("RGB")
             if size is None:
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
 
     step = 0
     history = []
-    epochs = tqdm(range(1, args.epochs + 1), desc="epochs", unit="ep")
+    epochs = progress_bar(range(1, args.epochs + 1), desc="epochs", unit="ep")
     for epoch in epochs:
         net.train()
         t0 = time.perf_counter()
