@@ -50,8 +50,9 @@ def train(
 ) -> dict[str, Any]:
     """Train (or finish training) the run of ``config_path``; what was trained and for how long.
 
-    ``method`` switches the method (see :func:`load_variant`). A run whose final checkpoint
-    exists is not touched; an interrupted one is resumed exactly.
+    ``method`` switches the method (see :func:`load_variant`). A finished run
+    (:func:`is_finished`: final checkpoint, or stopped at its time limit) is not touched; an
+    interrupted one is resumed exactly.
     ``train_minutes`` is the training wall time recorded in the checkpoint (all resumed parts);
     for checkpoints written before terradiff recorded it, the time between the run's
     ``config.json`` and its final checkpoint.
@@ -60,8 +61,7 @@ def train(
 
     config = load_variant(config_path, overrides or [], method)
     run_dir = Path(config.output_dir)
-    final = f"step_{config.train.max_steps:08d}"
-    if not any(p.name == final for p in list_checkpoints(run_dir)):
+    if not is_finished(run_dir, config.train.max_steps):
         AcceleratorState._reset_state(reset_partial_state=True)
         resume = "latest" if list_checkpoints(run_dir) else None
         # a run killed before its first checkpoint left only config.json/metrics: start it over
@@ -80,6 +80,25 @@ def train(
         "train_minutes": round(float(seconds) / 60.0, 1),
         "final_loss": ckpt.trainer_meta["losses"][-1][1],
     }
+
+
+def is_finished(run_dir: Path, max_steps: int) -> bool:
+    """Whether the run in ``run_dir`` is done: its ``max_steps`` checkpoint exists, or it stopped
+    at its ``train.max_minutes`` time limit (``stopped_by`` in the last line of its
+    ``metrics.jsonl``) and its latest checkpoint is that step. A time-limited run is final as it
+    stands: resuming it would train on and change the weights under any results measured from
+    it. A run stopped by a signal or a crash is not finished."""
+    checkpoints = list_checkpoints(run_dir)
+    if any(p.name == f"step_{max_steps:08d}" for p in checkpoints):
+        return True
+    metrics = run_dir / "metrics.jsonl"
+    if not checkpoints or not metrics.is_file():
+        return False
+    lines = metrics.read_text().splitlines()
+    last = json.loads(lines[-1]) if lines else {}
+    if last.get("stopped_by") != "max_minutes":
+        return False
+    return checkpoints[-1].name == f"step_{int(last['step']):08d}"
 
 
 def machine_description() -> str:
