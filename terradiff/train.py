@@ -50,6 +50,7 @@ from terradiff.errors import (
     TerradiffError,
 )
 from terradiff.io import atomic_write_text, remove_stale_temporaries
+from terradiff.loss_meter import LossMeter
 from terradiff.model_card import write_model_card
 from terradiff.nets.memory import set_channels_last
 from terradiff.progress import progress_bar
@@ -417,7 +418,7 @@ class Trainer:
         start_time = self._fit_start = time.monotonic()
         last_checkpoint: Path | None = resume_from
         stopped_by = "max_steps"
-        window: list[float] = []
+        meter = LossMeter(acc.device)  # losses stay on the device until a log point
         progress = progress_bar(
             total=cfg.max_steps,
             initial=self.step,
@@ -440,13 +441,7 @@ class Trainer:
                     }
                     with acc.autocast():
                         loss = self.task.training_loss(net, batch, generator)
-                    loss_value = float(loss.detach())
-                    if not math.isfinite(loss_value):
-                        raise TrainingError(
-                            f"loss is {loss_value} at step {self.step + 1}; stopped without "
-                            f"saving. The last good checkpoint is {last_checkpoint or '(none yet)'}"
-                            "; lower train.lr or use train.mixed_precision=no, then --resume it"
-                        )
+                    meter.add(loss, self.step + 1)
                     acc.backward(loss)
                     if cfg.grad_clip is not None:
                         acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
@@ -459,7 +454,6 @@ class Trainer:
                     else:
                         ema.copy_from(unwrapped)
                     self.step += 1
-                    window.append(loss_value)
                     progress.update(1)
 
                     out_of_time = cfg.max_minutes is not None and (
@@ -467,9 +461,9 @@ class Trainer:
                     )
                     out_of_time, signum = self._agree_on_stop(out_of_time, request)
                     stopping = out_of_time or signum > 0
+                    saving = self.step % cfg.save_every == 0 or self.step == cfg.max_steps
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or stopping:
-                        mean_loss = sum(window) / len(window)
-                        window.clear()
+                        mean_loss = self._checked_mean(meter, last_checkpoint, flush=True)
                         self.losses.append((self.step, mean_loss))
                         progress.set_postfix(
                             loss=f"{mean_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}"
@@ -487,11 +481,13 @@ class Trainer:
                     if crash_after_step is not None and self.step >= crash_after_step:
                         raise SimulatedCrash(f"simulated crash after step {self.step}")
 
-                    if self.step % cfg.save_every == 0 or self.step == cfg.max_steps or stopping:
+                    if saving or stopping:
+                        self._checked_mean(meter, last_checkpoint)  # never save a NaN state
                         last_checkpoint = self._save(net, ema, optimizer, scheduler)
                     if signum:  # no preview grid: a scheduler's grace period is short
                         raise self._stopped(signum, last_checkpoint)
                     if self.step % cfg.sample_every == 0:
+                        self._checked_mean(meter, last_checkpoint)  # no grid of NaN weights
                         self._save_samples(ema)
                     if out_of_time:
                         if self.step < cfg.max_steps:
@@ -504,6 +500,7 @@ class Trainer:
             if last_checkpoint is None or (
                 last_checkpoint.name != f"step_{self.step:08d}" and self.step > 0
             ):
+                self._checked_mean(meter, last_checkpoint)  # never save a NaN-trained state
                 last_checkpoint = self._save(net, ema, optimizer, scheduler)
             if request.signum is not None:  # came after the last step's check: all is saved
                 raise self._stopped(request.signum, last_checkpoint)
@@ -525,6 +522,24 @@ class Trainer:
         )
         write_model_card(self, result)  # README.md of the run folder (main process)
         return result
+
+    def _checked_mean(
+        self, meter: LossMeter, last_checkpoint: Path | None, *, flush: bool = False
+    ) -> float:
+        """The mean loss since the last log point (one host sync; ``flush`` starts a new log
+        window), or a :class:`TrainingError` if one of those steps had a NaN/inf loss: nothing
+        is saved then, and the last good checkpoint is named. No steps: a NaN mean."""
+        window = meter.flush() if flush else meter.check()
+        if window is None:
+            return float("nan")
+        if not window.finite:
+            raise TrainingError(
+                f"loss is not finite (NaN/inf) at step {window.first_bad_step} (found at step "
+                f"{window.last_step}); stopped without saving. The last good checkpoint is "
+                f"{last_checkpoint or '(none yet)'}; lower train.lr or use "
+                "train.mixed_precision=no, then --resume it"
+            )
+        return window.mean
 
     def _agree_on_stop(self, out_of_time: bool, request: StopRequest) -> tuple[bool, int]:
         """Whether every process stops after this step: (time is up, signal number or 0).

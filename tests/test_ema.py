@@ -31,3 +31,24 @@ def test_shadow_is_frozen_copy() -> None:
     ema = EMA(model)
     assert all(not p.requires_grad for p in ema.shadow.parameters())
     assert ema.shadow.weight.data_ptr() != model.weight.data_ptr()
+
+
+def test_multi_tensor_update_equals_the_per_parameter_rule() -> None:
+    """The foreach update is exactly ``lerp_`` per parameter, and buffers are copied."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(2, 2))
+    ema = EMA(model, decay=0.99, warmup=True)
+    reference = {k: v.clone() for k, v in ema.shadow.state_dict().items()}
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+            model[1].running_mean.add_(1.0)
+        weight = 1.0 - ema.current_decay()
+        for name, param in model.named_parameters():
+            reference[name].lerp_(param.detach(), weight)
+        for name, buffer in model.named_buffers():
+            reference[name].copy_(buffer)
+        ema.update(model)
+    for name, value in ema.shadow.state_dict().items():
+        assert torch.equal(value, reference[name]), name

@@ -101,10 +101,25 @@ class _NaNAfter(GenerationTask):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path: Path, sample_data: Path) -> None:
+    _NaNAfter.calls = 0
     config = config_from_dict(tiny_config(tmp_path / "n", sample_data, max_steps=10, save_every=2))
     with pytest.raises(TrainingError, match=r"at step 5.*step_00000004"):
         Trainer(_NaNAfter(config), tmp_path / "n").fit()
     assert [p.name for p in list_checkpoints(tmp_path / "n")][-1] == "step_00000004"
+
+
+def test_nan_inside_a_log_window_is_caught_before_the_next_checkpoint(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    """The loss is read on the host only at log/checkpoint points (no sync per step): a NaN at
+    step 5 of a 4-step log window is found at the step-6 checkpoint, which is not written."""
+    _NaNAfter.calls = 0
+    raw = tiny_config(tmp_path / "w", sample_data, max_steps=12, save_every=3, log_every=4)
+    with pytest.raises(TrainingError, match=r"at step 5 \(found at step 6\).*step_00000003"):
+        Trainer(_NaNAfter(config_from_dict(raw)), tmp_path / "w").fit()
+    assert [p.name for p in list_checkpoints(tmp_path / "w")] == ["step_00000003"]
+    logged = (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logged] == [4]
 
 
 def test_resume_with_other_band_count_is_refused(tmp_path: Path, sample_data: Path) -> None:
