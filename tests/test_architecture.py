@@ -46,6 +46,7 @@ LAYERS: dict[str, int] = {
     "run_folder": 2,
     "model_card": 2,
     "ema": 2,
+    "loss_meter": 2,
     "batching": 2,
     # 3: the library's building blocks
     "diffusion": 3,
