@@ -203,6 +203,19 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     num_groups: int = Field(32, ge=1)
     head_channels: int = Field(64, ge=8)
+    #: FiLM scale-shift time conditioning (Nichol & Dhariwal 2021, Sec. 3); false: the additive
+    #: one of DDPM (Ho et al. 2020, App. B) -- diffusers' resnet_time_scale_shift 'default'.
+    time_scale_shift: bool = True
+    #: Time embedding frequencies w_i = 10000 ** (-i / (base_channels / 2 - freq_shift)):
+    #: 0 = terradiff's own, 1 = the DDPM reference code (diffusers' freq_shift).
+    freq_shift: float = Field(0.0, ge=0.0)
+    #: Self-attention in the middle block (diffusers' add_attention).
+    mid_attention: bool = True
+    #: GroupNorm epsilon: 1e-5, or 1e-6 as in the DDPM reference code (diffusers' norm_eps).
+    norm_eps: float = Field(1e-5, gt=0.0, lt=1.0)
+    #: Stride-2 convs padded on every side (1) or bottom/right only as TF's "SAME" (0; the DDPM
+    #: reference code, Ho et al. 2020; diffusers' downsample_padding).
+    downsample_padding: Literal[0, 1] = 1
 
     @model_validator(mode="after")
     def _groups_divide_channels(self) -> ModelConfig:
@@ -212,13 +225,20 @@ class ModelConfig(_Section):
                     f"num_groups={self.num_groups} must divide every level's channels "
                     f"(base_channels {self.base_channels} x mult {mult}); choose e.g. num_groups=8"
                 )
+        if not self.freq_shift < self.base_channels // 2:
+            raise ValueError(
+                f"freq_shift={self.freq_shift:g} must be smaller than half of base_channels "
+                f"({self.base_channels // 2}), the time embedding's frequency count; use 0 or 1"
+            )
         return self
 
 
 class DiffusionConfig(_Section):
     """Noise schedule, prediction target and loss (:mod:`terradiff.diffusion`)."""
 
-    schedule: Literal["linear", "cosine", "sigmoid", "sigmoid_betas"] = "linear"
+    #: Formulas and papers: terradiff.diffusion.schedules (scaled_linear: Rombach et al. 2022,
+    #: betas = linspace(sqrt(beta_start), sqrt(beta_end), T) ** 2, diffusers' 'scaled_linear').
+    schedule: Literal["linear", "cosine", "sigmoid", "sigmoid_betas", "scaled_linear"] = "linear"
     num_timesteps: int = Field(1000, ge=2, le=100_000)
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(2e-2, gt=0.0, lt=1.0)
@@ -242,7 +262,7 @@ class DiffusionConfig(_Section):
 
     def schedule_kwargs(self) -> dict[str, float]:
         """Keyword arguments of :func:`terradiff.diffusion.schedules.make_betas` for it."""
-        if self.schedule in ("linear", "sigmoid_betas"):
+        if self.schedule in ("linear", "sigmoid_betas", "scaled_linear"):
             return {"beta_start": self.beta_start, "beta_end": self.beta_end}
         if self.schedule == "cosine":
             return {"cosine_s": self.cosine_s}

@@ -10,11 +10,14 @@ Export writes, into one folder (atomically)::
 
 Import reads such a folder (or a pipeline folder with ``unet/`` and ``scheduler/``) and writes a
 generation run, ``RUN/checkpoints/step_00000000/`` + ``RUN/config.json``, that ``terradiff
-sample`` and ``terradiff evaluate`` load like a trained one. A run config builds its UNet with
-scale-shift time conditioning, middle attention and no time-frequency shift, so diffusers nets
-with ``resnet_time_scale_shift: default``, ``add_attention: false`` or ``freq_shift: 1`` (e.g.
-the DDPM reference checkpoints) are refused here (by key); they
-load from Python with :func:`terradiff.interop.diffusers_unet.unet_from_diffusers`.
+sample`` and ``terradiff evaluate`` load like a trained one. The run's ``model`` section
+records what the DDPM reference nets (Ho et al. 2020; ``google/ddpm-*``) do differently from
+terradiff's defaults -- ``time_scale_shift`` (diffusers' ``resnet_time_scale_shift``),
+``freq_shift``, ``mid_attention`` (``add_attention``), ``norm_eps``, ``downsample_padding`` --
+so every net :func:`~terradiff.interop.diffusers_unet.unet_kwargs_from_diffusers` accepts becomes
+a run, except one with ``out_channels != in_channels`` (a generation run denoises images of one
+band count) or a value outside the run config's ranges (e.g. ``attention_head_dim`` below 8),
+which are refused by their diffusers key.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from terradiff.checkpoint import save_checkpoint
-from terradiff.config import config_from_dict
+from terradiff.config import ModelConfig, config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError, ConfigError
 from terradiff.interop.diffusers_schedule import (
@@ -130,25 +134,42 @@ def _scheduler_file(folder: Path, explicit: str | Path | None) -> Path:
     )
 
 
+#: (UNet keyword, run config ``model`` key, the diffusers key it comes from).
+_MODEL_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("base_channels", "base_channels", "block_out_channels"),
+    ("channel_mults", "channel_mults", "block_out_channels"),
+    ("num_res_blocks", "num_res_blocks", "layers_per_block"),
+    ("attention_resolutions", "attention_resolutions", "down_block_types"),
+    ("dropout", "dropout", "dropout"),
+    ("num_groups", "num_groups", "norm_num_groups"),
+    ("head_channels", "head_channels", "attention_head_dim"),
+    ("scale_shift", "time_scale_shift", "resnet_time_scale_shift"),
+    ("time_freq_shift", "freq_shift", "freq_shift"),
+    ("mid_attention", "mid_attention", "add_attention"),
+    ("norm_eps", "norm_eps", "norm_eps"),
+    ("downsample_padding", "downsample_padding", "downsample_padding"),
+)
+
+
+def _model_section(kwargs: dict[str, Any], config: dict[str, Any], source: str) -> dict[str, Any]:
+    """The run's ``model`` section; a value outside its range is refused by its diffusers key."""
+    model = {key: kwargs[name] for name, key, _ in _MODEL_KEYS}
+    try:
+        ModelConfig(**model)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        origin = next((d for _, key, d in _MODEL_KEYS if key == field), field)
+        raise ConfigError(
+            f"{source}: diffusers key {origin!r} = {config.get(origin)!r} gives a run config's "
+            f"model.{field} = {model.get(field)!r}, which a run refuses ({first['msg']}); load "
+            "it from Python with terradiff.interop.diffusers_unet.unet_from_diffusers"
+        ) from None
+    return model
+
+
 def _representable_in_run(kwargs: dict[str, Any], source: str) -> None:
     """Refuse what a run config cannot express (its UNet is built by ``tasks.base.build_unet``)."""
-    if not kwargs["scale_shift"]:
-        raise ConfigError(
-            f"{source}: resnet_time_scale_shift 'default' (additive time embedding): a terradiff "
-            "run config always builds scale-shift residual blocks, so this net cannot become a "
-            "run; load it from Python with terradiff.interop.diffusers_unet.unet_from_diffusers"
-        )
-    if kwargs["time_freq_shift"]:
-        raise ConfigError(
-            f"{source}: freq_shift {kwargs['time_freq_shift']:g}: a terradiff run config builds "
-            "the time embedding without a frequency shift, so this net cannot become a run; "
-            "load it from Python with terradiff.interop.diffusers_unet.unet_from_diffusers"
-        )
-    if not kwargs["mid_attention"]:
-        raise ConfigError(
-            f"{source}: add_attention false: a terradiff run config always has middle attention; "
-            "load it from Python with terradiff.interop.diffusers_unet.unet_from_diffusers"
-        )
     if kwargs["in_channels"] != kwargs["out_channels"]:
         raise ConfigError(
             f"{source}: in_channels {kwargs['in_channels']} != out_channels "
@@ -215,18 +236,7 @@ def import_diffusers(
         "name": folder.resolve().name,
         "output_dir": str(out),
         "data": {"root": str(data_root or NO_DATA_ROOT), "image_size": kwargs["image_size"]},
-        "model": {
-            k: kwargs[k]
-            for k in (
-                "base_channels",
-                "channel_mults",
-                "num_res_blocks",
-                "attention_resolutions",
-                "dropout",
-                "num_groups",
-                "head_channels",
-            )
-        },
+        "model": _model_section(kwargs, config, str(config_path)),
         "diffusion": diffusion,
         "sample": sample,
     }

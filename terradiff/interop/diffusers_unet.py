@@ -19,12 +19,17 @@ diffusers ``UNet2DModel``      terradiff ``UNet``
 ``flip_sin_to_cos``            True; False is imported by permuting the first time-MLP layer's
                                input columns (the embedding's sin and cos halves swap)
 ``freq_shift``                 ``time_freq_shift`` (1 in the DDPM reference code)
+``norm_eps``                   ``norm_eps`` (1e-6 in the DDPM reference code)
+``downsample_padding``         ``downsample_padding`` (0 in the DDPM reference code: TF "SAME")
 ``dropout``, ``sample_size``   ``dropout``, ``image_size``
 =============================  ==============================================================
 
-Everything else must have the value both nets share (``norm_eps`` 1e-5,
-``act_fn`` silu, ``mid_block_scale_factor`` 1, ``downsample_padding`` 1, conv up/down-sampling,
-positional time embedding, no class embedding, no ``center_input_sample``);
+So the DDPM reference nets (Ho et al. 2020, converted to diffusers as ``google/ddpm-*``:
+additive time embedding, ``freq_shift`` 1, ``flip_sin_to_cos`` false, ``norm_eps`` 1e-6,
+``downsample_padding`` 0, one attention head) import, and so does every net terradiff exports.
+Everything else must have the value both nets share (``act_fn`` silu,
+``mid_block_scale_factor`` 1, conv up/down-sampling, positional time embedding, no class
+embedding, no ``center_input_sample``);
 :func:`unet_kwargs_from_diffusers` raises a :class:`~terradiff.errors.ConfigError` naming the
 first key that is not, with its value and what terradiff supports.
 
@@ -104,11 +109,10 @@ _FIXED: dict[str, tuple[Any, ...]] = {
     "time_embedding_type": ("positional",),
     "mid_block_type": ("UNetMidBlock2D",),
     "mid_block_scale_factor": (1,),
-    "downsample_padding": (1,),
+    "downsample_padding": (0, 1),
     "downsample_type": ("conv",),
     "upsample_type": ("conv",),
     "act_fn": ("silu", "swish"),
-    "norm_eps": (1e-5,),
     "resnet_time_scale_shift": ("default", "scale_shift"),
     "class_embed_type": (None,),
     "num_class_embeds": (None,),
@@ -198,7 +202,7 @@ def diffusers_unet_config(net_config: Mapping[str, Any]) -> dict[str, Any]:
         "block_out_channels": chans,
         "layers_per_block": int(net_config["num_res_blocks"]),
         "mid_block_scale_factor": 1,
-        "downsample_padding": 1,
+        "downsample_padding": int(net_config.get("downsample_padding", 1)),
         "downsample_type": "conv",
         "upsample_type": "conv",
         "dropout": float(net_config.get("dropout", 0.0)),
@@ -207,7 +211,7 @@ def diffusers_unet_config(net_config: Mapping[str, Any]) -> dict[str, Any]:
         "norm_num_groups": groups,
         # explicit: with scale_shift and None, diffusers' middle attention has no GroupNorm
         "attn_norm_num_groups": groups,
-        "norm_eps": 1e-5,
+        "norm_eps": float(net_config.get("norm_eps", 1e-5)),
         "resnet_time_scale_shift": (
             "scale_shift" if net_config.get("scale_shift", True) else "default"
         ),
@@ -251,14 +255,16 @@ def _check_fixed(config: Mapping[str, Any], source: str) -> None:
         raise _refuse("_class_name", name, "only UNet2DModel folders import", source)
     for key, allowed in _FIXED.items():
         value = config.get(key, DIFFUSERS_DEFAULTS[key])
-        if key == "norm_eps":
-            ok = isinstance(value, int | float) and abs(float(value) - 1e-5) < 1e-12
-        elif key in ("mid_block_scale_factor", "downsample_padding"):
-            ok = isinstance(value, int | float) and float(value) == float(allowed[0])
+        if key in ("mid_block_scale_factor", "downsample_padding"):
+            ok = not isinstance(value, bool) and isinstance(value, int | float)
+            ok = ok and float(value) in allowed
         else:
             ok = value in allowed
         if not ok:
             raise _refuse(key, value, f"supported: {' or '.join(map(repr, allowed))}", source)
+    eps = config.get("norm_eps", DIFFUSERS_DEFAULTS["norm_eps"])
+    if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0.0 < float(eps) < 1.0:
+        raise _refuse("norm_eps", eps, "supported: a number in (0, 1)", source)
     unknown = sorted(k for k in config if not k.startswith("_") and k not in DIFFUSERS_DEFAULTS)
     if unknown:
         raise _refuse(unknown[0], config[unknown[0]], "a key this version does not know", source)
@@ -366,6 +372,8 @@ def unet_kwargs_from_diffusers(
         "scale_shift": scale_shift,
         "mid_attention": mid_attention,
         "time_freq_shift": float(freq_shift),
+        "norm_eps": float(get("norm_eps")),
+        "downsample_padding": int(get("downsample_padding")),
     }
     return kwargs, bool(get("flip_sin_to_cos"))
 

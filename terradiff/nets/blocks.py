@@ -179,6 +179,7 @@ class ResBlock(nn.Module):
         dropout: Dropout probability before the second convolution.
         num_groups: GroupNorm groups.
         scale_shift: FiLM scale-shift conditioning (True) or additive (False).
+        eps: GroupNorm epsilon (1e-5; the DDPM reference code, Ho et al. 2020, used 1e-6).
     """
 
     def __init__(
@@ -190,16 +191,17 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
         num_groups: int = 32,
         scale_shift: bool = True,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         check_groups(in_channels, num_groups)
         check_groups(out_channels, num_groups)
         self.scale_shift = scale_shift
         self.num_groups = num_groups
-        self.norm1 = GroupNormSiLU(num_groups, in_channels)
+        self.norm1 = GroupNormSiLU(num_groups, in_channels, eps=eps)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, 2 * out_channels if scale_shift else out_channels)
-        self.norm2 = GroupNorm(num_groups, out_channels)
+        self.norm2 = GroupNorm(num_groups, out_channels, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
@@ -252,9 +254,12 @@ class AttentionBlock(nn.Module):
         channels: Channels of the feature map.
         head_channels: Channels per head (``channels`` must be a multiple when larger).
         num_groups: GroupNorm groups.
+        eps: GroupNorm epsilon (see :class:`ResBlock`).
     """
 
-    def __init__(self, channels: int, *, head_channels: int = 64, num_groups: int = 32) -> None:
+    def __init__(
+        self, channels: int, *, head_channels: int = 64, num_groups: int = 32, eps: float = 1e-5
+    ) -> None:
         super().__init__()
         check_groups(channels, num_groups)
         heads = max(1, channels // head_channels)
@@ -265,7 +270,7 @@ class AttentionBlock(nn.Module):
             )
         self.channels = channels
         self.heads = heads
-        self.norm = GroupNorm(num_groups, channels)
+        self.norm = GroupNorm(num_groups, channels, eps=eps)
         self.qkv = nn.Linear(channels, 3 * channels)
         self.proj = nn.Linear(channels, channels)
         nn.init.zeros_(self.proj.weight)
@@ -358,14 +363,26 @@ class CrossAttentionFusion(nn.Module):
 
 
 class Downsample(nn.Module):
-    """Halve H and W with a 3x3 stride-2 convolution (Ho et al. 2020, App. B)."""
+    """Halve H and W with a 3x3 stride-2 convolution (Ho et al. 2020, App. B).
 
-    def __init__(self, channels: int) -> None:
+    Args:
+        channels: Channels in and out.
+        padding: 1 pads every side by one pixel (terradiff's own); 0 pads only the bottom and
+            right edges by one pixel, TensorFlow's ``"SAME"`` padding for even sizes, as in the
+            DDPM reference code (Ho et al. 2020) and diffusers' ``downsample_padding: 0``.
+    """
+
+    def __init__(self, channels: int, padding: int = 1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        if padding not in (0, 1):
+            raise ValueError(f"Downsample padding must be 0 or 1, got {padding!r}")
+        self.padding = padding
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=padding)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[B, C, H, W]`` -> ``[B, C, H/2, W/2]``."""
+        if self.padding == 0:
+            x = F.pad(x, (0, 1, 0, 1))
         return self.conv(x)
 
 

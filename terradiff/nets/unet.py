@@ -144,6 +144,11 @@ class UNet(nn.Module):
         time_freq_shift: Frequency shift of the sinusoidal time embedding
             (:func:`~terradiff.nets.blocks.timestep_embedding`); 0 (terradiff's own) or the 1 of
             the DDPM reference code, for nets imported from diffusers with ``freq_shift: 1``.
+        norm_eps: Epsilon of every GroupNorm; 1e-5 (terradiff's own) or the 1e-6 of the DDPM
+            reference code (Ho et al. 2020; diffusers' ``norm_eps``).
+        downsample_padding: 1 (terradiff's own) or 0: TensorFlow-style bottom/right padding
+            of the stride-2 convolutions, as in the DDPM reference code (see
+            :class:`~terradiff.nets.blocks.Downsample`; diffusers' ``downsample_padding``).
 
     Attributes:
         config: The constructor arguments as a JSON-serialisable dict (see :meth:`from_config`).
@@ -173,6 +178,8 @@ class UNet(nn.Module):
         channels_last: bool | None = None,
         condition_spec: ConditionSpec | Mapping[str, Any] | None = None,
         time_freq_shift: float = 0.0,
+        norm_eps: float = 1e-5,
+        downsample_padding: int = 1,
     ) -> None:
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -193,6 +200,11 @@ class UNet(nn.Module):
             raise ValueError(f"channel_mults must be positive integers, got {channel_mults!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if not 0.0 < norm_eps < 1.0 or downsample_padding not in (0, 1):
+            raise ValueError(
+                f"norm_eps must be in (0, 1) and downsample_padding 0 or 1, got {norm_eps!r} "
+                f"and {downsample_padding!r}"
+            )
         channel_mults = tuple(int(m) for m in channel_mults)
         if condition_spec is not None and not isinstance(condition_spec, ConditionSpec):
             condition_spec = ConditionSpec.from_dict(condition_spec)
@@ -216,6 +228,8 @@ class UNet(nn.Module):
             "channels_last": channels_last,
             "condition_spec": None if spec is None else spec.to_dict(),
             "time_freq_shift": float(time_freq_shift),
+            "norm_eps": float(norm_eps),
+            "downsample_padding": int(downsample_padding),
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -240,12 +254,15 @@ class UNet(nn.Module):
                 dropout=dropout,
                 num_groups=num_groups,
                 scale_shift=scale_shift,
+                eps=norm_eps,
             )
 
         def attn(c: int, level: int) -> nn.Module:
             if level not in self.attention_levels:
                 return nn.Identity()
-            return AttentionBlock(c, head_channels=head_channels, num_groups=num_groups)
+            return AttentionBlock(
+                c, head_channels=head_channels, num_groups=num_groups, eps=norm_eps
+            )
 
         self.input_conv = nn.Conv2d(in_channels + cond_channels, chans[0], 3, padding=1)
         skips = [chans[0]]
@@ -260,7 +277,7 @@ class UNet(nn.Module):
                 skips.append(cur)
             resample = None
             if i < num_levels - 1:
-                resample = Downsample(cur)
+                resample = Downsample(cur, downsample_padding)
                 skips.append(cur)
             down.append(_Level(blocks, attns, resample))
         self.down = nn.ModuleList(down)
@@ -269,7 +286,7 @@ class UNet(nn.Module):
         self.middle_channels = cur
         self.mid_res1 = res(cur, cur)
         self.mid_attn = (
-            AttentionBlock(cur, head_channels=head_channels, num_groups=num_groups)
+            AttentionBlock(cur, head_channels=head_channels, num_groups=num_groups, eps=norm_eps)
             if mid_attention
             else nn.Identity()
         )
@@ -295,7 +312,8 @@ class UNet(nn.Module):
         self.feature_channels: tuple[int, ...] = tuple(reversed(chans))
 
         self.out = nn.Sequential(
-            GroupNormSiLU(num_groups, cur), nn.Conv2d(cur, out_channels, 3, padding=1)
+            GroupNormSiLU(num_groups, cur, eps=norm_eps),
+            nn.Conv2d(cur, out_channels, 3, padding=1),
         )
         nn.init.zeros_(self.out[1].weight)
         nn.init.zeros_(self.out[1].bias)
@@ -345,6 +363,8 @@ class UNet(nn.Module):
             "channels_last",
             "condition_spec",
             "time_freq_shift",
+            "norm_eps",
+            "downsample_padding",
         )
 
     def config_json(self) -> str:

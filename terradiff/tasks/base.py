@@ -250,6 +250,11 @@ def build_unet(
             num_groups=model.num_groups,
             head_channels=model.head_channels,
             condition_spec=condition_spec,
+            scale_shift=model.time_scale_shift,
+            mid_attention=model.mid_attention,
+            time_freq_shift=model.freq_shift,
+            norm_eps=model.norm_eps,
+            downsample_padding=model.downsample_padding,
         ),
     )
 

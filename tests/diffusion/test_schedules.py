@@ -24,7 +24,9 @@ def test_schedule_properties(kind: str, num_t: int) -> None:
     assert bool(((betas > 0) & (betas < 1)).all())
     ab = NoiseSchedule(betas).alphas_cumprod
     assert bool((ab[1:] < ab[:-1]).all()), "alphas_cumprod must be strictly decreasing"
-    assert 0.0 < float(ab[-1]) < 1e-2 < 0.99 < float(ab[0]) < 1.0
+    # scaled_linear (LDM) adds less noise: alpha_bar_{T-1} ~ 2.7e-2 at T=500 with 1e-4 .. 0.02
+    last = 5e-2 if kind == "scaled_linear" and T < 1000 else 1e-2
+    assert 0.0 < float(ab[-1]) < last and 0.99 < float(ab[0]) < 1.0
 
 
 @pytest.mark.parametrize("num_t", T_VALUES)
@@ -68,6 +70,25 @@ def test_sigmoid_is_chen_2023(num_t: int) -> None:
     assert float((ab - other).abs().max()) > 0.1
 
 
+@pytest.mark.parametrize("num_t", T_VALUES)
+@pytest.mark.parametrize(("beta_start", "beta_end"), [(1e-4, 0.02), (0.00085, 0.012)])
+def test_scaled_linear_is_rombach_2022(num_t: int, beta_start: float, beta_end: float) -> None:
+    T = num_t
+    betas = make_betas("scaled_linear", T, beta_start=beta_start, beta_end=beta_end)
+    # Rombach et al. (2022): sqrt(beta) evenly spaced from sqrt(beta_start) to sqrt(beta_end)
+    root = np.sqrt(beta_start) + np.arange(T) / (T - 1) * (np.sqrt(beta_end) - np.sqrt(beta_start))
+    np.testing.assert_allclose(betas.numpy(), root**2, rtol=1e-12)
+    assert float(betas[0]) == pytest.approx(beta_start, rel=1e-12)
+    assert float(betas[-1]) == pytest.approx(beta_end, rel=1e-12)
+    steps = betas.sqrt()[1:] - betas.sqrt()[:-1]
+    torch.testing.assert_close(steps, torch.full_like(steps, float(steps.mean())))
+    # below the linear schedule with the same endpoints (a convex curve between them)
+    linear = make_betas("linear", T, beta_start=beta_start, beta_end=beta_end)
+    assert bool((betas[1:-1] < linear[1:-1]).all())
+    sched = NoiseSchedule.create("scaled_linear", T, beta_start=beta_start, beta_end=beta_end)
+    assert sched.params == {"beta_start": beta_start, "beta_end": beta_end}
+
+
 def test_sigmoid_betas_shape() -> None:
     betas = make_betas("sigmoid_betas", 1000, beta_start=1e-4, beta_end=0.02)
     assert float(betas[0]) == pytest.approx(1e-4 + (0.02 - 1e-4) / (1 + math.exp(6)), rel=1e-9)
@@ -83,6 +104,7 @@ def test_sigmoid_betas_shape() -> None:
         ("linear", "linear", {"beta_start": 1e-6, "beta_end": 0.01}),
         ("cosine", "squaredcos_cap_v2", {}),
         ("sigmoid_betas", "sigmoid", {}),
+        ("scaled_linear", "scaled_linear", {"beta_start": 0.00085, "beta_end": 0.012}),
     ],
 )
 def test_matches_diffusers(kind: str, diffusers_name: str, kwargs: dict, num_t: int) -> None:
@@ -192,6 +214,7 @@ def test_posterior_matches_bayes_rule() -> None:
         ("cosine", {"cosine_s": 0.01}),
         ("sigmoid", {"sigmoid_start": -2.0, "sigmoid_end": 4.0, "sigmoid_tau": 0.7}),
         ("sigmoid_betas", {}),
+        ("scaled_linear", {"beta_start": 0.00085, "beta_end": 0.012}),
     ],
 )
 def test_dict_round_trip(kind: str, kwargs: dict) -> None:

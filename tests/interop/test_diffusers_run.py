@@ -119,22 +119,23 @@ def test_import_refuses_what_a_run_cannot_hold(
     main(["export-diffusers", str(tmp_path / "run"), "--out", str(folder)])
     capsys.readouterr()
     config = json.loads((folder / "config.json").read_text())
-    config["resnet_time_scale_shift"] = "default"
-    (folder / "config.json").write_text(json.dumps(config))
-    assert main(["import-diffusers", str(folder), "--out", str(tmp_path / "r")]) == 2
-    assert "resnet_time_scale_shift" in capsys.readouterr().err
     config["time_embedding_type"] = "fourier"
     (folder / "config.json").write_text(json.dumps(config))
     assert main(["import-diffusers", str(folder), "--out", str(tmp_path / "r")]) == 2
     assert "'time_embedding_type' = 'fourier'" in capsys.readouterr().err
-    config.update(time_embedding_type="positional", resnet_time_scale_shift="scale_shift")
-    config["freq_shift"] = 1  # the DDPM reference embedding: a net, not a run
+    config.update(time_embedding_type="positional", out_channels=1)
+    (folder / "config.json").write_text(json.dumps(config))  # a net, not a generation run
+    assert main(["import-diffusers", str(folder), "--out", str(tmp_path / "r")]) == 2
+    assert "out_channels 1" in capsys.readouterr().err
+    scheduler = json.loads((folder / "scheduler_config.json").read_text())
+    (folder / "scheduler_config.json").write_text(
+        json.dumps({**scheduler, "beta_schedule": "laplace"})
+    )
+    config["out_channels"] = 3
     (folder / "config.json").write_text(json.dumps(config))
     assert main(["import-diffusers", str(folder), "--out", str(tmp_path / "r")]) == 2
-    assert "freq_shift 1" in capsys.readouterr().err
+    assert "'beta_schedule' = 'laplace'" in capsys.readouterr().err
     (folder / "scheduler_config.json").unlink()
-    config["freq_shift"] = 0
-    (folder / "config.json").write_text(json.dumps(config))
     assert main(["import-diffusers", str(folder), "--out", str(tmp_path / "r")]) == 2
     assert "--scheduler" in capsys.readouterr().err
     # export refuses to replace an existing folder without --overwrite

@@ -74,6 +74,7 @@ def write_diffusers_folder(net: UNet, folder: Path) -> None:
         ({"head_channels": 64}, 0),  # one head of the level's width everywhere
         ({"cond_channels": 2}, 2),  # SR3: diffusers takes cat([x, cond])
         ({"time_freq_shift": 1.0}, 0),
+        ({"norm_eps": 1e-6, "downsample_padding": 0, "scale_shift": False}, 0),  # DDPM's
     ],
 )
 def test_export_loads_in_diffusers_with_equal_outputs(
@@ -180,7 +181,8 @@ BASE = {
         ("freq_shift", 8),  # not below half the embedding width (16 / 2)
         ("time_embedding_type", "fourier"),
         ("center_input_sample", True),
-        ("norm_eps", 1e-6),
+        ("norm_eps", 0.0),
+        ("downsample_padding", 2),
         ("act_fn", "gelu"),
         ("mid_block_scale_factor", 2),
         ("downsample_type", "resnet"),
