@@ -10,11 +10,9 @@ never triggered a save): an unknown key, a wrong type or an out-of-range value i
 
 from __future__ import annotations
 
-import difflib
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
     Field,
     SerializeAsAny,
     ValidationError,
@@ -23,15 +21,14 @@ from pydantic import (
     model_validator,
 )
 
+from terradiff.config_errors import describe_validation_error
 from terradiff.config_methods import (
     SECTION_TASKS,
     ConfigSection,
     MethodConfig,
-    SectionError,
     default_method,
     method_config_class,
     register_method_config,
-    registered_method_configs,
     unregister_method_config,
     validate_method_section,
 )
@@ -511,75 +508,10 @@ def unet_size_problems(
     return problems
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the section that ``loc`` points into (for 'did you mean')."""
-    current: Any = model
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            current = annotation
-        else:
-            return []
-    return list(current.model_fields) if hasattr(current, "model_fields") else []
-
-
 def format_validation_error(error: ValidationError, source: str) -> str:
-    """Turn pydantic's error into lines naming each key, the value given and the fix."""
-    lines = [f"invalid config {source}:"]
-    lines += _error_lines(error.errors(), ExperimentConfig, ())
-    return "\n".join(lines)
-
-
-def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, ...]) -> list[str]:
-    """One line per error of ``model`` (located under ``prefix``), method sections expanded."""
-    lines = []
-    for item in errors:
-        cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, SectionError):
-            lines += _error_lines(
-                cause.error.errors(), cause.config_class, (*prefix, cause.section)
-            )
-            continue
-        inner = tuple(item["loc"])
-        loc = (*prefix, *inner)
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        given = item.get("input")
-        if item["type"] == "extra_forbidden":
-            known = _known_keys(model, inner)
-            guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f"did you mean '{guess[0]}'? " if guess else ""
-            where = "Known keys here"
-            if prefix and len(inner) == 1:  # a key of a method section
-                method = model.model_fields["method"].default
-                where = f"Keys of method '{method}'"
-                owners = sorted(
-                    name
-                    for name, other in registered_method_configs(str(prefix[-1])).items()
-                    if loc[-1] in other.model_fields
-                )
-                if owners:
-                    hint = f"It is a key of method {', '.join(owners)}, not '{method}'. " + hint
-            lines.append(f"  - {key}: unknown key. {hint}{where}: {', '.join(sorted(known))}.")
-        elif item["type"] == "missing":
-            lines.append(f"  - {key}: required key is missing; add it.")
-        elif item["type"] == "value_error" and isinstance(given, dict):
-            # a check across keys (a model validator): its message names the keys itself
-            message = str(item["msg"]).removeprefix("Value error, ")
-            lines.append(f"  - {message}" if not inner else f"  - {key}: {message}")
-        else:
-            fix = ""
-            if isinstance(given, str) and item["type"].startswith("int"):
-                try:
-                    fix = f" Write it as a plain integer, e.g. {int(float(given))}."
-                except ValueError:
-                    fix = ""
-            lines.append(f"  - {key}: {item['msg']} (got {given!r}).{fix}")
-    return lines
+    """Turn pydantic's error into lines naming each key, the value given and the fix
+    (:func:`terradiff.config_errors.describe_validation_error`)."""
+    return describe_validation_error(error, source, ExperimentConfig)
 
 
 def config_from_dict(data: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:

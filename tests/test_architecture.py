@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "config": 2,
     "config_loading": 2,
     "config_methods": 2,
+    "config_errors": 2,
     "checkpoint": 2,
     "run_folder": 2,
     "model_card": 2,
