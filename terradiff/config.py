@@ -301,6 +301,11 @@ class TrainConfig(_Section):
         description="Memory format of the net while training: true = weights and activations "
         "channels-last on every device, false = NCHW, null = channels-last on CPU only",
     )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="torch.compile the net's repeated blocks while training (regional "
+        "compilation, terradiff.nets.compile): auto = on with CUDA, off on CPU",
+    )
     progress: bool = True
 
 

@@ -52,6 +52,7 @@ from terradiff.errors import (
 from terradiff.io import atomic_write_text, remove_stale_temporaries
 from terradiff.loss_meter import LossMeter
 from terradiff.model_card import write_model_card
+from terradiff.nets.compile import compile_regions, resolve_compile
 from terradiff.nets.memory import set_channels_last
 from terradiff.progress import progress_bar
 from terradiff.run_folder import check_run_folder, delete_previous_run
@@ -183,8 +184,15 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def _build_optimizer(self, net: torch.nn.Module) -> torch.optim.Optimizer:
         cfg = self.train_cfg
+        # one fused kernel for the whole update on CUDA (torch's fused AdamW); CPU keeps the
+        # default multi-tensor implementation, whose results the committed runs were made with
+        fused = True if self.accelerator.device.type == "cuda" else None
         return torch.optim.AdamW(
-            net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            net.parameters(),
+            lr=cfg.lr,
+            betas=tuple(cfg.betas),
+            weight_decay=cfg.weight_decay,
+            fused=fused,
         )
 
     def _resume_checkpoint(self) -> Path | None:
@@ -378,6 +386,8 @@ class Trainer:
         resume_from = self._resume_checkpoint()
         if resume_from is not None:
             self._restore(resume_from, net, ema, optimizer, scheduler)
+        if resolve_compile(cfg.compile, acc.device):  # after the EMA copy: the shadow is eager
+            compile_regions(net)
         net, optimizer = acc.prepare(net, optimizer)
 
         dataset = self.task.build_dataset()
