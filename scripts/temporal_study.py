@@ -19,6 +19,14 @@ Methods, all with the same 16-channel UNet body, the same crops and the same pai
   (``biomassters_month_generator``, frozen) steered by a trainable encoder copy fed the before
   image through zero convolutions (``biomassters_controlnet``; DDIM-20).
 
+Validation (before any test number is looked at): whether the regression and concat models
+predict the after image itself or the change from the before image (``temporal.target``: after
+or change) is chosen on *validation months*: regression models of each kind are trained with the
+last 4 usable months of every chip held out and scored on the first two of those (the test
+months are neither trained on nor scored); the kind with the larger visible-band PSNR gain over
+persistence is used for both methods. The ControlNet steers an image generator, so it always
+models the after image.
+
 Intervals: for every run, a 95% bootstrap interval of model - persistence over the test windows
 (windows of one chip are correlated, so this interval is optimistic); over seeds, mean +- std.
 The issue's target (>= 1 dB PSNR over persistence on the visible bands B04/B03/B02) is read as
@@ -74,6 +82,56 @@ def training_files(data_root: Path, test_dates: int) -> list[str]:
     for series in build_task(config).series():
         names += [image.path.name for image in series.images[: max(len(series) - test_dates, 0)]]
     return sorted(names)
+
+
+def validation_months(data_root: Path, test_dates: int) -> dict[str, list[str]]:
+    """Per chip, the labels of the 2 usable months before its ``test_dates`` test months."""
+    from terradiff.config_loading import load_config
+    from terradiff.tasks import build_task
+
+    config = load_config(REPO / METHODS["concat"][1], [f"data.root={data_root}"])
+    out = {}
+    for series in build_task(config).series():
+        labels = series.labels
+        out[series.place] = labels[max(len(labels) - test_dates - 2, 0) : len(labels) - test_dates]
+    return out
+
+
+def validation_gain(per_window: list[dict[str, Any]], months: dict[str, list[str]]) -> dict:
+    """Mean visible-band PSNR gain over persistence on the windows whose target is a
+    validation month of its chip."""
+    kept = [w for w in per_window if w["target_date"] in months.get(w["place"], [])]
+    gains = [w["model_psnr_visible"] - w["persistence_psnr_visible"] for w in kept]
+    return {"gain": float(np.nanmean(gains)) if gains else float("nan"), "windows": len(kept)}
+
+
+def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any) -> str:
+    """``temporal.target`` for regression and concat, chosen on validation months (see the
+    module docstring); saved in ``results["validation"]``."""
+    from terradiff.temporal_evaluate import evaluate_temporal
+
+    validation = results.setdefault("validation", {})
+    months = validation_months(root, args.test_dates)
+    validation["months"] = months
+    for target in ("after", "change"):
+        if target in validation.get("runs", {}):
+            continue
+        run_dir = Path(args.work) / "validation" / f"regression-{target}"
+        overrides = common_overrides(args, root, run_dir, args.steps)
+        overrides += [f"temporal.test_dates={args.test_dates + 2}", f"temporal.target={target}"]
+        training = train(
+            f"validation/regression-{target}", REPO / METHODS["regression"][1], overrides
+        )
+        evaluation = evaluate_temporal(training["run_dir"], progress=False)
+        validation.setdefault("runs", {})[target] = {
+            "training": training,
+            **validation_gain(evaluation["per_window"], months),
+        }
+        save()
+    runs = validation["runs"]
+    validation["chosen"] = max(("after", "change"), key=lambda k: runs[k]["gain"])
+    save()
+    return validation["chosen"]
 
 
 def breakdown(per_window: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -192,6 +250,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "MM 06-11 only (March-August), the others for the whole year. Held-out targets: "
         f"{held_out_targets(runs)}.",
         "",
+        *validation_lines(results.get("validation", {})),
         f"Training: {settings.get('steps')} steps of batch 8 (32 px crops) per model and seed; "
         f"the ControlNet's month generator {generator.get('steps')} steps of batch "
         f"{generator.get('batch_size')} ({generator.get('train_minutes')} min) on the "
@@ -257,6 +316,26 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
     write_plot(results, out)
+
+
+def validation_lines(validation: dict[str, Any]) -> list[str]:
+    """The report's paragraph on the validation choice of ``temporal.target``."""
+    runs = validation.get("runs", {})
+    if not runs:
+        return []
+    scores = "; ".join(
+        f"{kind}: {run['gain']:+.2f} dB on {run['windows']} windows" for kind, run in runs.items()
+    )
+    held = validation.get("months", {})
+    months = "; ".join(f"{place}: {', '.join(m) or '-'}" for place, m in held.items())
+    return [
+        "Validation (made before any test score): regression models predicting the after image "
+        "or the change were trained with the 2 test months and the 2 months before them held "
+        f"out, and scored on those earlier validation months ({months}): visible-band PSNR gain "
+        f"over persistence {scores}. Chosen: **{validation.get('chosen')}**, used by the "
+        "regression and concat models below (the ControlNet always models the after image).",
+        "",
+    ]
 
 
 def held_out_targets(runs: dict[str, Any]) -> str:
@@ -345,21 +424,28 @@ def main(argv: list[str] | None = None) -> None:
                 ],
             )
             save()
+        target = choose_target(args, root, results, save)
+        print(f"validation chose temporal.target={target}", flush=True)
         runs = results.setdefault("runs", {})
         for seed in range(args.seeds):
             for method in args.methods:
                 key = run_key(method, seed)
                 if key in runs:
                     continue
-                overrides = common_overrides(args, root, work / method / f"seed{seed}", args.steps)
+                kind = "after" if method == "controlnet" else target
+                folder = method if method == "controlnet" else f"{method}-{kind}"
+                overrides = common_overrides(args, root, work / folder / f"seed{seed}", args.steps)
                 overrides += [f"seed={seed}", f"temporal.test_dates={args.test_dates}"]
                 if method == "controlnet":
                     overrides.append(f"temporal.generator={generator}")
+                else:
+                    overrides.append(f"temporal.target={kind}")
                 training = train(key, REPO / METHODS[method][1], overrides)
                 evaluation = evaluate_temporal(
                     training["run_dir"], max_windows=args.max_windows, seed=seed, progress=False
                 )
                 runs[key] = {
+                    "target": kind,
                     "training": training,
                     "evaluation": {k: evaluation[k] for k in KEPT},
                     "breakdown": breakdown(evaluation["per_window"]),

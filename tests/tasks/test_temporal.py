@@ -158,3 +158,43 @@ def test_untrained_controlnet_is_the_generator(
         )
         plain = generator.net(x, t, condition=target)
     assert torch.equal(steered, plain)
+
+
+def test_change_target_starts_at_persistence_and_models_the_change(
+    biomassters: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``temporal.target: change``: an untrained regression net (zero output layer) forecasts
+    the before image itself; the concat diffusion model's x_0 is (after - before) / 2, and its
+    forecast is the before image plus twice the sample, in [-1, 1]."""
+    from terradiff.tasks.temporal.method import from_change, to_change
+
+    before, after = torch.rand(2, 3, 4, 4) * 2 - 1, torch.rand(2, 3, 4, 4) * 2 - 1
+    torch.testing.assert_close(from_change(before, to_change(before, after)), after)
+    config = temporal_config(biomassters, tmp_path / "r", "regression", target="change")
+    task = build_task(config_from_dict(config))
+    item = task.dataset("test").get(0)
+    batch = {k: item[k][None] for k in ("before", "metadata", "present")}
+    forecast = task.method.predict(
+        task.net, batch["before"], task.condition(batch), spec=None, generator=None
+    )
+    assert torch.equal(forecast, batch["before"].clamp(-1, 1))
+    config = temporal_config(biomassters, tmp_path / "c", "concat", target="change")
+    task = build_task(config_from_dict(config))
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(net: Any, schedule: Any, config: Any, x0: torch.Tensor, *_: Any, **__: Any) -> Any:
+        seen["x0"] = x0
+        return x0.sum() * 0
+
+    monkeypatch.setattr("terradiff.tasks.temporal.concat.diffusion_loss", spy)
+    full = {k: item[k][None] for k in ("before", "after", "valid", "metadata", "present")}
+    task.training_loss(task.net, full, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(seen["x0"], (full["after"] - full["before"]) / 2)
+    drawn = task.method.predict(
+        task.net,
+        batch["before"],
+        task.condition(batch),
+        spec=task.sampling_spec(steps=2),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert drawn.shape == batch["before"].shape and drawn.abs().max() <= 1.0

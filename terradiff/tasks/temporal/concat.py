@@ -5,9 +5,11 @@ The conditional denoiser of SR3 (Saharia et al. 2021, "Image Super-Resolution vi
 Refinement", Sec. 2: ``f(x, y_t, gamma)`` with ``x`` concatenated along channels) with the
 before image as ``x``, and the pair metadata (target date, source date, years apart) embedded
 and added to the time embedding (DiffusionSat, Khanna et al. 2024, Sec. 3). Trained with the
-eps loss of Ho et al. 2020 (Eq. 14) on the pixels valid in both dates; the whole metadata vector
-is dropped with probability ``temporal.drop_prob`` (Ho & Salimans 2022, Algorithm 1) so that
-``sample.guidance`` can be used.
+eps loss of Ho et al. 2020 (Eq. 14) on the pixels valid in both dates, on the after image
+(``temporal.target: after``) or on the change ``(after - before) / 2`` (``change``: the residual
+diffusion of SRDiff, Li et al. 2022, with the before image in place of the bicubic upsampling);
+the whole metadata vector is dropped with probability ``temporal.drop_prob`` (Ho & Salimans
+2022, Algorithm 1) so that ``sample.guidance`` can be used.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from torch import nn
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.nets.conditioning import Condition
 from terradiff.tasks.base import build_unet, diffusion_loss, run_sampler
-from terradiff.tasks.temporal.method import TemporalMethod, TemporalMethodConfig
+from terradiff.tasks.temporal.method import (
+    TARGET_DESCRIPTION,
+    TargetKind,
+    TemporalMethod,
+    TemporalMethodConfig,
+    from_change,
+    to_change,
+)
 
 
 class ConcatConfig(TemporalMethodConfig):
@@ -35,6 +44,7 @@ class ConcatConfig(TemporalMethodConfig):
         description="Probability that a training pair's metadata is replaced by the null "
         "condition (classifier-free guidance needs > 0).",
     )
+    target: TargetKind = Field("after", description=TARGET_DESCRIPTION)
 
 
 class ConcatTemporal(TemporalMethod):
@@ -59,11 +69,14 @@ class ConcatTemporal(TemporalMethod):
         self, net: nn.Module, batch: dict[str, torch.Tensor], generator: torch.Generator
     ) -> torch.Tensor:
         condition = self.task.condition(batch).with_dropped(self.config.drop_prob, generator)
+        x0 = batch["after"]
+        if self.config.target == "change":
+            x0 = to_change(batch["before"], x0)
         return diffusion_loss(
             net,
             self.task.schedule,
             self.task.config,
-            batch["after"],
+            x0,
             generator,
             mask=batch["valid"],
             cond=batch["before"],
@@ -81,7 +94,7 @@ class ConcatTemporal(TemporalMethod):
     ) -> torch.Tensor:
         if spec is None:
             spec = self.task.sampling_spec()
-        return run_sampler(
+        sample = run_sampler(
             net,
             self.task.schedule,
             self.task.config,
@@ -91,3 +104,4 @@ class ConcatTemporal(TemporalMethod):
             condition=condition,
             generator=generator,
         ).sample
+        return from_change(before, sample) if self.config.target == "change" else sample

@@ -136,3 +136,22 @@ class TemporalMethod(Method):
         """The after images ``[B, C, H, W]`` in [-1, 1] of ``before`` (same shape, on the net's
         device) under ``condition`` (the pair metadata); ``spec``/``generator`` drive a sampler
         (ignored by one-pass methods). Sides are multiples of the net's ``downsample_factor``."""
+
+
+#: ``temporal.target`` of the methods that may model the change instead of the after image.
+TargetKind = Literal["after", "change"]
+TARGET_DESCRIPTION = (
+    "What the network models: 'after', the after image itself, or 'change', the change "
+    "(after - before) / 2, so the forecast is before + 2 x output: a net that outputs zero is "
+    "persistence, and it learns only what changes (the residual form of SRDiff, Li et al. 2022)."
+)
+
+
+def to_change(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """The change target ``(after - before) / 2`` (in [-1, 1] for images in [-1, 1])."""
+    return (after - before) / 2.0
+
+
+def from_change(before: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """The after image ``before + 2 change``, clipped to the data range [-1, 1]."""
+    return (before + 2.0 * change).clamp(-1.0, 1.0)

@@ -12,19 +12,27 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from terradiff.diffusion import objectives
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.nets.conditioning import Condition
 from terradiff.tasks.base import build_unet
-from terradiff.tasks.temporal.method import TemporalMethod, TemporalMethodConfig
+from terradiff.tasks.temporal.method import (
+    TARGET_DESCRIPTION,
+    TargetKind,
+    TemporalMethod,
+    TemporalMethodConfig,
+    from_change,
+)
 
 
 class RegressionConfig(TemporalMethodConfig):
     """``temporal.method: regression``."""
 
     method: Literal["regression"] = "regression"
+    target: TargetKind = Field("after", description=TARGET_DESCRIPTION)
 
 
 class RegressionTemporal(TemporalMethod):
@@ -58,4 +66,5 @@ class RegressionTemporal(TemporalMethod):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         t = torch.zeros(before.shape[0], device=before.device)
-        return net(before, t, condition=condition.to(before.device))
+        out = net(before, t, condition=condition.to(before.device))
+        return from_change(before, out) if self.config.target == "change" else out
