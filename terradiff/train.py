@@ -363,8 +363,9 @@ class Trainer:
         SIGINT (Ctrl-C) and SIGTERM (``kill``, ``timeout``, a scheduler) do not cut a step
         short: the step in progress ends, is checkpointed and logged, and then
         :class:`~terradiff.errors.StoppedBySignalError` says where (``terradiff`` exits with
-        130/143). With several processes the stop is agreed on at the end of each step, so all
-        stop after the same one. A second signal stops at once (:mod:`terradiff.signals`).
+        130/143). With several processes the stop (and the time limit) is agreed on every
+        ``train.log_every`` steps, so all stop after the same step, at most that many steps
+        after the signal. A second signal stops at once (:mod:`terradiff.signals`).
 
         Raises:
             ConfigError: see :meth:`preflight` (nothing is written then).
@@ -469,7 +470,12 @@ class Trainer:
                     out_of_time = cfg.max_minutes is not None and (
                         time.monotonic() - start_time > 60.0 * cfg.max_minutes
                     )
-                    out_of_time, signum = self._agree_on_stop(out_of_time, request)
+                    # several processes agree by a collective (a device sync): every log_every
+                    # steps only; one process needs no agreement and checks every step
+                    if acc.num_processes == 1 or self.step % cfg.log_every == 0:
+                        out_of_time, signum = self._agree_on_stop(out_of_time, request)
+                    else:
+                        out_of_time, signum = False, 0
                     stopping = out_of_time or signum > 0
                     saving = self.step % cfg.save_every == 0 or self.step == cfg.max_steps
                     if self.step % cfg.log_every == 0 or self.step == cfg.max_steps or stopping:
@@ -554,9 +560,9 @@ class Trainer:
     def _agree_on_stop(self, out_of_time: bool, request: StopRequest) -> tuple[bool, int]:
         """Whether every process stops after this step: (time is up, signal number or 0).
 
-        With several processes the flags are combined by one small all-reduce (max) per step,
-        the collective the time limit always took (one process out of time or signalled stops
-        them all, at the same step, so that all of them reach the checkpoint save).
+        With several processes the flags are combined by one small all-reduce (max) at each
+        check (every ``train.log_every`` steps): one process out of time or signalled stops
+        them all, at the same step, so that all of them reach the checkpoint save.
         """
         signum = request.signum or 0
         if self.accelerator.num_processes == 1:
