@@ -368,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--sampler", choices=SAMPLER_NAMES)
     fc.add_argument("--steps", type=_positive_int, help="sampler steps (default: the model's)")
+    fc.add_argument(
+        "--guidance",
+        type=float,
+        metavar="S",
+        help="classifier-free guidance on the dates: out = out_null + S (out_cond - out_null); 0 "
+        "ignores the dates, 1 plain conditional (default: the model's sample.guidance)",
+    )
     fc.add_argument("--seed", type=int, default=0, help="seed of the noise (per tile)")
     fc.add_argument("--tile", type=_positive_int, default=256, help="tile side (256)")
     fc.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")

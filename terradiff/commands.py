@@ -451,6 +451,7 @@ def forecast_command(args: argparse.Namespace) -> int:
             ensemble=args.ensemble,
             sampler=args.sampler,
             steps=args.steps,
+            guidance=args.guidance,
             seed=args.seed,
             tile=args.tile,
             overlap=args.overlap,

@@ -180,6 +180,7 @@ def forecast_raster(
     ensemble: int = 1,
     sampler: str | None = None,
     steps: int | None = None,
+    guidance: float | None = None,
     seed: int = 0,
     tile: int = 256,
     overlap: int = 32,
@@ -200,6 +201,9 @@ def forecast_raster(
         source_date_from: where ``source_date`` came from (``--source-date``, a STAC Item).
         ensemble: forecasts per tile (> 1: mean and std bands; diffusion methods only).
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
+        guidance: classifier-free guidance scale ``s`` on the dates (``out_null + s (out_cond -
+            out_null)``: 0 ignores the dates, 1 plain conditional; default the checkpoint's
+            ``sample.guidance``); diffusion methods trained with ``temporal.drop_prob > 0``.
         seed: seeds the noise (per tile, with the tile's position).
         tile, overlap, batch_size: the tiling (``tile`` a multiple of the UNet's factor).
         device: ``cpu``/``cuda`` (default CUDA when available).
@@ -209,7 +213,7 @@ def forecast_raster(
     Raises:
         DataError: ``out`` is the input or exists without ``overwrite``; no source date; a bad
             tile; another band count.
-        ConfigError: a malformed date; ``ensemble > 1`` for a one-pass model.
+        ConfigError: a malformed date; ``ensemble > 1`` or ``guidance`` for a one-pass model.
         WrongCheckpointError: ``model`` is not a temporal model.
     """
     from terradiff.tasks import load_task, resolve_device
@@ -226,11 +230,13 @@ def forecast_raster(
         raise WrongCheckpointError(
             ckpt.path, f"{task.config.task!r} checkpoint", "forecast needs a 'temporal' one"
         )
-    if ensemble > 1 and not task.stochastic:
-        raise ConfigError(
-            f"--ensemble {ensemble} needs a diffusion model; {ckpt.path} is a one-pass "
-            f"{task.method.name!r} model: leave --ensemble out"
-        )
+    for flag, given in (("--ensemble", ensemble > 1), ("--guidance", guidance is not None)):
+        if given and not task.stochastic:
+            value = ensemble if flag == "--ensemble" else guidance
+            raise ConfigError(
+                f"{flag} {value} needs a diffusion model; {ckpt.path} is a one-pass "
+                f"{task.method.name!r} model: leave {flag} out"
+            )
     info = inspect_raster(image)
     if info.count != task.num_bands:
         raise DataError(
@@ -252,7 +258,7 @@ def forecast_raster(
         present = present & torch.tensor([f in trained for f in task.schema.fields])
     missing = tuple(f for f, p in zip(task.schema.fields, present.tolist(), strict=True) if not p)
     dev = resolve_device(device)
-    spec = task.sampling_spec(sampler, steps)
+    spec = task.sampling_spec(sampler, steps, guidance=guidance)
     task.net.to(dev)
 
     def predict(

@@ -178,3 +178,15 @@ def test_forecast_reads_a_stac_item_and_writes_one(
     assert written["properties"]["gsd"] == 10
     assert written["properties"]["datetime"].startswith("2019-07-04")
     assert any(link["rel"] == "derived_from" for link in written["links"])
+
+
+def test_guidance_steers_a_diffusion_forecast_and_is_refused_for_regression(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    plain, guided = tmp_path / "plain.tif", tmp_path / "guided.tif"
+    _forecast(runs["concat"], before, plain, "--seed", "1")
+    _forecast(runs["concat"], before, guided, "--seed", "1", "--guidance", "4")
+    with rasterio.open(plain) as a, rasterio.open(guided) as b:
+        assert not np.array_equal(a.read(), b.read())  # the same noise, another guidance
+    with pytest.raises(ConfigError, match=r"--guidance 2\.5 needs a diffusion model"):
+        forecast_raster(runs["regression"], before, tmp_path / "r.tif", date="2020", guidance=2.5)
