@@ -360,6 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fc.add_argument("--date", required=True, help="target date, YYYY-MM or YYYY-MM-DD")
     fc.add_argument(
+        "--bands",
+        help="bands of --image in the model's order, e.g. 1,2,3,4,5,6,7,8,9,10 of an 11-band "
+        "BioMassters file, or names (default: all bands, which must be the model's)",
+    )
+    fc.add_argument(
         "--source-date", help="the before image's date (default: STAC datetime/tags/file name)"
     )
     fc.add_argument("--out", required=True, help="the after image GeoTIFF to write")

@@ -435,7 +435,7 @@ def forecast_command(args: argparse.Namespace) -> int:
     from terradiff.forecast_mapping import forecast_raster
     from terradiff.interop.stac import stac_inputs, write_output_items
 
-    with stac_inputs([args.image], args.model, None) as (rasters, _, sources):
+    with stac_inputs([args.image], args.model, band_list(args.bands)) as (rasters, picked, sources):
         source_date, source_from = args.source_date, "--source-date"
         stac = sources[0]
         if source_date is None and stac is not None and stac.datetime:
@@ -448,6 +448,7 @@ def forecast_command(args: argparse.Namespace) -> int:
             date=args.date,
             source_date=source_date,
             source_date_from=source_from,
+            bands=picked or band_list(args.bands),
             ensemble=args.ensemble,
             sampler=args.sampler,
             steps=args.steps,
@@ -522,13 +523,17 @@ def input_scaling(text: str | None) -> str | dict[str, Any] | None:
     return value
 
 
+def band_list(text: str | None) -> list[int | str] | None:
+    """``--bands`` as 1-based indices or names (``4,3,2`` or ``B04,B03``), None if not given."""
+    if not text:
+        return None
+    return [int(b) if b.isdigit() else b for b in text.split(",")]
+
+
 def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of the whole-raster functions from :func:`_add_mapping_options`."""
-    bands = None
-    if args.bands:
-        bands = [int(b) if b.isdigit() else b for b in args.bands.split(",")]
     return {
-        "bands": bands,
+        "bands": band_list(args.bands),
         "input_scaling": input_scaling(args.input_scaling),
         "sampler": args.sampler,
         "steps": args.steps,

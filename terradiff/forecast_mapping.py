@@ -42,6 +42,7 @@ from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target
 from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
+from terradiff.mapping import input_bands
 
 __all__ = ["ForecastSummary", "forecast_raster", "parse_forecast_date", "source_date_of"]
 
@@ -177,6 +178,7 @@ def forecast_raster(
     date: str,
     source_date: str | None = None,
     source_date_from: str = "--source-date",
+    bands: list[int | str] | None = None,
     ensemble: int = 1,
     sampler: str | None = None,
     steps: int | None = None,
@@ -199,6 +201,8 @@ def forecast_raster(
         date: the target date, ``YYYY-MM`` or ``YYYY-MM-DD``.
         source_date: the before image's date (default: its tags or file name).
         source_date_from: where ``source_date`` came from (``--source-date``, a STAC Item).
+        bands: the bands of ``image`` (1-based indices or names) in the model's order; default
+            all bands, which must then be the model's.
         ensemble: forecasts per tile (> 1: mean and std bands; diffusion methods only).
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
         guidance: classifier-free guidance scale ``s`` on the dates (``out_null + s (out_cond -
@@ -238,11 +242,7 @@ def forecast_raster(
                 f"{task.method.name!r} model: leave {flag} out"
             )
     info = inspect_raster(image)
-    if info.count != task.num_bands:
-        raise DataError(
-            f"the before image {image} has {info.count} bands; the model reads "
-            f"{task.band_info.describe()}: give an image of those bands in that order"
-        )
+    selected = input_bands(image, task.band_info, bands)
     multiple = int(task.net.downsample_factor)
     if tile % multiple:
         raise DataError(
@@ -294,6 +294,7 @@ def forecast_raster(
         image,
         out,
         with_tile_bytes(predict, one_tile, task.num_bands, dev, multiple),
+        bands=selected,
         scaling=scaling,
         out_scaling=out_scaling,
         tile=tile,

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-def _input_bands(path: Path, band_info: BandInfo, bands: list[int | str] | None) -> list[int | str]:
+def input_bands(path: Path, band_info: BandInfo, bands: list[int | str] | None) -> list[int | str]:
     """The 1-based bands (or names) of ``path`` that feed the model, checked against it."""
     info = inspect_raster(path)
     expected = band_info.count
@@ -146,7 +146,7 @@ def super_resolve_raster(
             f"--tile {tile} gives {tile * factor}-pixel HR tiles, which must be a multiple of "
             f"{multiple} for this UNet; choose e.g. --tile {multiple * max(1, tile // multiple)}"
         )
-    selected = _input_bands(in_path, task.band_info, bands)
+    selected = input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
     settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev}
@@ -312,7 +312,7 @@ def estimate_raster(
             f"--tile {tile} must be a multiple of {multiple} for this model; choose e.g. "
             f"--tile {multiple * max(1, tile // multiple)}"
         )
-    selected = _input_bands(in_path, task.band_info, bands)
+    selected = input_bands(in_path, task.band_info, bands)
     members = ensemble or task.default_members
     with_std = uncertainty or members > 1
     dev = resolve_device(device)

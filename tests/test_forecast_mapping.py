@@ -190,3 +190,17 @@ def test_guidance_steers_a_diffusion_forecast_and_is_refused_for_regression(
         assert not np.array_equal(a.read(), b.read())  # the same noise, another guidance
     with pytest.raises(ConfigError, match=r"--guidance 2\.5 needs a diffusion model"):
         forecast_raster(runs["regression"], before, tmp_path / "r.tif", date="2020", guidance=2.5)
+
+
+def test_bands_select_the_model_bands_of_a_raw_biomassters_file(
+    runs: dict[str, Path], shared_data: Path, tmp_path: Path
+) -> None:
+    """A BioMassters S2 file holds 11 bands (the 10 reflectances, then cloud probability):
+    without --bands it is refused naming the fix; with it, its month is read from its name."""
+    raw = shared_data / "biomassters" / "0060c0a5" / "0060c0a5_S2_02.tif"
+    with pytest.raises(DataError, match=r"has 11 bands.*select them with --bands"):
+        forecast_raster(runs["regression"], raw, tmp_path / "x.tif", date="2020-03")
+    out = tmp_path / "after.tif"
+    _forecast(runs["regression"], raw, out, "--bands", ",".join(map(str, range(1, 11))))
+    with rasterio.open(out) as dst:
+        assert (dst.count, dst.width, dst.height) == (10, 256, 256)
