@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import open_results, record_command, train  # noqa: E402
+from scripts.study_common import open_results, record_command, report_header, train  # noqa: E402
 
 METHODS = {
     "ddpm_cd": ("DDPM-CD head on frozen diffusion features", "configs/change/levir_ddpm_cd.yaml"),
@@ -114,14 +114,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     gen = results.get("generator", {})
     runs = results.get("runs", {})
     lines = [
-        "# Change detection on LEVIR-CD: diffusion features vs a supervised U-Net (issue 17)",
-        "",
-        "Commands (each measurement is saved as it is made, so they resume):",
-        "",
-        *[f"    {c}" for c in results.get("commands", [])],
-        "",
-        f"Machine: {results.get('machine_measured', '?')}.",
-        "",
+        *report_header(
+            "Change detection on LEVIR-CD: diffusion features vs a supervised U-Net (issue 17)",
+            results,
+        ),
         "Data: the LEVIR-CD sample of `../shared/data/levir-cd`, LEVIR-CD's own split by file "
         "name: 4 labelled training tiles (`train_*`, `val_*`; one of them, `train_386`, has no "
         "change) and 7 test tiles (`test_*`), 256x256 px each. Training uses random 64 px crops "

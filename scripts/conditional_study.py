@@ -35,7 +35,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from scripts.augmentation_study import aid_split, link_subset  # noqa: E402
-from scripts.study_common import open_results, record_command, train  # noqa: E402
+from scripts.study_common import open_results, record_command, report_header, train  # noqa: E402
 
 TARGET_ACCURACY = 0.60
 
@@ -130,14 +130,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     gen = results.get("generator", {})
     chosen = results.get("chosen_scale")
     lines = [
-        "# AID class-conditional generation and classifier-free guidance (issue 15, item 5)",
-        "",
-        "Commands (each measurement is saved as it is made, so they resume):",
-        "",
-        *[f"    {c}" for c in results.get("commands", [])],
-        "",
-        f"Machine: {results.get('machine_measured', '?')}.",
-        "",
+        *report_header(
+            "AID class-conditional generation and classifier-free guidance (issue 15, item 5)",
+            results,
+        ),
         f"Generator: `configs/conditional/aid_classes.yaml` trained on AID images 1-"
         f"{results.get('train_images')} of each of the 30 classes "
         f"({30 * int(results.get('train_images', 0))} images) at "

@@ -170,6 +170,21 @@ def open_results(
     return results, save
 
 
+def report_header(title: str, results: dict[str, Any]) -> list[str]:
+    """The first lines of a study's README: its title, the commands that made its results (they
+    resume) and the machine of the measurement."""
+    return [
+        f"# {title}",
+        "",
+        "Commands (each measurement is saved as it is made, so they resume):",
+        "",
+        *[f"    {c}" for c in results.get("commands", [])],
+        "",
+        f"Machine: {results.get('machine_measured', '?')}.",
+        "",
+    ]
+
+
 def record_command(results: dict[str, Any], argv: list[str] | None = None) -> None:
     """Add this invocation's command line to ``results["commands"]`` (once) and keep the machine
     of the first measurement in ``results["machine_measured"]`` (a study run in parts resumes)."""

@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import open_results, record_command, train  # noqa: E402
+from scripts.study_common import open_results, record_command, report_header, train  # noqa: E402
 
 METHODS = {
     "regression": ("regression UNet (one pass)", "configs/temporal/biomassters_regression.yaml"),
@@ -232,14 +232,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     settings = results.get("settings", {})
     generator = results.get("generator", {})
     lines = [
-        "# Before -> after on held-out BioMassters months vs persistence (issue 17)",
-        "",
-        "Commands (each measurement is saved as it is made, so they resume):",
-        "",
-        *[f"    {c}" for c in results.get("commands", [])],
-        "",
-        f"Machine: {results.get('machine_measured', '?')}.",
-        "",
+        *report_header(
+            "Before -> after on held-out BioMassters months vs persistence (issue 17)", results
+        ),
         "Data: the 3 BioMassters chips of `../shared/data/biomassters` (10 Sentinel-2 L2A bands, "
         "256x256 px, one image per month; cloudy or empty months skipped). The last "
         f"{settings.get('test_dates', 2)} usable months of every chip are held-out targets "
