@@ -1,4 +1,4 @@
-"""Speed of terradiff's UNet against diffusers' UNet2DModel at matched parameter count (CPU).
+"""Speed of terradiff's UNet against diffusers' UNet2DModel at matched parameter count (CPU, CUDA).
 
 Measures, in one run, for each precision (fp32, bf16 autocast):
 
@@ -20,235 +20,91 @@ Competitors (all at 64x64, 3 bands, the same batch):
 * ``diffusers-matched``: the same channels with *our* layout (attention only at 16x16 and 8x8,
   64-channel heads, ``resnet_time_scale_shift="scale_shift"``): the same architecture and
   parameter count to within 0.01%, so this ratio is the implementation alone.
+* ``NAME-compiled`` for each NAME in ``--compile`` (default on CUDA: terradiff and
+  diffusers-matched; none on CPU): a copy of that net under ``torch.compile`` (default mode,
+  static shapes), timed like the others; its compile time (the first call of each new shape,
+  precision and train/eval graph) is reported apart from the timed steps.
 
 Settings, identical on both sides: ``torch.set_num_threads(--threads)``; activations in
-``torch.channels_last`` (terradiff does it by default on CPU; diffusers gets
-``model.to(memory_format=torch.channels_last)`` and channels-last inputs); "bf16" means
-``torch.autocast("cpu", dtype=torch.bfloat16)`` around the forward (and the loss), fp32 weights
-and optimizer. Each timing is the median of ``--repeats`` runs after ``--warmup`` runs, and the
-competitors are interleaved (order reversed every repeat) so that load from other processes
-hits all of them alike.
+``torch.channels_last`` on CPU (terradiff does it by default on CPU; diffusers gets
+``model.to(memory_format=torch.channels_last)`` and channels-last inputs), each library's default
+layout on CUDA (``--channels-last``); "bf16" means ``torch.autocast(device, dtype=torch.bfloat16)``
+around the forward (and the loss), fp32 weights and optimizer; on CUDA "fp32" has TF32 off. Each
+timing is the median of ``--repeats`` runs after ``--warmup`` runs, and the competitors are
+interleaved (order reversed every repeat) so that load from other processes hits all of them
+alike. On CUDA each timed run is bracketed by CUDA events after a synchronize.
+
+``--device cuda`` (or ``--flops``, ``--compile``, several ``--batches``) adds, per (batch,
+precision, train/DDIM, competitor): images/s, TFLOP/s and share of the bf16 (and fp32) matmul peak
+measured in the same run (FLOPs counted by ``torch.utils.flop_counter`` on one forward; a train
+step = 3x forward), peak CUDA memory and compile time, a side-by-side summary with ratios against
+``diffusers-matched-compiled``, and a ``rows`` list in the JSON (see ``unet_bench_common.py``).
 
 Run:  ``.venv/bin/python benchmarks/bench_unet.py`` (about 15 min on 2 cores);
       ``LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 .venv/bin/python ...`` for jemalloc;
-      ``--quick`` for a smoke run (under a minute).
+      ``--quick`` for a smoke run (under a minute);
+      ``bash benchmarks/gpu_session.sh`` on a lent GPU (see benchmarks/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from terradiff.diffusion.samplers import ddim_sample, ddpm_sample
+from unet_bench_common import (
+    forward_flops_per_image,
+    gpu_record,
+    make_row,
+    matmul_peak_tflops,
+    print_summary,
+    report_rows,
+    section,
+    set_tf32,
+)
+from unet_bench_nets import (
+    Competitor,
+    allocator,
+    build_competitors,
+    compiled_copies,
+    cpu_model,
+    ddim_run,
+    ddpm_run,
+    interleaved,
+    summary,
+    train_inputs,
+    train_step,
+    warm_up,
+)
+
 from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.io import atomic_write_text
-from terradiff.nets.unet import SMALL_64, UNet
 from terradiff.provenance import provenance_record
 
-MATCHED_LAYOUT: dict[str, Any] = {
-    "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
-    "up_block_types": ("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
-    "attention_head_dim": 64,
-    "resnet_time_scale_shift": "scale_shift",
-}
-
-
-# ----------------------------------------------------------------------------- environment
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (plus the matrix-unit flags that matter for bf16)."""
-    name, flags = "", ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not name:
-                name = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = value
-    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags.split()]
-    return f"{name or platform.processor() or 'unknown'} [{' '.join(extras) or 'no avx512/amx'}]"
-
-
-def allocator() -> str:
-    """Which malloc this process uses (LD_PRELOAD'ed jemalloc/tcmalloc, else glibc's)."""
-    with contextlib.suppress(OSError):
-        maps = Path("/proc/self/maps").read_text()
-        for lib in ("jemalloc", "tcmalloc", "mimalloc"):
-            if lib in maps:
-                return f"{lib} (LD_PRELOAD={os.environ.get('LD_PRELOAD', '')})"
-    return "default (glibc malloc; no LD_PRELOAD allocator)"
-
-
-# ----------------------------------------------------------------------------- nets
-
-
-class Competitor:
-    """A net, its name, how its inputs are laid out, and the ``model_fn`` a sampler calls."""
-
-    def __init__(self, name: str, net: nn.Module, description: str, *, diffusers: bool) -> None:
-        self.name = name
-        self.net = net
-        self.description = description
-        self.diffusers = diffusers
-        self.params = sum(p.numel() for p in net.parameters())
-        self.optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-
-    def prepare(self, x: Tensor) -> Tensor:
-        """Input layout: channels-last for diffusers (ours converts internally)."""
-        return x.contiguous(memory_format=torch.channels_last) if self.diffusers else x
-
-    def __call__(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
-        out = self.net(self.prepare(x), t)
-        return out.sample if self.diffusers else out
-
-
-def build_competitors(variants: list[str], image_size: int) -> list[Competitor]:
-    """terradiff's SMALL_64 and the requested diffusers variants (see the module docstring)."""
-    from diffusers import UNet2DModel  # imported here: only the benchmark needs it
-
-    torch.manual_seed(0)
-    ours = UNet(3, **{**SMALL_64, "image_size": image_size})
-    chans = tuple(SMALL_64["base_channels"] * m for m in SMALL_64["channel_mults"])
-    competitors = [
-        Competitor(
-            "terradiff",
-            ours,
-            f"terradiff UNet SMALL_64: channels {chans}, {SMALL_64['num_res_blocks']} ResBlocks "
-            f"per level (+1 in the decoder), attention at {SMALL_64['attention_resolutions']} px "
-            f"+ middle, head_channels {SMALL_64['head_channels']}, FiLM scale-shift; "
-            "channels_last activations (its CPU default), contiguous weights",
-            diffusers=False,
-        )
-    ]
-    for variant in variants:
-        kwargs: dict[str, Any] = {
-            "sample_size": image_size,
-            "in_channels": 3,
-            "out_channels": 3,
-            "block_out_channels": chans,
-        }
-        if variant == "default":
-            desc = (
-                f"diffusers UNet2DModel(block_out_channels={chans}), all else default: "
-                "layers_per_block=2, attention in down blocks 2-4 / up blocks 1-3 (32, 16, 8 px) "
-                "+ middle, attention_head_dim=8, additive time embedding"
-            )
-        elif variant == "matched":
-            kwargs.update(MATCHED_LAYOUT)
-            desc = (
-                f"diffusers UNet2DModel(block_out_channels={chans}) with terradiff's layout: "
-                "attention at 16 and 8 px + middle, attention_head_dim=64, "
-                "resnet_time_scale_shift='scale_shift'"
-            )
-        else:
-            raise ValueError(f"unknown diffusers variant {variant!r}; use default or matched")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            net = UNet2DModel(**kwargs)
-        net = net.to(memory_format=torch.channels_last)
-        desc += "; model.to(channels_last) and channels_last inputs"
-        competitors.append(Competitor(f"diffusers-{variant}", net, desc, diffusers=True))
-    return competitors
-
-
-# ----------------------------------------------------------------------------- timing
-
-
-def precision(mode: str) -> contextlib.AbstractContextManager[Any]:
-    """fp32: nothing; bf16: CPU autocast to bfloat16."""
-    if mode == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def train_step(comp: Competitor, x0: Tensor, mode: str) -> float:
-    """One forward + MSE(eps) + backward + AdamW step; returns seconds."""
-    comp.net.train()
-    g = torch.Generator().manual_seed(1)
-    noise = torch.randn(x0.shape, generator=g)
-    t = torch.randint(0, 1000, (x0.shape[0],), generator=g)
-    x_t = 0.7 * x0 + 0.7 * noise
-    start = time.perf_counter()
-    with precision(mode):
-        loss = F.mse_loss(comp(x_t, t).float(), noise)
-    loss.backward()
-    comp.optimizer.step()
-    comp.optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
-
-
-def ddim_run(
-    comp: Competitor, x_noise: Tensor, mode: str, steps: int, schedule: NoiseSchedule
-) -> float:
-    """``steps``-step DDIM (eta=0) with the shared sampler; returns seconds."""
-    comp.net.eval()
-    start = time.perf_counter()
-    with torch.no_grad(), precision(mode):
-        ddim_sample(comp, schedule, x_noise, steps=steps)
-    return time.perf_counter() - start
-
-
-def ddpm_run(comp: Competitor, x_noise: Tensor, mode: str, steps: int) -> float:
-    """Full ancestral DDPM over a ``steps``-step schedule; returns seconds."""
-    comp.net.eval()
-    schedule = NoiseSchedule.create("linear", steps)
-    start = time.perf_counter()
-    with torch.no_grad(), precision(mode):
-        ddpm_sample(comp, schedule, x_noise, generator=torch.Generator().manual_seed(0))
-    return time.perf_counter() - start
-
-
-def interleaved(
-    comps: list[Competitor], fn: Callable[[Competitor], float], repeats: int, warmup: int
-) -> dict[str, list[float]]:
-    """Warm up each competitor, then time them interleaved (order reversed every repeat)."""
-    for comp in comps:
-        for _ in range(warmup):
-            fn(comp)
-    times: dict[str, list[float]] = {c.name: [] for c in comps}
-    for r in range(repeats):
-        for comp in comps if r % 2 == 0 else reversed(comps):
-            times[comp.name].append(fn(comp))
-    return times
-
-
-def summary(times: list[float]) -> str:
-    med = statistics.median(times)
-    spread = f" [{min(times):.3f}-{max(times):.3f}]" if len(times) > 1 else ""
-    return f"{med:8.3f} s{spread}"
-
-
-@contextlib.contextmanager
-def section(title: str) -> Iterator[None]:
-    print(f"\n== {title}", flush=True)
-    start = time.perf_counter()
-    yield
-    print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
-
+DEFAULT_COMPILED = ("terradiff", "diffusers-matched")
 
 # ----------------------------------------------------------------------------- main
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--batches", default=None, help="comma list of batch sizes (default: --batch alone)"
+    )
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="timed training steps per net")
@@ -259,65 +115,147 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--ddpm-steps",
         type=int,
         default=50,
-        help="steps of the measured DDPM run that the 1000-step figure is extrapolated from",
+        help="steps of the measured DDPM run that the 1000-step figure is extrapolated from "
+        "(0: skip that part)",
     )
-    parser.add_argument("--modes", default="fp32,bf16", help="comma list of fp32, bf16")
+    parser.add_argument(
+        "--modes", default=None, help="comma list of fp32, bf16 (default fp32,bf16; CUDA bf16,fp32)"
+    )
     parser.add_argument(
         "--diffusers", default="default,matched", help="comma list of diffusers variants"
+    )
+    parser.add_argument(
+        "--compile",
+        default="auto",
+        help="comma list of competitors that also run under torch.compile (auto: "
+        f"{','.join(DEFAULT_COMPILED)} on CUDA, none on CPU; 'none' for none)",
+    )
+    parser.add_argument(
+        "--compile-modes", default=None, help="precisions the compiled ones run in (default: all)"
+    )
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="count FLOPs and measure the matmul peak on CPU too (always on CUDA)",
+    )
+    parser.add_argument(
+        "--peak-size", type=int, default=None, help="matmul size of the peak (CUDA 8192, CPU 1024)"
+    )
+    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="skip the (precision, batch) sections that would start after this many seconds",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: batch 2, 1 repeat, 3 DDIM steps, 4 DDPM steps",
+        help="smoke run: batch 2 (CUDA 16), 1 repeat, 3 DDIM steps, 4 DDPM steps",
     )
     args = parser.parse_args(argv)
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch sees no CUDA device")
     if args.quick:
-        args.batch, args.repeats, args.sample_repeats = 2, 1, 1
-        args.ddim_steps, args.ddpm_steps = 3, 4
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    for mode in modes:
+        args.batch, args.repeats, args.sample_repeats = (16 if cuda else 2), 1, 1
+        args.ddim_steps, args.ddpm_steps = 3, min(args.ddpm_steps, 4)
+        if cuda:
+            args.batches, args.repeats, args.peak_size = None, 2, args.peak_size or 4096
+    args.batches = _ints(args.batches) if args.batches else [args.batch]
+    args.modes = _names(args.modes or ("bf16,fp32" if cuda else "fp32,bf16"))
+    for mode in args.modes:
         if mode not in ("fp32", "bf16"):
             parser.error(f"unknown mode {mode!r}; use fp32 and/or bf16")
-    variants = [v.strip() for v in args.diffusers.split(",") if v.strip()]
+    args.compile_modes = _names(args.compile_modes) if args.compile_modes else args.modes
+    if args.compile == "auto":
+        args.compile = list(DEFAULT_COMPILED) if cuda else []
+    else:
+        args.compile = [n for n in _names(args.compile) if n != "none"]
+    args.variants = _names(args.diffusers)
+    # a compiled copy of a diffusers variant that is not run is dropped (auto asks for matched)
+    args.compile = [
+        n for n in args.compile if not (n.startswith("diffusers-") and n[10:] not in args.variants)
+    ]
+    args.extended = cuda or args.flops or bool(args.compile) or len(args.batches) > 1
+    args.peak_size = args.peak_size or (8192 if cuda else 1024)
+    return args
 
+
+def installed_diffusers(variants: list[str]) -> str:
+    """diffusers' version; without diffusers only terradiff can run (``--diffusers ''``)."""
+    try:
+        import diffusers
+    except ImportError:
+        if variants:
+            raise
+        return "not installed"
+    return diffusers.__version__
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in _names(text)]
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    modes, batches = args.modes, args.batches
+    single = len(batches) == 1
     torch.set_num_threads(args.threads)
-    import diffusers
+    if cuda:
+        set_tf32(False)  # fp32 means fp32 (bf16 autocast is not affected)
+    diffusers_version = installed_diffusers(args.variants)
 
-    print("terradiff UNet vs diffusers UNet2DModel -- CPU speed at matched parameter count")
-    print(f"command   : {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"torch     : {torch.__version__} (diffusers {diffusers.__version__})")
+    shown = sys.argv if argv is None else [sys.argv[0], *argv]
+    command = " ".join([Path(sys.executable).name, *shown])
+    where = "CUDA" if cuda else "CPU"
+    print(f"terradiff UNet vs diffusers UNet2DModel -- {where} speed at matched parameter count")
+    print(f"command   : {command}")
+    print(f"torch     : {torch.__version__} (diffusers {diffusers_version})")
     print(f"threads   : {torch.get_num_threads()} (os.cpu_count()={os.cpu_count()})")
     print(f"cpu       : {cpu_model()}")
     print(f"allocator : {allocator()}")
+    gpu = gpu_record(device)
+    if gpu:
+        print(
+            f"gpu       : {gpu['name']}, {gpu['memory_gib']} GiB, {gpu['multiprocessors']} SMs, "
+            f"CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; TF32 off"
+        )
+    batch_text = ", ".join(str(b) for b in batches)
     print(
-        f"workload  : batch {args.batch}, {args.image_size}x{args.image_size}, 3 bands; "
+        f"workload  : batch {batch_text}, {args.image_size}x{args.image_size}, 3 bands; "
         f"median of {args.repeats} train steps / {args.sample_repeats} sampling runs after "
         f"{args.warmup} warm-up; competitors interleaved"
         + ("  [--quick smoke run: numbers are not meaningful]" if args.quick else "")
     )
 
-    comps = build_competitors(variants, args.image_size)
+    comps = build_competitors(args.variants, args.image_size, device, args.channels_last)
     ours = comps[0]
+    extra = compiled_copies(comps, args.compile)
     print("\nnets:")
-    for comp in comps:
+    width = max(18, *(len(c.name) + 1 for c in comps + extra))
+    for comp in comps + extra:
         rel = comp.params / ours.params - 1
         flag = "" if abs(rel) <= 0.10 else "  WARNING: not within 10% of terradiff"
-        print(f"  {comp.name:18s} {comp.params:>12,d} params ({rel:+.1%}){flag}")
-        print(f"  {'':18s} {comp.description}")
+        print(f"  {comp.name:{width}s} {comp.params:>12,d} params ({rel:+.1%}){flag}")
+        print(f"  {'':{width}s} {comp.description}")
+    comps += extra
 
-    g = torch.Generator().manual_seed(0)
-    x0 = torch.rand(args.batch, 3, args.image_size, args.image_size, generator=g) * 2 - 1
-    x_noise = torch.randn(x0.shape, generator=g)
-    schedule = NoiseSchedule.create("linear", 1000)
     results: dict[str, Any] = {
         "provenance": provenance_record(),
         "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
+        "diffusers": diffusers_version,
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
         "allocator": allocator(),
-        "batch": args.batch,
+        **({"batch": batches[0]} if single else {"batches": batches}),
         "image_size": args.image_size,
         "quick": args.quick,
         "params": {c.name: c.params for c in comps},
@@ -325,72 +263,247 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ddim_s": {},
         "per_image_s": {},
     }
-
-    for mode in modes:
-        with section(f"{mode}: training step (forward + backward + AdamW), batch {args.batch}"):
-            times = interleaved(
-                comps, lambda c, mode=mode: train_step(c, x0, mode), args.repeats, args.warmup
-            )
-            results["train_step_s"][mode] = times
-            report(comps, times)
-        with section(
-            f"{mode}: {args.ddim_steps}-step DDIM sampling ({args.ddim_steps} forwards, "
-            f"batch {args.batch}, no_grad)"
-        ):
-            for comp in comps:  # warm-up: a 1-step run (a whole sampling run each is wasteful)
-                ddim_run(comp, x_noise, mode, 1, schedule)
-            times = interleaved(
-                comps,
-                lambda c, mode=mode: ddim_run(c, x_noise, mode, args.ddim_steps, schedule),
-                args.sample_repeats,
-                0,
-            )
-            results["ddim_s"][mode] = times
-            report(comps, times)
-        with section(f"{mode}: terradiff seconds per image, DDIM vs DDPM"):
-            ddpm = ddpm_run(ours, x_noise, mode, args.ddpm_steps)
-            per_forward = ddpm / args.ddpm_steps
-            ddim_img = statistics.median(results["ddim_s"][mode][ours.name]) / args.batch
-            ddpm_img = per_forward * 1000 / args.batch
-            results["per_image_s"][mode] = {
-                f"ddim_{args.ddim_steps}": ddim_img,
-                "ddpm_1000_extrapolated": ddpm_img,
-                "ddpm_measured_steps": args.ddpm_steps,
-                "ddpm_measured_s": ddpm,
+    if not single:  # keyed by precision alone, these would mix batches: see "rows"
+        del results["train_step_s"], results["ddim_s"]
+    flops: dict[str, int] = {}
+    peaks: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    if args.extended:
+        flops, peaks = measure_flops_and_peaks(comps, args, device, results)
+        results.update(
+            {
+                "device": device.type,
+                "command": command,
+                "machine": {
+                    "gpu": gpu,
+                    "cpu": cpu_model(),
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "diffusers": diffusers_version,
+                },
+                "settings": {
+                    "batches": batches,
+                    "modes": modes,
+                    "image_size": args.image_size,
+                    "repeats": args.repeats,
+                    "sample_repeats": args.sample_repeats,
+                    "warmup": args.warmup,
+                    "ddim_steps": args.ddim_steps,
+                    "compiled": [c.name for c in extra],
+                    "compile_modes": args.compile_modes,
+                    "compile": "torch.compile(net, dynamic=False), default mode",
+                    "channels_last": args.channels_last,
+                    "tf32": False if cuda else None,
+                    "cudnn_benchmark": torch.backends.cudnn.benchmark,
+                    "optimizer": "torch.optim.AdamW(lr=1e-4), defaults",
+                    "timing": "CUDA events after a synchronize" if cuda else "perf_counter",
+                },
+                "descriptions": {c.name: c.description for c in comps},
+                "rows": rows,
+                "skipped": [],
+                "failed": {},
             }
-            print(f"   DDIM {args.ddim_steps:4d} steps : {ddim_img:8.3f} s/image (measured)")
-            print(
-                f"   DDPM 1000 steps : {ddpm_img:8.3f} s/image (EXTRAPOLATED: a measured "
-                f"{args.ddpm_steps}-step DDPM run, {ddpm:.2f} s at batch {args.batch}, "
-                f"x 1000/{args.ddpm_steps})"
-            )
-            print(f"   ratio           : {ddpm_img / ddim_img:8.1f}x")
-        if args.json:  # after every precision, so a run cut short keeps what it measured
+        )
+
+    def write_json() -> None:
+        if args.json:
+            if args.extended:
+                results["failed"] = {c.name: c.failed for c in comps if c.failed}
             args.json.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(args.json, json.dumps(results, indent=2))
 
-    print("\nsummary (median seconds; ratio = diffusers / terradiff, > 1 means terradiff faster)")
-    for key, label in (("train_step_s", "train step"), ("ddim_s", f"{args.ddim_steps}-step DDIM")):
-        for mode in modes:
-            times = results[key][mode]
-            base = statistics.median(times[ours.name])
-            cells = [f"terradiff {base:.3f}"]
-            for comp in comps[1:]:
-                med = statistics.median(times[comp.name])
-                cells.append(f"{comp.name} {med:.3f} ({med / base:.2f}x)")
-            print(f"  {label:13s} {mode:4s}: " + ", ".join(cells))
+    g = torch.Generator().manual_seed(0)
+    data: dict[int, tuple[Tensor, Tensor]] = {}
+    schedule = NoiseSchedule.create("linear", 1000)
+    started = time.perf_counter()
+    for mode in modes:
+        for batch in batches:
+            if args.budget_s and time.perf_counter() - started > args.budget_s:
+                note = f"{mode} batch {batch}: skipped, past --budget-s {args.budget_s:.0f} s"
+                print(f"\n== {note}")
+                results.setdefault("skipped", []).append(note)
+                continue
+            if batch not in data:  # the same images for every precision
+                x0 = torch.rand(batch, 3, args.image_size, args.image_size, generator=g) * 2 - 1
+                data[batch] = x0, torch.randn(x0.shape, generator=g).to(device)
+            x0, x_noise = data[batch]
+            live = [
+                c for c in comps if not c.failed and (not c.compiled or mode in args.compile_modes)
+            ]
+            run_section(live, mode, batch, x0, x_noise, schedule, args, results, flops, peaks)
+            write_json()  # after every section, so a run cut short keeps what it measured
+
+    if single:
+        print_legacy_summary(results, comps, modes, args.ddim_steps)
+    if args.extended:
+        print_summary(rows, args.ddim_steps, peaks)
+        failed = [c for c in comps if c.failed]
+        for comp in failed:
+            print(f"\n  {comp.name} failed: {comp.failed}")
+    write_json()
     if args.json:
         print(f"\nwrote {args.json}")
     return results
 
 
+def measure_flops_and_peaks(
+    comps: list[Competitor], args: argparse.Namespace, device: torch.device, results: dict
+) -> tuple[dict[str, int], dict[str, float]]:
+    """FLOPs of one forward per image of each net, and the bf16 (and fp32) matmul peaks."""
+    flops: dict[str, int] = {}
+    with section("FLOPs per image (one forward, batch 1; torch.utils.flop_counter)"):
+        for comp in comps:
+            if comp.base not in flops:
+                comp.net.eval()
+                flops[comp.base] = forward_flops_per_image(comp, 3, args.image_size, device)
+            flops[comp.name] = flops[comp.base]
+            print(f"   {comp.name:28s} {flops[comp.name] / 1e9:8.2f} GFLOP")
+    peaks: dict[str, float] = {}
+    peak_runs: dict[str, list[float]] = {}
+    size = args.peak_size
+    with section(f"matmul peak ({size}^3, median of {10 if device.type == 'cuda' else 3})"):
+        for mode in ["bf16", *(["fp32"] if "fp32" in args.modes else [])]:
+            dtype = torch.bfloat16 if mode == "bf16" else torch.float32
+            repeats = 10 if device.type == "cuda" else 3
+            peak_runs[mode] = matmul_peak_tflops(device, dtype, size, repeats=repeats, warmup=2)
+            peaks[mode] = statistics.median(peak_runs[mode])
+            print(f"   {mode}: {peaks[mode]:8.1f} TFLOP/s")
+    results["flops_per_image_forward"] = flops
+    results["flop_note"] = (
+        "torch.utils.flop_counter.FlopCounterMode over one eager forward at batch 1 (fp32, "
+        "attention on the math backend): matrix work only, 2 FLOPs per multiply-add; a train "
+        f"step counts 3x forward, a DDIM-{args.ddim_steps} run {args.ddim_steps}x forward"
+    )
+    results["peak_tflops"] = peaks
+    results["peak_tflops_runs"] = peak_runs
+    results["peak_matmul_size"] = size
+    return flops, peaks
+
+
+def run_section(
+    comps: list[Competitor],
+    mode: str,
+    batch: int,
+    x0: Tensor,
+    x_noise: Tensor,
+    schedule: NoiseSchedule,
+    args: argparse.Namespace,
+    results: dict[str, Any],
+    flops: dict[str, int],
+    peaks: dict[str, float],
+) -> None:
+    """Train step, DDIM and (terradiff) DDPM at one precision and batch; fills ``results``."""
+    device = x_noise.device
+    single = len(args.batches) == 1
+    inputs = train_inputs(x0, device)
+
+    def add_rows(kind: str, times: dict, first: dict, memory: dict) -> None:
+        if not args.extended:
+            return
+        for comp in comps:
+            if comp.name not in times:
+                continue
+            results["rows"].append(
+                make_row(
+                    batch=batch,
+                    mode=mode,
+                    kind=kind,
+                    competitor=comp.name,
+                    times_s=times[comp.name],
+                    forward_flops=flops.get(comp.name),
+                    ddim_steps=args.ddim_steps,
+                    peaks_tflops=peaks,
+                    peak_mem_bytes=memory.get(comp.name),
+                    compile_s=first.get(comp.name) if comp.compiled else None,
+                )
+            )
+        report_rows(
+            [
+                r
+                for r in results["rows"]
+                if (r["batch"], r["mode"], r["kind"]) == (batch, mode, kind)
+            ]
+        )
+
+    with section(f"{mode}: training step (forward + backward + AdamW), batch {batch}"):
+        fn = lambda c: train_step(c, inputs, mode, device)  # noqa: E731
+        first, memory = warm_up(comps, fn, args.warmup, device, training=True)
+        live = [c for c in comps if not c.failed]
+        times = interleaved(live, fn, args.repeats, 0)
+        if single:
+            results["train_step_s"][mode] = times
+        report(live, times)
+        add_rows("train", times, first, memory)
+    with section(
+        f"{mode}: {args.ddim_steps}-step DDIM sampling ({args.ddim_steps} forwards, "
+        f"batch {batch}, no_grad)"
+    ):
+        # warm-up: a 1-step run (a whole sampling run each is wasteful)
+        warm = lambda c: ddim_run(c, x_noise, mode, 1, schedule)  # noqa: E731
+        first, memory = warm_up(live, warm, 1, device, training=False)
+        live = [c for c in live if not c.failed]
+        times = interleaved(
+            live,
+            lambda c: ddim_run(c, x_noise, mode, args.ddim_steps, schedule),
+            args.sample_repeats,
+            0,
+        )
+        if single:
+            results["ddim_s"][mode] = times
+        report(live, times)
+        add_rows("ddim", times, first, memory)
+    if args.ddpm_steps <= 0:
+        return
+    ours = comps[0]
+    with section(f"{mode}: terradiff seconds per image, DDIM vs DDPM"):
+        ddpm = ddpm_run(ours, x_noise, mode, args.ddpm_steps)
+        per_forward = ddpm / args.ddpm_steps
+        ddim_img = statistics.median(times[ours.name]) / batch
+        ddpm_img = per_forward * 1000 / batch
+        results["per_image_s"][mode if single else f"{mode}/b{batch}"] = {
+            f"ddim_{args.ddim_steps}": ddim_img,
+            "ddpm_1000_extrapolated": ddpm_img,
+            "ddpm_measured_steps": args.ddpm_steps,
+            "ddpm_measured_s": ddpm,
+        }
+        print(f"   DDIM {args.ddim_steps:4d} steps : {ddim_img:8.3f} s/image (measured)")
+        print(
+            f"   DDPM 1000 steps : {ddpm_img:8.3f} s/image (EXTRAPOLATED: a measured "
+            f"{args.ddpm_steps}-step DDPM run, {ddpm:.2f} s at batch {batch}, "
+            f"x 1000/{args.ddpm_steps})"
+        )
+        print(f"   ratio           : {ddpm_img / ddim_img:8.1f}x")
+
+
+def print_legacy_summary(
+    results: dict[str, Any], comps: list[Competitor], modes: list[str], ddim_steps: int
+) -> None:
+    """Median seconds and diffusers / terradiff ratios (the CPU summary, one batch)."""
+    ours = comps[0]
+    print("\nsummary (median seconds; ratio = diffusers / terradiff, > 1 means terradiff faster)")
+    for key, label in (("train_step_s", "train step"), ("ddim_s", f"{ddim_steps}-step DDIM")):
+        for mode in modes:
+            times = results[key].get(mode)
+            if not times:
+                continue
+            base = statistics.median(times[ours.name])
+            cells = [f"terradiff {base:.3f}"]
+            for comp in comps[1:]:
+                if comp.name in times:
+                    med = statistics.median(times[comp.name])
+                    cells.append(f"{comp.name} {med:.3f} ({med / base:.2f}x)")
+            print(f"  {label:13s} {mode:4s}: " + ", ".join(cells))
+
+
 def report(comps: list[Competitor], times: dict[str, list[float]]) -> None:
     """Print medians and the diffusers/terradiff ratio."""
     base = statistics.median(times[comps[0].name])
+    width = max(18, *(len(c.name) + 1 for c in comps))
     for comp in comps:
         med = statistics.median(times[comp.name])
-        ratio = "" if comp is comps[0] else f"   ratio diffusers/terradiff = {med / base:.2f}x"
-        print(f"   {comp.name:18s} {summary(times[comp.name])}{ratio}", flush=True)
+        who = "diffusers" if comp.diffusers else comp.name  # time ratio vs eager terradiff
+        ratio = "" if comp is comps[0] else f"   ratio {who}/terradiff = {med / base:.2f}x"
+        print(f"   {comp.name:{width}s} {summary(times[comp.name])}{ratio}", flush=True)
 
 
 if __name__ == "__main__":
