@@ -1,0 +1,185 @@
+"""The pure parts of ``scripts/distill_study.py``: the regression-UNet baseline row (same scenes
+checked), per-size speed targets and the rendered report (extrapolated figures labelled)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import distill_speed as ds
+
+from scripts.distill_study import (
+    evaluate_regression_if_needed,
+    regression_quality,
+    scene_differences,
+    speed_targets,
+    write_report,
+)
+
+BICUBIC = {"psnr": 23.04, "ssim": 0.4993, "ssim_y": 0.5522, "mae": 0.1078, "rmse": 0.1549}
+SCENES = {"n": 32, "image_size": 144, "scale": 4.0, "split": "test", "real_images": "aid"}
+
+
+def _row(psnr: float, params: int = 85131, **changes: Any) -> dict[str, Any]:
+    model = {"psnr": psnr, "ssim": 0.5, "ssim_y": 0.55, "mae": 0.107}
+    return {"model": model, "bicubic": dict(BICUBIC), "parameters": params, **SCENES, **changes}
+
+
+def _rows() -> dict[str, Any]:
+    return {
+        "teacher": _row(22.87, 3371146),
+        "student": _row(23.10),
+        "student_none": _row(23.39),
+    }
+
+
+def _sizes() -> dict[int, list[dict[str, Any]]]:
+    sizes = {}
+    for size, (ddim, reg, student) in {64: (0.6, 0.03, 0.015), 512: (157.0, 7.5, 1.0)}.items():
+        rows = [
+            ds.timing_row(ds.SR3_DDIM, [ddim], 1679779),
+            ds.timing_row(ds.SR3_DDPM, [ddim * 5], 1679779, measured_steps=10),
+            ds.timing_row(ds.REGRESSION, [reg], 1678915),
+            ds.timing_row(ds.TEACHER, [reg * 2], 3371146),
+            ds.timing_row("aid-student-x4", [student] * 5, 85131),
+            ds.missing_row("aid-student-x4-none", "run not found at runs/distill/x"),
+        ]
+        sizes[size] = ds.add_speedups(rows)
+    return sizes
+
+
+def test_scene_differences_needs_same_protocol_and_same_bicubic_metrics() -> None:
+    assert scene_differences(_row(23.6), _row(22.0)) == []
+    assert any("n:" in d for d in scene_differences(_row(19.5, n=2), _row(22.0)))
+    moved = _row(23.6)
+    moved["bicubic"]["psnr"] = 22.55
+    assert any("bicubic psnr" in d for d in scene_differences(moved, _row(22.0)))
+    bare = _row(23.6)
+    bare["bicubic"] = {}
+    assert "no bicubic metrics to compare" in scene_differences(bare, _row(22.0))
+
+
+def test_regression_quality_comes_from_the_sr_study_only_on_the_same_scenes() -> None:
+    rows = _rows()
+    same = regression_quality(rows, {"regression_x4": _row(23.63, 1678915)})
+    assert same["row"]["model"]["psnr"] == 23.63 and "the same 32 scenes" in same["source"]
+    other = regression_quality(rows, {"regression_x4": _row(23.63, image_size=64)})
+    assert other["row"] is None and other["differences"]
+    assert regression_quality(rows, {})["row"] is None
+    rows["regression"] = _row(23.5, 1678915)
+    assert regression_quality(rows, {})["source"] == "re-evaluated on this study's crops"
+
+
+def test_no_re_evaluation_without_the_run(tmp_path: Path) -> None:
+    rows = _rows()
+    args = argparse.Namespace(
+        sr_results=tmp_path / "none.json", sr_runs=tmp_path / "runs", n=2, image_size=64
+    )
+    evaluate_regression_if_needed(rows, args)  # rows differ from nothing, no run: nothing
+    assert "regression" not in rows
+
+
+def test_speed_targets_are_stated_per_size_only() -> None:
+    lines = speed_targets(_sizes(), "1")
+    assert "64 px: 40x, 512 px: 157x -- reached at 512 px only; NOT reached at 64 px" in lines[0]
+    assert "1 thread(s)" in lines[0]
+    assert "regression UNet" in lines[1] and "64 px: 2.0x, 512 px: 7.5x" in lines[1]
+    assert "not measured" in speed_targets({}, "?")[0]
+
+
+def _write(tmp_path: Path, bench: dict[str, Any]) -> str:
+    results = {
+        "machine": "test machine",
+        "runs": {
+            "teacher": {
+                "steps": 600,
+                "batch_size": 8,
+                "parameters": 3371146,
+                "train_minutes": 47.4,
+                "final_loss": -4.0,
+            }
+        },
+        "rows": _rows(),
+        "discussion": "## Reading the results\n\n- stored text",
+    }
+    sr = {"rows": {"regression_x4": _row(23.63, 1678915), "sr3_ddpm": _row(19.48, n=2)}}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "sr.json").write_text(json.dumps(sr))
+    args = argparse.Namespace(
+        out=tmp_path, bench=tmp_path / "bench.json", sr_results=tmp_path / "sr.json", image_size=144
+    )
+    write_report(results, args)
+    return (tmp_path / "README.md").read_text()
+
+
+def test_report_has_the_regression_row_per_size_speed_and_labelled_extrapolation(
+    tmp_path: Path,
+) -> None:
+    bench = {
+        "machine": "bench machine",
+        "date": "2026-12-01",
+        "threads": 1,
+        "per_size": {str(s): {"lr_size": s // 4, "rows": r} for s, r in _sizes().items()},
+    }
+    text = _write(tmp_path, bench)
+    lines = text.splitlines()
+    regression = next(line for line in lines if line.startswith("| regression UNet"))
+    assert "| 23.63 |" in regression and "| 7.50 |" in regression and "| 21x |" in regression
+    student = next(line for line in lines if line.startswith("| student, MSE + MMD |"))
+    assert "| 157x |" in student and "| 7.5x |" in student and "| -0.53 |" in student
+    assert "78,500x (extrapolated from 10 measured steps)" in student  # vs DDPM-1000, 512 px
+    ddpm = [line for line in lines if line.startswith("| SR3 DDPM-1000")]
+    assert "other scenes" in ddpm[0]
+    assert all("(extrapolated from 10 measured steps)" in line for line in ddpm)
+    assert "**64x64 output**" in text and "**512x512 output**" in text
+    assert "run not found at runs/distill/x" in text
+    assert "Strongest one-pass baseline: regression UNet" in text
+    assert "the same 32 scenes" in text
+    targets = text[text.index("## Targets") :]
+    assert "64 px: 40x, 512 px: 157x -- reached at 512 px only" in targets
+    assert text.rstrip().endswith("- stored text")
+
+
+def test_report_reads_the_earlier_bench_format(tmp_path: Path) -> None:
+    old = {
+        "machine": "old machine",
+        "date": "2026-11-26",
+        "args": {"threads": "1"},
+        "per_image_512": [
+            {"model": ds.SR3_DDIM, "seconds": 151.5, "parameters": 1679779},
+            {
+                "model": ds.SR3_DDPM,
+                "seconds": 7079.4,
+                "parameters": 1679779,
+                "note": "extrapolated from 10 measured steps",
+            },
+            {"model": "aid-student-x4", "seconds": 0.966, "parameters": 85131},
+        ],
+    }
+    text = _write(tmp_path, old)
+    assert "7,079.4 (extrapolated from 10 measured steps)" in text
+    assert "7,329x (extrapolated from 10 measured steps)" in text
+    assert "512 px: 157x -- reached at every measured size" in text
+    assert "not measured (no timing of it)" in text
+
+
+@pytest.mark.parametrize("missing", ["bench", "sr"])
+def test_report_without_a_bench_or_sr_json(tmp_path: Path, missing: str) -> None:
+    _write(tmp_path, {"machine": "m", "date": "d", "per_size": {}})
+    (tmp_path / ("bench.json" if missing == "bench" else "sr.json")).unlink()
+    args = argparse.Namespace(
+        out=tmp_path, bench=tmp_path / "bench.json", sr_results=tmp_path / "sr.json", image_size=144
+    )
+    write_report(
+        {"machine": "m", "runs": {}, "rows": _rows(), "discussion": ""},
+        args,
+    )
+    text = (tmp_path / "README.md").read_text()
+    assert "## Targets" in text and "Strongest one-pass baseline" in text
