@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from scripts.temporal_study import (
+    abandoned_lines,
     breakdown,
-    held_out_targets,
+    column_cut,
+    in_columns,
     ranking_lines,
     seed_summary,
+    validation_gain,
     verdict,
 )
 
@@ -33,9 +36,21 @@ def test_breakdown_averages_each_group() -> None:
     assert groups["place"]["a"] == {"model": 31.0, "persistence": 27.0, "windows": 2}
     assert groups["target_date"]["a 10 (Jul)"]["windows"] == 2
     assert groups["source_date"]["b 00 (Sep)"]["model"] == 20.0
-    runs = {"x/seed0": {"breakdown": groups}}
-    assert held_out_targets(runs) == "a: 10 (Jul); b: 11 (Aug)"
-    assert held_out_targets({}) == "(none measured yet)"
+
+
+def test_validation_strip_and_test_region_do_not_overlap() -> None:
+    """Validation runs hold out the right 40% and are scored left of the test region (the right
+    25%), which no model trains on; windows are [top, left, height, width]."""
+    assert (column_cut(256, 0.4), column_cut(256, 0.25)) == (154, 192)
+    assert in_columns([0, 154, 32, 32], 154, 192) and not in_columns([0, 186, 32, 32], 154, 192)
+    windows = [
+        {"window": [0, 154, 32, 32], "model_psnr_visible": 30.0, "persistence_psnr_visible": 29.0},
+        {"window": [0, 192, 32, 32], "model_psnr_visible": 0.0, "persistence_psnr_visible": 29.0},
+    ]
+    assert validation_gain(windows, (154, 192)) == {"gain": 1.0, "windows": 1}
+    record = {"validation": {"runs": {"after": {"gain": -3.5}, "change": {"gain": -3.9}}}}
+    assert "after -3.50 dB; change -3.90 dB" in " ".join(abandoned_lines(record))
+    assert abandoned_lines(None) == []
 
 
 def test_seed_summary_and_verdict() -> None:
