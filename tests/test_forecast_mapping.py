@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+from rio_cogeo.cogeo import cog_validate
 
 from terradiff.cli import main
 from terradiff.errors import ConfigError, DataError
@@ -80,6 +81,15 @@ def test_forecast_keeps_crs_transform_and_nodata(
             assert np.array_equal(got.mask.any(axis=0), given.mask.any(axis=0))
             assert got.mask[:, :3, :5].all() and not got.mask[:, 3:, 5:].any()
             assert np.isfinite(got.compressed()).all()
+        assert cog_validate(out, strict=True, quiet=True)[0] and _layout(out) == "COG"
+    plain = tmp_path / "plain.tif"
+    _forecast(runs["regression"], before, plain, "--no-cog")
+    assert _layout(plain) is None  # GDAL's COG driver marks its files; a plain GeoTIFF is not
+
+
+def _layout(path: Path) -> str | None:
+    with rasterio.open(path) as src:
+        return src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")
 
 
 def test_ensemble_writes_mean_and_std_bands(
