@@ -199,6 +199,23 @@ def unet_table_markdown(report: KDUNetReport) -> str:
             f"| {row.level} | {row.channels} | {row.mcev_encoder} | {row.mcev_decoder} | "
             f"{row.selected} |"
         )
+    errors = report.feature_errors
+    if errors:
+        levels = len(report.levels)
+        names = [f"encoder {i}" for i in range(levels)] + [f"decoder {i}" for i in range(levels)]
+        lines += [
+            "",
+            "Feature error of the student read back through the eigenbasis, relative to the "
+            "teacher's feature variance (one batch; the floor is the eigenbasis' own error, "
+            "which no student of these widths can beat):",
+            "",
+            "| level | floor | before distillation | after |",
+            "|---|---|---|---|",
+        ]
+        for name, floor, initial, final in zip(
+            names, errors["floor"], errors["initial"], errors["final"], strict=True
+        ):
+            lines.append(f"| {name} | {floor:.3f} | {initial:.3f} | {final:.3f} |")
     lines += [
         "",
         f"UNet parameters: teacher {report.teacher_parameters:,}, KD-UNet "
@@ -286,4 +303,5 @@ def compress_carbon_unet(
         "student_parameters": report.student_parameters,
         "kd_ratio": report.kd_ratio,
         "levels": report.to_dict()["levels"],
+        "feature_errors": report.feature_errors,
     }

@@ -95,6 +95,15 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
         progress=False,
     )
     assert summary["base_channels"] < 32 and summary["base_channels"] % 8 == 0
+    # the student's features, read back through the eigenbases: never below the eigenbasis'
+    # own error (W is orthonormal, so W^T S - (F - mu) splits into the part inside the subspace
+    # and the floor), and distillation brings the encoder levels closer to it
+    errors = summary["feature_errors"]
+    levels = len(errors["floor"]) // 2
+    assert all(0.0 <= f < 1.0 for f in errors["floor"])
+    assert all(e >= f - 1e-4 for e, f in zip(errors["final"], errors["floor"], strict=True))
+    encoder = slice(0, levels)
+    assert sum(errors["final"][encoder]) < sum(errors["initial"][encoder]), errors
     assert summary["student_parameters"] < summary["teacher_parameters"]
     assert (tmp_path / "kd" / "table_a2_unet.md").read_text().startswith("| level |")
     student, _ = load_task(tmp_path / "kd" / "run")

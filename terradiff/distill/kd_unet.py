@@ -81,6 +81,11 @@ class KDUNetReport:
     student_parameters: int
     encoder_losses: list[float] = field(default_factory=list)
     decoder_losses: list[float] = field(default_factory=list)
+    feature_errors: dict[str, list[float]] = field(default_factory=dict)
+    """Per level (encoder levels, then decoder levels), the student's feature error relative to
+    the teacher's feature variance, ``E|mu + W^T S - F|^2 / E|F - mu|^2``, on the first batch:
+    ``floor`` (the eigenbasis' own error with ``S = W (F - mu)``: no student can do better),
+    ``initial`` (before distillation) and ``final`` (after it)."""
 
     @property
     def kd_ratio(self) -> float:
@@ -141,6 +146,21 @@ class DenoiserInputs:
 
 InputSource = Callable[[], Iterable[DenoiserInputs]]
 """Returns a fresh pass over :class:`DenoiserInputs` (one epoch)."""
+
+
+def _relative_errors(
+    bases: Sequence[Eigenbasis], teacher: Sequence[Tensor], student: Sequence[Tensor]
+) -> tuple[list[float], list[float]]:
+    """``(floor, student)`` per level: the relative feature error of the eigenbasis itself and
+    of the student's features read back through it (see :attr:`KDUNetReport.feature_errors`)."""
+    floors, errors = [], []
+    with torch.no_grad():
+        for basis, f, s in zip(bases, teacher, student, strict=True):
+            f = f.float()
+            variance = (f - basis.mean.view(1, -1, 1, 1)).pow(2).mean().clamp_min(1e-12)
+            floors.append(float(basis.reconstruction_error(f) / variance))
+            errors.append(float((basis.reconstruct(s.float()) - f).pow(2).mean() / variance))
+    return floors, errors
 
 
 def _normalised_mse(a: Tensor, b: Tensor) -> Tensor:
@@ -273,7 +293,18 @@ def distill_iidm_unet(
     ]
     encoder_losses: list[float] = []
     decoder_losses: list[float] = []
+    # the batch the feature errors are measured on, before and after (the first of a pass of
+    # its own, so the training batches are those of a run without the measurement)
+    check = next(iter(inputs()))
+
+    def feature_errors() -> tuple[list[float], list[float]]:
+        with torch.no_grad():
+            teacher.denoise(check.y_t, check.t, check.cond, check.context)
+            student.denoise(check.y_t, check.t, check.cond, check.context)
+        return _relative_errors(bases, teacher_tap.take(), student_tap.take())
+
     try:
+        floor, initial = feature_errors()
         # 3. encoder blocks against the projected teacher encoder features (Eq. 11)
         optimizer = torch.optim.Adam(encoder_params, lr=lr)
         bar = progress_bar(range(encoder_steps), desc="KD-UNet encoder", disable=not progress)
@@ -313,6 +344,7 @@ def distill_iidm_unet(
             optimizer.step()
             decoder_losses.append(float(loss.detach()))
             bar.set_postfix(loss=f"{decoder_losses[-1]:.4f}")
+        _, final = feature_errors()
     finally:
         teacher_tap.close()
         student_tap.close()
@@ -327,5 +359,6 @@ def distill_iidm_unet(
         student_parameters=sum(p.numel() for p in s_unet.parameters()),
         encoder_losses=encoder_losses,
         decoder_losses=decoder_losses,
+        feature_errors={"floor": floor, "initial": initial, "final": final},
     )
     return student.eval(), report
