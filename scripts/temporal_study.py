@@ -145,7 +145,8 @@ def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any
     for target in ("after", "change"):
         if target in validation.get("runs", {}):
             continue
-        run_dir = Path(args.work) / "validation" / f"regression-{target}"
+        # a folder of this design's own: train() reuses any finished run in its folder
+        run_dir = Path(args.work) / "validation-region" / f"regression-{target}"
         overrides = common_overrides(args, root, run_dir, args.steps)
         overrides += [
             "temporal.holdout=region",
@@ -343,7 +344,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 for place, v in run["breakdown"]["place"].items()
             )
             lines.append(f"- {method}: {cells}")
-    lines += ["", results.get("discussion", "").strip(), ""]
+    reading = out / "reading.md"  # the hand-written reading (kept apart: the study rewrites
+    if reading.is_file():  # results.json while it runs)
+        lines += ["", reading.read_text().strip()]
+    lines.append("")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
     write_plot(results, out)
@@ -394,7 +398,9 @@ def ranking_lines(gains: dict[str, dict[str, float]]) -> list[str]:
     for i, a in enumerate(methods):
         for b in methods[i + 1 :]:
             ga, gb = gains[a], gains[b]
-            if ga["low"] > gb["high"]:
+            if min(ga["n"], gb["n"]) < 2:
+                lines.append(f"- {a} vs {b}: not ranked (one seed of one of them so far)")
+            elif ga["low"] > gb["high"]:
                 lines.append(f"- {a} > {b}")
             elif gb["low"] > ga["high"]:
                 lines.append(f"- {b} > {a}")
@@ -471,9 +477,9 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(args.seeds):
             for method in args.methods:
                 key = run_key(method, seed)
-                if key in runs:
-                    continue
                 kind = "after" if method == "controlnet" else target
+                if key in runs and runs[key].get("target") == kind:
+                    continue
                 folder = method if method == "controlnet" else f"{method}-{kind}"
                 overrides = common_overrides(args, root, work / folder / f"seed{seed}", args.steps)
                 overrides += [

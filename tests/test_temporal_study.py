@@ -70,5 +70,7 @@ def test_ranking_only_when_intervals_separate() -> None:
     }
     lines = ranking_lines(gains)
     assert "- a > b" in lines
+    single = ranking_lines({"a": seed_summary([2.0]), "b": seed_summary([0.0])})
+    assert single[-1] == "- a vs b: not ranked (one seed of one of them so far)"
     assert "- a vs c: not distinguishable" in lines
     assert "- b vs c: not distinguishable" in lines
