@@ -154,6 +154,7 @@ def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any
             f"temporal.target={target}",
         ]
         config = REPO / METHODS["regression"][1]
+        check_reusable(run_dir, "region", target)
         training = train(f"validation/regression-{target}", config, overrides)
         evaluation = evaluate_temporal(training["run_dir"], progress=False)
         validation.setdefault("runs", {})[target] = {
@@ -213,8 +214,17 @@ def run_key(method: str, seed: int) -> str:
     return f"{method}/seed{seed}"
 
 
-def method_runs(runs: dict[str, Any], method: str) -> list[dict[str, Any]]:
-    return [runs[k] for k in sorted(runs) if k.startswith(method + "/")]
+def method_runs(
+    runs: dict[str, Any], method: str, chosen: str | None = None
+) -> list[dict[str, Any]]:
+    """The runs of ``method``; with ``chosen``, only those modelling that target (the
+    ControlNet always models the after image)."""
+    wanted = "after" if method == "controlnet" else chosen
+    return [
+        runs[k]
+        for k in sorted(runs)
+        if k.startswith(method + "/") and (wanted is None or runs[k].get("target") == wanted)
+    ]
 
 
 def write_plot(results: dict[str, Any], out: Path) -> None:
@@ -226,7 +236,8 @@ def write_plot(results: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = results.get("runs", {})
-    firsts = {m: runs.get(run_key(m, 0)) for m in METHODS if run_key(m, 0) in runs}
+    chosen = results.get("validation", {}).get("chosen")
+    firsts = {m: method_runs(runs, m, chosen)[0] for m in METHODS if method_runs(runs, m, chosen)}
     if not firsts:
         return
     places = sorted({p for r in firsts.values() for p in r["evaluation"]["places"]})
@@ -300,7 +311,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]
     gains = {}
     for method, (label, _) in METHODS.items():
-        cells = method_runs(runs, method)
+        cells = method_runs(runs, method, results.get("validation", {}).get("chosen"))
         if not cells:
             continue
         evaluations = [c["evaluation"] for c in cells]
@@ -334,11 +345,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             f"{', '.join(e['places'])}; per-band PSNR and the breakdowns per chip, target and "
             "source month are in `results.json`; `psnr_by_source.png` plots them.",
         ]
-        lines += ["", "Per chip (seed 0, visible-band PSNR, model / persistence):", ""]
+        lines += ["", "Per chip (first seed, visible-band PSNR, model / persistence):", ""]
         for method in METHODS:
-            run = runs.get(run_key(method, 0))
-            if run is None:
+            shown = method_runs(runs, method, results.get("validation", {}).get("chosen"))
+            if not shown:
                 continue
+            run = shown[0]
             cells = ", ".join(
                 f"{place} {v['model']:.2f} / {v['persistence']:.2f}"
                 for place, v in run["breakdown"]["place"].items()
@@ -428,6 +440,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_reusable(run_dir: Path, holdout: str, target: str | None) -> None:
+    """Refuse to resume a run folder made under another split or target: ``train()`` continues
+    any run it finds in its folder, so a folder left by another design would mix the two."""
+    import json
+
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return
+    temporal = json.loads(config.read_text())["config"].get("temporal", {})
+    if temporal.get("holdout") != holdout or (target and temporal.get("target") != target):
+        raise SystemExit(
+            f"{run_dir} holds a run with holdout {temporal.get('holdout')!r} and target "
+            f"{temporal.get('target')!r}, not {holdout!r}/{target!r}: move it away first"
+        )
+
+
 def common_overrides(args: argparse.Namespace, root: Path, run_dir: Path, steps: int) -> list[str]:
     return [
         f"data.root={root}",
@@ -491,6 +519,8 @@ def main(argv: list[str] | None = None) -> None:
                     overrides.append(f"temporal.generator={generator}")
                 else:
                     overrides.append(f"temporal.target={kind}")
+                run_dir = work / folder / f"seed{seed}"
+                check_reusable(run_dir, "region", None if method == "controlnet" else kind)
                 training = train(key, REPO / METHODS[method][1], overrides)
                 evaluation = evaluate_temporal(
                     training["run_dir"], max_windows=args.max_windows, seed=seed, progress=False
