@@ -334,9 +334,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         )
     if gains:
         lines += ["", f"Target (>= {TARGET_DB:g} dB over persistence on the visible bands):", ""]
+        one_seed = " -- one seed so far, so the std is 0: read its window interval"
         lines += [
-            f"- {METHODS[m][0]}: {verdict(g)}"
-            + (" -- one seed so far, so the std is 0: read its window interval" if g["n"] < 2 else "")
+            f"- {METHODS[m][0]}: {verdict(g)}" + (one_seed if g["n"] < 2 else "")
             for m, g in gains.items()
         ]
         lines += ["", *ranking_lines(gains)]
