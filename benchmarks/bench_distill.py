@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_sr import cpu_model, real_512, write_json
+from bench_sr import cpu_model, real_512, time_calls, write_json
 from distill_speed import (
     REGRESSION,
     SR3_DDIM,
@@ -81,27 +80,6 @@ def run_problem(path: Path) -> str | None:
     if not list_checkpoints(path):
         return f"run not found at {path} (no checkpoint)"
     return None
-
-
-def time_calls(
-    fn: Callable[[], Any],
-    repeats: int,
-    warmup: Callable[[], Any] | None = None,
-    sync: Callable[[], Any] | None = None,
-) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``fn`` after one warm-up call (``warmup``, or
-    ``fn`` itself); ``sync`` (e.g. ``torch.cuda.synchronize``) runs inside each timing."""
-    (warmup or fn)()
-    if sync is not None:
-        sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if sync is not None:
-            sync()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def hr_at(hr: torch.Tensor, size: int) -> torch.Tensor:

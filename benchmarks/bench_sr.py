@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,14 @@ def real_512(shared: Path) -> torch.Tensor:
     return scene.clamp(-1, 1)
 
 
-def timed(fn: Any, repeats: int, warmup: Any = None, sync: Any = None) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` after one warm-up call (``warmup``, e.g.
-    the same model on a small input, or ``fn`` itself); ``sync`` (e.g.
-    ``torch.cuda.synchronize``) runs after each call inside its timing, so queued device work
-    is counted."""
+def time_calls(
+    fn: Callable[[], Any],
+    repeats: int,
+    warmup: Callable[[], Any] | None = None,
+    sync: Callable[[], Any] | None = None,
+) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` after one warm-up call (``warmup``, or
+    ``fn`` itself); ``sync`` (e.g. ``torch.cuda.synchronize``) runs inside each timing."""
     (warmup or fn)()
     if sync is not None:
         sync()
@@ -82,7 +86,12 @@ def timed(fn: Any, repeats: int, warmup: Any = None, sync: Any = None) -> float:
         if sync is not None:
             sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def timed(fn: Any, repeats: int, warmup: Any = None, sync: Any = None) -> float:
+    """Median seconds of :func:`time_calls` (``warmup``: e.g. the same model on a small input)."""
+    return statistics.median(time_calls(fn, repeats, warmup, sync))
 
 
 def write_json(path: Path, machine: str, args: argparse.Namespace, **parts: Any) -> None:
