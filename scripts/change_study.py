@@ -73,6 +73,83 @@ def bootstrap_f1(
     }
 
 
+def tile_counts(evaluations: list[dict[str, Any]]) -> np.ndarray:
+    """``[tiles, 3]`` confusion counts (tp, fp, fn) per test tile, summed over the runs (seeds)
+    of one method (every evaluation lists the test tiles in the same sorted order)."""
+    rows = [
+        np.array([[w[k] for k in ("tp", "fp", "fn")] for w in e["per_window"]], dtype=np.float64)
+        for e in evaluations
+    ]
+    if len({r.shape for r in rows}) != 1:
+        raise ValueError("the runs were scored on different test tiles")
+    return np.sum(rows, axis=0)
+
+
+def naive_counts(evaluation: dict[str, Any]) -> np.ndarray:
+    """Per tile, the counts of the naive "every pixel is change" prediction."""
+    return np.array(
+        [[w["tp"] + w["fn"], w["fp"] + w["tn"], 0] for w in evaluation["per_window"]],
+        dtype=np.float64,
+    )
+
+
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """F1(a) - F1(b) of pooled per-tile counts ``[tiles, 3]`` with a 95% percentile interval
+    from resampling the *same* tiles for both (a paired cluster bootstrap: the tile is the unit,
+    so the test tiles' spread in how much changed is in the interval)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(a), size=(resamples, len(a)))
+
+    def f1(counts: np.ndarray) -> np.ndarray:
+        sums = counts[draws].sum(axis=1)
+        denominators = 2 * sums[:, 0] + sums[:, 1] + sums[:, 2]
+        return np.divide(
+            2 * sums[:, 0], denominators, out=np.zeros(resamples), where=denominators > 0
+        )
+
+    values = f1(a) - f1(b)
+    ta, tb = a.sum(axis=0), b.sum(axis=0)
+    point = f1_of(dict(zip(("tp", "fp", "fn"), ta, strict=True))) - f1_of(
+        dict(zip(("tp", "fp", "fn"), tb, strict=True))
+    )
+    return {
+        "difference": float(point),
+        "low": float(np.quantile(values, 0.025)),
+        "high": float(np.quantile(values, 0.975)),
+    }
+
+
+def paired_lines(runs: dict[str, Any]) -> list[str]:
+    """The report's paired tile-bootstrap comparisons (each method's seeds pooled)."""
+    evaluations = {
+        m: [runs[k]["evaluation"] for k in sorted(runs) if k.startswith(m + "/")] for m in METHODS
+    }
+    if not all(evaluations.values()):
+        return []
+    counts = {m: tile_counts(e) for m, e in evaluations.items()}
+    seeds = {m: len(e) for m, e in evaluations.items()}
+    counts["naive"] = naive_counts(evaluations["ddpm_cd"][0]) * seeds["ddpm_cd"]
+    pairs = (("supervised_unet", "ddpm_cd"), ("ddpm_cd", "naive"), ("supervised_unet", "naive"))
+    names = {"ddpm_cd": "DDPM-CD", "supervised_unet": "U-Net", "naive": "naive all-change"}
+    lines = [
+        "",
+        "Paired tile bootstrap (the 7 test tiles resampled together for both sides; each "
+        "method's seeds pooled; 95% interval of the F1 difference, in points):",
+        "",
+    ]
+    for a, b in pairs:
+        d = paired_difference(counts[a], counts[b])
+        separated = d["low"] > 0 or d["high"] < 0
+        lines.append(
+            f"- {names[a]} - {names[b]}: {100 * d['difference']:+.1f} "
+            f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+            + ("" if separated else " (the interval holds 0: not distinguishable)")
+        )
+    return lines
+
+
 def seed_summary(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean, std (ddof 1) and the mean +- std interval of every metric over seeds."""
     out = {}
@@ -177,6 +254,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             "Verdict on F1 (issue 17's target: DDPM-CD matches or beats the same-size supervised "
             f"U-Net; {basis}): {verdict(ddpm, supervised)}.",
         ]
+    lines += paired_lines(runs)
     lines += ["", results.get("discussion", "").strip(), ""]
     reading = out / "reading.md"  # the hand-written reading (the study rewrites results.json)
     if reading.is_file():

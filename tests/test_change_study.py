@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from scripts.change_study import bootstrap_f1, f1_of, seed_summary, verdict
+from scripts.change_study import (
+    bootstrap_f1,
+    f1_of,
+    naive_counts,
+    paired_difference,
+    paired_lines,
+    seed_summary,
+    tile_counts,
+    verdict,
+)
 
 
 def test_f1_from_counts() -> None:
@@ -34,3 +44,38 @@ def test_seed_summary_and_verdict() -> None:
     assert verdict({"low": 0.8, "high": 0.9}, wide).endswith("target met")
     assert "not met" in verdict({"low": 0.1, "high": 0.2}, wide)
     assert verdict({"low": 0.5, "high": 0.9}, wide).startswith("not distinguishable")
+
+
+def _evaluation(rows: list[tuple[int, int, int, int]]) -> dict:
+    return {"per_window": [dict(zip(("tp", "fp", "fn", "tn"), r, strict=True)) for r in rows]}
+
+
+def test_paired_difference_resamples_the_same_tiles_for_both_sides() -> None:
+    a = tile_counts([_evaluation([(30, 10, 5, 100), (2, 20, 10, 100)])] * 2)
+    assert a.tolist() == [[60, 20, 10], [4, 40, 20]]  # two seeds pooled per tile
+    same = paired_difference(a, a.copy(), resamples=200)
+    assert same["difference"] == 0.0 and same["low"] == same["high"] == 0.0  # paired: no spread
+    better = a.copy()
+    better[:, 0] += 10  # more true positives on every tile
+    d = paired_difference(better, a, resamples=500)
+    expected = f1_of(dict(zip(("tp", "fp", "fn"), better.sum(0), strict=True))) - f1_of(
+        dict(zip(("tp", "fp", "fn"), a.sum(0), strict=True))
+    )
+    assert d["difference"] == pytest.approx(expected) and 0 < d["low"] <= d["high"]
+
+
+def test_naive_counts_call_every_pixel_change() -> None:
+    naive = naive_counts(_evaluation([(3, 1, 2, 10)]))
+    assert np.array_equal(naive, [[5, 11, 0]])
+
+
+def test_paired_lines_say_when_an_interval_holds_zero() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100), (15, 5, 5, 100)]
+    runs = {
+        "ddpm_cd/seed0": {"evaluation": _evaluation(tiles)},
+        "supervised_unet/seed0": {"evaluation": _evaluation(tiles)},
+    }
+    text = "\n".join(paired_lines(runs))
+    assert "U-Net - DDPM-CD: +0.0 [+0.0, +0.0] (the interval holds 0" in text
+    assert "DDPM-CD - naive all-change" in text
+    assert paired_lines({"ddpm_cd/seed0": runs["ddpm_cd/seed0"]}) == []
