@@ -32,6 +32,12 @@ or change) is chosen on a *validation strip*: regression models of each kind are
 left ``1 - --val-fraction`` (60%) of the columns and scored on the windows between there and the
 test region; the kind with the larger visible-band PSNR gain over persistence is used for both
 methods. The ControlNet steers an image generator, so it always models the after image.
+Then what the diffusion networks predict (``diffusion.prediction``: eps, x0 or v; Ho et al.
+2020 Eq. 14, Salimans & Ho 2022 Sec. 4) is chosen the same way: a concat model of each kind is
+trained on the left columns and scored on the strip (DDIM-20); the chosen prediction is used by
+the concat models and by the ControlNet's month generator (whose prediction the ControlNet
+inherits). It was added after the first eps models drew noise-dominated samples at this budget
+(their results are kept in ``results.json`` under ``replaced``).
 
 Intervals: for every run, a 95% bootstrap interval of model - persistence over the test windows
 (windows of one chip are correlated, so this interval is optimistic); over seeds, mean +- std.
@@ -70,6 +76,7 @@ METHODS = {
 }
 GENERATOR_CONFIG = "configs/temporal/biomassters_month_generator.yaml"
 TARGET_DB = 1.0
+PREDICTIONS = ("eps", "x0", "v")
 KEPT = ("model", "persistence", "difference", "bootstrap", "visible_bands", "windows")
 KEPT += ("test_windows", "pairs", "places", "holdout", "method", "sampler", "steps")
 KEPT += ("seconds_per_window", "step")
@@ -168,6 +175,53 @@ def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any
     return validation["chosen"]
 
 
+def choose_prediction(
+    args: argparse.Namespace, root: Path, results: dict, save: Any, target: str
+) -> str:
+    """``diffusion.prediction`` of the diffusion models, chosen on the validation strip with
+    concat models of the chosen ``target`` (see the module docstring); saved in
+    ``results["validation"]["prediction"]``."""
+    from terradiff.temporal_evaluate import evaluate_temporal
+
+    validation = results["validation"]
+    record = validation.setdefault("prediction", {"target": target, "runs": {}})
+    columns = tuple(validation["columns"])
+    for prediction in PREDICTIONS:
+        if prediction in record["runs"]:
+            continue
+        run_dir = Path(args.work) / "validation-region" / f"concat-{target}-{prediction}"
+        overrides = common_overrides(args, root, run_dir, args.steps)
+        overrides += [
+            "temporal.holdout=region",
+            f"temporal.test_fraction={args.val_fraction}",
+            f"temporal.target={target}",
+            f"diffusion.prediction={prediction}",
+        ]
+        check_reusable(run_dir, "region", target, prediction)
+        training = train(
+            f"validation/concat-{target}-{prediction}", REPO / METHODS["concat"][1], overrides
+        )
+        evaluation = evaluate_temporal(training["run_dir"], progress=False)
+        record["runs"][prediction] = {
+            "training": training,
+            **validation_gain(evaluation["per_window"], columns),
+        }
+        save()
+        print(
+            f"validation concat {prediction}: {record['runs'][prediction]['gain']:+.2f} dB",
+            flush=True,
+        )
+    record["chosen"] = max(PREDICTIONS, key=lambda k: record["runs"][k]["gain"])
+    save()
+    return record["chosen"]
+
+
+def with_prediction(folder: str, prediction: str) -> str:
+    """The run folder of a diffusion model predicting ``prediction`` (eps keeps the first
+    folders' names)."""
+    return folder if prediction == "eps" else f"{folder}-{prediction}"
+
+
 def breakdown(per_window: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Mean visible-band PSNR of model and persistence per place, per target date and per
     source date (the windows of each group averaged)."""
@@ -215,16 +269,29 @@ def run_key(method: str, seed: int) -> str:
 
 
 def method_runs(
-    runs: dict[str, Any], method: str, chosen: str | None = None
+    runs: dict[str, Any], method: str, chosen: str | None = None, prediction: str | None = None
 ) -> list[dict[str, Any]]:
     """The runs of ``method``; with ``chosen``, only those modelling that target (the
-    ControlNet always models the after image)."""
+    ControlNet always models the after image); with ``prediction``, only diffusion runs
+    predicting it (runs from before the choice predicted eps)."""
     wanted = "after" if method == "controlnet" else chosen
     return [
         runs[k]
         for k in sorted(runs)
-        if k.startswith(method + "/") and (wanted is None or runs[k].get("target") == wanted)
+        if k.startswith(method + "/")
+        and (wanted is None or runs[k].get("target") == wanted)
+        and (
+            prediction is None
+            or method == "regression"
+            or runs[k].get("prediction", "eps") == prediction
+        )
     ]
+
+
+def chosen_keys(results: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The validation's chosen target and diffusion prediction (None before each choice)."""
+    validation = results.get("validation", {})
+    return validation.get("chosen"), validation.get("prediction", {}).get("chosen")
 
 
 def write_plot(results: dict[str, Any], out: Path) -> None:
@@ -236,8 +303,8 @@ def write_plot(results: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = results.get("runs", {})
-    chosen = results.get("validation", {}).get("chosen")
-    firsts = {m: method_runs(runs, m, chosen)[0] for m in METHODS if method_runs(runs, m, chosen)}
+    chosen = chosen_keys(results)
+    firsts = {m: method_runs(runs, m, *chosen)[0] for m in METHODS if method_runs(runs, m, *chosen)}
     if not firsts:
         return
     places = sorted({p for r in firsts.values() for p in r["evaluation"]["places"]})
@@ -311,7 +378,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]
     gains = {}
     for method, (label, _) in METHODS.items():
-        cells = method_runs(runs, method, results.get("validation", {}).get("chosen"))
+        cells = method_runs(runs, method, *chosen_keys(results))
         if not cells:
             continue
         evaluations = [c["evaluation"] for c in cells]
@@ -351,7 +418,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         ]
         lines += ["", "Per chip (first seed, visible-band PSNR, model / persistence):", ""]
         for method in METHODS:
-            shown = method_runs(runs, method, results.get("validation", {}).get("chosen"))
+            shown = method_runs(runs, method, *chosen_keys(results))
             if not shown:
                 continue
             run = shown[0]
@@ -384,6 +451,24 @@ def validation_lines(validation: dict[str, Any]) -> list[str]:
         f"{left}-{right} (left of the test region): visible-band PSNR gain over persistence "
         f"{scores}. Chosen: **{validation.get('chosen')}**, used by the regression and concat "
         "models below (the ControlNet always models the after image).",
+        "",
+        *prediction_lines(validation.get("prediction", {})),
+    ]
+
+
+def prediction_lines(record: dict[str, Any]) -> list[str]:
+    """The report's paragraph on the validation choice of ``diffusion.prediction``."""
+    runs = record.get("runs", {})
+    if not runs:
+        return []
+    scores = "; ".join(f"{kind}: {run['gain']:+.2f} dB" for kind, run in runs.items())
+    chosen = record.get("chosen")
+    return [
+        "What the diffusion networks predict was chosen on the same strip, with concat models "
+        f"of that target (same budget, DDIM-20): gain over persistence {scores}. Chosen: "
+        f"**{chosen or 'pending'}**, used by the concat models and by the ControlNet's month "
+        "generator below. (The first concat and ControlNet runs predicted eps and drew "
+        "noise-dominated samples; they are kept in `results.json` under `replaced`.)",
         "",
     ]
 
@@ -444,19 +529,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_reusable(run_dir: Path, holdout: str, target: str | None) -> None:
-    """Refuse to resume a run folder made under another split or target: ``train()`` continues
-    any run it finds in its folder, so a folder left by another design would mix the two."""
+def check_reusable(
+    run_dir: Path, holdout: str | None, target: str | None, prediction: str | None = None
+) -> None:
+    """Refuse to resume a run folder made under another split, target or prediction: ``train()``
+    continues any run it finds in its folder, so a folder left by another design would mix the
+    two."""
     import json
 
     config = run_dir / "config.json"
     if not config.is_file():
         return
-    temporal = json.loads(config.read_text())["config"].get("temporal", {})
-    if temporal.get("holdout") != holdout or (target and temporal.get("target") != target):
+    saved = json.loads(config.read_text())["config"]
+    temporal = saved.get("temporal") or {}
+    found = saved.get("diffusion", {}).get("prediction", "eps")
+    if (
+        (holdout and temporal.get("holdout") != holdout)
+        or (target and temporal.get("target") != target)
+        or (prediction and found != prediction)
+    ):
         raise SystemExit(
-            f"{run_dir} holds a run with holdout {temporal.get('holdout')!r} and target "
-            f"{temporal.get('target')!r}, not {holdout!r}/{target!r}: move it away first"
+            f"{run_dir} holds a run with holdout {temporal.get('holdout')!r}, target "
+            f"{temporal.get('target')!r} and prediction {found!r}, not "
+            f"{holdout!r}/{target!r}/{prediction!r}: move it away first"
         )
 
 
@@ -489,31 +584,47 @@ def main(argv: list[str] | None = None) -> None:
             "max_windows": args.max_windows,
             "seeds": args.seeds,
         }
-        generator = work / "month_generator_region"
+        target = choose_target(args, root, results, save)
+        print(f"validation chose temporal.target={target}", flush=True)
+        needs_prediction = {"concat", "controlnet"} & set(args.methods)
+        prediction = (
+            choose_prediction(args, root, results, save, target) if needs_prediction else "eps"
+        )
+        print(f"validation chose diffusion.prediction={prediction}", flush=True)
+        generator = work / with_prediction("month_generator_region", prediction)
         if "controlnet" in args.methods:
             series = usable_series(root)
             folder, sidecar = cut_training_region(series, args.test_fraction, work / "left_part")
             results["generator_files"] = sorted(p.name for p in folder.glob("*/*.tif"))
+            check_reusable(generator, None, None, prediction)
             results["generator"] = train(
                 "month-generator",
                 REPO / GENERATOR_CONFIG,
                 [
                     *common_overrides(args, folder, generator, args.generator_steps),
                     f"condition.metadata_sidecar={sidecar}",
+                    f"diffusion.prediction={prediction}",
                 ],
             )
+            results["generator"]["prediction"] = prediction
             save()
-        target = choose_target(args, root, results, save)
-        print(f"validation chose temporal.target={target}", flush=True)
         runs = results.setdefault("runs", {})
         for seed in range(args.seeds):
             for method in args.methods:
                 key = run_key(method, seed)
                 kind = "after" if method == "controlnet" else target
+                predicts = None if method == "regression" else prediction
                 if key in runs and runs[key].get("target") == kind:
-                    continue
+                    if predicts is None or runs[key].get("prediction", "eps") == predicts:
+                        continue
+                    old = runs.pop(key)  # made before the prediction was chosen
+                    replaced = results.setdefault("replaced", {})
+                    replaced[f"{key}/{old.get('prediction', 'eps')}"] = old
                 folder = method if method == "controlnet" else f"{method}-{kind}"
-                overrides = common_overrides(args, root, work / folder / f"seed{seed}", args.steps)
+                if predicts is not None:
+                    folder = with_prediction(folder, predicts)
+                run_dir = work / folder / f"seed{seed}"
+                overrides = common_overrides(args, root, run_dir, args.steps)
                 overrides += [
                     f"seed={seed}",
                     "temporal.holdout=region",
@@ -523,8 +634,11 @@ def main(argv: list[str] | None = None) -> None:
                     overrides.append(f"temporal.generator={generator}")
                 else:
                     overrides.append(f"temporal.target={kind}")
-                run_dir = work / folder / f"seed{seed}"
-                check_reusable(run_dir, "region", None if method == "controlnet" else kind)
+                if method == "concat":
+                    overrides.append(f"diffusion.prediction={predicts}")
+                check_reusable(
+                    run_dir, "region", None if method == "controlnet" else kind, predicts
+                )
                 training = train(key, REPO / METHODS[method][1], overrides)
                 evaluation = evaluate_temporal(
                     training["run_dir"], max_windows=args.max_windows, seed=seed, progress=False
@@ -535,6 +649,8 @@ def main(argv: list[str] | None = None) -> None:
                     "evaluation": {k: evaluation[k] for k in KEPT},
                     "breakdown": breakdown(evaluation["per_window"]),
                 }
+                if predicts is not None:
+                    runs[key]["prediction"] = predicts
                 save()
                 gain = evaluation["difference"]["psnr_visible"]
                 print(f"{key}: visible PSNR gain {gain['mean']:+.2f} dB", flush=True)
