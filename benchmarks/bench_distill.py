@@ -99,8 +99,14 @@ def check_sizes(sizes: Sequence[int]) -> list[int]:
     return sorted(set(sizes))
 
 
-def measure(args: argparse.Namespace) -> dict[int, list[dict[str, Any]]]:
-    """Rows by output size (see the module docstring)."""
+def measure(
+    args: argparse.Namespace, weights: dict[str, dict[str, Any]] | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Rows by output size (see the module docstring); ``weights`` receives, per timed run, its
+    folder and the training step of the weights timed (speed does not depend on weight values,
+    so architecture-identical runs of a few steps time the same as the trained ones; the
+    record says which were used)."""
+    weights = {} if weights is None else weights
     device = torch.device(args.device)
     hr = real_512(args.shared)
     inputs = {s: bicubic_downsample(hr_at(hr, s), SCALE) for s in args.sizes}
@@ -118,7 +124,8 @@ def measure(args: argparse.Namespace) -> dict[int, list[dict[str, Any]]]:
             for size in args.sizes:
                 rows[size] += [missing_row(SR3_DDIM, problem), missing_row(SR3_DDPM, problem)]
         else:
-            sr3, _ = load_task(sr3_run, use_ema=True)
+            sr3, ckpt = load_task(sr3_run, use_ema=True)
+            weights["aid-sr3-x4"] = {"run": str(sr3_run), "step": ckpt.step}
             sr3.net.to(device)
             params = count_parameters(sr3.net)
             schedule = NoiseSchedule.create(
@@ -166,7 +173,8 @@ def measure(args: argparse.Namespace) -> dict[int, list[dict[str, Any]]]:
                 for size in args.sizes:
                     rows[size].append(missing_row(name, problem))
                 continue
-            task, _ = load_task(run, use_ema=True)
+            task, ckpt = load_task(run, use_ema=True)
+            weights[name] = {"run": str(run), "step": ckpt.step}
             task.net.to(device)
             for size in args.sizes:
                 print(f"timing {name} at {size} px ...", flush=True)
@@ -231,7 +239,8 @@ def main() -> None:
     if torch.device(args.device).type == "cuda":
         machine += f", {torch.cuda.get_device_name(args.device)} (fp32 weights and activations)"
     print(f"machine: {machine}")
-    rows = measure(args)
+    weights: dict[str, dict[str, Any]] = {}
+    rows = measure(args, weights)
     tables = speed_table(rows, scale=SCALE)
     print("\n".join(tables))
     if args.markdown:
@@ -249,6 +258,7 @@ def main() -> None:
             scale=SCALE,
             sizes=args.sizes,
             per_size={str(s): {"lr_size": s // SCALE, "rows": r} for s, r in rows.items()},
+            weights=weights,
         )
 
 

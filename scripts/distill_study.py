@@ -187,6 +187,23 @@ def _by_size(values: dict[int, Any]) -> str:
     return ", ".join(f"{size} px: {format_speedup(v)}" for size, v in values.items())
 
 
+def weights_note(weights: dict[str, dict[str, Any]]) -> list[str]:
+    """Says which weights were timed when they are not the trained runs' (a forward pass costs
+    the same whatever the weight values, so architecture-identical runs of a few training
+    steps are timed when the trained runs are not on the timing machine)."""
+    short = {name: w["step"] for name, w in weights.items() if w.get("step", 0) < 100}
+    if not short:
+        return []
+    steps = sorted(set(short.values()))
+    return [
+        "",
+        f"The timed networks are architecture-identical runs of the same configs trained for "
+        f"{', '.join(map(str, steps))} step(s) ({len(short)} of {len(weights)} models), not the "
+        "trained runs of the quality table: a forward pass costs the same whatever the weight "
+        "values (no data-dependent branch), so only speed is read from them.",
+    ]
+
+
 def speed_targets(sizes: dict[int, list[dict[str, Any]]], threads: str) -> list[str]:
     """The speed lines of "Targets": the student's speed-up over SR3 DDIM-20 (target 100x) and
     over the regression UNet at each measured output size, and nowhere else."""
@@ -347,6 +364,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             "",
             *speed_table(sizes, BENCH_LABELS),
             f"Timings: `benchmarks/bench_distill.py`, {bench['machine']}, {bench['date']}.",
+            *weights_note(bench.get("weights", {})),
         ]
     lines += ["", "## Table 6 analog: distillation losses", ""]
     lines += _ablation(rows, ("student_none", "student_mse", "student"))

@@ -20,6 +20,7 @@ from scripts.distill_study import (
     regression_quality,
     scene_differences,
     speed_targets,
+    weights_note,
     write_report,
 )
 
@@ -145,6 +146,22 @@ def test_report_has_the_regression_row_per_size_speed_and_labelled_extrapolation
     targets = text[text.index("## Targets") :]
     assert "64 px: 40x, 512 px: 157x -- reached at 512 px only" in targets
     assert text.rstrip().endswith("- stored text")
+
+
+def test_timings_of_architecture_identical_runs_are_said_to_be_so(tmp_path: Path) -> None:
+    trained = {"aid-sr3-x4": {"run": "runs/sr/aid-sr3-x4", "step": 800}}
+    assert weights_note(trained) == []
+    short = {**trained, "aid-student-x4": {"run": "/tmp/arch/distill/aid-student-x4", "step": 1}}
+    note = " ".join(weights_note(short))
+    assert "trained for 1 step(s) (1 of 2 models)" in note and "only speed" in note
+    bench = {
+        "machine": "m",
+        "date": "d",
+        "threads": 1,
+        "per_size": {str(s): {"lr_size": s // 4, "rows": r} for s, r in _sizes().items()},
+        "weights": short,
+    }
+    assert "architecture-identical runs" in _write(tmp_path, bench)
 
 
 def test_report_reads_the_earlier_bench_format(tmp_path: Path) -> None:
