@@ -140,10 +140,38 @@ def validation_gain(per_window: list[dict[str, Any]], columns: tuple[int, int]) 
     return {"gain": float(np.nanmean(gains)) if gains else float("nan"), "windows": len(kept)}
 
 
+def validation_run(
+    args: argparse.Namespace,
+    root: Path,
+    method: str,
+    columns: tuple[int, int],
+    target: str,
+    prediction: str | None = None,
+) -> dict[str, Any]:
+    """Train ``method`` on the left columns (``--val-fraction`` held out) with ``target`` (and
+    ``prediction``) and score it on the validation strip ``columns``; each run has a folder of
+    its own under ``validation-region/`` (``train()`` reuses any finished run in its folder)."""
+    from terradiff.temporal_evaluate import evaluate_temporal
+
+    name = f"{method}-{target}" + (f"-{prediction}" if prediction else "")
+    run_dir = Path(args.work) / "validation-region" / name
+    overrides = common_overrides(args, root, run_dir, args.steps)
+    overrides += [
+        "temporal.holdout=region",
+        f"temporal.test_fraction={args.val_fraction}",
+        f"temporal.target={target}",
+    ]
+    if prediction:
+        overrides.append(f"diffusion.prediction={prediction}")
+    check_reusable(run_dir, "region", target, prediction)
+    training = train(f"validation/{name}", REPO / METHODS[method][1], overrides)
+    evaluation = evaluate_temporal(training["run_dir"], progress=False)
+    return {"training": training, **validation_gain(evaluation["per_window"], columns)}
+
+
 def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any) -> str:
     """``temporal.target`` for regression and concat, chosen on the validation strip (see the
     module docstring); saved in ``results["validation"]``."""
-    from terradiff.temporal_evaluate import evaluate_temporal
 
     validation = results.setdefault("validation", {})
     width = usable_series(root)[0].width
@@ -152,22 +180,9 @@ def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any
     for target in ("after", "change"):
         if target in validation.get("runs", {}):
             continue
-        # a folder of this design's own: train() reuses any finished run in its folder
-        run_dir = Path(args.work) / "validation-region" / f"regression-{target}"
-        overrides = common_overrides(args, root, run_dir, args.steps)
-        overrides += [
-            "temporal.holdout=region",
-            f"temporal.test_fraction={args.val_fraction}",
-            f"temporal.target={target}",
-        ]
-        config = REPO / METHODS["regression"][1]
-        check_reusable(run_dir, "region", target)
-        training = train(f"validation/regression-{target}", config, overrides)
-        evaluation = evaluate_temporal(training["run_dir"], progress=False)
-        validation.setdefault("runs", {})[target] = {
-            "training": training,
-            **validation_gain(evaluation["per_window"], columns),
-        }
+        validation.setdefault("runs", {})[target] = validation_run(
+            args, root, "regression", columns, target
+        )
         save()
     runs = validation["runs"]
     validation["chosen"] = max(("after", "change"), key=lambda k: runs[k]["gain"])
@@ -181,7 +196,6 @@ def choose_prediction(
     """``diffusion.prediction`` of the diffusion models, chosen on the validation strip with
     concat models of the chosen ``target`` (see the module docstring); saved in
     ``results["validation"]["prediction"]``."""
-    from terradiff.temporal_evaluate import evaluate_temporal
 
     validation = results["validation"]
     record = validation.setdefault("prediction", {"target": target, "runs": {}})
@@ -189,23 +203,9 @@ def choose_prediction(
     for prediction in PREDICTIONS:
         if prediction in record["runs"]:
             continue
-        run_dir = Path(args.work) / "validation-region" / f"concat-{target}-{prediction}"
-        overrides = common_overrides(args, root, run_dir, args.steps)
-        overrides += [
-            "temporal.holdout=region",
-            f"temporal.test_fraction={args.val_fraction}",
-            f"temporal.target={target}",
-            f"diffusion.prediction={prediction}",
-        ]
-        check_reusable(run_dir, "region", target, prediction)
-        training = train(
-            f"validation/concat-{target}-{prediction}", REPO / METHODS["concat"][1], overrides
+        record["runs"][prediction] = validation_run(
+            args, root, "concat", columns, target, prediction
         )
-        evaluation = evaluate_temporal(training["run_dir"], progress=False)
-        record["runs"][prediction] = {
-            "training": training,
-            **validation_gain(evaluation["per_window"], columns),
-        }
         save()
         print(
             f"validation concat {prediction}: {record['runs'][prediction]['gain']:+.2f} dB",
