@@ -112,13 +112,26 @@ def noised_batch(
 ) -> NoisedBatch:
     """Draw ``t`` and ``eps`` for ``x0`` and form ``x_t`` and the regression target.
 
-    ``t`` and ``eps`` are drawn on the CPU from ``generator`` and then moved to ``x0``'s device,
-    so a seeded (or resumed) run draws the same numbers on any device.
+    ``generator`` is a CPU generator (the step's seed). For ``x0`` on the CPU, ``t`` and ``eps``
+    are drawn from it directly. For ``x0`` on an accelerator they are drawn *there*, from a
+    device generator seeded by one number drawn from ``generator``: copying a CPU-drawn noise
+    batch to the device every step would put a blocking host-to-device copy and the CPU's
+    ``randn`` on the critical path of the step. Either way the draw is a pure function of the
+    step's seed, so a seeded or resumed run on the same kind of device draws the same numbers
+    (exact resume); a CUDA run draws other numbers than a CPU run of the same seed.
     """
     device = x0.device
-    timesteps = torch.randint(0, schedule.num_timesteps, (x0.shape[0],), generator=generator)
-    timesteps = timesteps.to(device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
+    shape = (x0.shape[0],)
+    if device.type == "cpu":
+        timesteps = torch.randint(0, schedule.num_timesteps, shape, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        on_device = torch.Generator(device=device).manual_seed(seed)
+        timesteps = torch.randint(
+            0, schedule.num_timesteps, shape, generator=on_device, device=device
+        )
+        noise = torch.randn(x0.shape, generator=on_device, dtype=x0.dtype, device=device)
     x_t = schedule.q_sample(x0, timesteps, noise)
     return NoisedBatch(x_t, timesteps, noise, target(prediction, x0, noise, timesteps, schedule))
 

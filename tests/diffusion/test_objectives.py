@@ -10,6 +10,7 @@ from terradiff.diffusion.objectives import (
     PREDICTIONS,
     diffusion_loss,
     min_snr_weights,
+    noised_batch,
     predict_x0_eps,
     target,
     to_eps,
@@ -163,3 +164,26 @@ def test_min_snr_weights_hand_checked() -> None:
     assert float(w[-1]) == 1.0
     with pytest.raises(ValueError, match="gamma"):
         min_snr_weights(sched, t, "eps", 0.0)
+
+
+def test_noised_batch_on_the_cpu_draws_from_the_step_generator() -> None:
+    schedule = NoiseSchedule.create("cosine", 50)
+    x0 = torch.rand(4, 3, 8, 8) * 2 - 1
+    batch = noised_batch(schedule, x0, torch.Generator().manual_seed(7), "eps")
+    reference = torch.Generator().manual_seed(7)
+    t = torch.randint(0, 50, (4,), generator=reference)
+    eps = torch.randn(x0.shape, generator=reference)
+    assert torch.equal(batch.timesteps, t) and torch.equal(batch.noise, eps)
+    assert torch.equal(batch.x_t, schedule.q_sample(x0, t, eps))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_noised_batch_on_cuda_draws_on_the_device_as_a_function_of_the_seed() -> None:
+    schedule = NoiseSchedule.create("cosine", 50)
+    x0 = torch.rand(4, 3, 8, 8, device="cuda") * 2 - 1
+    first = noised_batch(schedule, x0, torch.Generator().manual_seed(7), "eps")
+    again = noised_batch(schedule, x0, torch.Generator().manual_seed(7), "eps")
+    other = noised_batch(schedule, x0, torch.Generator().manual_seed(8), "eps")
+    assert first.noise.device.type == "cuda" and first.timesteps.device.type == "cuda"
+    assert torch.equal(first.noise, again.noise) and torch.equal(first.timesteps, again.timesteps)
+    assert not torch.equal(first.noise, other.noise)
