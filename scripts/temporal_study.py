@@ -32,12 +32,14 @@ or change) is chosen on a *validation strip*: regression models of each kind are
 left ``1 - --val-fraction`` (60%) of the columns and scored on the windows between there and the
 test region; the kind with the larger visible-band PSNR gain over persistence is used for both
 methods. The ControlNet steers an image generator, so it always models the after image.
-Then what the diffusion networks predict (``diffusion.prediction``: eps, x0 or v; Ho et al.
-2020 Eq. 14, Salimans & Ho 2022 Sec. 4) is chosen the same way: a concat model of each kind is
-trained on the left columns and scored on the strip (DDIM-20); the chosen prediction is used by
-the concat models and by the ControlNet's month generator (whose prediction the ControlNet
-inherits). It was added after the first eps models drew noise-dominated samples at this budget
-(their results are kept in ``results.json`` under ``replaced``).
+Then the concat model's own target and what the diffusion networks predict
+(``diffusion.prediction``: eps, x0 or v; Ho et al. 2020 Eq. 14, Salimans & Ho 2022 Sec. 4) are
+chosen jointly the same way: a concat model of each (target, prediction) pair is trained on the
+left columns and scored on the strip (DDIM-20); the chosen pair is used by the concat models, and
+the chosen prediction by the ControlNet's month generator (whose prediction the ControlNet
+inherits; the ControlNet models the after image). This choice was added after the first eps
+models drew noise-dominated samples at this budget (their results are kept in ``results.json``
+under ``replaced``).
 
 Intervals: for every run, a 95% bootstrap interval of model - persistence over the test windows
 (windows of one chip are correlated, so this interval is optimistic); over seeds, mean +- std.
@@ -191,29 +193,29 @@ def choose_target(args: argparse.Namespace, root: Path, results: dict, save: Any
 
 
 def choose_prediction(
-    args: argparse.Namespace, root: Path, results: dict, save: Any, target: str
-) -> str:
-    """``diffusion.prediction`` of the diffusion models, chosen on the validation strip with
-    concat models of the chosen ``target`` (see the module docstring); saved in
-    ``results["validation"]["prediction"]``."""
-
+    args: argparse.Namespace, root: Path, results: dict, save: Any
+) -> tuple[str, str]:
+    """The concat model's ``(temporal.target, diffusion.prediction)``, chosen jointly on the
+    validation strip (see the module docstring); saved in ``results["validation"]["prediction"]``
+    (runs keyed ``target/prediction``)."""
     validation = results["validation"]
-    record = validation.setdefault("prediction", {"target": target, "runs": {}})
+    record = validation.setdefault("prediction", {"runs": {}})
+    if "target" in record:  # the first version chose the prediction for one target only
+        first = record.pop("target")
+        record["runs"] = {(k if "/" in k else f"{first}/{k}"): v for k, v in record["runs"].items()}
     columns = tuple(validation["columns"])
-    for prediction in PREDICTIONS:
-        if prediction in record["runs"]:
+    pairs = [f"{t}/{p}" for t in ("after", "change") for p in PREDICTIONS]
+    for pair in pairs:
+        if pair in record["runs"]:
             continue
-        record["runs"][prediction] = validation_run(
-            args, root, "concat", columns, target, prediction
-        )
+        target, prediction = pair.split("/")
+        record["runs"][pair] = validation_run(args, root, "concat", columns, target, prediction)
         save()
-        print(
-            f"validation concat {prediction}: {record['runs'][prediction]['gain']:+.2f} dB",
-            flush=True,
-        )
-    record["chosen"] = max(PREDICTIONS, key=lambda k: record["runs"][k]["gain"])
+        print(f"validation concat {pair}: {record['runs'][pair]['gain']:+.2f} dB", flush=True)
+    best = max(pairs, key=lambda k: record["runs"][k]["gain"])
+    record["chosen_target"], record["chosen"] = best.split("/")
     save()
-    return record["chosen"]
+    return record["chosen_target"], record["chosen"]
 
 
 def with_prediction(folder: str, prediction: str) -> str:
@@ -268,30 +270,31 @@ def run_key(method: str, seed: int) -> str:
     return f"{method}/seed{seed}"
 
 
-def method_runs(
-    runs: dict[str, Any], method: str, chosen: str | None = None, prediction: str | None = None
-) -> list[dict[str, Any]]:
-    """The runs of ``method``; with ``chosen``, only those modelling that target (the
-    ControlNet always models the after image); with ``prediction``, only diffusion runs
-    predicting it (runs from before the choice predicted eps)."""
-    wanted = "after" if method == "controlnet" else chosen
+def wanted(results: dict[str, Any], method: str) -> tuple[str | None, str | None]:
+    """The ``(target, prediction)`` the validation chose for ``method`` (None before a choice;
+    the regression's prediction is None: it draws no samples)."""
+    validation = results.get("validation", {})
+    record = validation.get("prediction", {})
+    prediction = record.get("chosen")
+    if method == "regression":
+        return validation.get("chosen"), None
+    if method == "controlnet":
+        return "after", prediction
+    return record.get("chosen_target", validation.get("chosen")), prediction
+
+
+def method_runs(results: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """The runs of ``method`` with the target and prediction the validation chose for it (runs
+    from before the prediction choice predicted eps)."""
+    runs = results.get("runs", {})
+    target, prediction = wanted(results, method)
     return [
         runs[k]
         for k in sorted(runs)
         if k.startswith(method + "/")
-        and (wanted is None or runs[k].get("target") == wanted)
-        and (
-            prediction is None
-            or method == "regression"
-            or runs[k].get("prediction", "eps") == prediction
-        )
+        and (target is None or runs[k].get("target") == target)
+        and (prediction is None or runs[k].get("prediction", "eps") == prediction)
     ]
-
-
-def chosen_keys(results: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The validation's chosen target and diffusion prediction (None before each choice)."""
-    validation = results.get("validation", {})
-    return validation.get("chosen"), validation.get("prediction", {}).get("chosen")
 
 
 def write_plot(results: dict[str, Any], out: Path) -> None:
@@ -302,9 +305,7 @@ def write_plot(results: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = results.get("runs", {})
-    chosen = chosen_keys(results)
-    firsts = {m: method_runs(runs, m, *chosen)[0] for m in METHODS if method_runs(runs, m, *chosen)}
+    firsts = {m: method_runs(results, m)[0] for m in METHODS if method_runs(results, m)}
     if not firsts:
         return
     places = sorted({p for r in firsts.values() for p in r["evaluation"]["places"]})
@@ -378,7 +379,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     ]
     gains = {}
     for method, (label, _) in METHODS.items():
-        cells = method_runs(runs, method, *chosen_keys(results))
+        cells = method_runs(results, method)
         if not cells:
             continue
         evaluations = [c["evaluation"] for c in cells]
@@ -418,7 +419,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         ]
         lines += ["", "Per chip (first seed, visible-band PSNR, model / persistence):", ""]
         for method in METHODS:
-            shown = method_runs(runs, method, *chosen_keys(results))
+            shown = method_runs(results, method)
             if not shown:
                 continue
             run = shown[0]
@@ -457,18 +458,21 @@ def validation_lines(validation: dict[str, Any]) -> list[str]:
 
 
 def prediction_lines(record: dict[str, Any]) -> list[str]:
-    """The report's paragraph on the validation choice of ``diffusion.prediction``."""
+    """The report's paragraph on the joint validation choice of the concat model's target and
+    the diffusion prediction."""
     runs = record.get("runs", {})
     if not runs:
         return []
-    scores = "; ".join(f"{kind}: {run['gain']:+.2f} dB" for kind, run in runs.items())
+    scores = "; ".join(f"{pair}: {run['gain']:+.2f} dB" for pair, run in runs.items())
     chosen = record.get("chosen")
+    pair = f"{record.get('chosen_target')}/{chosen}" if chosen else "pending"
     return [
-        "What the diffusion networks predict was chosen on the same strip, with concat models "
-        f"of that target (same budget, DDIM-20): gain over persistence {scores}. Chosen: "
-        f"**{chosen or 'pending'}**, used by the concat models and by the ControlNet's month "
-        "generator below. (The first concat and ControlNet runs predicted eps and drew "
-        "noise-dominated samples; they are kept in `results.json` under `replaced`.)",
+        "The concat model's target and what the diffusion networks predict (eps, x0 or v) were "
+        "then chosen jointly on the same strip, with concat models of each pair (same budget, "
+        f"DDIM-20): gain over persistence {scores}. Chosen: **{pair}**, used by the concat "
+        "models below; the ControlNet's month generator predicts the chosen quantity too. (The "
+        "first concat and ControlNet runs predicted eps and drew noise-dominated samples; they "
+        "are kept in `results.json` under `replaced`.)",
         "",
     ]
 
@@ -586,11 +590,10 @@ def main(argv: list[str] | None = None) -> None:
         }
         target = choose_target(args, root, results, save)
         print(f"validation chose temporal.target={target}", flush=True)
-        needs_prediction = {"concat", "controlnet"} & set(args.methods)
-        prediction = (
-            choose_prediction(args, root, results, save, target) if needs_prediction else "eps"
-        )
-        print(f"validation chose diffusion.prediction={prediction}", flush=True)
+        concat_target, prediction = target, "eps"
+        if {"concat", "controlnet"} & set(args.methods):
+            concat_target, prediction = choose_prediction(args, root, results, save)
+        print(f"validation chose concat {concat_target}/{prediction}", flush=True)
         generator = work / with_prediction("month_generator_region", prediction)
         if "controlnet" in args.methods:
             series = usable_series(root)
@@ -612,7 +615,7 @@ def main(argv: list[str] | None = None) -> None:
         for seed in range(args.seeds):
             for method in args.methods:
                 key = run_key(method, seed)
-                kind = "after" if method == "controlnet" else target
+                kind = {"regression": target, "concat": concat_target}.get(method, "after")
                 predicts = None if method == "regression" else prediction
                 if key in runs and runs[key].get("target") == kind:
                     if predicts is None or runs[key].get("prediction", "eps") == predicts:

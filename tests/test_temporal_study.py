@@ -7,8 +7,11 @@ import pytest
 from scripts.temporal_study import (
     abandoned_lines,
     breakdown,
+    choose_prediction,
     column_cut,
     in_columns,
+    method_runs,
+    prediction_lines,
     ranking_lines,
     seed_summary,
     validation_gain,
@@ -74,3 +77,47 @@ def test_ranking_only_when_intervals_separate() -> None:
     assert single[-1] == "- a vs b: not ranked (one seed of one of them so far)"
     assert "- a vs c: not distinguishable" in lines
     assert "- b vs c: not distinguishable" in lines
+
+
+def test_runs_shown_are_those_of_the_validation_choices() -> None:
+    runs = {
+        "regression/seed0": {"target": "after"},
+        "regression/seed1": {"target": "change"},
+        "concat/seed0": {"target": "after"},  # before the prediction choice: eps
+        "concat/seed1": {"target": "change", "prediction": "x0"},
+        "controlnet/seed0": {"target": "after", "prediction": "x0"},
+        "controlnet/seed1": {"target": "after"},
+    }
+    results = {
+        "runs": runs,
+        "validation": {
+            "chosen": "after",
+            "prediction": {"chosen_target": "change", "chosen": "x0"},
+        },
+    }
+    assert method_runs(results, "regression") == [runs["regression/seed0"]]
+    assert method_runs(results, "concat") == [runs["concat/seed1"]]
+    assert method_runs(results, "controlnet") == [runs["controlnet/seed0"]]
+    before = {"runs": runs, "validation": {"chosen": "after"}}
+    assert method_runs(before, "concat") == [runs["concat/seed0"]]
+
+
+def test_prediction_choice_keeps_the_first_records_and_picks_the_best_pair() -> None:
+    gains = {"eps": -24.1, "x0": -0.35, "v": -1.0}
+    first = {k: {"gain": g, "windows": 9} for k, g in gains.items()}
+    change = {f"change/{k}": {"gain": g + 0.5, "windows": 9} for k, g in gains.items()}
+    results = {
+        "validation": {
+            "columns": [154, 192],
+            "prediction": {"target": "after", "runs": {**first, **change}},
+        }
+    }
+    saved = []
+    chosen = choose_prediction(None, None, results, lambda: saved.append(1))  # type: ignore[arg-type]
+    assert chosen == ("change", "x0") and saved
+    record = results["validation"]["prediction"]
+    assert "target" not in record and set(record["runs"]) == {
+        f"{t}/{p}" for t in ("after", "change") for p in ("eps", "x0", "v")
+    }
+    text = " ".join(prediction_lines(record))
+    assert "after/x0: -0.35 dB" in text and "Chosen: **change/x0**" in text
