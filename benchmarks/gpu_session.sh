@@ -1,21 +1,44 @@
 #!/usr/bin/env bash
-# The one prepared script of a lent-GPU session for issue 16 item 1: benchmarks/bench_unet.py on
-# CUDA -- terradiff SMALL_64, diffusers default, diffusers-matched, and terradiff and
-# diffusers-matched under torch.compile; train step and DDIM-20; bf16 autocast and fp32 (TF32 off);
-# batch 128 and 256; images/s, share of the measured bf16 matmul peak, peak memory, compile time.
+# The one prepared script of a lent-GPU session for issue 16 items 5 and 1:
+#  (a) benchmarks/bench_sampling.py on CUDA (item 5): DDIM-20 images/s of the SMALL_64 UNet at
+#      batch 128 with its denoiser eager, replayed as a CUDA graph, and block-compiled
+#      (terradiff.nets.fast_forward), fp32 (TF32 off) and bf16 autocast, with the largest
+#      difference of the samples from eager's (the graph path's correctness check on a GPU);
+#  (b) benchmarks/bench_unet.py on CUDA (item 1) -- terradiff SMALL_64, diffusers default,
+#      diffusers-matched, and terradiff and diffusers-matched under torch.compile; train step
+#      and DDIM-20; bf16 autocast and fp32 (TF32 off); images/s, share of the measured bf16
+#      matmul peak, peak memory, compile time;
+#  (c) opt-in (TRAIN_LOOP=1, off by default: (a) and (b) already take ~8.5 of a call's 10 min):
+#      benchmarks/bench_train_loop.py on CUDA (item 4), `terradiff train`'s loop vs the bare train
+#      step, SMALL_64 at batch 64 on the bundled AID JPEGs (no rasterio needed), under `timeout 300`.
+#      Run it as a second call: `SAMPLING=0 UNET=0 TRAIN_LOOP=1 bash benchmarks/gpu_session.sh`,
+#      timeout_s 360 (benchmarks/README.md).
 #
-#   bash benchmarks/gpu_session.sh            # full run: ~7 min on one H200 (compile ~4 of them)
-#   bash benchmarks/gpu_session.sh --quick    # smoke run: batch 16, ~2-3 min (compile dominates)
+#   bash benchmarks/gpu_session.sh            # full run: ~5.5 min expected on one H200, 8.4 max
+#   bash benchmarks/gpu_session.sh --quick    # smoke run: batch 8/16, ~2-3 min (compile dominates)
+#
+# Time (H200, estimated; not yet measured): wheels + env ~15 s; (a) ~1.5 min (eager and graph
+# ~5 s each per precision, the block compilation ~1 min), capped by `timeout 200`; (b) ~3.5 min
+# at batch 128 (bf16 with two compiled nets ~3 min, fp32 eager ~40 s), capped so that the whole
+# script ends by TOTAL_S (505 s). No section of (b) starts after BUDGET_S (300) seconds of it.
 #
 # From the device tool (see benchmarks/README.md): command 'bash benchmarks/gpu_session.sh',
 # carry ["gpu_wheels"], timeout_s 600. Outputs under $OUT (outputs/gpu_session when unset):
-#   env.txt        versions, nvidia-smi
-#   unet_gpu.json  bench_unet.py --json (written after every section: a run cut short keeps data)
-#   unet_gpu.txt   the benchmark's whole output
-#   summary.txt    the side-by-side summary, re-read from the JSON
-# Environment knobs: PYTHON (python3), BUDGET_S (400: no new section starts after that many
-# seconds of benchmark), COMPILE_MODES (bf16: the precisions the compiled competitors run in;
-# bf16,fp32 adds ~4 min of compilation), BATCHES (128,256).
+#   env.txt           versions, nvidia-smi
+#   sampling_gpu.json bench_sampling.py --json (written after every variant)
+#   sampling_gpu.txt  its output
+#   unet_gpu.json     bench_unet.py --json (written after every section: a run cut short keeps data)
+#   unet_gpu.txt      the benchmark's whole output
+#   summary.txt       the side-by-side summary, re-read from the JSON
+#   train_loop.json   bench_train_loop.py --json (TRAIN_LOOP=1 only)
+#   train_loop.txt    its output
+# Environment knobs: PYTHON (python3), BUDGET_S (300: no new bench_unet section starts after that
+# many seconds of it), COMPILE_MODES (bf16: the precisions the compiled competitors run in;
+# bf16,fp32 adds ~4 min of compilation), BATCHES (128; 128,256 as in the first plan of item 1
+# does not fit with (a) in one call: ~3 more minutes), SAMPLING (1; 0 skips (a)), UNET (1; 0
+# skips (b)), TRAIN_LOOP (0; 1 runs (c)), TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
+# wheels: `DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick` is the CPU smoke run of (a)
+# that tests/test_bench_sampling.py runs, a few seconds).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-outputs/gpu_session}"
@@ -25,8 +48,12 @@ export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 quick=0
 [[ "${1:-}" == "--quick" ]] && quick=1
 
-# 1. What the machine lacks (diffusers): wheels carried in gpu_wheels/ (benchmarks/gpu_wheels.txt).
-if compgen -G "gpu_wheels/*.whl" >/dev/null; then
+DEVICE="${DEVICE:-cuda}"
+
+# 1. What the machine lacks (diffusers, pydantic): wheels carried in gpu_wheels/ (benchmarks/gpu_wheels.txt).
+if [[ "$DEVICE" != "cuda" ]]; then
+    echo "gpu_session: DEVICE=$DEVICE, no wheels installed"
+elif compgen -G "gpu_wheels/*.whl" >/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site gpu_wheels/*.whl || { echo "gpu_session: wheel install failed"; exit 2; }
     export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
@@ -42,37 +69,80 @@ try:
     dv = diffusers.__version__
 except Exception as exc:  # the benchmark then runs terradiff alone
     dv = f"NOT IMPORTABLE ({type(exc).__name__}: {exc})"
+try:
+    import pydantic
+    pv = pydantic.VERSION
+except Exception as exc:  # terradiff.config, so bench_train_loop.py, needs it
+    pv = f"NOT IMPORTABLE ({type(exc).__name__}: {exc})"
 print(f"python {platform.python_version()}, torch {torch.__version__} (CUDA {torch.version.cuda}), "
-      f"diffusers {dv}")
+      f"diffusers {dv}, pydantic {pv}")
 print("gpu:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "NONE")
 EOF
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
+    command -v nvidia-smi >/dev/null &&
+        nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader
     echo "cpus: $(nproc --all)"
 } 2>&1 | tee "$OUT/env.txt"
 
-# 2. The benchmark. Without diffusers, terradiff alone (eager and compiled) still gets measured.
+# 2. Sampling: eager vs CUDA graph vs compiled denoiser (issue 16 item 5), first: it is new.
+src=0
+if [[ "${SAMPLING:-1}" != "0" ]]; then
+    if (( quick )); then
+        sargs=(--quick --device "$DEVICE")
+        [[ "$DEVICE" == "cuda" ]] && sargs+=(--variants eager,graph,compile)
+    else
+        sargs=(--device "$DEVICE" --batch 128 --steps 20 --warmup 1 --repeats 3 --precisions fp32,bf16
+               --compile-precisions fp32 --budget-s 150)
+    fi
+    start=$SECONDS
+    timeout 200 "$PY" benchmarks/bench_sampling.py "${sargs[@]}" --json "$OUT/sampling_gpu.json" \
+        2>&1 | tee "$OUT/sampling_gpu.txt"
+    src=${PIPESTATUS[0]}
+    echo "gpu_session: bench_sampling exit $src after $((SECONDS - start)) s"
+fi
+
+# 3. The UNet benchmark. Without diffusers, terradiff alone (eager and compiled) still gets measured.
+rc=0
+if [[ "${UNET:-1}" != "0" ]]; then
 variants=(--diffusers default,matched --compile terradiff,diffusers-matched)
 if ! "$PY" -c 'import diffusers' 2>/dev/null; then
     echo "gpu_session: diffusers does not import; measuring terradiff alone"
     variants=(--diffusers "" --compile terradiff)
 fi
-common=(--device cuda --modes bf16,fp32 --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
+common=(--device "$DEVICE" --modes bf16,fp32 --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
         --ddpm-steps 0 --json "$OUT/unet_gpu.json")
 if (( quick )); then
     args=(--quick "${common[@]}" "${variants[@]}")
 else
-    args=(--batches "${BATCHES:-128,256}" --warmup 5 --repeats 10 --sample-repeats 3
-          --ddim-steps 20 --budget-s "${BUDGET_S:-400}" "${common[@]}" "${variants[@]}")
+    args=(--batches "${BATCHES:-128}" --warmup 5 --repeats 10 --sample-repeats 3
+          --ddim-steps 20 --budget-s "${BUDGET_S:-300}" "${common[@]}" "${variants[@]}")
 fi
+left=$(( ${TOTAL_S:-505} - SECONDS ))
+(( left < 60 )) && left=60
 start=$SECONDS
-timeout 560 "$PY" benchmarks/bench_unet.py "${args[@]}" 2>&1 | tee "$OUT/unet_gpu.txt"
+timeout "$left" "$PY" benchmarks/bench_unet.py "${args[@]}" 2>&1 | tee "$OUT/unet_gpu.txt"
 rc=${PIPESTATUS[0]}
 echo "gpu_session: bench_unet exit $rc after $((SECONDS - start)) s"
+fi
 
-# 3. A short summary (also after a timeout: the JSON holds every finished section).
+# 4. Opt-in: the training loop vs the bare train step (issue 16 item 4), on the AID JPEGs.
+trc=0
+if [[ "${TRAIN_LOOP:-0}" != "0" ]]; then
+    targs=(--device "$DEVICE" --json "$OUT/train_loop.json")
+    (( quick )) && targs+=(--quick)
+    start=$SECONDS
+    timeout 300 "$PY" benchmarks/bench_train_loop.py "${targs[@]}" 2>&1 | tee "$OUT/train_loop.txt"
+    trc=${PIPESTATUS[0]}
+    echo "gpu_session: bench_train_loop exit $trc after $((SECONDS - start)) s"
+fi
+
+# 5. A short summary (also after a timeout: the JSON holds every finished section).
 if [[ -f "$OUT/unet_gpu.json" ]]; then
     "$PY" benchmarks/unet_bench_common.py "$OUT/unet_gpu.json" > "$OUT/summary.txt" 2>&1
     (( rc == 0 )) || cat "$OUT/summary.txt"
 fi
 ls -l "$OUT"
-exit "$rc"
+echo "gpu_session: done after $SECONDS s (bench_sampling exit $src, bench_unet exit $rc," \
+    "bench_train_loop exit $trc)"
+(( rc != 0 )) && exit "$rc"
+(( src != 0 )) && exit "$src"
+exit "$trc"

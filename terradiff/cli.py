@@ -15,7 +15,7 @@ import signal
 import sys
 
 from terradiff import __version__, commands
-from terradiff.config import SAMPLER_NAMES
+from terradiff.config import FAST_POLICIES, SAMPLER_NAMES
 from terradiff.errors import StoppedBySignalError, TerradiffError
 from terradiff.runtime import configure_threads, prefer_passive_openmp, tune_cpu_allocator
 from terradiff.signals import SignalReceived, raise_on_signals
@@ -54,10 +54,12 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
         "--batch-size",
         type=int,
         default=4,
-        help="tiles per model call (lowered on the CPU while a batch's activations exceed 512 MiB)",
+        help="tiles per model call (lowered on the CPU while a batch's activations exceed 512 MiB, "
+        "on CUDA while they exceed 60%% of the GPU's free memory)",
     )
     parser.add_argument("--seed", type=int, default=0, help="noise seed (per tile position)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    _add_fast(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
     parser.add_argument(
@@ -75,6 +77,17 @@ def _add_no_cog(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write plain tiled GeoTIFFs instead of Cloud-Optimized GeoTIFFs (COG: internal "
         "tiles, overviews, compression with a predictor for the data type)",
+    )
+
+
+def _add_fast(parser: argparse.ArgumentParser) -> None:
+    """``--fast``: how the denoiser runs while sampling (``sample.fast`` of the config)."""
+    parser.add_argument(
+        "--fast",
+        choices=FAST_POLICIES,
+        help="run the denoiser as a CUDA graph per shape (graph), compiled (compile) or eager "
+        "(off); auto = graph on CUDA, off on CPU; same samples (default: the model's "
+        "sample.fast)",
     )
 
 
@@ -155,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_no_cog(sample)
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    _add_fast(sample)
     sample.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     sample.add_argument(
         "--class", dest="class_name", metavar="NAME", help="class of a class-conditional model"

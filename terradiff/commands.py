@@ -46,6 +46,7 @@ def sample_command(args: argparse.Namespace) -> int:
         args.n, args.out, chain=args.chain, tif_dir=args.tif_dir, overwrite=args.overwrite
     )
     task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
+    task.use_fast(args.fast)
     generator = torch.Generator().manual_seed(args.seed)
     spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
     request = {"class": args.class_name, "metadata": parse_metadata(args.metadata)}
@@ -543,6 +544,7 @@ def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "overwrite": args.overwrite,
         "device": args.device,
+        "fast": args.fast,
         "dask": args.dask or args.scheduler is not None,
         "scheduler": args.scheduler,
         "n_workers": args.workers,

@@ -35,6 +35,7 @@ from terradiff.config_methods import (
 from terradiff.errors import ConfigError
 
 __all__ = [
+    "FAST_POLICIES",
     "SAMPLER_NAMES",
     "ConditionConfig",
     "ConfigSection",
@@ -58,6 +59,10 @@ __all__ = [
 SAMPLER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
 """The samplers configs and the CLI accept: ancestral DDPM (Ho et al. 2020), DDIM (Song et al.
 2021), DPM-Solver++(2M) (Lu et al. 2022); :mod:`terradiff.diffusion.samplers` implements them."""
+
+FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "off")
+"""How the denoiser may run while sampling (``sample.fast``, ``--fast``):
+:mod:`terradiff.nets.fast_forward` implements them."""
 
 
 _Section = ConfigSection
@@ -113,6 +118,20 @@ class DataConfig(_Section):
     classes: list[str] | None = None
     max_images: int | None = Field(None, ge=1)
     cache: bool = True
+    device_batches: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Cut training batches on the device from the decoded images held there "
+        "(terradiff.data.device_batches: batched crops, flips and scaling): auto = on with CUDA "
+        "for a cached folder/geotiff_chips dataset of equal-size images, off = the per-item "
+        "DataLoader path",
+    )
+    device_cache_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="With device_batches: the decoded images go to GPU memory when they take "
+        "at most this share of its free memory, to pinned host memory otherwise",
+    )
     rgb_bands: list[int] | None = Field(
         None, description="0-based indices of the bands shown as RGB in figures and fed to FID."
     )
@@ -321,6 +340,12 @@ class SampleConfig(_Section):
         ge=0.0,
         description="Classifier-free guidance scale s of a conditional model: out = out_null + "
         "s (out_cond - out_null); 0 unconditional, 1 plain conditional; null: no guidance.",
+    )
+    fast: Literal["auto", "compile", "graph", "off"] = Field(
+        "off",
+        description="How the denoiser runs while sampling (terradiff.nets.fast_forward): graph = "
+        "replayed as a CUDA graph per input shape, compile = torch.compile of its blocks, off = "
+        "eager, auto = graph on CUDA and off on CPU; the samples are the same.",
     )
 
     @field_validator("sampler")

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 
+from terradiff.carbon.map_totals import carbon_map_totals
 from terradiff.data.band_info import BandInfo
 from terradiff.data.cog import read_preview
 from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
-from terradiff.data.tiling.memory import MIN_GDAL_CACHE
 from terradiff.data.tiling.options import check_output_target, check_output_targets
 from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.diffusion.spec import SamplingSpec
@@ -79,6 +79,7 @@ def super_resolve_raster(
     overwrite: bool = False,
     progress: bool = True,
     device: str | None = None,
+    fast: str | None = None,
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
@@ -111,6 +112,8 @@ def super_resolve_raster(
         seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
             same raster, however the tiles are batched or distributed).
         device: ``cpu``/``cuda``; default CUDA when available.
+        fast: how the denoiser runs (``sample.fast``: ``auto``, ``compile``, ``graph``, ``off``;
+            :mod:`terradiff.nets.fast_forward`); default the checkpoint's.
         dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
             :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
         cog: write a Cloud-Optimized GeoTIFF (tiles, overviews; :mod:`terradiff.data.cog`);
@@ -149,7 +152,7 @@ def super_resolve_raster(
     selected = input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
-    settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev}
+    settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev, "fast": fast}
     scaling = input_scaling or task.band_info.scaling
     options = {
         "scaling": scaling,
@@ -188,10 +191,18 @@ def _tile_generator(seed: int, origins: list[tuple[int, int]] | None) -> torch.G
 
 
 def _sr_predict_fn(
-    task: Any, *, factor: int, spec: SamplingSpec | None, seed: int, device: Any
+    task: Any,
+    *,
+    factor: int,
+    spec: SamplingSpec | None,
+    seed: int,
+    device: Any,
+    fast: str | None = None,
 ) -> Callable[..., torch.Tensor]:
-    """The tiling engine's ``predict_fn`` of a super-resolution task."""
+    """The tiling engine's ``predict_fn`` of a super-resolution task (``fast``: see
+    :meth:`~terradiff.tasks.base.Task.use_fast`)."""
     task.net.to(torch.device(device))
+    task.use_fast(fast)
 
     def predict(
         x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
@@ -270,6 +281,7 @@ def estimate_raster(
     overwrite: bool = False,
     progress: bool = True,
     device: str | None = None,
+    fast: str | None = None,
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
@@ -284,7 +296,9 @@ def estimate_raster(
     ``mask_path`` (a raster on the same grid, forest > 0) is given; they are read back block by
     block, so memory stays bounded. ``input_scaling`` maps an image whose values are not in the
     units the model was trained on (a preset name or scaling mapping; default the model's).
-    The map is a Cloud-Optimized GeoTIFF unless ``cog`` is False.
+    The map is a Cloud-Optimized GeoTIFF unless ``cog`` is False. ``fast`` runs the denoiser of
+    a diffusion model compiled or as a CUDA graph (see
+    :meth:`~terradiff.tasks.base.Task.use_fast`; default the model's ``sample.fast``).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
@@ -322,6 +336,7 @@ def estimate_raster(
         "seed": seed,
         "with_std": with_std,
         "device": dev,
+        "fast": fast,
     }
     out_scaling = task.target_scaling.to_dict()
     if with_std:  # the same [0, max] scaling for the std band (see predict)
@@ -357,7 +372,7 @@ def estimate_raster(
         )
     else:
         summary = predict_raster(in_path, out_path, _carbon_predict_fn(task, **settings), **options)
-    density_sum, count, area = _carbon_totals(out_path, mask_path)
+    density_sum, count, area = carbon_map_totals(out_path, mask_path)
     return CarbonMapSummary(
         tiling=summary,
         total_carbon_mg=density_sum * area if area > 0 else float("nan"),
@@ -376,9 +391,11 @@ def _carbon_predict_fn(
     seed: int,
     with_std: bool,
     device: str,
+    fast: str | None = None,
 ) -> Callable[..., torch.Tensor]:
     """The tiling engine's ``predict_fn`` of a carbon task (mean, and ``std - 1`` if asked)."""
     task.net.to(torch.device(device))
+    task.use_fast(fast)
 
     def predict(
         x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
@@ -408,36 +425,6 @@ def carbon_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Te
 
     task, _ = load_task(checkpoint, use_ema=True)
     return _carbon_predict_fn(task, **settings)
-
-
-def _carbon_totals(map_path: Path, mask_path: str | Path | None) -> tuple[float, int, float]:
-    """``(sum of densities, counted pixels, pixel area ha)`` of a carbon map, block by block.
-
-    The pixel area is 0 when the raster has no projected CRS (its pixel size is not in metres).
-    """
-    import numpy as np
-    import rasterio
-
-    total, count = 0.0, 0
-    with rasterio.Env(GDAL_CACHEMAX=MIN_GDAL_CACHE), rasterio.open(map_path) as src:
-        mask_src = rasterio.open(mask_path) if mask_path is not None else None
-        try:
-            transform = src.transform
-            metres = src.crs is not None and src.crs.is_projected
-            area = (
-                abs(transform.a * transform.e - transform.b * transform.d) / 1e4 if metres else 0.0
-            )
-            for _, window in src.block_windows(1):
-                density = src.read(1, window=window).astype(np.float64)
-                counted = np.isfinite(density)
-                if mask_src is not None:
-                    counted &= mask_src.read(1, window=window) > 0
-                total += float(density[counted].sum())
-                count += int(counted.sum())
-        finally:
-            if mask_src is not None:
-                mask_src.close()
-    return total, count, area
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ Read it top to bottom: :meth:`Trainer.fit` is the whole loop.
 
 Exact resume. Every source of randomness is a pure function of ``(seed, step, process)``: the
 batch order and augmentation come from :class:`~terradiff.batching.StepBatchSampler` (a
-permutation per epoch), the timesteps and noise of the loss from a generator seeded per step, and
-dropout from the global RNG re-seeded per step. A run interrupted after step ``k`` and resumed
-from the checkpoint at ``k`` therefore performs exactly the same updates as an uninterrupted run
-(tested on CPU).
+permutation per epoch; with ``data.device_batches`` the crops and flips of a step come from
+:func:`~terradiff.data.device_batches.augment_generator`), the timesteps and noise of the loss
+from a generator seeded per step, and dropout from the global RNG re-seeded per step. A run
+interrupted after step ``k`` and resumed from the checkpoint at ``k`` therefore performs exactly
+the same updates as an uninterrupted run (tested on CPU).
 
 Multi-process. The Trainer is built on :class:`accelerate.Accelerator`, so ``accelerate launch`` or
 ``torchrun`` runs it unchanged on several GPUs or CPU processes (gloo). ``batch_size`` is per
@@ -42,6 +43,7 @@ from terradiff.checkpoint import (
     unflatten_optimizer_state,
 )
 from terradiff.data.band_info import BandInfo
+from terradiff.data.device_batches import DeviceBatchLoader, device_batches_for
 from terradiff.ema import EMA
 from terradiff.errors import (
     CheckpointError,
@@ -368,11 +370,15 @@ class Trainer:
         after the signal. A second signal stops at once (:mod:`terradiff.signals`).
 
         Raises:
-            ConfigError: see :meth:`preflight` (nothing is written then).
+            ConfigError: see :meth:`preflight`, or data.device_batches=on for a dataset it
+                cannot serve (nothing is written then).
             StoppedBySignalError: a signal stopped training after the step it names, saved.
             TrainingError: the loss became NaN/inf (the last good checkpoint is named).
         """
         self.preflight()
+        device_batches = device_batches_for(  # before anything is written: `on` may refuse
+            self.config.data, self.task.build_dataset(), self.accelerator.device
+        )
         self._replace_previous_run()
         cfg = self.train_cfg
         acc = self.accelerator
@@ -401,12 +407,16 @@ class Trainer:
             num_processes=acc.num_processes,
             process_index=acc.process_index,
         )
-        loader = DataLoader(
-            EpochIndexed(dataset),
-            batch_sampler=batch_sampler,
-            num_workers=cfg.num_workers,
-            collate_fn=collate_batch,
-        )
+        loader: DataLoader | DeviceBatchLoader
+        if device_batches is not None:  # crops, flips and scaling as batched device ops
+            loader = DeviceBatchLoader(device_batches, batch_sampler)
+        else:
+            loader = DataLoader(
+                EpochIndexed(dataset),
+                batch_sampler=batch_sampler,
+                num_workers=cfg.num_workers,
+                collate_fn=collate_batch,
+            )
         writer = None
         if acc.is_main_process:
             self.run_dir.mkdir(parents=True, exist_ok=True)

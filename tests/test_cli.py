@@ -65,6 +65,20 @@ def test_sample_writes_grid_chain_and_geotiffs(trained_run: Path, tmp_path: Path
     assert raster.array.dtype.name == "uint8"
 
 
+def test_sample_fast_option_keeps_the_samples(trained_run: Path, tmp_path: Path) -> None:
+    """``--fast`` changes how the denoiser runs, not the images: on the CPU ``graph`` and
+    ``auto`` run the eager net (``sample.fast``, terradiff.nets.fast_forward)."""
+    grids = {}
+    for fast in ("off", "graph", "auto"):
+        out = tmp_path / f"{fast}.png"
+        args = ["sample", str(trained_run), "--n", "2", "--steps", "3", "--device", "cpu"]
+        assert main([*args, "--fast", fast, "--out", str(out)]) == 0
+        grids[fast] = out.read_bytes()
+    assert grids["graph"] == grids["off"] == grids["auto"]
+    with pytest.raises(SystemExit):
+        main(["sample", str(trained_run), "--fast", "turbo"])
+
+
 def test_evaluate_reports_fid_and_caches_reference(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

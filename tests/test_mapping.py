@@ -80,6 +80,19 @@ def test_super_resolve_keeps_georeferencing(
     assert np.abs(block_means - source).mean() < 25
 
 
+def test_super_resolve_fast_option_keeps_the_raster(
+    sr_run: Path, naip_window: Path, tmp_path: Path
+) -> None:
+    """``--fast auto`` (the eager net on the CPU) writes the same raster as the default."""
+    args = [str(naip_window), "--model", str(sr_run), "--bands", "1,2,3", "--tile", "16"]
+    args += ["--overlap", "4", "--no-cog"]
+    assert main(["super-resolve", *args[:1], str(tmp_path / "a.tif"), *args[1:]]) == 0
+    fast = ["super-resolve", *args[:1], str(tmp_path / "b.tif"), *args[1:], "--fast", "auto"]
+    assert main(fast) == 0
+    a, b = read_raster(tmp_path / "a.tif").array, read_raster(tmp_path / "b.tif").array
+    assert np.array_equal(a, b)
+
+
 def test_refusals_name_the_fix(
     sr_run: Path, naip_window: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from accelerate.state import AcceleratorState
 from terradiff.batching import StepBatchSampler
 from terradiff.checkpoint import list_checkpoints, load_checkpoint
 from terradiff.config import config_from_dict
+from terradiff.errors import ConfigError
 from terradiff.tasks.generation import GenerationTask
 from terradiff.train import SimulatedCrash, Trainer, TrainingError
 from tests.helpers import tiny_config
@@ -79,6 +81,56 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path: Path, sample_data: Pat
     assert a.trainer_meta["losses"] == b.trainer_meta["losses"]
     # the training time adds up over the interrupted and the resumed part
     assert 0 < first_part.trainer_meta["train_seconds"] < b.trainer_meta["train_seconds"]
+
+
+def _device_batches_config(run_dir: Path, sample_data: Path, setting: str, **train: Any):
+    raw = tiny_config(run_dir, sample_data, **train)
+    return config_from_dict({**raw, "data": {**raw["data"], "device_batches": setting}})
+
+
+def test_kill_and_resume_with_device_batches_gives_the_same_weights(
+    tmp_path: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data.device_batches=on (CPU device, the same code as on CUDA): batches are cut by
+    DeviceBatchLoader, and an interrupted, resumed run makes exactly the same updates."""
+    import terradiff.train as train_module
+    from terradiff.data.device_batches import DeviceBatchLoader
+
+    used: list[int] = []
+
+    class _Counted(DeviceBatchLoader):
+        def __iter__(self):  # type: ignore[override]
+            used.append(self.sampler.start_step)
+            return super().__iter__()
+
+    monkeypatch.setattr(train_module, "DeviceBatchLoader", _Counted)
+    settings = {"max_steps": 6, "save_every": 3}
+    straight_cfg = _device_batches_config(tmp_path / "a", sample_data, "on", **settings)
+    straight = Trainer(GenerationTask(straight_cfg), tmp_path / "a").fit()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    crash_cfg = _device_batches_config(tmp_path / "b", sample_data, "on", **settings)
+    with pytest.raises(SimulatedCrash):
+        Trainer(GenerationTask(crash_cfg), tmp_path / "b").fit(crash_after_step=4)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    resumed = Trainer(GenerationTask(crash_cfg), tmp_path / "b", resume="latest").fit()
+    assert used == [0, 0, 3] and resumed.step == straight.step == 6
+    a = load_checkpoint(straight.checkpoint, with_trainer_state=True)
+    b = load_checkpoint(resumed.checkpoint, with_trainer_state=True)
+    for key in a.model_state:
+        assert torch.equal(a.model_state[key], b.model_state[key]), key
+        assert torch.equal(a.ema_state[key], b.ema_state[key]), key
+    assert a.trainer_meta["losses"] == b.trainer_meta["losses"]
+
+
+def test_device_batches_on_for_a_resize_is_refused_before_writing(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    raw = tiny_config(tmp_path / "r", sample_data, max_steps=2)
+    data = {**raw["data"], "crop": "resize", "device_batches": "on"}
+    config = config_from_dict({**raw, "data": data})
+    with pytest.raises(ConfigError, match=r"data\.device_batches=on .*'resize'.*or off"):
+        Trainer(GenerationTask(config), tmp_path / "r").fit()
+    assert not (tmp_path / "r").exists()
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, sample_data: Path) -> None:

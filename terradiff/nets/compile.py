@@ -34,11 +34,12 @@ def resolve_compile(setting: str, device: torch.device | str) -> bool:
     return setting == "on"
 
 
-def compile_regions(net: nn.Module, *, mode: str | None = None) -> int:
+def compile_regions(net: nn.Module, *, mode: str | None = None, backend: str = "inductor") -> int:
     """Compile every block of :data:`COMPILED_BLOCKS` in ``net`` in place; the number compiled.
 
     Blocks of one class share compiled code and recompile once per input shape (a UNet level),
     so the recompile limit of ``torch._dynamo`` is raised to :data:`RECOMPILE_LIMIT`.
+    ``backend`` is ``torch.compile``'s (``"eager"`` checks the wiring without a compiler).
     """
     import torch._dynamo.config as dynamo_config
 
@@ -47,5 +48,5 @@ def compile_regions(net: nn.Module, *, mode: str | None = None) -> int:
             setattr(dynamo_config, name, max(getattr(dynamo_config, name), RECOMPILE_LIMIT))
     blocks = [m for m in net.modules() if isinstance(m, COMPILED_BLOCKS)]
     for block in blocks:
-        block.compile(mode=mode, dynamic=False)
+        block.compile(mode=mode, dynamic=False, backend=backend)
     return len(blocks)

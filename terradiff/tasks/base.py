@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from terradiff import __version__
-from terradiff.config import ExperimentConfig
+from terradiff.config import FAST_POLICIES, ExperimentConfig
 from terradiff.data.band_info import BandInfo
 from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
@@ -27,6 +27,7 @@ from terradiff.diffusion.schedules import NoiseSchedule
 from terradiff.diffusion.spec import SamplingSpec, run_spec
 from terradiff.errors import ConfigError, DataError
 from terradiff.nets.conditioning import Condition, ConditionSpec
+from terradiff.nets.fast_forward import fast_forward
 from terradiff.nets.unet import UNet
 
 NetT = TypeVar("NetT", bound=nn.Module)
@@ -125,6 +126,20 @@ class Task(abc.ABC):
             )
         except ValueError as error:
             raise ConfigError(str(error)) from None
+
+    def use_fast(self, fast: str | None) -> None:
+        """Run the denoiser the ``fast`` way from now on (``config.sample.fast``: ``auto``,
+        ``compile``, ``graph``, ``off``; :mod:`terradiff.nets.fast_forward`); None keeps the
+        checkpoint's.
+
+        Raises:
+            ConfigError: ``fast`` is not one of :data:`~terradiff.config.FAST_POLICIES`.
+        """
+        if fast is None:
+            return
+        if fast not in FAST_POLICIES:
+            raise ConfigError(f"fast must be one of {list(FAST_POLICIES)}, got {fast!r}")
+        self.config.sample.fast = fast
 
     schedule: NoiseSchedule
 
@@ -316,18 +331,21 @@ def run_sampler(
     the same images on any device). ``condition`` goes to a conditional net; with
     ``spec.guidance`` the model_fn is classifier-free guided
     (:func:`terradiff.diffusion.guidance.guided`: one batched forward of conditional and null).
+    The net is called the ``config.sample.fast`` way (:func:`terradiff.nets.fast_forward.
+    fast_forward`: eager, compiled, or a CUDA graph per shape); the samples are the same.
 
     Raises:
         ConfigError: ``spec.guidance`` without a ``condition``.
     """
     device = next(net.parameters()).device
     x_T = torch.randn(shape, generator=generator).to(device)
+    forward = fast_forward(net, config.sample.fast, device=device)
 
     def conditioned_fn(
         x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, given: Condition | None
     ) -> torch.Tensor:
         extra = {} if given is None else {"condition": given}
-        return (net(x_t, t, c, **extra) if c is not None else net(x_t, t, **extra)).float()
+        return (forward(x_t, t, c, **extra) if c is not None else forward(x_t, t, **extra)).float()
 
     if spec.guidance is not None:
         if condition is None:

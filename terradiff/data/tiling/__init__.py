@@ -62,6 +62,9 @@ Memory
       error), and :class:`~terradiff.data.tiling.memory.RunMemory` estimates the whole before
       any work: ``max_memory_mb`` lowers the batch further, then refuses with a
       :class:`~terradiff.errors.DataError` saying what to change.
+      On CUDA the activations live on the GPU instead: the batch is the most tiles, up to
+      ``batch_size``, whose input, prediction and activations fit 60% of the GPU's free memory
+      (``torch.cuda.mem_get_info``; :func:`~terradiff.data.tiling.memory.device_batch_budget`).
     * GDAL's block cache is bounded for the run (:func:`~terradiff.data.tiling.memory.gdal_cache`:
       one row of the input's and of the output's blocks, so that no block is decompressed or
       compressed twice, and at least 64 MiB) instead of GDAL's default of 5% of the machine's

@@ -4,7 +4,10 @@
 :class:`~terradiff.data.tiling.run.TiledRun` holds at once (the same arrays it allocates, sized
 from its :mod:`~terradiff.data.tiling.plan`), plus the activations of one batch when the
 ``predict_fn`` reports them (:func:`activation_bytes`); :meth:`RunMemory.fit_batch` lowers the
-batch size to a budget. :func:`gdal_cache_bytes` sizes GDAL's block cache for a run (see "Memory"
+batch size to a budget. On CUDA the activations live on the GPU: :func:`device_batch_budget`
+takes a share of the GPU's free memory (``torch.cuda.mem_get_info``) and
+:meth:`RunMemory.fit_device_batch` picks the batch that fits it, instead of the CPU's
+``batch_memory_mb``. :func:`gdal_cache_bytes` sizes GDAL's block cache for a run (see "Memory"
 in :mod:`terradiff.data.tiling`).
 """
 
@@ -27,11 +30,51 @@ from terradiff.errors import DataError
 #: The least GDAL block cache a run gets (bytes); more when a row of the input's or the
 #: output's blocks needs it.
 MIN_GDAL_CACHE = 64 * 2**20
+#: Share of the GPU's free memory one batch of tiles may take on CUDA; the rest is left for
+#: the allocator's rounding and fragmentation, cuDNN's workspaces and kernels' scratch space,
+#: which the measured activations do not count (see :mod:`~terradiff.data.tiling.probe`).
+CUDA_FREE_SHARE = 0.6
+
+#: ``free_memory(device) -> bytes``: the free memory of a CUDA device.
+FreeMemoryFn = Callable[[torch.device], int]
 
 
 def on_cpu(device: str | torch.device | None) -> bool:
     """Whether a run on ``device`` predicts in the process's own memory (None is the CPU)."""
     return device is None or torch.device(device).type == "cpu"
+
+
+def on_cuda(device: str | torch.device | None) -> bool:
+    """Whether a run on ``device`` predicts on a CUDA GPU."""
+    return device is not None and torch.device(device).type == "cuda"
+
+
+def cuda_free_bytes(device: torch.device) -> int:
+    """The free memory of the CUDA ``device`` in bytes (``torch.cuda.mem_get_info``: what the
+    driver reports free; memory this process's caching allocator holds is not counted)."""
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def device_batch_budget(
+    device: str | torch.device | None,
+    free_memory: FreeMemoryFn = cuda_free_bytes,
+    share: float = CUDA_FREE_SHARE,
+) -> float | None:
+    """The bytes one batch may take on ``device``: ``share`` of its free memory on CUDA, None
+    elsewhere (the CPU's batch follows ``batch_memory_mb``).
+
+    Args:
+        device: where the run predicts.
+        free_memory: the free bytes of a CUDA device (default :func:`cuda_free_bytes`; a test
+            hands in its own).
+        share: the share of the free memory a batch may take, in (0, 1].
+    """
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"share must be in (0, 1], got {share}")
+    if not on_cuda(device):
+        return None
+    return share * free_memory(torch.device(device))
 
 
 def activation_bytes(predict_fn: Callable[..., Any], tile: int) -> int:
@@ -80,6 +123,24 @@ class RunMemory:
         per_tile = (self.in_bands * (self.in_itemsize + 4) + 1) * t**2 + c_out * 4 * t_out**2
         per_tile += tile_bytes if self.cpu else 0
         return batch * per_tile + 2 * (c_out + 1) * 4 * t_out**2
+
+    def device_tile_bytes(self, c_out: int, tile_bytes: int) -> int:
+        """One tile on the accelerator: its model input and mask, its prediction (float32) and
+        its activations (``tile_bytes``)."""
+        t, t_out = self.grid.tile, self.grid.tile * self.scale
+        return (self.in_bands * 4 + 1) * t**2 + c_out * 4 * t_out**2 + tile_bytes
+
+    def fit_device_batch(
+        self, c_out: int, batch: int, tile_bytes: int, device_budget: float | None
+    ) -> int:
+        """The batch size to run on an accelerator: the most tiles, up to ``batch``, whose
+        :meth:`device_tile_bytes` fit ``device_budget`` (:func:`device_batch_budget`), at least
+        1 (a tile that does not fit is left to the device's own out-of-memory error); ``batch``
+        itself when there is no budget (the CPU)."""
+        if device_budget is None:
+            return batch
+        per_tile = max(1, self.device_tile_bytes(c_out, tile_bytes))
+        return max(1, min(batch, int(device_budget // per_tile)))
 
     def estimate(self, c_out: int, batch: int, tile_bytes: int = 0) -> int:
         """Bytes of the arrays held at once: block sums, row carry, column carry and deferred
@@ -177,10 +238,15 @@ def gdal_cache(src: Any, options: TilingOptions) -> rasterio.Env:
 
 
 __all__ = [
+    "CUDA_FREE_SHARE",
     "MIN_GDAL_CACHE",
+    "FreeMemoryFn",
     "RunMemory",
     "activation_bytes",
+    "cuda_free_bytes",
+    "device_batch_budget",
     "gdal_cache",
     "gdal_cache_bytes",
     "on_cpu",
+    "on_cuda",
 ]

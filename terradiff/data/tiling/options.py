@@ -97,7 +97,8 @@ class TilingOptions:
         out_dtype: output type (``float32`` default; integer types round and clip).
         out_nodata: output nodata value (default: NaN for float outputs, the input's for integer
             ones).
-        batch_size: tiles per ``predict_fn`` call.
+        batch_size: tiles per ``predict_fn`` call (at most: lowered to the memory budgets, on
+            CUDA to a share of the GPU's free memory, see :mod:`~terradiff.data.tiling.memory`).
         device: where to put the model's input and mask (default: CPU).
         compress: GeoTIFF compression (``deflate``, ``lzw``, ``zstd``, ``packbits``, ``none``).
         overwrite: replace an existing output file.

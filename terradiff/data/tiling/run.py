@@ -23,7 +23,15 @@ from affine import Affine
 
 from terradiff.data.tiling.blend import BlockSums, blend
 from terradiff.data.tiling.geometry import TileGrid, blend_window
-from terradiff.data.tiling.memory import RunMemory, activation_bytes, on_cpu
+from terradiff.data.tiling.memory import (
+    FreeMemoryFn,
+    RunMemory,
+    activation_bytes,
+    cuda_free_bytes,
+    device_batch_budget,
+    on_cpu,
+    on_cuda,
+)
 from terradiff.data.tiling.options import TilingOptions
 from terradiff.data.tiling.plan import (
     ColumnBlock,
@@ -107,6 +115,9 @@ class TiledRun:
     Make one with :meth:`from_source`, then :meth:`run` it. The counters (``batches``,
     ``nonfinite``, ``out_bands``) and :attr:`peak_bytes` feed :meth:`summary`.
     """
+
+    #: The free memory of a CUDA device (replaced in tests).
+    free_memory: FreeMemoryFn = staticmethod(cuda_free_bytes)
 
     def __init__(
         self,
@@ -409,7 +420,8 @@ class TiledRun:
         pixels to ``sink`` as it goes.
 
         The batch size is fitted first with the activations ``predict_fn`` reports
-        (``predict_fn.tile_bytes``, see :mod:`~terradiff.data.tiling.memory`). With ``own =
+        (``predict_fn.tile_bytes``, see :mod:`~terradiff.data.tiling.memory`): to the CPU's
+        budgets, and on CUDA to a share of the GPU's free memory (:attr:`free_memory`). With ``own =
         (first, stop)`` only the tile rows that overlap input rows ``[first, stop)`` are
         predicted and only those rows are handed on: the same tiles, weights, batches and
         summation order as the whole run, so the rows come out identical.
@@ -423,9 +435,14 @@ class TiledRun:
             for ri, row in enumerate(grid.row_starts)
             if row < self.own[1] and row + h > self.own[0]
         ]
-        self.tile_bytes = activation_bytes(predict_fn, grid.tile) if self.memory.cpu else 0
+        measure = self.memory.cpu or on_cuda(self.device)
+        self.tile_bytes = activation_bytes(predict_fn, grid.tile) if measure else 0
         c_guess = self.out_bands or len(self.source.indices)
         self.batch_size = self.fit_batch(c_guess, self.batch_size, self.tile_bytes)
+        device_budget = device_batch_budget(self.device, self.free_memory)
+        self.batch_size = self.memory.fit_device_batch(
+            c_guess, self.batch_size, self.tile_bytes, device_budget
+        )
         passes = plan_passes(rows, h, grid.overlap)
         per_block = block_size(self.batch_size, self.block_tiles)
         blocks = plan_blocks(grid.col_starts, grid.tile_width, per_block)
