@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
+import terradiff.train
 from terradiff.batching import collate_batch, step_seed
 from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.ema import EMA
@@ -208,15 +209,18 @@ def time_loop(args: argparse.Namespace, work: Path, device_batches: str) -> tupl
     task.start_clock(acc.device, args.warmup + 1, args.warmup + args.steps + 1)
     trainer = Trainer(task, run_dir, accelerator=acc)
     made: list[str] = []
-    build = trainer._device_batches
+    build = terradiff.train.device_batches_for  # what Trainer.fit calls to pick its batches
 
-    def noted() -> Any:  # what fit builds, described
-        source = build()
+    def noted(*args: Any, **kwargs: Any) -> Any:  # what fit builds, described
+        source = build(*args, **kwargs)
         made.append("DataLoader" if source is None else repr(source))
         return source
 
-    trainer._device_batches = noted  # type: ignore[method-assign]
-    trainer.fit()
+    terradiff.train.device_batches_for = noted
+    try:
+        trainer.fit()
+    finally:
+        terradiff.train.device_batches_for = build
     return task.timed_seconds(), made[0]
 
 

@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-import rasterio.shutil
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from terradiff.errors import RasterError
 from terradiff.io import temporary_name
@@ -116,6 +113,10 @@ def convert_to_cog(src: Path, dst: Path, dtype: Any, codec: str) -> None:
     Raises:
         RasterioError, OSError: the copy failed (``dst`` may be left half-written).
     """
+    import rasterio  # where used: training on JPEGs imports this module, not rasterio (issue 16)
+    import rasterio.shutil
+    from rasterio.errors import NotGeoreferencedWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)  # generated samples have none
         with rasterio.open(src) as source:
@@ -143,6 +144,8 @@ def commit_raster(tmp: Path, out_path: Path, *, cog: bool, dtype: Any, codec: st
         except OSError as err:
             raise RasterError(f"failed to write raster {out_path}: {err}") from err
         return
+    from rasterio.errors import RasterioError
+
     cog_tmp = temporary_name(out_path, "tmp", ".tif")
     try:
         convert_to_cog(tmp, cog_tmp, dtype, codec)
@@ -160,6 +163,8 @@ def read_preview(path: Path, max_side: int = 512, cache_bytes: int = 64 * 2**20)
     """Band 1 of a raster, decimated so the longer side is at most ``max_side``, as float64 with
     NaN for nodata. A COG serves it from its overviews; GDAL's block cache is ``cache_bytes``
     (a sequential read needs no more, and GDAL's default would keep a whole map)."""
+    import rasterio
+
     with rasterio.Env(GDAL_CACHEMAX=cache_bytes), rasterio.open(path) as src:
         factor = max(1, -(-max(src.height, src.width) // max_side))
         shape = (max(1, src.height // factor), max(1, src.width // factor))

@@ -22,17 +22,15 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.enums import ColorInterp, MaskFlags
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.windows import Window
 
 from terradiff.data.raster_write import write_raster
 from terradiff.errors import RasterError
+
+if TYPE_CHECKING:  # rasterio is imported where used: JPEG training needs none (issue 16)
+    from rasterio.windows import Window
 
 #: EuroSAT multispectral band order (Helber et al. 2019), as torchgeo documents it: B8A is *last*.
 EUROSAT_BANDS: tuple[str, ...] = (
@@ -60,14 +58,20 @@ KNOWN_BAND_NAMES: dict[str, tuple[str, ...]] = {
 
 BandSelection = Sequence[int | str]
 BandNames = Sequence[str] | str
-WindowLike = Window | tuple[tuple[int, int], tuple[int, int]]
+if TYPE_CHECKING:
+    WindowLike = Window | tuple[tuple[int, int], tuple[int, int]]
 
-_NAMED_COLORS = {
-    ColorInterp.red: "red",
-    ColorInterp.green: "green",
-    ColorInterp.blue: "blue",
-    ColorInterp.alpha: "alpha",
-}
+
+def _named_colors() -> dict[Any, str]:
+    """The colour interpretations that name a band, as :func:`file_band_names` reads them."""
+    from rasterio.enums import ColorInterp
+
+    return {
+        ColorInterp.red: "red",
+        ColorInterp.green: "green",
+        ColorInterp.blue: "blue",
+        ColorInterp.alpha: "alpha",
+    }
 
 
 @dataclass
@@ -248,6 +252,9 @@ def open_raster(path: str | os.PathLike[str]) -> Iterator[Any]:
     size = path.stat().st_size
     if size == 0:
         raise RasterError(f"raster file {path} is empty (0 bytes); re-create or remove it")
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
@@ -272,7 +279,8 @@ def file_band_names(src: Any, band_names: BandNames | None) -> list[str]:
     if band_names is not None:
         return known_band_names(band_names, src.count, src.name)
     descriptions = list(src.descriptions)
-    colors = [_NAMED_COLORS.get(c) for c in src.colorinterp]
+    named_colors = _named_colors()
+    colors = [named_colors.get(c) for c in src.colorinterp]
     color_ok = all(colors) and len(set(colors)) == len(colors)
     names = []
     for i in range(src.count):
@@ -308,6 +316,8 @@ def inspect_raster(
 
 
 def _as_window(window: WindowLike, path: Any, height: int, width: int, boundless: bool) -> Window:
+    from rasterio.windows import Window
+
     if not isinstance(window, Window):
         try:
             (row_start, row_stop), (col_start, col_stop) = window
@@ -353,6 +363,9 @@ def read_block(
     flags them: the band's ``nodata`` (also where the file flags none, with ``force_nodata``),
     NaN or a mask band. ``path`` names the file in the :class:`RasterError` of unreadable pixels.
     """
+    from rasterio.enums import MaskFlags
+    from rasterio.errors import RasterioError
+
     try:
         array = src.read(indices, window=window)
         valid = np.ones(array.shape[1:], dtype=bool)
@@ -393,6 +406,8 @@ def _read_padded(
     array = np.full((len(indices), window.height, window.width), fill, dtype=dtype)
     valid = np.zeros((window.height, window.width), dtype=bool)
     if r1 > r0 and c1 > c0:
+        from rasterio.windows import Window
+
         inner, inner_valid = read_block(
             src, indices, Window(c0, r0, c1 - c0, r1 - r0), nodata, force_nodata, path
         )
@@ -455,6 +470,8 @@ def read_raster(
             nodata=nodata if nodata is not None else src.nodata,
         )
         if win is not None:
+            from affine import Affine
+
             profile["transform"] = src.transform @ Affine.translation(win.col_off, win.row_off)
     return RasterData(
         array=array,

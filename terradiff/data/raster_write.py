@@ -12,9 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from terradiff.data.cog import commit_raster, compression_options, remove_side_files
 from terradiff.errors import RasterError
@@ -105,6 +102,10 @@ def write_raster(
     codec = str(compress or profile.get("compress") or "deflate").lower()
     if codec not in _GTIFF_COMPRESS:
         codec = "deflate"
+    import rasterio  # where used: training on JPEGs imports this module, not rasterio (issue 16)
+    from affine import Affine
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
     out: dict[str, Any] = {
         "driver": "GTiff",
         "count": int(data.shape[0]),

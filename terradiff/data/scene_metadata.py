@@ -29,9 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rasterio.errors import RasterioError
-from rasterio.warp import transform as warp_transform
-
 from terradiff.data.dates import date_fields, date_from_name, parse_date
 from terradiff.data.raster import open_raster
 from terradiff.errors import DataError, RasterError
@@ -76,6 +73,8 @@ def metres_per_degree(lat: float) -> tuple[float, float]:
 
 
 def _to_lonlat(crs: Any, xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    from rasterio.warp import transform as warp_transform
+
     lons, lats = warp_transform(crs, "EPSG:4326", xs, ys)
     return list(lons), list(lats)
 
@@ -165,6 +164,8 @@ def scene_metadata(
     """
     out = SceneMetadata(width=int(src.width), height=int(src.height))
     if src.crs is not None:
+        from rasterio.errors import RasterioError
+
         try:
             lon, lat = centre_lonlat(src.transform, src.crs, src.width, src.height)
             size = pixel_ground_size(src.transform, src.crs, src.width, src.height)

@@ -14,7 +14,6 @@ from PIL import Image
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from terradiff.data import raster as raster_mod
 from terradiff.data.raster import (
     EUROSAT_BANDS,
     inspect_raster,
@@ -244,18 +243,18 @@ def test_failed_write_leaves_nothing_under_final_name(
             raise DiskFullError("disk full")
         return dst
 
-    monkeypatch.setattr(raster_mod.rasterio, "open", failing_open)
+    monkeypatch.setattr(rasterio, "open", failing_open)
     path = tmp_path / "new.tif"
     with pytest.raises(RasterError, match=r"failed to write raster .*new\.tif: disk full"):
         write_raster(path, np.ones((2, 8, 8), dtype=np.uint8), _profile())
     assert os.listdir(tmp_path) == []
     # an existing file survives a failed overwrite
-    monkeypatch.setattr(raster_mod.rasterio, "open", real_open)
+    monkeypatch.setattr(rasterio, "open", real_open)
     write_raster(path, np.full((2, 8, 8), 3, dtype=np.uint8), _profile())
-    monkeypatch.setattr(raster_mod.rasterio, "open", failing_open)
+    monkeypatch.setattr(rasterio, "open", failing_open)
     with pytest.raises(RasterError):
         write_raster(path, np.ones((2, 8, 8), dtype=np.uint8), _profile(), overwrite=True)
-    monkeypatch.setattr(raster_mod.rasterio, "open", real_open)
+    monkeypatch.setattr(rasterio, "open", real_open)
     assert os.listdir(tmp_path) == ["new.tif"]
     assert (read_raster(path).array == 3).all()
 

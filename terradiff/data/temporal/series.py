@@ -36,9 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
 
 from terradiff.data.dates import date_from_name
 from terradiff.data.paired import check_same_grid
@@ -342,6 +339,10 @@ def read_series_image(series: TimeSeries, image: DatedImage) -> tuple[np.ndarray
     if same:
         data = read_raster(image.path, bands=list(series.bands))
         return data.array, data.valid_mask
+    import rasterio  # where used: training on JPEGs imports this module, not rasterio (issue 16)
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
     with (
         rasterio.open(image.path) as src,
         WarpedVRT(
