@@ -16,8 +16,11 @@ output image at 64, 128, 256 and 512 px from ``benchmarks/bench_distill.py`` (ru
 JSON is read, with SR3's DDIM-20 and DDPM-1000 -- the latter extrapolated and labelled so -- and
 the SR study's regression UNet timed in the same run). The multi-step SR3 model's and the
 regression UNet's quality come from ``reports/sr/results.json`` after a check that they were
-measured on the same crops (same count, size, split, data root and bicubic metrics); if the
-regression UNet's were not, it is re-evaluated here from ``--sr-runs`` (when that run exists).
+measured on the same crops (same count, size, split, data root and bicubic metrics, and the same
+per-image files and bicubic PSNR where both rows store them); if the regression UNet's were not,
+it is re-evaluated here from ``--sr-runs`` (when that run exists). Rows that store per-image values
+get the PSNR difference to bicubic and to the regression UNet with a 95% paired bootstrap interval
+over the images (``scripts/sr_intervals.py``); rows measured before that print "no interval".
 
 Example (the committed report; 1 thread each, nothing else running)::
 
@@ -54,6 +57,14 @@ from benchmarks.distill_speed import (  # noqa: E402
     speed_table,
     speedup_key,
     speedups_by_size,
+)
+from scripts.sr_intervals import (  # noqa: E402
+    NO_PER_IMAGE,
+    difference_text,
+    method_sentence,
+    paired_difference,
+    per_image,
+    per_image_differences,
 )
 from scripts.study_common import open_results, read_losses, train  # noqa: E402
 from terradiff.data.degrade import make_lr, upsample_to  # noqa: E402
@@ -105,7 +116,8 @@ def scene_differences(row: dict[str, Any], reference: dict[str, Any]) -> list[st
 
     Two rows of ``evaluate_super_resolution`` saw the same HR crops when their number, crop size,
     scale, split and data root agree and their bicubic metrics (a function of the crops alone)
-    are equal to float rounding.
+    are equal to float rounding; where both store per-image values, also their image files and
+    bicubic PSNR image by image (:func:`~scripts.sr_intervals.per_image_differences`).
     """
     found = [
         f"{k}: {row.get(k)!r} vs {reference.get(k)!r}"
@@ -119,7 +131,7 @@ def scene_differences(row: dict[str, Any], reference: dict[str, Any]) -> list[st
             found.append(f"bicubic {key}: {a:.6g} vs {b:.6g}")
     if not any(k in mine and k in theirs for k in BICUBIC_KEYS):
         found.append("no bicubic metrics to compare")
-    return found
+    return found + per_image_differences(row, reference)
 
 
 def reference_row(rows: dict[str, Any]) -> dict[str, Any]:
@@ -142,10 +154,13 @@ def regression_quality(rows: dict[str, Any], sr_rows: dict[str, Any]) -> dict[st
             "source": "the SR study's row is on other crops (" + "; ".join(differences) + ")",
             "differences": differences,
         }
+    checked = "split, data root and bicubic metrics identical)"
+    if per_image(sr_row, "bicubic") and per_image(reference_row(rows), "bicubic"):
+        checked = "split, data root, bicubic metrics and per-image bicubic PSNR identical)"
     return {
         "row": sr_row,
         "source": f"reports/sr/results.json, the same {sr_row['n']} scenes (count, crop size, "
-        "split, data root and bicubic metrics identical)",
+        + checked,
         "differences": [],
     }
 
@@ -269,10 +284,49 @@ def baseline_lines(rows: dict[str, Any], regression: dict[str, Any], sizes: Any)
             f"{rows['student_none']['model']['psnr'] - student['psnr']:+.2f} dB against the "
             "distilled one."
         )
-    lines.append(
-        "- One training seed per model and no interval over images: differences of a few "
-        "tenths of a dB are not established."
-    )
+    if any(per_image(row, "model") for row in rows.values()):
+        lines.append(
+            "- One training seed per model: the intervals above are over images only, so a "
+            "difference whose interval excludes 0 is established for these images and these "
+            "trained weights, not across training runs."
+        )
+    else:
+        lines.append(
+            "- One training seed per model and no interval over images: differences of a few "
+            "tenths of a dB are not established."
+        )
+    return lines
+
+
+def difference_lines(rows: dict[str, Any], regression: dict[str, Any]) -> list[str]:
+    """PSNR - bicubic (each row's own bicubic) and PSNR - regression UNet (only when it is on
+    the same scenes: ``regression["row"]`` is set) with paired intervals over images; one
+    "no interval" line when no row stores per-image values."""
+    reg_row = regression["row"]
+    keys = [k for k in ("teacher", *STUDENTS) if k in rows]
+    entries = ([("regression", reg_row)] if reg_row is not None else []) + [
+        (k, rows[k]) for k in keys
+    ]
+    if not any(per_image(row, "model") for _, row in entries):
+        return ["", f"PSNR differences to bicubic and to the regression UNet: {NO_PER_IMAGE}."]
+    lines = [
+        "",
+        f"PSNR differences on the same scenes: {method_sentence()}.",
+        "",
+        "| model | PSNR - bicubic | PSNR - regression UNet |",
+        "|---|---|---|",
+    ]
+    reg_name = LABELS["regression"].split(" (")[0]
+    for key, row in entries:
+        to_bicubic = difference_text(paired_difference(row), LABELS[key], "bicubic")
+        if key == "regression":
+            to_regression = "-"
+        elif reg_row is None or scene_differences(row, reg_row):
+            to_regression = "no interval: the regression UNet's row is on other scenes"
+        else:
+            interval = paired_difference(row, reg_row, reference_side="model")
+            to_regression = difference_text(interval, LABELS[key], reg_name)
+        lines.append(f"| {LABELS[key]} | {to_bicubic} | {to_regression} |")
     return lines
 
 
@@ -352,6 +406,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         speed = _speed(sizes, size, BENCH_NAMES[key])
         lines.append(_quality_row(LABELS[key], m, rows[key]["parameters"], speed, (delta, vs_reg)))
     lines += ["", f"Regression UNet quality: {regression['source']}."]
+    lines += difference_lines(rows, regression)
     if bench:
         lines += [
             "",

@@ -13,7 +13,9 @@ Models (configs in ``configs/sr/``), all trained by ``terradiff train`` on real 
   over spatial blocks.
 
 Measured: PSNR, SSIM, SSIM-Y, MAE beside bicubic on held-out centre crops (144x144 for AID, which
-x2, x3, x4, x6 and x8 all divide), SR3 with DDIM-20, DPM-Solver++-20 and DDPM-1000, the implicit
+x2, x3, x4, x6 and x8 all divide), each image's values kept so that PSNR - bicubic gets a 95% paired
+bootstrap interval over the images (``sr_intervals.py``; rows measured before that print "no
+interval"), SR3 with DDIM-20, DPM-Solver++-20 and DDPM-1000, the implicit
 model at x2, x3, x4 (in its training range) and x6, x8 (outside), seconds per image on this machine,
 parameters. Figures with zoomed crops. Every measurement is saved to ``results.json`` as soon as it
 is made, so an interrupted study continues where it stopped (``--redo`` forgets the measurements).
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sr_intervals import bicubic_difference_lines
 from sr_landsat import landsat_report_lines, measure_landsat
 from sr_landsat_heldout import (
     HELDOUT,
@@ -55,6 +58,7 @@ CONFIGS = {
     "landsat": "configs/sr/landsat_b3b4_regression_x2.yaml",
 }
 SR3_SAMPLERS = (("ddim", 20), ("dpm_solver", 20), ("ddpm", 1000))
+SAMPLER_LABELS = {"ddim": "DDIM", "dpm_solver": "DPM-Solver++(2M)", "ddpm": "DDPM"}
 IMPLICIT_SCALES = (2, 3, 4, 6, 8)
 
 
@@ -276,7 +280,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     ]
     for sampler, steps in SR3_SAMPLERS:
         r = rows[f"sr3_{sampler}"]
-        label = {"ddim": "DDIM", "dpm_solver": "DPM-Solver++(2M)", "ddpm": "DDPM"}[sampler]
+        label = SAMPLER_LABELS[sampler]
         lines.append(
             _row(
                 f"SR3 {label}-{steps}",
@@ -295,6 +299,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             rows["sr3_ddpm"]["n"],
         )
     )
+    aid = [("regression (L1)", first)]
+    aid += [(f"SR3 {SAMPLER_LABELS[s]}-{steps}", rows[f"sr3_{s}"]) for s, steps in SR3_SAMPLERS]
+    lines += bicubic_difference_lines(aid)
     lines += ["", "![AID x4 with zoomed crops](aid_x4.png)", ""]
 
     lines += [
@@ -316,6 +323,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"{_fmt(r['bicubic']['ssim'], 4)} | {_fmt(r['model']['ssim'], 4)} | "
             f"{_fmt(r['model'].get('ssim_y'), 4)} | {_fmt(r['model']['seconds_per_image'], 3)} |"
         )
+    lines += bicubic_difference_lines(
+        [(f"implicit x{s}", rows[f"implicit_x{s}"]) for s in IMPLICIT_SCALES]
+    )
     lines += ["", "![implicit model at x2-x8](implicit_scales.png)", ""]
 
     eu = rows["eurosat_x4"]
@@ -334,6 +344,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             eu["parameters"],
             eu["n"],
         ),
+        *bicubic_difference_lines([("regression (L1)", eu)]),
         "",
         "PSNR per band (dB):",
         "",

@@ -220,13 +220,16 @@ def evaluate_command(args: argparse.Namespace) -> int:
             data_root=args.data,
             device=args.device,
         )
-    text = json.dumps(result, indent=2)
-    print(text)
+    long_lists = ("per_image", "per_window")  # the terminal gets the summary; --out all of it
+    print(json.dumps({k: v for k, v in result.items() if k not in long_lists}, indent=2))
+    kept = [k for k in long_lists if k in result]
     if args.out:
         from terradiff.io import atomic_write_text
 
-        atomic_write_text(Path(args.out), text + "\n")
-        print(f"wrote {args.out}")
+        atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}" + (f" (with {', '.join(kept)})" if kept else ""))
+    elif kept:
+        print(f"({', '.join(kept)} values not shown: --out FILE writes them)")
     return 0
 
 

@@ -32,6 +32,10 @@ from terradiff.tasks.base import Task
 #: The fewest images (generated, and real) FID/KID can be computed from: a covariance needs two.
 MIN_FID_IMAGES = 2
 
+#: Decimals kept of each per-image metric of :func:`evaluate_super_resolution` (far below the
+#: spread over images that a bootstrap over them measures; keeps results JSONs small).
+PER_IMAGE_DIGITS = 6
+
 #: What evaluation takes instead of a checkpoint of the key's task.
 _NOT_GENERATION = {
     "carbon": "evaluate measures FID/KID of 'generation' checkpoints and PSNR/SSIM of "
@@ -351,15 +355,25 @@ def evaluate_super_resolution(
 
     Returns:
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
-        "band_names", "scale", "sampler",
-        "steps", "checkpoint", "step", "method", "parameters"}``.
+        "per_image", "band_names", "scale", "sampler",
+        "steps", "checkpoint", "step", "method", "parameters"}``. Each aggregate metric is the
+        mean over images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR
+        of the pooled MSE). ``per_image`` holds those values, ``{"image": [file names],
+        "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in one fixed image order,
+        so model and bicubic can be compared by a paired bootstrap over images
+        (:func:`terradiff.report_format.paired_bootstrap`).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
         ConfigError: a scale the model cannot do, or HR crops the scale does not divide.
     """
     from terradiff.data.degrade import make_lr, upsample_to
-    from terradiff.metrics.image_quality import load_lpips, psnr, sr_metrics
+    from terradiff.metrics.image_quality import (
+        load_lpips,
+        psnr,
+        sr_metrics,
+        sr_metrics_per_image,
+    )
     from terradiff.nets import count_parameters
     from terradiff.tasks import load_task
     from terradiff.tasks.super_resolution import SuperResolutionTask
@@ -411,6 +425,7 @@ def evaluate_super_resolution(
         bicubics.append(upsample_to(lr, hr.shape[-2:]))
         targets.append(hr)
     target = torch.cat(targets)
+    model_images, bicubic_images = torch.cat(predictions), torch.cat(bicubics)
 
     def row(pred: torch.Tensor) -> dict[str, Any]:
         metrics: dict[str, Any] = sr_metrics(
@@ -420,10 +435,19 @@ def evaluate_super_resolution(
         metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
         return metrics
 
+    def per_image(pred: torch.Tensor) -> dict[str, list[float]]:
+        values = sr_metrics_per_image(pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips)
+        return {k: [round(v, PER_IMAGE_DIGITS) for v in vs] for k, vs in values.items()}
+
     return {
-        "model": {**row(torch.cat(predictions)), "seconds_per_image": round(seconds / count, 4)},
-        "bicubic": row(torch.cat(bicubics)),
+        "model": {**row(model_images), "seconds_per_image": round(seconds / count, 4)},
+        "bicubic": row(bicubic_images),
         "n": count,
+        "per_image": {
+            "image": _image_names(dataset, indices),
+            "model": per_image(model_images),
+            "bicubic": per_image(bicubic_images),
+        },
         "band_names": list(task.band_info.names),
         "scale": scale,
         "image_size": hr_size,
@@ -511,6 +535,19 @@ def evaluate_change(
         "data": str(dataset.root),
         "rule": task.config.data.rule or "upstream",
     }
+
+
+def _image_names(dataset: Any, indices: list[int]) -> list[str]:
+    """The files of ``dataset`` at ``indices`` relative to its root (the index where unknown)."""
+    files = getattr(dataset, "files", None)
+    if files is None or len(files) != len(dataset):
+        return [str(i) for i in indices]
+    root = Path(dataset.root)
+    names = []
+    for i in indices:
+        path = Path(files[i])
+        names.append(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path))
+    return names
 
 
 def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:

@@ -6,7 +6,10 @@ Issue 14 asks that a report say only what its evidence allows:
   steps) is stored as ``{"value": v, "extrapolated_from_steps": n}`` (:func:`extrapolated`) and
   printed with "extrapolated from n measured steps" (:func:`format_value`);
 * a comparison is printed as mean ± interval, and two entries whose intervals overlap are "not
-  distinguishable" rather than ranked (:func:`compare`, :func:`ranking`).
+  distinguishable" rather than ranked (:func:`compare`, :func:`ranking`);
+* two methods measured on the same units (e.g. a model and bicubic on the same images) are
+  compared by the interval of their paired difference (:func:`paired_bootstrap`), "not
+  distinguishable" when it holds 0 (:func:`difference_reading`).
 
 An interval is a dict ``{"mean", "low", "high"}`` (e.g. a 95% t-interval over seeds from
 :func:`interval_from_samples`, or a bootstrap interval over images), so a results JSON holds it
@@ -21,6 +24,7 @@ from typing import Any
 
 __all__ = [
     "compare",
+    "difference_reading",
     "extrapolated",
     "format_interval",
     "format_ranking",
@@ -28,6 +32,7 @@ __all__ = [
     "interval_from_samples",
     "intervals_overlap",
     "is_extrapolated",
+    "paired_bootstrap",
     "ranking",
     "value_of",
 ]
@@ -86,17 +91,93 @@ def interval_from_samples(values: Sequence[float], level: float = 0.95) -> dict[
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "level": level}
 
 
-def format_interval(interval: Mapping[str, Any], digits: int = 2, unit: str = "") -> str:
-    """``mean ± half-width`` (symmetric) or ``mean [low, high]``; ``n = 1`` is flagged."""
+def format_interval(
+    interval: Mapping[str, Any], digits: int = 2, unit: str = "", *, signed: bool = False
+) -> str:
+    """``mean ± half-width`` (symmetric) or ``mean [low, high]``; ``n = 1`` is flagged.
+
+    ``signed`` prints the mean with its sign (``+0.59``), as a difference reads best.
+    """
     mean, low, high = (float(interval[k]) for k in ("mean", "low", "high"))
+    sign = "+" if signed else ""
     tolerance = 0.5 * 10.0**-digits
     if abs((mean - low) - (high - mean)) <= tolerance:
-        text = f"{mean:,.{digits}f} ± {(high - low) / 2:,.{digits}f}{unit}"
+        text = f"{mean:{sign},.{digits}f} ± {(high - low) / 2:,.{digits}f}{unit}"
     else:
-        text = f"{mean:,.{digits}f}{unit} [{low:,.{digits}f}, {high:,.{digits}f}]"
+        text = f"{mean:{sign},.{digits}f}{unit} [{low:,.{digits}f}, {high:,.{digits}f}]"
     if interval.get("n") == 1:
         text += " (one run: no interval)"
     return text
+
+
+def paired_bootstrap(
+    values: Sequence[float],
+    reference: Sequence[float],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Mean of ``values - reference`` over paired units, with a percentile bootstrap interval.
+
+    ``values[i]`` and ``reference[i]`` are measured on the same unit ``i`` (e.g. a model's and
+    bicubic's PSNR on image ``i``). Each of ``resamples`` replicates draws the units with
+    replacement, the same draw for both, and takes the mean difference; the interval is the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles of the replicates (the percentile
+    interval, Efron & Tibshirani 1993, Ch. 13). Pairing removes what the units have in common
+    (how hard an image is), so the interval is that of the difference, not of two overlapping
+    means. Units where either value is not finite (NaN: no valid pixel, inf: identical images)
+    are dropped, as the means over images drop NaN; ``n`` is the number of units used.
+
+    The interval holds the variation over units only: the units are treated as independent
+    (one image each), and the spread of training seeds is not in it.
+
+    Returns:
+        ``{"mean", "low", "high", "n", "level", "resamples", "seed"}``; seeded, so a report
+        re-rendered from the same values prints the same interval.
+
+    Raises:
+        ValueError: lengths differ, no finite pair, or ``resamples`` < 1.
+    """
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    b = np.asarray(reference, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired values must be two lists of one length, got {a.shape}, {b.shape}")
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    difference = a[keep] - b[keep]
+    n = int(difference.size)
+    if n == 0:
+        raise ValueError("no pair of finite values")
+    rng = np.random.default_rng(seed)
+    replicates = difference[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(replicates, [tail, 100.0 - tail])
+    return {
+        "mean": float(difference.mean()),
+        "low": float(low),
+        "high": float(high),
+        "n": n,
+        "level": level,
+        "resamples": resamples,
+        "seed": seed,
+    }
+
+
+def difference_reading(
+    difference: Mapping[str, Any], name_a: str, name_b: str, *, higher_is_better: bool = True
+) -> str:
+    """What the interval of ``a - b`` allows one to say: "not distinguishable (the interval
+    holds 0)", or which is better and that the interval is above or below 0."""
+    low, high = float(difference["low"]), float(difference["high"])
+    if low <= 0.0 <= high:
+        return "not distinguishable (the interval holds 0)"
+    above = low > 0.0
+    better = name_a if above == higher_is_better else name_b
+    return f"{better} is better (the interval is {'above' if above else 'below'} 0)"
 
 
 def intervals_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

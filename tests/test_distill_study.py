@@ -1,5 +1,6 @@
 """The pure parts of ``scripts/distill_study.py``: the regression-UNet baseline row (same scenes
-checked), per-size speed targets and the rendered report (extrapolated figures labelled)."""
+checked), per-size speed targets, the rendered report (extrapolated figures labelled) and its
+PSNR differences with paired intervals over images (or "no interval" for rows without them)."""
 
 from __future__ import annotations
 
@@ -200,3 +201,92 @@ def test_report_without_a_bench_or_sr_json(tmp_path: Path, missing: str) -> None
     )
     text = (tmp_path / "README.md").read_text()
     assert "## Targets" in text and "Strongest one-pass baseline" in text
+
+
+NO_INTERVAL = (
+    "PSNR differences to bicubic and to the regression UNet: no interval: per-image values not "
+    "stored in this run."
+)
+BICUBIC_PER_IMAGE = [20.0 + 0.5 * i for i in range(8)]  # scenes of very different difficulty
+
+
+def _per_image(
+    row: dict[str, Any], gains: list[float], bicubic: list[float] | None = None
+) -> dict[str, Any]:
+    """``row`` with per-image PSNR of 8 scenes: bicubic's, and model = bicubic + gain."""
+    bicubic = bicubic or BICUBIC_PER_IMAGE
+    row["per_image"] = {
+        "image": [f"Beach/beach_{i}.jpg" for i in range(8)],
+        "model": {"psnr": [b + g for b, g in zip(BICUBIC_PER_IMAGE, gains, strict=True)]},
+        "bicubic": {"psnr": list(bicubic)},
+    }
+    return row
+
+
+def test_report_without_per_image_values_says_no_interval(tmp_path: Path) -> None:
+    text = _write(tmp_path, {"machine": "m", "date": "d", "per_size": {}})
+    assert NO_INTERVAL in text
+    assert "| PSNR - bicubic |" not in text and "paired" not in text
+    assert "no interval over images: differences of a few tenths of a dB" in text
+
+
+def _write_with_per_image(tmp_path: Path, regression: dict[str, Any]) -> str:
+    rows = _rows()
+    _per_image(rows["teacher"], [-0.1] * 8)
+    _per_image(rows["student"], [0.6, 0.4] * 4)
+    _per_image(rows["student_none"], [1.0, -1.0] * 4)
+    results = {"machine": "m", "runs": {}, "rows": rows, "discussion": ""}
+    sr = {"rows": {"regression_x4": regression}}
+    (tmp_path / "sr.json").write_text(json.dumps(sr))
+    args = argparse.Namespace(
+        out=tmp_path, bench=tmp_path / "none.json", sr_results=tmp_path / "sr.json", image_size=144
+    )
+    write_report(results, args)
+    return (tmp_path / "README.md").read_text()
+
+
+def _line(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
+
+
+def test_report_prints_paired_intervals_to_bicubic_and_to_the_regression_unet(
+    tmp_path: Path,
+) -> None:
+    regression = _per_image(_row(23.63, 1678915), [0.5] * 8)
+    text = _write_with_per_image(tmp_path, regression)
+    assert NO_INTERVAL not in text
+    assert "data root, bicubic metrics and per-image bicubic PSNR identical" in text
+    assert "PSNR differences on the same scenes: mean and 95% interval" in text
+    reg = _line(text, "| regression UNet (SR study, one pass) | +0.50 ± 0.00 dB over 8 images")
+    assert reg.endswith("is better (the interval is above 0) | - |")
+    teacher = _line(text, "| single-step teacher | -0.10 ± 0.00 dB over 8 images")
+    assert "bicubic is better (the interval is below 0)" in teacher
+    assert teacher.endswith(
+        "| -0.60 ± 0.00 dB over 8 images: regression UNet is better (the interval is below 0) |"
+    )
+    student = _line(text, "| student, MSE + MMD | +0.50")
+    assert "student, MSE + MMD is better (the interval is above 0)" in student
+    assert student.endswith("not distinguishable (the interval holds 0) |")  # +-0.1 around 0
+    none = _line(text, "| student, no distillation | +0.00")
+    assert none.count("not distinguishable (the interval holds 0)") == 2
+    assert "the intervals above are over images only" in text
+    assert "no interval over images" not in text
+
+
+def test_no_interval_to_a_regression_row_of_other_images(tmp_path: Path) -> None:
+    # same protocol and bicubic means, but one image's bicubic PSNR differs: the per-image check
+    # finds other crops, so no difference to that row is printed
+    moved_bicubic = list(BICUBIC_PER_IMAGE)
+    moved_bicubic[3] = 25.0
+    moved = _per_image(_row(23.63, 1678915), [0.5] * 8, moved_bicubic)
+    teacher = _per_image(_rows()["teacher"], [-0.1] * 8)
+    assert scene_differences(moved, teacher) == ["per-image bicubic PSNR differs"]
+    renamed = _per_image(_row(23.63, 1678915), [0.5] * 8)
+    renamed["per_image"]["image"][0] = "Forest/forest_1.jpg"
+    assert scene_differences(renamed, teacher) == ["per-image: other image files"]
+    text = _write_with_per_image(tmp_path, moved)
+    table = text.split("PSNR differences on the same scenes")[1]
+    assert "| regression UNet (SR study, one pass) |" not in table
+    line = _line(text, "| single-step teacher | -0.10")
+    assert line.endswith("| no interval: the regression UNet's row is on other scenes |")
+    assert "the SR study's row is on other crops (per-image bicubic PSNR differs)" in text

@@ -158,3 +158,43 @@ def test_evaluate_super_resolution_scale_and_crop_options(
     assert "implicit" in capsys.readouterr().err
     assert main(["evaluate", str(sr_run), "--n", "2", "--image-size", "50"]) == 2
     assert "not divisible" in capsys.readouterr().err
+
+
+def test_evaluate_prints_the_summary_and_writes_per_image_values_to_out(
+    sr_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    assert main(["evaluate", str(sr_run), "--n", "2", "--image-size", "48"]) == 0
+    printed = capsys.readouterr().out
+    assert '"per_image"' not in printed and "per_image values not shown" in printed
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(sr_run), "--n", "2", "--image-size", "48", "--out", str(out)]) == 0
+    assert "(with per_image)" in capsys.readouterr().out
+    assert len(json.loads(out.read_text())["per_image"]["model"]["psnr"]) == 2
+
+
+def test_evaluate_super_resolution_keeps_per_image_values_in_one_order(sr_run: Path) -> None:
+    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.report_format import paired_bootstrap
+
+    result = evaluate_super_resolution(sr_run, num_images=6, progress=False, device="cpu")
+    per_image = result["per_image"]
+    images = per_image["image"]
+    assert len(images) == len(set(images)) == result["n"] == 6
+    assert all((Path(result["real_images"]) / name).is_file() for name in images)
+    for side in ("model", "bicubic"):
+        values = per_image[side]
+        assert set(values) == {"psnr", "ssim", "psnr_y", "ssim_y", "mae", "rmse"}
+        assert all(len(v) == 6 for v in values.values())
+        # the aggregates are the means of the per-image values (PSNR: of per-image PSNRs)
+        for key, v in values.items():
+            assert sum(v) / 6 == pytest.approx(result[side][key], rel=1e-5), (side, key)
+    # a second evaluation sees the same images in the same order (the bicubic values match)
+    again = evaluate_super_resolution(sr_run, num_images=6, progress=False, device="cpu")
+    assert again["per_image"]["image"] == images
+    assert again["per_image"]["bicubic"] == per_image["bicubic"]
+    diff = paired_bootstrap(per_image["model"]["psnr"], per_image["bicubic"]["psnr"])
+    gap = result["model"]["psnr"] - result["bicubic"]["psnr"]
+    assert diff["n"] == 6 and diff["mean"] == pytest.approx(gap, abs=1e-4)
+    assert diff["low"] <= diff["mean"] <= diff["high"]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from terradiff.report_format import (
     compare,
+    difference_reading,
     extrapolated,
     format_interval,
     format_ranking,
@@ -16,6 +19,7 @@ from terradiff.report_format import (
     interval_from_samples,
     intervals_overlap,
     is_extrapolated,
+    paired_bootstrap,
     ranking,
     value_of,
 )
@@ -94,3 +98,74 @@ def test_interval_from_samples_and_asymmetric_formatting() -> None:
     assert format_interval(interval_from_samples([5.0])).endswith("(one run: no interval)")
     assert format_interval({"mean": 1.0, "low": 0.5, "high": 2.0}, 1) == "1.0 [0.5, 2.0]"
     assert format_value({"mean": 1.0, "low": 0.9, "high": 1.1}, 2) == "1.00 ± 0.10"
+
+
+def test_paired_bootstrap_of_identical_values_is_zero_width_at_zero() -> None:
+    values = [23.1, 19.4, 30.2, 25.0, 21.7]
+    out = paired_bootstrap(values, values, resamples=500)
+    assert (out["mean"], out["low"], out["high"]) == (0.0, 0.0, 0.0)
+    assert out["n"] == 5 and out["level"] == 0.95 and out["resamples"] == 500
+    assert difference_reading(out, "model", "bicubic").startswith("not distinguishable")
+
+
+def test_paired_bootstrap_of_a_constant_shift_is_that_shift() -> None:
+    rng = np.random.default_rng(0)
+    reference = rng.normal(23.0, 3.0, 40)  # images of very different difficulty
+    out = paired_bootstrap(reference + 0.7, reference, resamples=500)
+    for key in ("mean", "low", "high"):
+        assert out[key] == pytest.approx(0.7, abs=1e-9)
+    assert difference_reading(out, "model", "bicubic") == (
+        "model is better (the interval is above 0)"
+    )
+    assert difference_reading(out, "model", "bicubic", higher_is_better=False) == (
+        "bicubic is better (the interval is above 0)"
+    )
+
+
+def test_paired_bootstrap_known_cases() -> None:
+    # two images, differences 1 and 0: a replicate mean is 0, 0.5 or 1 with probability 1/4,
+    # 1/2, 1/4, so the 2.5% and 97.5% percentiles are exactly 0 and 1
+    out = paired_bootstrap([1.0, 5.0], [0.0, 5.0], resamples=4000)
+    assert (out["mean"], out["low"], out["high"]) == (0.5, 0.0, 1.0)
+    # many images: the percentile interval approaches mean +- 1.96 sd / sqrt(n) (plug-in sd)
+    rng = np.random.default_rng(1)
+    difference = rng.normal(0.3, 1.0, 400)
+    out = paired_bootstrap(difference, np.zeros(400), resamples=20000, seed=2)
+    half = 1.959964 * difference.std() / math.sqrt(400)
+    assert out["mean"] == pytest.approx(difference.mean())
+    assert out["low"] == pytest.approx(difference.mean() - half, abs=0.05 * half)
+    assert out["high"] == pytest.approx(difference.mean() + half, abs=0.05 * half)
+
+
+def test_paired_bootstrap_pairs_the_images_and_is_seeded() -> None:
+    rng = np.random.default_rng(3)
+    bicubic = rng.normal(23.0, 3.0, 32)
+    model = bicubic + 0.3 + rng.normal(0.0, 0.1, 32)
+    paired = paired_bootstrap(model, bicubic)
+    assert 0.0 < paired["low"] < paired["mean"] < paired["high"] < 0.6
+    # unpaired, the two means' intervals overlap: only pairing shows the 0.3 dB
+    assert intervals_overlap(
+        interval_from_samples(list(model)), interval_from_samples(list(bicubic))
+    )
+    assert paired_bootstrap(model, bicubic) == paired
+    assert paired_bootstrap(model, bicubic, seed=1) != paired
+
+
+def test_paired_bootstrap_drops_non_finite_pairs_and_refuses_bad_input() -> None:
+    out = paired_bootstrap([1.0, float("nan"), float("inf"), 3.0], [0.0, 1.0, float("inf"), 2.0])
+    assert out["n"] == 2 and out["mean"] == 1.0
+    with pytest.raises(ValueError, match="one length"):
+        paired_bootstrap([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="no pair"):
+        paired_bootstrap([float("nan")], [1.0])
+    below = {"mean": -0.4, "low": -0.6, "high": -0.2}
+    assert difference_reading(below, "a", "b") == "b is better (the interval is below 0)"
+    assert difference_reading({"mean": 0.2, "low": 0.0, "high": 0.4}, "a", "b").startswith("not")
+
+
+def test_format_interval_signed() -> None:
+    assert format_interval({"mean": 0.5, "low": 0.0, "high": 1.0}, signed=True) == "+0.50 ± 0.50"
+    assert (
+        format_interval({"mean": -0.5, "low": -0.6, "high": -0.2}, 2, " dB", signed=True)
+        == "-0.50 dB [-0.60, -0.20]"
+    )

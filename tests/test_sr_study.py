@@ -1,8 +1,12 @@
-"""The spatially held-out Landsat check of the SR study (``scripts/sr_landsat_heldout.py``): the
-column split, its georeferencing, the block bootstrap and how the report reads its intervals."""
+"""The SR study's report: the spatially held-out Landsat check (``scripts/sr_landsat_heldout.py``:
+the column split, its georeferencing, the block bootstrap, how the report reads its intervals) and
+the paired intervals over images of PSNR - bicubic (``scripts/sr_intervals.py``)."""
 
 from __future__ import annotations
 
+import argparse
+import copy
+import json
 import math
 import sys
 from pathlib import Path
@@ -15,7 +19,9 @@ from rasterio.transform import from_origin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
+import sr_intervals
 import sr_landsat_heldout as held
+import sr_study
 from sr_landsat import LANDSAT
 
 
@@ -157,3 +163,71 @@ def test_report_reads_intervals_not_point_estimates() -> None:
     assert "bicubic better (interval below 0)" in text
     assert "columns 0-1439" in text and "columns 1504-2005" in text
     assert "99.9% of its valid pixels" in text
+
+
+REPO = Path(__file__).resolve().parents[1]
+NOTE = "PSNR - bicubic: no interval: per-image values not stored in this run."
+
+
+def _sr_row(model: list[float], bicubic: list[float]) -> dict[str, object]:
+    """A row of evaluate_super_resolution with per-image PSNR (aggregates: their means)."""
+    n = len(model)
+    return {
+        "model": {"psnr": sum(model) / n},
+        "bicubic": {"psnr": sum(bicubic) / n},
+        "n": n,
+        "per_image": {
+            "image": [f"scene_{i}.jpg" for i in range(n)],
+            "model": {"psnr": model},
+            "bicubic": {"psnr": bicubic},
+        },
+    }
+
+
+def test_bicubic_difference_lines_without_per_image_values_say_so_once() -> None:
+    bare = {"model": {"psnr": 23.63}, "bicubic": {"psnr": 23.04}, "n": 32}
+    assert sr_intervals.bicubic_difference_lines([("a", bare), ("b", bare)]) == ["", NOTE]
+
+
+def test_bicubic_difference_lines_read_the_paired_interval() -> None:
+    bicubic = [20.0 + i for i in range(10)]  # images of very different difficulty
+    better = _sr_row([b + 0.5 for b in bicubic], bicubic)
+    mixed = _sr_row([b + (1.0 if i % 2 else -1.0) for i, b in enumerate(bicubic)], bicubic)
+    bare = {"model": {"psnr": 1.0}, "bicubic": {"psnr": 2.0}, "n": 2}
+    lines = sr_intervals.bicubic_difference_lines(
+        [("regression", better), ("SR3", mixed), ("old", bare)]
+    )
+    text = "\n".join(lines)
+    assert "95% interval of the paired difference" in text and "Efron & Tibshirani 1993" in text
+    assert (
+        "- regression: +0.50 ± 0.00 dB over 10 images: regression is better (the interval is "
+        "above 0)" in lines
+    )
+    sr3 = next(line for line in lines if line.startswith("- SR3:"))
+    assert "+0.00 ± 0.6" in sr3 and sr3.endswith("not distinguishable (the interval holds 0)")
+    assert "- old: no interval: per-image values not stored in this run" in lines
+
+
+def _render(results: dict, tmp_path: Path) -> str:
+    args = argparse.Namespace(out=tmp_path, n=32, n_ddpm=2)
+    sr_study.write_report(results, args)
+    return (tmp_path / "README.md").read_text()
+
+
+def test_report_of_the_committed_results_only_gains_the_no_interval_notes(tmp_path: Path) -> None:
+    results = json.loads((REPO / "reports/sr/results.json").read_text())
+    for row in results["rows"].values():
+        row.pop("per_image", None)  # as measured before per-image values were stored
+    text = _render(copy.deepcopy(results), tmp_path)
+    assert text.count(NOTE) == 3  # AID x4, implicit, EuroSAT
+    assert "not distinguishable (the interval holds 0)" not in text
+    assert "is better (the interval" not in text
+
+    rows = results["rows"]
+    bicubic = [21.0 + 0.1 * i for i in range(rows["regression_x4"]["n"])]
+    rows["regression_x4"]["per_image"] = _sr_row([b + 0.59 for b in bicubic], bicubic)["per_image"]
+    text = _render(results, tmp_path)
+    assert text.count(NOTE) == 2  # implicit and EuroSAT still have none
+    aid = text[text.index("## AID x4") : text.index("## One implicit model")]
+    assert "- regression (L1): +0.59 ± 0.00 dB over 32 images: regression (L1) is better" in aid
+    assert "- SR3 DDIM-20: no interval: per-image values not stored in this run" in aid

@@ -1,8 +1,8 @@
 """Full-reference image quality: the one-call super-resolution table row and the metrics' home.
 
 This module's one job is :func:`sr_metrics` (PSNR, SSIM, MAE, RMSE, Y-channel PSNR/SSIM and LPIPS
-of a batch in one call). The metrics themselves live in one module per concern, and are importable
-from here as before:
+of a batch in one call; :func:`sr_metrics_per_image` gives the same per image). The metrics
+themselves live in one module per concern, and are importable from here as before:
 
 * :mod:`terradiff.metrics.full_reference` — conventions shared by all (masks, crops, reductions);
 * :mod:`terradiff.metrics.pixel` — :func:`psnr`, :func:`mae`, :func:`rmse`;
@@ -64,19 +64,60 @@ def sr_metrics(
     Raises:
         DataError: mismatched shapes, bad mask or arguments.
     """
+    out = _sr_values(
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, "mean"
+    )
+    return {k: float(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def sr_metrics_per_image(
+    pred: Tensor,
+    target: Tensor,
+    rgb_bands: Sequence[int] | None = None,
+    data_range: float = 2.0,
+    crop_border: int = 0,
+    mask: Tensor | None = None,
+    *,
+    value_range: tuple[float, float] | None = None,
+    lpips: LPIPS | None = None,
+) -> dict[str, list[float]]:
+    """:func:`sr_metrics` of each image: the same keys, one value per image in batch order.
+
+    :func:`sr_metrics` is the mean of these (NaN images left out), so they are what a paired
+    bootstrap over images resamples. Arguments as :func:`sr_metrics`.
+    """
+    out = _sr_values(
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, "none"
+    )
+    return {k: [float(x) for x in v.reshape(-1).tolist()] for k, v in out.items()}
+
+
+def _sr_values(
+    pred: Tensor,
+    target: Tensor,
+    rgb_bands: Sequence[int] | None,
+    data_range: float,
+    crop_border: int,
+    mask: Tensor | None,
+    value_range: tuple[float, float] | None,
+    lpips: LPIPS | None,
+    reduction: Reduction,
+) -> dict[str, Tensor]:
+    """The metrics of :func:`sr_metrics` as tensors, reduced over images by ``reduction``."""
     out = {
-        "psnr": psnr(pred, target, data_range, mask, crop_border=crop_border),
-        "ssim": ssim(pred, target, data_range, mask, crop_border=crop_border),
-        "mae": mae(pred, target, mask, crop_border=crop_border),
-        "rmse": rmse(pred, target, mask, crop_border=crop_border),
+        "psnr": psnr(pred, target, data_range, mask, reduction, crop_border=crop_border),
+        "ssim": ssim(pred, target, data_range, mask, reduction, crop_border=crop_border),
+        "mae": mae(pred, target, mask, reduction, crop_border=crop_border),
+        "rmse": rmse(pred, target, mask, reduction, crop_border=crop_border),
     }
     has_rgb = rgb_bands is not None or pred.shape[1] == 3
     if value_range is None and float(data_range) == 2.0:
         value_range = (-1.0, 1.0)
     if has_rgb and value_range is not None:
         kwargs = {"crop_border": crop_border, "value_range": value_range}
-        out["psnr_y"] = psnr_y(pred, target, rgb_bands, mask, **kwargs)
-        out["ssim_y"] = ssim_y(pred, target, rgb_bands, mask, **kwargs)
+        out["psnr_y"] = psnr_y(pred, target, rgb_bands, mask, reduction, **kwargs)
+        out["ssim_y"] = ssim_y(pred, target, rgb_bands, mask, reduction, **kwargs)
         if lpips is not None:
             lo, hi = value_range
 
@@ -84,8 +125,9 @@ def sr_metrics(
                 rgb = crop(select_rgb(x, rgb_bands, "lpips"), int(crop_border))
                 return (rgb - lo) / (hi - lo) * 2 - 1  # type: ignore[operator]
 
-            out["lpips"] = lpips(to_lpips_input(pred), to_lpips_input(target)).mean()
-    return {k: float(v) for k, v in out.items()}
+            distances = lpips(to_lpips_input(pred), to_lpips_input(target))
+            out["lpips"] = distances if reduction == "none" else distances.mean()
+    return out
 
 
 __all__ = [
@@ -100,6 +142,7 @@ __all__ = [
     "rgb_to_y",
     "rmse",
     "sr_metrics",
+    "sr_metrics_per_image",
     "ssim",
     "ssim_y",
 ]

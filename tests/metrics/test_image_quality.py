@@ -26,6 +26,7 @@ from terradiff.metrics.image_quality import (
     rgb_to_y,
     rmse,
     sr_metrics,
+    sr_metrics_per_image,
     ssim,
     ssim_y,
 )
@@ -590,3 +591,20 @@ def test_sr_metrics_rgb_multispectral_and_physical(real_pair) -> None:
     model = LPIPS("alex").eval()
     out = sr_metrics(lr_up, hr, lpips=model)
     assert out["lpips"] > 0
+
+
+def test_sr_metrics_per_image_are_the_values_sr_metrics_averages() -> None:
+    pred = _rand((4, 3, 68, 68), 50)
+    target = _noisy(pred, 0.05, 51)
+    target[2] = _noisy(pred[2:3], 0.3, 52)[0]  # one image much worse: order must be kept
+    model = LPIPS("alex").eval()
+    means = sr_metrics(pred, target, crop_border=2, lpips=model)
+    each = sr_metrics_per_image(pred, target, crop_border=2, lpips=model)
+    assert set(each) == set(means) == {"psnr", "ssim", "mae", "rmse", "psnr_y", "ssim_y", "lpips"}
+    for key, values in each.items():
+        assert len(values) == 4 and all(isinstance(v, float) for v in values)
+        assert sum(values) / 4 == pytest.approx(means[key], rel=1e-5), key
+    assert each["psnr"] == pytest.approx(
+        psnr(pred, target, crop_border=2, reduction="none").tolist()
+    )
+    assert min(each["psnr"]) == each["psnr"][2] and max(each["mae"]) == each["mae"][2]
