@@ -17,9 +17,11 @@ source date, years apart). Pixels invalid in either image are 0 in both.
 **Splits** (``holdout``; fixed, no randomness, never a training pixel of a target in the test):
 
 * ``"date"`` (default): in every series the last ``test_dates`` dates (or the dates whose labels
-  are listed) are held out. Train pairs use only the other dates, as source and as target; test
-  pairs have a held-out target and a training-date source (the before image is an input, known at
-  forecast time). So every test target is an image the model never saw.
+  are listed; or, with a mapping ``{place: [labels]}``, other dates per place, so that a month held
+  out at one place can stay a training target at another) are held out. Train pairs use only the
+  other dates, as source and as target; test pairs have a held-out target and a training-date
+  source (the before image is an input, known at forecast time). So every test target is an image
+  the model never saw.
 * ``"place"``: the series whose place names are listed in ``test_places`` are the test set (all
   their pairs), the others the train set.
 * ``"region"``: each series' columns are cut at ``round(width * (1 - test_fraction))``; train crops
@@ -36,7 +38,7 @@ test region of every pair (:func:`~terradiff.data.crops.grid_windows`), without 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +59,10 @@ _ORDERS = ("forward", "both")
 _SPLITS = ("train", "test")
 
 
+HeldOutDates = int | Sequence[str] | Mapping[str, Sequence[str]]
+"""``test_dates``: a count of latest dates, date labels, or date labels per place."""
+
+
 @dataclass(frozen=True)
 class TemporalPair:
     """One (source, target) pair: indices into ``dataset.series[series].images``."""
@@ -74,7 +80,9 @@ class TemporalPairDataset(Dataset):
         split: ``"train"`` or ``"test"``.
         holdout: ``"date"``, ``"place"`` or ``"region"``.
         test_dates: ``"date"``: how many of the latest dates of each series are held out, or
-            their labels (``["2019-09-04"]``, ``["11 (Aug)"]``).
+            their labels (``["2019-09-04"]``, ``["11 (Aug)"]``), or labels per place
+            (``{"0060c0a5": ["03 (Dec)"], "288afc34": ["06 (Mar)"]}``; an unlisted place holds
+            none out).
         test_places: ``"place"``: the held-out place names.
         test_fraction: ``"region"``: the held-out share of the columns (the right side).
         crop_size: Crop side in pixels.
@@ -97,7 +105,7 @@ class TemporalPairDataset(Dataset):
         *,
         split: str = "train",
         holdout: str = "date",
-        test_dates: int | Sequence[str] = 1,
+        test_dates: int | Sequence[str] | Mapping[str, Sequence[str]] = 1,
         test_places: Sequence[str] = (),
         test_fraction: float = 0.25,
         crop_size: int = 64,
@@ -167,7 +175,9 @@ class TemporalPairDataset(Dataset):
         check_fits(s.height, right, left, self.crop_size, f"place {s.place} ({self.split} region)")
         return left, right
 
-    def _held_out_dates(self, s: TimeSeries, test_dates: int | Sequence[str]) -> set[int]:
+    def _held_out_dates(self, s: TimeSeries, test_dates: HeldOutDates) -> set[int]:
+        if isinstance(test_dates, Mapping):
+            test_dates = list(test_dates.get(s.place, []))
         if isinstance(test_dates, int):
             if test_dates < 1:
                 raise DataError(
@@ -176,9 +186,7 @@ class TemporalPairDataset(Dataset):
             return set(range(max(len(s) - test_dates, 0), len(s)))
         return {i for i, label in enumerate(s.labels) if label in set(test_dates)}
 
-    def _make_pairs(
-        self, test_dates: int | Sequence[str], test_places: set[str]
-    ) -> list[TemporalPair]:
+    def _make_pairs(self, test_dates: HeldOutDates, test_places: set[str]) -> list[TemporalPair]:
         places = {s.place for s in self.series}
         if self.holdout == "place":
             unknown = sorted(test_places - places)
@@ -187,7 +195,9 @@ class TemporalPairDataset(Dataset):
                     f"holdout='place' needs test_places among {sorted(places)}, got "
                     f"{sorted(test_places)}"
                 )
-        if self.holdout == "date" and not isinstance(test_dates, int):
+        if self.holdout == "date" and isinstance(test_dates, Mapping):
+            self._check_dates_per_place(test_dates)
+        elif self.holdout == "date" and not isinstance(test_dates, int):
             labels = {label for s in self.series for label in s.labels}
             unknown = sorted(set(test_dates) - labels)
             if unknown:
@@ -210,6 +220,23 @@ class TemporalPairDataset(Dataset):
                             continue
                     pairs.append(TemporalPair(k, i, j))
         return pairs
+
+    def _check_dates_per_place(self, test_dates: Mapping[str, Sequence[str]]) -> None:
+        """Every place of the mapping is a series and every label one of its dates."""
+        by_place = {s.place: set(s.labels) for s in self.series}
+        unknown = sorted(set(test_dates) - set(by_place))
+        if unknown:
+            raise DataError(
+                f"held-out dates name places {unknown} that are no series; the places are "
+                f"{sorted(by_place)}"
+            )
+        for place, labels in test_dates.items():
+            missing = sorted(set(labels) - by_place[place])
+            if missing:
+                raise DataError(
+                    f"held-out dates {missing} are no date of place {place}; its dates are "
+                    f"{sorted(by_place[place])}"
+                )
 
     def _pair_metadata(self, pair: TemporalPair) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.series[pair.series]

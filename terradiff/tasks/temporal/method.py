@@ -43,8 +43,11 @@ class TemporalMethodConfig(MethodConfig):
         "targets never trained on), 'place' (the test_places), 'region' (the right test_fraction "
         "of every image).",
     )
-    test_dates: int | list[str] = Field(
-        1, description="holdout 'date': how many latest dates, or their labels (['11 (Aug)'])."
+    test_dates: int | list[str] | dict[str, list[str]] = Field(
+        1,
+        description="holdout 'date': how many latest dates, their labels (['11 (Aug)']), or "
+        "labels per place ({'0060c0a5': ['03 (Dec)'], ...}: a month held out at one place can "
+        "stay a training target at another).",
     )
     test_places: list[str] = Field(
         default_factory=list, description="holdout 'place': the held-out place (folder) names."

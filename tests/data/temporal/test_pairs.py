@@ -45,6 +45,28 @@ def test_date_holdout_never_shows_a_test_target_in_training(chips: list) -> None
     assert len(test) == 16 * len(test.pairs) and len(train) == 4 * len(train.pairs)
 
 
+def test_dates_held_out_per_place_stay_training_targets_elsewhere(chips: list) -> None:
+    held = {"0060c0a5": ["06 (Mar)"], "288afc34": ["08 (May)"]}
+    train = TemporalPairDataset(chips, split="train", test_dates=held, crop_size=32)
+    test = TemporalPairDataset(chips, split="test", test_dates=held, crop_size=64)
+    label = {(k, i): s.labels[i] for k, s in enumerate(chips) for i in range(len(s))}
+    place = {k: s.place for k, s in enumerate(chips)}
+    test_targets = {(place[p.series], label[p.series, p.target]) for p in test.pairs}
+    assert test_targets == {("0060c0a5", "06 (Mar)"), ("288afc34", "08 (May)")}
+    used = {
+        (place[p.series], label[p.series, i]) for p in train.pairs for i in (p.source, p.target)
+    }
+    assert not test_targets & used  # never seen at its place, as source or target
+    trained_targets = {(place[p.series], label[p.series, p.target]) for p in train.pairs}
+    assert ("288afc34", "06 (Mar)") in trained_targets  # the month is learned elsewhere
+    assert ("0060c0a5", "08 (May)") in trained_targets
+    assert not any(place[p.series] == "000aa810" for p in test.pairs)  # unlisted: none held out
+    with pytest.raises(DataError, match=r"places \['nowhere'\]"):
+        TemporalPairDataset(chips, test_dates={"nowhere": ["06 (Mar)"]})
+    with pytest.raises(DataError, match=r"\['13 \(Sep\)'\] are no date of place 0060c0a5"):
+        TemporalPairDataset(chips, test_dates={"0060c0a5": ["13 (Sep)"]})
+
+
 def test_items_are_aligned_crops_with_metadata(chips: list) -> None:
     test = TemporalPairDataset(chips[:1], split="test", test_dates=["10 (Jul)"], crop_size=64)
     item = test[5]  # pair 0, second row, second column
