@@ -450,8 +450,9 @@ def validation_lines(validation: dict[str, Any]) -> list[str]:
         "Validation (made before any test score): regression models predicting the after image "
         f"or the change were trained on columns 0-{left} only and scored on the strip of columns "
         f"{left}-{right} (left of the test region): visible-band PSNR gain over persistence "
-        f"{scores}. Chosen: **{validation.get('chosen')}**, used by the regression and concat "
-        "models below (the ControlNet always models the after image).",
+        f"{scores}. Chosen: **{validation.get('chosen')}**, used by the regression models "
+        "below (the concat model's target is chosen with its prediction, next paragraph; the "
+        "ControlNet always models the after image).",
         "",
         *prediction_lines(validation.get("prediction", {})),
     ]
