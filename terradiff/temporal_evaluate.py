@@ -106,6 +106,7 @@ def evaluate_temporal(
     sampler: str | None = None,
     steps: int | None = None,
     seed: int = 0,
+    members: int = 1,
     batch_size: int = 16,
     resamples: int = 1000,
     progress: bool = True,
@@ -119,6 +120,8 @@ def evaluate_temporal(
         max_windows: score at most this many test windows, spread evenly over the test set.
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
         seed: seeds the diffusion noise (one generator per batch of windows) and the bootstrap.
+        members: forecasts averaged per window (a diffusion model's ensemble mean, the estimate
+            of the posterior mean that minimises the expected squared error; 1: one sample).
         batch_size: windows per forecast call.
         resamples: bootstrap resamples.
 
@@ -162,7 +165,13 @@ def evaluate_temporal(
         generator = torch.Generator().manual_seed(seed * 1_000_003 + start)
         begin = time.perf_counter()
         forecast, _ = task.forecast(
-            task.net, batch["before"], metadata, present, spec=spec, generator=generator
+            task.net,
+            batch["before"],
+            metadata,
+            present,
+            spec=spec,
+            generator=generator,
+            members=members,
         )
         seconds += time.perf_counter() - begin
         forecast = forecast.cpu().clamp(-1, 1)
@@ -205,6 +214,7 @@ def evaluate_temporal(
         "places": places,
         "holdout": task.temporal.holdout,
         "method": task.method.name,
+        "members": members,
         "sampler": None if spec is None else spec.sampler,
         "steps": None if spec is None else spec.steps,
         "seconds_per_window": round(seconds / max(1, len(per_window)), 4),

@@ -13,6 +13,7 @@ from scripts.temporal_study import (
     method_runs,
     prediction_lines,
     ranking_lines,
+    row_labels,
     seed_summary,
     validation_gain,
     verdict,
@@ -98,6 +99,10 @@ def test_runs_shown_are_those_of_the_validation_choices() -> None:
     assert method_runs(results, "regression") == [runs["regression/seed0"]]
     assert method_runs(results, "concat") == [runs["concat/seed1"]]
     assert method_runs(results, "controlnet") == [runs["controlnet/seed0"]]
+    runs["concat_mean/seed1"] = {"target": "change", "prediction": "x0", "members": 4}
+    assert method_runs(results, "concat_mean") == [runs["concat_mean/seed1"]]
+    assert row_labels(4)["concat_mean"].endswith("mean of 4 samples")
+    assert list(row_labels())[:3] == ["regression", "concat", "controlnet"]
     before = {"runs": runs, "validation": {"chosen": "after"}}
     assert method_runs(before, "concat") == [runs["concat/seed0"]]
 

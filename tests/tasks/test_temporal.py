@@ -139,6 +139,19 @@ def test_evaluate_scores_model_and_persistence(runs: dict[str, Path], tmp_path: 
     assert results["concat"]["steps"] == 2 and results["regression"]["steps"] is None
 
 
+def test_ensemble_evaluation_scores_the_mean_of_members(runs: dict[str, Path]) -> None:
+    from terradiff.temporal_evaluate import evaluate_temporal
+
+    kwargs = {"max_windows": 3, "steps": 2, "progress": False, "resamples": 50}
+    one = evaluate_temporal(runs["concat"], **kwargs)
+    four = evaluate_temporal(runs["concat"], members=4, **kwargs)
+    assert one["members"] == 1 and four["members"] == 4
+    assert four["persistence"] == one["persistence"]  # the same windows
+    assert four["model"]["psnr_visible"] != one["model"]["psnr_visible"]  # other forecasts
+    with pytest.raises(ConfigError, match="one pass"):
+        evaluate_temporal(runs["regression"], members=2, **kwargs)
+
+
 def test_untrained_controlnet_is_the_generator(
     biomassters: Path, runs: dict[str, Path], tmp_path: Path
 ) -> None:
