@@ -423,6 +423,28 @@ def save_plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def partial_banner(results: dict[str, Any]) -> list[str]:
+    """A warning line when some fold lacks cells (a snapshot of a study that resumes)."""
+    cells = results.get("cells", {})
+    seeds = int(results.get("budget", {}).get("seeds", 1))
+    folds = list(results.get("data", {}).get("chips", {}))
+    expected = {
+        f"{fold}/{model}/seed{seed}"
+        for fold in folds
+        for model in MODELS
+        for seed in range(1 if model in NAIVE else seeds)
+    }
+    missing = len(expected - set(cells))
+    if not missing:
+        return []
+    return [
+        f"**Partial snapshot: {len(expected) - missing} of {len(expected)} cells measured** (the "
+        "`seeds` columns say how many per row; the study resumes). Read no ranking from it until "
+        "it is complete.",
+        "",
+    ]
+
+
 def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
     """``README.md`` (tables, choices, reading, command) and ``rmse.png`` from the results."""
     from terradiff.carbon.biomassters import MONTH_NAMES
@@ -440,6 +462,7 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
     lines = [
         "# Carbon density, leave-one-chip-out over the three BioMassters chips (issue 14)",
         "",
+        *partial_banner(results),
         "Every number is read from `results.json` (its `provenance` holds the exact argv, commit, "
         f"machine and date). Machine of the measurement: {results.get('machine_measured', '?')}. "
         "Commands that measured:",

@@ -16,6 +16,7 @@ from scripts.carbon_loco_study import (
     load_chip,
     make_folds,
     metrics_from_stats,
+    partial_banner,
     reading,
     resample_counts,
     split_columns,
@@ -171,3 +172,18 @@ def test_report_ranks_only_separated_intervals(tmp_path: Path) -> None:
     readme = (tmp_path / "README.md").read_text()
     assert "not distinguishable" in readme and "Seasonal mismatch" in readme
     assert "| RF | 2 |" in readme and (tmp_path / "rmse.png").is_file()
+
+
+def test_partial_snapshot_says_so_until_every_cell_is_measured() -> None:
+    chips = {"a": {}, "b": {}}
+    models = ("constant", "class_mean", "rf", "regression", "iidm")
+    full = {
+        f"{c}/{m}/seed{s}": {}
+        for c in chips
+        for m in models
+        for s in range(1 if m in ("constant", "class_mean") else 2)
+    }
+    results = {"cells": dict(full), "budget": {"seeds": 2}, "data": {"chips": chips}}
+    assert partial_banner(results) == []
+    del results["cells"]["b/iidm/seed1"]
+    assert "15 of 16 cells measured" in partial_banner(results)[0]
