@@ -306,27 +306,36 @@ def print_summary(rows: Sequence[dict[str, Any]], ddim_steps: int, peaks: dict[s
         print(f"\n  {label}, images/s")
         for line in summary_table(rows, kind):
             print("   " + line)
+    extra = []  # (row key, heading, format) of the tables printed without ratios
     if "bf16" in peaks:
-        print(
-            f"\n  share of the measured bf16 matmul peak ({peaks['bf16']:,.1f} TFLOP/s); "
-            f"train step = {TRAIN_FORWARD_EQUIVALENTS}x forward FLOPs, DDIM-{ddim_steps} = "
-            f"{ddim_steps}x"
+        extra.append(
+            (
+                "share_of_bf16_peak",
+                f"\n  share of the measured bf16 matmul peak ({peaks['bf16']:,.1f} TFLOP/s); "
+                f"train step = {TRAIN_FORWARD_EQUIVALENTS}x forward FLOPs, DDIM-{ddim_steps} = "
+                f"{ddim_steps}x",
+                ".1%",
+            )
         )
+    extra += [
+        (
+            "peak_mem_mib",
+            "\n  peak memory, MiB (this competitor's weights/grads/optimizer state + the call)",
+            ",.0f",
+        ),
+        (
+            "compile_s",
+            "\n  compile + first call, s (compiled competitors; not in the timed steps)",
+            ".1f",
+        ),
+    ]
+    for key, heading, fmt in extra:
+        if key != "share_of_bf16_peak" and all(r.get(key) is None for r in rows):
+            continue
+        print(heading)
         for kind, label in labels.items():
             print(f"  {label}")
-            for line in summary_table(rows, kind, "share_of_bf16_peak", ".1%", ratios=False):
-                print("   " + line)
-    if any(r.get("peak_mem_mib") is not None for r in rows):
-        print("\n  peak memory, MiB (this competitor's weights/grads/optimizer state + the call)")
-        for kind, label in labels.items():
-            print(f"  {label}")
-            for line in summary_table(rows, kind, "peak_mem_mib", ",.0f", ratios=False):
-                print("   " + line)
-    if any(r.get("compile_s") is not None for r in rows):
-        print("\n  compile + first call, s (compiled competitors; not in the timed steps)")
-        for kind, label in labels.items():
-            print(f"  {label}")
-            for line in summary_table(rows, kind, "compile_s", ".1f", ratios=False):
+            for line in summary_table(rows, kind, key, fmt, ratios=False):
                 print("   " + line)
 
 
