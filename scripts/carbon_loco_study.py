@@ -42,6 +42,7 @@ if str(REPO) not in sys.path:
 from scripts.study_common import open_results, record_command, train  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.report_format import (  # noqa: E402
+    SYMMETRIC_NOTE,
     format_interval,
     format_ranking,
     interval_from_samples,
@@ -347,7 +348,8 @@ sampling and training seed; pooled: blocks resampled within each chip. `RMSE - c
 `RMSE - per-class mean` are paired (the same blocks for both). `RMSE over seeds` is the Student-t
 interval of the seeds' RMSEs alone. Metrics on the test chip's forest pixels, Mg C/ha; bias =
 mean(prediction - truth). Ranked only where the intervals separate (≈: not distinguishable;
-the ranking chains overlapping unpaired intervals, the paired differences are the sharper test)."""
+the ranking chains overlapping unpaired intervals, the paired differences are the sharper test).
+{symmetric}"""
 
 
 def _fmt(iv: dict[str, Any] | None, digits: int = 2) -> str:
@@ -480,7 +482,7 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
             for c, v in data["chips"].items()
         ],
         "",
-        ABOUT.format(fit_end=fit.stop - 1, minutes=minutes, **b),
+        ABOUT.format(fit_end=fit.stop - 1, minutes=minutes, symmetric=SYMMETRIC_NOTE, **b),
         "",
         "![RMSE per model and fold](rmse.png)",
         "",

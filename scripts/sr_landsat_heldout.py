@@ -36,7 +36,7 @@ from study_common import train
 from terradiff.data.degrade import upsample_to
 from terradiff.mapping import super_resolve_raster
 from terradiff.metrics.image_quality import psnr
-from terradiff.report_format import format_interval
+from terradiff.report_format import SYMMETRIC_NOTE, format_interval
 from terradiff.tasks import load_task
 
 LANDSAT_CONFIG = "configs/sr/landsat_b3b4_regression_x2.yaml"
@@ -428,7 +428,7 @@ def heldout_report_lines(row: dict[str, Any], runs: dict[str, Any]) -> list[str]
         f"model and bicubic on the same blocks), {seed_text}. The blocks "
         f"({split['block'] * 30 / 1000:.2f} km) are treated as independent: correlation over "
         "longer distances would make the intervals too narrow, and one scene of one date says "
-        "nothing about other scenes.",
+        f"nothing about other scenes. {SYMMETRIC_NOTE}",
         "",
         provenance_sentence(row["b2_60m_file"]),
         "",

@@ -315,9 +315,9 @@ def method_runs(results: dict[str, Any], method: str) -> list[dict[str, Any]]:
     ]
 
 
-def write_plot(results: dict[str, Any], out: Path) -> None:
+def write_plot(results: dict[str, Any], out: Path, held_out: str = "Held-out region") -> None:
     """``out/psnr_by_source.png``: visible-band PSNR against the source month, per chip and
-    held-out target, persistence beside each method (seed 0)."""
+    held-out target, persistence beside each method (seed 0); ``held_out`` opens the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -345,7 +345,7 @@ def write_plot(results: dict[str, Any], out: Path) -> None:
         ax.tick_params(axis="x", rotation=60, labelsize=7)
     axes[0][0].set_ylabel("PSNR, visible bands (dB)")
     axes[0][-1].legend(fontsize=8)
-    figure.suptitle("Held-out region: forecast vs persistence, by source month (seed 0)")
+    figure.suptitle(f"{held_out}: forecast vs persistence, by source month (seed 0)")
     figure.tight_layout()
     from terradiff.io import atomic_path
 
@@ -358,7 +358,6 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     """``out/README.md`` (and the plot) from ``results``."""
     from terradiff.io import atomic_write_text
 
-    runs = results.get("runs", {})
     settings = results.get("settings", {})
     generator = results.get("generator", {})
     lines = [
@@ -386,6 +385,23 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         f"{len(results.get('generator_files', []))} training-region copies of the usable months, "
         "one generator shared by the ControlNet seeds.",
         "",
+        *score_lines(results),
+    ]
+    reading = out / "reading.md"  # the hand-written reading (kept apart: the study rewrites
+    if reading.is_file():  # results.json while it runs)
+        lines += ["", reading.read_text().strip()]
+    lines.append("")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
+    write_plot(results, out)
+
+
+def score_lines(results: dict[str, Any]) -> list[str]:
+    """The report's score table (every method and ensemble row, mean +- std over seeds and the
+    per-seed window intervals), the target verdicts, the ranking and the per-chip scores."""
+    runs = results.get("runs", {})
+    settings = results.get("settings", {})
+    lines = [
         "PSNR on the visible bands (B04/B03/B02, reflectance with peak 1) and SSIM, averaged over "
         "the test windows; the gain is model - persistence (mean +- std over seeds; per run a "
         "95% bootstrap interval over windows, optimistic because windows of a chip are "
@@ -447,13 +463,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 for place, v in run["breakdown"]["place"].items()
             )
             lines.append(f"- {method}: {cells}")
-    reading = out / "reading.md"  # the hand-written reading (kept apart: the study rewrites
-    if reading.is_file():  # results.json while it runs)
-        lines += ["", reading.read_text().strip()]
-    lines.append("")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
-    write_plot(results, out)
+    return lines
 
 
 def validation_lines(validation: dict[str, Any]) -> list[str]:

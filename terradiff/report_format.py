@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "SYMMETRIC_NOTE",
     "compare",
     "difference_reading",
     "extrapolated",
@@ -89,6 +90,13 @@ def interval_from_samples(values: Sequence[float], level: float = 0.95) -> dict[
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n, "level": level}
+
+
+SYMMETRIC_NOTE = (
+    "An interval symmetric to the printed digits is written `mean ± half-width`: the same 95% "
+    "interval `[mean - half-width, mean + half-width]`, not a standard deviation."
+)
+"""The sentence a report prints beside intervals from :func:`format_interval`."""
 
 
 def format_interval(
