@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study temporal-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -60,9 +60,14 @@ change-study: setup  # issue 17 change detection; about an hour on 2 CPU cores, 
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/change_study.py --work outputs/change \
 		--out reports/change
 
-temporal-study: setup  # issue 17 before -> after on held-out months; about 2 hours on 2 CPU cores, resumes
+temporal-study: setup  # issue 17 before -> after on a held-out region; about 2 hours on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/temporal_study.py --work outputs/temporal \
 		--out reports/temporal --steps 2000 --generator-steps 2000 --max-windows 640
+
+temporal-dates-study: setup  # issue 17 before -> after for held-out months; ~1.5 hours on 1 core, resumes
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/temporal_dates_study.py \
+		--work outputs/temporal_dates --out reports/temporal_dates --steps 2000 \
+		--generator-steps 2000 --max-windows 640
 
 carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~1.5-2 hours on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \

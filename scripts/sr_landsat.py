@@ -84,10 +84,11 @@ def landsat_metrics(
 
 
 def measure_landsat(results: dict[str, Any], args: argparse.Namespace, save: Any) -> None:
-    """Real 60 m B2 -> 30 m with the B3/B4-trained model, against the real 30 m B2.
+    """The shipped 60 m B2 file -> 30 m with the B3/B4-trained model, against the 30 m B2.
 
-    Also the same model on B2 down-sampled by bicubic (synthetic LR), which separates the model's
-    error from the gap between the training degradation and the real 60 m product.
+    Also the same model on B2 down-sampled by bicubic (synthetic LR). The 60 m file is itself a
+    GDAL cubic resample of the 30 m B2 (:func:`b2_60m_provenance`), not an independent 60 m
+    product, so the two checks differ only in the down-sampling kernel.
     """
     if "landsat" in results.get("rows", {}) or "landsat" not in results["runs"]:
         return
@@ -147,7 +148,7 @@ def _landsat_figure(
     scaling: Any,
     out: Path,
 ) -> None:
-    """Two 96x96 (30 m) windows: real 60 m (nearest), bicubic, model, real 30 m."""
+    """Two 96x96 (30 m) windows: the 60 m file (nearest), bicubic, model, the 30 m B2."""
     windows = [(600, 900), (300, 400)]
     size = 96
 
@@ -158,10 +159,10 @@ def _landsat_figure(
         return dn_to_model(part, scaling)
 
     panels = {
-        "real 60 m (nearest)": torch.cat([cut(lr_dn, r, c, 2) for r, c in windows]),
+        "B2_60m file (nearest)": torch.cat([cut(lr_dn, r, c, 2) for r, c in windows]),
         "bicubic": torch.cat([cut(bicubic_dn, r, c) for r, c in windows]),
         "terradiff x2": torch.cat([cut(sr_dn, r, c) for r, c in windows]),
-        "real 30 m": torch.cat([cut(hr_dn, r, c) for r, c in windows]),
+        "B2 30 m": torch.cat([cut(hr_dn, r, c) for r, c in windows]),
     }
     save_comparison_figure(panels, out / "landsat_b2.png", zoom=(24, 24, 32), stretch=True)
 

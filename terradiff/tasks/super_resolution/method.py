@@ -113,7 +113,7 @@ class OnePassSRMethod(SRMethod):
     ) -> SamplerOutput:
         """One forward pass; ``spec`` is ignored (nothing is sampled) and none is recorded."""
         device = next(net.parameters()).device
-        bicubic = upsample_to(lr.float().cpu(), out_size).to(device)
+        bicubic = upsample_to(lr.to(device=device, dtype=torch.float32), out_size)
         with evaluating(net):
             return SamplerOutput(sample=self.forward(net, bicubic, generator).clamp(-1, 1))
 

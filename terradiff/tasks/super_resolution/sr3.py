@@ -67,7 +67,7 @@ class SR3(SRMethod):
         """Sample ``x_0`` with the bicubic image as condition."""
         assert spec is not None, "a stochastic method needs a SamplingSpec"
         device = next(net.parameters()).device
-        bicubic = upsample_to(lr.float().cpu(), out_size).to(device)
+        bicubic = upsample_to(lr.to(device=device, dtype=torch.float32), out_size)
         return run_sampler(
             net,
             self.task.schedule,
