@@ -309,9 +309,10 @@ def summarise(results: dict[str, Any], args: Any) -> dict[str, Any]:
         tests = fold_names if scope == "pooled" else [scope]
         found = {m: [stats(t, m) for t in tests] for m in MODELS}
         found = {m: f for m, f in found.items() if all(x is not None for x in f)}
-        naive = {m: found[m] for m in NAIVE if m in found}
+        # every other model is a reference: the naive ones for the table, the learned ones for
+        # the paired comparisons between learned models (reading)
         summary[scope] = {
-            m: intervals(f, {k: v for k, v in naive.items() if k != m}, args)
+            m: intervals(f, {k: v for k, v in found.items() if k != m}, args)
             for m, f in found.items()
         }
     return summary
@@ -345,7 +346,8 @@ validation, test maps) on the CPU of the machine above.
 **Intervals.** 95% percentile bootstrap over {block}x{block}-pixel blocks of the test chip
 ({resamples} resamples), each replicate drawing one seed too, so the interval covers test-pixel
 sampling and training seed; pooled: blocks resampled within each chip. `RMSE - constant` and
-`RMSE - per-class mean` are paired (the same blocks for both). `RMSE over seeds` is the Student-t
+`RMSE - per-class mean` are paired (the same blocks for both), as are the comparisons between
+the learned models listed under each table. `RMSE over seeds` is the Student-t
 interval of the seeds' RMSEs alone. Metrics on the test chip's forest pixels, Mg C/ha; bias =
 mean(prediction - truth). Ranked only where the intervals separate (≈: not distinguishable;
 the ranking chains overlapping unpaired intervals, the paired differences are the sharper test).
@@ -381,6 +383,17 @@ def reading(scope: dict[str, Any]) -> list[str]:
         bias = _verdict(row["bias"], "no bias the interval can show", "biased high", "biased low")
         said += [f"{r2} ({_fmt(row['r2'], 3)})", f"{bias} ({_fmt(row['bias'])} Mg C/ha)"]
         lines.append(f"- {LABELS[model]}: {'; '.join(said)}.")
+    learned = [m for m in scope if m not in NAIVE]
+    for i, model in enumerate(learned):
+        for other in learned[i + 1 :]:
+            diff = scope[model].get(f"rmse_minus_{other}")
+            if diff is None:
+                continue
+            verdict = _verdict(diff, "not distinguishable from", "worse than", "better than")
+            lines.append(
+                f"- {LABELS[model]} {verdict} {LABELS[other]} (RMSE difference {_fmt(diff)}, "
+                "paired)."
+            )
     return lines
 
 
@@ -490,6 +503,9 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
     for scope, rows in summary.items():
         title = "Pooled over the folds" if scope == "pooled" else f"Test chip {scope}"
         lines += [f"## {title}", "", *_table(rows), "", *reading(rows), ""]
+    written = out / "reading.md"  # the hand-written reading, kept apart from the rendered tables
+    if written.is_file():
+        lines += [written.read_text().strip(), ""]
     lines += ["## Choices made on validation", "", "| cell | choice | validation RMSE |", "|-|-|-|"]
     for key, cell in sorted(results.get("cells", {}).items()):
         choice = cell.get("choice")

@@ -167,10 +167,13 @@ def test_report_ranks_only_separated_intervals(tmp_path: Path) -> None:
     assert "- RF: better than the constant (RMSE difference" in text
     assert "UNet regression: not distinguishable from the constant" in text
     assert "rmse_minus_class_mean" not in pooled["rf"]  # no per-class row in this synthetic set
+    assert "- RF better than UNet regression (RMSE difference" in text  # learned pair, paired
+    (tmp_path / "reading.md").write_text("## Reading\n\nhand-written")
     assert "rmse_seed_interval" in summary["a"]["rf"]  # seed spread per fold
     write_report(results, summary, tmp_path)
     readme = (tmp_path / "README.md").read_text()
     assert "not distinguishable" in readme and "Seasonal mismatch" in readme
+    assert readme.index("hand-written") < readme.index("## Choices made on validation")
     assert "| RF | 2 |" in readme and (tmp_path / "rmse.png").is_file()
 
 
