@@ -179,6 +179,15 @@ def _table(rows: dict[str, dict], names: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _kd_table(run_out: Path, report_out: Path, name: str) -> str:
+    """A compression table: the run's file, else the copy kept beside the report (the runs are
+    not committed, and a ``--report-only`` render must not drop the table)."""
+    for folder in (run_out, report_out):
+        if (folder / name).is_file():
+            return (folder / name).read_text()
+    return ""
+
+
 def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     """``reports/carbon/README.md`` from ``results.json``."""
     rows, runs, data = results["rows"], results["runs"], results["data"]
@@ -259,9 +268,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"{kd['kd_ratio']:.1f}x; the distilled extractor replaces the teacher's in the trained "
             "IIDM without fine-tuning (its row in Table 1).",
             "",
-            Path(kd["out"], "table_a2.md").read_text()
-            if Path(kd["out"], "table_a2.md").is_file()
-            else "",
+            _kd_table(Path(kd["out"]), args.out, "table_a2.md"),
         ]
     kd_unet = results.get("kd_unet")
     if kd_unet and "error" in kd_unet:
@@ -276,9 +283,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f"{kd_unet['seconds']:.0f} s on this CPU): UNet KD ratio {kd_unet['kd_ratio']:.1f}x "
             f"(base width {kd_unet['base_channels']}); its row is in Table 1.",
             "",
-            Path(kd_unet["out"], "table_a2_unet.md").read_text()
-            if Path(kd_unet["out"], "table_a2_unet.md").is_file()
-            else "",
+            _kd_table(Path(kd_unet["out"]), args.out, "table_a2_unet.md"),
         ]
     lines += [
         "",
