@@ -48,6 +48,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -60,6 +62,8 @@ from scripts.temporal_study import (  # noqa: E402
     breakdown,
     check_reusable,
     common_overrides,
+    method_runs,
+    row_labels,
     run_key,
     score_lines,
     usable_series,
@@ -111,8 +115,6 @@ def date_overrides(held_out: dict[str, list[str]]) -> list[str]:
 
 def mean_gain(per_window: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean visible-band PSNR gain over persistence of the scored windows."""
-    import numpy as np
-
     gains = [w["model_psnr_visible"] - w["persistence_psnr_visible"] for w in per_window]
     return {"gain": float(np.nanmean(gains)), "windows": len(gains)}
 
@@ -327,6 +329,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "by the ControlNet seeds.",
         "",
         *score_lines(results),
+        "",
+        *month_lines(results),
     ]
     reading = out / "reading.md"
     if reading.is_file():
@@ -334,6 +338,44 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "README.md", "\n".join(lines).rstrip() + "\n")
     write_plot(results, out, held_out="Held-out months")
+
+
+def month_gains(results: dict[str, Any], method: str) -> dict[str, list[float]]:
+    """Visible-band PSNR gain over persistence per held-out chip-month (``"chip MM (Mon)"``),
+    one value per seed of ``method`` (the windows of that month averaged)."""
+    gains: dict[str, list[float]] = {}
+    for run in method_runs(results, method):
+        for label, v in run["breakdown"]["target_date"].items():
+            gains.setdefault(label, []).append(v["model"] - v["persistence"])
+    return gains
+
+
+def month_lines(results: dict[str, Any]) -> list[str]:
+    """The gain per held-out chip-month (mean over seeds) and their equal-weight mean: the
+    window-weighted table above weights a month by its number of source months."""
+    labels = row_labels(results.get("settings", {}).get("ensemble"))
+    per_method = {m: month_gains(results, m) for m in labels}
+    per_method = {m: g for m, g in per_method.items() if g}
+    if not per_method:
+        return []
+    months = sorted({label for g in per_method.values() for label in g})
+    lines = [
+        "Gain over persistence per held-out chip-month (visible-band PSNR, dB, mean over seeds); "
+        "the table above weights each month by its windows (a month with more earlier usable "
+        "months has more source months, so more windows), this one weights the chip-months "
+        "equally:",
+        "",
+        "| method | " + " | ".join(months) + " | equal-weight mean | range |",
+        "|---|" + "---|" * (len(months) + 2),
+    ]
+    for method, gains in per_method.items():
+        means = [float(np.mean(gains[m])) if m in gains else float("nan") for m in months]
+        cells = " | ".join(f"{v:+.2f}" for v in means)
+        lines.append(
+            f"| {method} | {cells} | {np.nanmean(means):+.2f} | "
+            f"{np.nanmin(means):+.2f} to {np.nanmax(means):+.2f} |"
+        )
+    return lines
 
 
 def months_text(dates: dict[str, list[str]]) -> str:

@@ -11,6 +11,8 @@ from scripts.temporal_dates_study import (
     copy_months,
     date_overrides,
     mean_gain,
+    month_gains,
+    month_lines,
     months_text,
 )
 from scripts.temporal_study import usable_series
@@ -70,3 +72,34 @@ def test_report_helpers() -> None:
     )
     assert choice_text({}) == "pending"
     assert choice_text({"after": {"gain": -0.5, "windows": 12}}) == "after -0.50 dB (12 windows)"
+
+
+def test_month_lines_weight_each_held_out_month_equally() -> None:
+    """Two months, one with many windows: the equal-weight mean is the plain mean of the months'
+    gains (seeds averaged first), not the window-weighted one."""
+
+    def run(seed_gains: dict[str, float]) -> dict:
+        months = {
+            label: {
+                "model": 30.0 + gain,
+                "persistence": 30.0,
+                "windows": 100 if "Jun" in label else 5,
+            }
+            for label, gain in seed_gains.items()
+        }
+        return {"target": "after", "breakdown": {"target_date": months}}
+
+    results = {
+        "validation": {"chosen": "after"},
+        "runs": {
+            "regression/seed0": run({"a 09 (Jun)": 4.0, "a 05 (Feb)": -2.0}),
+            "regression/seed1": run({"a 09 (Jun)": 2.0, "a 05 (Feb)": -1.0}),
+        },
+    }
+    assert month_gains(results, "regression") == {
+        "a 09 (Jun)": [4.0, 2.0],
+        "a 05 (Feb)": [-2.0, -1.0],
+    }
+    text = "\n".join(month_lines(results))
+    assert "| regression | -1.50 | +3.00 | +0.75 | -1.50 to +3.00 |" in text
+    assert month_lines({"runs": {}}) == []
