@@ -519,8 +519,8 @@ def abandoned_lines(record: dict[str, Any] | None) -> list[str]:
         "validation (the 2 months before those, also held out) gave regression gains over "
         f"persistence of {scores}, so it was dropped before any test score: the held-out months "
         "(May-August) are never a training target of any chip, so the month embedding is asked "
-        "for months it never learned. Forecasting a month never seen as a target needs more "
-        "chips or years than the 3 shared chips hold.",
+        "for months it never learned. The held-out-months study (`reports/temporal_dates/`) holds "
+        "out interleaved months instead, each a training target at another chip.",
         "",
     ]
 
