@@ -56,7 +56,6 @@ if str(REPO) not in sys.path:
 
 from scripts.study_common import open_results, record_command, report_header, train  # noqa: E402
 from scripts.temporal_study import (  # noqa: E402
-    GENERATOR_CONFIG,
     KEPT,
     METHODS,
     breakdown,
@@ -66,6 +65,7 @@ from scripts.temporal_study import (  # noqa: E402
     row_labels,
     run_key,
     score_lines,
+    train_month_generator,
     usable_series,
     write_plot,
 )
@@ -172,17 +172,7 @@ def train_generator(args: argparse.Namespace, results: dict, save: Any) -> Path:
     folder, sidecar = copy_months(series, TEST_DATES, work / "without_test_months")
     generator = work / f"month_generator-{PREDICTION}"
     results["generator_files"] = sorted(p.name for p in folder.glob("*/*.tif"))
-    check_reusable(generator, None, None, PREDICTION)
-    results["generator"] = train(
-        "month-generator",
-        REPO / GENERATOR_CONFIG,
-        [
-            *common_overrides(args, folder, generator, args.generator_steps),
-            f"condition.metadata_sidecar={sidecar}",
-            f"diffusion.prediction={PREDICTION}",
-        ],
-    )
-    results["generator"]["prediction"] = PREDICTION
+    results["generator"] = train_month_generator(args, folder, sidecar, generator, PREDICTION)
     save()
     return generator
 

@@ -633,17 +633,9 @@ def main(argv: list[str] | None = None) -> None:
             series = usable_series(root)
             folder, sidecar = cut_training_region(series, args.test_fraction, work / "left_part")
             results["generator_files"] = sorted(p.name for p in folder.glob("*/*.tif"))
-            check_reusable(generator, None, None, prediction)
-            results["generator"] = train(
-                "month-generator",
-                REPO / GENERATOR_CONFIG,
-                [
-                    *common_overrides(args, folder, generator, args.generator_steps),
-                    f"condition.metadata_sidecar={sidecar}",
-                    f"diffusion.prediction={prediction}",
-                ],
+            results["generator"] = train_month_generator(
+                args, folder, sidecar, generator, prediction
             )
-            results["generator"]["prediction"] = prediction
             save()
         runs = results.setdefault("runs", {})
         for seed in range(args.seeds):
@@ -694,6 +686,24 @@ def main(argv: list[str] | None = None) -> None:
         score_ensembles(args, results, save)
     write_report(results, out)
     print(f"wrote {out / 'README.md'}")
+
+
+def train_month_generator(
+    args: argparse.Namespace, folder: Path, sidecar: Path, run_dir: Path, prediction: str
+) -> dict[str, Any]:
+    """Train (or finish) the ControlNet's month generator on the images under ``folder`` (months
+    from ``sidecar``) into ``run_dir``, predicting ``prediction``; what was trained."""
+    check_reusable(run_dir, None, None, prediction)
+    training = train(
+        "month-generator",
+        REPO / GENERATOR_CONFIG,
+        [
+            *common_overrides(args, folder, run_dir, args.generator_steps),
+            f"condition.metadata_sidecar={sidecar}",
+            f"diffusion.prediction={prediction}",
+        ],
+    )
+    return training | {"prediction": prediction}
 
 
 def score_ensembles(args: argparse.Namespace, results: dict[str, Any], save: Any) -> None:
