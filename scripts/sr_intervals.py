@@ -24,6 +24,11 @@ NO_PER_IMAGE = "no interval: per-image values not stored in this run"
 RESAMPLES = 2000
 
 
+MIN_IMAGES = 5
+"""Fewer images give no interval: a percentile bootstrap over 2 images has 3 distinct
+resamples, which is no estimate of the spread."""
+
+
 def per_image(row: dict[str, Any] | None, side: str, metric: str = "psnr") -> list[float] | None:
     """The per-image ``metric`` of ``side`` (``"model"`` or ``"bicubic"``) of an SR row, or None
     when the row does not store it."""
@@ -82,6 +87,11 @@ def difference_text(interval: dict[str, Any] | None, name_a: str, name_b: str) -
     :data:`NO_PER_IMAGE` for None."""
     if interval is None:
         return NO_PER_IMAGE
+    if interval["n"] < MIN_IMAGES:
+        return (
+            f"{interval['mean']:+.2f} dB on {interval['n']} images, too few for an interval "
+            f"(at least {MIN_IMAGES}): no reading"
+        )
     return (
         f"{format_interval(interval, 2, ' dB', signed=True)} over {interval['n']} images: "
         f"{difference_reading(interval, name_a, name_b)}"

@@ -206,6 +206,9 @@ def test_bicubic_difference_lines_read_the_paired_interval() -> None:
     sr3 = next(line for line in lines if line.startswith("- SR3:"))
     assert "+0.00 ± 0.6" in sr3 and sr3.endswith("not distinguishable (the interval holds 0)")
     assert "- old: no interval: per-image values not stored in this run" in lines
+    two = _sr_row([21.0, 22.5], [24.0, 26.0])  # DDPM-1000 is measured on 2 images
+    (line,) = sr_intervals.bicubic_difference_lines([("DDPM", two)])[-1:]
+    assert line == "- DDPM: -3.25 dB on 2 images, too few for an interval (at least 5): no reading"
 
 
 def _render(results: dict, tmp_path: Path) -> str:
