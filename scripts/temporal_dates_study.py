@@ -113,12 +113,6 @@ def date_overrides(held_out: dict[str, list[str]]) -> list[str]:
     return ["temporal.holdout=date", f"temporal.test_dates={json.dumps(held_out)}"]
 
 
-def mean_gain(per_window: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean visible-band PSNR gain over persistence of the scored windows."""
-    gains = [w["model_psnr_visible"] - w["persistence_psnr_visible"] for w in per_window]
-    return {"gain": float(np.nanmean(gains)), "windows": len(gains)}
-
-
 def validation_run(
     args: argparse.Namespace, root: Path, method: str, target: str
 ) -> dict[str, Any]:
@@ -137,15 +131,17 @@ def validation_run(
     evaluation = evaluate_temporal(
         training["run_dir"], max_windows=args.max_windows, seed=0, progress=False
     )
-    return {"training": training, **mean_gain(evaluation["per_window"])}
+    gain = evaluation["difference"]["psnr_visible"]["mean"]  # mean over the scored windows
+    return {"training": training, "gain": gain, "windows": evaluation["windows"]}
 
 
-def choose_targets(args: argparse.Namespace, results: dict, save: Any) -> tuple[str, str]:
+def choose_targets(
+    args: argparse.Namespace, root: Path, results: dict, save: Any
+) -> tuple[str, str]:
     """The regression and concat models' ``temporal.target`` (after or change), each chosen on
-    the validation months; saved in ``results["validation"]`` in the layout the region study's
-    report reads (``chosen``; ``prediction.chosen_target``/``chosen``)."""
-    series = usable_series(Path(args.shared) / "biomassters")
-    root, _ = copy_months(series, TEST_DATES, Path(args.work) / "without_test_months")
+    the validation months with models trained on ``root`` (the data without the test months);
+    saved in ``results["validation"]`` in the layout the region study's report reads
+    (``chosen``; ``prediction.chosen_target``/``chosen``)."""
     validation = results.setdefault("validation", {})
     record = validation.setdefault("prediction", {"runs": {}})
     for method, runs in (
@@ -165,12 +161,12 @@ def choose_targets(args: argparse.Namespace, results: dict, save: Any) -> tuple[
     return validation["chosen"], record["chosen_target"]
 
 
-def train_generator(args: argparse.Namespace, results: dict, save: Any) -> Path:
-    """The ControlNet's month generator, trained on copies of the non-test months only."""
-    work = Path(args.work)
-    series = usable_series(Path(args.shared) / "biomassters")
-    folder, sidecar = copy_months(series, TEST_DATES, work / "without_test_months")
-    generator = work / f"month_generator-{PREDICTION}"
+def train_generator(
+    args: argparse.Namespace, folder: Path, sidecar: Path, results: dict, save: Any
+) -> Path:
+    """The ControlNet's month generator, trained on ``folder``: the copies of the non-test
+    months (their calendar months in ``sidecar``)."""
+    generator = Path(args.work) / f"month_generator-{PREDICTION}"
     results["generator_files"] = sorted(p.name for p in folder.glob("*/*.tif"))
     results["generator"] = train_month_generator(args, folder, sidecar, generator, PREDICTION)
     save()
@@ -251,9 +247,13 @@ def main(argv: list[str] | None = None) -> None:
             "seeds": args.seeds,
             "ensemble": args.ensemble,
         }
-        regression_target, concat_target = choose_targets(args, results, save)
+        series = usable_series(Path(args.shared) / "biomassters")
+        folder, sidecar = copy_months(series, TEST_DATES, Path(args.work) / "without_test_months")
+        regression_target, concat_target = choose_targets(args, folder, results, save)
         print(f"validation chose regression {regression_target}, concat {concat_target}")
-        generator = train_generator(args, results, save) if "controlnet" in args.methods else None
+        generator = None
+        if "controlnet" in args.methods:
+            generator = train_generator(args, folder, sidecar, results, save)
         runs = results.setdefault("runs", {})
         targets = {"regression": regression_target, "concat": concat_target}
         for seed in range(args.seeds):

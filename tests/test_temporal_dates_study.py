@@ -10,7 +10,6 @@ from scripts.temporal_dates_study import (
     choice_text,
     copy_months,
     date_overrides,
-    mean_gain,
     month_gains,
     month_lines,
     months_text,
@@ -61,12 +60,6 @@ def test_date_overrides_give_the_mapping_back() -> None:
 
 
 def test_report_helpers() -> None:
-    windows = [
-        {"model_psnr_visible": 30.0, "persistence_psnr_visible": 29.0},
-        {"model_psnr_visible": 27.0, "persistence_psnr_visible": 28.0},
-        {"model_psnr_visible": 31.0, "persistence_psnr_visible": 28.0},
-    ]
-    assert mean_gain(windows) == {"gain": 1.0, "windows": 3}
     assert months_text({"a": ["01 (Oct)", "02 (Nov)"], "b": ["03 (Dec)"]}) == (
         "a 01 (Oct), 02 (Nov); b 03 (Dec)"
     )
