@@ -58,6 +58,8 @@ from benchmarks.distill_speed import (  # noqa: E402
     speedup_key,
     speedups_by_size,
 )
+from scripts.seed_study import COMPARISONS as SEED_COMPARISONS  # noqa: E402
+from scripts.seed_study import seed_summary_lines  # noqa: E402
 from scripts.sr_intervals import (  # noqa: E402
     NO_PER_IMAGE,
     difference_text,
@@ -284,7 +286,15 @@ def baseline_lines(rows: dict[str, Any], regression: dict[str, Any], sizes: Any)
             f"{rows['student_none']['model']['psnr'] - student['psnr']:+.2f} dB against the "
             "distilled one."
         )
-    if any(per_image(row, "model") for row in rows.values()):
+    seeds = seed_summary_lines(["teacher", "student", "student_none"], SEED_COMPARISONS)
+    if seeds:
+        lines.append(
+            "- Over 3 training seeds (`reports/seeds/README.md`: every network trained again with "
+            "seeds 1 and 2, each student distilled from the teacher of its seed; Student-t 95% "
+            "interval over the seeds, on the same scenes):"
+        )
+        lines += ["  " + line for line in seeds]
+    elif any(per_image(row, "model") for row in rows.values()):
         lines.append(
             "- One training seed per model: the intervals above are over images only, so a "
             "difference whose interval excludes 0 is established for these images and these "

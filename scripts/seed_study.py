@@ -38,6 +38,7 @@ import shutil
 import sys
 import textwrap
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,32 @@ def difference_line(name_a: str, name_b: str, difference: dict[str, Any] | None)
         f"{format_interval(over, 2, ' dB', signed=True)}: "
         f"{difference_reading(over, name_a, name_b)}"
     )
+
+
+SEED_RESULTS = REPO / "reports" / "seeds" / "results.json"
+
+
+def seed_summary_lines(
+    models: Sequence[str],
+    comparisons: Sequence[tuple[str, str]] = (),
+    path: Path = SEED_RESULTS,
+) -> list[str]:
+    """Bullets for the SR and distillation reports: each model's PSNR - bicubic and each
+    comparison ``(a, b)`` over the training seeds, read from this study's ``results.json``;
+    empty when it has not run."""
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    lines = []
+    for key in models:
+        if key in summary["models"]:
+            entry = summary["models"][key]
+            lines.append(difference_line(entry["label"], "bicubic", entry["minus_bicubic"]))
+    for a, b in comparisons:
+        if f"{a} - {b}" in summary["comparisons"]:
+            difference = summary["comparisons"][f"{a} - {b}"]
+            lines.append(difference_line(REPLICATES[a].label, REPLICATES[b].label, difference))
+    return lines
 
 
 def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:

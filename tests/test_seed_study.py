@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -88,3 +89,21 @@ def test_every_seed_zero_row_is_committed_with_per_image_values() -> None:
         row = seed_zero_row(replicate)
         assert row["per_image"]["model"]["psnr"], key
         assert seed_difference({0: row}) is not None, key
+
+
+def test_other_reports_read_the_seed_summary_and_print_nothing_without_it(tmp_path: Path) -> None:
+    from scripts.seed_study import seed_summary_lines
+
+    assert seed_summary_lines(["student"], path=tmp_path / "missing.json") == []
+    a = {s: _row([1.0 + 0.1 * s] * 5, [0.0] * 5) for s in (0, 1, 2)}
+    b = {s: _row([0.5] * 5, [0.0] * 5) for s in (0, 1, 2)}
+    summary = {
+        "models": {"student": {"label": "student, MSE + MMD", "minus_bicubic": seed_difference(a)}},
+        "comparisons": {"regression - student": seed_difference(a, b)},
+    }
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(summary))  # keys of per_seed become strings, as on disk
+    lines = seed_summary_lines(["student", "teacher"], [("regression", "student")], path=path)
+    assert len(lines) == 2
+    assert lines[0].startswith("- student, MSE + MMD - bicubic: seeds +1.00, +1.10, +1.20 dB")
+    assert "regression UNet (AID x4) - student, MSE + MMD" in lines[1]
