@@ -23,10 +23,12 @@ itself is a :class:`CaptureBackend`: :class:`CudaGraphBackend` on the GPU; tests
 that calls the function eagerly, so the keying and re-capture logic runs on the CPU.
 
 A graph replays exactly what was captured: it is only used for no-grad calls with tensor (or
-None) positional arguments and no keyword arguments (a condition object of a conditional model
-goes eager), and never while a ``TorchDispatchMode`` is active (the tiling engine's memory probe
-counts the tensors of an eager call). Outputs are cloned out of the static buffer, so a sampler
-may keep one step's output while the next replays.
+None) positional arguments and, as the only keyword, a conditional model's ``condition=``
+(:class:`terradiff.nets.conditioning.Condition`, whose labels, metadata and presence tensors are
+passed to the capture as three more positional inputs and rebuilt inside it); any other keyword
+(e.g. a ControlNet's residuals) goes eager, and so does every call while a ``TorchDispatchMode``
+is active (the tiling engine's memory probe counts the tensors of an eager call). Outputs are
+cloned out of the static buffer, so a sampler may keep one step's output while the next replays.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from torch import Tensor, nn
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from terradiff.nets.compile import COMPILED_BLOCKS, compile_regions
+from terradiff.nets.conditioning import Condition
 
 __all__ = [
     "FAST_POLICIES",
@@ -51,6 +54,7 @@ __all__ = [
     "EagerCaptureBackend",
     "GraphedForward",
     "call_signature",
+    "condition_inputs",
     "fast_forward",
     "resolve_fast",
 ]
@@ -256,17 +260,35 @@ def _parameter_state(net: nn.Module) -> Callable[[], Hashable]:
     return state
 
 
+def condition_inputs(kwargs: dict[str, Any]) -> Args | None:
+    """The keywords of a call as graph inputs: ``()`` for none (or ``condition=None``), the
+    ``(labels, metadata, present)`` of a lone ``condition=`` :class:`Condition`, None for
+    anything else (the call goes eager)."""
+    if not kwargs:
+        return ()
+    if set(kwargs) != {"condition"}:
+        return None
+    condition = kwargs["condition"]
+    if condition is None:
+        return ()
+    if not isinstance(condition, Condition):
+        return None
+    return (condition.labels, condition.metadata, condition.present)
+
+
 class FastForward:
     """A network call routed to its graphed forward when a graph can replay it.
 
-    Eager (``net`` itself) for keyword arguments (a condition object), arguments that are not
-    tensors, calls with gradients, a net in training mode (dropout), and while a
-    ``TorchDispatchMode`` is active.
+    A call with a ``condition=`` goes to a second graphed forward whose last three inputs are the
+    condition's tensors (:func:`condition_inputs`). Eager (``net`` itself) for other keywords,
+    arguments that are not tensors, calls with gradients, a net in training mode (dropout), and
+    while a ``TorchDispatchMode`` is active.
     """
 
     def __init__(self, net: nn.Module, graphed: GraphedForward) -> None:
         self._net = weakref.ref(net)  # the per-net cache must not keep the net alive
         self.graphed = graphed
+        self.conditioned: GraphedForward | None = None
 
     @property
     def net(self) -> nn.Module:
@@ -277,14 +299,37 @@ class FastForward:
         return net
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        extra = condition_inputs(kwargs)
         graphable = (
-            not kwargs
+            extra is not None
             and not torch.is_grad_enabled()
             and not self.net.training
             and _get_current_dispatch_mode() is None
             and all(a is None or isinstance(a, Tensor) for a in args)
         )
-        return self.graphed(*args) if graphable else self.net(*args, **kwargs)
+        if not graphable:
+            return self.net(*args, **kwargs)
+        if not extra:
+            return self.graphed(*args)
+        return self._conditioned()(*args, *extra)
+
+    def _conditioned(self) -> GraphedForward:
+        """The graphed ``net(*inputs[:-3], condition=Condition(*inputs[-3:]))``."""
+        if self.conditioned is None:
+            ref = self._net
+
+            def forward(*inputs: Tensor | None) -> Tensor:
+                labels, metadata, present = inputs[-3:]
+                condition = Condition(labels, metadata, present)
+                return ref()(*inputs[:-3], condition=condition)  # type: ignore[misc]
+
+            self.conditioned = GraphedForward(
+                forward,
+                backend=self.graphed.backend,
+                max_graphs=self.graphed.max_graphs,
+                state=self.graphed.state,
+            )
+        return self.conditioned
 
 
 _GRAPHED: weakref.WeakKeyDictionary[nn.Module, FastForward] = weakref.WeakKeyDictionary()

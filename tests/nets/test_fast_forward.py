@@ -19,6 +19,7 @@ from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.data.tiling.probe import peak_tensor_bytes
 from terradiff.errors import ConfigError
+from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.fast_forward import (
     EagerCaptureBackend,
     FastForward,
@@ -182,6 +183,42 @@ def test_unet_graphed_equals_eager() -> None:
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([3.0, 150.0])
     for _ in range(2):
         torch.testing.assert_close(graphed(x, t), net(x, t), rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_a_conditional_unet_is_graphed_with_its_condition_as_inputs() -> None:
+    """``condition=`` is captured as three more inputs: one capture per signature, replays
+    that follow new labels and metadata (the static inputs are refreshed), outputs equal to the
+    eager net's; a condition with other parts (no metadata) is another signature."""
+    torch.manual_seed(0)
+    spec = ConditionSpec(num_classes=3, metadata_fields=("lat", "gsd"))
+    net = UNet(
+        3,
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(8,),
+        image_size=16,
+        num_groups=8,
+        head_channels=16,
+        condition_spec=spec,
+    ).eval()
+    for p in net.parameters():  # the condition embedding starts at zero: make it matter
+        p.add_(0.05 * torch.randn_like(p))
+    backend = EagerCaptureBackend()
+    graphed = fast_forward(net, "graph", backend=backend)
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([3.0, 150.0])
+    first = Condition(torch.tensor([0, 2]), torch.tensor([[0.1, float("nan")], [0.5, 0.3]]))
+    second = Condition(torch.tensor([1, -1]), torch.tensor([[0.7, 0.2], [float("nan")] * 2]))
+    outputs = [graphed(x, t, condition=c) for c in (first, second)]
+    for out, c in zip(outputs, (first, second), strict=True):
+        torch.testing.assert_close(out, net(x, t, condition=c), rtol=0, atol=0)
+    assert not torch.equal(outputs[0], outputs[1])
+    assert len(backend.captures) == 1 and backend.replays == 2
+    graphed(x, t, condition=Condition(torch.tensor([0, 1])))
+    assert len(backend.captures) == 2
+    torch.testing.assert_close(graphed(x, t, condition=None), net(x, t), rtol=0, atol=0)
+    assert len(backend.captures) == 3  # the unconditioned call has its own graph
 
 
 @pytest.mark.parametrize("fast", ["graph", "auto", pytest.param("compile", marks=pytest.mark.slow)])

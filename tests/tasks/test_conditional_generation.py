@@ -73,6 +73,33 @@ def test_guidance_1_is_the_conditional_sampler_and_0_the_unconditional(class_run
     assert not torch.equal(draw(forest, 3.0), draw(forest, None))
 
 
+def test_guided_samples_through_a_cuda_graph_path_equal_eager(
+    class_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--fast graph`` on a conditional model: the guided DDIM-4 run ([condition; null] in one
+    batch) is captured once and replayed 4 times, and its samples are the eager ones (the
+    capture backend here calls the net on the static inputs, as a graph replay would)."""
+    import functools
+
+    import terradiff.tasks.base as task_base
+    from terradiff.nets.fast_forward import EagerCaptureBackend, fast_forward
+
+    task, _ = load_task(class_run)
+    forest = task.make_condition(2, class_name="Forest")
+    spec = task.sampling_spec("ddim", 4, guidance=3.0)
+    eager = task.sample(
+        task.net, 2, generator=torch.Generator().manual_seed(0), spec=spec, condition=forest
+    ).sample
+    backend = EagerCaptureBackend()
+    monkeypatch.setattr(task_base, "fast_forward", functools.partial(fast_forward, backend=backend))
+    task.use_fast("graph")
+    graphed = task.sample(
+        task.net, 2, generator=torch.Generator().manual_seed(0), spec=spec, condition=forest
+    ).sample
+    torch.testing.assert_close(graphed, eager, rtol=0, atol=0)
+    assert len(backend.captures) == 1 and backend.replays == 4
+
+
 def test_conditioning_reaches_the_network(class_run: Path) -> None:
     """A probe: the trained net's prediction differs between classes for the same input."""
     task, _ = load_task(class_run)
