@@ -46,11 +46,12 @@ class _Denoiser(nn.Module):
         return out if cond is None else out + cond
 
 
-def _tiny_unet() -> UNet:
+def _tiny_unet(condition_spec: ConditionSpec | None = None) -> UNet:
     torch.manual_seed(0)
     return UNet(
         3,
         3,
+        condition_spec=condition_spec,
         base_channels=16,
         channel_mults=(1, 2),
         num_res_blocks=1,
@@ -190,19 +191,7 @@ def test_a_conditional_unet_is_graphed_with_its_condition_as_inputs() -> None:
     """``condition=`` is captured as three more inputs: one capture per signature, replays
     that follow new labels and metadata (the static inputs are refreshed), outputs equal to the
     eager net's; a condition with other parts (no metadata) is another signature."""
-    torch.manual_seed(0)
-    spec = ConditionSpec(num_classes=3, metadata_fields=("lat", "gsd"))
-    net = UNet(
-        3,
-        base_channels=16,
-        channel_mults=(1, 2),
-        num_res_blocks=1,
-        attention_resolutions=(8,),
-        image_size=16,
-        num_groups=8,
-        head_channels=16,
-        condition_spec=spec,
-    ).eval()
+    net = _tiny_unet(ConditionSpec(num_classes=3, metadata_fields=("lat", "gsd")))
     for p in net.parameters():  # the condition embedding starts at zero: make it matter
         p.add_(0.05 * torch.randn_like(p))
     backend = EagerCaptureBackend()
