@@ -24,7 +24,6 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sr import cpu_model, real_512, time_calls, write_json
+from profile_table import profile_rows
 
 from terradiff.data.degrade import bicubic_downsample
 from terradiff.runtime import allocator_description, tune_cpu_allocator
@@ -50,22 +50,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=15, help="operators in the profile table")
     parser.add_argument("--json", type=Path)
     return parser.parse_args(argv)
-
-
-def profile_rows(events: Any, rows: int) -> list[dict[str, Any]]:
-    """The ``rows`` operators with the most self CPU time, with their share of the total."""
-    averages = events.key_averages()
-    total = sum(e.self_cpu_time_total for e in averages) or 1.0
-    ordered = sorted(averages, key=lambda e: e.self_cpu_time_total, reverse=True)
-    return [
-        {
-            "op": e.key,
-            "calls": e.count,
-            "self_ms": e.self_cpu_time_total / 1000.0,
-            "share": e.self_cpu_time_total / total,
-        }
-        for e in ordered[:rows]
-    ]
 
 
 def main(argv: list[str] | None = None) -> None:

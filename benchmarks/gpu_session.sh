@@ -32,11 +32,14 @@
 #   summary.txt       the side-by-side summary, re-read from the JSON
 #   train_loop.json   bench_train_loop.py --json (TRAIN_LOOP=1 only)
 #   train_loop.txt    its output
+#   profile_cuda.txt  bench_profile.py tables (PROFILE=1 only)
 # Environment knobs: PYTHON (python3), BUDGET_S (300: no new bench_unet section starts after that
 # many seconds of it), COMPILE_MODES (bf16: the precisions the compiled competitors run in;
 # bf16,fp32 adds ~4 min of compilation), BATCHES (128; 128,256 as in the first plan of item 1
 # does not fit with (a) in one call: ~3 more minutes), SAMPLING (1; 0 skips (a)), UNET (1; 0
-# skips (b)), TRAIN_LOOP (0; 1 runs (c)), TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
+# skips (b)), TRAIN_LOOP (0; 1 runs (c)), PROFILE (0; 1 runs benchmarks/bench_profile.py, the
+# before/after train-step profile of item 6, ~1.5 min: with TRAIN_LOOP=1 in the second call,
+# timeout_s 480), TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
 # wheels: `DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick` is the CPU smoke run of (a)
 # that tests/test_bench_sampling.py runs, a few seconds).
 set -uo pipefail
@@ -135,14 +138,28 @@ if [[ "${TRAIN_LOOP:-0}" != "0" ]]; then
     echo "gpu_session: bench_train_loop exit $trc after $((SECONDS - start)) s"
 fi
 
-# 5. A short summary (also after a timeout: the JSON holds every finished section).
+# 5. Opt-in: before/after profile of the train step (issue 16 item 6), ~1.5 min on a GPU (the
+#    compiled variant's warm-up dominates). Run it with the train loop: PROFILE=1 TRAIN_LOOP=1.
+prc=0
+if [[ "${PROFILE:-0}" != "0" ]]; then
+    pargs=(--device "$DEVICE" --out "$OUT/profile_${DEVICE}.txt")
+    (( quick )) && pargs+=(--batch 8 --image-size 32 --steps 1 --warmup 1)
+    [[ "$DEVICE" != "cuda" ]] && pargs+=(--no-compile)  # inductor on a CPU needs a toolchain
+    start=$SECONDS
+    timeout 150 "$PY" benchmarks/bench_profile.py "${pargs[@]}" > "$OUT/profile_run.txt" 2>&1
+    prc=$?
+    echo "gpu_session: bench_profile exit $prc after $((SECONDS - start)) s"
+fi
+
+# 6. A short summary (also after a timeout: the JSON holds every finished section).
 if [[ -f "$OUT/unet_gpu.json" ]]; then
     "$PY" benchmarks/unet_bench_common.py "$OUT/unet_gpu.json" > "$OUT/summary.txt" 2>&1
     (( rc == 0 )) || cat "$OUT/summary.txt"
 fi
 ls -l "$OUT"
 echo "gpu_session: done after $SECONDS s (bench_sampling exit $src, bench_unet exit $rc," \
-    "bench_train_loop exit $trc)"
+    "bench_train_loop exit $trc, bench_profile exit $prc)"
 (( rc != 0 )) && exit "$rc"
 (( src != 0 )) && exit "$src"
-exit "$trc"
+(( trc != 0 )) && exit "$trc"
+exit "$prc"

@@ -1,4 +1,4 @@
-"""``benchmarks/bench_student_profile.py``: the profile table's shares."""
+"""``benchmarks/profile_table.py`` (the student and train-step profiles): the table's shares."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_student_profile import profile_rows
+from profile_table import profile_rows
 
 
 def test_profile_rows_are_ordered_and_shares_sum_to_at_most_one() -> None:

@@ -1,0 +1,157 @@
+"""Where a train step of the SMALL_64 UNet spends its time, before and after the fast path.
+
+Issue 16, item 6: a ``torch.profiler`` summary of the train step (forward, MSE on eps, backward,
+AdamW) as text, so the next engineer sees which kernels dominate:
+
+* ``before``: the eager net and ``torch.optim.AdamW`` with its default (for-each) update;
+* ``after``: what ``terradiff train`` runs on CUDA: the repeated blocks compiled in place
+  (:func:`terradiff.nets.compile.compile_regions`, as ``train.compile: auto``) and the fused AdamW
+  (one kernel for the whole update on CUDA; the for-each one elsewhere).
+
+Each variant is warmed up (``--warmup`` steps, which include compilation), then ``--steps`` steps
+are profiled; the table lists the ``--rows`` operators and kernels with the most self time on the
+device (CUDA time on a GPU, CPU time otherwise), their share of the total and calls per step. bf16
+autocast on CUDA, fp32 on the CPU (whose bf16 is emulated on the machines here).
+
+Run (GPU; from ``benchmarks/gpu_session.sh`` with ``PROFILE=1``)::
+
+    python benchmarks/bench_profile.py --device cuda --out benchmarks/results/profile_cuda.txt
+
+CPU smoke run (a few seconds; ``tests/test_bench_profile.py``)::
+
+    python benchmarks/bench_profile.py --device cpu --batch 2 --image-size 16 --steps 1 \\
+        --warmup 1 --no-compile --out /tmp/profile.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from profile_table import CPU_TIME, DEVICE_TIME, profile_rows
+
+from terradiff.nets.compile import compile_regions
+from terradiff.nets.unet import SMALL_64, UNet
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=5, help="profiled steps per variant")
+    parser.add_argument("--warmup", type=int, default=5, help="steps before profiling")
+    parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--no-compile", action="store_true", help="profile 'before' only")
+    parser.add_argument("--out", type=Path, required=True, help="text file of the tables")
+    return parser.parse_args(argv)
+
+
+def make_step(net: UNet, device: torch.device, batch: int, fused: bool) -> Any:
+    """One train step of ``net`` on fixed random inputs (the profile needs costs, not data)."""
+    generator = torch.Generator().manual_seed(0)
+    size = net.config["image_size"]
+    x0 = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    t = torch.randint(0, 1000, (batch,), generator=generator).to(device)
+    x_t = 0.7 * x0 + 0.7 * noise
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=True if fused else None)
+    dtype = torch.bfloat16 if device.type == "cuda" else None
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.mse_loss(net(x_t, t).float(), noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def profile_variant(name: str, args: argparse.Namespace, device: torch.device) -> list[str]:
+    """Warm up and profile one variant; its table as lines."""
+    torch.manual_seed(0)
+    net = UNet(3, **{**SMALL_64, "image_size": args.image_size}).to(device).train()
+    after = name == "after"
+    if after:
+        compile_regions(net)
+    step = make_step(net, device, args.batch, fused=after and device.type == "cuda")
+    start = time.perf_counter()
+    for _ in range(args.warmup):
+        step()
+    synchronize(device)
+    warmup_s = time.perf_counter() - start
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step()
+        synchronize(device)
+    return [
+        f"## {name}: {'compiled blocks + fused AdamW' if after else 'eager + for-each AdamW'}",
+        "",
+        f"warm-up: {args.warmup} steps in {warmup_s:.1f} s (compilation included)",
+        "",
+        *summary_lines(prof, device, args.steps, args.rows),
+        "",
+    ]
+
+
+def summary_lines(prof: Any, device: torch.device, steps: int, rows: int) -> list[str]:
+    """The ``rows`` events with the most self device time: ms per step, share, calls per step."""
+    attribute = DEVICE_TIME if device.type == "cuda" else CPU_TIME
+    table = profile_rows(prof, 10**9, attribute)
+    total_ms = sum(r["self_ms"] for r in table)
+    where = "CUDA" if device.type == "cuda" else "CPU"
+    lines = [
+        f"self {where} time per step: {total_ms / steps:.2f} ms over {len(table)} kinds of "
+        "operator/kernel",
+        "",
+        f"| operator / kernel | self {where} ms per step | share | calls per step |",
+        "|---|---|---|---|",
+    ]
+    for row in table[:rows]:
+        op = row["op"] if len(row["op"]) <= 90 else row["op"][:87] + "..."
+        lines.append(
+            f"| `{op}` | {row['self_ms'] / steps:.3f} | {row['share']:.1%} | "
+            f"{row['calls'] / steps:g} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    lines = [
+        f"# Train-step profile: SMALL_64 UNet, batch {args.batch}, {args.image_size} px, {name}",
+        "",
+        f"torch {torch.__version__}; {args.steps} profiled steps per variant after {args.warmup} "
+        f"warm-up steps; {'bf16 autocast' if device.type == 'cuda' else 'fp32'}.",
+        "",
+    ]
+    for variant in ("before",) if args.no_compile else ("before", "after"):
+        lines += profile_variant(variant, args, device)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n")  # a run cut short keeps 'before'
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
