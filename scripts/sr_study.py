@@ -373,7 +373,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
             "The two regression rows trained again with seeds 1 and 2 (`reports/seeds/README.md`"
             "): each seed's PSNR - bicubic on the same test images, and the Student-t 95% "
             "interval over the 3 seeds (training variation; 2 degrees of freedom). SR3 and the "
-            "implicit model were not replicated: their gaps to bicubic (6.7-9.8 dB) are about 20 "
+            "implicit model were not replicated: their gaps to bicubic (6.7-9.8 dB) are 17 to 25 "
             "times the 0.4 dB by which a re-training of the same seed moved them.",
             "",
             *seeds,
