@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,13 @@ temporal-dates-study: setup  # issue 17 before -> after for held-out months; ~1.
 carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~1.5-2 hours on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
 		--out reports/carbon_loco
+
+seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hour on 2 cores, resumes
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/seed_study.py --only teacher \
+		student student_mse student_none student_no_fs student_no_ds student_no_ga & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/seed_study.py --only regression \
+		eurosat; wait
+	$(BIN)/python scripts/seed_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \

@@ -22,7 +22,8 @@ independent, so the three differences are three independent replicates of the di
 Each measured (model, seed) is written to ``OUT/rows/KEY_seedN.json`` as soon as it is made, so
 several processes can share the work (``--only``) and an interrupted run resumes.
 
-Example (the committed report; two processes of one thread each, then the render)::
+Example (the committed report, ``make seed-study``: two processes of one thread each, then the
+render)::
 
     python scripts/seed_study.py --only teacher student student_mse student_none \\
         student_no_fs student_no_ds student_no_ga &
