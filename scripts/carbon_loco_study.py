@@ -397,7 +397,8 @@ def reading(scope: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _table(scope: dict[str, Any]) -> list[str]:
+def interval_table(scope: dict[str, Any]) -> list[str]:
+    """One row per model of a fold (or the pooled scope): every metric with its interval."""
     lines = [
         "| model | seeds | RMSE | MAE | R^2 | bias | RMSE - constant | RMSE - per-class mean | "
         "RMSE over seeds |",
@@ -502,7 +503,7 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
     ]
     for scope, rows in summary.items():
         title = "Pooled over the folds" if scope == "pooled" else f"Test chip {scope}"
-        lines += [f"## {title}", "", *_table(rows), "", *reading(rows), ""]
+        lines += [f"## {title}", "", *interval_table(rows), "", *reading(rows), ""]
     written = out / "reading.md"  # the hand-written reading, kept apart from the rendered tables
     if written.is_file():
         lines += [written.read_text().strip(), ""]

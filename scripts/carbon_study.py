@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from carbon_loco_study import interval_table
 from study_common import machine_description, open_results, read_losses, train
 
 from terradiff.carbon.baselines import fit_pixel_model, pixel_features, predict_map
@@ -51,6 +52,7 @@ from terradiff.tasks import load_task
 from terradiff.viz import save_loss_curves, save_map_panel
 
 BASE = Path("configs/carbon/biomassters_iidm.yaml")
+LOCO_RESULTS = Path(__file__).resolve().parents[1] / "reports" / "carbon_loco" / "results.json"
 VARIANTS: dict[str, list[str]] = {
     "iidm": [],
     "iidm_no_mask": ["carbon.mask_loss=false"],
@@ -209,6 +211,29 @@ def _kd_table(run_out: Path, report_out: Path, name: str) -> str:
     return ""
 
 
+def loco_fold_lines(test_chip: str, path: Path = LOCO_RESULTS) -> list[str]:
+    """This test chip's rows in the leave-one-chip-out study, with their intervals (nothing when
+    that study has not run)."""
+    if not path.is_file():
+        return []
+    fold = json.loads(path.read_text()).get("summary", {}).get(test_chip)
+    if not fold:
+        return []
+    return [
+        "## The same test chip with intervals (leave-one-chip-out fold)",
+        "",
+        f"The fold of `reports/carbon_loco/README.md` whose test chip is this one (`{test_chip}`): "
+        "trained on the other two chips (a validation region of each held out for the choices), "
+        "3 seeds per network, DDIM-20, forest pixels; 95% bootstrap over 32 px blocks of the test "
+        "chip, each replicate drawing one seed; `RMSE - constant` and `RMSE - per-class mean` "
+        "paired on the same blocks (Mg C/ha). Not the same training data as the tables above "
+        "(one training chip there), so compare rows within a table, not across them.",
+        "",
+        *interval_table(fold),
+        "",
+    ]
+
+
 def read_first(rows: dict[str, dict]) -> list[str]:
     """The warning above the tables: what one split can tell, the naive rows, where to look."""
     naive = ", ".join(
@@ -217,8 +242,10 @@ def read_first(rows: dict[str, dict]) -> list[str]:
     return [
         "**Read first: these tables rank nothing.** One training chip, one test chip, one seed "
         "per model and no interval (the maps of these runs were not kept, so none can be added "
-        f"afterwards). The naive maps score RMSE {naive or '(not measured)'} Mg C/ha; the learned "
-        "rows lie within a few Mg C/ha of them. Which model is better is read in the "
+        "afterwards; the section after Table 2 gives this test chip with intervals, from the "
+        "leave-one-chip-out study). The naive maps score RMSE "
+        f"{naive or '(not measured)'} Mg C/ha; the learned rows lie within a few Mg C/ha of "
+        "them. Which model is better is read in the "
         "leave-one-chip-out study, `reports/carbon_loco/README.md` (each chip the test chip once, "
         "3 seeds, choices on validation, 95% block bootstrap, paired differences to the naive "
         "maps).",
@@ -264,6 +291,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "",
         *_table(rows, TABLE2),
         "",
+        *loco_fold_lines(data["test"][0]),
         "## Table 1 analog: ablation of IIDM",
         "",
         *_table(rows, TABLE1),
