@@ -2,13 +2,15 @@
 
 The SR study (``reports/sr``) and the distillation study (``reports/distill``) train each model
 once (seed 0), so their paired intervals hold the variation over test images only. This study
-trains the one-pass models of those reports again with seeds 1 and 2 (the same configs, budgets
+trains the models of those reports again with seeds 1 and 2 (the same configs, budgets
 and test crops; ``seed`` is the config's only change) and reads each difference over the three
 seeds:
 
 - AID x4: the regression UNet (``configs/sr/aid_regression_x4.yaml``), the single-step teacher and
   the six students of the distillation tables (a student of seed ``s`` is distilled from the
   teacher of seed ``s``, so the whole pipeline is replicated);
+- AID x4: SR3 (sampled with DDIM-20) and the implicit model at x4 (DDIM-20), the diffusion rows
+  of the SR report;
 - EuroSAT x4, 13 bands: the regression UNet.
 
 Seed 0 is the committed row of ``reports/sr/results.json`` or ``reports/distill/results.json``;
@@ -28,6 +30,8 @@ render)::
     python scripts/seed_study.py --only teacher student student_mse student_none \\
         student_no_fs student_no_ds student_no_ga &
     python scripts/seed_study.py --only regression eurosat
+    python scripts/seed_study.py --only sr3 &
+    python scripts/seed_study.py --only implicit
     python scripts/seed_study.py --report-only
 """
 
@@ -113,6 +117,20 @@ REPLICATES: dict[str, Replicate] = {
         _student("student_no_fs", "student w/o FS conv", "sr.fs_conv=false"),
         _student("student_no_ds", "student w/o DS conv", "sr.ds_conv=false"),
         _student("student_no_ga", "student w/o global aggregation", "sr.global_aggregation=false"),
+        Replicate(
+            "sr3",
+            "SR3 (AID x4, DDIM-20)",
+            "configs/sr/aid_sr3_x4.yaml",
+            ("reports/sr/results.json", "sr3_ddim"),
+            evaluation={**AID_EVALUATION, "sampler": "ddim", "steps": 20},
+        ),
+        Replicate(
+            "implicit",
+            "implicit model (AID x4, DDIM-20)",
+            "configs/sr/aid_implicit.yaml",
+            ("reports/sr/results.json", "implicit_x4"),
+            evaluation={**AID_EVALUATION, "scale": 4},
+        ),
         Replicate(
             "eurosat",
             "regression UNet (EuroSAT x4, 13 bands)",

@@ -223,9 +223,9 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
         "for minutes on CPU: these are early-training numbers of small UNets, not converged "
         "models. They show the pipeline end to end on real data and how the methods compare at "
         "small budgets, which differ per model (the steps column below); one training seed each "
-        "(three for the held-out Landsat check and, in `reports/seeds/`, for the AID and EuroSAT "
-        "regression UNets), so differences of a few tenths of a dB between one-seed rows are not "
-        "established.",
+        "(three for the held-out Landsat check and, in `reports/seeds/`, for the regression "
+        "UNets, SR3 with DDIM-20 and the implicit model at x4), so differences of a few tenths of "
+        "a dB between one-seed rows are not established.",
         "",
         "## What was trained",
         "",
@@ -365,16 +365,15 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines += landsat_report_lines(rows["landsat"], rows.get(HELDOUT))
     if HELDOUT in rows:
         lines += heldout_report_lines(rows[HELDOUT], runs)
-    seeds = seed_summary_lines(["regression", "eurosat"])
+    seeds = seed_summary_lines(["regression", "sr3", "implicit", "eurosat"])
     if seeds:
         lines += [
-            "## Training seeds of the regression UNets",
+            "## Training seeds",
             "",
-            "The two regression rows trained again with seeds 1 and 2 (`reports/seeds/README.md`"
-            "): each seed's PSNR - bicubic on the same test images, and the Student-t 95% "
-            "interval over the 3 seeds (training variation; 2 degrees of freedom). SR3 and the "
-            "implicit model were not replicated: their gaps to bicubic (6.7-9.8 dB) are 17 to 25 "
-            "times the 0.4 dB by which a re-training of the same seed moved them.",
+            "The regression UNets, SR3 (DDIM-20) and the implicit model (x4) trained again with "
+            "seeds 1 and 2 (`reports/seeds/README.md`): each seed's PSNR - bicubic on the same "
+            "test images, and the Student-t 95% interval over the 3 seeds (training variation "
+            "on these images; 2 degrees of freedom).",
             "",
             *seeds,
             "",
