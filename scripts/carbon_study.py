@@ -7,8 +7,11 @@ lists); no chip is in two splits.
 
 Models (one base config, ``configs/carbon/biomassters_iidm.yaml``, and overrides):
 
-- Table 2: OLS, RF, SVR (per pixel: bands + NDVI/EVI, forest pixels of the training chip), VAE,
-  pix2pix GAN, IDM (no VGG, no fusion), IIDM; plus the UNet regression;
+- Table 2: two naive maps (the training chip's mean carbon everywhere; its forest / non-forest
+  means), which need the chips only and so are measured on any run, ``--report-only`` included;
+  OLS, RF, SVR (per pixel: bands + NDVI/EVI, forest pixels of the training chip), VAE, pix2pix
+  GAN, IDM (no VGG, no fusion), IIDM; plus the UNet regression; and, read from
+  ``reports/carbon_loco/results.json``, this test chip's leave-one-chip-out fold with intervals;
 - Table 1 (ablation): IIDM without the forest mask in the loss, without cross-attention + MLP,
   without VGG features (= IDM); and the compression rows of issue 5: the trained IIDM with its
   VGG extractor PCA-distilled (KD-VGG, no fine-tuning) and with its UNet PCA-distilled (KD-UNet),
