@@ -59,7 +59,7 @@ from benchmarks.distill_speed import (  # noqa: E402
     speedups_by_size,
 )
 from scripts.seed_study import COMPARISONS as SEED_COMPARISONS  # noqa: E402
-from scripts.seed_study import seed_summary_lines  # noqa: E402
+from scripts.seed_study import SEED_RESULTS, seed_summary_lines  # noqa: E402
 from scripts.sr_intervals import (  # noqa: E402
     NO_PER_IMAGE,
     difference_text,
@@ -252,8 +252,14 @@ def speed_targets(sizes: dict[int, list[dict[str, Any]]], threads: str) -> list[
     return lines
 
 
-def baseline_lines(rows: dict[str, Any], regression: dict[str, Any], sizes: Any) -> list[str]:
-    """The reading the numbers allow about the baselines (generated, so it cannot go stale)."""
+def baseline_lines(
+    rows: dict[str, Any],
+    regression: dict[str, Any],
+    sizes: Any,
+    seed_results: Path | None = None,
+) -> list[str]:
+    """The reading the numbers allow about the baselines (generated, so it cannot go stale);
+    with ``seed_results`` (the seed study's ``results.json``), the readings over seeds."""
     bicubic = reference_row(rows).get("bicubic", {})
     candidates = {"bicubic": bicubic.get("psnr")}
     if regression["row"] is not None:
@@ -286,7 +292,9 @@ def baseline_lines(rows: dict[str, Any], regression: dict[str, Any], sizes: Any)
             f"{rows['student_none']['model']['psnr'] - student['psnr']:+.2f} dB against the "
             "distilled one."
         )
-    seeds = seed_summary_lines(["teacher", "student", "student_none"], SEED_COMPARISONS)
+    seeds = seed_summary_lines(
+        ["teacher", "student", "student_none"], SEED_COMPARISONS, path=seed_results
+    )
     if seeds:
         lines.append(
             "- Over 3 training seeds (`reports/seeds/README.md`: every network trained again with "
@@ -435,7 +443,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines += _ablation(rows, ("student_none", "student_mse", "student"))
     lines += ["", "## Table 7 analog: the light modules", ""]
     lines += _ablation(rows, ("student", "student_no_fs", "student_no_ds", "student_no_ga"))
-    lines += ["", "## Baselines", "", *baseline_lines(rows, regression, sizes)]
+    lines += ["", "## Baselines", "", *baseline_lines(rows, regression, sizes, args.seed_results)]
     lines += ["", "## Targets", ""]
     if "student" in rows and teacher:
         student = rows["student"]
@@ -543,6 +551,12 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true")
     parser.add_argument("--bench", type=Path, default=Path("benchmarks/results/distill.json"))
     parser.add_argument("--sr-results", type=Path, default=Path("reports/sr/results.json"))
+    parser.add_argument(
+        "--seed-results",
+        type=Path,
+        default=SEED_RESULTS,
+        help="the seed study's results.json (its readings are added to the report)",
+    )
     parser.add_argument(
         "--sr-runs",
         type=Path,

@@ -290,12 +290,12 @@ SEED_RESULTS = REPO / "reports" / "seeds" / "results.json"
 def seed_summary_lines(
     models: Sequence[str],
     comparisons: Sequence[tuple[str, str]] = (),
-    path: Path = SEED_RESULTS,
+    path: Path | None = SEED_RESULTS,
 ) -> list[str]:
     """Bullets for the SR and distillation reports: each model's PSNR - bicubic and each
-    comparison ``(a, b)`` over the training seeds, read from this study's ``results.json``;
-    empty when it has not run."""
-    if not path.is_file():
+    comparison ``(a, b)`` over the training seeds, read from this study's ``results.json`` at
+    ``path``; empty when ``path`` is None or the study has not run."""
+    if path is None or not path.is_file():
         return []
     summary = json.loads(path.read_text())
     lines = []

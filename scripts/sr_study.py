@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from seed_study import seed_summary_lines
+from seed_study import SEED_RESULTS, seed_summary_lines
 from sr_intervals import bicubic_difference_lines
 from sr_landsat import landsat_report_lines, measure_landsat
 from sr_landsat_heldout import (
@@ -365,7 +365,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines += landsat_report_lines(rows["landsat"], rows.get(HELDOUT))
     if HELDOUT in rows:
         lines += heldout_report_lines(rows[HELDOUT], runs)
-    seeds = seed_summary_lines(["regression", "sr3", "implicit", "eurosat"])
+    seeds = seed_summary_lines(["regression", "sr3", "implicit", "eurosat"], path=args.seed_results)
     if seeds:
         lines += [
             "## Training seeds",
@@ -408,6 +408,12 @@ def main() -> None:
     parser.add_argument("--redo", action="store_true", help="forget saved measurements")
     parser.add_argument("--set", action="append", default=[], help="config override for all runs")
     parser.add_argument("--runs-root", type=Path, help="put run NAME in RUNS_ROOT/NAME instead")
+    parser.add_argument(
+        "--seed-results",
+        type=Path,
+        default=SEED_RESULTS,
+        help="the seed study's results.json (its readings are added to the report)",
+    )
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite README.md from results.json only"
     )

@@ -115,7 +115,11 @@ def _write(tmp_path: Path, bench: dict[str, Any]) -> str:
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     (tmp_path / "sr.json").write_text(json.dumps(sr))
     args = argparse.Namespace(
-        out=tmp_path, bench=tmp_path / "bench.json", sr_results=tmp_path / "sr.json", image_size=144
+        out=tmp_path,
+        bench=tmp_path / "bench.json",
+        sr_results=tmp_path / "sr.json",
+        image_size=144,
+        seed_results=None,
     )
     write_report(results, args)
     return (tmp_path / "README.md").read_text()
@@ -193,7 +197,11 @@ def test_report_without_a_bench_or_sr_json(tmp_path: Path, missing: str) -> None
     _write(tmp_path, {"machine": "m", "date": "d", "per_size": {}})
     (tmp_path / ("bench.json" if missing == "bench" else "sr.json")).unlink()
     args = argparse.Namespace(
-        out=tmp_path, bench=tmp_path / "bench.json", sr_results=tmp_path / "sr.json", image_size=144
+        out=tmp_path,
+        bench=tmp_path / "bench.json",
+        sr_results=tmp_path / "sr.json",
+        image_size=144,
+        seed_results=None,
     )
     write_report(
         {"machine": "m", "runs": {}, "rows": _rows(), "discussion": ""},
@@ -239,7 +247,11 @@ def _write_with_per_image(tmp_path: Path, regression: dict[str, Any]) -> str:
     sr = {"rows": {"regression_x4": regression}}
     (tmp_path / "sr.json").write_text(json.dumps(sr))
     args = argparse.Namespace(
-        out=tmp_path, bench=tmp_path / "none.json", sr_results=tmp_path / "sr.json", image_size=144
+        out=tmp_path,
+        bench=tmp_path / "none.json",
+        sr_results=tmp_path / "sr.json",
+        image_size=144,
+        seed_results=None,
     )
     write_report(results, args)
     return (tmp_path / "README.md").read_text()

@@ -212,7 +212,7 @@ def test_bicubic_difference_lines_read_the_paired_interval() -> None:
 
 
 def _render(results: dict, tmp_path: Path) -> str:
-    args = argparse.Namespace(out=tmp_path, n=32, n_ddpm=2)
+    args = argparse.Namespace(out=tmp_path, n=32, n_ddpm=2, seed_results=None)
     sr_study.write_report(results, args)
     return (tmp_path / "README.md").read_text()
 
