@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import textwrap
@@ -175,6 +176,7 @@ def overrides_for(replicate: Replicate, seed: int, runs_root: Path) -> list[str]
 
 
 def row_path(out: Path, key: str, seed: int) -> Path:
+    """The file of one measured (model, seed): written once, so a re-run skips it."""
     return out / "rows" / f"{key}_seed{seed}.json"
 
 
@@ -266,7 +268,7 @@ def seed_difference(
 
 
 def _finite(*values: float) -> bool:
-    return all(v == v and abs(v) != float("inf") for v in values)
+    return all(math.isfinite(v) for v in values)
 
 
 def difference_line(name_a: str, name_b: str, difference: dict[str, Any] | None) -> str:
