@@ -394,14 +394,21 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
     return summary
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("reports/seeds"))
     parser.add_argument("--runs-root", type=Path, default=Path("outputs/seeds/runs"))
     parser.add_argument("--only", nargs="*", default=list(REPLICATES), choices=list(REPLICATES))
-    parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS[1:]))
+    parser.add_argument(
+        "--seeds",
+        nargs="*",
+        type=int,
+        choices=list(SEEDS[1:]),
+        default=list(SEEDS[1:]),
+        help="seeds to train (seed 0 is the committed row of its report)",
+    )
     parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if not args.report_only:
         for seed in args.seeds:
             for key in args.only:

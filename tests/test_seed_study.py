@@ -107,3 +107,16 @@ def test_other_reports_read_the_seed_summary_and_print_nothing_without_it(tmp_pa
     assert len(lines) == 2
     assert lines[0].startswith("- student, MSE + MMD - bicubic: seeds +1.00, +1.10, +1.20 dB")
     assert "regression UNet (AID x4) - student, MSE + MMD" in lines[1]
+
+
+@pytest.mark.parametrize("bad", [["--seeds", "0"], ["--only", "sr4"], ["--seeds", "x"]])
+def test_bad_arguments_exit_2_before_any_training(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seed 0 is the committed row (never re-trained here); unknown models are refused."""
+    from scripts.seed_study import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(bad)
+    assert caught.value.code == 2
+    assert "invalid" in capsys.readouterr().err
