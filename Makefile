@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-residual-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -79,6 +79,17 @@ seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hou
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/seed_study.py --only regression \
 		eurosat; wait
 	$(BIN)/python scripts/seed_study.py --report-only
+
+sr-residual-study: setup  # SR3 with a residual target: validation choice, then 3 seeds; ~70 min on 2 cores
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+		--phase val --only image residual_1 & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+		--phase val --only residual_0.5 residual_0.25; wait
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+		--phase test --seeds 0 2 & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+		--phase test --seeds 1; wait
+	$(BIN)/python scripts/sr_residual_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \

@@ -135,10 +135,12 @@ class DataConfig(_Section):
     rgb_bands: list[int] | None = Field(
         None, description="0-based indices of the bands shown as RGB in figures and fed to FID."
     )
-    split: Literal["all", "train", "test"] = Field(
+    split: Literal["all", "train", "test", "fit", "val"] = Field(
         "all",
         description="Train on every file, or on the 'train' part of a stable hash partition "
-        "whose 'test' part (holdout_fraction of the files) is what evaluation uses.",
+        "whose 'test' part (holdout_fraction of the files) is what evaluation uses. 'val' (the "
+        "next holdout_fraction, inside 'train') and 'fit' ('train' without 'val') are for "
+        "choosing settings without the test files.",
     )
     holdout_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     include: list[str] | None = Field(

@@ -137,6 +137,10 @@ def conditional_accuracy(
     }
 
 
+#: The split a model trained on a split is scored on (:data:`terradiff.data.datasets.SPLITS`).
+HELD_OUT_SPLIT = {"train": "test", "fit": "val"}
+
+
 def real_dataset(
     config: ExperimentConfig,
     data_root: str | Path | None = None,
@@ -342,9 +346,10 @@ def evaluate_super_resolution(
 
     HR images are the checkpoint's data (or ``data_root``) as the model saw them, without
     augmentation, taken evenly over the dataset (its held-out ``test`` split when the model was
-    trained on ``data.split: train``); their LR inputs are the bicubic degradation at ``scale``
-    (default: the model's). The same metrics for plain bicubic up-sampling are reported beside the
-    model's, with ``ceil(scale)`` pixels cropped from each border as SR papers do.
+    trained on ``data.split: train``, its ``val`` split when trained on ``fit``); their LR inputs
+    are the bicubic degradation at ``scale`` (default: the model's). The same metrics for plain
+    bicubic up-sampling are reported beside the model's, with ``ceil(scale)`` pixels cropped from
+    each border as SR papers do.
 
     Args:
         scale: only ``implicit`` models take a scale other than ``sr.scale`` (e.g. x6, x8 outside
@@ -390,7 +395,8 @@ def evaluate_super_resolution(
     except DataError as error:
         raise ConfigError(str(error)) from None
     spec = task.sampling_spec(sampler, steps)
-    held_out = "test" if task.config.data.split == "train" and data_root is None else None
+    # a model trained on 'train' is scored on 'test'; one trained on 'fit' on 'val'
+    held_out = None if data_root is not None else HELD_OUT_SPLIT.get(task.config.data.split)
     dataset = real_dataset(task.config, data_root, split=held_out, image_size=image_size)
     hr_size = dataset[0]["image"].shape[-1]
     if abs(hr_size / scale - round(hr_size / scale)) > 1e-6:

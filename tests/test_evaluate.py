@@ -100,3 +100,26 @@ def test_super_resolution_evaluation_refuses_a_generator(tmp_path: Path, sample_
         evaluate_super_resolution(run, num_images=2, progress=False, device="cpu")
     assert isinstance(error.value, CheckpointError)
     assert "needs a 'super_resolution' one" in str(error.value)
+
+
+@pytest.mark.parametrize(("trained_on", "scored_on"), [("train", "test"), ("fit", "val")])
+def test_super_resolution_is_scored_on_the_split_its_training_left_out(
+    tmp_path: Path, sample_data: Path, trained_on: str, scored_on: str
+) -> None:
+    """A model trained on 'train' is scored on 'test'; one trained on 'fit' (settings being
+    chosen) on 'val', so a choice never looks at the test files."""
+    from terradiff.checkpoint import save_checkpoint
+    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.tasks.super_resolution import SuperResolutionTask
+
+    raw = tiny_config(tmp_path, sample_data)
+    raw.update(task="super_resolution", sr={"method": "regression", "scale": 4})
+    raw["data"].update(split=trained_on, holdout_fraction=0.3)
+    task = SuperResolutionTask(config_from_dict(raw))
+    run = tmp_path / "ckpt"
+    save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
+    row = evaluate_super_resolution(run, num_images=100, progress=False, device="cpu")
+    expected = real_dataset(task.config, split=scored_on)
+    names = [Path(p).relative_to(sample_data / "aid").as_posix() for p in expected.files]
+    assert row["per_image"]["image"] == names
+    assert row["n"] == len(expected) > 0

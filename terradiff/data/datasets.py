@@ -117,8 +117,11 @@ def _read_pil(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return array, valid
 
 
-#: Dataset splits: every file, or a stable hash-based train/test partition (``holdout_fraction``).
-SPLITS = ("all", "train", "test")
+#: Dataset splits: every file, or a part of a stable hash partition (``holdout_fraction``):
+#: ``test`` is the lowest ``holdout_fraction`` of the hash range, ``train`` the rest; ``val`` is the
+#: next ``holdout_fraction`` of the range (a part of ``train``) and ``fit`` is ``train`` without it,
+#: for choosing settings on files that neither the test nor the fitted model sees.
+SPLITS = ("all", "train", "test", "fit", "val")
 
 
 class _FolderDataset(Dataset):
@@ -270,10 +273,13 @@ class _FolderDataset(Dataset):
 
         The test split is the files whose SHA-256 of the relative path falls in the lowest
         ``fraction`` of the hash range: independent of the file count, the order and the machine,
-        so adding files never moves an existing file between splits.
+        so adding files never moves an existing file between splits. ``val`` is the next
+        ``fraction`` of the range, ``fit`` the remainder; ``train`` is ``fit`` and ``val`` together
+        (so adding the validation parts moved no file out of ``train`` or ``test``).
         """
         rel = path.relative_to(self.root).as_posix()
-        return hash_split(rel, (("test", fraction),), rest="train") == split
+        part = hash_split(rel, (("test", fraction), ("val", fraction)), rest="fit")
+        return part != "test" if split == "train" else part == split
 
     def _candidate_order(
         self, by_class: dict[str | None, list[Path]], max_images: int | None
@@ -469,8 +475,9 @@ class ImageFolderDataset(_FolderDataset):
         verify: decode every file at construction so corrupt ones are skipped up front
             (default: same as ``cache``; otherwise only headers are checked).
         split: ``"all"`` files, or the ``"train"`` / ``"test"`` part of a stable partition by
-            a hash of each file's relative path (the same on every machine).
-        holdout_fraction: share of the files in the ``"test"`` part.
+            a hash of each file's relative path (the same on every machine); ``"val"`` and
+            ``"fit"`` cut ``"train"`` in two (:data:`SPLITS`).
+        holdout_fraction: share of the files in the ``"test"`` part (and in ``"val"``).
 
     Raises:
         DataError: missing folder, unknown classes, no readable file, mixed band counts.

@@ -260,6 +260,9 @@ def test_train_test_split_is_stable_and_disjoint(aid: Path) -> None:
     assert 0.1 < len(test) / len(everything) < 0.3
     assert files("test") == test  # the same partition every time
     assert files("test", 0.4) >= test  # a larger holdout only adds files
+    fit, val = files("fit"), files("val")
+    assert fit | val == train and not fit & val  # the validation part is cut from train
+    assert 0.1 < len(val) / len(everything) < 0.3
     with pytest.raises(DataError, match="split"):
         ImageFolderDataset(aid, split="validation")
 

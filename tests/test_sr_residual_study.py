@@ -1,0 +1,96 @@
+"""scripts/sr_residual_study.py: the validation choice, its config check, the report's readings."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import sr_residual_study as study
+from scripts.seed_study import REPLICATES, seed_zero_row
+
+
+def _row(template: dict[str, Any], gain: float) -> dict[str, Any]:
+    """A copy of an SR row whose model PSNR is its bicubic PSNR + ``gain`` image by image."""
+    row = copy.deepcopy(template)
+    bicubic = row["per_image"]["bicubic"]["psnr"]
+    row["per_image"]["model"]["psnr"] = [b + gain + 0.01 * (i % 3) for i, b in enumerate(bicubic)]
+    row["model"]["psnr"] = sum(row["per_image"]["model"]["psnr"]) / len(bicubic)
+    return row
+
+
+def _save(out: Path, name: str, row: dict[str, Any]) -> None:
+    record = {
+        "name": name,
+        "overrides": ["seed=0"],
+        "run": {"steps": 1600, "batch_size": 8, "train_minutes": 14.0, "final_loss": 0.05},
+        "row": row,
+        "machine": "test machine",
+        "provenance": {},
+    }
+    path = study.row_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+
+
+def test_the_choice_is_the_best_residual_scale_on_validation() -> None:
+    template = seed_zero_row(REPLICATES["sr3"])
+    validation = {
+        "image": _row(template, 9.0),  # the image target never sets the scale
+        "residual_1": _row(template, -0.5),
+        "residual_0.5": _row(template, 0.2),
+        "residual_0.25": _row(template, 0.1),
+    }
+    assert study.chosen_scale(validation) == 0.5
+    del validation["residual_0.25"]
+    with pytest.raises(study.StudyError, match=r"residual_0\.25"):
+        study.chosen_scale(validation)
+
+
+def test_the_test_config_must_hold_the_choice(tmp_path: Path) -> None:
+    config = tmp_path / "residual.yaml"
+    text = Path(study.REPO / study.BASE_CONFIG).read_text()
+    config.write_text(
+        text.replace(
+            "  degradation: bicubic",
+            "  degradation: bicubic\n  target: residual\n  residual_scale: 0.5",
+        )
+    )
+    study.check_residual_config(0.5, config)
+    with pytest.raises(study.StudyError, match=r"residual_scale: 0\.25"):
+        study.check_residual_config(0.25, config)
+
+
+def test_the_committed_config_holds_the_committed_choice() -> None:
+    validation = study.load_validation(study.REPO / "reports" / "sr_residual")
+    if len(validation) < len(study.CANDIDATES):
+        pytest.skip("the validation phase has not been committed")
+    study.check_residual_config(study.chosen_scale(validation))
+
+
+def test_testing_before_validating_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert study.main(["--phase", "test", "--out", str(tmp_path)]) == 2
+    assert "run --phase val --only" in capsys.readouterr().err
+    assert not (tmp_path / "rows").exists()  # nothing was trained
+
+
+def test_report_reads_only_what_the_seed_intervals_allow(tmp_path: Path) -> None:
+    template = seed_zero_row(REPLICATES["sr3"])
+    for candidate, gain in zip(study.CANDIDATES, (-6.0, -0.4, 0.1, 0.05), strict=True):
+        _save(tmp_path, f"val_{candidate}", _row(template, gain))
+    for seed, gain in zip(study.SEEDS, (0.2, 0.3, 0.25), strict=True):
+        _save(tmp_path, f"test_seed{seed}", _row(template, gain))
+    summary = study.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert summary["chosen_scale"] == 0.5 and "**Chosen: residual scale s = 0.5**" in text
+    versus_bicubic = summary["differences"]["SR3, residual target - bicubic"]["over_seeds"]
+    assert versus_bicubic["low"] > 0
+    assert "SR3, residual target - bicubic: seeds +0.21, +0.31, +0.26 dB" in text
+    # the image-target SR3 seeds are the committed ones (6-7 dB below bicubic)
+    versus_sr3 = summary["differences"]["SR3, residual target - SR3 (AID x4, DDIM-20)"]
+    assert versus_sr3["over_seeds"]["low"] > 5
