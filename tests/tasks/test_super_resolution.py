@@ -69,15 +69,16 @@ def test_any_band_count_and_band_check(tmp_path: Path, sample_data: Path) -> Non
         task.super_resolve(task.net, torch.zeros(1, 3, 8, 8))
 
 
+@pytest.mark.parametrize("method", ["sr3", "implicit"])
 @pytest.mark.parametrize("target", ["image", "residual"])
-def test_sr3_target_is_what_a_zero_x0_net_samples(
-    tmp_path: Path, sample_data: Path, target: str
+def test_what_a_zero_x0_net_samples_is_the_target_origin(
+    tmp_path: Path, sample_data: Path, method: str, target: str
 ) -> None:
     """A net whose every x_0 estimate is 0 samples x_0 = 0: a mid-grey image for target
     'image', exactly the bicubic image for target 'residual' (SRDiff's bicubic + s x_0)."""
     from terradiff.data.degrade import upsample_to
 
-    raw = sr_config(tmp_path, sample_data, "sr3")
+    raw = sr_config(tmp_path, sample_data, method)
     raw["sr"].update(target=target, residual_scale=0.5)
     raw["diffusion"]["prediction"] = "x0"
     task = SuperResolutionTask(config_from_dict(raw))
@@ -85,32 +86,33 @@ def test_sr3_target_is_what_a_zero_x0_net_samples(
         for parameter in task.net.parameters():
             parameter.zero_()
     lr = torch.rand(2, 3, 8, 8) * 2 - 1
+    size = (32, 32) if method == "sr3" else (28, 28)  # the implicit model: any size (x3.5)
     out = task.super_resolve(
         task.net,
         lr,
+        out_size=size,
         spec=task.sampling_spec(steps=3),
         generator=torch.Generator().manual_seed(0),
         return_trajectory=True,
     )
-    expected = (
-        upsample_to(lr, (32, 32)).clamp(-1, 1)
-        if target == "residual"
-        else torch.zeros(2, 3, 32, 32)
-    )
+    bicubic = upsample_to(lr, size).clamp(-1, 1)
+    expected = bicubic if target == "residual" else torch.zeros(2, 3, *size)
     torch.testing.assert_close(out.sample, expected)
     assert len(out.trajectory) == 4
     torch.testing.assert_close(out.trajectory[-1][1], expected)
 
 
-def test_sr3_residual_target_round_trips_and_trains(tmp_path: Path, sample_data: Path) -> None:
+def test_residual_target_round_trips_and_trains(tmp_path: Path, sample_data: Path) -> None:
+    from terradiff.tasks.super_resolution.target import from_target, to_target
+
     raw = sr_config(tmp_path, sample_data, "sr3")
     raw["sr"].update(target="residual", residual_scale=0.25)
     task = SuperResolutionTask(config_from_dict(raw))
     hr = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
     bicubic = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
-    target = task.method.to_target(hr, bicubic)
+    target = to_target(task.method.config, hr, bicubic)
     torch.testing.assert_close(target, (hr - bicubic) * 4)
-    torch.testing.assert_close(task.method.from_target(target, bicubic), hr)
+    torch.testing.assert_close(from_target(task.method.config, target, bicubic), hr)
     loss = task.training_loss(task.net, {"image": hr}, torch.Generator().manual_seed(0))
     assert torch.isfinite(loss)
     raw["sr"]["residual_scale"] = 0.0

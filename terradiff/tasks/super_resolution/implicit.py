@@ -3,7 +3,9 @@ for Continuous Super-Resolution").
 
 :class:`terradiff.nets.sr.ImplicitSRNet` renders LR features at any output size with a LIIF-style
 decoder and conditions the denoiser on them; the model is trained on a random scale per batch
-(``sr.train_scales``) and super-resolves at any scale.
+(``sr.train_scales``) and super-resolves at any scale. What is diffused is ``sr.target``: the HR
+image (IDM), or its residual on the bicubic image at the same size (SRDiff;
+:mod:`terradiff.tasks.super_resolution.target`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from terradiff.data.degrade import upsample_to
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.nets.sr import ImplicitSRNet
 from terradiff.tasks.base import build_unet, diffusion_loss, evaluating, fixed_seed_net, run_sampler
-from terradiff.tasks.super_resolution.method import SRBatch, SRMethod, SRMethodConfig
+from terradiff.tasks.super_resolution.method import SRBatch, SRMethod
+from terradiff.tasks.super_resolution.target import DiffusionTargetConfig, from_target, to_target
 
 
-class ImplicitSRConfig(SRMethodConfig):
+class ImplicitSRConfig(DiffusionTargetConfig):
     """``sr.method: implicit``: continuous scales."""
 
     method: Literal["implicit"] = "implicit"
@@ -63,10 +67,12 @@ class ImplicitSR(SRMethod):
     def training_loss(
         self, net: nn.Module, batch: SRBatch, generator: torch.Generator
     ) -> torch.Tensor:
-        """The denoising loss on HR; the net renders its condition from the LR image."""
+        """The denoising loss on the target (:func:`.target.to_target`); the net renders its
+        condition from the LR image."""
         task = self.task
+        x0 = to_target(self.config, batch.hr, batch.bicubic)
         return diffusion_loss(
-            net, task.schedule, task.config, batch.hr, generator, mask=batch.mask, cond=batch.lr
+            net, task.schedule, task.config, x0, generator, mask=batch.mask, cond=batch.lr
         )
 
     def predict(
@@ -80,7 +86,8 @@ class ImplicitSR(SRMethod):
         progress: bool = False,
         return_trajectory: bool = False,
     ) -> SamplerOutput:
-        """Render the condition once at ``out_size``, pad to the UNet's multiple, sample, crop."""
+        """Render the condition once at ``out_size``, pad to the UNet's multiple, sample, crop;
+        HR images (and trajectory states) from the samples by :func:`.target.from_target`."""
         assert spec is not None, "a stochastic method needs a SamplingSpec"
         lr = lr.float().to(next(net.parameters()).device)
         with evaluating(net):
@@ -101,9 +108,14 @@ class ImplicitSR(SRMethod):
             return_trajectory=return_trajectory,
         )
         height, width = out_size
+        bicubic = upsample_to(lr, out_size)
+
+        def to_hr(x: torch.Tensor) -> torch.Tensor:
+            return from_target(self.config, x[..., :height, :width], bicubic)
+
         return SamplerOutput(
-            sample=out.sample[..., :height, :width],
-            trajectory=[(label, x[..., :height, :width]) for label, x in out.trajectory],
+            sample=to_hr(out.sample),
+            trajectory=[(label, to_hr(x)) for label, x in out.trajectory],
             spec=out.spec,
         )
 
