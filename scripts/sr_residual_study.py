@@ -1,20 +1,21 @@
-"""SR3 with a residual target (SRDiff) on AID x4, chosen on validation, tested over 3 seeds.
+"""SR3 and the implicit model with a residual target (SRDiff) on AID x4: ``reports/sr_residual``.
 
-SR3 as ``reports/sr`` trains it (``configs/sr/aid_sr3_x4.yaml``: 1.68 M parameters, 1600 steps of
-batch 8 on one CPU thread) is 6.8 dB below bicubic. SRDiff (Li et al. 2022, Sec. 3.2) diffuses the
-residual between the HR image and the bicubic image instead (``sr.target: residual``); this study
-measures what that changes at the same budget, in two phases:
+SR3 and the implicit (IDM-style) model as ``reports/sr`` trains them (1.68 M / 2.64 M parameters,
+1600 / 1000 steps of batch 8 on one CPU thread) are 6.8 and 8.3 dB below bicubic. SRDiff (Li et
+al. 2022, Sec. 3.2) diffuses the residual between the HR image and the bicubic image instead
+(``sr.target: residual``); this study measures what that changes at the same budgets:
 
 1. ``--phase val``: SR3 with ``target: image`` and with ``target: residual`` at each
    ``residual_scale`` of :data:`CANDIDATES`, trained on ``data.split: fit`` (the AID training
    files without their ``val`` part) and scored on the 32 ``val`` scenes (144x144 centre crops,
-   DDIM-20). The residual scale with the highest mean validation PSNR is the choice; the test
-   files are not read.
-2. ``--phase test``: ``configs/sr/aid_sr3_residual_x4.yaml`` (which must hold that choice)
-   trained on ``data.split: train`` with seeds 0, 1 and 2, scored on the 32 test scenes of
-   ``reports/sr`` (checked image by image). Each difference (to bicubic, to SR3 with the image
-   target, to the regression UNet; their seeds come from ``reports/sr`` and ``reports/seeds``)
-   is a paired mean over the images per seed, with a Student-t 95% interval over the 3 seeds.
+   DDIM-20). The residual scale with the highest mean validation PSNR is the choice, for both
+   models (the implicit model has no sweep of its own); the test files are not read.
+2. ``--phase test``: each model's residual config of :data:`TEST_MODELS` (which must hold that
+   choice) trained on ``data.split: train`` with seeds 0, 1 and 2, scored on the 32 test scenes
+   of ``reports/sr`` (checked image by image; the implicit model at x4, and at x2, x3, x6, x8 for
+   seed 0). Each difference (to bicubic, to the same model with the image target, to the
+   regression UNet; their seeds come from ``reports/sr`` and ``reports/seeds``) is a paired mean
+   over the images per seed, with a Student-t 95% interval over the 3 seeds.
 
 Each measured run is written to ``OUT/rows/NAME.json`` as soon as it is made, so two processes can
 share the work and an interrupted study resumes.
@@ -23,8 +24,8 @@ Example (the committed report: two processes of one thread each per phase, then 
 
     python scripts/sr_residual_study.py --phase val --only image residual_1 &
     python scripts/sr_residual_study.py --phase val --only residual_0.5 residual_0.25
-    python scripts/sr_residual_study.py --phase test --seeds 0 2 &
-    python scripts/sr_residual_study.py --phase test --seeds 1
+    python scripts/sr_residual_study.py --phase test --models sr3 implicit --seeds 0 &
+    python scripts/sr_residual_study.py --phase test --models sr3 implicit --seeds 1 2
     python scripts/sr_residual_study.py --report-only
 """
 
@@ -36,6 +37,7 @@ import shutil
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,18 @@ from scripts.seed_study import (  # noqa: E402
     seed_difference,
     seed_zero_row,
 )
-from scripts.sr_intervals import bicubic_difference_lines, per_image_differences  # noqa: E402
+from scripts.sr_intervals import (  # noqa: E402
+    bicubic_difference_lines,
+    method_sentence,
+    paired_difference,
+    per_image_differences,
+)
 from scripts.study_common import machine_description, train  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.provenance import provenance_record  # noqa: E402
+from terradiff.report_format import format_interval  # noqa: E402
 
 BASE_CONFIG = "configs/sr/aid_sr3_x4.yaml"
-RESIDUAL_CONFIG = "configs/sr/aid_sr3_residual_x4.yaml"
 #: Validation candidates: name -> config overrides (on top of BASE_CONFIG and ``data.split=fit``).
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "image": ("sr.target=image",),
@@ -67,6 +74,40 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
 }
 SEEDS = (0, 1, 2)
 EVALUATION = {**AID_EVALUATION, "sampler": "ddim", "steps": 20}
+
+
+@dataclass(frozen=True)
+class TestModel:
+    """A model of the test phase: its residual config and its image-target counterpart."""
+
+    key: str
+    label: str
+    config: str
+    image_twin: str  # its image-target model in scripts/seed_study.py's REPLICATES
+    extra_scales: tuple[int, ...] = ()  # scales measured for seed 0 besides x4 (reports/sr rows)
+
+    def evaluation(self, scale: int = 4) -> dict[str, Any]:
+        """``evaluate_super_resolution`` keywords (an any-scale model is given its scale)."""
+        return {**EVALUATION, "scale": scale} if self.extra_scales else dict(EVALUATION)
+
+    def row_name(self, seed: int, scale: int = 4) -> str:
+        """``test_<key>_seed<s>`` (x4), ``test_<key>_seed<s>_x<scale>`` (other scales)."""
+        return f"test_{self.key}_seed{seed}" + ("" if scale == 4 else f"_x{scale}")
+
+
+TEST_MODELS: dict[str, TestModel] = {
+    m.key: m
+    for m in (
+        TestModel("sr3", "SR3, residual target", "configs/sr/aid_sr3_residual_x4.yaml", "sr3"),
+        TestModel(
+            "implicit",
+            "implicit, residual target",
+            "configs/sr/aid_implicit_residual.yaml",
+            "implicit",
+            extra_scales=(2, 3, 6, 8),
+        ),
+    )
+}
 
 
 class StudyError(Exception):
@@ -82,9 +123,20 @@ def row_path(out: Path, name: str) -> Path:
 
 
 def measure(
-    name: str, config: str, overrides: list[str], out: Path, check_crops: bool = False
+    name: str,
+    config: str,
+    overrides: list[str],
+    out: Path,
+    evaluation: dict[str, Any] | None = None,
+    reference: dict[str, Any] | None = None,
+    run_name: str | None = None,
 ) -> None:
-    """Train (or resume) one run, score it with DDIM-20 on its held-out split, save its row."""
+    """Train (or resume) one run, score it on its held-out split, save its row.
+
+    ``evaluation``: :func:`terradiff.evaluate.evaluate_super_resolution` keywords (default
+    :data:`EVALUATION`); ``reference``: a committed row whose images these must be;
+    ``run_name``: the training run's name when several rows score one run (default ``name``).
+    """
     from terradiff.evaluate import evaluate_super_resolution
 
     path = row_path(out, name)
@@ -92,17 +144,17 @@ def measure(
         return
     print(f"training {name} ...", flush=True)
     started = time.time()
-    run = train(name, Path(config), overrides)
+    run = train(run_name or name, Path(config), overrides)
     print(f"measuring {name} ...", flush=True)
-    row = evaluate_super_resolution(run["run_dir"], seed=0, **EVALUATION)
-    if check_crops:
-        differs = per_image_differences(row, seed_zero_row(REPLICATES["sr3"]))
+    row = evaluate_super_resolution(run["run_dir"], seed=0, **(evaluation or EVALUATION))
+    if reference is not None:
+        differs = per_image_differences(row, reference)
         if differs:
             raise RuntimeError(f"{name}: not the test crops of reports/sr ({differs})")
     logs = out / "training_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(run["run_dir"]) / "metrics.jsonl", logs / f"{name}.jsonl")
-    shutil.copyfile(Path(run["run_dir"]) / "config.json", logs / f"{name}.config.json")
+    shutil.copyfile(Path(run["run_dir"]) / "metrics.jsonl", logs / f"{run['name']}.jsonl")
+    shutil.copyfile(Path(run["run_dir"]) / "config.json", logs / f"{run['name']}.config.json")
     record = {
         "name": name,
         "config": config,
@@ -115,6 +167,21 @@ def measure(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def measure_test(model: TestModel, seed: int, out: Path, runs_root: Path) -> None:
+    """One test seed of ``model``: x4 (and, for seed 0, its extra scales) on reports/sr's crops."""
+    overrides = test_overrides(model, seed, runs_root)
+    twin = REPLICATES[model.image_twin]
+    scales = (4, *model.extra_scales) if seed == 0 else (4,)
+    for scale in scales:
+        reference = (
+            seed_zero_row(twin)
+            if scale == 4
+            else json.loads((REPO / twin.source[0]).read_text())["rows"][f"implicit_x{scale}"]
+        )
+        name, run_name = model.row_name(seed, scale), model.row_name(seed)
+        measure(name, model.config, overrides, out, model.evaluation(scale), reference, run_name)
 
 
 def validation_overrides(candidate: str, runs_root: Path) -> list[str]:
@@ -152,8 +219,8 @@ def chosen_scale(validation: dict[str, dict[str, Any]]) -> float:
     return float(best.removeprefix("residual_"))
 
 
-def check_residual_config(scale: float, config_path: Path = REPO / RESIDUAL_CONFIG) -> None:
-    """The test config must hold the validation choice (so the test runs what was chosen).
+def check_residual_config(scale: float, config_path: Path) -> None:
+    """A test config must hold the validation choice (so the test runs what was chosen).
 
     Raises:
         StudyError: it does not (the message gives the line to write).
@@ -161,26 +228,29 @@ def check_residual_config(scale: float, config_path: Path = REPO / RESIDUAL_CONF
     from terradiff.config_loading import load_config
 
     sr = load_config(config_path).sr
-    if sr is None or sr.method != "sr3" or sr.target != "residual" or sr.residual_scale != scale:
+    if sr is None or getattr(sr, "target", None) != "residual" or sr.residual_scale != scale:
         raise StudyError(
             f"{config_path}: validation chose residual_scale {scale:g}; set 'sr.target: "
             f"residual' and 'sr.residual_scale: {scale:g}' there, then run --phase test"
         )
 
 
-def test_overrides(seed: int, runs_root: Path) -> list[str]:
-    """A test run: the residual config with ``seed``, in its own folder."""
-    return [f"seed={seed}", f"output_dir={runs_root / 'test' / f'seed{seed}'}"]
+def test_overrides(model: TestModel, seed: int, runs_root: Path) -> list[str]:
+    """A test run: the model's residual config with ``seed``, in its own folder."""
+    return [f"seed={seed}", f"output_dir={runs_root / 'test' / model.key / f'seed{seed}'}"]
 
 
-def load_test(out: Path) -> dict[int, dict[str, Any]]:
-    """The measured test rows, ``{seed: row}``."""
+def load_test(out: Path, model: TestModel, scale: int = 4) -> dict[int, dict[str, Any]]:
+    """The measured test rows of ``model`` at ``scale``, ``{seed: row}``."""
     found = {}
     for seed in SEEDS:
-        path = row_path(out, f"test_seed{seed}")
+        path = row_path(out, model.row_name(seed, scale))
         if path.is_file():
             found[seed] = json.loads(path.read_text())["row"]
     return found
+
+
+# ---- report --------------------------------------------------------------------------------------
 
 
 def candidate_label(candidate: str) -> str:
@@ -226,27 +296,36 @@ def validation_lines(validation: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def test_lines(
-    test: dict[int, dict[str, Any]], others: dict[str, dict[int, dict[str, Any]]]
-) -> tuple[list[str], dict[str, Any]]:
-    """The test table per seed, and the differences over seeds (with their summary)."""
-    label = "SR3, residual target"
-    summary: dict[str, Any] = {}
+def seed_table(rows: dict[int, dict[str, Any]]) -> list[str]:
+    """One line per seed: PSNR, SSIM, PSNR-Y, MAE, bicubic PSNR, seconds per image."""
     lines = [
         "| seed | test images | PSNR | SSIM | PSNR-Y | MAE | bicubic PSNR | s / image |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for seed, row in sorted(test.items()):
+    for seed, row in sorted(rows.items()):
         m = row["model"]
         lines.append(
             f"| {seed} | {row['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['psnr_y']:.2f} | "
             f"{m['mae']:.4f} | {row['bicubic']['psnr']:.2f} | {m['seconds_per_image']:.2f} |"
         )
-    lines += ["", "Differences (PSNR, dB), per seed and over the seeds:", ""]
+    return lines
+
+
+def test_lines(
+    model: TestModel, out: Path, others: dict[str, dict[int, dict[str, Any]]]
+) -> tuple[list[str], dict[str, Any]]:
+    """``model``'s x4 table per seed, its differences over seeds and its other scales (seed 0),
+    with the summary of the differences."""
+    test = load_test(out, model)
+    if not test:
+        return ["Not measured yet: run --phase test."], {}
+    twin = REPLICATES[model.image_twin]
+    summary: dict[str, Any] = {}
+    lines = [*seed_table(test), "", "Differences at x4 (PSNR, dB), per seed and over seeds:", ""]
     pairs = [
-        (label, "bicubic", test, None),
-        (label, REPLICATES["sr3"].label, test, others["sr3"]),
-        (REPLICATES["regression"].label, label, others["regression"], test),
+        (model.label, "bicubic", test, None),
+        (model.label, twin.label, test, others[model.image_twin]),
+        (REPLICATES["regression"].label, model.label, others["regression"], test),
     ]
     for name_a, name_b, a, b in pairs:
         if b is not None:  # the seeds measured on both sides
@@ -255,58 +334,84 @@ def test_lines(
         difference = seed_difference(a, b) if a else None
         summary[f"{name_a} - {name_b}"] = difference
         lines.append(difference_line(name_a, name_b, difference))
+    scaled = {s: load_test(out, model, s).get(0) for s in model.extra_scales}
+    if any(scaled.values()):
+        image_rows = json.loads((REPO / twin.source[0]).read_text())["rows"]
+        lines += [
+            "",
+            "Other scales, seed 0 (one model for every scale; x6 and x8 are outside the training "
+            f"range x1.5-x4). Paired intervals over the images: {method_sentence()}.",
+            "",
+            "| scale | bicubic PSNR | image target PSNR | residual PSNR | residual - bicubic | "
+            "residual - image target |",
+            "|---|---|---|---|---|---|",
+        ]
+        for scale, row in scaled.items():
+            if row is None:
+                continue
+            image_row = image_rows[f"implicit_x{scale}"]
+            to_bicubic = paired_difference(row)
+            to_image = paired_difference(row, image_row, reference_side="model")
+            summary[f"x{scale} seed 0"] = {"minus_bicubic": to_bicubic, "minus_image": to_image}
+            lines.append(
+                f"| x{scale} | {row['bicubic']['psnr']:.2f} | {image_row['model']['psnr']:.2f} | "
+                f"{row['model']['psnr']:.2f} | {format_interval(to_bicubic, 2, signed=True)} | "
+                f"{format_interval(to_image, 2, signed=True)} |"
+            )
     return lines, summary
 
 
 def write_report(out: Path) -> dict[str, Any]:
     """``out/README.md`` and ``out/results.json`` from the measured rows; returns the latter."""
-    validation, test = load_validation(out), load_test(out)
+    validation = load_validation(out)
     seeds = load_rows(REPO / "reports" / "seeds")
     records = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     lines = [
-        "# SR3 with a residual target (SRDiff) on AID x4",
+        "# SR3 and the implicit model with a residual target (SRDiff) on AID x4",
         "",
         "Commands (each run is saved as it is measured, so they resume):",
         "",
         *[f"    {line}" for line in textwrap.dedent(__doc__.split("::")[1]).strip().splitlines()],
         "",
-        f"Machine: {records[0]['machine'] if records else '?'}. No GPU was lent: every model is a "
-        "1.68 M-parameter UNet trained for 1600 steps of batch 8 (the budget of SR3 in "
-        "`reports/sr`), so these are early-training numbers, not converged models.",
+        f"Machine: {records[0]['machine'] if records else '?'}. No GPU was lent: each model has "
+        "the size and budget of its row in `reports/sr` (SR3: 1.68 M parameters, 1600 steps of "
+        "batch 8; implicit: 2.64 M, 1000 steps), so these are early-training numbers, not "
+        "converged models.",
         "",
-        "What differs from SR3: the diffused target is x_0 = (HR - bicubic) / s and the sample is "
-        "bicubic + s x_0 (SRDiff, Li et al. 2022, Sec. 3.2); sampling clips each step's x_0 "
-        "estimate to [-1, 1], so the residual stays within +-s. Everything else (net, schedule, "
-        "DDIM-20, crops, budget) is the SR3 config `configs/sr/aid_sr3_x4.yaml`.",
+        "What differs from `reports/sr`: the diffused target is x_0 = (HR - bicubic) / s and the "
+        "sample is bicubic + s x_0 (SRDiff, Li et al. 2022, Sec. 3.2); sampling clips each step's "
+        "x_0 estimate to [-1, 1], so the residual stays within +-s. Everything else (nets, "
+        "schedule, DDIM-20, crops, budgets) is the config of `reports/sr`.",
         "",
-        "## 1. Validation: the target and the residual scale",
+        "## 1. Validation: the target and the residual scale (SR3)",
         "",
         "Trained on `data.split: fit` (AID's training files without the `val` part of the stable "
         "hash split), scored on 32 `val` scenes (144x144 centre crops, DDIM-20, seed 0). The test "
-        "files are not read in this phase.",
+        "files are not read in this phase. The implicit model takes the scale chosen here.",
         "",
         *validation_lines(validation),
         "",
         "## 2. Test: the chosen setting over three training seeds",
         "",
-        f"`{RESIDUAL_CONFIG}` trained on `data.split: train` with seeds 0, 1 and 2, scored on the "
+        "Each residual config trained on `data.split: train` with seeds 0, 1 and 2, scored on the "
         "32 test scenes of `reports/sr` (checked image by image). Each seed's difference is the "
         "mean over the same images; the interval over seeds is a Student-t 95% interval (2 "
-        "degrees of freedom), the training variation on these images. SR3 (image target) and the "
-        "regression UNet have the same three seeds (`reports/sr`, `reports/seeds`); seed s is "
-        "paired with seed s. A difference is read only where its interval excludes 0.",
+        "degrees of freedom), the training variation on these images. The image-target models "
+        "and the regression UNet have the same three seeds (`reports/sr`, `reports/seeds`); seed "
+        "s is paired with seed s. A difference is read only where its interval excludes 0.",
         "",
     ]
-    tested, differences = test_lines(test, seeds)
-    lines += tested if test else ["Not measured yet: run --phase test."]
+    differences = {}
+    for model in TEST_MODELS.values():
+        tested, differences[model.key] = test_lines(model, out, seeds)
+        lines += [f"### {model.label} (`{model.config}`)", "", *tested, ""]
     lines += [
-        "",
         "## Training",
         "",
         "| run | overrides | steps x batch | train minutes | final loss |",
         "|---|---|---|---|---|",
     ]
-    for record in records:
+    for record in (r for r in records if r["run"]["name"] == r["name"]):  # each run once
         run = record["run"]
         lines.append(
             f"| {record['name']} | `{' '.join(record['overrides'])}` | {run['steps']} x "
@@ -321,8 +426,11 @@ def write_report(out: Path) -> dict[str, Any]:
     summary = {
         "validation": {c: row["model"]["psnr"] for c, row in validation.items()},
         "chosen_scale": chosen_scale(validation) if len(validation) == len(CANDIDATES) else None,
-        "test_psnr": {s: row["model"]["psnr"] for s, row in sorted(test.items())},
-        "differences": differences if test else {},
+        "test_psnr": {
+            key: {s: row["model"]["psnr"] for s, row in sorted(load_test(out, m).items())}
+            for key, m in TEST_MODELS.items()
+        },
+        "differences": differences,
         "runs": [
             {k: r[k] for k in ("name", "overrides", "run", "machine", "provenance")}
             for r in records
@@ -362,10 +470,11 @@ def main(argv: list[str] | None = None) -> int:
                 measure(f"val_{candidate}", BASE_CONFIG, overrides, args.out)
         elif args.phase == "test":
             scale = chosen_scale(load_validation(args.out))
-            check_residual_config(scale)
+            for key in args.models:
+                check_residual_config(scale, REPO / TEST_MODELS[key].config)
             for seed in args.seeds:
-                overrides = test_overrides(seed, args.runs_root)
-                measure(f"test_seed{seed}", RESIDUAL_CONFIG, overrides, args.out, check_crops=True)
+                for key in args.models:
+                    measure_test(TEST_MODELS[key], seed, args.out, args.runs_root)
     except StudyError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

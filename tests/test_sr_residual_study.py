@@ -22,11 +22,12 @@ def _row(template: dict[str, Any], gain: float) -> dict[str, Any]:
     return row
 
 
-def _save(out: Path, name: str, row: dict[str, Any]) -> None:
+def _save(out: Path, name: str, row: dict[str, Any], run_name: str | None = None) -> None:
+    run = {"steps": 1600, "batch_size": 8, "train_minutes": 14.0, "final_loss": 0.05}
     record = {
         "name": name,
         "overrides": ["seed=0"],
-        "run": {"steps": 1600, "batch_size": 8, "train_minutes": 14.0, "final_loss": 0.05},
+        "run": {"name": run_name or name, **run},
         "row": row,
         "machine": "test machine",
         "provenance": {},
@@ -68,7 +69,8 @@ def test_the_committed_config_holds_the_committed_choice() -> None:
     validation = study.load_validation(study.REPO / "reports" / "sr_residual")
     if len(validation) < len(study.CANDIDATES):
         pytest.skip("the validation phase has not been committed")
-    study.check_residual_config(study.chosen_scale(validation))
+    for model in study.TEST_MODELS.values():
+        study.check_residual_config(study.chosen_scale(validation), study.REPO / model.config)
 
 
 def test_testing_before_validating_exits_2(
@@ -83,14 +85,30 @@ def test_report_reads_only_what_the_seed_intervals_allow(tmp_path: Path) -> None
     template = seed_zero_row(REPLICATES["sr3"])
     for candidate, gain in zip(study.CANDIDATES, (-6.0, -0.4, 0.1, 0.05), strict=True):
         _save(tmp_path, f"val_{candidate}", _row(template, gain))
+    sr3, implicit = study.TEST_MODELS["sr3"], study.TEST_MODELS["implicit"]
     for seed, gain in zip(study.SEEDS, (0.2, 0.3, 0.25), strict=True):
-        _save(tmp_path, f"test_seed{seed}", _row(template, gain))
+        _save(tmp_path, sr3.row_name(seed), _row(template, gain))
+    implicit_x4 = seed_zero_row(REPLICATES["implicit"])
+    for seed, gain in zip(study.SEEDS, (-0.1, 0.2, 0.1), strict=True):
+        _save(tmp_path, implicit.row_name(seed), _row(implicit_x4, gain))
+    implicit_x2 = json.loads((study.REPO / "reports/sr/results.json").read_text())["rows"]
+    x2 = _row(implicit_x2["implicit_x2"], 0.5)
+    _save(tmp_path, implicit.row_name(0, 2), x2, run_name=implicit.row_name(0))
+
     summary = study.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
     assert summary["chosen_scale"] == 0.5 and "**Chosen: residual scale s = 0.5**" in text
-    versus_bicubic = summary["differences"]["SR3, residual target - bicubic"]["over_seeds"]
-    assert versus_bicubic["low"] > 0
+    versus_bicubic = summary["differences"]["sr3"]["SR3, residual target - bicubic"]
+    assert versus_bicubic["over_seeds"]["low"] > 0
     assert "SR3, residual target - bicubic: seeds +0.21, +0.31, +0.26 dB" in text
-    # the image-target SR3 seeds are the committed ones (6-7 dB below bicubic)
-    versus_sr3 = summary["differences"]["SR3, residual target - SR3 (AID x4, DDIM-20)"]
+    # the image-target seeds are the committed ones (6-9 dB below bicubic)
+    versus_sr3 = summary["differences"]["sr3"]["SR3, residual target - SR3 (AID x4, DDIM-20)"]
     assert versus_sr3["over_seeds"]["low"] > 5
+    # -0.09, +0.21, +0.11 over three seeds: an interval across 0, so no reading
+    implicit_line = next(
+        line for line in text.splitlines() if line.startswith("- implicit, residual target - bic")
+    )
+    assert "not distinguishable" in implicit_line, implicit_line
+    assert summary["differences"]["implicit"]["x2 seed 0"]["minus_bicubic"]["low"] > 0
+    assert "| x2 |" in text and "| x6 |" not in text  # only the measured scales
+    assert "| test_implicit_seed0 |" in text and "| test_implicit_seed0_x2 |" not in text
