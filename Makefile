@@ -80,15 +80,15 @@ seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hou
 		eurosat; wait
 	$(BIN)/python scripts/seed_study.py --report-only
 
-sr-residual-study: setup  # SR3 with a residual target: validation choice, then 3 seeds; ~70 min on 2 cores
+sr-residual-study: setup  # SR3/implicit with a residual target: val choice, then 3 seeds; ~100 min, 2 cores
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
-		--phase val --only image residual_1 & \
+		--phase val --only image residual_0.25 image_x0 & \
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
-		--phase val --only residual_0.5 residual_0.25; wait
+		--phase val --only residual_0.5 residual_0.5_x0; wait
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
-		--phase test --seeds 0 2 & \
+		--phase test --models sr3 & \
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
-		--phase test --seeds 1; wait
+		--phase test --models implicit; wait
 	$(BIN)/python scripts/sr_residual_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes

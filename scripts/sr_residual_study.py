@@ -5,11 +5,11 @@ SR3 and the implicit (IDM-style) model as ``reports/sr`` trains them (1.68 M / 2
 al. 2022, Sec. 3.2) diffuses the residual between the HR image and the bicubic image instead
 (``sr.target: residual``); this study measures what that changes at the same budgets:
 
-1. ``--phase val``: SR3 with ``target: image`` and with ``target: residual`` at each
-   ``residual_scale`` of :data:`CANDIDATES`, trained on ``data.split: fit`` (the AID training
-   files without their ``val`` part) and scored on the 32 ``val`` scenes (144x144 centre crops,
-   DDIM-20). The residual scale with the highest mean validation PSNR is the choice, for both
-   models (the implicit model has no sweep of its own); the test files are not read.
+1. ``--phase val``: the SR3 candidates of :data:`CANDIDATES` (target image or residual, residual
+   scale, eps or x_0 prediction), trained on ``data.split: fit`` (the AID training files without
+   their ``val`` part) and scored on the 32 ``val`` scenes (144x144 centre crops, DDIM-20). The
+   candidate with the highest mean validation PSNR is the choice, for both models (the implicit
+   model has no sweep of its own); the test files are not read.
 2. ``--phase test``: each model's residual config of :data:`TEST_MODELS` (which must hold that
    choice) trained on ``data.split: train`` with seeds 0, 1 and 2, scored on the 32 test scenes
    of ``reports/sr`` (checked image by image; the implicit model at x4, and at x2, x3, x6, x8 for
@@ -22,10 +22,10 @@ share the work and an interrupted study resumes.
 
 Example (the committed report: two processes of one thread each per phase, then the render)::
 
-    python scripts/sr_residual_study.py --phase val --only image residual_1 &
-    python scripts/sr_residual_study.py --phase val --only residual_0.5 residual_0.25
-    python scripts/sr_residual_study.py --phase test --models sr3 implicit --seeds 0 &
-    python scripts/sr_residual_study.py --phase test --models sr3 implicit --seeds 1 2
+    python scripts/sr_residual_study.py --phase val --only image residual_0.25 image_x0 &
+    python scripts/sr_residual_study.py --phase val --only residual_0.5 residual_0.5_x0
+    python scripts/sr_residual_study.py --phase test --models sr3 &
+    python scripts/sr_residual_study.py --phase test --models implicit
     python scripts/sr_residual_study.py --report-only
 """
 
@@ -66,11 +66,13 @@ from terradiff.report_format import format_interval  # noqa: E402
 
 BASE_CONFIG = "configs/sr/aid_sr3_x4.yaml"
 #: Validation candidates: name -> config overrides (on top of BASE_CONFIG and ``data.split=fit``).
+#: Each names its target, its prediction (Ho et al.'s eps, or x_0) and, for a residual, its scale.
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "image": ("sr.target=image",),
-    "residual_1": ("sr.target=residual", "sr.residual_scale=1.0"),
-    "residual_0.5": ("sr.target=residual", "sr.residual_scale=0.5"),
-    "residual_0.25": ("sr.target=residual", "sr.residual_scale=0.25"),
+    "image": ("sr.target=image", "diffusion.prediction=eps"),
+    "residual_0.5": ("sr.target=residual", "sr.residual_scale=0.5", "diffusion.prediction=eps"),
+    "residual_0.25": ("sr.target=residual", "sr.residual_scale=0.25", "diffusion.prediction=eps"),
+    "image_x0": ("sr.target=image", "diffusion.prediction=x0"),
+    "residual_0.5_x0": ("sr.target=residual", "sr.residual_scale=0.5", "diffusion.prediction=x0"),
 }
 SEEDS = (0, 1, 2)
 EVALUATION = {**AID_EVALUATION, "sampler": "ddim", "steps": 20}
@@ -203,36 +205,39 @@ def load_validation(out: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def chosen_scale(validation: dict[str, dict[str, Any]]) -> float:
-    """The residual scale of the residual candidate with the highest mean validation PSNR.
+def chosen_candidate(validation: dict[str, dict[str, Any]]) -> str:
+    """The candidate with the highest mean validation PSNR.
 
     Raises:
-        StudyError: a residual candidate has not been measured yet.
+        StudyError: a candidate has not been measured yet.
     """
-    residual = [c for c in CANDIDATES if c.startswith("residual_")]
-    missing = [c for c in residual if c not in validation]
+    missing = [c for c in CANDIDATES if c not in validation]
     if missing:
         raise StudyError(
             f"validation rows missing for {missing}: run --phase val --only {' '.join(missing)}"
         )
-    best = max(residual, key=lambda c: validation[c]["model"]["psnr"])
-    return float(best.removeprefix("residual_"))
+    return max(CANDIDATES, key=lambda c: validation[c]["model"]["psnr"])
 
 
-def check_residual_config(scale: float, config_path: Path) -> None:
+def check_test_config(candidate: str, config_path: Path) -> None:
     """A test config must hold the validation choice (so the test runs what was chosen).
 
     Raises:
-        StudyError: it does not (the message gives the line to write).
+        StudyError: it does not (the message gives the key and the value to write).
     """
     from terradiff.config_loading import load_config
 
-    sr = load_config(config_path).sr
-    if sr is None or getattr(sr, "target", None) != "residual" or sr.residual_scale != scale:
-        raise StudyError(
-            f"{config_path}: validation chose residual_scale {scale:g}; set 'sr.target: "
-            f"residual' and 'sr.residual_scale: {scale:g}' there, then run --phase test"
-        )
+    config = load_config(config_path)
+    for override in CANDIDATES[candidate]:
+        key, wanted = override.split("=")
+        section, name = key.split(".")
+        found = getattr(getattr(config, section), name, None)
+        same = str(found) == wanted or (isinstance(found, float) and found == float(wanted))
+        if not same:
+            raise StudyError(
+                f"{config_path}: validation chose {candidate} ({' '.join(CANDIDATES[candidate])})"
+                f" but {key} is {found!r} there: set '{key}: {wanted}', then run --phase test"
+            )
 
 
 def test_overrides(model: TestModel, seed: int, runs_root: Path) -> list[str]:
@@ -254,10 +259,12 @@ def load_test(out: Path, model: TestModel, scale: int = 4) -> dict[int, dict[str
 
 
 def candidate_label(candidate: str) -> str:
-    """``SR3, image target`` / ``SR3, residual, s = 0.5``."""
-    if candidate == "image":
-        return "SR3, image target"
-    return f"SR3, residual, s = {candidate.removeprefix('residual_')}"
+    """``SR3, image, eps`` / ``SR3, residual s = 0.5, x0`` from the candidate's overrides."""
+    settings = dict(o.split("=") for o in CANDIDATES[candidate])
+    target = settings["sr.target"]
+    if target == "residual":
+        target += f" s = {settings['sr.residual_scale']}"
+    return f"SR3, {target}, {settings['diffusion.prediction']}"
 
 
 def validation_lines(validation: dict[str, dict[str, Any]]) -> list[str]:
@@ -283,16 +290,16 @@ def validation_lines(validation: dict[str, dict[str, Any]]) -> list[str]:
         )
     lines += bicubic_difference_lines([(candidate_label(c), row) for c, row in validation.items()])
     try:
-        scale = chosen_scale(validation)
+        candidate = chosen_candidate(validation)
     except StudyError as error:
         return [*lines, "", f"No choice yet: {error}."]
     return [
         *lines,
         "",
-        f"**Chosen: residual scale s = {scale:g}**, the residual candidate with the highest mean "
-        "validation PSNR (one training run per candidate, so the choice is a point choice; the "
-        "test below does not depend on it being the best scale, only on it being fixed before "
-        "the test files were read).",
+        f"**Chosen: {candidate_label(candidate)}** (`{' '.join(CANDIDATES[candidate])}`), the "
+        "candidate with the highest mean validation PSNR (one training run per candidate, so "
+        "the choice is a point choice; the test below does not depend on it being the best "
+        "setting, only on it being fixed before the test files were read).",
     ]
 
 
@@ -383,7 +390,7 @@ def write_report(out: Path) -> dict[str, Any]:
         "x_0 estimate to [-1, 1], so the residual stays within +-s. Everything else (nets, "
         "schedule, DDIM-20, crops, budgets) is the config of `reports/sr`.",
         "",
-        "## 1. Validation: the target and the residual scale (SR3)",
+        "## 1. Validation: target, residual scale and prediction (SR3)",
         "",
         "Trained on `data.split: fit` (AID's training files without the `val` part of the stable "
         "hash split), scored on 32 `val` scenes (144x144 centre crops, DDIM-20, seed 0). The test "
@@ -425,7 +432,7 @@ def write_report(out: Path) -> dict[str, Any]:
     atomic_write_text(out / "README.md", "\n".join(lines))
     summary = {
         "validation": {c: row["model"]["psnr"] for c, row in validation.items()},
-        "chosen_scale": chosen_scale(validation) if len(validation) == len(CANDIDATES) else None,
+        "chosen": chosen_candidate(validation) if len(validation) == len(CANDIDATES) else None,
         "test_psnr": {
             key: {s: row["model"]["psnr"] for s, row in sorted(load_test(out, m).items())}
             for key, m in TEST_MODELS.items()
@@ -469,9 +476,9 @@ def main(argv: list[str] | None = None) -> int:
                 overrides = validation_overrides(candidate, args.runs_root)
                 measure(f"val_{candidate}", BASE_CONFIG, overrides, args.out)
         elif args.phase == "test":
-            scale = chosen_scale(load_validation(args.out))
+            candidate = chosen_candidate(load_validation(args.out))
             for key in args.models:
-                check_residual_config(scale, REPO / TEST_MODELS[key].config)
+                check_test_config(candidate, REPO / TEST_MODELS[key].config)
             for seed in args.seeds:
                 for key in args.models:
                     measure_test(TEST_MODELS[key], seed, args.out, args.runs_root)

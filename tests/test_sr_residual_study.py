@@ -37,40 +37,38 @@ def _save(out: Path, name: str, row: dict[str, Any], run_name: str | None = None
     path.write_text(json.dumps(record))
 
 
-def test_the_choice_is_the_best_residual_scale_on_validation() -> None:
+def test_the_choice_is_the_best_candidate_on_validation() -> None:
     template = seed_zero_row(REPLICATES["sr3"])
-    validation = {
-        "image": _row(template, 9.0),  # the image target never sets the scale
-        "residual_1": _row(template, -0.5),
-        "residual_0.5": _row(template, 0.2),
-        "residual_0.25": _row(template, 0.1),
-    }
-    assert study.chosen_scale(validation) == 0.5
-    del validation["residual_0.25"]
-    with pytest.raises(study.StudyError, match=r"residual_0\.25"):
-        study.chosen_scale(validation)
+    gains = dict(zip(study.CANDIDATES, (-6.0, -0.5, 0.2, 0.1, 0.3), strict=True))
+    validation = {c: _row(template, gain) for c, gain in gains.items()}
+    assert study.chosen_candidate(validation) == "residual_0.5_x0"
+    assert study.candidate_label("residual_0.5_x0") == "SR3, residual s = 0.5, x0"
+    del validation["image_x0"]
+    with pytest.raises(study.StudyError, match="image_x0"):
+        study.chosen_candidate(validation)
 
 
 def test_the_test_config_must_hold_the_choice(tmp_path: Path) -> None:
     config = tmp_path / "residual.yaml"
     text = Path(study.REPO / study.BASE_CONFIG).read_text()
-    config.write_text(
-        text.replace(
-            "  degradation: bicubic",
-            "  degradation: bicubic\n  target: residual\n  residual_scale: 0.5",
-        )
+    text = text.replace(
+        "  degradation: bicubic",
+        "  degradation: bicubic\n  target: residual\n  residual_scale: 0.5",
     )
-    study.check_residual_config(0.5, config)
-    with pytest.raises(study.StudyError, match=r"residual_scale: 0\.25"):
-        study.check_residual_config(0.25, config)
+    config.write_text(text.replace("  schedule: linear", "  schedule: linear\n  prediction: x0"))
+    study.check_test_config("residual_0.5_x0", config)
+    with pytest.raises(study.StudyError, match=r"set 'diffusion\.prediction: eps'"):
+        study.check_test_config("residual_0.5", config)
+    with pytest.raises(study.StudyError, match=r"set 'sr\.residual_scale: 0\.25'"):
+        study.check_test_config("residual_0.25", config)
 
 
-def test_the_committed_config_holds_the_committed_choice() -> None:
+def test_the_committed_configs_hold_the_committed_choice() -> None:
     validation = study.load_validation(study.REPO / "reports" / "sr_residual")
     if len(validation) < len(study.CANDIDATES):
         pytest.skip("the validation phase has not been committed")
     for model in study.TEST_MODELS.values():
-        study.check_residual_config(study.chosen_scale(validation), study.REPO / model.config)
+        study.check_test_config(study.chosen_candidate(validation), study.REPO / model.config)
 
 
 def test_testing_before_validating_exits_2(
@@ -83,7 +81,7 @@ def test_testing_before_validating_exits_2(
 
 def test_report_reads_only_what_the_seed_intervals_allow(tmp_path: Path) -> None:
     template = seed_zero_row(REPLICATES["sr3"])
-    for candidate, gain in zip(study.CANDIDATES, (-6.0, -0.4, 0.1, 0.05), strict=True):
+    for candidate, gain in zip(study.CANDIDATES, (-6.0, 0.1, 0.05, -2.0, 0.3), strict=True):
         _save(tmp_path, f"val_{candidate}", _row(template, gain))
     sr3, implicit = study.TEST_MODELS["sr3"], study.TEST_MODELS["implicit"]
     for seed, gain in zip(study.SEEDS, (0.2, 0.3, 0.25), strict=True):
@@ -97,7 +95,8 @@ def test_report_reads_only_what_the_seed_intervals_allow(tmp_path: Path) -> None
 
     summary = study.write_report(tmp_path)
     text = (tmp_path / "README.md").read_text()
-    assert summary["chosen_scale"] == 0.5 and "**Chosen: residual scale s = 0.5**" in text
+    assert summary["chosen"] == "residual_0.5_x0"
+    assert "**Chosen: SR3, residual s = 0.5, x0** (`sr.target=residual" in text
     versus_bicubic = summary["differences"]["sr3"]["SR3, residual target - bicubic"]
     assert versus_bicubic["over_seeds"]["low"] > 0
     assert "SR3, residual target - bicubic: seeds +0.21, +0.31, +0.26 dB" in text
