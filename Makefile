@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-residual-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -80,16 +80,16 @@ seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hou
 		eurosat; wait
 	$(BIN)/python scripts/seed_study.py --report-only
 
-sr-residual-study: setup  # SR3/implicit with a residual target: val choice, then 3 seeds; ~100 min, 2 cores
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+sr-settings-study: setup  # SR3/implicit with a residual target: val choice, then 3 seeds; ~100 min, 2 cores
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_settings_study.py \
 		--phase val --only image residual_0.25 image_x0 & \
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_settings_study.py \
 		--phase val --only residual_0.5 residual_0.5_x0; wait
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_settings_study.py \
 		--phase test --models sr3 & \
-	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_residual_study.py \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_settings_study.py \
 		--phase test --models implicit; wait
-	$(BIN)/python scripts/sr_residual_study.py --report-only
+	$(BIN)/python scripts/sr_settings_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \

@@ -1,19 +1,21 @@
-"""SR3 and the implicit model with a residual target (SRDiff) on AID x4: ``reports/sr_residual``.
+"""What SR3 and the implicit model diffuse and predict, chosen on validation: reports/sr_settings.
 
 SR3 and the implicit (IDM-style) model as ``reports/sr`` trains them (1.68 M / 2.64 M parameters,
-1600 / 1000 steps of batch 8 on one CPU thread) are 6.8 and 8.3 dB below bicubic. SRDiff (Li et
-al. 2022, Sec. 3.2) diffuses the residual between the HR image and the bicubic image instead
-(``sr.target: residual``); this study measures what that changes at the same budgets:
+1600 / 1000 steps of batch 8 on one CPU thread, the HR image as target, eps prediction) are 6.8
+and 8.3 dB below bicubic on AID x4. Two settings could change that at the same budgets: the
+target, the HR image or its residual on the bicubic image (``sr.target: residual``; SRDiff, Li et
+al. 2022, Sec. 3.2), and what the net predicts, the noise (Ho et al. 2020) or x_0
+(``diffusion.prediction: x0``). This study chooses them on validation and tests the choice:
 
 1. ``--phase val``: the SR3 candidates of :data:`CANDIDATES` (target image or residual, residual
    scale, eps or x_0 prediction), trained on ``data.split: fit`` (the AID training files without
    their ``val`` part) and scored on the 32 ``val`` scenes (144x144 centre crops, DDIM-20). The
    candidate with the highest mean validation PSNR is the choice, for both models (the implicit
    model has no sweep of its own); the test files are not read.
-2. ``--phase test``: each model's residual config of :data:`TEST_MODELS` (which must hold that
-   choice) trained on ``data.split: train`` with seeds 0, 1 and 2, scored on the 32 test scenes
-   of ``reports/sr`` (checked image by image; the implicit model at x4, and at x2, x3, x6, x8 for
-   seed 0). Each difference (to bicubic, to the same model with the image target, to the
+2. ``--phase test``: each model's config of :data:`TEST_MODELS` (which must hold that choice)
+   trained on ``data.split: train`` with seeds 0, 1 and 2, scored on the 32 test scenes of
+   ``reports/sr`` (checked image by image; the implicit model at x4, and at x2, x3, x6, x8 for
+   seed 0). Each difference (to bicubic, to the same model as ``reports/sr`` trains it, to the
    regression UNet; their seeds come from ``reports/sr`` and ``reports/seeds``) is a paired mean
    over the images per seed, with a Student-t 95% interval over the 3 seeds.
 
@@ -22,11 +24,11 @@ share the work and an interrupted study resumes.
 
 Example (the committed report: two processes of one thread each per phase, then the render)::
 
-    python scripts/sr_residual_study.py --phase val --only image residual_0.25 image_x0 &
-    python scripts/sr_residual_study.py --phase val --only residual_0.5 residual_0.5_x0
-    python scripts/sr_residual_study.py --phase test --models sr3 &
-    python scripts/sr_residual_study.py --phase test --models implicit
-    python scripts/sr_residual_study.py --report-only
+    python scripts/sr_settings_study.py --phase val --only image residual_0.25 image_x0 &
+    python scripts/sr_settings_study.py --phase val --only residual_0.5 residual_0.5_x0
+    python scripts/sr_settings_study.py --phase test --models sr3 &
+    python scripts/sr_settings_study.py --phase test --models implicit
+    python scripts/sr_settings_study.py --report-only
 """
 
 from __future__ import annotations
@@ -80,12 +82,12 @@ EVALUATION = {**AID_EVALUATION, "sampler": "ddim", "steps": 20}
 
 @dataclass(frozen=True)
 class TestModel:
-    """A model of the test phase: its residual config and its image-target counterpart."""
+    """A model of the test phase: its config and its counterpart as ``reports/sr`` trains it."""
 
     key: str
     label: str
     config: str
-    image_twin: str  # its image-target model in scripts/seed_study.py's REPLICATES
+    image_twin: str  # the reports/sr model in scripts/seed_study.py's REPLICATES
     extra_scales: tuple[int, ...] = ()  # scales measured for seed 0 besides x4 (reports/sr rows)
 
     def evaluation(self, scale: int = 4) -> dict[str, Any]:
@@ -100,11 +102,11 @@ class TestModel:
 TEST_MODELS: dict[str, TestModel] = {
     m.key: m
     for m in (
-        TestModel("sr3", "SR3, residual target", "configs/sr/aid_sr3_residual_x4.yaml", "sr3"),
+        TestModel("sr3", "SR3, validation choice", "configs/sr/aid_sr3_x0_x4.yaml", "sr3"),
         TestModel(
             "implicit",
-            "implicit, residual target",
-            "configs/sr/aid_implicit_residual.yaml",
+            "implicit, validation choice",
+            "configs/sr/aid_implicit_x0.yaml",
             "implicit",
             extra_scales=(2, 3, 6, 8),
         ),
@@ -349,8 +351,8 @@ def test_lines(
             "Other scales, seed 0 (one model for every scale; x6 and x8 are outside the training "
             f"range x1.5-x4). Paired intervals over the images: {method_sentence()}.",
             "",
-            "| scale | bicubic PSNR | image target PSNR | residual PSNR | residual - bicubic | "
-            "residual - image target |",
+            "| scale | bicubic PSNR | reports/sr PSNR | chosen PSNR | chosen - bicubic | "
+            "chosen - reports/sr |",
             "|---|---|---|---|---|---|",
         ]
         for scale, row in scaled.items():
@@ -374,7 +376,7 @@ def write_report(out: Path) -> dict[str, Any]:
     seeds = load_rows(REPO / "reports" / "seeds")
     records = [json.loads(p.read_text()) for p in sorted((out / "rows").glob("*.json"))]
     lines = [
-        "# SR3 and the implicit model with a residual target (SRDiff) on AID x4",
+        "# SR3 and the implicit model: target and prediction chosen on validation (AID x4)",
         "",
         "Commands (each run is saved as it is measured, so they resume):",
         "",
@@ -385,27 +387,30 @@ def write_report(out: Path) -> dict[str, Any]:
         "batch 8; implicit: 2.64 M, 1000 steps), so these are early-training numbers, not "
         "converged models.",
         "",
-        "What differs from `reports/sr`: the diffused target is x_0 = (HR - bicubic) / s and the "
-        "sample is bicubic + s x_0 (SRDiff, Li et al. 2022, Sec. 3.2); sampling clips each step's "
-        "x_0 estimate to [-1, 1], so the residual stays within +-s. Everything else (nets, "
-        "schedule, DDIM-20, crops, budgets) is the config of `reports/sr`.",
+        "The settings: `sr.target: residual` diffuses x_0 = (HR - bicubic) / s and returns "
+        "bicubic + s x_0 (SRDiff, Li et al. 2022, Sec. 3.2; sampling clips each step's x_0 "
+        "estimate to [-1, 1], so the residual stays within +-s); `diffusion.prediction: x0` has "
+        "the net predict x_0 instead of the noise. Everything else (nets, schedule, DDIM-20, "
+        "crops, budgets) is the config of `reports/sr`.",
         "",
         "## 1. Validation: target, residual scale and prediction (SR3)",
         "",
         "Trained on `data.split: fit` (AID's training files without the `val` part of the stable "
         "hash split), scored on 32 `val` scenes (144x144 centre crops, DDIM-20, seed 0). The test "
-        "files are not read in this phase. The implicit model takes the scale chosen here.",
+        "files are not read in this phase. The implicit model takes the setting chosen here.",
         "",
         *validation_lines(validation),
         "",
         "## 2. Test: the chosen setting over three training seeds",
         "",
-        "Each residual config trained on `data.split: train` with seeds 0, 1 and 2, scored on the "
+        "Each model's config (the choice) trained on `data.split: train` with seeds 0, 1 and 2, "
+        "scored on the "
         "32 test scenes of `reports/sr` (checked image by image). Each seed's difference is the "
         "mean over the same images; the interval over seeds is a Student-t 95% interval (2 "
-        "degrees of freedom), the training variation on these images. The image-target models "
-        "and the regression UNet have the same three seeds (`reports/sr`, `reports/seeds`); seed "
-        "s is paired with seed s. A difference is read only where its interval excludes 0.",
+        "degrees of freedom), the training variation on these images. The models as "
+        "`reports/sr` trains them and the regression UNet have the same three seeds "
+        "(`reports/sr`, `reports/seeds`); seed s is paired with seed s. A difference is read "
+        "only where its interval excludes 0.",
         "",
     ]
     differences = {}
@@ -452,11 +457,18 @@ def write_report(out: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("reports/sr_residual"))
-    parser.add_argument("--runs-root", type=Path, default=Path("outputs/sr_residual/runs"))
+    parser.add_argument("--out", type=Path, default=Path("reports/sr_settings"))
+    parser.add_argument("--runs-root", type=Path, default=Path("outputs/sr_settings/runs"))
     parser.add_argument("--phase", choices=["val", "test"], help="what to train and measure")
     parser.add_argument(
         "--only", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES), help="--phase val"
+    )
+    parser.add_argument(
+        "--models",
+        nargs="*",
+        default=list(TEST_MODELS),
+        choices=list(TEST_MODELS),
+        help="--phase test",
     )
     parser.add_argument(
         "--seeds",

@@ -1,4 +1,4 @@
-"""scripts/sr_residual_study.py: the validation choice, its config check, the report's readings."""
+"""scripts/sr_settings_study.py: the validation choice, its config check, the report's readings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scripts import sr_residual_study as study
+from scripts import sr_settings_study as study
 from scripts.seed_study import REPLICATES, seed_zero_row
 
 
@@ -64,7 +64,7 @@ def test_the_test_config_must_hold_the_choice(tmp_path: Path) -> None:
 
 
 def test_the_committed_configs_hold_the_committed_choice() -> None:
-    validation = study.load_validation(study.REPO / "reports" / "sr_residual")
+    validation = study.load_validation(study.REPO / "reports" / "sr_settings")
     if len(validation) < len(study.CANDIDATES):
         pytest.skip("the validation phase has not been committed")
     for model in study.TEST_MODELS.values():
@@ -97,15 +97,15 @@ def test_report_reads_only_what_the_seed_intervals_allow(tmp_path: Path) -> None
     text = (tmp_path / "README.md").read_text()
     assert summary["chosen"] == "residual_0.5_x0"
     assert "**Chosen: SR3, residual s = 0.5, x0** (`sr.target=residual" in text
-    versus_bicubic = summary["differences"]["sr3"]["SR3, residual target - bicubic"]
+    versus_bicubic = summary["differences"]["sr3"]["SR3, validation choice - bicubic"]
     assert versus_bicubic["over_seeds"]["low"] > 0
-    assert "SR3, residual target - bicubic: seeds +0.21, +0.31, +0.26 dB" in text
+    assert "SR3, validation choice - bicubic: seeds +0.21, +0.31, +0.26 dB" in text
     # the image-target seeds are the committed ones (6-9 dB below bicubic)
-    versus_sr3 = summary["differences"]["sr3"]["SR3, residual target - SR3 (AID x4, DDIM-20)"]
+    versus_sr3 = summary["differences"]["sr3"]["SR3, validation choice - SR3 (AID x4, DDIM-20)"]
     assert versus_sr3["over_seeds"]["low"] > 5
     # -0.09, +0.21, +0.11 over three seeds: an interval across 0, so no reading
     implicit_line = next(
-        line for line in text.splitlines() if line.startswith("- implicit, residual target - bic")
+        line for line in text.splitlines() if line.startswith("- implicit, validation choice - bic")
     )
     assert "not distinguishable" in implicit_line, implicit_line
     assert summary["differences"]["implicit"]["x2 seed 0"]["minus_bicubic"]["low"] > 0
