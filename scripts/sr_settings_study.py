@@ -81,7 +81,7 @@ EVALUATION = {**AID_EVALUATION, "sampler": "ddim", "steps": 20}
 
 
 @dataclass(frozen=True)
-class TestModel:
+class TestedModel:
     """A model of the test phase: its config and its counterpart as ``reports/sr`` trains it."""
 
     key: str
@@ -99,11 +99,11 @@ class TestModel:
         return f"test_{self.key}_seed{seed}" + ("" if scale == 4 else f"_x{scale}")
 
 
-TEST_MODELS: dict[str, TestModel] = {
+TEST_MODELS: dict[str, TestedModel] = {
     m.key: m
     for m in (
-        TestModel("sr3", "SR3, validation choice", "configs/sr/aid_sr3_x0_x4.yaml", "sr3"),
-        TestModel(
+        TestedModel("sr3", "SR3, validation choice", "configs/sr/aid_sr3_x0_x4.yaml", "sr3"),
+        TestedModel(
             "implicit",
             "implicit, validation choice",
             "configs/sr/aid_implicit_x0.yaml",
@@ -173,9 +173,9 @@ def measure(
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
-def measure_test(model: TestModel, seed: int, out: Path, runs_root: Path) -> None:
+def measure_test(model: TestedModel, seed: int, out: Path, runs_root: Path) -> None:
     """One test seed of ``model``: x4 (and, for seed 0, its extra scales) on reports/sr's crops."""
-    overrides = test_overrides(model, seed, runs_root)
+    overrides = tested_overrides(model, seed, runs_root)
     twin = REPLICATES[model.image_twin]
     scales = (4, *model.extra_scales) if seed == 0 else (4,)
     for scale in scales:
@@ -242,12 +242,12 @@ def check_test_config(candidate: str, config_path: Path) -> None:
             )
 
 
-def test_overrides(model: TestModel, seed: int, runs_root: Path) -> list[str]:
+def tested_overrides(model: TestedModel, seed: int, runs_root: Path) -> list[str]:
     """A test run: the model's residual config with ``seed``, in its own folder."""
     return [f"seed={seed}", f"output_dir={runs_root / 'test' / model.key / f'seed{seed}'}"]
 
 
-def load_test(out: Path, model: TestModel, scale: int = 4) -> dict[int, dict[str, Any]]:
+def load_test(out: Path, model: TestedModel, scale: int = 4) -> dict[int, dict[str, Any]]:
     """The measured test rows of ``model`` at ``scale``, ``{seed: row}``."""
     found = {}
     for seed in SEEDS:
@@ -320,8 +320,8 @@ def seed_table(rows: dict[int, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def test_lines(
-    model: TestModel, out: Path, others: dict[str, dict[int, dict[str, Any]]]
+def tested_model_lines(
+    model: TestedModel, out: Path, others: dict[str, dict[int, dict[str, Any]]]
 ) -> tuple[list[str], dict[str, Any]]:
     """``model``'s x4 table per seed, its differences over seeds and its other scales (seed 0),
     with the summary of the differences."""
@@ -415,7 +415,7 @@ def write_report(out: Path) -> dict[str, Any]:
     ]
     differences = {}
     for model in TEST_MODELS.values():
-        tested, differences[model.key] = test_lines(model, out, seeds)
+        tested, differences[model.key] = tested_model_lines(model, out, seeds)
         lines += [f"### {model.label} (`{model.config}`)", "", *tested, ""]
     lines += [
         "## Training",
