@@ -122,7 +122,7 @@ class StudyError(Exception):
 
 
 def row_path(out: Path, name: str) -> Path:
-    """The file of one measured run (``val_<candidate>`` or ``test_seed<s>``)."""
+    """The file of one measured row (``val_<candidate>`` or :meth:`TestedModel.row_name`)."""
     return out / "rows" / f"{name}.json"
 
 
@@ -173,18 +173,21 @@ def measure(
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
+def twin_row(model: TestedModel, scale: int = 4) -> dict[str, Any]:
+    """The committed seed-0 row of ``model``'s ``reports/sr`` counterpart at ``scale``."""
+    twin = REPLICATES[model.image_twin]
+    if scale == 4:
+        return seed_zero_row(twin)
+    return json.loads((REPO / twin.source[0]).read_text())["rows"][f"{model.key}_x{scale}"]
+
+
 def measure_test(model: TestedModel, seed: int, out: Path, runs_root: Path) -> None:
     """One test seed of ``model``: x4 (and, for seed 0, its extra scales) on reports/sr's crops."""
     overrides = tested_overrides(model, seed, runs_root)
-    twin = REPLICATES[model.image_twin]
     scales = (4, *model.extra_scales) if seed == 0 else (4,)
     for scale in scales:
-        reference = (
-            seed_zero_row(twin)
-            if scale == 4
-            else json.loads((REPO / twin.source[0]).read_text())["rows"][f"implicit_x{scale}"]
-        )
         name, run_name = model.row_name(seed, scale), model.row_name(seed)
+        reference = twin_row(model, scale)
         measure(name, model.config, overrides, out, model.evaluation(scale), reference, run_name)
 
 
@@ -243,7 +246,7 @@ def check_test_config(candidate: str, config_path: Path) -> None:
 
 
 def tested_overrides(model: TestedModel, seed: int, runs_root: Path) -> list[str]:
-    """A test run: the model's residual config with ``seed``, in its own folder."""
+    """A test run: the model's config with ``seed``, in its own folder."""
     return [f"seed={seed}", f"output_dir={runs_root / 'test' / model.key / f'seed{seed}'}"]
 
 
@@ -277,13 +280,12 @@ def validation_lines(validation: dict[str, dict[str, Any]]) -> list[str]:
         "| candidate | val images | PSNR | SSIM | PSNR-Y | MAE | s / image |",
         "|---|---|---|---|---|---|---|",
     ]
-    first = next(iter(validation.values()), None)
-    if first is not None:
-        b = first["bicubic"]
-        lines.append(
-            f"| bicubic | {first['n']} | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['psnr_y']:.2f} | "
-            f"{b['mae']:.4f} | - |"
-        )
+    first = next(iter(validation.values()))
+    b = first["bicubic"]
+    lines.append(
+        f"| bicubic | {first['n']} | {b['psnr']:.2f} | {b['ssim']:.4f} | {b['psnr_y']:.2f} | "
+        f"{b['mae']:.4f} | - |"
+    )
     for candidate, row in validation.items():
         m = row["model"]
         lines.append(
@@ -345,7 +347,6 @@ def tested_model_lines(
         lines.append(difference_line(name_a, name_b, difference))
     scaled = {s: load_test(out, model, s).get(0) for s in model.extra_scales}
     if any(scaled.values()):
-        image_rows = json.loads((REPO / twin.source[0]).read_text())["rows"]
         lines += [
             "",
             "Other scales, seed 0 (one model for every scale; x6 and x8 are outside the training "
@@ -358,7 +359,7 @@ def tested_model_lines(
         for scale, row in scaled.items():
             if row is None:
                 continue
-            image_row = image_rows[f"implicit_x{scale}"]
+            image_row = twin_row(model, scale)
             to_bicubic = paired_difference(row)
             to_image = paired_difference(row, image_row, reference_side="model")
             summary[f"x{scale} seed 0"] = {"minus_bicubic": to_bicubic, "minus_image": to_image}

@@ -86,8 +86,6 @@ class SR3(SRMethod):
             progress=progress,
             return_trajectory=return_trajectory,
         )
-        if self.config.target == "image":
-            return output
         return dataclasses.replace(
             output,
             sample=from_target(self.config, output.sample, bicubic),
