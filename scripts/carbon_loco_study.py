@@ -8,7 +8,10 @@ regression UNet and IIDM (``configs/carbon/biomassters_iidm.yaml`` via ``study_c
 the checkpoint, i.e. the number of training steps, among ``--checkpoints`` evenly spaced ones.
 Rows: constant (mean of all valid training pixels), per-class mean (training forest / non-forest
 means applied by the test chip's forest mask), RF (:mod:`terradiff.carbon.baselines`), UNet
-regression, IIDM; ``--seeds`` seeds for RF and the networks. Metrics on the test chip's forest
+regression, IIDM (noise prediction, as configured) and IIDM-x0 (the same net predicting x_0, the
+setting ``reports/sr_settings`` chose for SR on validation); ``--seeds`` seeds for RF and the
+networks. Which IIDM target the README names is chosen on the validation region too
+(:func:`prediction_choice`). Metrics on the test chip's forest
 pixels (:func:`terradiff.carbon.metrics.carbon_metrics`, Mg C/ha): RMSE, MAE, R^2, bias.
 
 Intervals: a 95% percentile bootstrap (Efron & Tibshirani 1993) over ``--block``-pixel square
@@ -18,9 +21,12 @@ resampling blocks within each chip; differences to the constant paired (the same
 (fold x model x seed) are saved as measured, so a rerun skips finished ones; ``--report-only``
 re-renders README.md and the figure from ``results.json``.
 
-Run (``make carbon-loco-study``, ~1.5-2 h on 2 CPU cores with the defaults)::
+Run (``make carbon-loco-study``, ~2.5-3 h on 2 CPU cores with the defaults)::
 
     python scripts/carbon_loco_study.py --work outputs/carbon_loco --out reports/carbon_loco
+
+Two processes started with the same command share the work: each claims a cell before measuring
+it (:func:`claim_cell`) and saves under a lock, keeping the cells the other saved.
 """
 
 from __future__ import annotations
@@ -50,16 +56,21 @@ from terradiff.report_format import (  # noqa: E402
 )
 
 BASE = REPO / "configs/carbon/biomassters_iidm.yaml"
-MODELS = ("constant", "class_mean", "rf", "regression", "iidm")
+MODELS = ("constant", "class_mean", "rf", "regression", "iidm", "iidm_x0")
 NAIVE = ("constant", "class_mean")
-NETS = {"regression": ("carbon", "regression"), "iidm": None}
+NETS = {"regression": ("carbon", "regression"), "iidm": None, "iidm_x0": None}
 """Trained networks and their method switch (None: the base config's IIDM)."""
+NET_OVERRIDES = {"iidm_x0": ["diffusion.prediction=x0"]}
+"""Config overrides of a network row beyond the base config."""
+IIDM_TARGETS = {"iidm": "eps", "iidm_x0": "x0"}
+"""The IIDM rows and the prediction target each trains (:func:`prediction_choice`)."""
 LABELS = {
     "constant": "constant (training mean)",
     "class_mean": "per-class mean (forest / non-forest)",
     "rf": "RF",
     "regression": "UNet regression",
     "iidm": "IIDM",
+    "iidm_x0": "IIDM-x0 (x_0 prediction)",
 }
 METRICS = ("rmse", "mae", "r2", "bias")
 KEYS = ("mean", "low", "high")
@@ -188,7 +199,7 @@ def train_net(
 ) -> dict:
     """Train one network of one fold and seed (resumed if interrupted), checkpoints kept at
     ``--checkpoints`` evenly spaced steps for the validation choice."""
-    steps = args.iidm_steps if model == "iidm" else args.regression_steps
+    steps = args.iidm_steps if model in IIDM_TARGETS else args.regression_steps
     every = max(1, steps // args.checkpoints)
     overrides = [
         f"data.root={data_root}",
@@ -205,6 +216,7 @@ def train_net(
         "train.sample_every=1000000000",
         "train.progress=false",
     ]
+    overrides += NET_OVERRIDES.get(model, [])
     return train(f"loco-{model}", BASE, overrides + args.set, NETS[model])
 
 
@@ -220,6 +232,57 @@ def choose_checkpoint(run_dir: Path, val: list[dict], ddim_steps: int, seed: int
         paths[str(step)] = str(path)
     best = min(scores, key=scores.__getitem__)
     return {"step": int(best), "rule": RULE, "checkpoint": paths[best], "val_rmse_by_step": scores}
+
+
+def prediction_choice(cells: dict[str, Any]) -> dict[str, Any] | None:
+    """Which IIDM prediction target the README names, chosen on validation only.
+
+    Rule (fixed before the IIDM-x0 runs): over the (fold, seed) pairs measured for every IIDM
+    row, the target whose chosen checkpoints have the lower mean validation RMSE. Also the
+    paired per-pair differences (x0 - eps) and how many pairs favour each. None until a pair
+    has both rows.
+    """
+    by_row: dict[str, dict[str, float]] = {row: {} for row in IIDM_TARGETS}
+    for key, cell in cells.items():
+        test, model, seed = key.split("/")
+        if model in IIDM_TARGETS and "choice" in cell:
+            chosen = cell["choice"]["val_rmse_by_step"][str(cell["choice"]["step"])]
+            by_row[model][f"{test}/{seed}"] = float(chosen)
+    pairs = sorted(set.intersection(*(set(v) for v in by_row.values())))
+    if not pairs:
+        return None
+    means = {row: float(np.mean([by_row[row][p] for p in pairs])) for row in IIDM_TARGETS}
+    best = min(means, key=means.__getitem__)
+    eps_row, x0_row = (next(r for r, t in IIDM_TARGETS.items() if t == k) for k in ("eps", "x0"))
+    differences = [by_row[x0_row][p] - by_row[eps_row][p] for p in pairs]
+    return {
+        "rule": "lower mean validation RMSE of the chosen checkpoints over the shared "
+        "(fold, seed) pairs",
+        "pairs": pairs,
+        "mean_val_rmse": {IIDM_TARGETS[r]: v for r, v in means.items()},
+        "x0_minus_eps": differences,
+        "x0_lower_in": int(sum(d < 0 for d in differences)),
+        "chosen_row": best,
+        "chosen_target": IIDM_TARGETS[best],
+    }
+
+
+def choice_lines(choice: dict[str, Any] | None) -> list[str]:
+    """The README section stating the validation choice of the IIDM target."""
+    if choice is None:
+        return []
+    mean = choice["mean_val_rmse"]
+    diffs = ", ".join(f"{d:+.2f}" for d in choice["x0_minus_eps"])
+    return [
+        "## IIDM prediction target, chosen on validation",
+        "",
+        f"Rule, fixed in code before the IIDM-x0 runs: {choice['rule']}. Over "
+        f"{len(choice['pairs'])} (fold, seed) pairs, mean validation RMSE {mean['eps']:.2f} "
+        f"(eps) and {mean['x0']:.2f} (x0) Mg C/ha; x0 - eps per pair: {diffs} (x0 lower in "
+        f"{choice['x0_lower_in']} of {len(choice['pairs'])}). Chosen: "
+        f"**{choice['chosen_target']}** ({LABELS[choice['chosen_row']]}).",
+        "",
+    ]
 
 
 def block_stats(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: int) -> np.ndarray:
@@ -339,7 +402,10 @@ max_depth from {rf_depths} by validation RMSE, fitted on at most {max_pixels:,} 
 UNet regression and IIDM: `configs/carbon/biomassters_iidm.yaml` (widths as configured, not
 tuned), {regression_steps} and {iidm_steps} steps x batch 8 of 64x64 crops; the checkpoint
 (training steps) among {checkpoints} evenly spaced ones chosen by validation RMSE; IIDM sampled
-with DDIM-{ddim_steps}, one sample. Seeds: {seeds} for RF and the networks. Budget: about
+with DDIM-{ddim_steps}, one sample. The IIDM predicts the noise (eps), as configured; IIDM-x0
+is the same config with `diffusion.prediction: x0` and the same budget (the target that
+`reports/sr_settings` chose for SR on validation), added after the first five rows. Seeds:
+{seeds} for RF and the networks. Budget: about
 {minutes[train]:.0f} minutes of network training and {minutes[all]:.0f} minutes in all (training,
 validation, test maps) on the CPU of the machine above.
 
@@ -504,6 +570,7 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
     for scope, rows in summary.items():
         title = "Pooled over the folds" if scope == "pooled" else f"Test chip {scope}"
         lines += [f"## {title}", "", *interval_table(rows), "", *reading(rows), ""]
+    lines += choice_lines(results.get("iidm_choice"))
     written = out / "reading.md"  # the hand-written reading, kept apart from the rendered tables
     if written.is_file():
         lines += [written.read_text().strip(), ""]
@@ -558,6 +625,46 @@ def measure(model: str, fold: dict, seed: int, args: Any, data: dict) -> dict[st
     return cell
 
 
+def claim_cell(folder: Path, key: str) -> bool:
+    """Claim ``key`` for this process (a file holding its pid, created exclusively), so that
+    processes sharing a study measure different cells. A claim whose process is gone is taken
+    over (a resumed study); False when a live process holds it."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (key.replace("/", "__") + ".pid")
+    mine = folder / f".{os.getpid()}.tmp"
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, path)  # atomic: fails when a claim exists, never half-written
+                return True
+            except FileExistsError:
+                holder = int(path.read_text())
+                if holder == os.getpid():
+                    return True
+                if _alive(holder):
+                    return False
+                path.unlink(missing_ok=True)  # stale: its process ended
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 probes without sending)."""
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (defaults: the CPU budget of the committed report, ~1.5-2 h)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -566,6 +673,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("reports/carbon_loco"))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--seeds", type=int, default=3, help="seeds of RF and the networks")
+
     p.add_argument("--iidm-steps", type=int, default=400)
     p.add_argument("--regression-steps", type=int, default=400)
     p.add_argument("--checkpoints", type=int, default=4, help="candidate checkpoints per run")
@@ -589,7 +697,11 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     results, save = open_results(
-        args.out, args.redo, report_only=args.report_only, data_paths=[args.shared / "biomassters"]
+        args.out,
+        args.redo,
+        report_only=args.report_only,
+        data_paths=[args.shared / "biomassters"],
+        merge=("cells", "commands"),
     )
     if not args.report_only:
         record_command(results, argv)
@@ -619,7 +731,7 @@ def main(argv: list[str] | None = None) -> None:
                     if seed > 0 and model in ("constant", "class_mean"):
                         continue  # deterministic: one "seed"
                     key = f"{fold['test']}/{model}/seed{seed}"
-                    if key in cells:
+                    if key in cells or not claim_cell(args.work / "claims", key):
                         continue
                     print(f"measuring {key} ...", flush=True)
                     cells[key] = measure(model, fold, seed, args, data)
@@ -629,6 +741,7 @@ def main(argv: list[str] | None = None) -> None:
     args.resamples = results["budget"]["resamples"]
     summary = summarise(results, args)
     results["summary"] = summary
+    results["iidm_choice"] = prediction_choice(results.get("cells", {}))
     save()
     write_report(results, summary, args.out)
     print(f"wrote {args.out / 'README.md'}")

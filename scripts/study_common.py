@@ -3,9 +3,10 @@ machine, read a run's losses, open a results JSON stamped with its provenance.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,18 @@ def open_results(
     *,
     report_only: bool | None = None,
     data_paths: Iterable[str | Path] = (),
+    merge: Sequence[str] = (),
 ) -> tuple[dict[str, Any], Callable[[], None]]:
     """``(results, save)``: ``out/results.json`` as a dict (empty with ``redo``) and a function
     that writes it back atomically, so a study saves each measurement as it is made.
 
     The dict is stamped by :func:`stamp_results` (``report_only`` defaults to whether
     ``--report-only`` is on the command line): re-rendering keeps the measured machine.
+
+    ``merge`` names top-level keys that several processes of one study may fill at once (e.g.
+    ``"cells"``, one process per seed): ``save`` then holds a lock on ``out/.results.lock``,
+    re-reads the file and first takes in the entries of those keys (dict items, list items) that
+    another process saved and this one lacks, so no process overwrites another's measurements.
     """
     out.mkdir(parents=True, exist_ok=True)
     path = out / "results.json"
@@ -165,9 +172,43 @@ def open_results(
     stamp_results(results, report_only=report_only, data_paths=data_paths)
 
     def save() -> None:
-        atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+        with _exclusive(out / ".results.lock"):
+            if merge and path.is_file():
+                merge_missing(results, json.loads(path.read_text()), merge)
+            atomic_write_text(path, json.dumps(results, indent=2) + "\n")
 
     return results, save
+
+
+def merge_missing(results: dict[str, Any], other: dict[str, Any], keys: Sequence[str]) -> None:
+    """Copy into ``results[key]`` what ``other[key]`` holds and it lacks, for each of ``keys``:
+    dict entries by name (``results``'s own value wins), list items not already present."""
+    for key in keys:
+        theirs = other.get(key)
+        if isinstance(theirs, dict):
+            mine = results.setdefault(key, {})
+            for name, value in theirs.items():
+                mine.setdefault(name, value)
+        elif isinstance(theirs, list):
+            mine_list = results.setdefault(key, [])
+            mine_list.extend(item for item in theirs if item not in mine_list)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (``fcntl.flock``) for the block; no lock where fcntl is
+    missing (Windows), where the study runs one process at a time."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def report_header(title: str, results: dict[str, Any]) -> list[str]:

@@ -9,14 +9,18 @@ import numpy as np
 import pytest
 
 from scripts.carbon_loco_study import (
+    MODELS,
     block_stats,
     bootstrap,
+    choice_lines,
+    claim_cell,
     class_mean_map,
     class_means,
     load_chip,
     make_folds,
     metrics_from_stats,
     partial_banner,
+    prediction_choice,
     reading,
     resample_counts,
     split_columns,
@@ -179,14 +183,59 @@ def test_report_ranks_only_separated_intervals(tmp_path: Path) -> None:
 
 def test_partial_snapshot_says_so_until_every_cell_is_measured() -> None:
     chips = {"a": {}, "b": {}}
-    models = ("constant", "class_mean", "rf", "regression", "iidm")
     full = {
         f"{c}/{m}/seed{s}": {}
         for c in chips
-        for m in models
+        for m in MODELS
         for s in range(1 if m in ("constant", "class_mean") else 2)
     }
+    assert len(full) == 2 * (2 + 2 * 4)  # naive rows once, the 4 learned rows per seed
     results = {"cells": dict(full), "budget": {"seeds": 2}, "data": {"chips": chips}}
     assert partial_banner(results) == []
-    del results["cells"]["b/iidm/seed1"]
-    assert "15 of 16 cells measured" in partial_banner(results)[0]
+    del results["cells"]["b/iidm_x0/seed1"]
+    assert "19 of 20 cells measured" in partial_banner(results)[0]
+
+
+def _iidm_cell(chosen: int, scores: dict[int, float]) -> dict:
+    return {"choice": {"step": chosen, "val_rmse_by_step": {str(k): v for k, v in scores.items()}}}
+
+
+def test_iidm_target_is_chosen_by_validation_rmse_of_the_chosen_checkpoints() -> None:
+    cells = {
+        "a/iidm/seed0": _iidm_cell(400, {200: 50.0, 400: 46.0}),
+        "a/iidm_x0/seed0": _iidm_cell(200, {200: 40.0, 400: 41.0}),  # chosen step, not last
+        "b/iidm/seed0": _iidm_cell(400, {400: 44.0}),
+        "b/iidm_x0/seed0": _iidm_cell(400, {400: 45.0}),
+        "b/iidm/seed1": _iidm_cell(400, {400: 10.0}),  # no x0 partner: not a pair, left out
+        "b/rf/seed0": {"choice": {"max_depth": "12"}},
+    }
+    choice = prediction_choice(cells)
+    assert choice is not None
+    assert choice["pairs"] == ["a/seed0", "b/seed0"]
+    assert choice["mean_val_rmse"] == {"eps": 45.0, "x0": 42.5}
+    assert choice["x0_minus_eps"] == [-6.0, 1.0] and choice["x0_lower_in"] == 1
+    assert (choice["chosen_row"], choice["chosen_target"]) == ("iidm_x0", "x0")
+    text = "\n".join(choice_lines(choice))
+    assert "x0 lower in 1 of 2" in text and "**x0**" in text
+    # eps wins when its mean is lower; nothing to choose before a pair exists
+    cells["a/iidm_x0/seed0"] = _iidm_cell(200, {200: 60.0})
+    assert prediction_choice(cells)["chosen_target"] == "eps"
+    assert prediction_choice({"a/iidm/seed0": cells["a/iidm/seed0"]}) is None
+    assert choice_lines(None) == []
+
+
+def test_a_cell_is_claimed_by_one_live_process(tmp_path: Path) -> None:
+    import os
+
+    assert claim_cell(tmp_path, "a/iidm/seed0")
+    assert claim_cell(tmp_path, "a/iidm/seed0")  # its own claim again (a retry)
+    claim = tmp_path / "a__iidm__seed1.pid"
+    claim.write_text("1")  # held by a live process (pid 1 always exists)
+    assert not claim_cell(tmp_path, "a/iidm/seed1")
+    claim.write_text("999999999")  # its process is gone: taken over
+    assert claim_cell(tmp_path, "a/iidm/seed1")
+    assert claim.read_text() == str(os.getpid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a__iidm__seed0.pid",
+        "a__iidm__seed1.pid",
+    ]  # no temporary file left behind

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from accelerate.state import AcceleratorState
 
-from scripts.study_common import is_finished, train
+from scripts.study_common import is_finished, merge_missing, open_results, train
 from tests.helpers import tiny_config
 
 
@@ -34,3 +34,30 @@ def test_a_time_limited_run_is_final_and_a_signalled_one_is_not(
 
 def json_lines(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_saving_one_results_file_keep_each_others_cells(tmp_path: Path) -> None:
+    first, save_first = open_results(tmp_path, report_only=False, merge=("cells", "commands"))
+    second, save_second = open_results(tmp_path, report_only=False, merge=("cells", "commands"))
+    first.setdefault("cells", {})["a/seed0"] = {"rmse": 1.0}
+    first["commands"] = ["python study.py"]
+    save_first()
+    second.setdefault("cells", {})["b/seed0"] = {"rmse": 2.0}
+    second["commands"] = ["python study.py", "python study.py --models b"]
+    save_second()  # written after the first: must not drop a/seed0
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["cells"] == {"a/seed0": {"rmse": 1.0}, "b/seed0": {"rmse": 2.0}}
+    assert on_disk["commands"] == ["python study.py", "python study.py --models b"]
+    # without merge, the last writer wins (the behaviour every other study relies on)
+    alone, save_alone = open_results(tmp_path / "alone", report_only=False)
+    alone["cells"] = {"x": 1}
+    save_alone()
+    assert json.loads((tmp_path / "alone" / "results.json").read_text())["cells"] == {"x": 1}
+
+
+def test_merge_missing_keeps_own_values() -> None:
+    mine = {"cells": {"a": 1}, "commands": ["x"]}
+    merge_missing(mine, {"cells": {"a": 9, "b": 2}, "commands": ["y", "x"], "other": 3}, ["cells"])
+    assert mine == {"cells": {"a": 1, "b": 2}, "commands": ["x"]}
+    merge_missing(mine, {"commands": ["y", "x"]}, ["commands", "absent"])
+    assert mine["commands"] == ["x", "y"] and "absent" not in mine
