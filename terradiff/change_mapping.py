@@ -15,6 +15,11 @@ a DDPM-CD map is repeatable), and writes:
   and records the model, threshold and inputs as tags;
 * optionally a PNG (``png``): the mask as black (no change) and white (change), for viewing.
 
+``terradiff change`` also takes STAC Items as ``--before``/``--after``
+(:mod:`terradiff.interop.stac`) and writes a STAC Item beside a georeferenced mask
+(:meth:`ChangeMapSummary.stac_properties`: threshold, changed share, and the before -> after
+period when both inputs are dated Items).
+
 The inputs are held in memory whole (fine up to a few thousand pixels a side); tiles bound only
 the network's activations. Two inputs of different sizes, or georeferenced on different grids,
 are refused with a :class:`~terradiff.errors.DataError` naming both files: change detection
@@ -26,7 +31,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +43,9 @@ from terradiff.data.tiling import blend_weights, tile_windows
 from terradiff.data.tiling.options import check_output_targets
 from terradiff.errors import DataError, WrongCheckpointError
 from terradiff.io import atomic_path
+
+if TYPE_CHECKING:
+    from terradiff.interop.stac import StacImage
 
 __all__ = ["MASK_NODATA", "ChangeMapSummary", "detect_change", "read_pair"]
 
@@ -69,6 +77,20 @@ class ChangeMapSummary:
     georeferenced: bool
     tiles: int
     seconds: float
+
+    def stac_properties(self, before: StacImage | None, after: StacImage | None) -> dict[str, Any]:
+        """Properties of the mask's STAC Item: threshold and changed share, and the period
+        ``start_datetime`` (the before Item's date) - ``end_datetime`` (the after Item's) when
+        both inputs are dated STAC Items."""
+        record: dict[str, Any] = {
+            "terradiff:threshold": self.threshold,
+            "terradiff:changed_pixels": self.changed_pixels,
+            "terradiff:change_fraction": self.change_fraction,
+        }
+        if before is not None and after is not None and before.datetime and after.datetime:
+            start, end = (d.replace("+00:00", "Z") for d in (before.datetime, after.datetime))
+            record |= {"start_datetime": start, "end_datetime": end}
+        return record
 
     def describe(self) -> str:
         """One line for the command line."""

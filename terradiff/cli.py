@@ -332,12 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="map change between a before and an after image with a change model",
         description="Change mask of two co-registered images of one place (GeoTIFF, PNG or "
         "JPEG; same size) in blended tiles: a uint8 GeoTIFF, 1 = change, 0 = no change, 255 = "
-        "no data, with the before image's georeferencing (if any). Score a change model on its "
-        "test pairs with `terradiff evaluate RUN`.",
+        "no data, with the before image's georeferencing (if any), and a STAC Item (OUT stem + "
+        ".stac.json, with the stac extra) beside a georeferenced mask. Either image may be a "
+        "local STAC Item (both, or neither). Score a change model on its test pairs with "
+        "`terradiff evaluate RUN`.",
     )
     chg.add_argument("--model", required=True, help="change run or checkpoint folder")
-    chg.add_argument("--before", required=True, help="the earlier image")
-    chg.add_argument("--after", required=True, help="the later image (same size and grid)")
+    chg.add_argument("--before", required=True, help="the earlier image (or its STAC Item)")
+    chg.add_argument(
+        "--after", required=True, help="the later image, same size and grid (or its STAC Item)"
+    )
     chg.add_argument("--out", required=True, help="mask GeoTIFF to write")
     chg.add_argument(
         "--threshold",

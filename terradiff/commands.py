@@ -416,22 +416,33 @@ def carbon_inventory_command(args: argparse.Namespace) -> int:
 
 def change_command(args: argparse.Namespace) -> int:
     from terradiff.change_mapping import detect_change
+    from terradiff.interop.stac import stac_inputs, write_output_items
 
-    summary = detect_change(
-        args.model,
-        args.before,
-        args.after,
-        args.out,
-        threshold=args.threshold,
-        png=args.png,
-        probability=args.probability,
-        tile=args.tile,
-        overlap=args.overlap,
-        device=args.device,
-        overwrite=args.overwrite,
-        cog=not args.no_cog,
+    pair = [args.before, args.after]
+    with stac_inputs(pair, args.model, None) as (rasters, _, (before, after)):
+        summary = detect_change(
+            args.model,
+            rasters[0],
+            rasters[1],
+            args.out,
+            threshold=args.threshold,
+            png=args.png,
+            probability=args.probability,
+            tile=args.tile,
+            overlap=args.overlap,
+            device=args.device,
+            overwrite=args.overwrite,
+            cog=not args.no_cog,
+        )
+    items = write_output_items(
+        [summary.path],
+        model=args.model,
+        command=command_line(args),
+        sources=[after],
+        properties=[summary.stac_properties(before, after)],
+        also_from=[before] if before is not None else [],
     )
-    print(summary.describe())
+    print(summary.describe() + (f" (STAC Item {items[0].name})" if items else ""))
     return 0
 
 

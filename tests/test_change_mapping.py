@@ -3,6 +3,7 @@ GeoTIFF input, the PNG and probability outputs, and the refusals (sizes, grids, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,78 @@ def test_a_four_band_image_is_refused(pngs: tuple[Path, Path], tmp_path: Path) -
     Image.open(pngs[1]).convert("RGBA").save(rgba)
     with pytest.raises(DataError, match=f"the after image {rgba} has 4 bands; the model reads 3"):
         read_pair(pngs[0], rgba, 3)
+
+
+def _dated_item(image: Path, when: str, bands: list[str]) -> Path:
+    """A STAC 1.1 Item describing one 3-band GeoTIFF of the pair, dated ``when``."""
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": image.stem,
+        "geometry": None,
+        "properties": {"datetime": when},
+        "links": [],
+        "assets": {
+            "visual": {
+                "href": f"./{image.name}",
+                "type": "image/tiff; application=geotiff",
+                "roles": ["data"],
+                "bands": [{"name": name} for name in bands],
+            }
+        },
+    }
+    path = image.with_suffix(".json")
+    path.write_text(json.dumps(item))
+    return path
+
+
+def test_a_georeferenced_mask_gets_a_stac_item_with_the_period_of_dated_items(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pystac = pytest.importorskip("pystac", reason="the stac extra is not installed")
+    from terradiff.interop.stac import model_band_names, stac_item_path
+    from tests.helpers import validate_stac_core
+
+    before = as_geotiff(pngs[0], tmp_path / "before.tif")
+    after = as_geotiff(pngs[1], tmp_path / "after.tif")
+    args = ["change", "--model", str(run), "--tile", "128", "--overlap", "16"]
+    plain = tmp_path / "plain.tif"
+    assert main([*args, "--before", str(before), "--after", str(after), "--out", str(plain)]) == 0
+    assert "(STAC Item plain.stac.json)" in capsys.readouterr().out
+    item = pystac.Item.from_dict(validate_stac_core(stac_item_path(plain)))
+    assert "start_datetime" not in item.properties  # plain GeoTIFFs carry no dates
+    assert 0.0 <= item.properties["terradiff:change_fraction"] <= 1.0
+    assert item.properties["terradiff:threshold"] == 0.5
+    assert not [link for link in item.links if link.rel == "derived_from"]
+    # the same pair as two dated STAC Items: the mask's Item spans before -> after
+    names = model_band_names(run)
+    first = _dated_item(before, "2012-05-01T00:00:00Z", names)
+    second = _dated_item(after, "2017-08-15T00:00:00Z", names)
+    dated = tmp_path / "dated.tif"
+    assert main([*args, "--before", str(first), "--after", str(second), "--out", str(dated)]) == 0
+    with rasterio.open(plain) as a, rasterio.open(dated) as b:
+        assert np.array_equal(a.read(), b.read()) and b.crs == a.crs  # same pixels, same grid
+    item = pystac.Item.from_dict(validate_stac_core(stac_item_path(dated)))
+    assert item.properties["start_datetime"] == "2012-05-01T00:00:00Z"
+    assert item.properties["end_datetime"] == "2017-08-15T00:00:00Z"
+    assert item.datetime.isoformat() == "2017-08-15T00:00:00+00:00"  # the after image's
+    assert sorted(link.href for link in item.links if link.rel == "derived_from") == sorted(
+        [str(first.resolve()), str(second.resolve())]
+    )
+    # PNG inputs (no CRS): the mask is written, no Item beside it
+    png_out = tmp_path / "png.tif"
+    pair = ["--before", str(pngs[0]), "--after", str(pngs[1])]
+    assert main([*args, *pair, "--out", str(png_out)]) == 0
+    assert png_out.is_file() and not stac_item_path(png_out).exists()
+
+
+def test_a_stac_item_and_a_raster_together_are_refused(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("pystac", reason="the stac extra is not installed")
+    before = as_geotiff(pngs[0], tmp_path / "before.tif")
+    item = _dated_item(before, "2012-05-01T00:00:00Z", ["red", "green", "blue"])
+    out = tmp_path / "mask.tif"
+    args = ["change", "--model", str(run), "--before", str(item), "--after", str(pngs[1])]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "either STAC Items or rasters" in capsys.readouterr().err and not out.exists()

@@ -1,7 +1,8 @@
 """STAC Items in and out (local files only), with ``pystac`` (the ``stac`` extra).
 
 In: ``--image ITEM.json`` of ``terradiff estimate`` / ``super-resolve`` / ``forecast`` (and
-the ``input`` of ``super-resolve``) names a local STAC Item.
+the ``input`` of ``super-resolve``, ``--before``/``--after`` of ``change``) names a local STAC
+Item.
 :func:`resolve_stac_item` picks the assets holding the model's bands, matched by name against
 each asset's bands (STAC 1.1 ``bands`` or the EO extension's ``eo:bands``: ``name`` and common
 name) or, for a single-band asset, its key; bands spread over several assets on one grid are
@@ -333,6 +334,7 @@ def write_stac_item(
     command: Sequence[str] | str,
     source: StacImage | None = None,
     properties: dict[str, Any] | None = None,
+    also_from: Sequence[StacImage] = (),
 ) -> Path:
     """Write the STAC Item of an output raster beside it (:func:`stac_item_path`), atomically.
 
@@ -341,7 +343,10 @@ def write_stac_item(
         model: the run or checkpoint that made it.
         command: the command line (a list is quoted with ``shlex.join``).
         source: the STAC input it was made from (datetime, ``derived_from`` link), if any.
-        properties: extra Item properties (e.g. ``terradiff:total_carbon_MgC``).
+        properties: extra Item properties (e.g. ``terradiff:total_carbon_MgC``, or
+            ``start_datetime``/``end_datetime`` of a change mask).
+        also_from: further STAC inputs (e.g. the before image of a change mask): a
+            ``derived_from`` link each.
 
     Raises:
         MissingExtraError: pystac is not installed (names the ``stac`` extra).
@@ -405,8 +410,8 @@ def write_stac_item(
     projection.bbox = list(bounds)
     if source is not None and source.gsd is not None:
         item.properties["terradiff:input_gsd"] = source.gsd
-    if source is not None:
-        item.add_link(pystac.Link("derived_from", str(source.item.resolve()), "application/json"))
+    for parent in [*([source] if source is not None else []), *also_from]:
+        item.add_link(pystac.Link("derived_from", str(parent.item.resolve()), "application/json"))
     record = item.to_dict(include_self_link=False, transform_hrefs=False)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
     return out
@@ -467,18 +472,26 @@ def write_output_items(
     command: Sequence[str],
     sources: Sequence[StacImage | None],
     properties: Sequence[dict[str, Any] | None] | None = None,
+    also_from: Sequence[StacImage] = (),
 ) -> list[Path]:
     """:func:`write_stac_item` for each output, never failing the command that made them.
 
     Without pystac, or for a raster without a CRS (no footprint), a warning says why no Item
-    was written.
+    was written. ``also_from``: further inputs every output is derived from.
     """
     written = []
     extras = properties or [None] * len(outputs)
     for out, source, extra in zip(outputs, sources, extras, strict=True):
         try:
             written.append(
-                write_stac_item(out, model=model, command=command, source=source, properties=extra)
+                write_stac_item(
+                    out,
+                    model=model,
+                    command=command,
+                    source=source,
+                    properties=extra,
+                    also_from=also_from,
+                )
             )
         except MissingExtraError as error:
             log.warning("no STAC Item beside %s: %s", out, error)
