@@ -26,7 +26,7 @@ they are measured (``results.json``), so an interrupted study continues.
 Example (the committed report; trainings can run in parallel processes first, each
 ``--only NAME ... --train-only --out /tmp/x``, as this session did)::
 
-    python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 200
+    python scripts/carbon_study.py --chips runs/carbon/chips --kd-unet-steps 200
 """
 
 from __future__ import annotations
@@ -262,7 +262,7 @@ def write_report(results: dict[str, Any], args: argparse.Namespace) -> None:
     lines = [
         "# Forest carbon density from Sentinel-2 (issue 4): IIDM and its baselines",
         "",
-        "Made by `python scripts/carbon_study.py --chips outputs/carbon/chips --kd-unet-steps 200` "
+        "Made by `python scripts/carbon_study.py --chips runs/carbon/chips --kd-unet-steps 200` "
         "(see its docstring for the chip preparation and the parallel training runs) from "
         f"`results.json` (every number is read from it). Machine: {results['machine']}; all of "
         "it ran on the CPU.",
