@@ -56,7 +56,16 @@ from terradiff.report_format import (  # noqa: E402
 )
 
 BASE = REPO / "configs/carbon/biomassters_iidm.yaml"
-MODELS = ("constant", "class_mean", "rf", "regression", "iidm", "iidm_x0")
+MODELS = (
+    "constant",
+    "class_mean",
+    "rf",
+    "regression",
+    "iidm",
+    "iidm_x0",
+    "iidm_mean4",
+    "iidm_x0_mean4",
+)
 NAIVE = ("constant", "class_mean")
 NETS = {"regression": ("carbon", "regression"), "iidm": None, "iidm_x0": None}
 """Trained networks and their method switch (None: the base config's IIDM)."""
@@ -64,6 +73,10 @@ NET_OVERRIDES = {"iidm_x0": ["diffusion.prediction=x0"]}
 """Config overrides of a network row beyond the base config."""
 IIDM_TARGETS = {"iidm": "eps", "iidm_x0": "x0"}
 """The IIDM rows and the prediction target each trains (:func:`prediction_choice`)."""
+ENSEMBLES = {"iidm_mean4": ("iidm", 4), "iidm_x0_mean4": ("iidm_x0", 4)}
+"""Rows that map with the checkpoint chosen for another row: (that row, samples averaged).
+The mean of N samples has expected squared error var/N above the conditional mean's, so N is
+fixed beforehand (4: three quarters of what any N could remove), not tuned."""
 LABELS = {
     "constant": "constant (training mean)",
     "class_mean": "per-class mean (forest / non-forest)",
@@ -71,6 +84,8 @@ LABELS = {
     "regression": "UNet regression",
     "iidm": "IIDM",
     "iidm_x0": "IIDM-x0 (x_0 prediction)",
+    "iidm_mean4": "IIDM mean-4 (mean of 4 samples)",
+    "iidm_x0_mean4": "IIDM-x0 mean-4 (mean of 4 samples)",
 }
 METRICS = ("rmse", "mae", "r2", "bias")
 KEYS = ("mean", "low", "high")
@@ -179,8 +194,11 @@ def fit_rf(
     return predict_map(models[best], features(test), test["carbon"].shape), choice
 
 
-def net_map(checkpoint: Path, chip: dict[str, Any], ddim_steps: int, seed: int) -> np.ndarray:
-    """A checkpoint's (EMA weights) map of a chip in Mg C/ha; DDIM for diffusion models."""
+def net_map(
+    checkpoint: Path, chip: dict[str, Any], ddim_steps: int, seed: int, members: int = 1
+) -> np.ndarray:
+    """A checkpoint's (EMA weights) map of a chip in Mg C/ha; DDIM for diffusion models, the
+    mean of ``members`` samples (the first is the one-sample map: same generator seed)."""
     import torch
 
     from terradiff.tasks import load_task
@@ -190,7 +208,7 @@ def net_map(checkpoint: Path, chip: dict[str, Any], ddim_steps: int, seed: int) 
     x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
     spec = task.sampling_spec(steps=ddim_steps)
     generator = torch.Generator().manual_seed(seed)
-    estimate = task.estimate(task.net, x, spec=spec, generator=generator)
+    estimate = task.estimate(task.net, x, ensemble=members, spec=spec, generator=generator)
     return task.to_physical(estimate.mean)[0, 0].numpy().astype(np.float64)
 
 
@@ -404,7 +422,9 @@ tuned), {regression_steps} and {iidm_steps} steps x batch 8 of 64x64 crops; the 
 (training steps) among {checkpoints} evenly spaced ones chosen by validation RMSE; IIDM sampled
 with DDIM-{ddim_steps}, one sample. The IIDM predicts the noise (eps), as configured; IIDM-x0
 is the same config with `diffusion.prediction: x0` and the same budget (the target that
-`reports/sr_settings` chose for SR on validation), added after the first five rows. Seeds:
+`reports/sr_settings` chose for SR on validation), added after the first five rows. The
+mean-4 rows map with the checkpoint chosen for their one-sample row and average 4 DDIM samples
+(the first is the one-sample map); 4 was fixed beforehand, not tuned. Seeds:
 {seeds} for RF and the networks. Budget: about
 {minutes[train]:.0f} minutes of network training and {minutes[all]:.0f} minutes in all (training,
 validation, test maps) on the CPU of the machine above.
@@ -577,7 +597,13 @@ def write_report(results: dict[str, Any], summary: dict[str, Any], out: Path) ->
     lines += ["## Choices made on validation", "", "| cell | choice | validation RMSE |", "|-|-|-|"]
     for key, cell in sorted(results.get("cells", {}).items()):
         choice = cell.get("choice")
-        if choice and "step" in choice:
+        if choice and "members" in choice:
+            lines.append(
+                f"| {key} | step {choice['step']} (the one-sample row's), mean of "
+                f"{choice['members']} | {choice['val_rmse_by_step'][str(choice['step'])]:.2f} "
+                f"(one sample: {choice['val_rmse_one_sample']:.2f}) |"
+            )
+        elif choice and "step" in choice:
             scores = ", ".join(f"{k}: {v:.2f}" for k, v in choice["val_rmse_by_step"].items())
             lines.append(f"| {key} | step {choice['step']} (lowest) | by step: {scores} |")
         elif choice:
@@ -598,8 +624,25 @@ def chip_record(shared: Path, chips_dir: Path) -> dict[str, Any]:
     }
 
 
-def measure(model: str, fold: dict, seed: int, args: Any, data: dict) -> dict[str, Any]:
-    """One cell: fit or train ``model`` for ``fold`` and ``seed``, map the test chip, score it."""
+def ensemble_choice(base: dict[str, Any], members: int, val_rmse: float) -> dict[str, Any]:
+    """The choice record of an ensemble row: the checkpoint chosen for its one-sample row, and
+    the validation RMSE of the mean of ``members`` samples beside the one-sample one."""
+    step = base["choice"]["step"]
+    return {
+        "step": step,
+        "checkpoint": base["choice"]["checkpoint"],
+        "members": members,
+        "rule": "the checkpoint chosen (on validation) for the one-sample row",
+        "val_rmse_by_step": {str(step): val_rmse},
+        "val_rmse_one_sample": base["choice"]["val_rmse_by_step"][str(step)],
+    }
+
+
+def measure(
+    model: str, fold: dict, seed: int, args: Any, data: dict, cells: dict[str, Any]
+) -> dict[str, Any]:
+    """One cell: fit or train ``model`` for ``fold`` and ``seed``, map the test chip, score it
+    (an :data:`ENSEMBLES` row maps with the checkpoint of its one-sample row's cell)."""
     from terradiff.carbon.metrics import carbon_metrics
 
     test, fit, val = data["test"], data["fit"], data["val"]
@@ -612,6 +655,15 @@ def measure(model: str, fold: dict, seed: int, args: Any, data: dict) -> dict[st
             pred = np.full(test["carbon"].shape, means["all"])
     elif model == "rf":
         pred, cell["choice"] = fit_rf(fit, val, test, args.rf_depths, seed, args)
+    elif model in ENSEMBLES:
+        row, members = ENSEMBLES[model]
+        base = cells[f"{fold['test']}/{row}/seed{seed}"]
+        checkpoint = Path(base["choice"]["checkpoint"])
+        maps = [net_map(checkpoint, c, args.ddim_steps, seed, members) for c in val]
+        errors = [(m - c["carbon"])[c["forest"]] for m, c in zip(maps, val, strict=True)]
+        val_rmse = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        cell["choice"] = ensemble_choice(base, members, val_rmse)
+        pred = net_map(checkpoint, test, args.ddim_steps, seed, members)
     else:
         run_dir = args.work / "runs" / fold["test"] / model / f"seed{seed}"
         cell["train"] = train_net(model, run_dir, data["root"], data["names"], seed, args)
@@ -731,10 +783,17 @@ def main(argv: list[str] | None = None) -> None:
                     if seed > 0 and model in ("constant", "class_mean"):
                         continue  # deterministic: one "seed"
                     key = f"{fold['test']}/{model}/seed{seed}"
-                    if key in cells or not claim_cell(args.work / "claims", key):
+                    if key in cells:
+                        continue
+                    if model in ENSEMBLES:
+                        base = f"{fold['test']}/{ENSEMBLES[model][0]}/seed{seed}"
+                        if base not in cells:
+                            print(f"skipping {key}: {base} not measured yet (rerun)", flush=True)
+                            continue
+                    if not claim_cell(args.work / "claims", key):
                         continue
                     print(f"measuring {key} ...", flush=True)
-                    cells[key] = measure(model, fold, seed, args, data)
+                    cells[key] = measure(model, fold, seed, args, data, cells)
                     m, sec = cells[key]["metrics"], cells[key]["seconds"]
                     print(f"  RMSE {m['rmse']:.2f} R^2 {m['r2']:.3f} ({sec:.0f} s)", flush=True)
                     save()

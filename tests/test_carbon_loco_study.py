@@ -16,6 +16,7 @@ from scripts.carbon_loco_study import (
     claim_cell,
     class_mean_map,
     class_means,
+    ensemble_choice,
     load_chip,
     make_folds,
     metrics_from_stats,
@@ -189,11 +190,12 @@ def test_partial_snapshot_says_so_until_every_cell_is_measured() -> None:
         for m in MODELS
         for s in range(1 if m in ("constant", "class_mean") else 2)
     }
-    assert len(full) == 2 * (2 + 2 * 4)  # naive rows once, the 4 learned rows per seed
+    learned = len(MODELS) - 2
+    assert len(full) == 2 * (2 + 2 * learned)  # naive rows once, the learned rows per seed
     results = {"cells": dict(full), "budget": {"seeds": 2}, "data": {"chips": chips}}
     assert partial_banner(results) == []
     del results["cells"]["b/iidm_x0/seed1"]
-    assert "19 of 20 cells measured" in partial_banner(results)[0]
+    assert f"{len(full) - 1} of {len(full)} cells measured" in partial_banner(results)[0]
 
 
 def _iidm_cell(chosen: int, scores: dict[int, float]) -> dict:
@@ -239,3 +241,16 @@ def test_a_cell_is_claimed_by_one_live_process(tmp_path: Path) -> None:
         "a__iidm__seed0.pid",
         "a__iidm__seed1.pid",
     ]  # no temporary file left behind
+
+
+def test_an_ensemble_row_keeps_its_one_sample_rows_checkpoint() -> None:
+    base = {"choice": {"step": 100, "checkpoint": "ckpt/step_100", "val_rmse_by_step": {
+        "100": 39.0, "200": 43.0}}}  # fmt: skip
+    choice = ensemble_choice(base, 4, 35.5)
+    assert choice["step"] == 100 and choice["checkpoint"] == "ckpt/step_100"
+    assert choice["val_rmse_by_step"] == {"100": 35.5} and choice["val_rmse_one_sample"] == 39.0
+    assert choice["members"] == 4
+    # not an IIDM target: the eps/x0 choice ignores it
+    cells = {"a/iidm/seed0": base, "a/iidm_x0/seed0": base, "a/iidm_x0_mean4/seed0": {
+        "choice": choice}}  # fmt: skip
+    assert prediction_choice(cells)["pairs"] == ["a/seed0"]
