@@ -69,7 +69,7 @@ temporal-dates-study: setup  # issue 17 before -> after for held-out months; ~1.
 		--work outputs/temporal_dates --out reports/temporal_dates --steps 2000 \
 		--generator-steps 2000 --max-windows 640
 
-carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~1.5-2 hours on 2 CPU cores, resumes
+carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~2.5-3 hours on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
 		--out reports/carbon_loco
 

@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import open_results, record_command, train  # noqa: E402
+from scripts.study_common import claim_cell, open_results, record_command, train  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.report_format import (  # noqa: E402
     SYMMETRIC_NOTE,
@@ -677,55 +677,14 @@ def measure(
     return cell
 
 
-def claim_cell(folder: Path, key: str) -> bool:
-    """Claim ``key`` for this process (a file holding its pid, created exclusively), so that
-    processes sharing a study measure different cells. A claim whose process is gone is taken
-    over (a resumed study); False when a live process holds it."""
-    import os
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / (key.replace("/", "__") + ".pid")
-    mine = folder / f".{os.getpid()}.tmp"
-    mine.write_text(str(os.getpid()))
-    try:
-        for _ in range(2):
-            try:
-                os.link(mine, path)  # atomic: fails when a claim exists, never half-written
-                return True
-            except FileExistsError:
-                holder = int(path.read_text())
-                if holder == os.getpid():
-                    return True
-                if _alive(holder):
-                    return False
-                path.unlink(missing_ok=True)  # stale: its process ended
-        return False
-    finally:
-        mine.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process with this pid exists (signal 0 probes without sending)."""
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line (defaults: the CPU budget of the committed report, ~1.5-2 h)."""
+    """The command line (defaults: the CPU budget of the committed report, ~2.5-3 h)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
     p.add_argument("--work", type=Path, default=Path("outputs/carbon_loco"))
     p.add_argument("--out", type=Path, default=Path("reports/carbon_loco"))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--seeds", type=int, default=3, help="seeds of RF and the networks")
-
     p.add_argument("--iidm-steps", type=int, default=400)
     p.add_argument("--regression-steps", type=int, default=400)
     p.add_argument("--checkpoints", type=int, default=4, help="candidate checkpoints per run")

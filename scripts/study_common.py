@@ -1,10 +1,12 @@
 """Helpers shared by the study scripts (``*_study.py``): train or finish a run, describe the
-machine, read a run's losses, open a results JSON stamped with its provenance."""
+machine, read a run's losses, open a results JSON stamped with its provenance, and let several
+processes share one study (saves that merge, cells claimed by one process each)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -237,3 +239,39 @@ def record_command(results: dict[str, Any], argv: list[str] | None = None) -> No
     if command not in results.setdefault("commands", []):
         results["commands"].append(command)
     results.setdefault("machine_measured", machine_description())
+
+
+def claim_cell(folder: Path, key: str) -> bool:
+    """Claim ``key`` for this process (a file holding its pid, created exclusively), so that
+    processes sharing a study measure different cells. A claim whose process is gone is taken
+    over (a resumed study); False when a live process holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / (key.replace("/", "__") + ".pid")
+    mine = folder / f".{os.getpid()}.tmp"
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(2):
+            try:
+                os.link(mine, path)  # atomic: fails when a claim exists, never half-written
+                return True
+            except FileExistsError:
+                holder = int(path.read_text())
+                if holder == os.getpid():
+                    return True
+                if _alive(holder):
+                    return False
+                path.unlink(missing_ok=True)  # stale: its process ended
+        return False
+    finally:
+        mine.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid exists (signal 0 probes without sending)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

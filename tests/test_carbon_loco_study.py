@@ -13,7 +13,6 @@ from scripts.carbon_loco_study import (
     block_stats,
     bootstrap,
     choice_lines,
-    claim_cell,
     class_mean_map,
     class_means,
     ensemble_choice,
@@ -224,23 +223,6 @@ def test_iidm_target_is_chosen_by_validation_rmse_of_the_chosen_checkpoints() ->
     assert prediction_choice(cells)["chosen_target"] == "eps"
     assert prediction_choice({"a/iidm/seed0": cells["a/iidm/seed0"]}) is None
     assert choice_lines(None) == []
-
-
-def test_a_cell_is_claimed_by_one_live_process(tmp_path: Path) -> None:
-    import os
-
-    assert claim_cell(tmp_path, "a/iidm/seed0")
-    assert claim_cell(tmp_path, "a/iidm/seed0")  # its own claim again (a retry)
-    claim = tmp_path / "a__iidm__seed1.pid"
-    claim.write_text("1")  # held by a live process (pid 1 always exists)
-    assert not claim_cell(tmp_path, "a/iidm/seed1")
-    claim.write_text("999999999")  # its process is gone: taken over
-    assert claim_cell(tmp_path, "a/iidm/seed1")
-    assert claim.read_text() == str(os.getpid())
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "a__iidm__seed0.pid",
-        "a__iidm__seed1.pid",
-    ]  # no temporary file left behind
 
 
 def test_an_ensemble_row_keeps_its_one_sample_rows_checkpoint() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from accelerate.state import AcceleratorState
 
-from scripts.study_common import is_finished, merge_missing, open_results, train
+from scripts.study_common import claim_cell, is_finished, merge_missing, open_results, train
 from tests.helpers import tiny_config
 
 
@@ -61,3 +61,20 @@ def test_merge_missing_keeps_own_values() -> None:
     assert mine == {"cells": {"a": 1, "b": 2}, "commands": ["x"]}
     merge_missing(mine, {"commands": ["y", "x"]}, ["commands", "absent"])
     assert mine["commands"] == ["x", "y"] and "absent" not in mine
+
+
+def test_a_cell_is_claimed_by_one_live_process(tmp_path: Path) -> None:
+    import os
+
+    assert claim_cell(tmp_path, "a/iidm/seed0")
+    assert claim_cell(tmp_path, "a/iidm/seed0")  # its own claim again (a retry)
+    claim = tmp_path / "a__iidm__seed1.pid"
+    claim.write_text("1")  # held by a live process (pid 1 always exists)
+    assert not claim_cell(tmp_path, "a/iidm/seed1")
+    claim.write_text("999999999")  # its process is gone: taken over
+    assert claim_cell(tmp_path, "a/iidm/seed1")
+    assert claim.read_text() == str(os.getpid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a__iidm__seed0.pid",
+        "a__iidm__seed1.pid",
+    ]  # no temporary file left behind
