@@ -185,8 +185,7 @@ def fit_rf(
     for depth in depths:
         model = make_pixel_model("rf", seed).set_params(max_depth=depth).fit(x, y)
         maps = [predict_map(model, features(c), c["carbon"].shape) for c in val]
-        errors = [(m - c["carbon"])[c["forest"]] for m, c in zip(maps, val, strict=True)]
-        scores[str(depth)] = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        scores[str(depth)] = forest_rmse(maps, val)
         models[str(depth)] = model
     best = min(scores, key=scores.__getitem__)
     choice = {"max_depth": best, "rule": RULE, "val_rmse_by_max_depth": scores}
@@ -194,22 +193,32 @@ def fit_rf(
     return predict_map(models[best], features(test), test["carbon"].shape), choice
 
 
-def net_map(
-    checkpoint: Path, chip: dict[str, Any], ddim_steps: int, seed: int, members: int = 1
-) -> np.ndarray:
-    """A checkpoint's (EMA weights) map of a chip in Mg C/ha; DDIM for diffusion models, the
-    mean of ``members`` samples (the first is the one-sample map: same generator seed)."""
+def net_maps(
+    checkpoint: Path, chips: list[dict[str, Any]], ddim_steps: int, seed: int, members: int = 1
+) -> list[np.ndarray]:
+    """A checkpoint's (EMA weights, loaded once) maps of ``chips`` in Mg C/ha; DDIM for
+    diffusion models, each the mean of ``members`` samples drawn from a generator seeded with
+    ``seed`` per chip (so the first sample is the one-sample map)."""
     import torch
 
     from terradiff.tasks import load_task
 
     task, _ = load_task(checkpoint, use_ema=True)
-    x = torch.from_numpy(task.band_info.band_scaling().to_model(chip["image"]))[None].float()
-    x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
     spec = task.sampling_spec(steps=ddim_steps)
-    generator = torch.Generator().manual_seed(seed)
-    estimate = task.estimate(task.net, x, ensemble=members, spec=spec, generator=generator)
-    return task.to_physical(estimate.mean)[0, 0].numpy().astype(np.float64)
+    maps = []
+    for chip in chips:
+        x = torch.from_numpy(task.band_info.band_scaling().to_model(chip["image"]))[None].float()
+        x = torch.where(torch.from_numpy(chip["valid"])[None, None], x, torch.zeros_like(x))
+        generator = torch.Generator().manual_seed(seed)
+        estimate = task.estimate(task.net, x, ensemble=members, spec=spec, generator=generator)
+        maps.append(task.to_physical(estimate.mean)[0, 0].numpy().astype(np.float64))
+    return maps
+
+
+def forest_rmse(maps: list[np.ndarray], chips: list[dict[str, Any]]) -> float:
+    """RMSE of ``maps`` over the forest pixels of ``chips`` together (Mg C/ha)."""
+    errors = [(m - c["carbon"])[c["forest"]] for m, c in zip(maps, chips, strict=True)]
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
 
 
 def train_net(
@@ -244,9 +253,8 @@ def choose_checkpoint(run_dir: Path, val: list[dict], ddim_steps: int, seed: int
 
     scores, paths = {}, {}
     for path in list_checkpoints(run_dir):
-        errors = [(net_map(path, c, ddim_steps, seed) - c["carbon"])[c["forest"]] for c in val]
         step = int(path.name.split("_")[-1])
-        scores[str(step)] = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+        scores[str(step)] = forest_rmse(net_maps(path, val, ddim_steps, seed), val)
         paths[str(step)] = str(path)
     best = min(scores, key=scores.__getitem__)
     return {"step": int(best), "rule": RULE, "checkpoint": paths[best], "val_rmse_by_step": scores}
@@ -271,8 +279,7 @@ def prediction_choice(cells: dict[str, Any]) -> dict[str, Any] | None:
         return None
     means = {row: float(np.mean([by_row[row][p] for p in pairs])) for row in IIDM_TARGETS}
     best = min(means, key=means.__getitem__)
-    eps_row, x0_row = (next(r for r, t in IIDM_TARGETS.items() if t == k) for k in ("eps", "x0"))
-    differences = [by_row[x0_row][p] - by_row[eps_row][p] for p in pairs]
+    differences = [by_row["iidm_x0"][p] - by_row["iidm"][p] for p in pairs]
     return {
         "rule": "lower mean validation RMSE of the chosen checkpoints over the shared "
         "(fold, seed) pairs",
@@ -659,16 +666,13 @@ def measure(
         row, members = ENSEMBLES[model]
         base = cells[f"{fold['test']}/{row}/seed{seed}"]
         checkpoint = Path(base["choice"]["checkpoint"])
-        maps = [net_map(checkpoint, c, args.ddim_steps, seed, members) for c in val]
-        errors = [(m - c["carbon"])[c["forest"]] for m, c in zip(maps, val, strict=True)]
-        val_rmse = float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
-        cell["choice"] = ensemble_choice(base, members, val_rmse)
-        pred = net_map(checkpoint, test, args.ddim_steps, seed, members)
+        *val_maps, pred = net_maps(checkpoint, [*val, test], args.ddim_steps, seed, members)
+        cell["choice"] = ensemble_choice(base, members, forest_rmse(val_maps, val))
     else:
         run_dir = args.work / "runs" / fold["test"] / model / f"seed{seed}"
         cell["train"] = train_net(model, run_dir, data["root"], data["names"], seed, args)
         cell["choice"] = choose_checkpoint(run_dir, val, args.ddim_steps, seed)
-        pred = net_map(Path(cell["choice"]["checkpoint"]), test, args.ddim_steps, seed)
+        [pred] = net_maps(Path(cell["choice"]["checkpoint"]), [test], args.ddim_steps, seed)
     np.save(args.work / "maps" / f"{fold['test']}_{model}_seed{seed}.npy", pred.astype(np.float32))
     full = carbon_metrics(pred, test["carbon"], test["forest"], args.max_density)
     cell["metrics"] = {k: full[k] for k in (*METRICS, "pixels")}
