@@ -1,0 +1,52 @@
+"""``benchmarks/bench_layout.py`` (issue 16 item 2): NCHW against channels-last, side by side."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from bench_layout import layout_competitor, main, parse_args
+
+
+def test_quick_run_times_both_layouts_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "layout.json"
+    result = main(["--quick", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert [(r["net"], r["batch"], r["compiled"]) for r in saved["rows"]] == [
+        ("terradiff-nchw", 2, False),
+        ("terradiff-channels_last", 2, False),
+    ]
+    for row in saved["rows"]:
+        assert len(row["step_s"]) == 2 and all(t > 0 for t in row["step_s"])
+        assert row["images_per_s"] == pytest.approx(2 / statistics.median(row["step_s"]))
+        assert row["share_of_bf16_peak"] > 0
+
+
+def test_layouts_differ_only_in_memory_format() -> None:
+    device = torch.device("cpu")
+    nchw = layout_competitor("nchw", 16, device)
+    nhwc = layout_competitor("channels_last", 16, device)
+    conv = next(m for m in nhwc.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert nchw.net.channels_last is False and nhwc.net.channels_last is True
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([10, 500])
+    with torch.no_grad():
+        torch.testing.assert_close(nchw(x, t), nhwc(x, t), rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_sections_are_parsed_and_bad_ones_refused(capsys: pytest.CaptureFixture) -> None:
+    args = parse_args(["--compiled", "channels_last:128,nchw:256"])
+    assert args.compiled_list == [("channels_last", 128), ("nchw", 256)]
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--compiled", "nhwc:128"])
+    assert exc.value.code == 2
+    assert "LAYOUT:BATCH" in capsys.readouterr().err
