@@ -1,4 +1,5 @@
-"""Memory layout of terradiff's ``SMALL_64`` train step: NCHW against channels-last (issue 16).
+"""Layout and compile style of terradiff's ``SMALL_64`` train step: NCHW against channels-last,
+whole-net against regional compilation (issue 16 item 2).
 
 Issue 16 item 2 asks for channels-last "if measured faster". On CUDA the UNet runs NCHW by
 default (:func:`terradiff.nets.memory.use_channels_last`), and the H200 profile of the compiled
@@ -8,9 +9,12 @@ NCHW convolution converts its input and output. This measures whether running th
 (and weights) channels-last removes that cost, side by side in one run:
 
 * **eager**: both layouts at each batch, timed interleaved (order reversed every repeat);
-* **compiled**: ``torch.compile(net, dynamic=False)`` of the layouts and batches asked for, one
-  section at a time, each started only while the run is under ``--budget-s`` seconds (a compile
-  takes about 70 s on an H200), its compile + first-call time recorded.
+* **compiled**: the layouts, batches and compile styles asked for, one section at a time, each
+  started only while the run is under ``--budget-s`` seconds (a compile takes 70-80 s on an
+  H200), its compile + first-call time recorded. Style ``whole`` is ``torch.compile(net,
+  dynamic=False)`` (as ``bench_unet.py``); ``regions`` compiles each ResBlock and AttentionBlock
+  in place (:func:`terradiff.nets.compile.compile_regions`), as ``terradiff train`` does, so the
+  Trainer's choice can be checked against the whole-net compile in one run.
 
 Everything is the bf16-autocast train step of ``bench_unet.py`` (forward, MSE on eps, backward,
 AdamW) on fixed random inputs; images/s and the share of the bf16 matmul peak measured in the
@@ -26,6 +30,7 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -40,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unet_bench_common import (
+    allow_many_recompiles,
     forward_flops_per_image,
     gpu_record,
     matmul_peak_tflops,
@@ -50,7 +56,6 @@ from unet_bench_common import (
 from unet_bench_nets import (
     Competitor,
     build_competitors,
-    compiled_copies,
     interleaved,
     train_inputs,
     train_step,
@@ -58,9 +63,17 @@ from unet_bench_nets import (
 )
 
 from terradiff.io import atomic_write_text
+from terradiff.nets.compile import compile_regions
 from terradiff.provenance import provenance_record
 
 LAYOUTS = {"nchw": "off", "channels_last": "on"}
+#: How a compiled section compiles: the whole net (``torch.compile(net)``, as ``bench_unet.py``),
+#: or each ResBlock/AttentionBlock in place (:func:`terradiff.nets.compile.compile_regions`, what
+#: ``terradiff train`` does with ``train.compile``).
+STYLES = ("whole", "regions")
+#: The compiled sections of a full run: NCHW whole and regional (the Trainer's way) at batch 128,
+#: then channels-last whole, so the two questions of the H200 profile are answered in one run.
+DEFAULT_COMPILED = "nchw:128,nchw:128:regions,channels_last:128"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,8 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
         "--compiled",
-        default="channels_last:128,channels_last:256,nchw:256",
-        help="comma list of LAYOUT:BATCH compiled sections, in order ('' for none)",
+        default=None,
+        help="comma list of LAYOUT:BATCH[:STYLE] compiled sections, in order ('' for none; "
+        f"default {DEFAULT_COMPILED}, none with --quick); STYLE one of {', '.join(STYLES)} "
+        "(default whole)",
+    )
+    parser.add_argument(
+        "--compile-backend", default="inductor", help="torch.compile backend (tests: eager)"
     )
     parser.add_argument(
         "--budget-s", type=float, default=100.0, help="no compiled section starts after this"
@@ -85,16 +103,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.quick:
         args.batches, args.image_size, args.warmup, args.repeats = "2", 32, 1, 2
-        args.compiled = ""
+    if args.compiled is None:
+        args.compiled = "" if args.quick else DEFAULT_COMPILED
     args.batch_list = [int(b) for b in args.batches.split(",") if b]
     args.compiled_list = []
     for item in filter(None, args.compiled.split(",")):
-        layout, _, batch = item.partition(":")
-        if layout not in LAYOUTS or not batch.isdigit():
+        layout, batch, style = ([*item.split(":"), "whole"])[:3]
+        if (
+            layout not in LAYOUTS
+            or not batch.isdigit()
+            or style not in STYLES
+            or item.count(":") > 2
+        ):
             parser.error(
-                f"--compiled item {item!r}: use LAYOUT:BATCH, LAYOUT one of {list(LAYOUTS)}"
+                f"--compiled item {item!r}: use LAYOUT:BATCH[:STYLE], LAYOUT one of "
+                f"{list(LAYOUTS)}, STYLE one of {list(STYLES)}"
             )
-        args.compiled_list.append((layout, int(batch)))
+        args.compiled_list.append((layout, int(batch), style))
     return args
 
 
@@ -105,6 +130,28 @@ def layout_competitor(layout: str, image_size: int, device: torch.device) -> Com
     if layout == "channels_last":
         comp.net.to(memory_format=torch.channels_last)  # weights too, as set_channels_last does
     return comp
+
+
+def compiled_competitor(base: Competitor, style: str, backend: str) -> Competitor:
+    """A compiled copy of ``base`` (same weights, own optimizer), the ``style`` way."""
+    net = copy.deepcopy(base.net)
+    if style == "regions":
+        count = compile_regions(net, backend=backend)
+        fn: Any = net
+        how = f"compile_regions: {count} blocks compiled in place"
+    else:
+        allow_many_recompiles()
+        fn = torch.compile(net, dynamic=False, backend=backend)
+        how = "torch.compile(net, dynamic=False)"
+    return Competitor(
+        f"{base.name}-compiled-{style}",
+        net,
+        f"{base.description}; {how}, backend {backend}",
+        diffusers=False,
+        channels_last_input=base.channels_last_input,
+        fn=fn,
+        base=base.name,
+    )
 
 
 def images_per_s(batch: int, times: list[float]) -> float:
@@ -132,13 +179,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "bf16_peak_tflops": peak,
         "forward_gflop_per_image": forward / 1e9,
         "rows": [],
+        "skipped": [],
     }
 
     def save() -> None:
         if args.json is not None:
             atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
 
-    def add(name: str, batch: int, compiled: bool, times: list[float], first: float | None) -> None:
+    def add(
+        name: str, batch: int, compiled: str | None, times: list[float], first: float | None
+    ) -> None:
+        """One row; ``compiled`` is the compile style, None for eager."""
         ips = images_per_s(batch, times)
         row = {
             "net": name,
@@ -151,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         result["rows"].append(row)
         print(
-            f"  {name:24s} batch {batch:4d} {'compiled' if compiled else 'eager':8s} "
+            f"  {name:40s} batch {batch:4d} {compiled or 'eager':7s} "
             f"{ips:9,.1f} images/s  {row['share_of_bf16_peak']:6.1%} of bf16 peak"
             + (f"  compile+1st call {first:.1f} s" if compiled and first is not None else ""),
             flush=True,
@@ -169,13 +220,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         first, _ = warm_up(comps, fn, args.warmup, device, training=True)
         times = interleaved(comps, fn, args.repeats, 0)
         for comp in comps:
-            add(comp.name, batch, False, times[comp.name], first.get(comp.name))
-    for layout, batch in args.compiled_list:
+            add(comp.name, batch, None, times[comp.name], first.get(comp.name))
+    for layout, batch, style in args.compiled_list:
         elapsed = time.perf_counter() - started
         if elapsed > args.budget_s:
-            print(f"  compiled {layout} batch {batch}: skipped ({elapsed:.0f} s > --budget-s)")
+            print(
+                f"  compiled ({style}) {layout} batch {batch}: skipped "
+                f"({elapsed:.0f} s > --budget-s)"
+            )
+            result["skipped"].append({"layout": layout, "batch": batch, "style": style})
+            save()
             continue
-        (comp,) = compiled_copies([nets[layout]], [nets[layout].name])
+        comp = compiled_competitor(nets[layout], style, args.compile_backend)
         x0 = torch.randn(
             batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)
         )
@@ -185,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if comp.failed:
             continue
         times = interleaved([comp], fn, args.repeats, 0)
-        add(comp.name, batch, True, times[comp.name], first.get(comp.name))
+        add(comp.name, batch, style, times[comp.name], first.get(comp.name))
     print(f"done after {time.perf_counter() - started:.0f} s")
     return result
 

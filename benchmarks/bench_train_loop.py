@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,6 +57,8 @@ from terradiff.tasks.generation import GenerationTask
 from terradiff.train import Trainer, cosine_warmup_lambda, resolve_mixed_precision
 
 REPO = Path(__file__).resolve().parents[1]
+#: The schedule study's config, whose net ``--model schedule`` times.
+SCHEDULE_CONFIG = REPO / "configs" / "schedules" / "cosine.yaml"
 #: The small net of ``--quick`` (the tests' tiny UNet).
 TINY_MODEL: dict[str, Any] = {
     "base_channels": 16,
@@ -106,6 +109,17 @@ class ClockedTask(GenerationTask):
         return self.marks[1] - self.marks[0]
 
 
+def model_section(name: str) -> dict[str, Any]:
+    """The ``model`` config of ``--model``: ``small`` (SMALL_64, the default), ``tiny`` (the
+    tests' UNet) or ``schedule`` (the 1.68 M-parameter net of ``configs/schedules/cosine.yaml``,
+    read from that file)."""
+    if name == "tiny":
+        return dict(TINY_MODEL)
+    if name == "schedule":
+        return dict(yaml.safe_load(SCHEDULE_CONFIG.read_text())["model"])
+    return {}
+
+
 def make_config(args: argparse.Namespace, run_dir: Path, device_batches: str) -> ExperimentConfig:
     """The benchmark's experiment config (``--set``-like choices come from ``args``)."""
     data: dict[str, Any] = {
@@ -122,7 +136,7 @@ def make_config(args: argparse.Namespace, run_dir: Path, device_batches: str) ->
             "seed": 0,
             "output_dir": str(run_dir),
             "data": data,
-            "model": TINY_MODEL if args.model == "tiny" else {},
+            "model": model_section(args.model),
             "train": {
                 "batch_size": args.batch,
                 "max_steps": args.warmup + args.steps + 1,
@@ -243,7 +257,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--data", type=Path, default=REPO / "data" / "samples" / "aid")
     parser.add_argument("--max-images", type=int, default=None)
-    parser.add_argument("--model", choices=["small", "tiny"], help="small: SMALL_64 (default)")
+    parser.add_argument(
+        "--model",
+        choices=["small", "tiny", "schedule"],
+        help="small: SMALL_64 (default); schedule: the net of configs/schedules/cosine.yaml",
+    )
     parser.add_argument("--image-size", type=int, help="crop side (default 64)")
     parser.add_argument("--batch", type=int, help="per step (default 64)")
     parser.add_argument("--steps", type=int, help="timed steps (default 100)")

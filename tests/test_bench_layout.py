@@ -21,8 +21,8 @@ def test_quick_run_times_both_layouts_and_writes_json(tmp_path: Path) -> None:
     saved = json.loads(out.read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
     assert [(r["net"], r["batch"], r["compiled"]) for r in saved["rows"]] == [
-        ("terradiff-nchw", 2, False),
-        ("terradiff-channels_last", 2, False),
+        ("terradiff-nchw", 2, None),
+        ("terradiff-channels_last", 2, None),
     ]
     for row in saved["rows"]:
         assert len(row["step_s"]) == 2 and all(t > 0 for t in row["step_s"])
@@ -44,9 +44,25 @@ def test_layouts_differ_only_in_memory_format() -> None:
 
 
 def test_compiled_sections_are_parsed_and_bad_ones_refused(capsys: pytest.CaptureFixture) -> None:
-    args = parse_args(["--compiled", "channels_last:128,nchw:256"])
-    assert args.compiled_list == [("channels_last", 128), ("nchw", 256)]
-    with pytest.raises(SystemExit) as exc:
-        parse_args(["--compiled", "nhwc:128"])
-    assert exc.value.code == 2
-    assert "LAYOUT:BATCH" in capsys.readouterr().err
+    args = parse_args(["--compiled", "channels_last:128,nchw:256:regions"])
+    assert args.compiled_list == [("channels_last", 128, "whole"), ("nchw", 256, "regions")]
+    assert parse_args([]).compiled_list[1] == ("nchw", 128, "regions")
+    assert parse_args(["--quick"]).compiled_list == []
+    for bad in ("nhwc:128", "nchw:128:partly", "nchw:x", "nchw:1:whole:2"):
+        with pytest.raises(SystemExit) as exc:
+            parse_args(["--compiled", bad])
+        assert exc.value.code == 2
+    assert "LAYOUT:BATCH[:STYLE]" in capsys.readouterr().err
+
+
+def test_regional_compiled_section_runs_and_is_recorded(tmp_path: Path) -> None:
+    """A compiled section through dynamo's ``eager`` backend (no compiler needed on CI)."""
+    out = tmp_path / "layout.json"
+    argv = ["--quick", "--compiled", "nchw:2:regions", "--compile-backend", "eager"]
+    result = main([*argv, "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rows == json.loads(json.dumps(result["rows"]))
+    compiled = rows[-1]
+    assert (compiled["net"], compiled["compiled"]) == ("terradiff-nchw-compiled-regions", "regions")
+    assert compiled["first_call_s"] > 0 and len(compiled["step_s"]) == 2
+    assert [r["compiled"] for r in rows[:2]] == [None, None]

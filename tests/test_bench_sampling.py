@@ -93,3 +93,33 @@ def test_gpu_session_script_runs_its_sampling_section_on_cpu(tmp_path: Path) -> 
     rows = json.loads((tmp_path / "sampling_gpu.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"eager", "graph"}
     assert not (tmp_path / "unet_gpu.json").exists()
+
+
+def test_gpu_session_script_runs_its_sr_and_layout_sections_on_cpu(tmp_path: Path) -> None:
+    """``SR_BATCHED=1 LAYOUT=1`` sections of the session script on the CPU (quick): both write
+    their JSON and the script's summary line names their exit codes."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "SAMPLING": "0",
+        "UNET": "0",
+        "SR_BATCHED": "1",
+        "LAYOUT": "1",
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu_session.sh"), "--quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bench_sr_batched exit 0" in done.stdout and "bench_layout exit 0" in done.stdout
+    assert json.loads((tmp_path / "sr_batched.json").read_text())["best"]
+    assert len(json.loads((tmp_path / "layout.json").read_text())["rows"]) == 2
+    assert not (tmp_path / "sampling_gpu.json").exists()

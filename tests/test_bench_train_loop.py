@@ -19,3 +19,13 @@ def test_quick_run_times_the_bare_step_and_both_loops(tmp_path: Path) -> None:
     assert rows["loop device_batches=off"]["batches"] == "DataLoader"
     assert rows["loop device_batches=on"]["batches"].startswith("DeviceBatches(")
     assert all(row["steps_per_s"] > 0 for row in rows.values())
+
+
+def test_schedule_model_is_the_schedule_study_net(tmp_path: Path) -> None:
+    from terradiff.tasks.base import build_unet
+
+    args = bench_train_loop.parse_args(["--model", "schedule", "--device", "cpu"])
+    config = bench_train_loop.make_config(args, tmp_path, "off")
+    net = build_unet(config, 3, 3)
+    assert 1.6e6 < sum(p.numel() for p in net.parameters()) < 1.8e6  # the 1.68 M of issue 16
+    assert config.model.base_channels == 32 and config.train.batch_size == 64
