@@ -207,3 +207,24 @@ def test_a_stac_item_and_a_raster_together_are_refused(
     args = ["change", "--model", str(run), "--before", str(item), "--after", str(pngs[1])]
     assert main([*args, "--out", str(out)]) == 2
     assert "either STAC Items or rasters" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_size_mismatch_of_stac_items_names_the_items(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Items are read through temporary VRTs; the error names the Items, not the VRTs."""
+    pytest.importorskip("pystac", reason="the stac extra is not installed")
+    from terradiff.interop.stac import model_band_names
+
+    names = model_band_names(run)
+    before = as_geotiff(pngs[0], tmp_path / "before.tif")
+    short = as_geotiff(pngs[1], tmp_path / "short.tif", rows=200)
+    first = _dated_item(before, "2012-05-01T00:00:00Z", names)
+    second = _dated_item(short, "2017-08-15T00:00:00Z", names)
+    out = tmp_path / "mask.tif"
+    args = ["change", "--model", str(run), "--before", str(first), "--after", str(second)]
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"STAC Item {first} is 256x256 px" in err
+    assert f"STAC Item {second} is 256x200 px" in err
+    assert ".vrt" not in err and not out.exists()

@@ -462,7 +462,33 @@ def stac_inputs(
     names = [str(b) for b in bands] if bands else model_band_names(model)
     with tempfile.TemporaryDirectory(prefix="terradiff-stac-") as tmp:
         sources = [resolve_stac_item(p, names, workdir=tmp, stack=True) for p in images]
-        yield [s.raster for s in sources], list(range(1, len(names) + 1)), list(sources)
+        try:
+            yield [s.raster for s in sources], list(range(1, len(names) + 1)), list(sources)
+        except DataError as error:
+            name_items_in(error, sources)
+            raise
+
+
+def name_items_in(error: DataError, sources: Sequence[StacImage]) -> None:
+    """Make ``error``'s message name the STAC Items, not the temporary VRTs read for them.
+
+    A command reads each Item through a VRT in a temporary folder (:func:`stac_inputs`), so a
+    size, grid or band error raised while reading names that VRT, which is gone when the user
+    reads the message. Each VRT path (full, then its file name) becomes ``STAC Item <json>``.
+    Only an error whose message is its one argument is rewritten (others keep theirs).
+    """
+    if len(error.args) != 1 or not isinstance(error.args[0], str):
+        return
+    if type(error).__str__ is not Exception.__str__:
+        return
+    message = error.args[0]
+    for source in sources:
+        if source.raster.suffix != ".vrt":  # an asset's own file: its path is the right name
+            continue
+        named = f"STAC Item {source.item}"
+        for form in (str(source.raster), str(source.raster.resolve()), source.raster.name):
+            message = message.replace(form, named)
+    error.args = (message,)
 
 
 def write_output_items(

@@ -24,6 +24,8 @@ from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.errors import DataError, MissingExtraError
 from terradiff.interop.stac import (
+    StacImage,
+    name_items_in,
     resolve_stac_item,
     stac_item_path,
     write_output_items,
@@ -244,3 +246,26 @@ def test_no_item_for_a_raster_without_crs(shared_data: Path, tmp_path: Path) -> 
         write_stac_item(raster, model="m", command=["terradiff"])
     assert write_output_items([raster], model="m", command=["t"], sources=[None]) == []
     assert not stac_item_path(raster).exists()
+
+
+def test_errors_name_the_items_not_their_temporary_vrts(tmp_path: Path) -> None:
+    vrt = tmp_path / "terradiff-stac-x" / "scene-1.vrt"
+    asset = tmp_path / "scene-2.tif"
+    sources = [
+        StacImage(item=Path("a/scene-1.json"), raster=vrt, bands=[1], band_names=["red"]),
+        StacImage(item=Path("b/scene-2.json"), raster=asset, bands=[1], band_names=["red"]),
+    ]
+    error = DataError(f"{vrt} is 256x256 px; {asset} is 256x200 px; see scene-1.vrt")
+    name_items_in(error, sources)
+    assert str(error) == (
+        f"STAC Item a/scene-1.json is 256x256 px; {asset} is 256x200 px; "
+        "see STAC Item a/scene-1.json"
+    )  # an asset's own file keeps its path: it is a file the user has
+
+    class FormattedError(DataError):
+        def __str__(self) -> str:
+            return f"formatted: {self.args[0]}"
+
+    kept = FormattedError(str(vrt))
+    name_items_in(kept, sources)
+    assert kept.args == (str(vrt),)  # an error that formats itself is left as it is
