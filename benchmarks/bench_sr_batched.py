@@ -71,7 +71,7 @@ STUDENT_STAND_IN = "student, stand-in capture"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--batches", default="1,16,64,256", help="comma list of tile batches")
+    parser.add_argument("--batches", default="1,16,64", help="comma list of tile batches")
     parser.add_argument("--lr-size", type=int, default=64, help="LR tile side (x4 out)")
     parser.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16")
     parser.add_argument("--repeats", type=int, default=10, help="timed student calls per batch")

@@ -36,6 +36,7 @@
 #   train_loop_schedule.json/.txt  the same for the schedule-study net (TRAIN_MODELS=small,schedule)
 #   sr_batched.json/.txt  bench_sr_batched.py: student vs SR3 DDIM-20 on tile batches (SR_BATCHED=1)
 #   layout.json/.txt  bench_layout.py: NCHW vs channels-last, eager and compiled (LAYOUT=1)
+#   layout_warm.json/.txt  the two compiles again in a new process, inductor's cache warm (LAYOUT=1)
 # Environment knobs: PYTHON (python3), BUDGET_S (300: no new bench_unet section starts after that
 # many seconds of it), COMPILE_MODES (bf16: the precisions the compiled competitors run in;
 # bf16,fp32 adds ~4 min of compilation), BATCHES (128; 128,256 as in the first plan of item 1
@@ -45,15 +46,17 @@
 # timeout_s 480), TRAIN_MODELS (small; small,schedule adds the schedule-study net to (c), ~2 more
 # min), SR_BATCHED (0; 1 runs benchmarks/bench_sr_batched.py, ~1.5 min), LAYOUT (0; 1 runs
 # benchmarks/bench_layout.py: the layouts eager, whole-net vs regional compile at batch 128, ~3 min),
+# MODES (bf16,fp32: bench_unet's precisions; bf16 alone saves ~1 min at batch 256),
 # TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
 # wheels: `DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick` is the CPU smoke run of (a)
 # that tests/test_bench_sampling.py runs, a few seconds).
 #
 # Measured on one H200 (2026-11-30): the default call 351 s; `SAMPLING=0 UNET=0 TRAIN_LOOP=1
 # PROFILE=1` 257 s. What the next lease should run (issue 16's figures still missing), two calls:
-#   1. `BATCHES=256 SAMPLING=0 bash benchmarks/gpu_session.sh`  (timeout_s 600; ~5 min)
+#   1. `BATCHES=256 MODES=bf16 SAMPLING=0 bash benchmarks/gpu_session.sh`  (timeout_s 600; ~4.5 min)
 #   2. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1
-#      bash benchmarks/gpu_session.sh`                          (timeout_s 600; ~7.5 min)
+#      bash benchmarks/gpu_session.sh`                          (timeout_s 600; ~8.5 min)
+#   then give_back. Together ~13.5 minutes with the machine's start: check status first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-outputs/gpu_session}"
@@ -123,7 +126,7 @@ if ! "$PY" -c 'import diffusers' 2>/dev/null; then
     echo "gpu_session: diffusers does not import; measuring terradiff alone"
     variants=(--diffusers "" --compile terradiff)
 fi
-common=(--device "$DEVICE" --modes bf16,fp32 --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
+common=(--device "$DEVICE" --modes "${MODES:-bf16,fp32}" --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
         --ddpm-steps 0 --json "$OUT/unet_gpu.json")
 if (( quick )); then
     args=(--quick "${common[@]}" "${variants[@]}")
@@ -160,7 +163,7 @@ brc=0
 if [[ "${SR_BATCHED:-0}" != "0" ]]; then
     bargs=(--device "$DEVICE" --json "$OUT/sr_batched.json")
     if (( quick )); then bargs+=(--quick); else
-        bargs+=(--precisions fp32,bf16 --batches 1,16,64,256 --budget-s 110)
+        bargs+=(--precisions fp32,bf16 --batches 1,16,64 --budget-s 110)
         [[ "$DEVICE" == "cuda" ]] && bargs+=(--graph)
     fi
     start=$SECONDS
@@ -181,6 +184,16 @@ if [[ "${LAYOUT:-0}" != "0" ]]; then
     timeout 220 "$PY" benchmarks/bench_layout.py "${largs[@]}" 2>&1 | tee "$OUT/layout.txt"
     lrc=${PIPESTATUS[0]}
     echo "gpu_session: bench_layout exit $lrc after $((SECONDS - start)) s"
+    # The same two compiles again in a new process: inductor's on-disk cache (FX graph and
+    # autograd caches, /tmp/torchinductor_$USER) is warm now, as for a resumed or second run.
+    if (( lrc == 0 )) && (( ! quick )); then
+        start=$SECONDS
+        timeout 120 "$PY" benchmarks/bench_layout.py --device "$DEVICE" --batches "" \
+            --compiled "nchw:128:regions,nchw:128" --json "$OUT/layout_warm.json" 2>&1 |
+            tee "$OUT/layout_warm.txt"
+        lrc=${PIPESTATUS[0]}
+        echo "gpu_session: bench_layout (warm compile cache) exit $lrc after $((SECONDS - start)) s"
+    fi
 fi
 
 # 5. Opt-in: before/after profile of the train step (issue 16 item 6), ~1.5 min on a GPU (the

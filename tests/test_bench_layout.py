@@ -48,6 +48,7 @@ def test_compiled_sections_are_parsed_and_bad_ones_refused(capsys: pytest.Captur
     assert args.compiled_list == [("channels_last", 128, "whole"), ("nchw", 256, "regions")]
     assert parse_args([]).compiled_list[1] == ("nchw", 128, "regions")
     assert parse_args(["--quick"]).compiled_list == []
+    assert parse_args(["--batches", ""]).batch_list == []  # compiled sections only
     for bad in ("nhwc:128", "nchw:128:partly", "nchw:x", "nchw:1:whole:2"):
         with pytest.raises(SystemExit) as exc:
             parse_args(["--compiled", bad])
