@@ -68,27 +68,35 @@ def test_budget_skips_the_variants_that_would_start_late(tmp_path: Path) -> None
     assert results["skipped"] == ["graph/fp32 (budget 1e-09 s spent)"]
 
 
-def test_gpu_session_script_runs_its_sampling_section_on_cpu(tmp_path: Path) -> None:
-    """``DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick``: the script's sampling
-    section end to end on the CPU (shell errors show here, not on a lent GPU)."""
+def run_session_script(out: Path, timeout: int, **knobs: str) -> subprocess.CompletedProcess:
+    """``bash benchmarks/gpu_session.sh --quick`` on the CPU with ``knobs`` as its environment
+    switches, writing under ``out``."""
     root = Path(__file__).resolve().parents[1]
     env = {
         **os.environ,
         "DEVICE": "cpu",
-        "UNET": "0",
-        "OUT": str(tmp_path),
+        "OUT": str(out),
         "PYTHON": sys.executable,
         "OMP_NUM_THREADS": "1",
+        **knobs,
     }
+    script = str(root / "benchmarks" / "gpu_session.sh")
     done = subprocess.run(
-        ["bash", str(root / "benchmarks" / "gpu_session.sh"), "--quick"],
+        ["bash", script, "--quick"],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_gpu_session_script_runs_its_sampling_section_on_cpu(tmp_path: Path) -> None:
+    """``DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick``: the script's sampling
+    section end to end on the CPU (shell errors show here, not on a lent GPU)."""
+    done = run_session_script(tmp_path, 120, UNET="0")
     assert "bench_sampling exit 0" in done.stdout
     rows = json.loads((tmp_path / "sampling_gpu.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"eager", "graph"}
@@ -98,27 +106,8 @@ def test_gpu_session_script_runs_its_sampling_section_on_cpu(tmp_path: Path) -> 
 def test_gpu_session_script_runs_its_sr_and_layout_sections_on_cpu(tmp_path: Path) -> None:
     """``SR_BATCHED=1 LAYOUT=1`` sections of the session script on the CPU (quick): both write
     their JSON and the script's summary line names their exit codes."""
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "DEVICE": "cpu",
-        "SAMPLING": "0",
-        "UNET": "0",
-        "SR_BATCHED": "1",
-        "LAYOUT": "1",
-        "OUT": str(tmp_path),
-        "PYTHON": sys.executable,
-        "OMP_NUM_THREADS": "1",
-    }
-    done = subprocess.run(
-        ["bash", str(root / "benchmarks" / "gpu_session.sh"), "--quick"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    knobs = {"SAMPLING": "0", "UNET": "0", "SR_BATCHED": "1", "LAYOUT": "1"}
+    done = run_session_script(tmp_path, 180, **knobs)
     assert "bench_sr_batched exit 0" in done.stdout and "bench_layout exit 0" in done.stdout
     assert json.loads((tmp_path / "sr_batched.json").read_text())["best"]
     assert len(json.loads((tmp_path / "layout.json").read_text())["rows"]) == 2
