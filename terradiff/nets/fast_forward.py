@@ -53,6 +53,7 @@ __all__ = [
     "CudaGraphBackend",
     "EagerCaptureBackend",
     "GraphedForward",
+    "autocast_state",
     "call_signature",
     "condition_inputs",
     "fast_forward",
@@ -96,6 +97,20 @@ def call_signature(args: Args) -> tuple[Hashable, ...]:
     return tuple(
         None if a is None else (tuple(a.shape), a.dtype, a.device, a.stride()) for a in args
     )
+
+
+def autocast_state(args: Args) -> tuple[Hashable, ...]:
+    """Autocast's setting for each device type among ``args``: on/off and, when on, its dtype.
+
+    A graph replays the kernels it recorded, casts included, so a call under another autocast
+    setting (fp32 after a bf16 capture, say) needs its own capture.
+    """
+    kinds = sorted({a.device.type for a in args if a is not None})
+    state = []
+    for kind in kinds:
+        enabled = torch.is_autocast_enabled(kind)
+        state.append((kind, enabled, torch.get_autocast_dtype(kind) if enabled else None))
+    return tuple(state)
 
 
 class CaptureBackend(Protocol):
@@ -201,8 +216,9 @@ class GraphedForward:
         self.uncapturable: set[Hashable] = set()
 
     def key(self, args: Args) -> Hashable:
-        """The capture ``args`` replay: their signature and the ``state``."""
-        return (call_signature(args), None if self.state is None else self.state())
+        """The capture ``args`` replay: their signature, the autocast setting and the ``state``."""
+        state = None if self.state is None else self.state()
+        return (call_signature(args), autocast_state(args), state)
 
     def __call__(self, *args: Tensor | None) -> Tensor:
         """``fn(*args)``, replayed from the capture of ``args``' signature (captured first)."""

@@ -128,6 +128,25 @@ def test_least_recently_used_capture_is_dropped() -> None:
 
 
 @torch.no_grad()
+def test_another_autocast_setting_is_captured_again() -> None:
+    """A graph replays the casts it recorded: a bf16-autocast call must not replay an fp32
+    capture (nor the reverse), and each replays its own setting's result."""
+    net = _Denoiser().eval()
+    backend = EagerCaptureBackend()
+    graphed = GraphedForward(net, backend=backend)
+    x, t = torch.randn(2, 3, 8, 8), torch.full((2,), 5.0)
+    fp32 = graphed(x, t)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = graphed(x, t)
+        eager_bf16 = net(x, t)
+    assert len(backend.captures) == 2
+    torch.testing.assert_close(bf16, eager_bf16, rtol=0, atol=0)
+    assert not torch.equal(bf16, fp32)  # the convolution really ran in bf16
+    torch.testing.assert_close(graphed(x, t), fp32, rtol=0, atol=0)  # the fp32 capture again
+    assert len(backend.captures) == 2
+
+
+@torch.no_grad()
 def test_new_parameter_storage_is_captured_again() -> None:
     """A graph reads the parameter storages it was captured with: a net whose weights were
     replaced (``.to``, ``.data =``) is captured again; in training mode it runs eagerly."""
