@@ -71,7 +71,9 @@ STUDENT_STAND_IN = "student, stand-in capture"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--batches", default="1,16,64", help="comma list of tile batches")
+    parser.add_argument(
+        "--batches", default=None, help="comma list of tile batches (default 1,16,64; quick 1,2)"
+    )
     parser.add_argument("--lr-size", type=int, default=64, help="LR tile side (x4 out)")
     parser.add_argument("--precisions", default="fp32", help="comma list of fp32, bf16")
     parser.add_argument("--repeats", type=int, default=10, help="timed student calls per batch")
@@ -89,7 +91,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.quick:
-        args.batches, args.lr_size, args.repeats, args.sampler_repeats = "1,2", 16, 2, 1
+        args.lr_size, args.repeats, args.sampler_repeats = 16, 2, 1
+    if args.batches is None:
+        args.batches = "1,2" if args.quick else "1,16,64"
     args.batch_list = sorted({int(b) for b in args.batches.split(",") if b})
     args.precision_list = [p for p in args.precisions.split(",") if p]
     bad = [p for p in args.precision_list if p not in ("fp32", "bf16")]
@@ -117,9 +121,11 @@ def lr_tiles(folder: Path, size: int, count: int) -> torch.Tensor:
 
 @contextlib.contextmanager
 def precision(mode: str, device: torch.device) -> Iterator[None]:
-    """bf16 autocast on the device, or nothing (fp32; TF32 stays off)."""
+    """bf16 autocast on the device without its weight cache (a CUDA graph needs it off), or
+    nothing (fp32; TF32 stays off). The student's graph is captured once per setting
+    (:func:`terradiff.nets.fast_forward.autocast_state` is part of its key)."""
     if mode == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
             yield
     else:
         yield

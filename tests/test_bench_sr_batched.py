@@ -47,3 +47,14 @@ def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture) -> None:
             parse_args(argv)
         assert exc.value.code == 2
     assert "--precisions takes fp32,bf16" in capsys.readouterr().err
+
+
+def test_bf16_stand_in_graph_is_its_own_capture_and_equals_the_student(tmp_path: Path) -> None:
+    """fp32 then bf16 on the same graphed student: the bf16 rows replay a bf16 capture (its
+    output equals the eager student's under the same autocast), not the fp32 one."""
+    argv = ["--quick", "--graph", "--batches", "2", "--precisions", "fp32,bf16"]
+    result = main([*argv, "--json", str(tmp_path / "out.json")])
+    graph_rows = [r for r in result["rows"] if r["model"] == STUDENT_STAND_IN]
+    assert [r["precision"] for r in graph_rows] == ["fp32", "bf16"]
+    assert all(r["max_abs_diff_vs_student"] == 0.0 for r in graph_rows)
+
