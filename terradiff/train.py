@@ -93,7 +93,7 @@ def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
     """``auto``: ``bf16`` on CUDA with bf16, else ``fp16``; ``bf16`` on bf16-capable CPUs.
 
     bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16: 1.8-2.1x per train step,
-    GUIDE.md; AVX512-BF16 has native bf16 dot products too) and is far slower than fp32 without
+    GUIDE.md; AVX512-BF16 without AMX: 1.6x, BENCHMARKS.md) and is far slower than fp32 without
     them (13x per UNet train step on an AVX2-only EPYC, BENCHMARKS.md), so ``auto`` keeps fp32
     there. ``cpuinfo`` (the text of ``/proc/cpuinfo``) is read from the system when None.
     """
