@@ -57,4 +57,3 @@ def test_bf16_stand_in_graph_is_its_own_capture_and_equals_the_student(tmp_path:
     graph_rows = [r for r in result["rows"] if r["model"] == STUDENT_STAND_IN]
     assert [r["precision"] for r in graph_rows] == ["fp32", "bf16"]
     assert all(r["max_abs_diff_vs_student"] == 0.0 for r in graph_rows)
-
