@@ -93,22 +93,15 @@ def run_session_script(out: Path, timeout: int, **knobs: str) -> subprocess.Comp
     return done
 
 
-def test_gpu_session_script_runs_its_sampling_section_on_cpu(tmp_path: Path) -> None:
-    """``DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick``: the script's sampling
-    section end to end on the CPU (shell errors show here, not on a lent GPU)."""
-    done = run_session_script(tmp_path, 120, UNET="0")
-    assert "bench_sampling exit 0" in done.stdout
+def test_gpu_session_script_runs_its_cpu_sections(tmp_path: Path) -> None:
+    """``DEVICE=cpu UNET=0 SR_BATCHED=1 LAYOUT=1 bash benchmarks/gpu_session.sh --quick``: the
+    script's sampling, SR and layout sections end to end on the CPU (shell errors show here, not
+    on a lent GPU), each writing its JSON, the last line naming every exit code."""
+    done = run_session_script(tmp_path, 180, UNET="0", SR_BATCHED="1", LAYOUT="1")
+    for bench in ("bench_sampling", "bench_sr_batched", "bench_layout"):
+        assert f"{bench} exit 0" in done.stdout
     rows = json.loads((tmp_path / "sampling_gpu.json").read_text())["rows"]
     assert {r["variant"] for r in rows} == {"eager", "graph"}
-    assert not (tmp_path / "unet_gpu.json").exists()
-
-
-def test_gpu_session_script_runs_its_sr_and_layout_sections_on_cpu(tmp_path: Path) -> None:
-    """``SR_BATCHED=1 LAYOUT=1`` sections of the session script on the CPU (quick): both write
-    their JSON and the script's summary line names their exit codes."""
-    knobs = {"SAMPLING": "0", "UNET": "0", "SR_BATCHED": "1", "LAYOUT": "1"}
-    done = run_session_script(tmp_path, 180, **knobs)
-    assert "bench_sr_batched exit 0" in done.stdout and "bench_layout exit 0" in done.stdout
     assert json.loads((tmp_path / "sr_batched.json").read_text())["best"]
     assert len(json.loads((tmp_path / "layout.json").read_text())["rows"]) == 2
-    assert not (tmp_path / "sampling_gpu.json").exists()
+    assert not (tmp_path / "unet_gpu.json").exists()
