@@ -34,12 +34,11 @@ Run (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_sampling import precision_context
 from unet_bench_common import gpu_record, timed
 
 from terradiff.config import config_from_dict
@@ -117,18 +117,6 @@ def lr_tiles(folder: Path, size: int, count: int) -> torch.Tensor:
     ``folder``, cycled when there are fewer images than tiles."""
     data = ImageFolderDataset(folder, image_size=size, crop="center", random_flip=False)
     return torch.stack([data[i % len(data)]["image"] for i in range(count)])
-
-
-@contextlib.contextmanager
-def precision(mode: str, device: torch.device) -> Iterator[None]:
-    """bf16 autocast on the device without its weight cache (a CUDA graph needs it off), or
-    nothing (fp32; TF32 stays off). The student's graph is captured once per setting
-    (:func:`terradiff.nets.fast_forward.autocast_state` is part of its key)."""
-    if mode == "bf16":
-        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
-            yield
-    else:
-        yield
 
 
 def median_time(
@@ -207,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             section: dict[str, float] = {}
             outputs: dict[str, torch.Tensor] = {}
             for name, fn, repeats in calls:
-                with torch.no_grad(), precision(mode, device):
+                with torch.no_grad(), precision_context(mode, device):
                     median, times = median_time(device, fn, repeats)
                     if name != SR3:
                         out = fn()
