@@ -15,7 +15,7 @@ import signal
 import sys
 
 from terradiff import __version__, commands
-from terradiff.config import FAST_POLICIES, SAMPLER_NAMES
+from terradiff.config import FAST_POLICIES, INFERENCE_PRECISIONS, SAMPLER_NAMES
 from terradiff.errors import StoppedBySignalError, TerradiffError
 from terradiff.runtime import configure_threads, prefer_passive_openmp, tune_cpu_allocator
 from terradiff.signals import SignalReceived, raise_on_signals
@@ -81,13 +81,25 @@ def _add_no_cog(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_fast(parser: argparse.ArgumentParser) -> None:
-    """``--fast``: how the denoiser runs while sampling (``sample.fast`` of the config)."""
+    """``--fast`` and ``--precision``: how the net runs at inference (``sample.fast`` and
+    ``sample.precision`` of the config)."""
     parser.add_argument(
         "--fast",
         choices=FAST_POLICIES,
         help="run the denoiser as a CUDA graph per shape (graph), compiled (compile) or eager "
         "(off); auto = graph on CUDA, off on CPU; same samples (default: the model's "
         "sample.fast)",
+    )
+    _add_precision(parser)
+
+
+def _add_precision(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the net's number format at inference (``sample.precision``)."""
+    parser.add_argument(
+        "--precision",
+        choices=INFERENCE_PRECISIONS,
+        help="the net's number format: bf16 or fp16 autocast, or fp32; auto = bf16 on a CUDA "
+        "device with bf16, fp32 elsewhere (default: the model's sample.precision)",
     )
 
 
@@ -248,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    _add_precision(evaluate)
     evaluate.set_defaults(func=commands.evaluate_command)
 
     sr = verbs.add_parser(

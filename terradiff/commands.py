@@ -37,6 +37,7 @@ def train_command(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> int:
     import torch
 
+    from terradiff.nets.precision import resolve_inference_precision
     from terradiff.sampling_io import check_sample_checkpoint, check_sample_outputs, generation_tags
     from terradiff.tasks import load_task
     from terradiff.viz import save_chain_figure, save_image_grid
@@ -47,6 +48,7 @@ def sample_command(args: argparse.Namespace) -> int:
     )
     task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
     task.use_fast(args.fast)
+    task.use_precision(args.precision)
     generator = torch.Generator().manual_seed(args.seed)
     spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
     request = {"class": args.class_name, "metadata": parse_metadata(args.metadata)}
@@ -75,12 +77,15 @@ def sample_command(args: argparse.Namespace) -> int:
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
     samples = out.sample.cpu()
+    device = next(task.net.parameters()).device
+    precision = resolve_inference_precision(task.config.sample.precision, device)
     tags = generation_tags(
         spec,
         class_name=args.class_name,
         metadata=request["metadata"],
         seed=args.seed,
         checkpoint=args.checkpoint,
+        precision=precision,
     )
     save_image_grid(samples, out_path, rgb_bands=rgb, text=tags)
     record = {
@@ -88,6 +93,7 @@ def sample_command(args: argparse.Namespace) -> int:
         "n": args.n,
         "seed": args.seed,
         "sampling": None if spec is None else spec.to_dict(),
+        "precision": precision,
         "condition": request,
     }
     from terradiff.io import atomic_write_text
@@ -96,6 +102,7 @@ def sample_command(args: argparse.Namespace) -> int:
     how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
     if spec is not None and spec.guidance is not None:
         how += f", guidance {spec.guidance:g}"
+    how += f", {precision}"
     print(f"wrote {args.n} samples ({how}) to {out_path} (settings in {out_path.stem}.json)")
     if args.chain is not None:
         save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
@@ -206,6 +213,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             image_size=args.image_size,
             lpips_weights=args.lpips_weights,
             device=args.device,
+            precision=args.precision,
         )
     else:
         result = evaluate_checkpoint(
@@ -219,6 +227,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             seed=args.seed,
             data_root=args.data,
             device=args.device,
+            precision=args.precision,
         )
     long_lists = ("per_image", "per_window")  # the terminal gets the summary; --out all of it
     print(json.dumps({k: v for k, v in result.items() if k not in long_lists}, indent=2))
@@ -559,6 +568,7 @@ def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "overwrite": args.overwrite,
         "device": args.device,
         "fast": args.fast,
+        "precision": args.precision,
         "dask": args.dask or args.scheduler is not None,
         "scheduler": args.scheduler,
         "n_workers": args.workers,

@@ -36,6 +36,7 @@ from terradiff.errors import ConfigError
 
 __all__ = [
     "FAST_POLICIES",
+    "INFERENCE_PRECISIONS",
     "SAMPLER_NAMES",
     "ConditionConfig",
     "ConfigSection",
@@ -63,6 +64,10 @@ SAMPLER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
 FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "off")
 """How the denoiser may run while sampling (``sample.fast``, ``--fast``):
 :mod:`terradiff.nets.fast_forward` implements them."""
+
+INFERENCE_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+"""Number formats of a net at inference (``sample.precision``, ``--precision``):
+:mod:`terradiff.nets.precision` implements them."""
 
 
 _Section = ConfigSection
@@ -348,6 +353,12 @@ class SampleConfig(_Section):
         description="How the denoiser runs while sampling (terradiff.nets.fast_forward): graph = "
         "replayed as a CUDA graph per input shape, compile = torch.compile of its blocks, off = "
         "eager, auto = graph on CUDA and off on CPU; the samples are the same.",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="Number format of the net while sampling and mapping "
+        "(terradiff.nets.precision): bf16/fp16 = autocast, fp32 = none, auto = bf16 on a CUDA "
+        "device with bf16 and fp32 elsewhere (bf16 samples differ slightly from fp32 ones).",
     )
 
     @field_validator("sampler")

@@ -186,6 +186,7 @@ def evaluate_checkpoint(
     grid_path: str | Path | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """Sample from a checkpoint and compute FID/KID against its (or the given) real images.
 
@@ -204,10 +205,12 @@ def evaluate_checkpoint(
         grid_path: also save the first (up to 64) generated images as a PNG grid here.
         progress: show progress bars.
         device: where the network samples (default: CUDA when available, else the CPU).
+        precision: the net's number format while sampling (``sample.precision``; default the
+            checkpoint's; :mod:`terradiff.nets.precision`).
 
     Returns:
         The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
-        checkpoint, step, sampler, steps, seconds spent sampling and per image; for a
+        checkpoint, step, sampler, steps, precision, seconds spent sampling and per image; for a
         class-conditional model also :func:`conditional_accuracy` (when the encoder classifies).
 
     Raises:
@@ -224,6 +227,7 @@ def evaluate_checkpoint(
         kind = task.config.task
         needed = _NOT_GENERATION.get(kind, _FID_ONLY)
         raise WrongCheckpointError(ckpt.path, f"{kind!r} checkpoint", needed)
+    task.use_precision(precision)
     config = task.config
     evaluate_cfg = config.evaluate
     n = evaluate_cfg.num_samples if num_samples is None else num_samples
@@ -320,6 +324,7 @@ def evaluate_checkpoint(
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         **_spec_record(spec),
+        "precision": _precision_record(task),
         "sampling_seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / n, 4),
         "real_images": str(dataset.root),
@@ -341,6 +346,7 @@ def evaluate_super_resolution(
     lpips_weights: str | Path | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """PSNR, SSIM, SSIM-Y, MAE (and LPIPS with local weights) of a super-resolution checkpoint.
 
@@ -357,16 +363,17 @@ def evaluate_super_resolution(
         image_size: HR centre-crop size (default ``data.image_size``); e.g. 144 is divisible by
             2, 3, 4, 6 and 8.
         device: where the network runs (default: CUDA when available, else the CPU).
+        precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Returns:
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
         "per_image", "band_names", "scale", "sampler",
-        "steps", "checkpoint", "step", "method", "parameters"}``. Each aggregate metric is the
-        mean over images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR
-        of the pooled MSE). ``per_image`` holds those values, ``{"image": [file names],
-        "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in one fixed image order,
-        so model and bicubic can be compared by a paired bootstrap over images
-        (:func:`terradiff.report_format.paired_bootstrap`).
+        "steps", "precision", "checkpoint", "step", "method", "parameters"}``. Each aggregate
+        metric is the mean over images of the per-image value (PSNR: the mean of per-image
+        PSNRs, not the PSNR of the pooled MSE). ``per_image`` holds those values,
+        ``{"image": [file names], "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in
+        one fixed image order, so model and bicubic can be compared by a paired bootstrap over
+        images (:func:`terradiff.report_format.paired_bootstrap`).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
@@ -390,6 +397,7 @@ def evaluate_super_resolution(
             f"{task.config.task!r} checkpoint",
             "evaluate_super_resolution needs a 'super_resolution' one",
         )
+    task.use_precision(precision)
     try:
         scale = task.check_scale(float(scale if scale is not None else task.sr.scale), ckpt.path)
     except DataError as error:
@@ -459,6 +467,7 @@ def evaluate_super_resolution(
         "image_size": hr_size,
         "method": task.method.name,
         **_spec_record(spec),
+        "precision": _precision_record(task),
         "parameters": count_parameters(task.net),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -554,6 +563,14 @@ def _image_names(dataset: Any, indices: list[int]) -> list[str]:
         path = Path(files[i])
         names.append(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path))
     return names
+
+
+def _precision_record(task: Any) -> str:
+    """The number format ``task``'s net ran in (``sample.precision`` resolved on its device)."""
+    from terradiff.nets.precision import resolve_inference_precision
+
+    device = next(task.net.parameters()).device
+    return resolve_inference_precision(task.config.sample.precision, device)
 
 
 def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:

@@ -80,6 +80,7 @@ def super_resolve_raster(
     progress: bool = True,
     device: str | None = None,
     fast: str | None = None,
+    precision: str | None = None,
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
@@ -114,6 +115,8 @@ def super_resolve_raster(
         device: ``cpu``/``cuda``; default CUDA when available.
         fast: how the denoiser runs (``sample.fast``: ``auto``, ``compile``, ``graph``, ``off``;
             :mod:`terradiff.nets.fast_forward`); default the checkpoint's.
+        precision: the net's number format (``sample.precision``: ``auto``, ``fp32``,
+            ``bf16``, ``fp16``; :mod:`terradiff.nets.precision`); default the checkpoint's.
         dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
             :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
         cog: write a Cloud-Optimized GeoTIFF (tiles, overviews; :mod:`terradiff.data.cog`);
@@ -152,7 +155,14 @@ def super_resolve_raster(
     selected = input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
     spec = task.sampling_spec(sampler, steps)
-    settings = {"factor": factor, "spec": spec, "seed": seed, "device": dev, "fast": fast}
+    settings = {
+        "factor": factor,
+        "spec": spec,
+        "seed": seed,
+        "device": dev,
+        "fast": fast,
+        "precision": precision,
+    }
     scaling = input_scaling or task.band_info.scaling
     options = {
         "scaling": scaling,
@@ -198,11 +208,13 @@ def _sr_predict_fn(
     seed: int,
     device: Any,
     fast: str | None = None,
+    precision: str | None = None,
 ) -> Callable[..., torch.Tensor]:
-    """The tiling engine's ``predict_fn`` of a super-resolution task (``fast``: see
-    :meth:`~terradiff.tasks.base.Task.use_fast`)."""
+    """The tiling engine's ``predict_fn`` of a super-resolution task (``fast``, ``precision``:
+    see :meth:`~terradiff.tasks.base.Task.use_fast` and ``use_precision``)."""
     task.net.to(torch.device(device))
     task.use_fast(fast)
+    task.use_precision(precision)
 
     def predict(
         x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
@@ -282,6 +294,7 @@ def estimate_raster(
     progress: bool = True,
     device: str | None = None,
     fast: str | None = None,
+    precision: str | None = None,
     dask: bool = False,
     scheduler: str | None = None,
     n_workers: int = 2,
@@ -298,7 +311,9 @@ def estimate_raster(
     units the model was trained on (a preset name or scaling mapping; default the model's).
     The map is a Cloud-Optimized GeoTIFF unless ``cog`` is False. ``fast`` runs the denoiser of
     a diffusion model compiled or as a CUDA graph (see
-    :meth:`~terradiff.tasks.base.Task.use_fast`; default the model's ``sample.fast``).
+    :meth:`~terradiff.tasks.base.Task.use_fast`; default the model's ``sample.fast``);
+    ``precision`` is the net's number format (:meth:`~terradiff.tasks.base.Task.use_precision`;
+    default the model's ``sample.precision``).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
@@ -337,6 +352,7 @@ def estimate_raster(
         "with_std": with_std,
         "device": dev,
         "fast": fast,
+        "precision": precision,
     }
     out_scaling = task.target_scaling.to_dict()
     if with_std:  # the same [0, max] scaling for the std band (see predict)
@@ -392,10 +408,12 @@ def _carbon_predict_fn(
     with_std: bool,
     device: str,
     fast: str | None = None,
+    precision: str | None = None,
 ) -> Callable[..., torch.Tensor]:
     """The tiling engine's ``predict_fn`` of a carbon task (mean, and ``std - 1`` if asked)."""
     task.net.to(torch.device(device))
     task.use_fast(fast)
+    task.use_precision(precision)
 
     def predict(
         x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None

@@ -97,17 +97,20 @@ def generation_tags(
     metadata: dict[str, Any] | None = None,
     seed: int | None = None,
     checkpoint: str | Path | None = None,
+    precision: str | None = None,
 ) -> dict[str, str]:
     """GeoTIFF metadata saying how a generated image was drawn (``TERRADIFF_*`` keys).
 
-    The class, the metadata (JSON), the guidance scale, sampler, steps, seed and checkpoint;
-    keys whose value is None are left out, so an unconditional sample carries only the sampler.
+    The class, the metadata (JSON), the guidance scale, sampler, steps, seed, checkpoint and the
+    net's number format (``precision``, resolved: ``fp32``, ``bf16`` or ``fp16``); keys whose
+    value is None are left out, so an unconditional sample carries only the sampler.
     """
     values: dict[str, Any] = {
         "class": class_name,
         "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
         "seed": seed,
         "checkpoint": None if checkpoint is None else str(checkpoint),
+        "precision": precision,
     }
     if spec is not None:
         values |= {"sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import rasterio
 import yaml
 from accelerate.state import AcceleratorState
 
@@ -79,6 +80,35 @@ def test_sample_fast_option_keeps_the_samples(trained_run: Path, tmp_path: Path)
         main(["sample", str(trained_run), "--fast", "turbo"])
 
 
+def test_sample_precision_option_is_recorded_and_changes_only_rounding(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    """``--precision bf16`` runs the net under bf16 autocast on the CPU (``auto`` is fp32
+    there); the settings JSON and the GeoTIFF tags name the format that ran."""
+    images = {}
+    for precision, ran in (("auto", "fp32"), ("bf16", "bf16")):
+        out = tmp_path / f"{precision}.png"
+        args = ["sample", str(trained_run), "--n", "2", "--steps", "3", "--device", "cpu"]
+        args += [
+            "--precision",
+            precision,
+            "--out",
+            str(out),
+            "--tif-dir",
+            str(tmp_path / precision),
+        ]
+        assert main(args) == 0
+        assert json.loads(out.with_suffix(".json").read_text())["precision"] == ran
+        tif = sorted((tmp_path / precision).glob("*.tif"))[0]
+        with rasterio.open(tif) as src:
+            assert src.tags()["TERRADIFF_PRECISION"] == ran
+            images[precision] = src.read().astype(int)
+    difference = abs(images["bf16"] - images["auto"])
+    assert 0 < difference.max() <= 64
+    with pytest.raises(SystemExit):
+        main(["sample", str(trained_run), "--precision", "fp64"])
+
+
 def test_evaluate_reports_fid_and_caches_reference(
     trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +119,7 @@ def test_evaluate_reports_fid_and_caches_reference(
     metrics = json.loads(out.read_text())
     assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
     assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
+    assert metrics["precision"] == "fp32"  # auto, on the CPU
     cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
     assert len(cached) == 1
     # A 4-step model draws near-noise: it must score worse than 8 real images of the reference

@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from terradiff import __version__
-from terradiff.config import FAST_POLICIES, ExperimentConfig
+from terradiff.config import FAST_POLICIES, INFERENCE_PRECISIONS, ExperimentConfig
 from terradiff.data.band_info import BandInfo
 from terradiff.data.datasets import GeoTiffChipDataset, ImageFolderDataset
 from terradiff.diffusion import objectives
@@ -28,6 +28,7 @@ from terradiff.diffusion.spec import SamplingSpec, run_spec
 from terradiff.errors import ConfigError, DataError
 from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.fast_forward import fast_forward
+from terradiff.nets.precision import inference_autocast
 from terradiff.nets.unet import UNet
 
 NetT = TypeVar("NetT", bound=nn.Module)
@@ -99,6 +100,16 @@ class Task(abc.ABC):
         """Its predictions are drawn by a diffusion sampler (else: one forward pass)."""
         return True
 
+    def one_pass_precision(self, net: nn.Module) -> contextlib.AbstractContextManager[object]:
+        """The ``config.sample.precision`` context of a one-pass prediction with ``net``.
+
+        A stochastic task's net runs at that precision inside :func:`run_sampler` (its sampler
+        stays fp32), so for it this context does nothing; a one-pass net runs inside it.
+        """
+        if self.stochastic:
+            return contextlib.nullcontext()
+        return inference_autocast(self.config.sample.precision, next(net.parameters()).device)
+
     def sampling_spec(
         self,
         sampler: str | None = None,
@@ -140,6 +151,22 @@ class Task(abc.ABC):
         if fast not in FAST_POLICIES:
             raise ConfigError(f"fast must be one of {list(FAST_POLICIES)}, got {fast!r}")
         self.config.sample.fast = fast
+
+    def use_precision(self, precision: str | None) -> None:
+        """Run the net at ``precision`` at inference from now on (``config.sample.precision``:
+        ``auto``, ``fp32``, ``bf16``, ``fp16``; :mod:`terradiff.nets.precision`); None keeps the
+        checkpoint's.
+
+        Raises:
+            ConfigError: ``precision`` is not one of :data:`~terradiff.config.INFERENCE_PRECISIONS`.
+        """
+        if precision is None:
+            return
+        if precision not in INFERENCE_PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {list(INFERENCE_PRECISIONS)}, got {precision!r}"
+            )
+        self.config.sample.precision = precision
 
     schedule: NoiseSchedule
 
@@ -332,7 +359,9 @@ def run_sampler(
     ``spec.guidance`` the model_fn is classifier-free guided
     (:func:`terradiff.diffusion.guidance.guided`: one batched forward of conditional and null).
     The net is called the ``config.sample.fast`` way (:func:`terradiff.nets.fast_forward.
-    fast_forward`: eager, compiled, or a CUDA graph per shape); the samples are the same.
+    fast_forward`: eager, compiled, or a CUDA graph per shape; the samples are the same) at
+    ``config.sample.precision`` (:func:`terradiff.nets.precision.inference_autocast`; its
+    outputs are cast back to fp32, so the sampler's arithmetic stays fp32).
 
     Raises:
         ConfigError: ``spec.guidance`` without a ``condition``.
@@ -345,7 +374,9 @@ def run_sampler(
         x_t: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None, given: Condition | None
     ) -> torch.Tensor:
         extra = {} if given is None else {"condition": given}
-        return (forward(x_t, t, c, **extra) if c is not None else forward(x_t, t, **extra)).float()
+        with inference_autocast(config.sample.precision, device):
+            out = forward(x_t, t, c, **extra) if c is not None else forward(x_t, t, **extra)
+        return out.float()
 
     if spec.guidance is not None:
         if condition is None:

@@ -192,7 +192,7 @@ class CarbonTask(Task):
         x = image.float().to(device)
         if pad_h or pad_w:
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        with evaluating(net):
+        with evaluating(net), self.one_pass_precision(net):
             maps = self.method.predict(
                 net,
                 x,
@@ -201,7 +201,7 @@ class CarbonTask(Task):
                 generator=generator,
                 progress=progress,
             )
-        stack = torch.stack(maps)
+        stack = torch.stack(maps).float()
         mean = stack.mean(0)
         std = stack.std(0, unbiased=False) if len(maps) > 1 else torch.zeros_like(mean)
         return Estimate(

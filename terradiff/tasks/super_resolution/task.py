@@ -9,6 +9,7 @@ one file each beside this one) builds the network, its loss and its prediction.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -119,22 +120,25 @@ class SuperResolutionTask(Task):
             generator: seeds the noise of stochastic methods.
 
         Returns:
-            The images, with the spec that ran (None for one-pass methods).
+            The images (float32; the net ran at ``config.sample.precision``), with the spec
+            that ran (None for one-pass methods).
         """
         self.check_input(lr)
         if out_size is None:
             out_size = (round(lr.shape[-2] * self.sr.scale), round(lr.shape[-1] * self.sr.scale))
         if spec is None and self.stochastic:
             spec = self.sampling_spec()
-        return self.method.predict(
-            net,
-            lr,
-            (int(out_size[0]), int(out_size[1])),
-            spec=spec if self.stochastic else None,
-            generator=generator,
-            progress=progress,
-            return_trajectory=return_trajectory,
-        )
+        with self.one_pass_precision(net):
+            output = self.method.predict(
+                net,
+                lr,
+                (int(out_size[0]), int(out_size[1])),
+                spec=spec if self.stochastic else None,
+                generator=generator,
+                progress=progress,
+                return_trajectory=return_trajectory,
+            )
+        return dataclasses.replace(output, sample=output.sample.float())
 
     def _preview_hr(self, num_images: int) -> torch.Tensor:
         """``num_images`` unaugmented HR images spread over the dataset (read once, then kept)."""
