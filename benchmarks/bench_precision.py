@@ -22,7 +22,7 @@ point of this benchmark; for speed alone at a fixed size see ``bench_unet.py`` a
 ``bench_sampling.py``.
 
 Run (from the repository root; the checkpoints are the studies' runs, e.g. ``make
-conditional-study`` and ``scripts/seed_study.sh``)::
+conditional-study`` and ``make seed-study``)::
 
     .venv/bin/python benchmarks/bench_precision.py --sr outputs/seeds/runs/sr3/seed1 \\
         --generation outputs/conditional/aid/run --json benchmarks/results/precision_cpu.json
@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution, generate_images
 from terradiff.io import atomic_write_text
+from terradiff.nets.precision import native_bf16_cpu
+from terradiff.provenance import machine_record
 from terradiff.report_format import paired_bootstrap
 
 PRECISIONS = ("fp32", "bf16")
@@ -182,11 +183,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
     result: dict[str, Any] = {
         "command": "python benchmarks/bench_precision.py " + " ".join(argv or sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}; torch {torch.__version__}; "
-        f"{torch.get_num_threads()} threads; device {args.device}",
+        "machine": {
+            **machine_record(),
+            "cpu_native_bf16": native_bf16_cpu(),
+            "torch": torch.__version__,
+            "device": args.device,
+        },
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "rows": [],
     }
+    print(f"machine: {result['machine']}", flush=True)
     jobs = [(compare_sr, c) for c in args.sr] + [(compare_generation, c) for c in args.generation]
     for compare, checkpoint in jobs:
         row = compare(checkpoint, args)

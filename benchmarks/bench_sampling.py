@@ -49,6 +49,7 @@ from terradiff.nets.fast_forward import (
     FastForward,
     fast_forward,
 )
+from terradiff.nets.precision import inference_autocast
 from terradiff.nets.unet import SMALL_64, UNet
 
 VARIANTS = ("eager", "graph", "compile")
@@ -130,10 +131,10 @@ def make_model_fn(
 
 
 def precision_context(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16: autocast without its weight cache (CUDA graphs need it off); fp32: nothing."""
-    if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False)
-    return contextlib.nullcontext()
+    """The context ``sample.precision`` runs the net in (``fp32`` or ``bf16``): bf16 is autocast
+    without its weight cache (CUDA graphs need it off), fp32 no autocast
+    (:func:`terradiff.nets.precision.inference_autocast`, what ``terradiff sample`` uses)."""
+    return inference_autocast(precision, device)
 
 
 def sample_once(

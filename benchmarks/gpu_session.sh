@@ -45,18 +45,27 @@
 # before/after train-step profile of item 6, ~1.5 min: with TRAIN_LOOP=1 in the second call,
 # timeout_s 480), TRAIN_MODELS (small; small,schedule adds the schedule-study net to (c), ~2 more
 # min), SR_BATCHED (0; 1 runs benchmarks/bench_sr_batched.py, ~1.5 min), LAYOUT (0; 1 runs
-# benchmarks/bench_layout.py: the layouts eager, whole-net vs regional compile at batch 128, ~3 min),
-# MODES (bf16,fp32: bench_unet's precisions; bf16 alone saves ~1 min at batch 256),
+# benchmarks/bench_layout.py: the layouts eager, whole-net vs regional compile at batch 128, ~3 min;
+# LAYOUT_BATCHES (128,256; '' skips the eager sections), LAYOUT_COMPILED (nchw:128,nchw:128:regions),
+# LAYOUT_BUDGET_S (120), LAYOUT_TIMEOUT_S (220) and LAYOUT_WARM (nchw:128:regions,nchw:128: the
+# sections re-run with the compile cache warm) shape it),
+# MODES (bf16,fp32: bench_unet's precisions; bf16 alone saves ~1 min at batch 256), DIFFUSERS
+# (default,matched: bench_unet's diffusers variants), UNET_CL (auto: bench_unet --channels-last),
 # TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
 # wheels: `DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick` is the CPU smoke run of (a)
 # that tests/test_bench_sampling.py runs, a few seconds).
 #
 # Measured on one H200 (2026-11-30): the default call 351 s; `SAMPLING=0 UNET=0 TRAIN_LOOP=1
-# PROFILE=1` 257 s. What the next lease should run (issue 16's figures still missing), two calls:
-#   1. `BATCHES=256 MODES=bf16 SAMPLING=0 bash benchmarks/gpu_session.sh`  (timeout_s 600; ~4.5 min)
-#   2. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1
-#      bash benchmarks/gpu_session.sh`                          (timeout_s 600; ~8.5 min)
-#   then give_back. Together ~13.5 minutes with the machine's start: check status first.
+# PROFILE=1` 257 s. What the next lease should run (issue 16's figures still missing), two calls,
+# the likely-met items first (the eager layouts were measured on 2026-11-30: LAYOUT_BATCHES= skips
+# them; the Trainer's CUDA default is channels-last + regional compile, never timed yet):
+#   1. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1 LAYOUT_BATCHES=
+#      LAYOUT_COMPILED=channels_last:128:regions,nchw:128:regions,channels_last:128
+#      LAYOUT_BUDGET_S=200 LAYOUT_TIMEOUT_S=300 LAYOUT_WARM=channels_last:128:regions
+#      bash benchmarks/gpu_session.sh`                          (timeout_s 600; ~8.5 min expected)
+#   2. `SAMPLING=0 BATCHES=256 MODES=bf16 DIFFUSERS=matched UNET_CL=on
+#      bash benchmarks/gpu_session.sh`                          (timeout_s 330; ~4 min expected)
+#   then give_back. Together ~13.5 minutes with the machine's starts: check status first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-outputs/gpu_session}"
@@ -121,10 +130,11 @@ fi
 # 3. The UNet benchmark. Without diffusers, terradiff alone (eager and compiled) still gets measured.
 rc=0
 if [[ "${UNET:-1}" != "0" ]]; then
-variants=(--diffusers default,matched --compile terradiff,diffusers-matched)
+variants=(--diffusers "${DIFFUSERS:-default,matched}" --compile terradiff,diffusers-matched
+          --channels-last "${UNET_CL:-auto}")
 if ! "$PY" -c 'import diffusers' 2>/dev/null; then
     echo "gpu_session: diffusers does not import; measuring terradiff alone"
-    variants=(--diffusers "" --compile terradiff)
+    variants=(--diffusers "" --compile terradiff --channels-last "${UNET_CL:-auto}")
 fi
 common=(--device "$DEVICE" --modes "${MODES:-bf16,fp32}" --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
         --ddpm-steps 0 --json "$OUT/unet_gpu.json")
@@ -178,10 +188,11 @@ lrc=0
 if [[ "${LAYOUT:-0}" != "0" ]]; then
     largs=(--device "$DEVICE" --json "$OUT/layout.json")
     if (( quick )); then largs+=(--quick); else
-        largs+=(--batches 128,256 --compiled "nchw:128,nchw:128:regions" --budget-s 120)
+        largs+=(--batches "${LAYOUT_BATCHES-128,256}" --compiled "${LAYOUT_COMPILED:-nchw:128,nchw:128:regions}"
+                --budget-s "${LAYOUT_BUDGET_S:-120}")
     fi
     start=$SECONDS
-    timeout 220 "$PY" benchmarks/bench_layout.py "${largs[@]}" 2>&1 | tee "$OUT/layout.txt"
+    timeout "${LAYOUT_TIMEOUT_S:-220}" "$PY" benchmarks/bench_layout.py "${largs[@]}" 2>&1 | tee "$OUT/layout.txt"
     lrc=${PIPESTATUS[0]}
     echo "gpu_session: bench_layout exit $lrc after $((SECONDS - start)) s"
     # The same two compiles again in a new process: inductor's on-disk cache (FX graph and
@@ -189,7 +200,7 @@ if [[ "${LAYOUT:-0}" != "0" ]]; then
     if (( lrc == 0 )) && (( ! quick )); then
         start=$SECONDS
         timeout 120 "$PY" benchmarks/bench_layout.py --device "$DEVICE" --batches "" \
-            --compiled "nchw:128:regions,nchw:128" --json "$OUT/layout_warm.json" 2>&1 |
+            --compiled "${LAYOUT_WARM:-nchw:128:regions,nchw:128}" --json "$OUT/layout_warm.json" 2>&1 |
             tee "$OUT/layout_warm.txt"
         lrc=${PIPESTATUS[0]}
         echo "gpu_session: bench_layout (warm compile cache) exit $lrc after $((SECONDS - start)) s"

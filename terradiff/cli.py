@@ -99,7 +99,8 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=INFERENCE_PRECISIONS,
         help="the net's number format: bf16 or fp16 autocast, or fp32; auto = bf16 on a CUDA "
-        "device with bf16, fp32 elsewhere (default: the model's sample.precision)",
+        "device with bf16 and on CPUs with AMX-BF16/AVX512-BF16, fp32 elsewhere (default: the "
+        "model's sample.precision)",
     )
 
 

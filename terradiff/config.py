@@ -358,7 +358,8 @@ class SampleConfig(_Section):
         "auto",
         description="Number format of the net while sampling and mapping "
         "(terradiff.nets.precision): bf16/fp16 = autocast, fp32 = none, auto = bf16 on a CUDA "
-        "device with bf16 and fp32 elsewhere (bf16 samples differ slightly from fp32 ones).",
+        "device with bf16 and on a CPU with AMX-BF16 or AVX512-BF16, fp32 elsewhere (bf16 "
+        "samples differ slightly from fp32 ones).",
     )
 
     @field_validator("sampler")

@@ -111,7 +111,8 @@ def super_resolve_raster(
             activations (measured on a small tile) fit 512 MiB (see :mod:`terradiff.data.tiling`,
             "Memory").
         seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
-            same raster, however the tiles are batched or distributed).
+            same raster, however the tiles are batched or distributed; in fp32 to float rounding,
+            under bf16 to bf16 rounding, which depends on the batch).
         device: ``cpu``/``cuda``; default CUDA when available.
         fast: how the denoiser runs (``sample.fast``: ``auto``, ``compile``, ``graph``, ``off``;
             :mod:`terradiff.nets.fast_forward`); default the checkpoint's.

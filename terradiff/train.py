@@ -56,6 +56,7 @@ from terradiff.loss_meter import LossMeter
 from terradiff.model_card import write_model_card
 from terradiff.nets.compile import compile_regions, resolve_compile
 from terradiff.nets.memory import set_channels_last
+from terradiff.nets.precision import native_bf16_cpu
 from terradiff.progress import progress_bar
 from terradiff.run_folder import check_run_folder, delete_previous_run
 from terradiff.signals import StopRequest, deferred_signals
@@ -101,11 +102,7 @@ def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
         return choice
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
-    except OSError:
-        return "no"
-    return "bf16" if ("amx_bf16" in flags or "avx512_bf16" in flags) else "no"
+    return "bf16" if native_bf16_cpu(cpuinfo) else "no"
 
 
 @dataclass

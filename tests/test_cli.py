@@ -14,6 +14,7 @@ from terradiff.cli import main
 from terradiff.data.raster import read_raster
 from terradiff.metrics.feature_stats import FeatureStatistics
 from terradiff.metrics.fid import evaluate_generation
+from terradiff.nets.precision import resolve_inference_precision
 from tests.helpers import tiny_config
 
 
@@ -83,10 +84,10 @@ def test_sample_fast_option_keeps_the_samples(trained_run: Path, tmp_path: Path)
 def test_sample_precision_option_is_recorded_and_changes_only_rounding(
     trained_run: Path, tmp_path: Path
 ) -> None:
-    """``--precision bf16`` runs the net under bf16 autocast on the CPU (``auto`` is fp32
-    there); the settings JSON and the GeoTIFF tags name the format that ran."""
+    """``--precision bf16`` runs the net under bf16 autocast on the CPU; the settings JSON and
+    the GeoTIFF tags name the format that ran."""
     images = {}
-    for precision, ran in (("auto", "fp32"), ("bf16", "bf16")):
+    for precision, ran in (("fp32", "fp32"), ("bf16", "bf16")):
         out = tmp_path / f"{precision}.png"
         args = ["sample", str(trained_run), "--n", "2", "--steps", "3", "--device", "cpu"]
         args += [
@@ -103,7 +104,7 @@ def test_sample_precision_option_is_recorded_and_changes_only_rounding(
         with rasterio.open(tif) as src:
             assert src.tags()["TERRADIFF_PRECISION"] == ran
             images[precision] = src.read().astype(int)
-    difference = abs(images["bf16"] - images["auto"])
+    difference = abs(images["bf16"] - images["fp32"])
     assert 0 < difference.max() <= 64
     with pytest.raises(SystemExit):
         main(["sample", str(trained_run), "--precision", "fp64"])
@@ -119,7 +120,7 @@ def test_evaluate_reports_fid_and_caches_reference(
     metrics = json.loads(out.read_text())
     assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
     assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
-    assert metrics["precision"] == "fp32"  # auto, on the CPU
+    assert metrics["precision"] == resolve_inference_precision("auto", "cpu")
     cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
     assert len(cached) == 1
     # A 4-step model draws near-noise: it must score worse than 8 real images of the reference

@@ -355,8 +355,9 @@ def run_sampler(
     """Run the sampler of ``spec`` with ``net`` as ``model_fn``; the output carries ``spec``.
 
     ``x_T ~ N(0, I)`` of ``shape`` is drawn from ``generator`` on the CPU (so the same seed gives
-    the same images on any device). ``condition`` goes to a conditional net; with
-    ``spec.guidance`` the model_fn is classifier-free guided
+    the same images on any device, to the rounding of the precision that runs there).
+    ``condition`` goes to a conditional net; with ``spec.guidance`` the model_fn is
+    classifier-free guided
     (:func:`terradiff.diffusion.guidance.guided`: one batched forward of conditional and null).
     The net is called the ``config.sample.fast`` way (:func:`terradiff.nets.fast_forward.
     fast_forward`: eager, compiled, or a CUDA graph per shape; the samples are the same) at

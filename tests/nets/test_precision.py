@@ -19,16 +19,25 @@ from terradiff.errors import ConfigError
 from terradiff.mapping import _sr_predict_fn
 from terradiff.nets import precision as module
 from terradiff.nets.fast_forward import EagerCaptureBackend, fast_forward
-from terradiff.nets.precision import inference_autocast, resolve_inference_precision
+from terradiff.nets.precision import (
+    inference_autocast,
+    native_bf16_cpu,
+    resolve_inference_precision,
+)
 from terradiff.tasks.generation import GenerationTask
 from terradiff.tasks.super_resolution import SuperResolutionTask
 from tests.helpers import tiny_config
 
 
-def test_auto_is_fp32_off_cuda_and_explicit_choices_are_kept() -> None:
-    assert resolve_inference_precision("auto", "cpu") == "fp32"
+def test_auto_follows_the_cpus_bf16_and_explicit_choices_are_kept() -> None:
+    """``auto`` on a CPU: bf16 with AMX-BF16 or AVX512-BF16 (the rule of
+    ``train.mixed_precision``), fp32 without; an explicit choice stands."""
+    assert resolve_inference_precision("auto", "cpu", "flags : fpu avx2 fma") == "fp32"
+    assert resolve_inference_precision("auto", "cpu", "flags : avx512f avx512_bf16") == "bf16"
+    assert resolve_inference_precision("auto", "cpu", "flags : amx_bf16 amx_tile") == "bf16"
     for choice in ("fp32", "bf16", "fp16"):
-        assert resolve_inference_precision(choice, "cpu") == choice
+        assert resolve_inference_precision(choice, "cpu", "flags : avx2") == choice
+    assert native_bf16_cpu("flags : avx2") is False
     with pytest.raises(ValueError, match=r"one of \['auto', 'fp32', 'bf16', 'fp16'\], got 'fp64'"):
         resolve_inference_precision("fp64", "cpu")
 
@@ -42,15 +51,19 @@ def test_choices_are_the_configs_and_the_module_needs_no_pydantic() -> None:
 
 
 @torch.no_grad()
-def test_bf16_runs_the_convolutions_in_bf16_and_fp32_switches_an_outer_autocast_off() -> None:
+def test_bf16_runs_the_convolutions_in_bf16_and_fp32_switches_an_outer_autocast_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     conv = nn.Conv2d(3, 4, 3)
     x = torch.randn(1, 3, 8, 8)
     with inference_autocast("bf16", "cpu"):
         assert conv(x).dtype == torch.bfloat16
     with torch.autocast("cpu", dtype=torch.bfloat16), inference_autocast("fp32", "cpu"):
         assert conv(x).dtype == torch.float32
-    with inference_autocast("auto", "cpu"):  # auto is fp32 on the CPU
-        assert conv(x).dtype == torch.float32
+    for native, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(module, "native_bf16_cpu", lambda _info=None, n=native: n)
+        with inference_autocast("auto", "cpu"):
+            assert conv(x).dtype == dtype
 
 
 def _generation_task(tmp_path: Path, sample_data: Path) -> GenerationTask:
