@@ -12,7 +12,7 @@ a DDPM-CD map is repeatable), and writes:
   ``probability`` a band 2, the change probability scaled to 0-255 (``round(255 p)``, uint8
   like the mask). It keeps the before
   image's CRS and transform (the after image's when only that one has them; none for two PNGs)
-  and records the model, threshold and inputs as tags;
+  and records the model, the net's number format, threshold and inputs as tags;
 * optionally a PNG (``png``): the mask as black (no change) and white (change), for viewing.
 
 ``terradiff change`` also takes STAC Items as ``--before``/``--after``
@@ -189,6 +189,7 @@ def detect_change(
     device: str | torch.device | None = None,
     overwrite: bool = False,
     cog: bool = True,
+    precision: str | None = None,
 ) -> ChangeMapSummary:
     """Write the change mask of ``before`` -> ``after`` (see the module docstring).
 
@@ -203,12 +204,15 @@ def detect_change(
         device: where the network runs (default: CUDA when available).
         overwrite: replace existing outputs.
         cog: write the mask as a Cloud-Optimized GeoTIFF; False: a plain GeoTIFF.
+        precision: the net's number format (``sample.precision``: ``auto``, ``fp32``, ``bf16``,
+            ``fp16``; :mod:`terradiff.nets.precision`); default the checkpoint's.
 
     Raises:
         DataError: an output that is an input, exists without ``overwrite``, or is a PNG name;
             inputs that are not one grid (:func:`read_pair`); a threshold outside (0, 1).
         WrongCheckpointError: ``model`` is not a change model.
     """
+    from terradiff.nets.precision import resolve_inference_precision
     from terradiff.tasks import load_task
     from terradiff.tasks.change import ChangeTask
 
@@ -229,6 +233,7 @@ def detect_change(
             f"{task.config.task!r} checkpoint",
             "terradiff change needs a 'change' model (terradiff train configs/change/...)",
         )
+    task.use_precision(precision)
     threshold = task.change.threshold if threshold is None else float(threshold)
     if not 0.0 < threshold < 1.0:
         raise DataError(f"--threshold must be a probability in (0, 1), got {threshold}")
@@ -253,6 +258,9 @@ def detect_change(
     tags = {
         "TERRADIFF_CHECKPOINT": str(ckpt.path),
         "TERRADIFF_METHOD": task.method.name,
+        "TERRADIFF_INFERENCE_PRECISION": resolve_inference_precision(
+            task.config.sample.precision, next(task.net.parameters()).device
+        ),
         "TERRADIFF_THRESHOLD": f"{threshold:g}",
         "TERRADIFF_BEFORE": str(before),
         "TERRADIFF_AFTER": str(after),

@@ -93,7 +93,7 @@ def sample_command(args: argparse.Namespace) -> int:
         "n": args.n,
         "seed": args.seed,
         "sampling": None if spec is None else spec.to_dict(),
-        "precision": precision,
+        "inference_precision": precision,
         "condition": request,
     }
     from terradiff.io import atomic_write_text
@@ -128,6 +128,7 @@ def synthesize_command(args: argparse.Namespace) -> int:
 
     check_sample_checkpoint(args.checkpoint)
     task, _ = load_task(args.checkpoint, use_ema=True, device=args.device or "auto")
+    task.use_precision(args.precision)
     spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
     classes = args.classes.split(",") if args.classes else None
     written = synthesize_dataset(
@@ -188,7 +189,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
     if isinstance(saved, dict) and saved.get("task") == "change":
         from terradiff.evaluate import evaluate_change
 
-        result = evaluate_change(args.checkpoint, data_root=args.data, device=args.device)
+        result = evaluate_change(
+            args.checkpoint, data_root=args.data, device=args.device, precision=args.precision
+        )
     elif isinstance(saved, dict) and saved.get("task") == "temporal":
         from terradiff.temporal_evaluate import evaluate_temporal
 
@@ -200,6 +203,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             steps=args.steps,
             seed=args.seed,
             device=args.device,
+            precision=args.precision,
         )
     elif isinstance(saved, dict) and saved.get("task") == "super_resolution":
         result = evaluate_super_resolution(
@@ -442,6 +446,7 @@ def change_command(args: argparse.Namespace) -> int:
             device=args.device,
             overwrite=args.overwrite,
             cog=not args.no_cog,
+            precision=args.precision,
         )
     items = write_output_items(
         [summary.path],
@@ -484,6 +489,7 @@ def forecast_command(args: argparse.Namespace) -> int:
             device=args.device,
             overwrite=args.overwrite,
             cog=not args.no_cog,
+            precision=args.precision,
         )
     items = write_output_items(
         [args.out], model=args.model, command=command_line(args), sources=sources

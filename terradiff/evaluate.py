@@ -210,8 +210,9 @@ def evaluate_checkpoint(
 
     Returns:
         The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
-        checkpoint, step, sampler, steps, precision, seconds spent sampling and per image; for a
-        class-conditional model also :func:`conditional_accuracy` (when the encoder classifies).
+        checkpoint, step, sampler, steps, inference_precision, seconds spent sampling and per
+        image; for a class-conditional model also :func:`conditional_accuracy` (when the encoder
+        classifies).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one is
@@ -324,7 +325,7 @@ def evaluate_checkpoint(
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         **_spec_record(spec),
-        "precision": _precision_record(task),
+        "inference_precision": _precision_record(task),
         "sampling_seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / n, 4),
         "real_images": str(dataset.root),
@@ -367,10 +368,10 @@ def evaluate_super_resolution(
 
     Returns:
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
-        "per_image", "band_names", "scale", "sampler",
-        "steps", "precision", "checkpoint", "step", "method", "parameters"}``. Each aggregate
-        metric is the mean over images of the per-image value (PSNR: the mean of per-image
-        PSNRs, not the PSNR of the pooled MSE). ``per_image`` holds those values,
+        "per_image", "band_names", "scale", "sampler", "steps", "inference_precision",
+        "checkpoint", "step", "method", "parameters"}``. Each aggregate metric is the mean over
+        images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR of the
+        pooled MSE). ``per_image`` holds those values,
         ``{"image": [file names], "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in
         one fixed image order, so model and bicubic can be compared by a paired bootstrap over
         images (:func:`terradiff.report_format.paired_bootstrap`).
@@ -467,7 +468,7 @@ def evaluate_super_resolution(
         "image_size": hr_size,
         "method": task.method.name,
         **_spec_record(spec),
-        "precision": _precision_record(task),
+        "inference_precision": _precision_record(task),
         "parameters": count_parameters(task.net),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -483,6 +484,7 @@ def evaluate_change(
     threshold: float | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """F1, IoU, precision, recall and overall accuracy of a change model on its test split.
 
@@ -496,13 +498,15 @@ def evaluate_change(
 
     Args:
         threshold: change where the probability exceeds it (default: ``change.threshold``).
+        precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Returns:
         ``{"f1", "iou", "precision", "recall", "overall_accuracy", "tp", "fp", "fn", "tn",
         "per_window" (the counts of each window), "threshold", "tiles", "windows", "pixels",
         "change_fraction", "method",
-        "trainable_parameters", "parameters", "seconds_per_window", "checkpoint", "step",
-        "data", "rule"}``.
+        "trainable_parameters", "parameters", "inference_precision" (the net's number format;
+        ``precision`` is the metric), "seconds_per_window", "checkpoint", "step", "data",
+        "rule"}``.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a change model.
@@ -517,6 +521,7 @@ def evaluate_change(
         raise WrongCheckpointError(
             ckpt.path, f"{task.config.task!r} checkpoint", "evaluate_change needs a 'change' one"
         )
+    task.use_precision(precision)
     if data_root is not None:
         task.config.data.root = str(data_root)
     threshold = task.change.threshold if threshold is None else float(threshold)
@@ -544,6 +549,7 @@ def evaluate_change(
         "method": task.method.name,
         "trainable_parameters": count_parameters(task.net),
         "parameters": sum(p.numel() for p in task.net.parameters()),
+        "inference_precision": _precision_record(task),
         "seconds_per_window": round(seconds / max(1, len(dataset)), 4),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,

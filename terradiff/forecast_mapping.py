@@ -191,6 +191,7 @@ def forecast_raster(
     overwrite: bool = False,
     progress: bool = True,
     cog: bool = True,
+    precision: str | None = None,
 ) -> ForecastSummary:
     """Forecast ``image`` at ``date`` with a temporal model and write the after image.
 
@@ -213,6 +214,7 @@ def forecast_raster(
         device: ``cpu``/``cuda`` (default CUDA when available).
         overwrite: replace an existing ``out`` (never the input).
         cog: a Cloud-Optimized GeoTIFF; False: a plain tiled GeoTIFF.
+        precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Raises:
         DataError: ``out`` is the input or exists without ``overwrite``; no source date; a bad
@@ -234,6 +236,7 @@ def forecast_raster(
         raise WrongCheckpointError(
             ckpt.path, f"{task.config.task!r} checkpoint", "forecast needs a 'temporal' one"
         )
+    task.use_precision(precision)
     for flag, given in (("--ensemble", ensemble > 1), ("--guidance", guidance is not None)):
         if given and not task.stochastic:
             value = ensemble if flag == "--ensemble" else guidance

@@ -102,7 +102,8 @@ def generation_tags(
     """GeoTIFF metadata saying how a generated image was drawn (``TERRADIFF_*`` keys).
 
     The class, the metadata (JSON), the guidance scale, sampler, steps, seed, checkpoint and the
-    net's number format (``precision``, resolved: ``fp32``, ``bf16`` or ``fp16``); keys whose
+    net's number format (``precision``, resolved: ``fp32``, ``bf16`` or ``fp16``; the key
+    ``TERRADIFF_INFERENCE_PRECISION``); keys whose
     value is None are left out, so an unconditional sample carries only the sampler.
     """
     values: dict[str, Any] = {
@@ -110,7 +111,7 @@ def generation_tags(
         "metadata": json.dumps(metadata, sort_keys=True) if metadata else None,
         "seed": seed,
         "checkpoint": None if checkpoint is None else str(checkpoint),
-        "precision": precision,
+        "inference_precision": precision,
     }
     if spec is not None:
         values |= {"sampler": spec.sampler, "steps": spec.steps, "guidance": spec.guidance}
@@ -196,6 +197,7 @@ def synthesize_dataset(
         ConfigError: ``task`` is not class-conditional.
         DataError: an unknown class, or an existing file without ``overwrite``.
     """
+    from terradiff.nets.precision import resolve_inference_precision
     from terradiff.progress import progress_bar
 
     index = getattr(task, "class_index", None)
@@ -208,6 +210,9 @@ def synthesize_dataset(
     for name in names:
         index.lookup(name, where="--classes")
     out_dir = Path(out_dir)
+    precision = resolve_inference_precision(
+        task.config.sample.precision, next(task.net.parameters()).device
+    )
     for name in names:
         check_output_targets(sample_tif_paths(out_dir / name, per_class, name), overwrite=overwrite)
     written: dict[str, list[Path]] = {}
@@ -225,7 +230,9 @@ def synthesize_dataset(
             out_dir / name,
             prefix=name,
             overwrite=overwrite,
-            tags=generation_tags(spec, class_name=name, seed=seed + index.lookup(name)),
+            tags=generation_tags(
+                spec, class_name=name, seed=seed + index.lookup(name), precision=precision
+            ),
             cog=cog,
         )
     return written

@@ -28,6 +28,7 @@ import torch
 
 from terradiff.errors import WrongCheckpointError
 from terradiff.metrics import psnr, ssim
+from terradiff.nets.precision import resolve_inference_precision
 from terradiff.progress import progress_bar
 
 __all__ = ["MIN_PLACES", "bootstrap_interval", "evaluate_temporal", "visible_bands"]
@@ -111,6 +112,7 @@ def evaluate_temporal(
     resamples: int = 1000,
     progress: bool = True,
     device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """PSNR and SSIM of a temporal model and of persistence on the test windows, with intervals.
 
@@ -124,14 +126,16 @@ def evaluate_temporal(
             of the posterior mean that minimises the expected squared error; 1: one sample).
         batch_size: windows per forecast call.
         resamples: bootstrap resamples.
+        precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Returns:
         ``{"model": {...}, "persistence": {...}`` (each ``psnr``, ``psnr_visible``,
         ``psnr_per_band``, ``ssim``, ``ssim_visible``, ``ssim_per_band``), ``"difference"``
         (model - persistence per metric: ``mean``, ``low``, ``high``), ``"bootstrap"``,
         ``"visible_bands"``, ``"windows"``, ``"pairs"``, ``"places"``, ``"per_window"``,
-        ``"method"``, ``"sampler"``, ``"steps"``, ``"holdout"``, ``"checkpoint"``, ``"step"``,
-        ``"seconds_per_window"``}``.
+        ``"method"``, ``"sampler"``, ``"steps"``, ``"inference_precision"``,
+        ``"holdout"``,
+        ``"checkpoint"``, ``"step"``, ``"seconds_per_window"``}``.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a temporal model.
@@ -144,6 +148,7 @@ def evaluate_temporal(
         raise WrongCheckpointError(
             ckpt.path, f"{task.config.task!r} checkpoint", "evaluate_temporal needs a temporal one"
         )
+    task.use_precision(precision)
     if data_root is not None:
         task.config.data.root = str(data_root)
     spec = task.sampling_spec(sampler, steps)
@@ -217,6 +222,9 @@ def evaluate_temporal(
         "members": members,
         "sampler": None if spec is None else spec.sampler,
         "steps": None if spec is None else spec.steps,
+        "inference_precision": resolve_inference_precision(
+            task.config.sample.precision, next(task.net.parameters()).device
+        ),
         "seconds_per_window": round(seconds / max(1, len(per_window)), 4),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,

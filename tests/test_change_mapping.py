@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import torch
 from affine import Affine
 from PIL import Image
 from rasterio.crs import CRS
@@ -78,6 +79,31 @@ def test_png_inputs_give_a_mask_of_their_size(
     assert main([*args, "--out", str(out), "--overwrite", "--threshold", "0.99"]) == 0
     with rasterio.open(out) as src:
         assert src.count == 1 and int(src.read(1).sum()) <= int(mask.sum())
+
+
+def test_precision_option_runs_the_net_in_bf16_and_is_recorded(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``--precision bf16``: the one-pass change net runs under bf16 autocast (the map stays
+    float32) and the mask's tags name the format."""
+    from terradiff.tasks import load_task
+
+    before, after = map(str, pngs)
+    out = tmp_path / "mask.tif"
+    args = ["change", "--model", str(run), "--before", before, "--after", after, "--out", str(out)]
+    assert main([*args, "--precision", "bf16"]) == 0
+    with rasterio.open(out) as src:
+        assert src.tags()["TERRADIFF_INFERENCE_PRECISION"] == "bf16"
+    task, _ = load_task(run, use_ema=True, device="cpu")
+    dtypes: list[torch.dtype] = []
+    task.net.register_forward_hook(lambda _m, _a, output: dtypes.append(output.dtype))
+    pair = [torch.rand(1, 3, 32, 32) * 2 - 1 for _ in range(2)]
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        task.use_precision(precision)
+        maps[precision] = task.change_probability(task.net, *pair)
+    assert dtypes == [torch.float32, torch.bfloat16] and maps["bf16"].dtype == torch.float32
+    assert 0 < (maps["bf16"] - maps["fp32"]).abs().max() < 0.05
 
 
 def test_geotiff_inputs_keep_their_georeferencing(

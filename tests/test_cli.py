@@ -99,10 +99,10 @@ def test_sample_precision_option_is_recorded_and_changes_only_rounding(
             str(tmp_path / precision),
         ]
         assert main(args) == 0
-        assert json.loads(out.with_suffix(".json").read_text())["precision"] == ran
+        assert json.loads(out.with_suffix(".json").read_text())["inference_precision"] == ran
         tif = sorted((tmp_path / precision).glob("*.tif"))[0]
         with rasterio.open(tif) as src:
-            assert src.tags()["TERRADIFF_PRECISION"] == ran
+            assert src.tags()["TERRADIFF_INFERENCE_PRECISION"] == ran
             images[precision] = src.read().astype(int)
     difference = abs(images["bf16"] - images["fp32"])
     assert 0 < difference.max() <= 64
@@ -120,7 +120,7 @@ def test_evaluate_reports_fid_and_caches_reference(
     metrics = json.loads(out.read_text())
     assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
     assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
-    assert metrics["precision"] == resolve_inference_precision("auto", "cpu")
+    assert metrics["inference_precision"] == resolve_inference_precision("auto", "cpu")
     cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
     assert len(cached) == 1
     # A 4-step model draws near-noise: it must score worse than 8 real images of the reference

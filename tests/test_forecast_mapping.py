@@ -87,6 +87,21 @@ def test_forecast_keeps_crs_transform_and_nodata(
     assert _layout(plain) is None  # GDAL's COG driver marks its files; a plain GeoTIFF is not
 
 
+def test_precision_option_reaches_a_one_pass_model(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    """``--precision``: the one-pass regression forecast runs at fp32 and bf16 (rounding apart)."""
+    maps = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.tif"
+        _forecast(runs["regression"], before, out, "--precision", precision, "--no-cog")
+        with rasterio.open(out) as dst:
+            maps[precision] = dst.read(masked=True).astype(np.float64)
+    difference = np.abs(maps["bf16"] - maps["fp32"])
+    scale = np.abs(maps["fp32"]).max()
+    assert 0 < difference.max() < 0.05 * scale
+
+
 def _layout(path: Path) -> str | None:
     with rasterio.open(path) as src:
         return src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT")

@@ -152,9 +152,11 @@ def test_evaluate_reports_change_metrics_on_whole_test_tiles(
     method: str, runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "metrics.json"
-    assert main(["evaluate", str(runs[method]), "--out", str(out), "--device", "cpu"]) == 0
+    argv = ["evaluate", str(runs[method]), "--out", str(out), "--device", "cpu"]
+    assert main([*argv, "--precision", "fp32"]) == 0
     result = json.loads(out.read_text())
     assert result["method"] == method and result["step"] == 3
+    assert result["inference_precision"] == "fp32"
     assert result["tiles"] == sorted(TEST_TILES) and result["windows"] == len(TEST_TILES)
     assert result["pixels"] == len(TEST_TILES) * 256 * 256  # whole tiles, not crops
     tp, fp, fn, tn = (result[k] for k in ("tp", "fp", "fn", "tn"))

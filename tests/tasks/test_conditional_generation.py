@@ -185,13 +185,15 @@ def test_synthesize_writes_a_labelled_folder_a_dataset_reads(
 
     out = tmp_path / "synth"
     argv = ["synthesize", str(class_run), "--per-class", "3", "--steps", "2", "--out", str(out)]
-    assert main([*argv, "--classes", "Forest,Desert", "--batch-size", "2"]) == 0
+    options = ["--classes", "Forest,Desert", "--batch-size", "2", "--precision", "bf16"]
+    assert main([*argv, *options]) == 0
     dataset = ImageFolderDataset(out, image_size=32, crop="center")
     assert dataset.classes == ["Desert", "Forest"] and len(dataset) == 6
     import rasterio
 
     with rasterio.open(out / "Desert" / "Desert_0002.tif") as src:
         assert src.tags()["TERRADIFF_CLASS"] == "Desert"
+        assert src.tags()["TERRADIFF_INFERENCE_PRECISION"] == "bf16"
     before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif"))
     assert main([*argv, "--classes", "Forest"]) == 2  # exists: refused without --overwrite
     assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif")) == before

@@ -143,9 +143,9 @@ def test_ensemble_evaluation_scores_the_mean_of_members(runs: dict[str, Path]) -
     from terradiff.temporal_evaluate import evaluate_temporal
 
     kwargs = {"max_windows": 3, "steps": 2, "progress": False, "resamples": 50}
-    one = evaluate_temporal(runs["concat"], **kwargs)
-    four = evaluate_temporal(runs["concat"], members=4, **kwargs)
-    assert one["members"] == 1 and four["members"] == 4
+    one = evaluate_temporal(runs["concat"], precision="bf16", **kwargs)
+    four = evaluate_temporal(runs["concat"], members=4, precision="bf16", **kwargs)
+    assert one["members"] == 1 and four["members"] == 4 and one["inference_precision"] == "bf16"
     assert four["persistence"] == one["persistence"]  # the same windows
     assert four["model"]["psnr_visible"] != one["model"]["psnr_visible"]  # other forecasts
     with pytest.raises(ConfigError, match="one pass"):

@@ -144,7 +144,7 @@ class ChangeTask(Task):
             pair = [F.pad(x, pad, mode=mode) for x in pair]
         if generator is None:
             generator = torch.Generator().manual_seed(self.config.seed)
-        with evaluating(net):
+        with evaluating(net), self.one_pass_precision(net):
             logits = self.method.logits(net, pair[0], pair[1], generator)
         return torch.sigmoid(logits.float())[..., :height, :width].cpu()
 

@@ -185,7 +185,7 @@ class TemporalTask(Task):
         x = before.float().to(device)
         if self.stochastic and spec is None:
             spec = self.sampling_spec()
-        with evaluating(net):
+        with evaluating(net), self.one_pass_precision(net):
             draws = [
                 self.method.predict(net, x, condition, spec=spec, generator=generator).float()
                 for _ in range(members)
