@@ -35,6 +35,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +67,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def compare_sr(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Both precisions of one super-resolution checkpoint, on the same images and noise."""
-    rows = {
-        p: evaluate_super_resolution(
-            checkpoint,
-            num_images=args.n,
-            seed=args.seed,
-            device=args.device,
-            precision=p,
-            progress=False,
+def at_each_precision(
+    evaluate: Callable[..., dict[str, Any]], checkpoint: str, args: argparse.Namespace, **extra: Any
+) -> dict[str, dict[str, Any]]:
+    """``evaluate(checkpoint, ...)`` at each of :data:`PRECISIONS`, the same seed and device."""
+    return {
+        p: evaluate(
+            checkpoint, seed=args.seed, device=args.device, precision=p, progress=False, **extra
         )
         for p in PRECISIONS
     }
+
+
+def compare_sr(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Both precisions of one super-resolution checkpoint, on the same images and noise."""
+    rows = at_each_precision(evaluate_super_resolution, checkpoint, args, num_images=args.n)
     fp32, bf16 = rows["fp32"], rows["bf16"]
     return {
         "kind": "super_resolution",
@@ -105,17 +108,7 @@ def compare_generation(checkpoint: str, args: argparse.Namespace) -> dict[str, A
     """Both precisions of one generation checkpoint: FID/KID, and paired image differences."""
     from terradiff.tasks import load_task
 
-    rows = {
-        p: evaluate_checkpoint(
-            checkpoint,
-            num_samples=args.n,
-            seed=args.seed,
-            device=args.device,
-            precision=p,
-            progress=False,
-        )
-        for p in PRECISIONS
-    }
+    rows = at_each_precision(evaluate_checkpoint, checkpoint, args, num_samples=args.n)
     task, _ = load_task(checkpoint, use_ema=True, device=args.device)
     images = {}
     for p in PRECISIONS:

@@ -100,7 +100,7 @@ def _add_precision(parser: argparse.ArgumentParser) -> None:
         choices=INFERENCE_PRECISIONS,
         help="the net's number format: bf16 or fp16 autocast, or fp32; auto = bf16 on a CUDA "
         "device with bf16 and on CPUs with AMX-BF16/AVX512-BF16, fp32 elsewhere (default: the "
-        "model's sample.precision)",
+        "model's sample.precision, fp32 unless its config says otherwise)",
     )
 
 

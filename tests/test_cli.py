@@ -14,7 +14,6 @@ from terradiff.cli import main
 from terradiff.data.raster import read_raster
 from terradiff.metrics.feature_stats import FeatureStatistics
 from terradiff.metrics.fid import evaluate_generation
-from terradiff.nets.precision import resolve_inference_precision
 from tests.helpers import tiny_config
 
 
@@ -106,8 +105,9 @@ def test_sample_precision_option_is_recorded_and_changes_only_rounding(
             images[precision] = src.read().astype(int)
     difference = abs(images["bf16"] - images["fp32"])
     assert 0 < difference.max() <= 64
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as refused:
         main(["sample", str(trained_run), "--precision", "fp64"])
+    assert refused.value.code == 2
 
 
 def test_evaluate_reports_fid_and_caches_reference(
@@ -120,7 +120,7 @@ def test_evaluate_reports_fid_and_caches_reference(
     metrics = json.loads(out.read_text())
     assert metrics["n_fake"] == 8 and metrics["n_real"] == 48
     assert metrics["encoder"] == "aid-cnn" and metrics["step"] == 4
-    assert metrics["inference_precision"] == resolve_inference_precision("auto", "cpu")
+    assert metrics["inference_precision"] == "fp32"  # the default
     cached = sorted((tmp_path / "cache" / "fid").glob("*.safetensors"))
     assert len(cached) == 1
     # A 4-step model draws near-noise: it must score worse than 8 real images of the reference

@@ -8,13 +8,14 @@ with native bf16 arithmetic it helps less (1.5x for a 2-step DDIM on an AVX512-B
 ``benchmarks/results/unet_bf16_avx512bf16.txt``) and on CPUs without it bf16 is an order of
 magnitude slower than fp32 (13x per UNet train step on an AVX2-only EPYC, ``BENCHMARKS.md``).
 
-So ``auto`` is bf16 on a CUDA device that supports it and on a CPU with native bf16 arithmetic
-(:func:`native_bf16_cpu`), and fp32 elsewhere: the rule of ``train.mixed_precision: auto``. On
-trained checkpoints it costs little (``benchmarks/bench_precision.py``, results in
-``BENCHMARKS.md``): on the AVX512-BF16 EPYC, bf16 ran 1.6-1.9x faster, moved a DDIM-20
-generator's images by 1.6 of 255 levels per image on average and left its FID, KID and
-class accuracy within their noise; one-pass SR nets kept their PSNR to 0.001 dB, an SR3 model lost
-0.02 dB. The weights stay fp32; the net runs
+``auto`` is bf16 on a CUDA device that supports it and on a CPU with native bf16 arithmetic
+(:func:`native_bf16_cpu`), and fp32 elsewhere: the rule of ``train.mixed_precision: auto``. The
+default is ``fp32``, because bf16 is not free for every model (``benchmarks/bench_precision.py``
+and ``benchmarks/results/precision_demo_seeds_avx512bf16.txt``, in ``BENCHMARKS.md``): on the
+AVX512-BF16 EPYC bf16 ran 1.6-1.9x faster; one-pass SR nets kept their PSNR to 0.001 dB, an SR3
+model lost 0.02 dB, the class-conditional AID generator's FID, KID and class accuracy stayed
+within their noise, but the ``make demo`` generator's FID rose by 2.2 (of about 51) at each of
+three sampling seeds. The weights stay fp32; the net runs
 under :func:`torch.autocast` (Micikevicius et al. 2018, "Mixed Precision Training": the
 operators that need range, such as normalisations, softmax and reductions, stay fp32), with the
 autocast weight cache off so that a CUDA graph capture of the denoiser

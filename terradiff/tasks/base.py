@@ -146,11 +146,7 @@ class Task(abc.ABC):
         Raises:
             ConfigError: ``fast`` is not one of :data:`~terradiff.config.FAST_POLICIES`.
         """
-        if fast is None:
-            return
-        if fast not in FAST_POLICIES:
-            raise ConfigError(f"fast must be one of {list(FAST_POLICIES)}, got {fast!r}")
-        self.config.sample.fast = fast
+        self._set_sample_choice("fast", fast, FAST_POLICIES)
 
     def use_precision(self, precision: str | None) -> None:
         """Run the net at ``precision`` at inference from now on (``config.sample.precision``:
@@ -160,13 +156,15 @@ class Task(abc.ABC):
         Raises:
             ConfigError: ``precision`` is not one of :data:`~terradiff.config.INFERENCE_PRECISIONS`.
         """
-        if precision is None:
+        self._set_sample_choice("precision", precision, INFERENCE_PRECISIONS)
+
+    def _set_sample_choice(self, key: str, value: str | None, allowed: tuple[str, ...]) -> None:
+        """``config.sample.<key> = value`` when ``value`` is given and one of ``allowed``."""
+        if value is None:
             return
-        if precision not in INFERENCE_PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {list(INFERENCE_PRECISIONS)}, got {precision!r}"
-            )
-        self.config.sample.precision = precision
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+        setattr(self.config.sample, key, value)
 
     schedule: NoiseSchedule
 

@@ -109,7 +109,7 @@ def test_sampling_at_bf16_gives_fp32_samples_close_to_fp32s(
 def test_use_precision_refuses_an_unknown_format(tmp_path: Path, sample_data: Path) -> None:
     task = _generation_task(tmp_path, sample_data)
     task.use_precision(None)  # keeps the checkpoint's
-    assert task.config.sample.precision == "auto"
+    assert task.config.sample.precision == "fp32"
     with pytest.raises(ConfigError, match="precision must be one of"):
         task.use_precision("fp64")
 
@@ -139,3 +139,12 @@ def test_a_one_pass_sr_net_maps_tiles_at_bf16_with_fp32_outputs(
     assert outputs["bf16"].dtype == torch.float32
     difference = (outputs["bf16"] - outputs["fp32"]).abs().max().item()
     assert 0.0 < difference < 0.1, difference
+
+
+def test_a_config_with_an_unknown_precision_names_the_key_and_the_choices(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    raw = tiny_config(tmp_path / "run", sample_data)
+    raw["sample"] = {"precision": "fp64"}
+    with pytest.raises(ConfigError, match=r"sample\.precision.*'auto', 'fp32', 'bf16' or 'fp16'"):
+        config_from_dict(raw)

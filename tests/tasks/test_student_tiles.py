@@ -38,7 +38,7 @@ def test_student_predicts_a_batch_of_tiles_in_one_call(tmp_path: Path, sample_da
     task = _student(tmp_path, sample_data)
     calls: list[int] = []
     task.net.register_forward_hook(lambda _m, args, _o: calls.append(args[0].shape[0]))
-    # fp32: under bf16 (``auto`` on a CPU with native bf16) a batch rounds differently
+    # fp32 (the default, pinned): under bf16 a batch rounds differently from a tile alone
     predict = _sr_predict_fn(task, factor=2, spec=None, seed=0, device="cpu", precision="fp32")
     tiles = torch.rand(4, 3, 16, 16) * 2 - 1
     batched = predict(tiles, torch.ones(4, 1, 16, 16, dtype=torch.bool), [(0, 0)] * 4)
