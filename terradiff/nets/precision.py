@@ -12,13 +12,14 @@ magnitude slower than fp32 (13x per UNet train step on an AVX2-only EPYC, ``BENC
 (:func:`native_bf16_cpu`), and fp32 elsewhere: the rule of ``train.mixed_precision: auto``. The
 default is ``fp32``, because bf16 is not free for every model (``benchmarks/bench_precision.py``
 and ``benchmarks/results/precision_demo_seeds_avx512bf16.txt``, in ``BENCHMARKS.md``): on the
-AVX512-BF16 EPYC bf16 ran 1.6-1.9x faster; one-pass SR nets kept their PSNR to 0.001 dB, an SR3
-model lost 0.02 dB, the class-conditional AID generator's FID, KID and class accuracy stayed
-within their noise, but the ``make demo`` generator's FID rose by 2.2 (of about 51) at each of
-three sampling seeds. The weights stay fp32; the net runs
-under :func:`torch.autocast` (Micikevicius et al. 2018, "Mixed Precision Training": the
-operators that need range, such as normalisations, softmax and reductions, stay fp32), with the
-autocast weight cache off so that a CUDA graph capture of the denoiser
+AVX512-BF16 EPYC bf16 ran 1.5-1.7x faster and cost nothing measurable on three SR nets and a
+class-conditional generator, but raised the ``make demo`` generator's FID by about 0.3 (of 51) at
+each of three sampling seeds, and by about 2 while the UNet ran wholly in bf16 (its two ends now
+run in fp32: :func:`full_precision`). The weights stay fp32; the net runs under
+:func:`torch.autocast` (Micikevicius et al. 2018, "Mixed Precision Training": autocast keeps
+range-sensitive operators such as softmax and reductions in fp32; terradiff's GroupNorm runs in
+the activations' dtype, :func:`terradiff.nets.blocks.group_norm`), with the autocast weight cache
+off so that a CUDA graph capture of the denoiser
 (:mod:`terradiff.nets.fast_forward`) records the casts it replays, as PyTorch's CUDA-graph notes
 require. Outputs are cast back to fp32 by the callers.
 """
@@ -26,12 +27,15 @@ require. Outputs are cast back to fp32 by the callers.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 __all__ = [
     "INFERENCE_PRECISIONS",
+    "full_precision",
     "inference_autocast",
     "native_bf16_cpu",
     "resolve_inference_precision",
@@ -95,3 +99,22 @@ def inference_autocast(
             return torch.autocast(device_type, enabled=False)
         return contextlib.nullcontext()
     return torch.autocast(device_type, dtype=_DTYPES[resolved], cache_enabled=False)
+
+
+def full_precision(layer: Callable[[Tensor], Tensor], x: Tensor, training: bool) -> Tensor:
+    """``layer(x)``, in fp32 when a net runs under autocast at inference (not ``training``).
+
+    A UNet's input convolution and output head go through it: the first reads ``x_t`` unrounded,
+    the second writes the noise prediction, which the sampler's update amplifies at high noise
+    levels, unrounded. Measured on the ``make demo`` generator
+    (``benchmarks/results/precision_demo_seeds_avx512bf16.txt``): with the whole net in bf16,
+    DDIM-20's FID was +1.95 to +2.40 above fp32's at three sampling seeds; with these two layers in
+    fp32, +0.28 to +0.37; also keeping the time embedding in fp32 gained nothing. The two layers
+    cost about 7 kFLOP per output pixel of ``SMALL_64``'s 3.2 MFLOP. In training, or without
+    autocast, it is ``layer(x)``: training numerics follow ``train.mixed_precision``.
+    """
+    device_type = x.device.type
+    if training or not torch.is_autocast_enabled(device_type):
+        return layer(x)
+    with torch.autocast(device_type, enabled=False):
+        return layer(x.float())

@@ -21,6 +21,8 @@ Timesteps go through a sinusoidal embedding and an MLP (float ``t`` works, so co
 timesteps are fine). On CPU, activations run in ``torch.channels_last`` by default (oneDNN's
 fast NHWC path; the weights stay contiguous so checkpoints are plain), which together with bf16
 autocast is what makes CPU training and sampling practical.
+At inference under bf16/fp16 autocast the input convolution and the output head run in fp32
+(:func:`terradiff.nets.precision.full_precision`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from terradiff.nets.conditioning import (
     check_condition,
 )
 from terradiff.nets.memory import use_channels_last
+from terradiff.nets.precision import full_precision
 from terradiff.nets.residuals import ControlResiduals, UNetEncoding
 
 __all__ = ["SMALL_64", "UNet", "attention_levels"]
@@ -469,7 +472,7 @@ class UNet(nn.Module):
             emb = emb + self.condition_embed(condition, x.shape[0])
         if emb_residual is not None:
             emb = emb + emb_residual
-        h = self.input_conv(h)
+        h = full_precision(self.input_conv, h, self.training)
         if input_residual is not None:
             h = h + input_residual
         hs = [h]
@@ -524,7 +527,7 @@ class UNet(nn.Module):
             if level.resample is not None:
                 h = level.resample(h)
 
-        out = self.out(h)
+        out = full_precision(self.out, h, self.training)
         if encoding.channels_last_input:
             return out.contiguous(memory_format=torch.channels_last)
         return out.contiguous()

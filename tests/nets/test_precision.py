@@ -148,3 +148,33 @@ def test_a_config_with_an_unknown_precision_names_the_key_and_the_choices(
     raw["sample"] = {"precision": "fp64"}
     with pytest.raises(ConfigError, match=r"sample\.precision.*'auto', 'fp32', 'bf16' or 'fp16'"):
         config_from_dict(raw)
+
+
+@torch.no_grad()
+def test_the_unets_ends_run_in_fp32_under_autocast_at_inference_only() -> None:
+    """Eval mode under bf16 autocast: the input conv and the output head in fp32 (the body in
+    bf16); training mode follows autocast everywhere."""
+    from terradiff.nets.unet import UNet
+
+    net = UNet(
+        3,
+        base_channels=16,
+        channel_mults=(1, 2),
+        num_res_blocks=1,
+        num_groups=4,
+        attention_resolutions=(),
+        image_size=16,
+    )
+    dtypes: dict[str, torch.dtype] = {}
+    for name in ("input_conv", "out"):
+        module_ = getattr(net, name)
+        module_.register_forward_hook(lambda _m, _a, out, n=name: dtypes.update({n: out.dtype}))
+    net.down[0].res[0].register_forward_hook(lambda _m, _a, out: dtypes.update({"body": out.dtype}))
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([10.0, 900.0])
+    with inference_autocast("bf16", "cpu"):
+        net.eval()
+        assert net(x, t).dtype == torch.float32
+        assert dtypes == {"input_conv": torch.float32, "body": torch.bfloat16, "out": torch.float32}
+        net.train()
+        assert net(x, t).dtype == torch.bfloat16
+        assert set(dtypes.values()) == {torch.bfloat16}
