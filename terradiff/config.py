@@ -358,8 +358,8 @@ class SampleConfig(_Section):
         "fp32",
         description="Number format of the net while sampling and mapping "
         "(terradiff.nets.precision): bf16/fp16 = autocast, fp32 = none, auto = bf16 on a CUDA "
-        "device with bf16 and on a CPU with AMX-BF16 or AVX512-BF16, fp32 elsewhere. bf16 is "
-        "1.6-3x faster; its samples differ slightly (the demo generator's FID rose by 2).",
+        "device with bf16 and on a CPU with AMX-BF16 or AVX512-BF16, fp32 elsewhere. bf16 ran "
+        "1.5-3x faster; its samples differ slightly (the demo generator's FID rose by 0.3).",
     )
 
     @field_validator("sampler")
