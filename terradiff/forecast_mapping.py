@@ -222,6 +222,7 @@ def forecast_raster(
         ConfigError: a malformed date; ``ensemble > 1`` or ``guidance`` for a one-pass model.
         WrongCheckpointError: ``model`` is not a temporal model.
     """
+    from terradiff.nets.precision import precision_tag
     from terradiff.tasks import load_task, resolve_device
     from terradiff.tasks.temporal import TemporalTask
 
@@ -310,6 +311,7 @@ def forecast_raster(
         overwrite=overwrite,
         progress=progress,
         cog=cog,
+        tags=precision_tag(task.config.sample.precision, dev),
     )
     return ForecastSummary(
         tiling=summary,

@@ -31,6 +31,7 @@ from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.io import atomic_write_text
+from terradiff.nets.precision import precision_tag
 
 __all__ = [
     "CarbonMapSummary",
@@ -155,15 +156,9 @@ def super_resolve_raster(
         )
     selected = input_bands(in_path, task.band_info, bands)
     dev = resolve_device(device)
+    task.use_precision(precision)
     spec = task.sampling_spec(sampler, steps)
-    settings = {
-        "factor": factor,
-        "spec": spec,
-        "seed": seed,
-        "device": dev,
-        "fast": fast,
-        "precision": precision,
-    }
+    settings = dict(factor=factor, spec=spec, seed=seed, device=dev, fast=fast, precision=precision)
     scaling = input_scaling or task.band_info.scaling
     options = {
         "scaling": scaling,
@@ -178,6 +173,7 @@ def super_resolve_raster(
         "overwrite": overwrite,
         "progress": progress,
         "cog": cog,
+        "tags": precision_tag(task.config.sample.precision, dev),
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask
@@ -346,6 +342,7 @@ def estimate_raster(
     members = ensemble or task.default_members
     with_std = uncertainty or members > 1
     dev = resolve_device(device)
+    task.use_precision(precision)
     settings = {
         "members": members,
         "spec": task.sampling_spec(sampler, steps),
@@ -373,6 +370,7 @@ def estimate_raster(
         "overwrite": overwrite,
         "progress": progress,
         "cog": cog,
+        "tags": precision_tag(task.config.sample.precision, dev),
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask

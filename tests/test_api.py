@@ -74,6 +74,8 @@ def test_super_resolve_equals_the_file_path_and_keeps_georeferencing(
     by_file = tmp_path / "by_file.tif"
     super_resolve_raster(sr_run, naip_window, by_file, progress=False, **SR_OPTIONS)
     expected = api.open_raster(by_file, lazy=False)
+    with rasterio.open(by_file) as src:
+        assert src.tags()["TERRADIFF_INFERENCE_PRECISION"] == "fp32"  # sample.precision's default
     # a lazy window of the whole real scene, as a notebook would cut it
     scene = api.open_raster(sample_data / NAIP)
     da = scene.isel(x=slice(400, 452), y=slice(300, 340))

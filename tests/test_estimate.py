@@ -54,6 +54,7 @@ def test_map_keeps_georeferencing_and_reports_totals(
     with rasterio.open(scene) as src, rasterio.open(out) as dst:
         assert dst.crs == src.crs and dst.transform == src.transform
         assert (dst.width, dst.height, dst.count) == (src.width, src.height, 1)
+        assert dst.tags()["TERRADIFF_INFERENCE_PRECISION"] == "fp32"  # sample.precision's default
         density = dst.read(1)
         pixel_ha = abs(dst.transform.a * dst.transform.e) / 1e4
     assert np.isfinite(density).all() and density.min() >= 0 and density.max() <= 150

@@ -97,6 +97,7 @@ def test_precision_option_reaches_a_one_pass_model(
         _forecast(runs["regression"], before, out, "--precision", precision, "--no-cog")
         with rasterio.open(out) as dst:
             maps[precision] = dst.read(masked=True).astype(np.float64)
+            assert dst.tags()["TERRADIFF_INFERENCE_PRECISION"] == precision
     difference = np.abs(maps["bf16"] - maps["fp32"])
     scale = np.abs(maps["fp32"]).max()
     assert 0 < difference.max() < 0.05 * scale

@@ -38,6 +38,7 @@ __all__ = [
     "full_precision",
     "inference_autocast",
     "native_bf16_cpu",
+    "precision_tag",
     "resolve_inference_precision",
 ]
 
@@ -82,6 +83,12 @@ def resolve_inference_precision(
     if kind == "cpu" and native_bf16_cpu(cpuinfo):
         return "bf16"
     return "fp32"
+
+
+def precision_tag(choice: str, device: torch.device | str) -> dict[str, str]:
+    """The GeoTIFF tag naming the format a net runs in: ``{"TERRADIFF_INFERENCE_PRECISION": ...}``
+    with ``choice`` resolved on ``device`` (:func:`resolve_inference_precision`)."""
+    return {"TERRADIFF_INFERENCE_PRECISION": resolve_inference_precision(choice, device)}
 
 
 def inference_autocast(

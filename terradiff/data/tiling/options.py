@@ -115,6 +115,8 @@ class TilingOptions:
         cog: write the output as a Cloud-Optimized GeoTIFF (internal tiles, overviews, a
             predictor for the data type: :mod:`terradiff.data.cog`); False writes a plain tiled
             GeoTIFF (``--no-cog``).
+        tags: more GeoTIFF metadata tags of the output (how it was made, e.g. the net's number
+            format), beside the run's own ``TERRADIFF_SOURCE``/``SCALE``/``TILE``/``OVERLAP``.
         input_scaling: ``scaling`` resolved to a :class:`Scaling`.
         output_scaling: ``out_scaling`` resolved (``input_scaling`` when None).
         dtype: ``out_dtype`` as a NumPy dtype.
@@ -152,6 +154,7 @@ class TilingOptions:
     batch_memory_mb: float | None = DEFAULT_BATCH_MEMORY_MB
     block_tiles: int | None = None
     cog: bool = True
+    tags: Mapping[str, str] | None = field(default=None, compare=False)
 
     input_scaling: Scaling = field(init=False, repr=False, compare=False)
     output_scaling: Scaling = field(init=False, repr=False, compare=False)

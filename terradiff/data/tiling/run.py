@@ -208,6 +208,7 @@ class TiledRun:
                 "TERRADIFF_SCALE": str(s),
                 "TERRADIFF_TILE": str(options.tile),
                 "TERRADIFF_OVERLAP": str(options.overlap),
+                **(options.tags or {}),
             },
             height=source.height * s,
             width=source.width * s,

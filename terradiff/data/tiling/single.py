@@ -54,6 +54,7 @@ def predict_raster(
     batch_memory_mb: float | None = DEFAULT_BATCH_MEMORY_MB,
     block_tiles: int | None = None,
     cog: bool = True,
+    tags: Mapping[str, str] | None = None,
 ) -> TilingSummary:
     """Run ``predict_fn`` over a raster in overlapping tiles and write a blended GeoTIFF (a
     Cloud-Optimized one unless ``cog=False``).
@@ -110,6 +111,7 @@ def predict_raster(
         batch_memory_mb=batch_memory_mb,
         block_tiles=block_tiles,
         cog=cog,
+        tags=tags,
     )
     check_output_path(out_path, options.overwrite)
     out_path.parent.mkdir(parents=True, exist_ok=True)
