@@ -212,7 +212,7 @@ def detect_change(
             inputs that are not one grid (:func:`read_pair`); a threshold outside (0, 1).
         WrongCheckpointError: ``model`` is not a change model.
     """
-    from terradiff.nets.precision import resolve_inference_precision
+    from terradiff.nets.precision import precision_tag
     from terradiff.tasks import load_task
     from terradiff.tasks.change import ChangeTask
 
@@ -258,9 +258,7 @@ def detect_change(
     tags = {
         "TERRADIFF_CHECKPOINT": str(ckpt.path),
         "TERRADIFF_METHOD": task.method.name,
-        "TERRADIFF_INFERENCE_PRECISION": resolve_inference_precision(
-            task.config.sample.precision, next(task.net.parameters()).device
-        ),
+        **precision_tag(task.inference_precision()),
         "TERRADIFF_THRESHOLD": f"{threshold:g}",
         "TERRADIFF_BEFORE": str(before),
         "TERRADIFF_AFTER": str(after),

@@ -37,7 +37,6 @@ def train_command(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> int:
     import torch
 
-    from terradiff.nets.precision import resolve_inference_precision
     from terradiff.sampling_io import check_sample_checkpoint, check_sample_outputs, generation_tags
     from terradiff.tasks import load_task
     from terradiff.viz import save_chain_figure, save_image_grid
@@ -77,8 +76,7 @@ def sample_command(args: argparse.Namespace) -> int:
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
     samples = out.sample.cpu()
-    device = next(task.net.parameters()).device
-    precision = resolve_inference_precision(task.config.sample.precision, device)
+    precision = task.inference_precision()
     tags = generation_tags(
         spec,
         class_name=args.class_name,

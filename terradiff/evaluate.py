@@ -325,7 +325,7 @@ def evaluate_checkpoint(
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
         **_spec_record(spec),
-        "inference_precision": _precision_record(task),
+        "inference_precision": task.inference_precision(),
         "sampling_seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / n, 4),
         "real_images": str(dataset.root),
@@ -468,7 +468,7 @@ def evaluate_super_resolution(
         "image_size": hr_size,
         "method": task.method.name,
         **_spec_record(spec),
-        "inference_precision": _precision_record(task),
+        "inference_precision": task.inference_precision(),
         "parameters": count_parameters(task.net),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -549,7 +549,7 @@ def evaluate_change(
         "method": task.method.name,
         "trainable_parameters": count_parameters(task.net),
         "parameters": sum(p.numel() for p in task.net.parameters()),
-        "inference_precision": _precision_record(task),
+        "inference_precision": task.inference_precision(),
         "seconds_per_window": round(seconds / max(1, len(dataset)), 4),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
@@ -569,14 +569,6 @@ def _image_names(dataset: Any, indices: list[int]) -> list[str]:
         path = Path(files[i])
         names.append(path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path))
     return names
-
-
-def _precision_record(task: Any) -> str:
-    """The number format ``task``'s net ran in (``sample.precision`` resolved on its device)."""
-    from terradiff.nets.precision import resolve_inference_precision
-
-    device = next(task.net.parameters()).device
-    return resolve_inference_precision(task.config.sample.precision, device)
 
 
 def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:

@@ -311,7 +311,7 @@ def forecast_raster(
         overwrite=overwrite,
         progress=progress,
         cog=cog,
-        tags=precision_tag(task.config.sample.precision, dev),
+        tags=precision_tag(task.inference_precision(dev)),
     )
     return ForecastSummary(
         tiling=summary,

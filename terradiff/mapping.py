@@ -173,7 +173,7 @@ def super_resolve_raster(
         "overwrite": overwrite,
         "progress": progress,
         "cog": cog,
-        "tags": precision_tag(task.config.sample.precision, dev),
+        "tags": precision_tag(task.inference_precision(dev)),
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask
@@ -370,7 +370,7 @@ def estimate_raster(
         "overwrite": overwrite,
         "progress": progress,
         "cog": cog,
-        "tags": precision_tag(task.config.sample.precision, dev),
+        "tags": precision_tag(task.inference_precision(dev)),
     }
     if dask:
         from terradiff.data.distributed import predict_raster_dask

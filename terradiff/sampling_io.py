@@ -197,7 +197,6 @@ def synthesize_dataset(
         ConfigError: ``task`` is not class-conditional.
         DataError: an unknown class, or an existing file without ``overwrite``.
     """
-    from terradiff.nets.precision import resolve_inference_precision
     from terradiff.progress import progress_bar
 
     index = getattr(task, "class_index", None)
@@ -210,9 +209,7 @@ def synthesize_dataset(
     for name in names:
         index.lookup(name, where="--classes")
     out_dir = Path(out_dir)
-    precision = resolve_inference_precision(
-        task.config.sample.precision, next(task.net.parameters()).device
-    )
+    precision = task.inference_precision()
     for name in names:
         check_output_targets(sample_tif_paths(out_dir / name, per_class, name), overwrite=overwrite)
     written: dict[str, list[Path]] = {}

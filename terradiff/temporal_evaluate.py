@@ -28,7 +28,6 @@ import torch
 
 from terradiff.errors import WrongCheckpointError
 from terradiff.metrics import psnr, ssim
-from terradiff.nets.precision import resolve_inference_precision
 from terradiff.progress import progress_bar
 
 __all__ = ["MIN_PLACES", "bootstrap_interval", "evaluate_temporal", "visible_bands"]
@@ -222,9 +221,7 @@ def evaluate_temporal(
         "members": members,
         "sampler": None if spec is None else spec.sampler,
         "steps": None if spec is None else spec.steps,
-        "inference_precision": resolve_inference_precision(
-            task.config.sample.precision, next(task.net.parameters()).device
-        ),
+        "inference_precision": task.inference_precision(),
         "seconds_per_window": round(seconds / max(1, len(per_window)), 4),
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,

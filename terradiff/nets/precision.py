@@ -85,10 +85,10 @@ def resolve_inference_precision(
     return "fp32"
 
 
-def precision_tag(choice: str, device: torch.device | str) -> dict[str, str]:
-    """The GeoTIFF tag naming the format a net runs in: ``{"TERRADIFF_INFERENCE_PRECISION": ...}``
-    with ``choice`` resolved on ``device`` (:func:`resolve_inference_precision`)."""
-    return {"TERRADIFF_INFERENCE_PRECISION": resolve_inference_precision(choice, device)}
+def precision_tag(resolved: str) -> dict[str, str]:
+    """The GeoTIFF tag naming the format a net ran in (``resolved``: ``fp32``, ``bf16``, ``fp16``;
+    the key :func:`terradiff.sampling_io.generation_tags` writes too)."""
+    return {"TERRADIFF_INFERENCE_PRECISION": resolved}
 
 
 def inference_autocast(

@@ -28,7 +28,7 @@ from terradiff.diffusion.spec import SamplingSpec, run_spec
 from terradiff.errors import ConfigError, DataError
 from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.fast_forward import fast_forward
-from terradiff.nets.precision import inference_autocast
+from terradiff.nets.precision import inference_autocast, resolve_inference_precision
 from terradiff.nets.unet import UNet
 
 NetT = TypeVar("NetT", bound=nn.Module)
@@ -99,6 +99,14 @@ class Task(abc.ABC):
     def stochastic(self) -> bool:
         """Its predictions are drawn by a diffusion sampler (else: one forward pass)."""
         return True
+
+    def inference_precision(self, device: torch.device | str | None = None) -> str:
+        """``config.sample.precision`` resolved on ``device`` (default: the net's):
+        ``"fp32"``, ``"bf16"`` or ``"fp16"`` (:func:`~terradiff.nets.precision.
+        resolve_inference_precision`), what outputs record as the format that ran."""
+        if device is None:
+            device = next(self.net.parameters()).device
+        return resolve_inference_precision(self.config.sample.precision, device)
 
     def one_pass_precision(self, net: nn.Module) -> contextlib.AbstractContextManager[object]:
         """The ``config.sample.precision`` context of a one-pass prediction with ``net``.
