@@ -16,6 +16,11 @@ NCHW convolution converts its input and output. This measures whether running th
   in place (:func:`terradiff.nets.compile.compile_regions`), as ``terradiff train`` does, so the
   Trainer's choice can be checked against the whole-net compile in one run.
 
+Each eager layout runs with cuDNN's heuristic algorithm choice and with its autotuner
+(``torch.backends.cudnn.benchmark``, what the ``terradiff`` command turns on:
+:func:`terradiff.runtime.enable_cudnn_autotuner`), interleaved (``--cudnn``); a compiled section
+runs with the choice its item names (``:heuristic`` or ``:autotune``; default autotune on CUDA).
+
 Everything is the bf16-autocast train step of ``bench_unet.py`` (forward, MSE on eps, backward,
 AdamW) on fixed random inputs; images/s and the share of the bf16 matmul peak measured in the
 same run. The JSON (``--json``) is rewritten after every section, so a run cut short keeps what
@@ -74,6 +79,8 @@ STYLES = ("whole", "regions")
 #: The compiled sections of a full run: NCHW whole and regional (the Trainer's way) at batch 128,
 #: then channels-last whole, so the two questions of the H200 profile are answered in one run.
 DEFAULT_COMPILED = "nchw:128,nchw:128:regions,channels_last:128"
+#: cuDNN's algorithm choice: ``torch.backends.cudnn.benchmark`` off (heuristic) or on (autotune).
+CUDNN = {"heuristic": False, "autotune": True}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,9 +93,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compiled",
         default=None,
-        help="comma list of LAYOUT:BATCH[:STYLE] compiled sections, in order ('' for none; "
-        f"default {DEFAULT_COMPILED}, none with --quick); STYLE one of {', '.join(STYLES)} "
-        "(default whole)",
+        help="comma list of LAYOUT:BATCH[:STYLE][:CUDNN] compiled sections, in order ('' for "
+        f"none; default {DEFAULT_COMPILED}, none with --quick); STYLE one of "
+        f"{', '.join(STYLES)} (default whole), CUDNN one of {', '.join(CUDNN)} (default "
+        "autotune on CUDA, heuristic on CPU)",
+    )
+    parser.add_argument(
+        "--cudnn",
+        default=None,
+        help="comma list of the eager sections' cuDNN choices (default heuristic,autotune on "
+        "CUDA, heuristic on CPU)",
     )
     parser.add_argument(
         "--compile-backend", default="inductor", help="torch.compile backend (tests: eager)"
@@ -106,27 +120,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.compiled is None:
         args.compiled = "" if args.quick else DEFAULT_COMPILED
     args.batch_list = [int(b) for b in args.batches.split(",") if b]
+    cuda = args.device == "cuda"
+    default_cudnn = "autotune" if cuda else "heuristic"
+    args.cudnn_list = [c for c in (args.cudnn or f"heuristic,{default_cudnn}").split(",") if c]
+    args.cudnn_list = list(dict.fromkeys(args.cudnn_list))
+    if not args.cudnn_list or any(c not in CUDNN for c in args.cudnn_list):
+        parser.error(f"--cudnn {args.cudnn!r}: a comma list of {', '.join(CUDNN)}")
     args.compiled_list = []
     for item in filter(None, args.compiled.split(",")):
-        layout, batch, style = ([*item.split(":"), "whole"])[:3]
+        layout, batch, *options = item.split(":")
+        styles = [o for o in options if o in STYLES]
+        choices = [o for o in options if o in CUDNN]
         if (
             layout not in LAYOUTS
             or not batch.isdigit()
-            or style not in STYLES
-            or item.count(":") > 2
+            or len(styles) + len(choices) != len(options)
+            or len(styles) > 1
+            or len(choices) > 1
         ):
             parser.error(
-                f"--compiled item {item!r}: use LAYOUT:BATCH[:STYLE], LAYOUT one of "
-                f"{list(LAYOUTS)}, STYLE one of {list(STYLES)}"
+                f"--compiled item {item!r}: use LAYOUT:BATCH[:STYLE][:CUDNN], LAYOUT one of "
+                f"{list(LAYOUTS)}, STYLE one of {list(STYLES)}, CUDNN one of {list(CUDNN)}"
             )
-        args.compiled_list.append((layout, int(batch), style))
+        style = styles[0] if styles else "whole"
+        args.compiled_list.append((layout, int(batch), style, (choices or [default_cudnn])[0]))
     return args
 
 
-def layout_competitor(layout: str, image_size: int, device: torch.device) -> Competitor:
-    """terradiff SMALL_64 (seed 0) with its activations and weights in ``layout``."""
+def layout_competitor(
+    layout: str, image_size: int, device: torch.device, cudnn: str | None = None
+) -> Competitor:
+    """terradiff SMALL_64 (seed 0) with its activations and weights in ``layout``; with
+    ``cudnn`` (a :data:`CUDNN` choice) its calls set cuDNN's algorithm choice, and an
+    autotuned one is named ``...-autotuned``."""
     (comp,) = build_competitors([], image_size, device, LAYOUTS[layout])
-    comp.name = f"terradiff-{layout}"
+    comp.name = f"terradiff-{layout}" + ("-autotuned" if cudnn == "autotune" else "")
+    comp.cudnn_benchmark = None if cudnn is None else CUDNN[cudnn]
     if layout == "channels_last":
         comp.net.to(memory_format=torch.channels_last)  # weights too, as set_channels_last does
     return comp
@@ -151,6 +180,7 @@ def compiled_competitor(base: Competitor, style: str, backend: str) -> Competito
         channels_last_input=base.channels_last_input,
         fn=fn,
         base=base.name,
+        cudnn_benchmark=base.cudnn_benchmark,
     )
 
 
@@ -167,8 +197,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     peak = statistics.median(
         matmul_peak_tflops(device, torch.bfloat16, 8192 if device.type == "cuda" else 512)
     )
-    nets = {layout: layout_competitor(layout, args.image_size, device) for layout in LAYOUTS}
-    forward = forward_flops_per_image(nets["nchw"], 3, args.image_size, device)
+    nets = {
+        (layout, cudnn): layout_competitor(layout, args.image_size, device, cudnn)
+        for cudnn in args.cudnn_list
+        for layout in LAYOUTS
+    }
+    forward = forward_flops_per_image(next(iter(nets.values())), 3, args.image_size, device)
     train_flops = work_flops_per_image(forward, "train", 0)
     result: dict[str, Any] = {
         "provenance": provenance_record(),
@@ -187,14 +221,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
 
     def add(
-        name: str, batch: int, compiled: str | None, times: list[float], first: float | None
+        comp: Competitor,
+        batch: int,
+        compiled: str | None,
+        times: list[float],
+        first: float | None,
     ) -> None:
         """One row; ``compiled`` is the compile style, None for eager."""
+        name = comp.name
         ips = images_per_s(batch, times)
         row = {
             "net": name,
             "batch": batch,
             "compiled": compiled,
+            "cudnn_benchmark": comp.cudnn_benchmark,
             "images_per_s": ips,
             "share_of_bf16_peak": share_of_peak(ips, train_flops, peak),
             "step_s": times,
@@ -202,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         result["rows"].append(row)
         print(
-            f"  {name:40s} batch {batch:4d} {compiled or 'eager':7s} "
+            f"  {name:52s} batch {batch:4d} {compiled or 'eager':7s} "
             f"{ips:9,.1f} images/s  {row['share_of_bf16_peak']:6.1%} of bf16 peak"
             + (f"  compile+1st call {first:.1f} s" if compiled and first is not None else ""),
             flush=True,
@@ -220,18 +260,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         first, _ = warm_up(comps, fn, args.warmup, device, training=True)
         times = interleaved(comps, fn, args.repeats, 0)
         for comp in comps:
-            add(comp.name, batch, None, times[comp.name], first.get(comp.name))
-    for layout, batch, style in args.compiled_list:
+            add(comp, batch, None, times[comp.name], first.get(comp.name))
+    for layout, batch, style, cudnn in args.compiled_list:
         elapsed = time.perf_counter() - started
         if elapsed > args.budget_s:
             print(
-                f"  compiled ({style}) {layout} batch {batch}: skipped "
+                f"  compiled ({style}, {cudnn}) {layout} batch {batch}: skipped "
                 f"({elapsed:.0f} s > --budget-s)"
             )
-            result["skipped"].append({"layout": layout, "batch": batch, "style": style})
+            skipped = {"layout": layout, "batch": batch, "style": style, "cudnn": cudnn}
+            result["skipped"].append(skipped)
             save()
             continue
-        comp = compiled_competitor(nets[layout], style, args.compile_backend)
+        base = nets.get((layout, cudnn)) or layout_competitor(
+            layout, args.image_size, device, cudnn
+        )
+        comp = compiled_competitor(base, style, args.compile_backend)
         x0 = torch.randn(
             batch, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(0)
         )
@@ -241,7 +285,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if comp.failed:
             continue
         times = interleaved([comp], fn, args.repeats, 0)
-        add(comp.name, batch, style, times[comp.name], first.get(comp.name))
+        add(comp, batch, style, times[comp.name], first.get(comp.name))
     print(f"done after {time.perf_counter() - started:.0f} s")
     return result
 

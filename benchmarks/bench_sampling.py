@@ -9,7 +9,13 @@ DDIM-n sampling (``ddim_sample``, eta 0, a fixed seed) with ``model_fn`` calling
   (``sample.fast: graph``); on CPU a stand-in backend that calls the net again
   (:class:`~terradiff.nets.fast_forward.EagerCaptureBackend`: it checks the path, not a speed);
 * ``compile``: the net's repeated blocks compiled in place (``sample.fast: compile``; on CPU
-  the ``eager`` dynamo backend unless ``--compile-backend`` says otherwise).
+  the ``eager`` dynamo backend unless ``--compile-backend`` says otherwise);
+* ``compile+graph``: the compiled blocks inside one CUDA graph of the whole forward
+  (``sample.fast: compile+graph``; on CPU the stand-in capture around the compiled blocks).
+
+cuDNN's autotuner (``torch.backends.cudnn.benchmark``) is on with CUDA by default, as the
+``terradiff`` command sets it (``--cudnn-benchmark``; the H200 figures of 2026-11-30 ran with it
+off).
 
 For each (precision, variant) it reports images/s over ``--repeats`` timed runs after
 ``--warmup`` runs (the first of which captures or compiles: ``warmup_s``), the speed-up over
@@ -52,7 +58,7 @@ from terradiff.nets.fast_forward import (
 from terradiff.nets.precision import inference_autocast
 from terradiff.nets.unet import SMALL_64, UNet
 
-VARIANTS = ("eager", "graph", "compile")
+VARIANTS = ("eager", "graph", "compile", "compile+graph")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -78,6 +84,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         help="start no variant after S seconds but the first (0: no budget)",
     )
+    parser.add_argument(
+        "--cudnn-benchmark",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.backends.cudnn.benchmark (auto: on with CUDA, as the terradiff command)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: batch 1 (CUDA 8), 32 px, 2 steps"
@@ -88,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--device cuda, but torch sees no CUDA device")
     if args.quick:
         args.batch, args.image_size, args.steps, args.repeats = (8 if cuda else 1), 32, 2, 1
-    default_variants = "eager,graph,compile" if cuda else "eager,graph"
+    default_variants = "eager,graph,compile,compile+graph" if cuda else "eager,graph"
     args.variants = _names(args.variants or default_variants, VARIANTS, parser)
     args.precisions = _names(args.precisions, PRECISIONS, parser)
     args.compile_precisions = _names(args.compile_precisions, PRECISIONS, parser)
@@ -119,10 +131,9 @@ def make_model_fn(
         forward: Callable[..., Tensor] = fast_forward(net, "off")
     elif variant == "compile":
         forward = fast_forward(net, "compile", compile_backend=compile_backend)
-    elif device.type == "cuda":
-        forward = fast_forward(net, "graph")
-    else:
-        forward = fast_forward(net, "graph", backend=EagerCaptureBackend())
+    else:  # graph, compile+graph: on CPU the stand-in capture
+        backend = None if device.type == "cuda" else EagerCaptureBackend()
+        forward = fast_forward(net, variant, backend=backend, compile_backend=compile_backend)
 
     def model_fn(x_t: Tensor, t: Tensor, cond: Tensor | None) -> Tensor:
         return forward(x_t, t).float()
@@ -214,19 +225,22 @@ def with_speedups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def plan(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     """(precision, variant) in run order: per precision eager first (the reference), then the
     graph; the compiled ones last (a minute of compilation each: a budget cuts them first)."""
+    compiled = [v for v in args.variants if "compile" in v]
     for precision in args.precisions:
         for variant in args.variants:
-            if variant != "compile":
+            if variant not in compiled:
                 yield precision, variant
-    if "compile" in args.variants:
+    for variant in compiled:
         for precision in args.precisions:
             if precision in args.compile_precisions:
-                yield precision, "compile"
+                yield precision, variant
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = torch.device(args.device)
+    cudnn = args.cudnn_benchmark
+    torch.backends.cudnn.benchmark = cudnn == "on" or (cudnn == "auto" and device.type == "cuda")
     schedule = NoiseSchedule.create("linear", 1000)
     results: dict[str, Any] = {
         "benchmark": "bench_sampling",

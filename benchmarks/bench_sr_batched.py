@@ -58,6 +58,7 @@ from terradiff.io import atomic_write_text
 from terradiff.nets import count_parameters
 from terradiff.nets.fast_forward import EagerCaptureBackend, fast_forward
 from terradiff.provenance import provenance_record
+from terradiff.runtime import enable_cudnn_autotuner
 from terradiff.tasks import build_task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+        enable_cudnn_autotuner()  # as the terradiff command does
     sr3 = build_sr_task(args.sr3_config, {}, device)
     student = build_sr_task(args.student_config, {"distill": "none"}, device)
     spec = sr3.sampling_spec("ddim", 20)

@@ -53,6 +53,7 @@ from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.ema import EMA
 from terradiff.nets.compile import compile_regions, resolve_compile
 from terradiff.nets.memory import set_channels_last
+from terradiff.runtime import enable_cudnn_autotuner
 from terradiff.tasks.generation import GenerationTask
 from terradiff.train import Trainer, cosine_warmup_lambda, resolve_mixed_precision
 
@@ -285,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda":  # as Trainer.fit does on CUDA: the bare step times the same kernels
+        enable_cudnn_autotuner()
     print(environment(device))
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print(

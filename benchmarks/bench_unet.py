@@ -24,12 +24,18 @@ Competitors (all at 64x64, 3 bands, the same batch):
   diffusers-matched; none on CPU): a copy of that net under ``torch.compile`` (default mode,
   static shapes), timed like the others; its compile time (the first call of each new shape,
   precision and train/eval graph) is reported apart from the timed steps.
+* ``terradiff-fast`` (in ``--compile`` only): terradiff as its commands run it on CUDA -- the
+  train step through the blocks compiled in place (``train.compile``), DDIM through
+  ``sample.fast: compile+graph`` (those compiled blocks inside one CUDA graph per shape).
 
-Settings, identical on both sides: ``torch.set_num_threads(--threads)``; activations in
+Settings, identical on both sides: ``torch.set_num_threads(--threads)``; cuDNN's autotuner
+(``torch.backends.cudnn.benchmark``, ``--cudnn-benchmark``: on with CUDA by default, as the
+``terradiff`` command sets it; the H200 figures of 2026-11-30 ran with it off); activations in
 ``torch.channels_last`` on CPU (terradiff does it by default on CPU; diffusers gets
 ``model.to(memory_format=torch.channels_last)`` and channels-last inputs), each library's default
 layout on CUDA (``--channels-last``); "bf16" means ``torch.autocast(device, dtype=torch.bfloat16)``
-around the forward (and the loss), fp32 weights and optimizer; on CUDA "fp32" has TF32 off. Each
+around the forward (and the loss), without autocast's weight cache (as terradiff's inference runs
+it), fp32 weights and optimizer; on CUDA "fp32" has TF32 off. Each
 timing is the median of ``--repeats`` runs after ``--warmup`` runs, and the competitors are
 interleaved (order reversed every repeat) so that load from other processes hits all of them
 alike. On CUDA each timed run is bracketed by CUDA events after a synchronize.
@@ -143,6 +149,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto")
     parser.add_argument(
+        "--cudnn-benchmark",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="torch.backends.cudnn.benchmark for every competitor (auto: on with CUDA, as the "
+        "terradiff command sets it, terradiff.runtime.enable_cudnn_autotuner)",
+    )
+    parser.add_argument(
         "--budget-s",
         type=float,
         default=0.0,
@@ -211,6 +224,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     if cuda:
         set_tf32(False)  # fp32 means fp32 (bf16 autocast is not affected)
+    # one setting for all competitors: a user of either library may set it
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark == "on" or (
+        args.cudnn_benchmark == "auto" and cuda
+    )
     diffusers_version = installed_diffusers(args.variants)
 
     shown = sys.argv if argv is None else [sys.argv[0], *argv]
@@ -226,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if gpu:
         print(
             f"gpu       : {gpu['name']}, {gpu['memory_gib']} GiB, {gpu['multiprocessors']} SMs, "
-            f"CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; TF32 off"
+            f"CUDA {gpu['cuda']}, cuDNN {gpu['cudnn']}; TF32 off; cuDNN autotuner "
+            f"{'on' if torch.backends.cudnn.benchmark else 'off'} for every competitor"
         )
     batch_text = ", ".join(str(b) for b in batches)
     print(

@@ -51,21 +51,29 @@
 # sections re-run with the compile cache warm) shape it),
 # MODES (bf16,fp32: bench_unet's precisions; bf16 alone saves ~1 min at batch 256), DIFFUSERS
 # (default,matched: bench_unet's diffusers variants), UNET_CL (auto: bench_unet --channels-last),
+# COMPILED (terradiff,diffusers-matched: bench_unet --compile; terradiff-fast is terradiff the way
+# its commands run it: the Trainer's block compile, sample.fast=compile+graph), SAMPLING_VARIANTS
+# (bench_sampling's; default eager,graph,compile,compile+graph), SAMPLING_COMPILE_PRECISIONS (fp32),
 # TOTAL_S (505), DEVICE (cuda; cpu runs the benchmarks' CPU paths and installs no
 # wheels: `DEVICE=cpu UNET=0 bash benchmarks/gpu_session.sh --quick` is the CPU smoke run of (a)
 # that tests/test_bench_sampling.py runs, a few seconds).
 #
 # Measured on one H200 (2026-11-30): the default call 351 s; `SAMPLING=0 UNET=0 TRAIN_LOOP=1
-# PROFILE=1` 257 s. What the next lease should run (issue 16's figures still missing), two calls,
-# the likely-met items first (the eager layouts were measured on 2026-11-30: LAYOUT_BATCHES= skips
-# them; the Trainer's CUDA default is channels-last + regional compile, never timed yet):
-#   1. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1 LAYOUT_BATCHES=
-#      LAYOUT_COMPILED=channels_last:128:regions,nchw:128:regions,channels_last:128
-#      LAYOUT_BUDGET_S=200 LAYOUT_TIMEOUT_S=300 LAYOUT_WARM=channels_last:128:regions
-#      bash benchmarks/gpu_session.sh`                          (timeout_s 600; ~8.5 min expected)
-#   2. `SAMPLING=0 BATCHES=256 MODES=bf16 DIFFUSERS=matched UNET_CL=on
-#      bash benchmarks/gpu_session.sh`                          (timeout_s 330; ~4 min expected)
-#   then give_back. Together ~13.5 minutes with the machine's starts: check status first.
+# PROFILE=1` 257 s. Every benchmark now runs with cuDNN's autotuner on (as the terradiff command
+# does since 2026-12-01; the 2026-11-30 figures had it off). What the next lease should run
+# (issue 16's figures still missing), two calls, ~11 minutes with the machine's start:
+#   1. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1
+#      LAYOUT_BATCHES=128 LAYOUT_COMPILED=channels_last:128:regions LAYOUT_BUDGET_S=60
+#      LAYOUT_TIMEOUT_S=200 LAYOUT_WARM=channels_last:128:regions bash benchmarks/gpu_session.sh`
+#      (timeout_s 480; ~6 min expected): the schedule-study train loop, the batched SR tiles, the
+#      eager layouts with cuDNN's heuristic and autotuned choices, then the Trainer's CUDA default
+#      (channels-last + block compile, autotuned) cold and with the compile cache warm;
+#   2. `SAMPLING=0 BATCHES=128 MODES=bf16 DIFFUSERS=matched UNET_CL=on
+#      COMPILED=diffusers-matched,terradiff-fast bash benchmarks/gpu_session.sh`
+#      (timeout_s 420; ~5 min expected): the acceptance figures side by side, terradiff as its
+#      commands run it (the Trainer's compiled blocks for the train step, compile+graph for DDIM)
+#      against compiled diffusers-matched, autotuner on for both;
+#   then give_back. Check status first.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-outputs/gpu_session}"
@@ -118,7 +126,8 @@ if [[ "${SAMPLING:-1}" != "0" ]]; then
         [[ "$DEVICE" == "cuda" ]] && sargs+=(--variants eager,graph,compile)
     else
         sargs=(--device "$DEVICE" --batch 128 --steps 20 --warmup 1 --repeats 3 --precisions fp32,bf16
-               --compile-precisions fp32 --budget-s 150)
+               --compile-precisions "${SAMPLING_COMPILE_PRECISIONS:-fp32}" --budget-s 150)
+        [[ -n "${SAMPLING_VARIANTS:-}" ]] && sargs+=(--variants "$SAMPLING_VARIANTS")
     fi
     start=$SECONDS
     timeout 200 "$PY" benchmarks/bench_sampling.py "${sargs[@]}" --json "$OUT/sampling_gpu.json" \
@@ -130,11 +139,12 @@ fi
 # 3. The UNet benchmark. Without diffusers, terradiff alone (eager and compiled) still gets measured.
 rc=0
 if [[ "${UNET:-1}" != "0" ]]; then
-variants=(--diffusers "${DIFFUSERS:-default,matched}" --compile terradiff,diffusers-matched
+variants=(--diffusers "${DIFFUSERS:-default,matched}" --compile "${COMPILED:-terradiff,diffusers-matched}"
           --channels-last "${UNET_CL:-auto}")
 if ! "$PY" -c 'import diffusers' 2>/dev/null; then
     echo "gpu_session: diffusers does not import; measuring terradiff alone"
-    variants=(--diffusers "" --compile terradiff --channels-last "${UNET_CL:-auto}")
+    ours="${COMPILED:-terradiff}"; ours="${ours//diffusers-matched/}"
+    variants=(--diffusers "" --compile "${ours:-terradiff}" --channels-last "${UNET_CL:-auto}")
 fi
 common=(--device "$DEVICE" --modes "${MODES:-bf16,fp32}" --compile-modes "${COMPILE_MODES:-bf16}" --threads 8
         --ddpm-steps 0 --json "$OUT/unet_gpu.json")

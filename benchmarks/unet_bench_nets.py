@@ -36,7 +36,14 @@ from unet_bench_common import (
 
 from terradiff.diffusion.samplers import ddim_sample, ddpm_sample
 from terradiff.diffusion.schedules import NoiseSchedule
+from terradiff.nets.fast_forward import fast_forward
 from terradiff.nets.unet import SMALL_64, UNet
+
+#: The competitor that runs terradiff the way its commands do on CUDA: training through the
+#: Trainer's regional compilation (``train.compile``), DDIM through ``sample.fast:
+#: compile+graph`` (the compiled blocks inside one CUDA graph per shape). Ask for it in
+#: ``--compile``; its base is ``terradiff``.
+FAST_NAME = "terradiff-fast"
 
 MATCHED_LAYOUT: dict[str, Any] = {
     "down_block_types": ("DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
@@ -81,6 +88,9 @@ class Competitor:
 
     ``fn`` is what runs the net (the net itself, or its ``torch.compile`` wrapper); ``net`` is
     the module whose parameters the optimizer updates and whose train/eval flag is set.
+    ``cudnn_benchmark`` (None: leave it) is set as ``torch.backends.cudnn.benchmark`` at each
+    call, so one run can time cuDNN's heuristic and autotuned algorithm choices side by side:
+    the flag stays until the next competitor's call, through this one's backward.
     """
 
     def __init__(
@@ -93,8 +103,10 @@ class Competitor:
         channels_last_input: bool | None = None,
         fn: Callable[..., Any] | None = None,
         base: str | None = None,
+        cudnn_benchmark: bool | None = None,
     ) -> None:
         self.name = name
+        self.cudnn_benchmark = cudnn_benchmark
         self.net = net
         self.description = description
         self.diffusers = diffusers
@@ -111,6 +123,8 @@ class Competitor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last_input else x
 
     def __call__(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        if self.cudnn_benchmark is not None:
+            torch.backends.cudnn.benchmark = self.cudnn_benchmark
         out = self.fn(self.prepare(x), t)
         return out.sample if self.diffusers else out
 
@@ -202,10 +216,27 @@ def build_competitors(
 
 
 def compiled_copies(comps: list[Competitor], names: list[str]) -> list[Competitor]:
-    """A ``torch.compile``'d copy (same weights, own optimizer) of each competitor in ``names``."""
+    """A ``torch.compile``'d copy (same weights, own optimizer) of each competitor in ``names``;
+    :data:`FAST_NAME` is a copy of ``terradiff`` run through :func:`fast_forward`."""
     by_name = {c.name: c for c in comps}
     out = []
     for name in names:
+        if name == FAST_NAME and "terradiff" in by_name:
+            base = by_name["terradiff"]
+            net = copy.deepcopy(base.net)
+            out.append(
+                Competitor(
+                    FAST_NAME,
+                    net,
+                    base.description + "; blocks compiled in place (train.compile), sampling "
+                    "as sample.fast=compile+graph",
+                    diffusers=False,
+                    channels_last_input=base.channels_last_input,
+                    fn=fast_forward(net, "compile+graph"),
+                    base="terradiff",
+                )
+            )
+            continue
         if name not in by_name:
             raise ValueError(f"--compile names {name!r}; competitors are {sorted(by_name)}")
         base = by_name[name]
@@ -228,9 +259,12 @@ def compiled_copies(comps: list[Competitor], names: list[str]) -> list[Competito
 
 
 def precision(mode: str, device: torch.device | None = None) -> contextlib.AbstractContextManager:
-    """fp32: nothing; bf16: autocast to bfloat16 on the device's type."""
+    """fp32: nothing; bf16: autocast to bfloat16 on the device's type, without autocast's cache
+    of cast weights (as terradiff's inference runs: a CUDA graph needs it off; a train step
+    casts each weight once either way)."""
     if mode == "bf16":
-        return torch.autocast("cpu" if device is None else device.type, dtype=torch.bfloat16)
+        kind = "cpu" if device is None else device.type
+        return torch.autocast(kind, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 

@@ -17,7 +17,12 @@ import sys
 from terradiff import __version__, commands
 from terradiff.config import FAST_POLICIES, INFERENCE_PRECISIONS, SAMPLER_NAMES
 from terradiff.errors import StoppedBySignalError, TerradiffError
-from terradiff.runtime import configure_threads, prefer_passive_openmp, tune_cpu_allocator
+from terradiff.runtime import (
+    configure_threads,
+    enable_cudnn_autotuner,
+    prefer_passive_openmp,
+    tune_cpu_allocator,
+)
 from terradiff.signals import SignalReceived, raise_on_signals
 
 
@@ -86,9 +91,9 @@ def _add_fast(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fast",
         choices=FAST_POLICIES,
-        help="run the denoiser as a CUDA graph per shape (graph), compiled (compile) or eager "
-        "(off); auto = graph on CUDA, off on CPU; same samples (default: the model's "
-        "sample.fast)",
+        help="run the denoiser as a CUDA graph per shape (graph), compiled (compile), both "
+        "(compile+graph; compile on CPU) or eager (off); auto = graph on CUDA, off on CPU; same "
+        "samples (default: the model's sample.fast)",
     )
     _add_precision(parser)
 
@@ -520,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("TERRADIFF_DEBUG", "") not in ("", "0")
     tune_cpu_allocator()
     configure_threads(args.threads)
+    enable_cudnn_autotuner()  # fixed shapes on CUDA: time cuDNN's algorithms once per shape
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

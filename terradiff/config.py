@@ -61,7 +61,7 @@ SAMPLER_NAMES: tuple[str, ...] = ("ddpm", "ddim", "dpm_solver")
 """The samplers configs and the CLI accept: ancestral DDPM (Ho et al. 2020), DDIM (Song et al.
 2021), DPM-Solver++(2M) (Lu et al. 2022); :mod:`terradiff.diffusion.samplers` implements them."""
 
-FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "off")
+FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "compile+graph", "off")
 """How the denoiser may run while sampling (``sample.fast``, ``--fast``):
 :mod:`terradiff.nets.fast_forward` implements them."""
 
@@ -348,11 +348,12 @@ class SampleConfig(_Section):
         description="Classifier-free guidance scale s of a conditional model: out = out_null + "
         "s (out_cond - out_null); 0 unconditional, 1 plain conditional; null: no guidance.",
     )
-    fast: Literal["auto", "compile", "graph", "off"] = Field(
+    fast: Literal["auto", "compile", "graph", "compile+graph", "off"] = Field(
         "off",
         description="How the denoiser runs while sampling (terradiff.nets.fast_forward): graph = "
-        "replayed as a CUDA graph per input shape, compile = torch.compile of its blocks, off = "
-        "eager, auto = graph on CUDA and off on CPU; the samples are the same.",
+        "replayed as a CUDA graph per input shape, compile = torch.compile of its blocks, "
+        "compile+graph = both (compile on CPU), off = eager, auto = graph on CUDA and off on "
+        "CPU; the samples are the same.",
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "fp32",

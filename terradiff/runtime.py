@@ -1,4 +1,5 @@
-"""Process-level settings for CPU work: threads, OpenMP waiting, and glibc's allocator.
+"""Process-level settings: threads, OpenMP waiting and glibc's allocator for CPU work; cuDNN's
+autotuner for CUDA work.
 
 **Threads.** :func:`configure_threads` gives torch as many threads as this process may use:
 ``--threads N`` when given, else ``OMP_NUM_THREADS`` when set, else the cores of the process's
@@ -29,6 +30,20 @@ price of a resident size that does not shrink back until the process ends.
 The ``terradiff`` command calls :func:`tune_cpu_allocator` at start; a library user may call it
 once. ``TERRADIFF_DEFAULT_MALLOC=1`` turns it off; with jemalloc/tcmalloc/mimalloc preloaded, or
 on a C library other than glibc, it does nothing.
+
+**cuDNN's autotuner.** For a convolution cuDNN offers several algorithms; by default PyTorch takes
+the one cuDNN's heuristics name. With ``torch.backends.cudnn.benchmark`` on, the first call of each
+new shape times the candidates and later calls of that shape use the fastest (the "enable cuDNN
+auto-tuner" advice of PyTorch's performance tuning guide,
+https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html). terradiff's GPU work repeats
+few shapes many times (a training crop, a sampler's 20-1000 calls, a map's tile batches), so the
+one-off timing pays back; a new shape (a map's smaller last batch) costs one more timing. It can
+also pick a kernel that works on NCHW directly where the heuristic pick converts to NHWC and back
+(the ``nchwToNhwc`` kernels of ``benchmarks/results/profile_h200.txt``). The ``terradiff`` command
+and :meth:`terradiff.train.Trainer.fit` on CUDA call :func:`enable_cudnn_autotuner`;
+``TERRADIFF_CUDNN_BENCHMARK=0`` keeps the heuristic choice (the chosen algorithms may differ from
+run to run, so results on a GPU are not bitwise repeatable either way). It changes nothing on a
+CPU.
 """
 
 from __future__ import annotations
@@ -136,3 +151,20 @@ def allocator_description() -> str:
             "M_TRIM_THRESHOLD 2 GiB)"
         )
     return "glibc malloc, default settings"
+
+
+CUDNN_BENCHMARK_ENV = "TERRADIFF_CUDNN_BENCHMARK"
+"""Set to ``0`` to keep cuDNN's heuristic algorithm choice (see the module docstring)."""
+
+
+def enable_cudnn_autotuner() -> bool:
+    """Turn cuDNN's autotuner on (``torch.backends.cudnn.benchmark``) unless
+    ``TERRADIFF_CUDNN_BENCHMARK=0``; whether it is on afterwards.
+
+    Process-wide and idempotent; an explicit ``0`` leaves the flag as the process set it.
+    """
+    import torch
+
+    if os.environ.get(CUDNN_BENCHMARK_ENV, "").strip() != "0":
+        torch.backends.cudnn.benchmark = True
+    return bool(torch.backends.cudnn.benchmark)

@@ -59,6 +59,7 @@ from terradiff.nets.memory import set_channels_last
 from terradiff.nets.precision import native_bf16_cpu
 from terradiff.progress import progress_bar
 from terradiff.run_folder import check_run_folder, delete_previous_run
+from terradiff.runtime import enable_cudnn_autotuner
 from terradiff.signals import StopRequest, deferred_signals
 from terradiff.tasks.base import Task
 
@@ -390,6 +391,8 @@ class Trainer:
         resume_from = self._resume_checkpoint()
         if resume_from is not None:
             self._restore(resume_from, net, ema, optimizer, scheduler)
+        if acc.device.type == "cuda":  # one crop shape: time cuDNN's algorithms once
+            enable_cudnn_autotuner()
         if resolve_compile(cfg.compile, acc.device):  # after the EMA copy: the shadow is eager
             compile_regions(net)
         net, optimizer = acc.prepare(net, optimizer)

@@ -44,16 +44,44 @@ def test_layouts_differ_only_in_memory_format() -> None:
 
 
 def test_compiled_sections_are_parsed_and_bad_ones_refused(capsys: pytest.CaptureFixture) -> None:
-    args = parse_args(["--compiled", "channels_last:128,nchw:256:regions"])
-    assert args.compiled_list == [("channels_last", 128, "whole"), ("nchw", 256, "regions")]
-    assert parse_args([]).compiled_list[1] == ("nchw", 128, "regions")
+    args = parse_args(["--compiled", "channels_last:128,nchw:256:regions,nchw:8:autotune:whole"])
+    assert args.compiled_list == [
+        ("channels_last", 128, "whole", "heuristic"),  # CPU: the heuristic by default
+        ("nchw", 256, "regions", "heuristic"),
+        ("nchw", 8, "whole", "autotune"),
+    ]
+    assert parse_args([]).compiled_list[1] == ("nchw", 128, "regions", "heuristic")
+    assert parse_args([]).cudnn_list == ["heuristic"]
+    assert parse_args(["--cudnn", "autotune,heuristic"]).cudnn_list == ["autotune", "heuristic"]
     assert parse_args(["--quick"]).compiled_list == []
     assert parse_args(["--batches", ""]).batch_list == []  # compiled sections only
-    for bad in ("nhwc:128", "nchw:128:partly", "nchw:x", "nchw:1:whole:2"):
+    bad_items = ("nhwc:128", "nchw:128:partly", "nchw:x", "nchw:1:whole:2", "nchw:1:whole:regions")
+    for bad in (*bad_items, "nchw:1:autotune:heuristic"):
         with pytest.raises(SystemExit) as exc:
             parse_args(["--compiled", bad])
         assert exc.value.code == 2
-    assert "LAYOUT:BATCH[:STYLE]" in capsys.readouterr().err
+    assert "LAYOUT:BATCH[:STYLE][:CUDNN]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--cudnn", "fastest"])
+
+
+def test_eager_sections_time_each_cudnn_choice_and_set_the_flag(tmp_path: Path) -> None:
+    before = torch.backends.cudnn.benchmark
+    try:
+        result = main(["--quick", "--cudnn", "heuristic,autotune"])
+        assert [(r["net"], r["cudnn_benchmark"]) for r in result["rows"]] == [
+            ("terradiff-nchw", False),
+            ("terradiff-channels_last", False),
+            ("terradiff-nchw-autotuned", True),
+            ("terradiff-channels_last-autotuned", True),
+        ]
+        comp = layout_competitor("nchw", 16, torch.device("cpu"), "autotune")
+        torch.backends.cudnn.benchmark = False
+        with torch.no_grad():
+            comp(torch.randn(1, 3, 16, 16), torch.tensor([3]))
+        assert torch.backends.cudnn.benchmark is True  # each call sets its choice
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 def test_regional_compiled_section_runs_and_is_recorded(tmp_path: Path) -> None:
@@ -67,3 +95,4 @@ def test_regional_compiled_section_runs_and_is_recorded(tmp_path: Path) -> None:
     assert (compiled["net"], compiled["compiled"]) == ("terradiff-nchw-compiled-regions", "regions")
     assert compiled["first_call_s"] > 0 and len(compiled["step_s"]) == 2
     assert [r["compiled"] for r in rows[:2]] == [None, None]
+    assert compiled["cudnn_benchmark"] is False  # the CPU default: heuristic

@@ -221,3 +221,39 @@ def test_tiny_extended_cpu_run_writes_rows(tmp_path: Path) -> None:
     assert train["share_of_bf16_peak"] > 0
     assert saved["train_step_s"]["fp32"]["terradiff"] == train["times_s"]  # legacy keys kept
     assert saved["device"] == "cpu" and saved["settings"]["compiled"] == []
+
+
+def test_terradiff_fast_runs_the_commands_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--compile terradiff-fast`` on the CPU: its blocks compiled (dynamo's eager backend, the
+    wiring without a compiler), its DDIM through the stand-in capture, both timed and summed up."""
+    import functools
+
+    import unet_bench_nets
+
+    from terradiff.nets import fast_forward as ff
+
+    backend = ff.EagerCaptureBackend()
+    patched = functools.partial(ff.fast_forward, backend=backend, compile_backend="eager")
+    monkeypatch.setattr(unet_bench_nets, "fast_forward", patched)
+    before = torch.backends.cudnn.benchmark
+    results = bench_unet.main(
+        [
+            "--quick",
+            "--batch", "1",
+            "--image-size", "16",
+            "--diffusers", "",
+            "--modes", "bf16",
+            "--compile", "terradiff-fast",
+            "--peak-size", "64",
+            "--ddpm-steps", "0",
+            "--threads", str(torch.get_num_threads()),
+        ]
+    )  # fmt: skip
+    torch.backends.cudnn.benchmark = before
+    rows = [(r["kind"], r["competitor"]) for r in results["rows"]]
+    assert ("train", "terradiff-fast") in rows and ("ddim", "terradiff-fast") in rows
+    assert results["settings"]["cudnn_benchmark"] is False  # auto: off on the CPU
+    assert len(backend.captures) == 1 and backend.replays >= 3  # one shape, one capture
+    assert bench_unet.parse_args(["--compile", "terradiff-fast"]).compile == ["terradiff-fast"]

@@ -90,3 +90,49 @@ def test_gdal_chatter_stays_out_of_the_error_line(restore_threads: None) -> None
         assert logging.getLogger("rasterio").level == logging.NOTSET  # the root's level rules
     finally:
         logging.getLogger("rasterio").setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def restore_cudnn_benchmark() -> object:
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    yield None
+    torch.backends.cudnn.benchmark = before
+
+
+def test_cudnn_autotuner_is_switched_on(
+    restore_cudnn_benchmark: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.delenv(runtime.CUDNN_BENCHMARK_ENV, raising=False)
+    torch.backends.cudnn.benchmark = False
+    assert runtime.enable_cudnn_autotuner() is True
+    assert torch.backends.cudnn.benchmark is True
+    assert runtime.enable_cudnn_autotuner() is True  # idempotent
+
+
+def test_cudnn_autotuner_opt_out_keeps_the_heuristic(
+    restore_cudnn_benchmark: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    monkeypatch.setenv(runtime.CUDNN_BENCHMARK_ENV, "0")
+    torch.backends.cudnn.benchmark = False
+    assert runtime.enable_cudnn_autotuner() is False
+    assert torch.backends.cudnn.benchmark is False
+
+
+def test_the_command_turns_the_autotuner_on(
+    restore_cudnn_benchmark: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import torch
+
+    from terradiff import cli
+
+    monkeypatch.delenv(runtime.CUDNN_BENCHMARK_ENV, raising=False)
+    torch.backends.cudnn.benchmark = False
+    assert cli.main(["train", "no_such_config.yaml"]) == 2  # a refusal still ran the setup
+    assert "no_such_config.yaml" in capsys.readouterr().err
+    assert torch.backends.cudnn.benchmark is True

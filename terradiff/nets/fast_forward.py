@@ -10,6 +10,11 @@ can be prepared once per shape:
 * ``graph``: the whole forward is captured once per input shape as a CUDA graph
   (:class:`torch.cuda.CUDAGraph`) and replayed: one launch instead of hundreds of kernel
   launches, which is where a small UNet spends its time on a large GPU;
+* ``compile+graph``: both: the blocks compiled, then the whole compiled forward captured as one
+  CUDA graph per shape, so the fused kernels run without the launch of each (what
+  ``torch.compile``'s ``reduce-overhead`` mode does per compiled region, here once for the whole
+  net); the warm-up calls before a capture compile every block for that shape, so nothing
+  compiles inside a capture. Off CUDA it is ``compile``;
 * ``off``: the eager network.
 
 The capture follows the recipe of PyTorch's CUDA-graphs documentation ("CUDA Graphs" in the
@@ -63,7 +68,7 @@ __all__ = [
 #: The policies of ``sample.fast`` / ``--fast`` (``terradiff.config.FAST_POLICIES`` names the
 #: same, tested; defined here too so that this module, like the nets, imports without pydantic:
 #: a lent GPU machine runs the benchmarks without it).
-FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "off")
+FAST_POLICIES: tuple[str, ...] = ("auto", "compile", "graph", "compile+graph", "off")
 
 #: Captures a :class:`GraphedForward` keeps (each holds its activations in a private pool).
 MAX_GRAPHS = 4
@@ -74,10 +79,12 @@ Args = tuple[Tensor | None, ...]
 
 
 def resolve_fast(policy: str, device: torch.device | str) -> str:
-    """``policy`` as what runs on ``device``: ``"compile"``, ``"graph"`` or ``"off"``.
+    """``policy`` as what runs on ``device``: ``"compile"``, ``"graph"``, ``"compile+graph"`` or
+    ``"off"``.
 
     ``auto`` is ``graph`` on CUDA and ``off`` elsewhere; ``graph`` needs CUDA and is ``off`` on
-    other devices (the eager net, with identical outputs); ``compile`` is honoured anywhere.
+    other devices (the eager net, with identical outputs), ``compile+graph`` is ``compile``
+    there; ``compile`` is honoured anywhere.
 
     Raises:
         ValueError: ``policy`` is not one of :data:`FAST_POLICIES`.
@@ -87,8 +94,8 @@ def resolve_fast(policy: str, device: torch.device | str) -> str:
     cuda = torch.device(device).type == "cuda"
     if policy == "auto":
         return "graph" if cuda else "off"
-    if policy == "graph" and not cuda:
-        return "off"
+    if not cuda and policy in ("graph", "compile+graph"):
+        return "off" if policy == "graph" else "compile"
     return policy
 
 
@@ -372,7 +379,8 @@ def fast_forward(
 
     ``off`` returns ``net`` itself; ``compile`` compiles ``net``'s blocks in place (once) and
     returns ``net``; ``graph`` returns a :class:`FastForward` kept per net (its captures are
-    reused by later calls: every tile batch of a map, every image batch of a run).
+    reused by later calls: every tile batch of a map, every image batch of a run);
+    ``compile+graph`` compiles the blocks, then returns that :class:`FastForward`.
 
     Args:
         net: the network. Graphed, its output must depend on nothing but its positional
@@ -382,7 +390,8 @@ def fast_forward(
         policy: one of :data:`FAST_POLICIES`.
         device: where ``net`` runs (default: its first parameter's device).
         backend: the capture of ``graph`` (default :class:`CudaGraphBackend`; a test passes
-            :class:`EagerCaptureBackend`, which also makes ``graph`` run off CUDA).
+            :class:`EagerCaptureBackend`, which also makes ``graph`` and ``compile+graph`` run
+            off CUDA).
         compile_backend: the ``torch.compile`` backend of ``compile``.
 
     Raises:
@@ -392,14 +401,14 @@ def fast_forward(
         first = next(net.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
     mode = resolve_fast(policy, device)
-    if backend is not None and policy == "graph":
-        mode = "graph"
+    if backend is not None and policy in ("graph", "compile+graph"):
+        mode = policy
     if mode == "off":
         return net
+    if mode in ("compile", "compile+graph") and not _compiled_already(net):
+        compile_regions(net, backend=compile_backend)
+        _COMPILED.add(net)
     if mode == "compile":
-        if not _compiled_already(net):
-            compile_regions(net, backend=compile_backend)
-            _COMPILED.add(net)
         return net
     cached = _GRAPHED.get(net)
     if cached is None or (backend is not None and cached.graphed.backend is not backend):

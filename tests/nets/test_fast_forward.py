@@ -6,6 +6,7 @@ with :class:`EagerCaptureBackend`, which "replays" by calling the net on the sta
 
 from __future__ import annotations
 
+import copy
 import functools
 import warnings
 from pathlib import Path
@@ -68,6 +69,8 @@ def test_resolve_fast_graph_on_cuda_only() -> None:
     assert resolve_fast("graph", "cpu") == "off"  # the eager net: identical outputs
     assert resolve_fast("graph", "cuda:0") == "graph"
     assert resolve_fast("compile", "cpu") == "compile"
+    assert resolve_fast("compile+graph", "cuda") == "compile+graph"
+    assert resolve_fast("compile+graph", "cpu") == "compile"  # a graph needs CUDA
     assert resolve_fast("off", "cuda") == "off"
     with pytest.raises(ValueError, match="fast must be one of"):
         resolve_fast("fastest", "cpu")
@@ -229,13 +232,22 @@ def test_a_conditional_unet_is_graphed_with_its_condition_as_inputs() -> None:
     assert len(backend.captures) == 3  # the unconditioned call has its own graph
 
 
-@pytest.mark.parametrize("fast", ["graph", "auto", pytest.param("compile", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "fast",
+    [
+        "graph",
+        "auto",
+        "compile+graph",
+        pytest.param("compile", marks=pytest.mark.slow),
+    ],
+)
 def test_run_sampler_gives_the_eager_samples(
     tmp_path: Path, sample_data: Path, monkeypatch: pytest.MonkeyPatch, fast: str
 ) -> None:
     """``sample.fast`` changes how the denoiser runs, not the samples: DDIM-4 through a graph
-    (one capture, four replays), ``auto`` on the CPU (eager) and ``compile`` (the eager
-    compiler backend: the wiring, without a C++ toolchain) equal the eager run."""
+    (one capture, four replays), ``auto`` on the CPU (eager), ``compile`` (the eager
+    compiler backend: the wiring, without a C++ toolchain) and ``compile+graph`` (the compiled
+    blocks inside the one capture) equal the eager run."""
     raw = tiny_config(tmp_path / "run", sample_data)
     task = GenerationTask(config_from_dict(raw), band_info=BandInfo(3, ("r", "g", "b"), "none"))
     spec = task.sampling_spec("ddim", 4)
@@ -249,14 +261,14 @@ def test_run_sampler_gives_the_eager_samples(
     task.use_fast(fast)
     assert task.config.sample.fast == fast
     out = task.sample(task.net, 2, spec=spec, generator=torch.Generator().manual_seed(1))
-    tol = 1e-5 if fast == "compile" else 0.0
+    tol = 1e-5 if "compile" in fast else 0.0
     torch.testing.assert_close(out.sample, eager.sample, rtol=tol, atol=tol)
-    if fast == "graph":
+    if "graph" in fast:
         assert len(backend.captures) == 1 and backend.replays == 4
     else:
         assert backend.captures == []
     compiled = [m for m in task.net.modules() if getattr(m, "_compiled_call_impl", None)]
-    assert bool(compiled) == (fast == "compile")
+    assert bool(compiled) == ("compile" in fast)
 
 
 def test_use_fast_refuses_an_unknown_policy(tmp_path: Path, sample_data: Path) -> None:
@@ -280,6 +292,22 @@ def test_cuda_graph_equals_eager_on_the_gpu() -> None:
         t = torch.rand(batch, device="cuda") * 999
         torch.testing.assert_close(graphed(x, t), net(x, t), rtol=1e-5, atol=1e-5)
     assert len(graphed.graphed.captures) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@torch.no_grad()
+def test_compiled_blocks_in_a_cuda_graph_equal_eager_on_the_gpu() -> None:
+    """``compile+graph`` with inductor: the warm-up calls compile, the capture replays the fused
+    kernels; float tolerance (inductor may reorder reductions)."""
+    net = _tiny_unet().cuda()
+    reference = copy.deepcopy(net)
+    fast = fast_forward(net, "compile+graph")
+    assert isinstance(fast, FastForward)
+    for batch in (4, 4, 2):
+        x = torch.randn(batch, 3, 16, 16, device="cuda")
+        t = torch.rand(batch, device="cuda") * 999
+        torch.testing.assert_close(fast(x, t), reference(x, t), rtol=1e-4, atol=1e-4)
+    assert len(fast.graphed.captures) == 2
 
 
 def test_policies_are_the_configs_and_the_module_imports_without_pydantic() -> None:
