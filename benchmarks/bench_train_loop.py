@@ -48,7 +48,8 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
 import terradiff.train
-from terradiff.batching import collate_batch, step_seed
+from terradiff.accelerate_steps import optimizer_step
+from terradiff.batching import collate_batch, seed_global_generators, step_seed
 from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.ema import EMA
 from terradiff.nets.compile import compile_regions, resolve_compile
@@ -195,23 +196,25 @@ def time_bare(args: argparse.Namespace, work: Path) -> float:
         compile_regions(net)
     net, optimizer = acc.prepare(net, optimizer)
     net.train()
+    unwrapped, parameters = acc.unwrap_model(net), list(net.parameters())  # as Trainer.fit
+    step_optimizer = optimizer_step(acc, optimizer)
     start = 0.0
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             synchronize(acc.device)
             start = time.perf_counter()
         seed = step_seed(config.seed, step, acc.process_index)
-        torch.manual_seed(seed)
+        seed_global_generators(seed, acc.device)
         generator = torch.Generator().manual_seed(seed)
         with acc.autocast():
             loss = task.training_loss(net, batch, generator)
         acc.backward(loss)
         if cfg.grad_clip is not None:
-            acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-        optimizer.step()
+            acc.clip_grad_norm_(parameters, cfg.grad_clip)
+        step_optimizer()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.update(acc.unwrap_model(net))
+        ema.update(unwrapped)
     synchronize(acc.device)
     return time.perf_counter() - start
 

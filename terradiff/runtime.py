@@ -37,9 +37,10 @@ new shape times the candidates and later calls of that shape use the fastest (th
 auto-tuner" advice of PyTorch's performance tuning guide,
 https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html). terradiff's GPU work repeats
 few shapes many times (a training crop, a sampler's 20-1000 calls, a map's tile batches), so the
-one-off timing pays back; a new shape (a map's smaller last batch) costs one more timing. It can
+one-off timing pays back; a new shape (a map's smaller last batch) costs one more timing. It may
 also pick a kernel that works on NCHW directly where the heuristic pick converts to NHWC and back
-(the ``nchwToNhwc`` kernels of ``benchmarks/results/profile_h200.txt``). The ``terradiff`` command
+(the ``nchwToNhwc`` kernels of ``benchmarks/results/profile_h200.txt``); on an H200 its effect
+is not yet measured (``BENCHMARKS.md``). The ``terradiff`` command
 and :meth:`terradiff.train.Trainer.fit` on CUDA call :func:`enable_cudnn_autotuner`;
 ``TERRADIFF_CUDNN_BENCHMARK=0`` keeps the heuristic choice (the chosen algorithms may differ from
 run to run, so results on a GPU are not bitwise repeatable either way). It changes nothing on a

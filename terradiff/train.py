@@ -31,7 +31,14 @@ from accelerate import Accelerator
 from accelerate.utils import reduce
 from torch.utils.data import DataLoader
 
-from terradiff.batching import EpochIndexed, StepBatchSampler, collate_batch, step_seed
+from terradiff.accelerate_steps import optimizer_step
+from terradiff.batching import (
+    EpochIndexed,
+    StepBatchSampler,
+    collate_batch,
+    seed_global_generators,
+    step_seed,
+)
 from terradiff.checkpoint import (
     capture_rng_state,
     flatten_optimizer_state,
@@ -56,7 +63,7 @@ from terradiff.loss_meter import LossMeter
 from terradiff.model_card import write_model_card
 from terradiff.nets.compile import compile_regions, resolve_compile
 from terradiff.nets.memory import set_channels_last
-from terradiff.nets.precision import native_bf16_cpu
+from terradiff.nets.precision import resolve_mixed_precision  # terradiff.train's name too
 from terradiff.progress import progress_bar
 from terradiff.run_folder import check_run_folder, delete_previous_run
 from terradiff.runtime import enable_cudnn_autotuner
@@ -89,21 +96,6 @@ def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float =
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
-
-
-def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
-    """``auto``: ``bf16`` on CUDA with bf16, else ``fp16``; ``bf16`` on bf16-capable CPUs.
-
-    bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16: 1.8-2.1x per train step,
-    GUIDE.md; AVX512-BF16 without AMX: 1.6x, BENCHMARKS.md) and is far slower than fp32 without
-    them (13x per UNet train step on an AVX2-only EPYC, BENCHMARKS.md), so ``auto`` keeps fp32
-    there. ``cpuinfo`` (the text of ``/proc/cpuinfo``) is read from the system when None.
-    """
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if native_bf16_cpu(cpuinfo) else "no"
 
 
 @dataclass
@@ -449,12 +441,14 @@ class Trainer:
             items_per_unit=cfg.batch_size * acc.num_processes,
         )
         net.train()
+        unwrapped, parameters = acc.unwrap_model(net), list(net.parameters())  # once, not per step
+        step_optimizer = optimizer_step(acc, optimizer)
         # SIGINT/SIGTERM only ask to stop: the step in progress ends, is saved, then we stop
         with deferred_signals() as request:
             try:
                 for batch in loader:
                     seed = step_seed(self.config.seed, self.step, acc.process_index)
-                    torch.manual_seed(seed)
+                    seed_global_generators(seed, acc.device)
                     generator = torch.Generator().manual_seed(seed)
                     batch = {
                         k: v.to(acc.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
@@ -465,11 +459,10 @@ class Trainer:
                     meter.add(loss, self.step + 1)
                     acc.backward(loss)
                     if cfg.grad_clip is not None:
-                        acc.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                    optimizer.step()
+                        acc.clip_grad_norm_(parameters, cfg.grad_clip)
+                    step_optimizer()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                    unwrapped = acc.unwrap_model(net)
                     if self.step >= cfg.ema_start_step:
                         ema.update(unwrapped)
                     else:

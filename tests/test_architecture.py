@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "ema": 2,
     "loss_meter": 2,
     "batching": 2,
+    "accelerate_steps": 2,
     # 3: the library's building blocks
     "diffusion": 3,
     "nets": 3,

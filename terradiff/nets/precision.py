@@ -40,6 +40,7 @@ __all__ = [
     "native_bf16_cpu",
     "precision_tag",
     "resolve_inference_precision",
+    "resolve_mixed_precision",
 ]
 
 #: The choices of ``sample.precision`` / ``--precision``.
@@ -59,6 +60,21 @@ def native_bf16_cpu(cpuinfo: str | None = None) -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_mixed_precision(choice: str, cpuinfo: str | None = None) -> str:
+    """``auto``: ``bf16`` on CUDA with bf16, else ``fp16``; ``bf16`` on bf16-capable CPUs.
+
+    bf16 autocast helps on CPUs with native bf16 matmul (AMX-BF16: 1.8-2.1x per train step,
+    GUIDE.md; AVX512-BF16 without AMX: 1.6x, BENCHMARKS.md) and is far slower than fp32 without
+    them (13x per UNet train step on an AVX2-only EPYC, BENCHMARKS.md), so ``auto`` keeps fp32
+    there. ``cpuinfo`` (the text of ``/proc/cpuinfo``) is read from the system when None.
+    """
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if native_bf16_cpu(cpuinfo) else "no"
 
 
 def resolve_inference_precision(
