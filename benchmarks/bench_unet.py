@@ -34,11 +34,11 @@ Settings, identical on both sides: ``torch.set_num_threads(--threads)``; cuDNN's
 ``torch.channels_last`` on CPU (terradiff does it by default on CPU; diffusers gets
 ``model.to(memory_format=torch.channels_last)`` and channels-last inputs), each library's default
 layout on CUDA (``--channels-last``); "bf16" means ``torch.autocast(device, dtype=torch.bfloat16)``
-around the forward (and the loss), without autocast's weight cache (as terradiff's inference runs
-it), fp32 weights and optimizer; on CUDA "fp32" has TF32 off. Each
-timing is the median of ``--repeats`` runs after ``--warmup`` runs, and the competitors are
-interleaved (order reversed every repeat) so that load from other processes hits all of them
-alike. On CUDA each timed run is bracketed by CUDA events after a synchronize.
+around the forward (and the loss), on CUDA without autocast's weight cache (as terradiff's
+inference runs it there: a CUDA graph needs it off), fp32 weights and optimizer; on CUDA "fp32"
+has TF32 off. Each timing is the median of ``--repeats`` runs after ``--warmup`` runs, and the
+competitors are interleaved (order reversed every repeat) so that load from other processes hits
+all of them alike. On CUDA each timed run is bracketed by CUDA events after a synchronize.
 
 ``--device cuda`` (or ``--flops``, ``--compile``, several ``--batches``) adds, per (batch,
 precision, train/DDIM, competitor): images/s, TFLOP/s and share of the bf16 (and fp32) matmul peak

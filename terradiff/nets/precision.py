@@ -124,7 +124,9 @@ def inference_autocast(
     return torch.autocast(device_type, dtype=_DTYPES[resolved], cache_enabled=False)
 
 
-def full_precision(layer: Callable[[Tensor], Tensor], x: Tensor, training: bool) -> Tensor:
+def full_precision(
+    layer: Callable[[Tensor], Tensor], x: Tensor, training: bool, *, cast_back: bool = False
+) -> Tensor:
     """``layer(x)``, in fp32 when a net runs under autocast at inference (not ``training``).
 
     A UNet's input convolution and output head go through it: the first reads ``x_t`` unrounded,
@@ -135,9 +137,19 @@ def full_precision(layer: Callable[[Tensor], Tensor], x: Tensor, training: bool)
     fp32, +0.28 to +0.37; also keeping the time embedding in fp32 gained nothing. The two layers
     cost about 7 kFLOP per output pixel of ``SMALL_64``'s 3.2 MFLOP. In training, or without
     autocast, it is ``layer(x)``: training numerics follow ``train.mixed_precision``.
+
+    ``cast_back`` returns the result in autocast's dtype, so that what follows runs as it would
+    without this wrapper (the input convolution's case). Left in fp32, the input convolution's
+    output kept the UNet's full-resolution skip and the first blocks' normalisations in fp32: a
+    ``SMALL_64`` forward at batch 16 took 13-15% longer than the whole net in bf16 on a 2-core
+    AMX Xeon, 2% with it cast back (``benchmarks/bench_precision_ends.py``); on a demo generator
+    trained there, the cast cost 0.12-0.25 FID at three seeds and both forms were within 0.15 FID
+    of fp32 (``benchmarks/results/precision_demo_cast_back_amx.txt``).
     """
     device_type = x.device.type
     if training or not torch.is_autocast_enabled(device_type):
         return layer(x)
+    dtype = torch.get_autocast_dtype(device_type)
     with torch.autocast(device_type, enabled=False):
-        return layer(x.float())
+        out = layer(x.float())
+    return out.to(dtype) if cast_back else out

@@ -472,7 +472,7 @@ class UNet(nn.Module):
             emb = emb + self.condition_embed(condition, x.shape[0])
         if emb_residual is not None:
             emb = emb + emb_residual
-        h = full_precision(self.input_conv, h, self.training)
+        h = full_precision(self.input_conv, h, self.training, cast_back=True)
         if input_residual is not None:
             h = h + input_residual
         hs = [h]

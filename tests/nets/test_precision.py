@@ -174,7 +174,13 @@ def test_the_unets_ends_run_in_fp32_under_autocast_at_inference_only() -> None:
     with inference_autocast("bf16", "cpu"):
         net.eval()
         assert net(x, t).dtype == torch.float32
+        # the input conv computes in fp32 (its hook sees fp32) and hands bf16 on
         assert dtypes == {"input_conv": torch.float32, "body": torch.bfloat16, "out": torch.float32}
+        stream: list[torch.dtype] = []
+        net.down[0].res[0].register_forward_pre_hook(lambda _m, args: stream.append(args[0].dtype))
+        net.eval()
+        net(x, t)
+        assert stream == [torch.bfloat16]
         net.train()
         assert net(x, t).dtype == torch.bfloat16
         assert set(dtypes.values()) == {torch.bfloat16}
