@@ -61,13 +61,16 @@
 # Measured on one H200 (2026-11-30): the default call 351 s; `SAMPLING=0 UNET=0 TRAIN_LOOP=1
 # PROFILE=1` 257 s. Every benchmark now runs with cuDNN's autotuner on (as the terradiff command
 # does since 2026-12-01; the 2026-11-30 figures had it off). What the next lease should run
-# (issue 16's figures still missing), two calls, ~11 minutes with the machine's start:
+# (issue 16's figures still missing), two calls, ~13 minutes with the machine's start:
 #   1. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1
 #      LAYOUT_BATCHES=128 LAYOUT_COMPILED=channels_last:128:regions LAYOUT_BUDGET_S=60
 #      LAYOUT_TIMEOUT_S=200 LAYOUT_WARM=channels_last:128:regions bash benchmarks/gpu_session.sh`
-#      (timeout_s 480; ~6 min expected): the schedule-study train loop, the batched SR tiles, the
-#      eager layouts with cuDNN's heuristic and autotuned choices, then the Trainer's CUDA default
-#      (channels-last + block compile, autotuned) cold and with the compile cache warm;
+#      (timeout_s 540; ~7-8 min expected: the train loop compiles the net's blocks, ~2 min, the
+#      SR tiles ~1.5 min, the layouts ~3.5 min with the warm re-run): the schedule-study train
+#      loop, the batched SR tiles, the eager layouts with cuDNN's heuristic and autotuned
+#      choices, then the Trainer's CUDA default (channels-last + block compile, autotuned) cold
+#      and with the compile cache warm (NCHW + block compile does not fit: the channels-last
+#      question stays half-answered);
 #   2. `SAMPLING=0 BATCHES=128 MODES=bf16 DIFFUSERS=matched UNET_CL=on
 #      COMPILED=diffusers-matched,terradiff-fast bash benchmarks/gpu_session.sh`
 #      (timeout_s 420; ~5 min expected): the acceptance figures side by side, terradiff as its
