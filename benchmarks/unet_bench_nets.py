@@ -262,8 +262,8 @@ def precision(mode: str, device: torch.device | None = None) -> contextlib.Abstr
     """fp32: nothing; bf16: autocast to bfloat16 on the device's type. On CUDA without
     autocast's cache of cast weights (a CUDA graph needs it off, as terradiff's inference runs
     it; a train step casts each weight once either way); on a CPU with it, as the committed CPU
-    figures were measured (off, a 20-step DDIM run of SMALL_64 at batch 16 took ~6% longer on a
-    2-core Xeon: weights cast at every call)."""
+    figures were measured (on a 2-core Xeon the difference for a 20-step DDIM run was within the
+    host's run-to-run noise of about 5%)."""
     if mode == "bf16":
         kind = "cpu" if device is None else device.type
         return torch.autocast(kind, dtype=torch.bfloat16, cache_enabled=kind != "cuda")
