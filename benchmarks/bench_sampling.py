@@ -45,7 +45,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unet_bench_common import gpu_record, set_tf32, timed
+from unet_bench_common import gpu_record, set_cudnn_benchmark, set_tf32, timed
 
 from terradiff.diffusion.samplers import ddim_sample
 from terradiff.diffusion.schedules import NoiseSchedule
@@ -239,8 +239,7 @@ def plan(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     device = torch.device(args.device)
-    cudnn = args.cudnn_benchmark
-    torch.backends.cudnn.benchmark = cudnn == "on" or (cudnn == "auto" and device.type == "cuda")
+    set_cudnn_benchmark(args.cudnn_benchmark, device)
     schedule = NoiseSchedule.create("linear", 1000)
     results: dict[str, Any] = {
         "benchmark": "bench_sampling",

@@ -78,6 +78,7 @@ from unet_bench_common import (
     print_summary,
     report_rows,
     section,
+    set_cudnn_benchmark,
     set_tf32,
 )
 from unet_bench_nets import (
@@ -225,9 +226,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if cuda:
         set_tf32(False)  # fp32 means fp32 (bf16 autocast is not affected)
     # one setting for all competitors: a user of either library may set it
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark == "on" or (
-        args.cudnn_benchmark == "auto" and cuda
-    )
+    set_cudnn_benchmark(args.cudnn_benchmark, device)
     diffusers_version = installed_diffusers(args.variants)
 
     shown = sys.argv if argv is None else [sys.argv[0], *argv]

@@ -177,6 +177,13 @@ def compile_net(net: nn.Module) -> Callable[..., Any]:
     return torch.compile(net, dynamic=False)
 
 
+def set_cudnn_benchmark(choice: str, device: torch.device) -> bool:
+    """``--cudnn-benchmark auto|on|off`` as ``torch.backends.cudnn.benchmark`` (auto: on with
+    CUDA, as the ``terradiff`` command sets it); the value set."""
+    torch.backends.cudnn.benchmark = choice == "on" or (choice == "auto" and device.type == "cuda")
+    return torch.backends.cudnn.benchmark
+
+
 def set_tf32(enabled: bool) -> None:
     """TF32 for fp32 matmuls and convolutions (off: fp32 means fp32)."""
     torch.backends.cuda.matmul.allow_tf32 = enabled
