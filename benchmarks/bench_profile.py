@@ -4,14 +4,20 @@ Issue 16, item 6: a ``torch.profiler`` summary of the train step (forward, MSE o
 AdamW) as text, so the next engineer sees which kernels dominate:
 
 * ``before``: the eager net and ``torch.optim.AdamW`` with its default (for-each) update;
-* ``after``: what ``terradiff train`` runs on CUDA: the repeated blocks compiled in place
-  (:func:`terradiff.nets.compile.compile_regions`, as ``train.compile: auto``) and the fused AdamW
-  (one kernel for the whole update on CUDA; the for-each one elsewhere).
+* ``after``: what ``terradiff train`` runs on CUDA by default: the net channels-last
+  (``train.channels_last: true``; NCHW in the summaries written before 2026-12-01), the
+  repeated blocks compiled in place (:func:`terradiff.nets.compile.compile_regions`, as
+  ``train.compile: auto``) and the fused AdamW (one kernel for the whole update on CUDA; the
+  for-each one elsewhere).
 
 Each variant is warmed up (``--warmup`` steps, which include compilation), then ``--steps`` steps
-are profiled; the table lists the ``--rows`` operators and kernels with the most self time on the
-device (CUDA time on a GPU, CPU time otherwise), their share of the total and calls per step. bf16
-autocast on CUDA, fp32 on the CPU (whose bf16 is emulated on the machines here).
+are timed without the profiler (the wall time of a step), then profiled. On a GPU it lists the
+``--rows`` kernels with the most device time, their summed time against the wall time (how busy
+the GPU is: a step the host cannot feed fast enough leaves it idle) and the operators by the
+device time of the kernels they launched; on the CPU the operators by self CPU time. Shares are
+of one level's total: ``key_averages`` counts a kernel's time again in its operator's
+(``profile_table``), which the summaries written before 2026-12-01 added up. bf16 autocast on
+CUDA, fp32 on the CPU (whose bf16 is emulated on the machines here).
 
 Run (GPU; from ``benchmarks/gpu_session.sh`` with ``PROFILE=1``)::
 
@@ -38,9 +44,10 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from profile_table import CPU_TIME, DEVICE_TIME, profile_rows
+from profile_table import ALL, CPU_TIME, DEVICE_TIME, KERNELS, OPERATORS, profile_rows
 
 from terradiff.nets.compile import compile_regions
+from terradiff.nets.memory import set_channels_last
 from terradiff.nets.unet import SMALL_64, UNet
 
 
@@ -88,7 +95,8 @@ def profile_variant(name: str, args: argparse.Namespace, device: torch.device) -
     torch.manual_seed(0)
     net = UNet(3, **{**SMALL_64, "image_size": args.image_size}).to(device).train()
     after = name == "after"
-    if after:
+    if after:  # what Trainer.fit builds by default (train.channels_last: true, compile: auto)
+        set_channels_last(net, True)
         compile_regions(net)
     step = make_step(net, device, args.batch, fused=after and device.type == "cuda")
     start = time.perf_counter()
@@ -96,6 +104,11 @@ def profile_variant(name: str, args: argparse.Namespace, device: torch.device) -
         step()
     synchronize(device)
     warmup_s = time.perf_counter() - start
+    start = time.perf_counter()  # the same steps unprofiled: the wall time they take
+    for _ in range(args.steps):
+        step()
+    synchronize(device)
+    wall_ms = 1000.0 * (time.perf_counter() - start) / args.steps
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
@@ -104,28 +117,24 @@ def profile_variant(name: str, args: argparse.Namespace, device: torch.device) -
             step()
         synchronize(device)
     return [
-        f"## {name}: {'compiled blocks + fused AdamW' if after else 'eager + for-each AdamW'}",
+        f"## {name}: "
+        + (
+            "channels-last, compiled blocks, "
+            + ("fused AdamW" if device.type == "cuda" else "for-each AdamW")
+            if after
+            else "eager + for-each AdamW"
+        ),
         "",
         f"warm-up: {args.warmup} steps in {warmup_s:.1f} s (compilation included)",
         "",
-        *summary_lines(prof, device, args.steps, args.rows),
+        *summary_lines(prof, device, args.steps, args.rows, wall_ms),
         "",
     ]
 
 
-def summary_lines(prof: Any, device: torch.device, steps: int, rows: int) -> list[str]:
-    """The ``rows`` events with the most self device time: ms per step, share, calls per step."""
-    attribute = DEVICE_TIME if device.type == "cuda" else CPU_TIME
-    table = profile_rows(prof, 10**9, attribute)
-    total_ms = sum(r["self_ms"] for r in table)
-    where = "CUDA" if device.type == "cuda" else "CPU"
-    lines = [
-        f"self {where} time per step: {total_ms / steps:.2f} ms over {len(table)} kinds of "
-        "operator/kernel",
-        "",
-        f"| operator / kernel | self {where} ms per step | share | calls per step |",
-        "|---|---|---|---|",
-    ]
+def table_lines(table: list[dict[str, Any]], steps: int, rows: int, head: str) -> list[str]:
+    """A markdown table of the first ``rows`` of ``table``: ms per step, share, calls per step."""
+    lines = [f"| {head} | ms per step | share | calls per step |", "|---|---|---|---|"]
     for row in table[:rows]:
         op = row["op"] if len(row["op"]) <= 90 else row["op"][:87] + "..."
         lines.append(
@@ -133,6 +142,37 @@ def summary_lines(prof: Any, device: torch.device, steps: int, rows: int) -> lis
             f"{row['calls'] / steps:g} |"
         )
     return lines
+
+
+def summary_lines(
+    prof: Any, device: torch.device, steps: int, rows: int, wall_ms: float
+) -> list[str]:
+    """Where a step's time goes. On the CPU: operators by self CPU time. On a GPU: the kernels'
+    summed durations against the unprofiled wall time of a step (the share of the step the
+    device is busy; the rest it waits for the host), the kernels by duration, and the operators
+    by the device time of the kernels they launched (kernels launched by compiled code outside
+    any operator are in the first table only)."""
+    if device.type != "cuda":
+        table = profile_rows(prof, 10**9, CPU_TIME, ALL)
+        total_ms = sum(r["self_ms"] for r in table) / steps
+        return [
+            f"wall time per step, unprofiled: {wall_ms:.2f} ms; self CPU time per step under the "
+            f"profiler: {total_ms:.2f} ms over {len(table)} kinds of operator",
+            "",
+            *table_lines(table, steps, rows, "operator (self CPU time)"),
+        ]
+    kernels = profile_rows(prof, 10**9, DEVICE_TIME, KERNELS)
+    operators = profile_rows(prof, 10**9, DEVICE_TIME, OPERATORS)
+    busy_ms = sum(r["self_ms"] for r in kernels) / steps
+    return [
+        f"wall time per step, unprofiled: {wall_ms:.2f} ms; kernel time per step: {busy_ms:.2f} ms "
+        f"over {len(kernels)} kinds of kernel, so the GPU is busy {busy_ms / wall_ms:.0%} of the "
+        "step (one stream: kernels do not overlap); the rest it waits for the host",
+        "",
+        *table_lines(kernels, steps, rows, "kernel (duration)"),
+        "",
+        *table_lines(operators, steps, rows, "operator (device time of the kernels it launched)"),
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:

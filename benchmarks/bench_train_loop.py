@@ -16,7 +16,9 @@ Each is timed from the start of step ``warmup + 1`` to the start of step ``warmu
 (the device synchronised at both ends only, by the task's loss being wrapped), so start-up,
 compilation and the final checkpoint are left out and exactly ``steps`` whole steps are timed. It
 prints steps/s and the ratio loop / bare (>= 0.9 is the issue's target); the bare step runs
-first and last, and the faster of the two is the reference.
+first and last, and the faster of the two is the reference. The bare runs also print their
+``warmup`` untimed steps' seconds: with ``train.compile`` on, the first is the cold compilation
+and the second what the in-memory and on-disk caches leave of it.
 
 Data: the real AID sample bundled with the repository (``data/samples/aid``: 300 JPEGs of
 150x150, decoded once and cached, as ``data.cache: true`` does), random crops of
@@ -165,8 +167,10 @@ def make_accelerator(args: argparse.Namespace) -> Accelerator:
     return Accelerator(mixed_precision=precision, cpu=args.device == "cpu")
 
 
-def time_bare(args: argparse.Namespace, work: Path) -> float:
-    """Seconds of ``args.steps`` bare steps on one fixed device batch."""
+def time_bare(args: argparse.Namespace, work: Path) -> tuple[float, float]:
+    """Seconds of ``args.steps`` bare steps on one fixed device batch, and of the ``args.warmup``
+    untimed steps before them (the compilation of ``train.compile`` included: cold in the first
+    run of a process, from the in-memory and on-disk caches in the second)."""
     config = make_config(args, work / "bare", "off")
     task = GenerationTask(config)
     acc = make_accelerator(args)
@@ -198,7 +202,8 @@ def time_bare(args: argparse.Namespace, work: Path) -> float:
     net.train()
     unwrapped, parameters = acc.unwrap_model(net), list(net.parameters())  # as Trainer.fit
     step_optimizer = optimizer_step(acc, optimizer)
-    start = 0.0
+    synchronize(acc.device)
+    warmup_start = start = time.perf_counter()
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             synchronize(acc.device)
@@ -216,7 +221,7 @@ def time_bare(args: argparse.Namespace, work: Path) -> float:
         optimizer.zero_grad(set_to_none=True)
         ema.update(unwrapped)
     synchronize(acc.device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, start - warmup_start
 
 
 def time_loop(args: argparse.Namespace, work: Path, device_batches: str) -> tuple[float, str]:
@@ -305,17 +310,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench_train_loop_") as tmp:
         work = Path(tmp)
-        bare_rates = [args.steps / time_bare(args, work)]
-        print(f"  bare step (first)        {bare_rates[0]:9.2f} steps/s")
+        seconds, warmup_first = time_bare(args, work)
+        bare_rates = [args.steps / seconds]
+        print(
+            f"  bare step (first)        {bare_rates[0]:9.2f} steps/s"
+            f"   warm-up {warmup_first:.1f} s ({args.warmup} steps)"
+        )
         loops = []
         for mode in [m for m in args.modes.split(",") if m]:
             seconds, source = time_loop(args, work, mode)
             loops.append((f"loop device_batches={mode}", args.steps / seconds, source))
             print(f"  {loops[-1][0]:<24} {loops[-1][1]:9.2f} steps/s")
-        bare_rates.append(args.steps / time_bare(args, work))
-        print(f"  bare step (again)        {bare_rates[1]:9.2f} steps/s")
+        seconds, warmup_again = time_bare(args, work)
+        bare_rates.append(args.steps / seconds)
+        print(
+            f"  bare step (again)        {bare_rates[1]:9.2f} steps/s"
+            f"   warm-up {warmup_again:.1f} s (second run in this process)"
+        )
     bare = max(bare_rates)  # the faster bare run: warm-up or load cannot flatter the loop
-    results["rows"].append({"name": "bare step", "steps_per_s": bare, "ratio": 1.0})
+    results["rows"].append(
+        {
+            "name": "bare step",
+            "steps_per_s": bare,
+            "ratio": 1.0,
+            "warmup_s": {"first": warmup_first, "again": warmup_again},
+        }
+    )
     print(f"{'bare step (best of 2)':<24} {bare:9.2f} steps/s")
     for name, rate, source in loops:
         row = {"name": name, "steps_per_s": rate, "ratio": rate / bare, "batches": source}

@@ -23,7 +23,10 @@ Competitors (all at 64x64, 3 bands, the same batch):
 * ``NAME-compiled`` for each NAME in ``--compile`` (default on CUDA: terradiff and
   diffusers-matched; none on CPU): a copy of that net under ``torch.compile`` (default mode,
   static shapes), timed like the others; its compile time (the first call of each new shape,
-  precision and train/eval graph) is reported apart from the timed steps.
+  precision and train/eval graph) is reported apart from the timed steps. ``NAME@MODE`` compiles
+  in ``torch.compile``'s ``MODE`` instead (``NAME-compiled-MODE``; ``reduce-overhead``: the
+  compiled forward and backward replayed as CUDA graphs, which removes the host's launch time
+  from a step the GPU waits on).
 * ``terradiff-fast`` (in ``--compile`` only): terradiff as its commands run it on CUDA -- the
   train step through the blocks compiled in place (``train.compile``), DDIM through
   ``sample.fast: compile+graph`` (those compiled blocks inside one CUDA graph per shape).
@@ -135,7 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--compile",
         default="auto",
         help="comma list of competitors that also run under torch.compile (auto: "
-        f"{','.join(DEFAULT_COMPILED)} on CUDA, none on CPU; 'none' for none)",
+        f"{','.join(DEFAULT_COMPILED)} on CUDA, none on CPU; 'none' for none); NAME@MODE in "
+        "torch.compile's MODE (e.g. terradiff@reduce-overhead)",
     )
     parser.add_argument(
         "--compile-modes", default=None, help="precisions the compiled ones run in (default: all)"
@@ -190,7 +194,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.variants = _names(args.diffusers)
     # a compiled copy of a diffusers variant that is not run is dropped (auto asks for matched)
     args.compile = [
-        n for n in args.compile if not (n.startswith("diffusers-") and n[10:] not in args.variants)
+        n
+        for n in args.compile
+        if not (n.startswith("diffusers-") and n.partition("@")[0][10:] not in args.variants)
     ]
     args.extended = cuda or args.flops or bool(args.compile) or len(args.batches) > 1
     args.peak_size = args.peak_size or (8192 if cuda else 1024)
@@ -308,7 +314,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "ddim_steps": args.ddim_steps,
                     "compiled": [c.name for c in extra],
                     "compile_modes": args.compile_modes,
-                    "compile": "torch.compile(net, dynamic=False), default mode",
+                    "compile": "torch.compile(net, dynamic=False), default mode unless the "
+                    "name ends in another",
                     "channels_last": args.channels_last,
                     "tf32": False if cuda else None,
                     "cudnn_benchmark": torch.backends.cudnn.benchmark,

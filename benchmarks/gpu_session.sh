@@ -61,22 +61,25 @@
 # Measured on one H200 (2026-11-30): the default call 351 s; `SAMPLING=0 UNET=0 TRAIN_LOOP=1
 # PROFILE=1` 257 s. Every benchmark now runs with cuDNN's autotuner on (as the terradiff command
 # does since 2026-12-01; the 2026-11-30 figures had it off). What the next lease should run
-# (issue 16's figures still missing), two calls, ~13 minutes with the machine's start:
-#   1. `SAMPLING=0 UNET=0 TRAIN_LOOP=1 TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1
-#      LAYOUT_BATCHES=128 LAYOUT_COMPILED=channels_last:128:regions LAYOUT_BUDGET_S=60
-#      LAYOUT_TIMEOUT_S=200 LAYOUT_WARM=channels_last:128:regions bash benchmarks/gpu_session.sh`
-#      (timeout_s 540; ~7-8 min expected: the train loop compiles the net's blocks, ~2 min, the
-#      SR tiles ~1.5 min, the layouts ~3.5 min with the warm re-run): the schedule-study train
-#      loop, the batched SR tiles, the eager layouts with cuDNN's heuristic and autotuned
-#      choices, then the Trainer's CUDA default (channels-last + block compile, autotuned) cold
-#      and with the compile cache warm (NCHW + block compile does not fit: the channels-last
-#      question stays half-answered);
-#   2. `SAMPLING=0 BATCHES=128 MODES=bf16 DIFFUSERS=matched UNET_CL=on
-#      COMPILED=diffusers-matched,terradiff-fast bash benchmarks/gpu_session.sh`
-#      (timeout_s 420; ~5 min expected): the acceptance figures side by side, terradiff as its
-#      commands run it (the Trainer's compiled blocks for the train step, compile+graph for DDIM)
-#      against compiled diffusers-matched, autotuner on for both;
-#   then give_back. Check status first.
+# (issue 16's figures still missing), two calls, ~14 minutes with the machine's start; the first
+# holds the acceptance figures, so it goes first:
+#   1. `SAMPLING=0 BATCHES=128 MODES=bf16 DIFFUSERS=matched UNET_CL=on
+#      COMPILED=diffusers-matched,terradiff-fast,terradiff@reduce-overhead BUDGET_S=420 TOTAL_S=540
+#      bash benchmarks/gpu_session.sh` (timeout_s 570; ~7 min expected, three compiled nets):
+#      terradiff as its commands run it (the Trainer's compiled blocks for the train step,
+#      compile+graph for DDIM) and terradiff whole-net compiled with CUDA graphs (reduce-overhead:
+#      the lever if the step leaves the GPU waiting on the host) against compiled
+#      diffusers-matched, autotuner on, all channels-last;
+#   2. with the time left (timeout_s = budget_left_s - 30): `SAMPLING=0 UNET=0 TRAIN_LOOP=1
+#      TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1 LAYOUT_BATCHES= LAYOUT_COMPILED=channels_last:128:regions
+#      LAYOUT_WARM=channels_last:128:regions LAYOUT_BUDGET_S=30 LAYOUT_TIMEOUT_S=150 PROFILE=1
+#      bash benchmarks/gpu_session.sh` (~6.5 min: the schedule-study train loop ~2, the SR tiles
+#      ~1.5, the Trainer's default compile cold and with the cache warm ~2, the profile ~1, its
+#      compile partly from that cache): the 90% item for the schedule-study net, the SR 100x
+#      item, the compile time cold and warm, and how busy the GPU is in the Trainer's step
+#      (bench_profile now sets the kernels' time against the step's wall time);
+#   then give_back. Check status first. Left out for time: NCHW + block compile against
+#   channels-last + block compile; the eager layouts with cuDNN's heuristic against autotuned.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 OUT="${OUT:-outputs/gpu_session}"

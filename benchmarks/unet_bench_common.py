@@ -171,10 +171,11 @@ def allow_many_recompiles(limit: int = 64) -> None:
             setattr(config, name, limit)
 
 
-def compile_net(net: nn.Module) -> Callable[..., Any]:
-    """``torch.compile`` in the default mode, shapes static (one graph per batch size)."""
+def compile_net(net: nn.Module, mode: str | None = None) -> Callable[..., Any]:
+    """``torch.compile`` in ``mode`` (None: the default), shapes static (one graph per batch
+    size)."""
     allow_many_recompiles()
-    return torch.compile(net, dynamic=False)
+    return torch.compile(net, dynamic=False, mode=mode)
 
 
 def set_cudnn_benchmark(choice: str, device: torch.device) -> bool:

@@ -91,6 +91,9 @@ class Competitor:
     ``cudnn_benchmark`` (None: leave it) is set as ``torch.backends.cudnn.benchmark`` at each
     call, so one run can time cuDNN's heuristic and autotuned algorithm choices side by side:
     the flag stays until the next competitor's call, through this one's backward.
+    ``mark_steps`` (``torch.compile``'s ``reduce-overhead`` mode) marks each call as the start
+    of a new step of the CUDA graph trees, whose outputs a later replay may overwrite: a train
+    step or a sampler uses one call's output before the next call.
     """
 
     def __init__(
@@ -104,8 +107,10 @@ class Competitor:
         fn: Callable[..., Any] | None = None,
         base: str | None = None,
         cudnn_benchmark: bool | None = None,
+        mark_steps: bool = False,
     ) -> None:
         self.name = name
+        self.mark_steps = mark_steps
         self.cudnn_benchmark = cudnn_benchmark
         self.net = net
         self.description = description
@@ -125,6 +130,8 @@ class Competitor:
     def __call__(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
         if self.cudnn_benchmark is not None:
             torch.backends.cudnn.benchmark = self.cudnn_benchmark
+        if self.mark_steps:  # CUDA graph trees: each call starts a new step (nothing held over)
+            torch.compiler.cudagraph_mark_step_begin()
         out = self.fn(self.prepare(x), t)
         return out.sample if self.diffusers else out
 
@@ -217,10 +224,13 @@ def build_competitors(
 
 def compiled_copies(comps: list[Competitor], names: list[str]) -> list[Competitor]:
     """A ``torch.compile``'d copy (same weights, own optimizer) of each competitor in ``names``;
-    :data:`FAST_NAME` is a copy of ``terradiff`` run through :func:`fast_forward`."""
+    :data:`FAST_NAME` is a copy of ``terradiff`` run through :func:`fast_forward`. ``NAME@MODE``
+    compiles in ``torch.compile``'s ``MODE`` (e.g. ``reduce-overhead``: the compiled forward
+    and backward replayed as CUDA graphs), named ``NAME-compiled-MODE``."""
     by_name = {c.name: c for c in comps}
     out = []
-    for name in names:
+    for item in names:
+        name, _, mode = item.partition("@")
         if name == FAST_NAME and "terradiff" in by_name:
             base = by_name["terradiff"]
             net = copy.deepcopy(base.net)
@@ -243,13 +253,14 @@ def compiled_copies(comps: list[Competitor], names: list[str]) -> list[Competito
         net = copy.deepcopy(base.net)
         out.append(
             Competitor(
-                name + COMPILED_SUFFIX,
+                name + COMPILED_SUFFIX + (f"-{mode}" if mode else ""),
                 net,
-                base.description + "; torch.compile(net, dynamic=False), default mode",
+                base.description + f"; torch.compile(net, dynamic=False), {mode or 'default'} mode",
                 diffusers=base.diffusers,
                 channels_last_input=base.channels_last_input,
-                fn=compile_net(net),
+                fn=compile_net(net, mode or None),
                 base=name,
+                mark_steps=mode == "reduce-overhead",
             )
         )
     return out

@@ -257,3 +257,25 @@ def test_terradiff_fast_runs_the_commands_path(
     assert results["settings"]["cudnn_benchmark"] is False  # auto: off on the CPU
     assert len(backend.captures) == 1 and backend.replays >= 3  # one shape, one capture
     assert bench_unet.parse_args(["--compile", "terradiff-fast"]).compile == ["terradiff-fast"]
+
+
+def test_compile_items_name_a_torch_compile_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``NAME@MODE`` is a copy compiled in that mode (its calls mark the CUDA graph trees'
+    steps when the mode replays graphs); a plain NAME keeps the default mode."""
+    import unet_bench_nets
+
+    modes: list[str | None] = []
+    monkeypatch.setattr(unet_bench_nets, "compile_net", lambda net, mode=None: modes.append(mode))
+    base = unet_bench_nets.Competitor("terradiff", nn.Conv2d(1, 1, 1), "a net", diffusers=False)
+    copies = unet_bench_nets.compiled_copies([base], ["terradiff", "terradiff@reduce-overhead"])
+    assert [c.name for c in copies] == ["terradiff-compiled", "terradiff-compiled-reduce-overhead"]
+    assert modes == [None, "reduce-overhead"]
+    assert [c.mark_steps for c in copies] == [False, True]
+    assert copies[1].base == "terradiff" and "reduce-overhead mode" in copies[1].description
+    with pytest.raises(ValueError, match="competitors are"):
+        unet_bench_nets.compiled_copies([base], ["diffusers-matched@reduce-overhead"])
+    # a compiled copy of a diffusers variant that is not run is dropped, whatever its mode
+    args = bench_unet.parse_args(
+        ["--diffusers", "default", "--compile", "diffusers-matched@reduce-overhead,terradiff"]
+    )
+    assert args.compile == ["terradiff"]
