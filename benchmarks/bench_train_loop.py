@@ -54,7 +54,7 @@ from terradiff.accelerate_steps import optimizer_step
 from terradiff.batching import collate_batch, seed_global_generators, step_seed
 from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.ema import EMA
-from terradiff.nets.compile import compile_regions, resolve_compile
+from terradiff.nets.compile import compile_for_training, compile_plan
 from terradiff.nets.memory import set_channels_last
 from terradiff.runtime import enable_cudnn_autotuner
 from terradiff.tasks.generation import GenerationTask
@@ -196,8 +196,7 @@ def time_bare(args: argparse.Namespace, work: Path) -> tuple[float, float]:
         optimizer, cosine_warmup_lambda(cfg.warmup_steps, cfg.max_steps, cfg.min_lr_ratio)
     )
     ema = EMA(net, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
-    if resolve_compile(cfg.compile, acc.device):
-        compile_regions(net)
+    step_begin = compile_for_training(net, compile_plan(cfg.compile, acc.device))
     net, optimizer = acc.prepare(net, optimizer)
     net.train()
     unwrapped, parameters = acc.unwrap_model(net), list(net.parameters())  # as Trainer.fit
@@ -211,6 +210,7 @@ def time_bare(args: argparse.Namespace, work: Path) -> tuple[float, float]:
         seed = step_seed(config.seed, step, acc.process_index)
         seed_global_generators(seed, acc.device)
         generator = torch.Generator().manual_seed(seed)
+        step_begin()
         with acc.autocast():
             loss = task.training_loss(net, batch, generator)
         acc.backward(loss)
@@ -277,7 +277,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10)")
     parser.add_argument("--modes", default="off,on", help="data.device_batches settings")
     parser.add_argument("--mixed-precision", default="auto")
-    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off", "graphs"])
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)

@@ -327,10 +327,12 @@ class TrainConfig(_Section):
         description="Memory format of the net while training: true = weights and activations "
         "channels-last on every device, false = NCHW, null = channels-last on CPU only",
     )
-    compile: Literal["auto", "on", "off"] = Field(
+    compile: Literal["auto", "on", "off", "graphs"] = Field(
         "auto",
-        description="torch.compile the net's repeated blocks while training (regional "
-        "compilation, terradiff.nets.compile): auto = on with CUDA, off on CPU",
+        description="torch.compile while training (terradiff.nets.compile): on = the net's "
+        "repeated blocks (regional compilation), graphs = the whole net with its forward and "
+        "backward replayed as CUDA graphs (reduce-overhead mode; one process), off; auto = on "
+        "with CUDA, off on CPU",
     )
     progress: bool = True
 

@@ -61,7 +61,7 @@ from terradiff.errors import (
 from terradiff.io import atomic_write_text, remove_stale_temporaries
 from terradiff.loss_meter import LossMeter
 from terradiff.model_card import write_model_card
-from terradiff.nets.compile import compile_regions, resolve_compile
+from terradiff.nets.compile import compile_for_training, compile_plan
 from terradiff.nets.memory import set_channels_last
 from terradiff.nets.precision import resolve_mixed_precision  # terradiff.train's name too
 from terradiff.progress import progress_bar
@@ -244,7 +244,8 @@ class Trainer:
         ``overwrite`` never deletes a folder holding files that a run does not write.
 
         Raises:
-            ConfigError: a setting that does not fit the data, or an occupied run folder.
+            ConfigError: a setting that does not fit the data (or ``train.compile=graphs`` with
+                several processes), or an occupied run folder.
             TrainingError: fewer images than one global batch.
         """
         data = self.config.data
@@ -265,6 +266,11 @@ class Trainer:
                 f"data.image_size={data.image_size} is not a multiple of {factor}, which this "
                 f"{self.config.task} network needs (it halves the size on the way down); choose "
                 f"data.image_size={below} or {below + factor}"
+            )
+        if self.train_cfg.compile == "graphs" and self.accelerator.num_processes > 1:
+            raise ConfigError(
+                "train.compile=graphs replays one process's CUDA graphs; with "
+                f"{self.accelerator.num_processes} processes use train.compile=on"
             )
         size = len(self.task.build_dataset())  # type: ignore[arg-type]
         batch = self.train_cfg.batch_size * self.accelerator.num_processes
@@ -385,8 +391,8 @@ class Trainer:
             self._restore(resume_from, net, ema, optimizer, scheduler)
         if acc.device.type == "cuda":  # one crop shape: time cuDNN's algorithms once
             enable_cudnn_autotuner()
-        if resolve_compile(cfg.compile, acc.device):  # after the EMA copy: the shadow is eager
-            compile_regions(net)
+        # after the EMA copy (the shadow stays eager); with CUDA graphs each step starts marked
+        step_begin = compile_for_training(net, compile_plan(cfg.compile, acc.device))
         net, optimizer = acc.prepare(net, optimizer)
 
         dataset = self.task.build_dataset()
@@ -454,6 +460,7 @@ class Trainer:
                         k: v.to(acc.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                         for k, v in batch.items()
                     }
+                    step_begin()
                     with acc.autocast():
                         loss = self.task.training_loss(net, batch, generator)
                     meter.add(loss, self.step + 1)
