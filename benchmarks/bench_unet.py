@@ -27,9 +27,11 @@ Competitors (all at 64x64, 3 bands, the same batch):
   in ``torch.compile``'s ``MODE`` instead (``NAME-compiled-MODE``; ``reduce-overhead``: the
   compiled forward and backward replayed as CUDA graphs, which removes the host's launch time
   from a step the GPU waits on).
-* ``terradiff-fast`` (in ``--compile`` only): terradiff as its commands run it on CUDA -- the
-  train step through the blocks compiled in place (``train.compile``), DDIM through
-  ``sample.fast: compile+graph`` (those compiled blocks inside one CUDA graph per shape).
+* ``terradiff-fast`` (in ``--compile`` only): terradiff as its commands run it on CUDA,
+  whatever ``--channels-last`` says -- the train step as the Trainer's defaults run it
+  (channels-last, the blocks compiled in place: ``train.compile``), DDIM as ``sample --fast
+  compile+graph`` runs a checkpoint (contiguous weights, the inference layout default, NCHW on
+  CUDA; the compiled blocks inside one CUDA graph per shape).
 
 Settings, identical on both sides: ``torch.set_num_threads(--threads)``; cuDNN's autotuner
 (``torch.backends.cudnn.benchmark``, ``--cudnn-benchmark``: on with CUDA by default, as the
@@ -64,6 +66,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -354,7 +357,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             live = [
                 c for c in comps if not c.failed and (not c.compiled or mode in args.compile_modes)
             ]
-            run_section(live, mode, batch, x0, x_noise, schedule, args, results, flops, peaks)
+            run_section(
+                live, mode, batch, x0, x_noise, schedule, args, results, flops, peaks, write_json
+            )
             write_json()  # after every section, so a run cut short keeps what it measured
 
     if single:
@@ -415,8 +420,10 @@ def run_section(
     results: dict[str, Any],
     flops: dict[str, int],
     peaks: dict[str, float],
+    save: Callable[[], None] | None = None,
 ) -> None:
-    """Train step, DDIM and (terradiff) DDPM at one precision and batch; fills ``results``."""
+    """Train step, DDIM and (terradiff) DDPM at one precision and batch; fills ``results``
+    and calls ``save`` once the train steps are in (a run cut short in DDIM keeps them)."""
     device = x_noise.device
     single = len(args.batches) == 1
     inputs = train_inputs(x0, device)
@@ -458,6 +465,8 @@ def run_section(
             results["train_step_s"][mode] = times
         report(live, times)
         add_rows("train", times, first, memory)
+        if save is not None:
+            save()
     with section(
         f"{mode}: {args.ddim_steps}-step DDIM sampling ({args.ddim_steps} forwards, "
         f"batch {batch}, no_grad)"

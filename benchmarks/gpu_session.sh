@@ -68,8 +68,11 @@
 #      bash benchmarks/gpu_session.sh` (timeout_s 570; ~7 min expected, three compiled nets):
 #      terradiff as its commands run it (the Trainer's compiled blocks for the train step,
 #      compile+graph for DDIM) and terradiff whole-net compiled with CUDA graphs (reduce-overhead:
-#      the lever if the step leaves the GPU waiting on the host) against compiled
-#      diffusers-matched, autotuner on, all channels-last;
+#      the lever if the step leaves the GPU waiting on the host; train.compile=graphs) against
+#      compiled diffusers-matched, autotuner on; UNET_CL=on runs eager terradiff, diffusers and
+#      the reduce-overhead copy channels-last (compiled channels-last looked faster than NCHW
+#      on 2026-11-30, across two instances), while terradiff-fast keeps the product's layouts
+#      (channels-last training, NCHW sampling on CUDA);
 #   2. with the time left (timeout_s = budget_left_s - 30): `SAMPLING=0 UNET=0 TRAIN_LOOP=1
 #      TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1 LAYOUT_BATCHES= LAYOUT_COMPILED=channels_last:128:regions
 #      LAYOUT_WARM=channels_last:128:regions LAYOUT_BUDGET_S=30 LAYOUT_TIMEOUT_S=150 PROFILE=1

@@ -233,10 +233,18 @@ def test_terradiff_fast_runs_the_commands_path(
     import unet_bench_nets
 
     from terradiff.nets import fast_forward as ff
+    from terradiff.nets.compile import compile_regions
 
     backend = ff.EagerCaptureBackend()
     patched = functools.partial(ff.fast_forward, backend=backend, compile_backend="eager")
     monkeypatch.setattr(unet_bench_nets, "fast_forward", patched)
+    compiled: list[torch.nn.Module] = []
+
+    def eager_regions(net: torch.nn.Module) -> int:
+        compiled.append(net)
+        return compile_regions(net, backend="eager")
+
+    monkeypatch.setattr(unet_bench_nets, "compile_regions", eager_regions)
     before = torch.backends.cudnn.benchmark
     results = bench_unet.main(
         [
@@ -256,6 +264,9 @@ def test_terradiff_fast_runs_the_commands_path(
     assert ("train", "terradiff-fast") in rows and ("ddim", "terradiff-fast") in rows
     assert results["settings"]["cudnn_benchmark"] is False  # auto: off on the CPU
     assert len(backend.captures) == 1 and backend.replays >= 3  # one shape, one capture
+    # the train step ran the Trainer's layout (channels-last) whatever --channels-last says
+    (train_net,) = compiled
+    assert train_net.input_conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert bench_unet.parse_args(["--compile", "terradiff-fast"]).compile == ["terradiff-fast"]
 
 
