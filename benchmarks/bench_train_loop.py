@@ -22,7 +22,8 @@ and the second what the in-memory and on-disk caches leave of it.
 
 Data: the real AID sample bundled with the repository (``data/samples/aid``: 300 JPEGs of
 150x150, decoded once and cached, as ``data.cache: true`` does), random crops of
-``--image-size`` with flips; or ``--data`` for another folder of images.
+``--image-size`` with flips (``--model schedule``: the whole scenes resized, as the schedule
+study's config does; ``--crop`` chooses); or ``--data`` for another folder of images.
 
 Run (from the repository root)::
 
@@ -124,11 +125,22 @@ def model_section(name: str) -> dict[str, Any]:
     return {}
 
 
+def crop_mode(args: argparse.Namespace) -> str:
+    """``--crop``; ``auto``: the schedule study's own (``resize``: whole scenes) for ``--model
+    schedule``, random crops otherwise."""
+    if args.crop != "auto":
+        return args.crop
+    if args.model == "schedule":
+        return str(yaml.safe_load(SCHEDULE_CONFIG.read_text())["data"]["crop"])
+    return "random"
+
+
 def make_config(args: argparse.Namespace, run_dir: Path, device_batches: str) -> ExperimentConfig:
     """The benchmark's experiment config (``--set``-like choices come from ``args``)."""
     data: dict[str, Any] = {
         "root": str(args.data),
         "image_size": args.image_size,
+        "crop": crop_mode(args),
         "cache": True,
         "device_batches": device_batches,
     }
@@ -272,6 +284,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="small: SMALL_64 (default); schedule: the net of configs/schedules/cosine.yaml",
     )
     parser.add_argument("--image-size", type=int, help="crop side (default 64)")
+    parser.add_argument(
+        "--crop",
+        default="auto",
+        choices=["auto", "random", "center", "resize"],
+        help="data.crop (auto: resize for --model schedule, as its config; random otherwise)",
+    )
     parser.add_argument("--batch", type=int, help="per step (default 64)")
     parser.add_argument("--steps", type=int, help="timed steps (default 100)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default 10)")
@@ -299,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     print(environment(device))
     print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
     print(
-        f"net {args.model}, batch {args.batch}, {args.image_size} px crops of {args.data}, "
+        f"net {args.model}, batch {args.batch}, {args.image_size} px, crop {crop_mode(args)}, "
+        f"of {args.data}, "
         f"{args.steps} timed steps after {args.warmup}, mixed precision {args.mixed_precision}, "
         f"compile {args.compile}, DataLoader workers {args.num_workers}"
     )

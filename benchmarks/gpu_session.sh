@@ -76,7 +76,8 @@
 #   2. with the time left (timeout_s = budget_left_s - 30): `SAMPLING=0 UNET=0 TRAIN_LOOP=1
 #      TRAIN_MODELS=schedule SR_BATCHED=1 LAYOUT=1 LAYOUT_BATCHES= LAYOUT_COMPILED=channels_last:128:regions
 #      LAYOUT_WARM=channels_last:128:regions LAYOUT_BUDGET_S=30 LAYOUT_TIMEOUT_S=150 PROFILE=1
-#      bash benchmarks/gpu_session.sh` (~6.5 min: the schedule-study train loop ~2, the SR tiles
+#      bash benchmarks/gpu_session.sh` (~6.5 min: the schedule-study train loop ~2 (its config's
+#      crop: resize, which device batches serve since 2026-12-01), the SR tiles
 #      ~1.5, the Trainer's default compile cold and with the cache warm ~2, the profile ~1, its
 #      compile partly from that cache): the 90% item for the schedule-study net, the SR 100x
 #      item, the compile time cold and warm, and how busy the GPU is in the Trainer's step

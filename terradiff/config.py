@@ -127,8 +127,8 @@ class DataConfig(_Section):
         "auto",
         description="Cut training batches on the device from the decoded images held there "
         "(terradiff.data.device_batches: batched crops, flips and scaling): auto = on with CUDA "
-        "for a cached folder/geotiff_chips dataset of equal-size images, off = the per-item "
-        "DataLoader path",
+        "for a cached folder/geotiff_chips dataset of equal-size images (any sizes with crop: "
+        "resize, each file resized once), off = the per-item DataLoader path",
     )
     device_cache_share: float = Field(
         0.5,

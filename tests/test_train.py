@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -122,15 +123,25 @@ def test_kill_and_resume_with_device_batches_gives_the_same_weights(
     assert a.trainer_meta["losses"] == b.trainer_meta["losses"]
 
 
-def test_device_batches_on_for_a_resize_is_refused_before_writing(
+def test_device_batches_on_for_a_conditioned_dataset_is_refused_before_writing(
     tmp_path: Path, sample_data: Path
 ) -> None:
     raw = tiny_config(tmp_path / "r", sample_data, max_steps=2)
-    data = {**raw["data"], "crop": "resize", "device_batches": "on"}
-    config = config_from_dict({**raw, "data": data})
-    with pytest.raises(ConfigError, match=r"data\.device_batches=on .*'resize'.*or off"):
+    data = {**raw["data"], "device_batches": "on"}
+    config = config_from_dict({**raw, "data": data, "condition": {"classes": "folders"}})
+    with pytest.raises(ConfigError, match=r"data\.device_batches=on .*condition.*or off"):
         Trainer(GenerationTask(config), tmp_path / "r").fit()
     assert not (tmp_path / "r").exists()
+
+
+def test_resize_runs_with_device_batches(tmp_path: Path, sample_data: Path) -> None:
+    """The schedule study's ``crop: resize`` (150x150 AID scenes to 32x32) trains with
+    data.device_batches=on: the files are resized once, the batches flipped on the device."""
+    raw = tiny_config(tmp_path / "r", sample_data, max_steps=3)
+    data = {**raw["data"], "crop": "resize", "device_batches": "on"}  # on: served or refused
+    config = config_from_dict({**raw, "data": data})
+    result = Trainer(GenerationTask(config), tmp_path / "r").fit()
+    assert result.step == 3 and all(math.isfinite(loss) for _, loss in result.losses)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path, sample_data: Path) -> None:

@@ -176,6 +176,7 @@ class _FolderDataset(Dataset):
         self.cache = bool(cache)
         self._band_names_arg = band_names
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # crop "resize", cached
 
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
@@ -401,8 +402,18 @@ class _FolderDataset(Dataset):
             index += len(self)
         epoch = self.epoch if epoch is None else int(epoch)
         file_index = index // self.crops_per_image
-        array, valid = self.load(file_index)
         generator = T.item_generator(self.seed, epoch, index)
+        if self.crop == "resize" and self.image_size is not None:
+            image, mask = self.resized(file_index)
+            if self.random_flip:  # spatial_augment's flips; the values commute with them
+                flipped = T.random_flip(
+                    torch.cat([image, mask]), generator, vertical=self.vertical_flip
+                )
+                image, mask = flipped[:-1], flipped[-1:]
+            else:  # the cached tensors stay the dataset's
+                image, mask = image.clone(), mask.clone()
+            return self._item(image, mask, file_index)
+        array, valid = self.load(file_index)
         crop_mode = self.crop
         if crop_mode in ("random", "center") and self.image_size is not None:
             th, tw = T.size2(self.image_size)
@@ -415,23 +426,52 @@ class _FolderDataset(Dataset):
                 array = array[:, top : top + th, left : left + tw]
                 valid = valid[top : top + th, left : left + tw]
                 crop_mode = "none"
-        image = torch.from_numpy(self.scaling.to_model(array))
-        mask = torch.from_numpy(valid)
-        image = torch.where(mask[None] & torch.isfinite(image), image, 0.0)
-        stacked = torch.cat([image, mask[None].to(image.dtype)])
         stacked = T.spatial_augment(
-            stacked,
+            self._model_stack(array, valid),
             self.image_size,
             generator,
             crop_mode=crop_mode,
             horizontal_flip=self.random_flip,
             vertical_flip=self.random_flip and self.vertical_flip,
         )
-        out_mask = (stacked[-1:] > 1.0 - 1e-4).to(torch.float32)
-        out_image = stacked[:-1].clamp(-1.0, 1.0).to(torch.float32) * out_mask
+        return self._item(*self._split_stack(stacked), file_index)
+
+    def resized(self, file_index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """File ``file_index`` as a ``crop="resize"`` item before its flips.
+
+        ``(image [C, h, w] float32 in [-1, 1], 0 where invalid; mask [1, h, w] float32)``. The
+        resize is most of an item's cost and draws no random number, so a caching dataset
+        keeps the result: its items are then its flips alone (the same values bit for bit:
+        the element-wise steps after the resize commute with flips).
+        """
+        if file_index in self._resized:
+            return self._resized[file_index]
+        stacked = T.resize(self._model_stack(*self.load(file_index)), self.image_size)
+        result = self._split_stack(stacked)
+        if self.cache:
+            self._resized[file_index] = result
+        return result
+
+    def _model_stack(self, array: np.ndarray, valid: np.ndarray) -> torch.Tensor:
+        """``[C + 1, H, W]``: the bands in model units (0 where invalid or not finite) over the
+        validity mask, so that crops, resizes and flips treat both alike."""
+        image = torch.from_numpy(self.scaling.to_model(array))
+        mask = torch.from_numpy(valid)
+        image = torch.where(mask[None] & torch.isfinite(image), image, 0.0)
+        return torch.cat([image, mask[None].to(image.dtype)])
+
+    @staticmethod
+    def _split_stack(stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image, mask)`` of a transformed :meth:`_model_stack`: a pixel stays valid where its
+        mask is still (almost) 1 after resampling; the image clamped to [-1, 1], 0 elsewhere."""
+        mask = (stacked[-1:] > 1.0 - 1e-4).to(torch.float32)
+        return stacked[:-1].clamp(-1.0, 1.0).to(torch.float32) * mask, mask
+
+    def _item(self, image: torch.Tensor, mask: torch.Tensor, file_index: int) -> dict[str, Any]:
+        """The item dict of file ``file_index`` (see the module docstring)."""
         return {
-            "image": out_image.contiguous(),
-            "mask": out_mask.contiguous(),
+            "image": image.contiguous(),
+            "mask": mask.contiguous(),
             "label": int(self.labels[file_index]),
             "path": str(self.files[file_index]),
         }

@@ -21,6 +21,12 @@ Values: for a given crop and flip a batch equals the CPU path's items bit for bi
 operations in the same order; element-wise operations commute with crops and flips), except a
 gamma (``sen12ms``), where NumPy's and torch's ``pow`` may differ in the last bit.
 
+``crop: resize`` of files of another size than ``image_size``: the resize draws no random
+number, so each file is resized once on the CPU by the dataset's own code
+(:meth:`~terradiff.data.datasets.ImageFolderDataset.resized`) and the stack holds the float32
+results (4 bytes per value instead of the file's 1 or 2, at the output size); a batch only
+gathers and flips them.
+
 No host synchronisation per step: indices and draws are made on the CPU, copied to the device
 without blocking, and everything else is queued on the device.
 """
@@ -99,11 +105,11 @@ def _file_shapes(dataset: Any) -> set[tuple[int, int]] | None:
 
 def _shape_problem(dataset: Any, shapes: set[tuple[int, int]]) -> str | None:
     """Why files of these shapes cannot be cut on the device (None when they can)."""
+    if dataset.crop == "resize":  # resized once per file (DeviceBatches.resizes): any sizes
+        return None
     if len(shapes) != 1:
         return f"its files have {len(shapes)} different sizes, e.g. {sorted(shapes)[:2]}"
     (height, width), (th, tw) = next(iter(shapes)), T.size2(dataset.image_size)
-    if dataset.crop == "resize" and (height, width) != (th, tw):
-        return f"data.crop 'resize' of {height}x{width} files to {th}x{tw} is a resize"
     if height < th or width < tw:
         return f"its {height}x{width} files are smaller than data.image_size {th}x{tw}"
     return None
@@ -113,8 +119,8 @@ def device_batch_problem(dataset: Dataset) -> str | None:
     """Why :class:`DeviceBatches` cannot serve ``dataset``; None when it can.
 
     Served: an :class:`ImageFolderDataset` or :class:`GeoTiffChipDataset` (not wrapped, e.g. by
-    a condition) with ``crop`` ``random`` or ``center`` (or ``resize`` of files already of the
-    output size), whose files share one size at least ``image_size``. The sizes are checked here
+    a condition) with ``crop`` ``random`` or ``center``, whose files share one size at least
+    ``image_size``, or with ``crop`` ``resize`` (files of any size). The sizes are checked here
     when the dataset caches its files, else when :class:`DeviceBatches` reads them.
     """
     if type(dataset) not in SUPPORTED_DATASETS:
@@ -230,19 +236,42 @@ class DeviceBatches:
 
     # ---- the stack ---------------------------------------------------------------------------
 
+    def resizes(self) -> bool:
+        """Whether the stack holds each file resized to ``image_size`` (``crop: resize`` of
+        files of another size; the sizes of an uncached dataset's first file decide)."""
+        if self.crop != "resize":
+            return False
+        shapes = _file_shapes(self.dataset)
+        if shapes is None:
+            shapes = {tuple(self.dataset.load(0)[0].shape[-2:])}
+        return shapes != {self.size}
+
+    def _read(self, index: int) -> tuple[Any, np.ndarray]:
+        """File ``index`` as the stack keeps it: ``(array or tensor, valid [h, w] bool)``."""
+        if self._resized:
+            image, mask = self.dataset.resized(index)
+            return image, mask[0].numpy() > 0.5
+        return self.dataset.load(index)
+
     def _build(self, memory_share: float) -> None:
         """Read every file once and copy it into one stack (and a mask stack if needed)."""
         files = len(self.dataset.files)
-        first, _ = self.dataset.load(0)
-        self.native_dtype = first.dtype
+        self._resized = self.resizes()
+        first, _ = self._read(0)
+        if self._resized:  # float32 values in [-1, 1], 0 where invalid: only gathered
+            self.native_dtype: Any = first.dtype
+            self._unsigned16 = self._float_input = False
+            self.compute_dtype = torch.float32
+        else:
+            self.native_dtype = first.dtype
+            self._unsigned16 = first.dtype == np.uint16
+            self._float_input = np.issubdtype(first.dtype, np.floating)
+            self.compute_dtype = torch.float64 if first.dtype == np.float64 else torch.float32
         self.file_size: tuple[int, int] = tuple(first.shape[-2:])  # type: ignore[assignment]
-        self._unsigned16 = first.dtype == np.uint16
-        self._float_input = np.issubdtype(first.dtype, np.floating)
-        self.compute_dtype = torch.float64 if first.dtype == np.float64 else torch.float32
-        problem = _shape_problem(self.dataset, {self.file_size})
+        problem = None if self._resized else _shape_problem(self.dataset, {self.file_size})
         if problem is not None:  # an uncached dataset's sizes are known only now
             raise ConfigError(f"data.device_batches cannot serve this dataset: {problem}")
-        sample = _storage_view(first)
+        sample = first if self._resized else _storage_view(first)
         shape = (files, *sample.shape)
         cached = _file_shapes(self.dataset) is not None
         needs_mask = cached and any(not v.all() for _, v in self.dataset._cache.values())
@@ -256,7 +285,7 @@ class DeviceBatches:
             stop = min(files, start + _CHUNK_FILES)
             arrays, valids = [], []
             for i in range(start, stop):
-                array, valid = self.dataset.load(i)
+                array, valid = self._read(i)
                 if tuple(array.shape[-2:]) != self.file_size or array.dtype != first.dtype:
                     raise ConfigError(
                         "data.device_batches cannot serve this dataset: "
@@ -264,7 +293,7 @@ class DeviceBatches:
                         f"{array.dtype}, {self.dataset.files[0]} {shape[-2]}x{shape[-1]} "
                         f"{first.dtype}; set data.device_batches=off, or give the files one size"
                     )
-                arrays.append(_storage_view(array))
+                arrays.append(array if self._resized else _storage_view(array))
                 valids.append(valid)
             self._images[start:stop].copy_(torch.stack(arrays), non_blocking=False)
             if self._valid is None and not all(v.all() for v in valids):
@@ -396,6 +425,12 @@ class DeviceBatches:
         self, image: torch.Tensor, valid: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaling to [-1, 1], invalid and non-finite pixels 0, as the CPU path computes them."""
+        if self._resized:  # the dataset's own values, already final
+            if valid is None:
+                return image, torch.ones(
+                    (image.shape[0], 1, *image.shape[-2:]), device=image.device
+                )
+            return image, valid[:, None].to(torch.float32)
         if self._unsigned16:
             image = image.to(torch.int32).bitwise_and_(0xFFFF)
         x = self._to_model(image.to(self.compute_dtype))

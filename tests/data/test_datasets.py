@@ -14,6 +14,7 @@ from PIL import Image
 from rasterio.crs import CRS
 from torch.utils.data import DataLoader
 
+from terradiff.data import transforms as T
 from terradiff.data.datasets import (
     EUROSAT_BANDS,
     DataWarning,
@@ -81,6 +82,50 @@ def test_aid_resize_and_cache_equivalence(aid: Path) -> None:
     for i in range(3):
         torch.testing.assert_close(cached.get(i, epoch=2)["image"], plain.get(i, epoch=2)["image"])
     assert cached[0]["image"].shape == (3, 32, 32)
+
+
+def _resize_pipeline_item(dataset: GeoTiffChipDataset, index: int, epoch: int) -> torch.Tensor:
+    """A ``crop="resize"`` item as the whole-pipeline path computes it (resize, flips, then the
+    mask threshold and the clamp), stacked ``[image; mask]``."""
+    array, valid = dataset.load(index)
+    generator = T.item_generator(dataset.seed, epoch, index)
+    stacked = T.spatial_augment(
+        dataset._model_stack(array, valid),
+        dataset.image_size,
+        generator,
+        crop_mode="resize",
+        horizontal_flip=dataset.random_flip,
+        vertical_flip=dataset.random_flip and dataset.vertical_flip,
+    )
+    image, mask = dataset._split_stack(stacked)
+    return torch.cat([image, mask])
+
+
+@pytest.mark.parametrize("random_flip", [True, False])
+def test_resize_items_are_the_pipeline_bit_for_bit_cached_or_not(
+    tmp_path: Path, random_flip: bool
+) -> None:
+    """A caching dataset keeps each file's resize and flips it per item: the items equal the
+    resize-then-flip pipeline exactly (nodata, NaN and values out of range included), and
+    changing an item does not change the cache."""
+    rng = np.random.default_rng(4)
+    profile = {"crs": CRS.from_epsg(32633), "transform": Affine(10, 0, 0, 0, -10, 0), "nodata": 0}
+    for i in range(3):
+        array = rng.integers(1, 30_000, size=(2, 40 + 3 * i, 36), dtype=np.uint16)
+        array[:, : 4 + i] = 0  # nodata rows
+        write_raster(tmp_path / f"c{i}.tif", array, profile)
+    kwargs = {"image_size": 16, "crop": "resize", "random_flip": random_flip, "seed": 7}
+    cached = GeoTiffChipDataset(tmp_path, cache=True, vertical_flip=True, **kwargs)
+    plain = GeoTiffChipDataset(tmp_path, cache=False, vertical_flip=True, **kwargs)
+    for epoch in (0, 1, 5):
+        for i in range(3):
+            want = _resize_pipeline_item(plain, i, epoch)
+            for dataset in (cached, plain):
+                item = dataset.get(i, epoch)
+                assert torch.equal(torch.cat([item["image"], item["mask"]]), want), (epoch, i)
+                item["image"].fill_(9.0)  # a consumer writing into its item
+    assert len(cached._resized) == 3 and not plain._resized
+    assert float(cached.get(0, 0)["mask"].mean()) < 1.0
 
 
 def test_eurosat_13_bands_and_selection_by_name(eurosat: Path) -> None:

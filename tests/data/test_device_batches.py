@@ -44,6 +44,8 @@ def cpu_path_augmentation(dataset: Any, indices: Sequence[int], epoch: int) -> A
         height, width = dataset.load(index // dataset.crops_per_image)[0].shape[-2:]
         if dataset.crop == "random":
             top, left = T.random_crop_params(height, width, (th, tw), generator)
+        elif dataset.crop == "resize":  # the whole file, resized: no corner
+            top, left = 0, 0
         else:
             top, left = (height - th) // 2, (width - tw) // 2
         flip = torch.zeros(2, dtype=torch.bool)
@@ -116,6 +118,15 @@ DATASETS = {
     "float_nan_none_scaling": lambda tmp, samples: _float_chips(tmp, scaling="none"),
     "float_resize_of_same_size": lambda tmp, samples: _float_chips(
         tmp, scaling="none", crop="resize", image_size=20
+    ),
+    "aid_resize_150_to_32_hv_flips": lambda tmp, samples: _aid(
+        samples, crop="resize", vertical_flip=True
+    ),
+    "uint16_nodata_resize_24x20_to_16": lambda tmp, samples: _uint16_chips(
+        tmp, crop="resize", vertical_flip=True
+    ),
+    "float_nan_resize_uncached": lambda tmp, samples: _float_chips(
+        tmp, scaling="none", crop="resize", image_size=12, cache=False
     ),
 }
 
@@ -207,10 +218,32 @@ def test_resolve_settings(tmp_path: Path, sample_data: Path) -> None:
         resolve_device_batches("yes", cached, "cpu")
 
 
+def test_resized_files_are_kept_resized(tmp_path: Path, sample_data: Path) -> None:
+    """``crop: resize`` of 150x150 JPEGs to 32x32: the stack holds each file resized once, as
+    float32 (the dataset's values); files of several sizes are fine; auto serves it on CUDA."""
+    dataset = _aid(sample_data, crop="resize")
+    assert device_batch_problem(dataset) is None
+    assert resolve_device_batches("auto", dataset, "cuda")
+    source = DeviceBatches(dataset, "cpu")
+    assert source.resizes() and source._images.shape == (len(dataset.files), 3, 32, 32)
+    assert source._images.dtype == torch.float32 and source._valid is None
+    same = DeviceBatches(_float_chips(tmp_path / "same", crop="resize", image_size=20), "cpu")
+    assert not same.resizes()  # files already of the output size keep the file's values
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_raster(mixed / "a.tif", np.full((2, 16, 16), 7, np.uint16), dict(_PROFILE))
+    write_raster(mixed / "b.tif", np.full((2, 20, 16), 9, np.uint16), dict(_PROFILE))
+    several = GeoTiffChipDataset(mixed, image_size=8, crop="resize", cache=True)
+    assert device_batch_problem(several) is None
+    batch = DeviceBatches(several, "cpu").batch([0, 1], step=0)
+    assert batch["image"].shape == (2, 2, 8, 8) and torch.equal(
+        batch["image"], cpu_path_batch(several, [0, 1], 0)["image"]
+    )
+
+
 def test_unsupported_datasets_name_the_key_and_the_fix(tmp_path: Path, sample_data: Path) -> None:
-    resized = _aid(sample_data, crop="resize")  # 150 -> 32 is a resize, not a crop
     wrapped = ConditionedDataset(_aid(sample_data))
-    for dataset in (resized, wrapped):
+    for dataset in (wrapped,):
         assert device_batch_problem(dataset) is not None
         assert not resolve_device_batches("auto", dataset, "cuda")
         with pytest.raises(ConfigError, match=r"data\.device_batches=on .*auto .* or off"):
