@@ -453,6 +453,11 @@ class _FolderDataset(Dataset):
             self._resized[file_index] = (image, mask > 0.5)
         return image, mask
 
+    def forget_resized(self) -> None:
+        """Drop the resized items kept so far (a device stack holds them instead); they are
+        made again when asked for."""
+        self._resized.clear()
+
     def _model_stack(self, array: np.ndarray, valid: np.ndarray) -> torch.Tensor:
         """``[C + 1, H, W]``: the bands in model units (0 where invalid or not finite) over the
         validity mask, so that crops, resizes and flips treat both alike."""

@@ -189,6 +189,13 @@ def _storage_view(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def _mask_of(image: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """The float32 ``[B, 1, h, w]`` mask of a batch: ``valid``, or all ones without one."""
+    if valid is None:
+        return torch.ones((image.shape[0], 1, *image.shape[-2:]), device=image.device)
+    return valid[:, None].to(torch.float32)
+
+
 class DeviceBatches:
     """The decoded files of a dataset on a device, and the training batches cut from them.
 
@@ -302,6 +309,8 @@ class DeviceBatches:
             if self._valid is not None:
                 chunk = torch.from_numpy(np.stack([np.asarray(v, dtype=bool) for v in valids]))
                 self._valid[start:stop].copy_(chunk)
+        if self._resized:  # the stack holds them: no second copy in host memory
+            self.dataset.forget_resized()
         where = "pinned host memory" if pinned else str(storage)
         log.info(
             "device batches: %d files of %s %s in %s (%.1f MB)",
@@ -425,12 +434,8 @@ class DeviceBatches:
         self, image: torch.Tensor, valid: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Scaling to [-1, 1], invalid and non-finite pixels 0, as the CPU path computes them."""
-        if self._resized:  # the dataset's own values, already final
-            if valid is None:
-                return image, torch.ones(
-                    (image.shape[0], 1, *image.shape[-2:]), device=image.device
-                )
-            return image, valid[:, None].to(torch.float32)
+        if self._resized:  # the dataset's own values, already final (0 where invalid)
+            return image, _mask_of(image, valid)
         if self._unsigned16:
             image = image.to(torch.int32).bitwise_and_(0xFFFF)
         x = self._to_model(image.to(self.compute_dtype))
@@ -441,11 +446,8 @@ class DeviceBatches:
         if keep is not None:
             x = torch.where(keep, x, 0.0)
         x = x.clamp(-1.0, 1.0).to(torch.float32)
-        if valid is None:
-            mask = torch.ones((x.shape[0], 1, *x.shape[-2:]), device=x.device)
-            return x, mask
-        mask = valid[:, None].to(torch.float32)
-        return x * mask, mask
+        mask = _mask_of(x, valid)
+        return (x, mask) if valid is None else (x * mask, mask)
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`Scaling.to_model` with its per-band limits already on the device (building them

@@ -227,6 +227,7 @@ def test_resized_files_are_kept_resized(tmp_path: Path, sample_data: Path) -> No
     source = DeviceBatches(dataset, "cpu")
     assert source.resizes() and source._images.shape == (len(dataset.files), 3, 32, 32)
     assert source._images.dtype == torch.float32 and source._valid is None
+    assert not dataset._resized  # the host copies were dropped once stacked
     same = DeviceBatches(_float_chips(tmp_path / "same", crop="resize", image_size=20), "cpu")
     assert not same.resizes()  # files already of the output size keep the file's values
     mixed = tmp_path / "mixed"
