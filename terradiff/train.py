@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import time
 from dataclasses import dataclass, field
@@ -60,6 +59,7 @@ from terradiff.errors import (
 )
 from terradiff.io import atomic_write_text, remove_stale_temporaries
 from terradiff.loss_meter import LossMeter
+from terradiff.lr_schedule import cosine_warmup_lambda  # terradiff.train's name too
 from terradiff.model_card import write_model_card
 from terradiff.nets.compile import compile_for_training, compile_plan
 from terradiff.nets.memory import set_channels_last
@@ -79,23 +79,6 @@ class TrainingError(TerradiffError, RuntimeError):
 
 class SimulatedCrash(RuntimeError):  # noqa: N818 - it is not an error of the user's
     """Raised by ``fit(crash_after_step=k)`` to test resume (a stand-in for ``kill -9``)."""
-
-
-def cosine_warmup_lambda(warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
-    """LR factor: linear warm-up to 1, then half-cosine decay to ``min_ratio`` at ``total_steps``.
-
-    (Loshchilov & Hutter 2017, SGDR, without restarts; the schedule of lucidrains' and diffusers'
-    training scripts.)
-    """
-
-    def factor(step: int) -> float:
-        if warmup_steps > 0 and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        progress = min(max(progress, 0.0), 1.0)
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 @dataclass

@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "model_card": 2,
     "ema": 2,
     "loss_meter": 2,
+    "lr_schedule": 2,
     "batching": 2,
     "accelerate_steps": 2,
     # 3: the library's building blocks
