@@ -44,7 +44,8 @@
 # skips (b)), TRAIN_LOOP (0; 1 runs (c)), PROFILE (0; 1 runs benchmarks/bench_profile.py, the
 # before/after train-step profile of item 6, ~1.5 min: with TRAIN_LOOP=1 in the second call,
 # timeout_s 480), TRAIN_MODELS (small; small,schedule adds the schedule-study net to (c), ~2 more
-# min), SR_BATCHED (0; 1 runs benchmarks/bench_sr_batched.py, ~1.5 min), LAYOUT (0; 1 runs
+# min), TRAIN_COMPILE (auto: bench_train_loop --compile; graphs times train.compile=graphs, the
+# whole net as CUDA graphs, in the Trainer's loop and its bare step), SR_BATCHED (0; 1 runs benchmarks/bench_sr_batched.py, ~1.5 min), LAYOUT (0; 1 runs
 # benchmarks/bench_layout.py: the layouts eager, whole-net vs regional compile at batch 128, ~3 min;
 # LAYOUT_BATCHES (128,256; '' skips the eager sections), LAYOUT_COMPILED (nchw:128,nchw:128:regions),
 # LAYOUT_BUDGET_S (120), LAYOUT_TIMEOUT_S (220) and LAYOUT_WARM (nchw:128:regions,nchw:128: the
@@ -178,7 +179,7 @@ TRAIN_MODELS="${TRAIN_MODELS:-small}"
 if [[ "${TRAIN_LOOP:-0}" != "0" ]]; then
     for model in ${TRAIN_MODELS//,/ }; do
         name=train_loop; [[ "$model" != "small" ]] && name="train_loop_$model"
-        targs=(--device "$DEVICE" --json "$OUT/$name.json")
+        targs=(--device "$DEVICE" --json "$OUT/$name.json" --compile "${TRAIN_COMPILE:-auto}")
         if (( quick )); then targs+=(--quick); else targs+=(--model "$model"); fi
         start=$SECONDS
         timeout 300 "$PY" benchmarks/bench_train_loop.py "${targs[@]}" 2>&1 | tee "$OUT/$name.txt"
