@@ -176,7 +176,7 @@ class _FolderDataset(Dataset):
         self.cache = bool(cache)
         self._band_names_arg = band_names
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # crop "resize", cached
+        self._resized: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # image, bool mask
 
         if split not in SPLITS:
             raise DataError(f"unknown split {split!r}; choose one of {list(SPLITS)}")
@@ -410,8 +410,8 @@ class _FolderDataset(Dataset):
                     torch.cat([image, mask]), generator, vertical=self.vertical_flip
                 )
                 image, mask = flipped[:-1], flipped[-1:]
-            else:  # the cached tensors stay the dataset's
-                image, mask = image.clone(), mask.clone()
+            else:  # the cached image stays the dataset's (the mask is made per call)
+                image = image.clone()
             return self._item(image, mask, file_index)
         array, valid = self.load(file_index)
         crop_mode = self.crop
