@@ -6,8 +6,9 @@ AMX) and it rounds every activation to 8 bits of mantissa, so the question a use
 costs in quality. For each checkpoint given, this evaluates it at each precision with the same
 seed, in one run:
 
-* a **super-resolution** checkpoint (``--sr``): :func:`terradiff.evaluate.evaluate_super_resolution`
-  on ``--n`` held-out images (the same images and, for SR3, the same noise at each precision);
+* a **super-resolution** checkpoint (``--sr``):
+  :func:`terradiff.sr_evaluate.evaluate_super_resolution` on ``--n`` held-out images (the same
+  images and, for SR3, the same noise at each precision);
   mean PSNR and SSIM per precision, the paired difference bf16 - fp32 over images with a
   percentile bootstrap interval (:func:`terradiff.report_format.paired_bootstrap`), and seconds
   per image;
@@ -43,11 +44,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution, generate_images
+from terradiff.evaluate import evaluate_checkpoint, generate_images
 from terradiff.io import atomic_write_text
 from terradiff.nets.precision import native_bf16_cpu
 from terradiff.provenance import machine_record
 from terradiff.report_format import paired_bootstrap
+from terradiff.sr_evaluate import evaluate_super_resolution
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -11,7 +11,7 @@ Models (all x4 on real AID scenes, 64x64 HR crops, the SR study's hash split; co
   aggregation -- each replaced by standard 3x3 convs or nothing).
 
 Measured: PSNR, SSIM, SSIM-Y, MAE beside bicubic on 32 held-out scenes (144x144 centre crops, the
-SR study's protocol: ``terradiff.evaluate.evaluate_super_resolution``); parameters; seconds per
+SR study's protocol: ``terradiff.sr_evaluate.evaluate_super_resolution``); parameters; seconds per
 output image at 64, 128, 256 and 512 px from ``benchmarks/bench_distill.py`` (run it first; its
 JSON is read, with SR3's DDIM-20 and DDPM-1000 -- the latter extrapolated and labelled so -- and
 the SR study's regression UNet timed in the same run). The multi-step SR3 model's and the
@@ -70,9 +70,10 @@ from scripts.sr_intervals import (  # noqa: E402
 )
 from scripts.study_common import open_results, read_losses, train  # noqa: E402
 from terradiff.data.degrade import make_lr, upsample_to  # noqa: E402
-from terradiff.evaluate import evaluate_super_resolution, real_dataset  # noqa: E402
+from terradiff.evaluate import real_dataset  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.report_format import value_of  # noqa: E402
+from terradiff.sr_evaluate import evaluate_super_resolution  # noqa: E402
 from terradiff.tasks import load_task  # noqa: E402
 from terradiff.tasks.registry import method_class  # noqa: E402
 from terradiff.viz import save_comparison_figure, save_loss_curves  # noqa: E402

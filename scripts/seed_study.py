@@ -182,7 +182,7 @@ def row_path(out: Path, key: str, seed: int) -> Path:
 
 def measure(replicate: Replicate, seed: int, args: argparse.Namespace) -> None:
     """Train (or resume) one replicate, measure it on the seed-0 row's crops, save its file."""
-    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     path = row_path(args.out, replicate.key, seed)
     if path.is_file():

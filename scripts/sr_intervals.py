@@ -1,7 +1,7 @@
 """PSNR differences with paired intervals over images, for the SR and distillation reports.
 
 Issue 14: a comparison read in a report carries an interval. A row of
-:func:`terradiff.evaluate.evaluate_super_resolution` stores each image's metrics beside the means
+:func:`terradiff.sr_evaluate.evaluate_super_resolution` stores each image's metrics beside the means
 (``row["per_image"]``, model and bicubic in one image order), so a difference such as model -
 bicubic is the mean of per-image differences, with a 95% percentile bootstrap interval that
 resamples the images, the same draw for both (:func:`terradiff.report_format.paired_bootstrap`;

@@ -137,11 +137,11 @@ def measure(
 ) -> None:
     """Train (or resume) one run, score it on its held-out split, save its row.
 
-    ``evaluation``: :func:`terradiff.evaluate.evaluate_super_resolution` keywords (default
+    ``evaluation``: :func:`terradiff.sr_evaluate.evaluate_super_resolution` keywords (default
     :data:`EVALUATION`); ``reference``: a committed row whose images these must be;
     ``run_name``: the training run's name when several rows score one run (default ``name``).
     """
-    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     path = row_path(out, name)
     if path.is_file():

@@ -46,8 +46,9 @@ from sr_landsat_heldout import (
 from study_common import open_results, read_losses, train
 
 from terradiff.data.degrade import make_lr, upsample_to
-from terradiff.evaluate import evaluate_super_resolution, real_dataset
+from terradiff.evaluate import real_dataset
 from terradiff.io import atomic_write_text
+from terradiff.sr_evaluate import evaluate_super_resolution
 from terradiff.tasks import load_task
 from terradiff.viz import save_comparison_figure, save_loss_curves
 

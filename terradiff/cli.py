@@ -264,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--image-size", type=int, help="super-resolution: HR centre-crop size (default: config)"
     )
+    evaluate.add_argument(
+        "--ensemble",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="super-resolution with a diffusion model: N draws per image, scored as their mean "
+        "(with the score of 1, 2, 4, ... draws and the ensemble's spread-skill calibration)",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")

@@ -181,9 +181,18 @@ def parse_metadata(text: str | None) -> dict[str, float | str] | None:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import read_checkpoint_config
-    from terradiff.evaluate import evaluate_checkpoint, evaluate_super_resolution
+    from terradiff.evaluate import evaluate_checkpoint
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     saved = read_checkpoint_config(args.checkpoint)  # a broken one is named by load_task
+    task_name = saved.get("task") if isinstance(saved, dict) else None
+    if args.ensemble > 1 and task_name != "super_resolution":
+        from terradiff.errors import ConfigError
+
+        raise ConfigError(
+            f"--ensemble scores super-resolution models; {args.checkpoint} is a {task_name!r} "
+            f"checkpoint: drop --ensemble"
+        )
     if isinstance(saved, dict) and saved.get("task") == "change":
         from terradiff.evaluate import evaluate_change
 
@@ -216,6 +225,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             lpips_weights=args.lpips_weights,
             device=args.device,
             precision=args.precision,
+            ensemble=args.ensemble,
         )
     else:
         result = evaluate_checkpoint(

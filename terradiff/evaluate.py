@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -32,8 +31,9 @@ from terradiff.tasks.base import Task
 #: The fewest images (generated, and real) FID/KID can be computed from: a covariance needs two.
 MIN_FID_IMAGES = 2
 
-#: Decimals kept of each per-image metric of :func:`evaluate_super_resolution` (far below the
-#: spread over images that a bootstrap over them measures; keeps results JSONs small).
+#: Decimals kept of each per-image metric of super-resolution evaluation
+#: (:func:`terradiff.sr_evaluate.evaluate_super_resolution`; far below the spread over images
+#: that a bootstrap over them measures; keeps results JSONs small).
 PER_IMAGE_DIGITS = 6
 
 #: What evaluation takes instead of a checkpoint of the key's task.
@@ -215,8 +215,9 @@ def evaluate_checkpoint(
         classifies).
 
     Raises:
-        WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one is
-            evaluated by :func:`evaluate_super_resolution`; a carbon one is not evaluated here).
+        WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one
+            is evaluated by :func:`terradiff.sr_evaluate.evaluate_super_resolution`; a carbon
+            one is not evaluated here).
         ConfigError: fewer than :data:`MIN_FID_IMAGES` images, or a bad sampler/steps/encoder.
         DataError: fewer than :data:`MIN_FID_IMAGES` real images, or of other bands.
     """
@@ -324,156 +325,12 @@ def evaluate_checkpoint(
         **metrics,
         "checkpoint": str(ckpt.path),
         "step": ckpt.step,
-        **_spec_record(spec),
+        **spec_record(spec),
         "inference_precision": task.inference_precision(),
         "sampling_seconds": round(seconds, 2),
         "seconds_per_image": round(seconds / n, 4),
         "real_images": str(dataset.root),
         "seed": seed,
-    }
-
-
-def evaluate_super_resolution(
-    checkpoint: str | Path,
-    *,
-    num_images: int = 64,
-    sampler: str | None = None,
-    steps: int | None = None,
-    seed: int = 0,
-    data_root: str | Path | None = None,
-    scale: float | None = None,
-    image_size: int | None = None,
-    batch_size: int = 16,
-    lpips_weights: str | Path | None = None,
-    progress: bool = True,
-    device: str | torch.device | None = None,
-    precision: str | None = None,
-) -> dict[str, Any]:
-    """PSNR, SSIM, SSIM-Y, MAE (and LPIPS with local weights) of a super-resolution checkpoint.
-
-    HR images are the checkpoint's data (or ``data_root``) as the model saw them, without
-    augmentation, taken evenly over the dataset (its held-out ``test`` split when the model was
-    trained on ``data.split: train``, its ``val`` split when trained on ``fit``); their LR inputs
-    are the bicubic degradation at ``scale`` (default: the model's). The same metrics for plain
-    bicubic up-sampling are reported beside the model's, with ``ceil(scale)`` pixels cropped from
-    each border as SR papers do.
-
-    Args:
-        scale: only ``implicit`` models take a scale other than ``sr.scale`` (e.g. x6, x8 outside
-            their training range); the HR size divided by it must be a whole number.
-        image_size: HR centre-crop size (default ``data.image_size``); e.g. 144 is divisible by
-            2, 3, 4, 6 and 8.
-        device: where the network runs (default: CUDA when available, else the CPU).
-        precision: the net's number format (``sample.precision``; default the checkpoint's).
-
-    Returns:
-        ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
-        "per_image", "band_names", "scale", "sampler", "steps", "inference_precision",
-        "checkpoint", "step", "method", "parameters"}``. Each aggregate metric is the mean over
-        images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR of the
-        pooled MSE). ``per_image`` holds those values,
-        ``{"image": [file names], "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in
-        one fixed image order, so model and bicubic can be compared by a paired bootstrap over
-        images (:func:`terradiff.report_format.paired_bootstrap`).
-
-    Raises:
-        WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
-        ConfigError: a scale the model cannot do, or HR crops the scale does not divide.
-    """
-    from terradiff.data.degrade import make_lr, upsample_to
-    from terradiff.metrics.image_quality import (
-        load_lpips,
-        psnr,
-        sr_metrics,
-        sr_metrics_per_image,
-    )
-    from terradiff.nets import count_parameters
-    from terradiff.tasks import load_task
-    from terradiff.tasks.super_resolution import SuperResolutionTask
-
-    task, ckpt = load_task(checkpoint, use_ema=True, device=device or "auto")
-    if not isinstance(task, SuperResolutionTask):
-        raise WrongCheckpointError(
-            ckpt.path,
-            f"{task.config.task!r} checkpoint",
-            "evaluate_super_resolution needs a 'super_resolution' one",
-        )
-    task.use_precision(precision)
-    try:
-        scale = task.check_scale(float(scale if scale is not None else task.sr.scale), ckpt.path)
-    except DataError as error:
-        raise ConfigError(str(error)) from None
-    spec = task.sampling_spec(sampler, steps)
-    # a model trained on 'train' is scored on 'test'; one trained on 'fit' on 'val'
-    held_out = None if data_root is not None else HELD_OUT_SPLIT.get(task.config.data.split)
-    dataset = real_dataset(task.config, data_root, split=held_out, image_size=image_size)
-    hr_size = dataset[0]["image"].shape[-1]
-    if abs(hr_size / scale - round(hr_size / scale)) > 1e-6:
-        raise ConfigError(
-            f"HR crops of {hr_size} px are not divisible by the scale x{scale:g}; pass an image "
-            f"size that is (e.g. 144 for x2, x3, x4, x6 and x8)"
-        )
-    count = min(num_images, len(dataset))
-    stride = max(1, len(dataset) // count)
-    indices = [i * stride for i in range(count)]
-    lpips = load_lpips(lpips_weights) if lpips_weights is not None else None
-    rgb = task.config.data.rgb_bands
-    border = math.ceil(scale)
-    generator = torch.Generator().manual_seed(seed)
-    predictions, bicubics, targets = [], [], []
-    seconds = 0.0
-    for start in progress_bar(
-        range(0, count, batch_size), desc="super-resolving", disable=not progress
-    ):
-        hr = torch.stack([dataset[i]["image"] for i in indices[start : start + batch_size]])
-        lr = make_lr(hr, scale, "bicubic")
-        begin = time.perf_counter()
-        out = task.super_resolve(
-            task.net,
-            lr,
-            out_size=tuple(hr.shape[-2:]),
-            spec=spec,
-            generator=generator,
-        )
-        seconds += time.perf_counter() - begin
-        predictions.append(out.sample.float().cpu())
-        bicubics.append(upsample_to(lr, hr.shape[-2:]))
-        targets.append(hr)
-    target = torch.cat(targets)
-    model_images, bicubic_images = torch.cat(predictions), torch.cat(bicubics)
-
-    def row(pred: torch.Tensor) -> dict[str, Any]:
-        metrics: dict[str, Any] = sr_metrics(
-            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips
-        )
-        per_band = psnr(pred, target, crop_border=border, per_band=True)  # [C], mean of images
-        metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
-        return metrics
-
-    def per_image(pred: torch.Tensor) -> dict[str, list[float]]:
-        values = sr_metrics_per_image(pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips)
-        return {k: [round(v, PER_IMAGE_DIGITS) for v in vs] for k, vs in values.items()}
-
-    return {
-        "model": {**row(model_images), "seconds_per_image": round(seconds / count, 4)},
-        "bicubic": row(bicubic_images),
-        "n": count,
-        "per_image": {
-            "image": _image_names(dataset, indices),
-            "model": per_image(model_images),
-            "bicubic": per_image(bicubic_images),
-        },
-        "band_names": list(task.band_info.names),
-        "scale": scale,
-        "image_size": hr_size,
-        "method": task.method.name,
-        **_spec_record(spec),
-        "inference_precision": task.inference_precision(),
-        "parameters": count_parameters(task.net),
-        "checkpoint": str(ckpt.path),
-        "step": ckpt.step,
-        "real_images": str(dataset.root),
-        "split": dataset.split,
     }
 
 
@@ -558,7 +415,7 @@ def evaluate_change(
     }
 
 
-def _image_names(dataset: Any, indices: list[int]) -> list[str]:
+def image_names(dataset: Any, indices: list[int]) -> list[str]:
     """The files of ``dataset`` at ``indices`` relative to its root (the index where unknown)."""
     files = getattr(dataset, "files", None)
     if files is None or len(files) != len(dataset):
@@ -571,7 +428,7 @@ def _image_names(dataset: Any, indices: list[int]) -> list[str]:
     return names
 
 
-def _spec_record(spec: SamplingSpec | None) -> dict[str, Any]:
+def spec_record(spec: SamplingSpec | None) -> dict[str, Any]:
     """What a result records of the sampling that ran (all None for a one-pass model)."""
     if spec is None:
         return {"sampler": None, "steps": None, "eta": None, "guidance": None}

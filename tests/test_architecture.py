@@ -69,6 +69,7 @@ LAYERS: dict[str, int] = {
     "change_mapping": 6,
     "forecast_mapping": 6,
     "temporal_evaluate": 6,
+    "sr_evaluate": 6,
     "compress": 6,
     "sampling_io": 6,
     "viz": 6,

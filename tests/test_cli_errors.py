@@ -169,6 +169,14 @@ def test_a_previous_run_is_not_overwritten_without_overwrite(
     assert snapshot(tmp_path) == before
 
 
+def test_an_ensemble_of_a_generator_is_refused(
+    trained_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``evaluate --ensemble`` scores super-resolution models only: exit 2, naming the run."""
+    argv = ["evaluate", str(trained_run), "--ensemble", "2"]
+    refused(argv, capsys, "--ensemble", str(trained_run), "'generation'", "drop --ensemble")
+
+
 def test_a_trained_run_names_its_last_checkpoint_for_resume(
     trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

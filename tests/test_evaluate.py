@@ -73,7 +73,8 @@ def test_evaluation_loads_the_model_on_the_device(
     """Both evaluations pass the device on (the schedule study once sampled on the CPU of a GPU
     machine because the network was never moved)."""
     import terradiff.tasks
-    from terradiff import evaluate as evaluate_module
+    from terradiff.evaluate import evaluate_checkpoint
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     seen = []
 
@@ -82,7 +83,7 @@ def test_evaluation_loads_the_model_on_the_device(
         raise RuntimeError("stop after loading")
 
     monkeypatch.setattr(terradiff.tasks, "load_task", spy)
-    for fn in (evaluate_module.evaluate_checkpoint, evaluate_module.evaluate_super_resolution):
+    for fn in (evaluate_checkpoint, evaluate_super_resolution):
         with pytest.raises(RuntimeError, match="stop after loading"):
             fn("run", device=asked)
     assert seen == [expected, expected]
@@ -91,7 +92,7 @@ def test_evaluation_loads_the_model_on_the_device(
 def test_super_resolution_evaluation_refuses_a_generator(tmp_path: Path, sample_data: Path) -> None:
     from terradiff.checkpoint import save_checkpoint
     from terradiff.errors import CheckpointError, WrongCheckpointError
-    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     task = GenerationTask(config_from_dict(tiny_config(tmp_path, sample_data)))
     run = tmp_path / "ckpt"
@@ -109,7 +110,7 @@ def test_super_resolution_is_scored_on_the_split_its_training_left_out(
     """A model trained on 'train' is scored on 'test'; one trained on 'fit' (settings being
     chosen) on 'val', so a choice never looks at the test files."""
     from terradiff.checkpoint import save_checkpoint
-    from terradiff.evaluate import evaluate_super_resolution
+    from terradiff.sr_evaluate import evaluate_super_resolution
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
     raw = tiny_config(tmp_path, sample_data)

@@ -175,8 +175,8 @@ def test_evaluate_prints_the_summary_and_writes_per_image_values_to_out(
 
 
 def test_evaluate_super_resolution_keeps_per_image_values_in_one_order(sr_run: Path) -> None:
-    from terradiff.evaluate import evaluate_super_resolution
     from terradiff.report_format import paired_bootstrap
+    from terradiff.sr_evaluate import evaluate_super_resolution
 
     result = evaluate_super_resolution(sr_run, num_images=6, progress=False, device="cpu")
     per_image = result["per_image"]

@@ -1,0 +1,85 @@
+"""Super-resolution evaluation with ensembles: prefixes, spread-skill, the mean of the draws."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from terradiff.config import config_from_dict
+from terradiff.errors import ConfigError
+from terradiff.sr_evaluate import ensemble_prefixes, evaluate_super_resolution, spread_skill
+from tests.helpers import tiny_config
+
+
+@pytest.mark.parametrize(
+    ("members", "sizes"), [(1, [1]), (2, [1, 2]), (6, [1, 2, 4, 6]), (8, [1, 2, 4, 8])]
+)
+def test_ensemble_prefixes_are_powers_of_two_then_the_whole(members: int, sizes: list[int]) -> None:
+    assert ensemble_prefixes(members) == sizes
+
+
+def test_ensemble_prefixes_refuse_an_empty_ensemble() -> None:
+    with pytest.raises(ConfigError, match="ensemble must be >= 1"):
+        ensemble_prefixes(0)
+
+
+def test_spread_skill_is_one_when_the_truth_is_one_more_member() -> None:
+    """Members and truth drawn from one distribution: the calibrated ratio is 1 (to sampling
+    noise: 2 images x 3 bands x 96^2 pixels); a too narrow ensemble gives a ratio above 1."""
+    gen = torch.Generator().manual_seed(0)
+    centre = torch.randn(2, 3, 96, 96, generator=gen)
+    draws = centre + 0.3 * torch.randn(5, 2, 3, 96, 96, generator=gen)  # 4 members + the truth
+    members, truth = draws[:4], draws[4]
+    calibrated = spread_skill(members, truth, crop_border=4)
+    assert all(abs(r - 1.0) < 0.05 for r in calibrated["ratio"])
+    assert all(abs(s - 0.3) < 0.02 for s in calibrated["spread"])
+    expected_rmse = 0.3 * math.sqrt(1 + 1 / 4)  # the mean's error and the truth's own spread
+    assert all(abs(e - expected_rmse) < 0.02 for e in calibrated["rmse"])
+    narrow = centre + 0.1 * (members - centre) / 0.3
+    assert all(r > 2.0 for r in spread_skill(narrow, truth)["ratio"])
+
+
+def test_spread_skill_needs_two_members() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        spread_skill(torch.zeros(1, 1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+
+
+def _checkpoint(tmp_path: Path, sample_data: Path, method: str) -> Path:
+    from terradiff.checkpoint import save_checkpoint
+    from terradiff.tasks.super_resolution import SuperResolutionTask
+
+    raw = tiny_config(tmp_path, sample_data)
+    raw.update(task="super_resolution", sr={"method": method, "scale": 4})
+    task = SuperResolutionTask(config_from_dict(raw))
+    run = tmp_path / "ckpt"
+    save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
+    return run
+
+
+def test_an_ensemble_scores_the_mean_of_its_draws(tmp_path: Path, sample_data: Path) -> None:
+    """The first draw of an ensemble is the draw of ``ensemble=1`` (same seed), the model row
+    is the mean of all draws, and the curve holds 1, 2 and 3 draws."""
+    run = _checkpoint(tmp_path, sample_data, "sr3")
+    common = dict(num_images=3, sampler="ddim", steps=2, progress=False, device="cpu")
+    single = evaluate_super_resolution(run, **common)
+    three = evaluate_super_resolution(run, ensemble=3, **common)
+    assert single["ensemble"] == 1 and "ensemble_curve" not in single
+    assert three["ensemble"] == 3
+    assert list(three["ensemble_curve"]) == ["1", "2", "3"]
+    one_draw = three["ensemble_curve"]["1"]["per_image"]["psnr"]
+    assert one_draw == single["per_image"]["model"]["psnr"]
+    assert three["ensemble_curve"]["3"]["per_image"] == three["per_image"]["model"]
+    assert three["per_image"]["model"]["psnr"] != one_draw  # the draws differ
+    assert three["per_image"]["bicubic"] == single["per_image"]["bicubic"]
+    calibration = three["calibration"]
+    assert len(calibration["per_image"]["ratio"]) == 3
+    assert calibration["mean_spread"] > 0
+
+
+def test_an_ensemble_of_a_one_pass_model_is_refused(tmp_path: Path, sample_data: Path) -> None:
+    run = _checkpoint(tmp_path, sample_data, "regression")
+    with pytest.raises(ConfigError, match=r"one-pass 'regression' model.*drop --ensemble"):
+        evaluate_super_resolution(run, num_images=2, progress=False, device="cpu", ensemble=2)
