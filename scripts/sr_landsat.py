@@ -21,8 +21,8 @@ import rasterio
 import torch
 
 from terradiff.data.degrade import bicubic_downsample, upsample_to
-from terradiff.mapping import super_resolve_raster
 from terradiff.metrics.image_quality import psnr, ssim
+from terradiff.sr_mapping import super_resolve_raster
 from terradiff.tasks import load_task
 from terradiff.viz import save_comparison_figure
 

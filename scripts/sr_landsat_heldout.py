@@ -34,9 +34,9 @@ from sr_landsat import (
 from study_common import train
 
 from terradiff.data.degrade import upsample_to
-from terradiff.mapping import super_resolve_raster
 from terradiff.metrics.image_quality import psnr
 from terradiff.report_format import SYMMETRIC_NOTE, format_interval
+from terradiff.sr_mapping import super_resolve_raster
 from terradiff.tasks import load_task
 
 LANDSAT_CONFIG = "configs/sr/landsat_b3b4_regression_x2.yaml"

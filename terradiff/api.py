@@ -11,7 +11,7 @@ coordinates, and returns one with the output's coordinates, CRS, band names and 
     carbon = api.estimate_carbon(api.open_raster("s2.tif"), "runs/carbon")  # attrs: totals
 
 They reuse the file path of ``terradiff super-resolve`` / ``estimate``
-(:func:`terradiff.mapping.super_resolve_raster`, :func:`terradiff.mapping.estimate_raster`)
+(:func:`terradiff.sr_mapping.super_resolve_raster`, :func:`terradiff.mapping.estimate_raster`)
 unchanged, so the values are exactly those of the command line: the input is written window by
 window to a GeoTIFF (a lazy/dask input is computed one window at a time, never whole), the
 tiling engine maps it window by window, and the result is read back with rioxarray. With
@@ -135,7 +135,7 @@ def super_resolve(
         model: a super-resolution run or ``step_*`` folder.
         workdir: keep ``input.tif`` / ``output.tif`` here and return the result lazily;
             default a temporary folder and an in-memory result.
-        **options: those of :func:`terradiff.mapping.super_resolve_raster` (``scale``,
+        **options: those of :func:`terradiff.sr_mapping.super_resolve_raster` (``scale``,
             ``bands``, ``tile``, ``overlap``, ``sampler``, ``steps``, ``seed``, ``device``,
             ``batch_size``, ``input_scaling``, ``cog``, ``progress`` (default False), ...).
 
@@ -143,7 +143,7 @@ def super_resolve(
         ``(band, y, x)`` on the input's extent with the pixel size divided by the scale, the
         input's CRS, the model's band names (``long_name``) and nodata.
     """
-    from terradiff.mapping import super_resolve_raster
+    from terradiff.sr_mapping import super_resolve_raster
 
     xr, _ = _libraries()
     da = _check_input(da, xr, "super_resolve's input")

@@ -290,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("--model", required=True, help="super-resolution run or checkpoint folder")
     sr.add_argument("--scale", type=float, help="must match the model's scale (checked)")
     _add_mapping_options(sr, tile=64, overlap=16)
+    sr.add_argument(
+        "--ensemble",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="diffusion models: N draws per tile; writes their mean (higher PSNR than one draw), "
+        "then their per-pixel std (float32)",
+    )
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
     sr.set_defaults(func=commands.super_resolve_command)
 

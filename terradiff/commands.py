@@ -256,7 +256,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
 def super_resolve_command(args: argparse.Namespace) -> int:
     from terradiff.data.tiling.options import check_output_targets
-    from terradiff.mapping import super_resolve_raster
+    from terradiff.sr_mapping import super_resolve_raster
 
     outputs = [args.output, *([args.summary] if args.summary else [])]
     check_output_targets(outputs, overwrite=args.overwrite, inputs=[("input", args.input)])
@@ -266,13 +266,15 @@ def super_resolve_command(args: argparse.Namespace) -> int:
     with stac_inputs([args.input], args.model, kwargs["bands"]) as (rasters, bands, sources):
         kwargs["bands"] = bands or kwargs["bands"]
         summary = super_resolve_raster(
-            args.model, rasters[0], args.output, scale=args.scale, **kwargs
+            args.model, rasters[0], args.output, scale=args.scale, ensemble=args.ensemble, **kwargs
         )
     items = write_output_items(
         [args.output], model=args.model, command=command_line(args), sources=sources
     )
     print(
-        f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands, "
+        f"wrote {summary.path}: {summary.width}x{summary.height} px, {summary.count} bands"
+        + (f" (mean, then std of {args.ensemble} draws)" if args.ensemble > 1 else "")
+        + ", "
         f"x{summary.scale}, {summary.tiles} tiles in {summary.seconds:.1f} s"
         + (f" (STAC Item {items[0].name})" if items else "")
     )

@@ -13,8 +13,9 @@ same seed gives the same raster however the tiles are batched.
 
 With ``ensemble = N > 1`` (diffusion methods) every tile is forecast ``N`` times: bands ``1..C``
 hold the per-pixel mean and bands ``C+1..2C`` the per-pixel standard deviation of the members,
-both in the input's units (the std is exact for linear scalings such as ``uint8``/``sentinel2``:
-it travels through the output scaling as ``std - 1``, as the carbon maps' std does).
+both in the input's units (the std is exact for linear scalings: it travels through
+:meth:`~terradiff.data.transforms.scaling.Scaling.with_spread_bands` as ``std - 1``; a scaling
+with a gamma is refused).
 
 Years apart: from the two years when both dates have one; when one lacks a year but both have a
 month (a BioMassters month), the target is taken as the next occurrence of its month, ``((m_t -
@@ -287,12 +288,13 @@ def forecast_raster(
         return task.forecast(task.net, x, values[None], present[None], spec=one)[0]
 
     scaling = task.band_info.scaling
-    out_scaling = task.band_info.band_scaling().to_dict()
+    out_scaling = task.band_info.band_scaling()
     names = list(task.band_info.names) or [f"band{i + 1}" for i in range(task.num_bands)]
     if ensemble > 1:
-        for key in ("mins", "maxs"):
-            if out_scaling.get(key) is not None:
-                out_scaling[key] = list(out_scaling[key]) * 2
+        try:
+            out_scaling = out_scaling.with_spread_bands(task.num_bands)
+        except DataError as error:
+            raise ConfigError(f"--ensemble {ensemble}: {error}") from None
         names = [*names, *(f"{n}_std" for n in names)]
     summary = predict_raster(
         image,
@@ -300,7 +302,7 @@ def forecast_raster(
         with_tile_bytes(predict, one_tile, task.num_bands, dev, multiple),
         bands=selected,
         scaling=scaling,
-        out_scaling=out_scaling,
+        out_scaling=out_scaling.to_dict(),
         tile=tile,
         overlap=overlap,
         out_bands=len(names),

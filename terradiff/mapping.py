@@ -5,7 +5,9 @@ blends overlapping predictions and writes the output atomically with the input's
 this module adapts a trained task to it: it checks that the raster carries the bands the model was
 trained on, converts values with the checkpoint's scaling and calls the task's predictor per batch
 of tiles. :func:`estimate_carbon_maps` maps several images (dates) of an area in one call, with a
-panel of the maps and a summary JSON (the ``terradiff estimate`` verb).
+panel of the maps and a summary JSON (the ``terradiff estimate`` verb). Super-resolution has its
+own module, :mod:`terradiff.sr_mapping`, and temporal forecasts :mod:`terradiff.forecast_mapping`;
+both use this module's band check and per-tile seeding.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,9 @@ __all__ = [
     "ImageCarbonMap",
     "estimate_carbon_maps",
     "estimate_raster",
-    "super_resolve_raster",
+    "input_bands",
+    "one_step_spec",
+    "tile_generator",
 ]
 
 
@@ -63,189 +66,16 @@ def input_bands(path: Path, band_info: BandInfo, bands: list[int | str] | None) 
     return list(range(1, expected + 1))
 
 
-def super_resolve_raster(
-    checkpoint: str | Path,
-    in_path: str | Path,
-    out_path: str | Path,
-    *,
-    scale: float | None = None,
-    bands: list[int | str] | None = None,
-    input_scaling: str | dict[str, Any] | None = None,
-    sampler: str | None = None,
-    steps: int | None = None,
-    tile: int = 64,
-    overlap: int = 16,
-    batch_size: int = 4,
-    seed: int = 0,
-    overwrite: bool = False,
-    progress: bool = True,
-    device: str | None = None,
-    fast: str | None = None,
-    precision: str | None = None,
-    dask: bool = False,
-    scheduler: str | None = None,
-    n_workers: int = 2,
-    rows_per_task: int | None = None,
-    cog: bool = True,
-) -> TilingSummary:
-    """Super-resolve a whole GeoTIFF with a trained super-resolution checkpoint.
-
-    The output has the input's CRS and bounds and its pixel size divided by the model's scale;
-    nodata pixels of the input stay nodata. Values are written in the input's physical units
-    (the checkpoint's scaling inverted), as uint8 for 8-bit models and float32 otherwise.
-
-    Args:
-        checkpoint: a super-resolution run or ``step_*`` folder (its EMA weights are used).
-        in_path: the low-resolution raster (any size; no high-resolution pair needed).
-        out_path: the GeoTIFF to write; an existing file is refused unless ``overwrite``, and
-            ``in_path`` itself always (checked before the model is loaded).
-        scale: the scale asked for: any integer for an ``implicit`` model, else the model's
-            ``sr.scale`` (an error otherwise).
-        bands: input bands (1-based indices or names) in the model's order; default all bands.
-        input_scaling: how this input's values map to [0, 1] when they are not in the units
-            the model was trained on (a preset name or a scaling mapping; default the model's
-            scaling); the output is written in the input's units.
-        sampler, steps: SR3 sampler (default: the checkpoint's ``sample`` section).
-        tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
-        overlap: LR pixels shared by neighbouring tiles (blended).
-        batch_size: tiles per model call; on the CPU it is lowered until one batch's
-            activations (measured on a small tile) fit 512 MiB (see :mod:`terradiff.data.tiling`,
-            "Memory").
-        seed: seed of the SR3 noise, per tile with the tile's position (the same seed gives the
-            same raster, however the tiles are batched or distributed; in fp32 to float rounding,
-            under bf16 to bf16 rounding, which depends on the batch).
-        device: ``cpu``/``cuda``; default CUDA when available.
-        fast: how the denoiser runs (``sample.fast``: ``auto``, ``compile``, ``graph``, ``off``;
-            :mod:`terradiff.nets.fast_forward`); default the checkpoint's.
-        precision: the net's number format (``sample.precision``: ``auto``, ``fp32``,
-            ``bf16``, ``fp16``; :mod:`terradiff.nets.precision`); default the checkpoint's.
-        dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
-            :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
-        cog: write a Cloud-Optimized GeoTIFF (tiles, overviews; :mod:`terradiff.data.cog`);
-            False writes a plain tiled GeoTIFF.
-
-    Raises:
-        WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
-        DataError: wrong band count, a scale the model cannot do, a bad tile size, or an output
-            path that is the input, a folder, or an existing file without ``overwrite``.
-    """
-    from terradiff.tasks import load_task, resolve_device
-    from terradiff.tasks.super_resolution import SuperResolutionTask
-
-    in_path, out_path = Path(in_path), Path(out_path)
-    check_output_target(out_path, overwrite=overwrite, inputs=[("input", in_path)])
-    task, ckpt = load_task(checkpoint, use_ema=True)
-    if not isinstance(task, SuperResolutionTask):
-        raise WrongCheckpointError(
-            ckpt.path,
-            f"{task.config.task!r} checkpoint",
-            "super-resolve needs a 'super_resolution' one",
-        )
-    model_scale = task.check_scale(float(scale or task.sr.scale), str(ckpt.path))
-    if not model_scale.is_integer():
-        raise DataError(
-            f"whole-raster inference needs an integer scale (output pixels must nest in input "
-            f"pixels); got x{model_scale:g}. Super-resolve at an integer scale and resample"
-        )
-    factor = int(model_scale)
-    multiple = task.net.downsample_factor
-    if (tile * factor) % multiple:
-        raise DataError(
-            f"--tile {tile} gives {tile * factor}-pixel HR tiles, which must be a multiple of "
-            f"{multiple} for this UNet; choose e.g. --tile {multiple * max(1, tile // multiple)}"
-        )
-    selected = input_bands(in_path, task.band_info, bands)
-    dev = resolve_device(device)
-    task.use_precision(precision)
-    spec = task.sampling_spec(sampler, steps)
-    settings = dict(factor=factor, spec=spec, seed=seed, device=dev, fast=fast, precision=precision)
-    scaling = input_scaling or task.band_info.scaling
-    options = {
-        "scaling": scaling,
-        "scale": factor,
-        "tile": tile,
-        "overlap": overlap,
-        "bands": selected,
-        "out_band_names": task.band_info.name_list,
-        "out_dtype": "uint8" if scaling == "uint8" else "float32",
-        "batch_size": batch_size,
-        "device": dev,
-        "overwrite": overwrite,
-        "progress": progress,
-        "cog": cog,
-        "tags": precision_tag(task.inference_precision(dev)),
-    }
-    if dask:
-        from terradiff.data.distributed import predict_raster_dask
-
-        factory = functools.partial(sr_predictor, str(ckpt.path), **settings)
-        return predict_raster_dask(
-            in_path,
-            out_path,
-            factory,
-            scheduler=scheduler,
-            n_workers=n_workers,
-            rows_per_task=rows_per_task,
-            **options,
-        )
-    return predict_raster(in_path, out_path, _sr_predict_fn(task, **settings), **options)
-
-
-def _tile_generator(seed: int, origins: list[tuple[int, int]] | None) -> torch.Generator:
+def tile_generator(seed: int, origins: list[tuple[int, int]] | None) -> torch.Generator:
     """A generator seeded by ``seed`` and the batch's first tile corner (order-independent)."""
     row, col = origins[0] if origins else (0, 0)
     return torch.Generator().manual_seed(seed * 1_000_003 + row * 65_537 + col)
 
 
-def _sr_predict_fn(
-    task: Any,
-    *,
-    factor: int,
-    spec: SamplingSpec | None,
-    seed: int,
-    device: Any,
-    fast: str | None = None,
-    precision: str | None = None,
-) -> Callable[..., torch.Tensor]:
-    """The tiling engine's ``predict_fn`` of a super-resolution task (``fast``, ``precision``:
-    see :meth:`~terradiff.tasks.base.Task.use_fast` and ``use_precision``)."""
-    task.net.to(torch.device(device))
-    task.use_fast(fast)
-    task.use_precision(precision)
-
-    def predict(
-        x: torch.Tensor, valid: torch.Tensor, origins: list[tuple[int, int]] | None = None
-    ) -> torch.Tensor:
-        out_size = (x.shape[-2] * factor, x.shape[-1] * factor)
-        result = task.super_resolve(
-            task.net,
-            x,
-            out_size=out_size,
-            spec=spec,
-            generator=_tile_generator(seed, origins),
-        )
-        return result.sample
-
-    def one_tile(x: torch.Tensor) -> torch.Tensor:  # the memory of a batch of one, one step
-        size = (x.shape[-2] * factor, x.shape[-1] * factor)
-        return task.super_resolve(task.net, x, out_size=size, spec=_one_step(spec)).sample
-
-    multiple = task.net.downsample_factor // math.gcd(factor, task.net.downsample_factor)
-    return with_tile_bytes(predict, one_tile, task.band_info.count, device, multiple)
-
-
-def _one_step(spec: SamplingSpec | None) -> SamplingSpec | None:
+def one_step_spec(spec: SamplingSpec | None) -> SamplingSpec | None:
     """``spec`` cut to one DDIM step: what a probe of a tile's memory runs (the activations of
     a step do not depend on the sampler or the steps)."""
     return None if spec is None else dataclasses.replace(spec, sampler="ddim", steps=1)
-
-
-def sr_predictor(checkpoint: str, **settings: Any) -> Callable[..., torch.Tensor]:
-    """Load a super-resolution checkpoint; its ``predict_fn`` (a Dask worker's factory)."""
-    from terradiff.tasks import load_task
-
-    task, _ = load_task(checkpoint, use_ema=True)
-    return _sr_predict_fn(task, **settings)
 
 
 @dataclass(frozen=True)
@@ -422,7 +252,7 @@ def _carbon_predict_fn(
             x,
             ensemble=members,
             spec=spec,
-            generator=_tile_generator(seed, origins),
+            generator=tile_generator(seed, origins),
         )
         if not with_std:
             return result.mean
@@ -430,7 +260,7 @@ def _carbon_predict_fn(
         return torch.cat([result.mean, result.std - 1.0], dim=1)
 
     def one_tile(x: torch.Tensor) -> torch.Tensor:  # the memory of a batch of one, one step
-        return task.estimate(task.net, x, ensemble=1, spec=_one_step(spec)).mean
+        return task.estimate(task.net, x, ensemble=1, spec=one_step_spec(spec)).mean
 
     multiple = getattr(task.net, "downsample_factor", 1)
     return with_tile_bytes(predict, one_tile, task.band_info.count, device, multiple)

@@ -20,7 +20,8 @@ from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import read_raster, write_raster
 from terradiff.errors import MissingExtraError
-from terradiff.mapping import estimate_raster, super_resolve_raster
+from terradiff.mapping import estimate_raster
+from terradiff.sr_mapping import super_resolve_raster
 from terradiff.tasks import build_task
 from tests.helpers import tiny_config
 

@@ -68,6 +68,7 @@ LAYERS: dict[str, int] = {
     "mapping": 6,
     "change_mapping": 6,
     "forecast_mapping": 6,
+    "sr_mapping": 6,
     "temporal_evaluate": 6,
     "sr_evaluate": 6,
     "compress": 6,

@@ -121,7 +121,8 @@ def test_several_dates_as_a_function_and_a_carbon_model_refused_by_super_resolve
     carbon_run: Path, scene: Path, tmp_path: Path
 ) -> None:
     from terradiff.errors import WrongCheckpointError
-    from terradiff.mapping import estimate_carbon_maps, super_resolve_raster
+    from terradiff.mapping import estimate_carbon_maps
+    from terradiff.sr_mapping import super_resolve_raster
 
     second = tmp_path / "scene_b.tif"
     second.write_bytes(scene.read_bytes())

@@ -16,7 +16,6 @@ from terradiff import config
 from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.errors import ConfigError
-from terradiff.mapping import _sr_predict_fn
 from terradiff.nets import precision as module
 from terradiff.nets.fast_forward import EagerCaptureBackend, fast_forward
 from terradiff.nets.precision import (
@@ -24,6 +23,7 @@ from terradiff.nets.precision import (
     native_bf16_cpu,
     resolve_inference_precision,
 )
+from terradiff.sr_mapping import _sr_predict_fn
 from terradiff.tasks.generation import GenerationTask
 from terradiff.tasks.super_resolution import SuperResolutionTask
 from tests.helpers import tiny_config

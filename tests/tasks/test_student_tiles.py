@@ -13,8 +13,8 @@ from rasterio.crs import CRS
 from terradiff.config import config_from_dict
 from terradiff.data.band_info import BandInfo
 from terradiff.data.tiling import predict_raster
-from terradiff.mapping import _sr_predict_fn
 from terradiff.nets.light import LightSRNet
+from terradiff.sr_mapping import _sr_predict_fn
 from terradiff.tasks.super_resolution import SuperResolutionTask
 from tests.helpers import tiny_config
 

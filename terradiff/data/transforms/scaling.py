@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -166,6 +167,34 @@ class Scaling:
     def from_model(self, x: ArrayT) -> ArrayT:
         """The model's [-1, 1] -> physical values."""
         return self.from_unit(from_model(x))
+
+    def with_spread_bands(self, num_bands: int) -> Scaling:
+        """The scaling of an ensemble output: ``num_bands`` means, then their ``num_bands``
+        standard deviations, each written in model units as ``std - 1``.
+
+        A linear scaling maps a model-unit std ``s`` to ``s (hi - lo) / 2`` physical units; the
+        std bands get ``lo = 0`` and the same span, so :meth:`from_model` of ``s - 1`` is that
+        std exactly (the means' ``lo`` must not be added to a spread).
+
+        Raises:
+            DataError: a scaling with a gamma (not linear: no std maps through it exactly), or
+                min/max for another band count.
+        """
+        if self.gamma != 1.0:
+            raise DataError(
+                f"scaling {self.name!r} has a gamma of {self.gamma:g}: an ensemble std cannot be "
+                "written in its physical units; use a linear scaling or one member"
+            )
+        if self.mins is None or self.maxs is None:
+            return self  # the same divisor for every band
+        if len(self.mins) != num_bands:
+            raise DataError(
+                f"scaling {self.name!r} has min/max for {len(self.mins)} bands, not {num_bands}"
+            )
+        spans = tuple(hi - lo for lo, hi in zip(self.mins, self.maxs, strict=True))
+        return dataclasses.replace(
+            self, mins=(*self.mins, *(0.0,) * num_bands), maxs=(*self.maxs, *spans)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (stored in checkpoints); :meth:`from_dict` inverts it."""
