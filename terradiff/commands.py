@@ -179,6 +179,13 @@ def parse_metadata(text: str | None) -> dict[str, float | str] | None:
     return pairs
 
 
+def _without(record: Any, keys: tuple[str, ...]) -> Any:
+    """``record`` without the entries named ``keys`` at any depth (a summary for the terminal)."""
+    if isinstance(record, dict):
+        return {k: _without(v, keys) for k, v in record.items() if k not in keys}
+    return record
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import read_checkpoint_config
     from terradiff.evaluate import evaluate_checkpoint
@@ -242,7 +249,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             precision=args.precision,
         )
     long_lists = ("per_image", "per_window")  # the terminal gets the summary; --out all of it
-    print(json.dumps({k: v for k, v in result.items() if k not in long_lists}, indent=2))
+    print(json.dumps(_without(result, long_lists), indent=2))
     kept = [k for k in long_lists if k in result]
     if args.out:
         from terradiff.io import atomic_write_text

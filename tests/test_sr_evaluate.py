@@ -83,3 +83,23 @@ def test_an_ensemble_of_a_one_pass_model_is_refused(tmp_path: Path, sample_data:
     run = _checkpoint(tmp_path, sample_data, "regression")
     with pytest.raises(ConfigError, match=r"one-pass 'regression' model.*drop --ensemble"):
         evaluate_super_resolution(run, num_images=2, progress=False, device="cpu", ensemble=2)
+
+
+def test_evaluate_ensemble_prints_a_summary_and_writes_every_value(
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``terradiff evaluate --ensemble 2``: the terminal gets the means (no per-image lists at
+    any depth), ``--out`` the whole result."""
+    import json
+
+    from terradiff.cli import main
+
+    run = _checkpoint(tmp_path, sample_data, "sr3")
+    out = tmp_path / "metrics.json"
+    argv = ["evaluate", str(run), "--n", "2", "--steps", "2", "--ensemble", "2", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert '"ensemble_curve"' in printed and '"per_image"' not in printed
+    written = json.loads(out.read_text())
+    assert len(written["ensemble_curve"]["2"]["per_image"]["psnr"]) == 2
+    assert len(written["calibration"]["per_image"]["ratio"]) == 2
