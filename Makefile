@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -90,6 +90,13 @@ sr-settings-study: setup  # SR3/implicit with a residual target: val choice, the
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_settings_study.py \
 		--phase test --models implicit; wait
 	$(BIN)/python scripts/sr_settings_study.py --report-only
+
+sr-ensemble-study: setup  # mean of 1-8 SR3/implicit draws vs bicubic, 3 seeds; ~2 hours on 2 cores, resumes
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_ensemble_study.py \
+		--models sr3 & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_ensemble_study.py \
+		--models implicit; wait
+	$(BIN)/python scripts/sr_ensemble_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \
