@@ -87,6 +87,8 @@ def measure(key: str, seed: int, out: Path, runs_root: Path) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    if seed == 0:
+        draw_figure(Path(run["run_dir"]), out / f"{key}_scenes.png")
 
 
 def reproduction(row: dict[str, Any], key: str, seed: int) -> dict[str, Any]:
@@ -222,6 +224,65 @@ def plot_curves(out: Path, summaries: dict[str, dict[str, Any]]) -> None:
     plt.close(fig)
 
 
+def draw_figure(run_dir: Path, path: Path, scenes: tuple[int, ...] = (0, 16)) -> None:
+    """Two test scenes: bicubic, one draw, the mean of :data:`MEMBERS`, HR, then the ensemble
+    std and the error of the mean (band-averaged, one colour scale per row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from terradiff.data.degrade import make_lr, upsample_to
+    from terradiff.evaluate import real_dataset
+    from terradiff.tasks import load_task
+    from terradiff.viz import to_display
+
+    task, _ = load_task(run_dir, use_ema=True, device="cpu")
+    settings = TEST_MODELS["sr3"].evaluation()
+    dataset = real_dataset(task.config, split="test", image_size=settings["image_size"])
+    stride = max(1, len(dataset) // settings["num_images"])
+    hr = torch.stack([dataset[i * stride]["image"] for i in scenes])
+    lr = make_lr(hr, task.sr.scale, "bicubic")
+    generator = torch.Generator().manual_seed(0)
+    spec = task.sampling_spec("ddim", 20)
+    draws = torch.stack(
+        [
+            task.super_resolve(
+                task.net, lr, out_size=hr.shape[-2:], spec=spec, generator=generator
+            ).sample.float()
+            for _ in range(MEMBERS)
+        ]
+    )
+    mean, std = draws.mean(0), draws.std(0, unbiased=True).mean(1)
+    error = (mean - hr).abs().mean(1)
+    columns = {
+        "bicubic": upsample_to(lr, hr.shape[-2:]),
+        "one draw": draws[0],
+        f"mean of {MEMBERS}": mean,
+        "HR": hr,
+    }
+    fig, axes = plt.subplots(len(scenes), 6, figsize=(13.2, 2.3 * len(scenes)), squeeze=False)
+    for row in range(len(scenes)):
+        for col, (title, images) in enumerate(columns.items()):
+            axes[row, col].imshow(to_display(images[row : row + 1])[0])
+            axes[row, col].set_title(title if row == 0 else "", fontsize=9)
+        top = float(max(std[row].max(), error[row].max()))
+        for col, (title, values) in enumerate(
+            (("ensemble std", std[row]), ("|mean - HR|", error[row])), start=4
+        ):
+            shown = axes[row, col].imshow(values.numpy(), cmap="magma", vmin=0.0, vmax=top)
+            axes[row, col].set_title(title + " (model units)" if row == 0 else "", fontsize=9)
+        fig.colorbar(shown, ax=axes[row, 5], fraction=0.046)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_report(out: Path) -> dict[str, Any]:
     """``out/README.md``, ``out/results.json`` and the curve from the measured rows."""
     regression = load_rows(REPO / "reports" / "seeds")["regression"]
@@ -270,6 +331,14 @@ def write_report(out: Path) -> dict[str, Any]:
     if summaries:
         plot_curves(out, summaries)
         lines += ["![PSNR minus bicubic against the draws averaged](ensemble_curve.png)", ""]
+    for key in summaries:
+        figure = out / f"{key}_scenes.png"
+        if figure.is_file():
+            lines += [
+                f"![{TEST_MODELS[key].label}, seed 0, two test scenes: bicubic, one draw, the mean "
+                f"of {MEMBERS}, HR, the ensemble std and the error of the mean]({figure.name})",
+                "",
+            ]
     atomic_write_text(out / "README.md", "\n".join(lines))
     results = {"members": MEMBERS, "models": summaries, "rows": "rows/<model>_seed<s>.json"}
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")

@@ -137,7 +137,8 @@ def super_resolve(
             default a temporary folder and an in-memory result.
         **options: those of :func:`terradiff.sr_mapping.super_resolve_raster` (``scale``,
             ``bands``, ``tile``, ``overlap``, ``sampler``, ``steps``, ``seed``, ``device``,
-            ``batch_size``, ``input_scaling``, ``cog``, ``progress`` (default False), ...).
+            ``batch_size``, ``input_scaling``, ``cog``, ``progress`` (default False),
+            ``ensemble``: N draws of a diffusion model, their mean then their std bands, ...).
 
     Returns:
         ``(band, y, x)`` on the input's extent with the pixel size divided by the scale, the

@@ -9,8 +9,8 @@ super-resolve``).
 
 **Ensembles** (``ensemble = N > 1``, diffusion methods): every tile is super-resolved ``N`` times
 with independent noise; bands ``1..C`` hold the per-pixel mean of the draws, an estimate of the
-posterior mean ``E[HR | LR]`` (the least-squares estimate, so higher PSNR than one draw; see
-:mod:`terradiff.sr_evaluate` and ``reports/sr_ensemble``), and bands ``C+1..2C`` their per-pixel
+posterior mean ``E[HR | LR]`` (the estimate with the least expected squared error; what it
+gains over one draw is measured in ``reports/sr_ensemble``), and bands ``C+1..2C`` their per-pixel
 standard deviation, in the input's units (exact for linear scalings:
 :meth:`~terradiff.data.transforms.scaling.Scaling.with_spread_bands`), a map of where the model is
 unsure.
@@ -105,7 +105,8 @@ def super_resolve_raster(
         precision: the net's number format (``sample.precision``: ``auto``, ``fp32``,
             ``bf16``, ``fp16``; :mod:`terradiff.nets.precision`); default the checkpoint's.
         dask, scheduler, n_workers, rows_per_task: compute the tiles on Dask (see
-            :func:`estimate_raster` and :func:`terradiff.data.distributed.predict_raster_dask`).
+            :func:`terradiff.mapping.estimate_raster` and
+            :func:`terradiff.data.distributed.predict_raster_dask`).
         cog: write a Cloud-Optimized GeoTIFF (tiles, overviews; :mod:`terradiff.data.cog`);
             False writes a plain tiled GeoTIFF.
         ensemble: draws per tile of a diffusion model; > 1 writes their mean, then their std
