@@ -117,7 +117,8 @@ def evaluate_super_resolution(
             the module docstring). 1 (the default) draws exactly what earlier versions drew.
 
     Returns:
-        ``{"model": {...metrics, "psnr_per_band", "seconds_per_image"}, "bicubic": {...}, "n",
+        ``{"model": {...metrics, "psnr_per_band", "seconds_per_image" (all the image's draws)},
+        "bicubic": {...}, "n",
         "per_image", "band_names", "scale", "sampler", "steps", "inference_precision",
         "checkpoint", "step", "method", "parameters", "ensemble"}``. Each aggregate metric is the
         mean over images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR
