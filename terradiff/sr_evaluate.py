@@ -149,11 +149,7 @@ def evaluate_super_resolution(
             f"{task.config.task!r} checkpoint",
             "evaluate_super_resolution needs a 'super_resolution' one",
         )
-    if ensemble > 1 and not task.stochastic:
-        raise ConfigError(
-            f"--ensemble {ensemble}: {ckpt.path} is a one-pass {task.method.name!r} model, whose "
-            f"outputs do not vary; drop --ensemble (it is for diffusion models such as sr3)"
-        )
+    task.check_ensemble(ensemble, str(ckpt.path))
     task.use_precision(precision)
     try:
         scale = task.check_scale(float(scale if scale is not None else task.sr.scale), ckpt.path)

@@ -132,11 +132,7 @@ def super_resolve_raster(
             f"{task.config.task!r} checkpoint",
             "super-resolve needs a 'super_resolution' one",
         )
-    if ensemble > 1 and not task.stochastic:
-        raise ConfigError(
-            f"--ensemble {ensemble}: {ckpt.path} is a one-pass {task.method.name!r} model, whose "
-            "draws would all be equal; drop --ensemble (it is for diffusion models such as sr3)"
-        )
+    task.check_ensemble(ensemble, str(ckpt.path))
     model_scale = task.check_scale(float(scale or task.sr.scale), str(ckpt.path))
     if not model_scale.is_integer():
         raise DataError(

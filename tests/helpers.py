@@ -52,3 +52,23 @@ def validate_stac_core(path: Path) -> dict:
     data = json.loads(Path(path).read_text())
     JsonSchemaSTACValidator().validate_core(data, STACObjectType.ITEM, data["stac_version"])
     return data
+
+
+def train_tiny_sr(root: Path, method: str, **sections: Any) -> Path:
+    """A x4 super-resolution model (``sr.method`` ``method``) trained 2 steps through
+    ``terradiff train`` on the bundled AID sample; ``sections`` replace config sections (e.g.
+    ``sample={"sampler": "ddim", "steps": 2}``). Returns the run folder."""
+    import yaml
+    from accelerate.state import AcceleratorState
+
+    from terradiff.cli import main
+    from tests.conftest import SAMPLE_DATA
+
+    config = tiny_config(root / "run", SAMPLE_DATA, max_steps=2)
+    config.update(task="super_resolution", sr={"method": method, "scale": 4}, **sections)
+    path = root / f"{method}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    if main(["train", str(path)]) != 0:
+        raise RuntimeError(f"training the tiny {method} model failed")
+    return root / "run"

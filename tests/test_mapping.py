@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import yaml
-from accelerate.state import AcceleratorState
 from rasterio.windows import Window
 
 from terradiff.cli import main
 from terradiff.data.raster import read_raster
-from tests.helpers import tiny_config
+from tests.helpers import train_tiny_sr
 
 NAIP = "naip/m_4709963_se_14_1_20190904.tif"  # bundled copy of a real NAIP tile
 
@@ -22,17 +20,7 @@ NAIP = "naip/m_4709963_se_14_1_20190904.tif"  # bundled copy of a real NAIP tile
 @pytest.fixture(scope="module")
 def sr_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A x4 regression SR model trained 2 steps through the CLI on the bundled AID sample."""
-    from tests.conftest import SAMPLE_DATA
-
-    root = tmp_path_factory.mktemp("sr")
-    config = tiny_config(root / "run", SAMPLE_DATA, max_steps=2)
-    config["task"] = "super_resolution"
-    config["sr"] = {"method": "regression", "scale": 4}
-    path = root / "sr.yaml"
-    path.write_text(yaml.safe_dump(config))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    assert main(["train", str(path)]) == 0
-    return root / "run"
+    return train_tiny_sr(tmp_path_factory.mktemp("sr"), "regression")
 
 
 @pytest.fixture()

@@ -10,15 +10,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-import yaml
-from accelerate.state import AcceleratorState
 from rasterio.windows import Window
 
 from terradiff.cli import main
 from terradiff.data.transforms.scaling import get_scaling
 from terradiff.errors import DataError
 from terradiff.sr_mapping import ensemble_mean_and_std
-from tests.helpers import tiny_config
+from tests.helpers import tiny_config, train_tiny_sr
 
 NAIP = "naip/m_4709963_se_14_1_20190904.tif"  # bundled copy of a real NAIP tile
 
@@ -26,18 +24,8 @@ NAIP = "naip/m_4709963_se_14_1_20190904.tif"  # bundled copy of a real NAIP tile
 @pytest.fixture(scope="module")
 def sr3_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A x4 SR3 model trained 2 steps through the CLI on the bundled AID sample (2-step DDIM)."""
-    from tests.conftest import SAMPLE_DATA
-
-    root = tmp_path_factory.mktemp("sr3")
-    config = tiny_config(root / "run", SAMPLE_DATA, max_steps=2)
-    config["task"] = "super_resolution"
-    config["sr"] = {"method": "sr3", "scale": 4}
-    config["sample"] = {"sampler": "ddim", "steps": 2}
-    path = root / "sr3.yaml"
-    path.write_text(yaml.safe_dump(config))
-    AcceleratorState._reset_state(reset_partial_state=True)
-    assert main(["train", str(path)]) == 0
-    return root / "run"
+    sample = {"sampler": "ddim", "steps": 2}
+    return train_tiny_sr(tmp_path_factory.mktemp("sr3"), "sr3", sample=sample)
 
 
 @pytest.fixture()

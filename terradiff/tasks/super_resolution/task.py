@@ -20,7 +20,7 @@ from terradiff.data.band_info import BandInfo
 from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
-from terradiff.errors import DataError
+from terradiff.errors import ConfigError, DataError
 from terradiff.tasks.base import Task, band_info_of, build_dataset, build_schedule
 from terradiff.tasks.registry import method_class, registered_methods
 from terradiff.tasks.super_resolution.method import SRBatch, SRMethod
@@ -86,6 +86,18 @@ class SuperResolutionTask(Task):
             f"x{scale:g} needs a model trained for it or one that takes any scale "
             f"(sr.method {capable}); or use x{self.sr.scale:g}"
         )
+
+    def check_ensemble(self, members: int, source: str) -> int:
+        """``members`` draws per image, if they can differ (else a :class:`ConfigError`)."""
+        if members < 1:
+            raise ConfigError(f"--ensemble must be >= 1, got {members}")
+        if members > 1 and not self.stochastic:
+            raise ConfigError(
+                f"--ensemble {members}: {source} is a one-pass {self.method.name!r} model, whose "
+                "draws would all be equal; drop --ensemble (it is for diffusion models such as "
+                "sr3)"
+            )
+        return members
 
     # ------------------------------------------------------------------ training
     def training_loss(
