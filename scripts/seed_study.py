@@ -278,7 +278,8 @@ def difference_line(name_a: str, name_b: str, difference: dict[str, Any] | None)
     seeds = ", ".join(f"{v:+.2f}" for _, v in sorted(difference["per_seed"].items()))
     over = difference["over_seeds"]
     if over["n"] < 2:
-        return f"- {name_a} - {name_b}: seed 0 only ({seeds} dB): no interval over seeds"
+        only = next(iter(difference["per_seed"]))
+        return f"- {name_a} - {name_b}: seed {only} only ({seeds} dB): no interval over seeds"
     return (
         f"- {name_a} - {name_b}: seeds {seeds} dB; over {over['n']} seeds "
         f"{format_interval(over, 2, ' dB', signed=True)}: "

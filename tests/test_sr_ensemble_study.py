@@ -62,10 +62,12 @@ def test_the_first_draw_is_checked_against_the_committed_row() -> None:
     assert study.reproduction(row, "sr3", 1) == {
         "compared": True,
         "max_abs_psnr_difference": 0.0,
+        "mean_psnr_difference": 0.0,
     }
     shifted = _ensemble_row("sr3", 1, {1: 0.25, 2: 0.4})
-    gap = study.reproduction(shifted, "sr3", 1)["max_abs_psnr_difference"]
-    assert gap == pytest.approx(0.25)
+    gap = study.reproduction(shifted, "sr3", 1)
+    assert gap["max_abs_psnr_difference"] == pytest.approx(0.25)
+    assert gap["mean_psnr_difference"] == pytest.approx(0.25)
     shifted["per_image"]["image"] = list(reversed(shifted["per_image"]["image"]))
     with pytest.raises(RuntimeError, match="not the test scenes"):
         study.reproduction(shifted, "sr3", 1)
