@@ -201,18 +201,24 @@ def _over(difference: dict[str, Any] | None) -> str:
     return format_interval(difference["over_seeds"], 2, " dB", signed=True)
 
 
-def plot_curves(out: Path, summaries: dict[str, dict[str, Any]]) -> None:
-    """PSNR minus bicubic against the draws averaged, with the seed intervals."""
+def plot_curves(
+    out: Path, summaries: dict[str, dict[str, Any]], regression: dict[str, Any] | None
+) -> None:
+    """PSNR minus bicubic against the draws averaged, with the seed intervals, and the
+    regression UNet's difference (``regression``: its :func:`seed_difference`) for reference."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    seeds: set[int] = set()
     for key, summary in summaries.items():
         sizes = [s for s, d in summary["minus_bicubic"].items() if d is not None]
         if not sizes:
             continue
+        seeds |= set(summary["minus_bicubic"][sizes[0]]["per_seed"])
         means = [summary["minus_bicubic"][s]["over_seeds"]["mean"] for s in sizes]
         lows = [summary["minus_bicubic"][s]["over_seeds"]["low"] for s in sizes]
         highs = [summary["minus_bicubic"][s]["over_seeds"]["high"] for s in sizes]
@@ -220,11 +226,16 @@ def plot_curves(out: Path, summaries: dict[str, dict[str, Any]]) -> None:
         errors.append([h - m for m, h in zip(means, highs, strict=True)])
         ax.errorbar(sizes, means, yerr=errors, marker="o", capsize=3, label=TEST_MODELS[key].label)
     ax.axhline(0.0, color="black", linewidth=0.8, label="bicubic")
+    if regression is not None:
+        level = regression["over_seeds"]["mean"]
+        ax.axhline(level, color="grey", linestyle="--", linewidth=0.8, label="regression UNet")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({int(s) for sm in summaries.values() for s in sm["minus_bicubic"]}))
+    ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel("draws averaged per image")
     ax.set_ylabel("PSNR - bicubic (dB)")
-    ax.set_title("AID x4, 32 test scenes, 3 training seeds (95% t)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"AID x4, 32 test scenes, seeds {sorted(seeds)} (95% t)", fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(out / "ensemble_curve.png", dpi=120)
     plt.close(fig)
@@ -335,7 +346,7 @@ def write_report(out: Path) -> dict[str, Any]:
         lines += ["## Reading", "", reading.read_text().strip(), ""]
     out.mkdir(parents=True, exist_ok=True)
     if summaries:
-        plot_curves(out, summaries)
+        plot_curves(out, summaries, seed_difference(regression))
         lines += ["![PSNR minus bicubic against the draws averaged](ensemble_curve.png)", ""]
     for key in summaries:
         figure = out / f"{key}_scenes.png"
