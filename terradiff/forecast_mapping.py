@@ -42,6 +42,7 @@ from terradiff.data.temporal import BIOMASSTERS_MONTHS
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target
 from terradiff.data.tiling.probe import with_tile_bytes
+from terradiff.data.transforms.scaling import spread_bands
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.mapping import input_bands
 
@@ -281,7 +282,7 @@ def forecast_raster(
             generator=generator,
             members=ensemble,
         )
-        return mean if std is None else torch.cat([mean, std - 1.0], dim=1)
+        return mean if std is None else spread_bands(mean, std)
 
     def one_tile(x: torch.Tensor) -> Any:  # the memory of a batch of one, one step
         one = None if spec is None else dataclasses.replace(spec, sampler="ddim", steps=1)

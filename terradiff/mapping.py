@@ -29,6 +29,7 @@ from terradiff.data.raster import inspect_raster
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target, check_output_targets
 from terradiff.data.tiling.probe import with_tile_bytes
+from terradiff.data.transforms.scaling import spread_bands
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.io import atomic_write_text
@@ -257,7 +258,7 @@ def _carbon_predict_fn(
         if not with_std:
             return result.mean
         # the std travels through the output's [0, max] scaling as "std - 1"
-        return torch.cat([result.mean, result.std - 1.0], dim=1)
+        return spread_bands(result.mean, result.std)
 
     def one_tile(x: torch.Tensor) -> torch.Tensor:  # the memory of a batch of one, one step
         return task.estimate(task.net, x, ensemble=1, spec=one_step_spec(spec)).mean

@@ -29,7 +29,7 @@ import torch
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target
 from terradiff.data.tiling.probe import with_tile_bytes
-from terradiff.data.transforms.scaling import get_scaling
+from terradiff.data.transforms.scaling import get_scaling, spread_bands
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.mapping import input_bands, one_step_spec, tile_generator
@@ -42,9 +42,7 @@ def ensemble_mean_and_std(draws: torch.Tensor) -> torch.Tensor:
     """``[N, B, C, H, W]`` draws in model units -> ``[B, 2C, H, W]``: the mean, then the
     unbiased per-pixel std written as ``std - 1`` (what the tiling engine maps back through
     :meth:`~terradiff.data.transforms.scaling.Scaling.with_spread_bands`)."""
-    mean = draws.mean(dim=0)
-    std = draws.std(dim=0, unbiased=True)
-    return torch.cat([mean, std - 1.0], dim=1)
+    return spread_bands(draws.mean(dim=0), draws.std(dim=0, unbiased=True))
 
 
 def super_resolve_raster(
@@ -122,8 +120,6 @@ def super_resolve_raster(
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
     in_path, out_path = Path(in_path), Path(out_path)
-    if ensemble < 1:
-        raise ConfigError(f"--ensemble must be >= 1, got {ensemble}")
     check_output_target(out_path, overwrite=overwrite, inputs=[("input", in_path)])
     task, ckpt = load_task(checkpoint, use_ema=True)
     if not isinstance(task, SuperResolutionTask):

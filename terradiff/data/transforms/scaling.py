@@ -224,6 +224,13 @@ class Scaling:
         return cls(**kwargs)
 
 
+def spread_bands(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``[B, C, ...]`` means and stds in model units -> ``[B, 2C, ...]``: the means, then the
+    stds written as ``std - 1``, the values :meth:`Scaling.with_spread_bands` maps back to
+    physical units (a std of 0 is the bottom of the model range)."""
+    return torch.cat([mean, std - 1.0], dim=1)
+
+
 def get_scaling(name: str | Scaling | Mapping[str, Any], **params: Any) -> Scaling:
     """The scaling preset ``name`` with ``params`` overriding its defaults.
 
