@@ -235,10 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generation: sample N images and compute FID and KID against the real images "
         "of the checkpoint's dataset, over the features of an encoder (offline default: "
         "terradiff's AID classifier; 'inception' needs --encoder-weights PATH). Super-resolution: "
-        "PSNR, SSIM, SSIM-Y, MAE (LPIPS with --lpips-weights) on N real images degraded by "
-        "bicubic down-sampling, beside plain bicubic up-sampling. Temporal: PSNR/SSIM per band "
-        "and on the visible bands of the model and of persistence on the held-out pairs, with a "
-        "bootstrap interval of the difference.",
+        "PSNR, SSIM, SSIM-Y, MAE, the detail above the LR's Nyquist frequency against the "
+        "reference's (hf_power_db, lsd_hf_db; LPIPS with --lpips-weights) on N real images "
+        "degraded by bicubic down-sampling, beside plain bicubic up-sampling. Temporal: PSNR/SSIM "
+        "per band and on the visible bands of the model and of persistence on the held-out pairs, "
+        "with a bootstrap interval of the difference.",
     )
     evaluate.add_argument("checkpoint")
     evaluate.add_argument(

@@ -196,14 +196,16 @@ def evaluate_super_resolution(
 
     def row(pred: torch.Tensor) -> dict[str, Any]:
         metrics: dict[str, Any] = sr_metrics(
-            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips
+            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
         )
         per_band = psnr(pred, target, crop_border=border, per_band=True)  # [C], mean of images
         metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
         return metrics
 
     def per_image(pred: torch.Tensor) -> dict[str, list[float]]:
-        values = sr_metrics_per_image(pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips)
+        values = sr_metrics_per_image(
+            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
+        )
         return _rounded(values)
 
     result: dict[str, Any] = {
@@ -233,7 +235,9 @@ def evaluate_super_resolution(
         for size in sizes:
             mean = every_draw[:size].mean(dim=0)
             curve[str(size)] = {
-                "model": sr_metrics(mean, target, rgb_bands=rgb, crop_border=border, lpips=lpips)
+                "model": sr_metrics(
+                    mean, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
+                )
             }
             curve[str(size)]["per_image"] = per_image(mean)
         calibration = spread_skill(every_draw, target, crop_border=border)

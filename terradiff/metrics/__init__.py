@@ -5,8 +5,9 @@ One concern per module; the lower ones never import the higher ones:
 * full-reference image quality: :mod:`~terradiff.metrics.full_reference` (shared conventions),
   :mod:`~terradiff.metrics.pixel` (PSNR, MAE, RMSE), :mod:`~terradiff.metrics.structural_similarity`
   (SSIM), :mod:`~terradiff.metrics.y_channel` (Y-channel PSNR/SSIM), :mod:`~terradiff.metrics.lpips`
-  (LPIPS from local weights), and :mod:`~terradiff.metrics.image_quality` (``sr_metrics``, and all
-  of these under one name);
+  (LPIPS from local weights), :mod:`~terradiff.metrics.spectrum` (detail above the LR Nyquist
+  frequency), and :mod:`~terradiff.metrics.image_quality` (``sr_metrics``, and all of these under
+  one name);
 * feature extractors for FID/KID: :mod:`~terradiff.metrics.extractor` (protocol, frozen base),
   :mod:`~terradiff.metrics.aid_encoder` (the shipped AID encoder),
   :mod:`~terradiff.metrics.inception` (the FID Inception-v3 from local weights) and
@@ -28,6 +29,7 @@ from terradiff.metrics.image_quality import sr_metrics
 from terradiff.metrics.inception import FIDInceptionV3
 from terradiff.metrics.lpips import LPIPS, load_lpips
 from terradiff.metrics.pixel import mae, psnr, rmse
+from terradiff.metrics.spectrum import high_frequency_power, log_spectral_distance
 from terradiff.metrics.structural_similarity import ssim
 from terradiff.metrics.y_channel import psnr_y, rgb_to_y, ssim_y
 
@@ -45,9 +47,11 @@ __all__ = [
     "evaluate_generation",
     "fingerprint_files",
     "frechet_distance",
+    "high_frequency_power",
     "kernel_inception_distance",
     "load_feature_extractor",
     "load_lpips",
+    "log_spectral_distance",
     "mae",
     "psnr",
     "psnr_y",

@@ -10,7 +10,9 @@ themselves live in one module per concern, and are importable from here as befor
 * :mod:`terradiff.metrics.y_channel` — :func:`rgb_to_y`, :func:`psnr_y`, :func:`ssim_y` (BT.601
   luma, the SR papers' convention);
 * :mod:`terradiff.metrics.lpips` — :class:`LPIPS` and :func:`load_lpips` (Zhang et al., 2018),
-  from local weights only.
+  from local weights only;
+* :mod:`terradiff.metrics.spectrum` — :func:`high_frequency_power` and
+  :func:`log_spectral_distance`: the detail above the LR Nyquist frequency, against the reference.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor
 from terradiff.metrics.full_reference import REDUCTIONS, Reduction, crop
 from terradiff.metrics.lpips import LPIPS, LPIPS_WEIGHTS_HELP, load_lpips
 from terradiff.metrics.pixel import mae, psnr, rmse
+from terradiff.metrics.spectrum import high_frequency_power, log_spectral_distance
 from terradiff.metrics.structural_similarity import ssim
 from terradiff.metrics.y_channel import psnr_y, rgb_to_y, select_rgb, ssim_y
 
@@ -38,6 +41,7 @@ def sr_metrics(
     *,
     value_range: tuple[float, float] | None = None,
     lpips: LPIPS | None = None,
+    scale: float | None = None,
 ) -> dict[str, float]:
     """The usual super-resolution table row: PSNR, SSIM, MAE, RMSE (all bands), Y and LPIPS.
 
@@ -45,7 +49,11 @@ def sr_metrics(
     ``lpips`` need RGB and an absolute value range: they are computed when RGB bands exist
     (``rgb_bands`` given, or 3 bands) and the range is known: ``value_range`` given, or the
     default ``data_range=2.0`` meaning terradiff's ``[-1, 1]``. Otherwise they are absent from the
-    result. ``lpips`` ignores ``mask`` and ``crop_border`` beyond the crop.
+    result. ``lpips`` ignores ``mask`` and ``crop_border`` beyond the crop. With ``scale`` (the
+    HR/LR size ratio) the two spectral measures of :mod:`terradiff.metrics.spectrum` are added:
+    ``hf_power_db`` (the power above the LR Nyquist frequency against the reference's, dB; 0 is
+    the reference's amount of detail, below 0 blur) and ``lsd_hf_db`` (the log-spectral distance
+    there).
 
     Args:
         pred: Predicted images ``[B, C, H, W]``.
@@ -56,16 +64,17 @@ def sr_metrics(
         mask: Valid pixels (see :mod:`terradiff.metrics.full_reference`).
         value_range: ``(low, high)`` of the inputs, for the Y/LPIPS metrics in physical units.
         lpips: A module from :func:`load_lpips`, to add ``"lpips"``.
+        scale: The super-resolution factor (> 1), to add ``"hf_power_db"`` and ``"lsd_hf_db"``.
 
     Returns:
-        ``{"psnr", "ssim", "mae", "rmse"[, "psnr_y", "ssim_y"][, "lpips"]}`` as floats (means over
-        the batch).
+        ``{"psnr", "ssim", "mae", "rmse"[, "psnr_y", "ssim_y"][, "lpips"][, "hf_power_db",
+        "lsd_hf_db"]}`` as floats (means over the batch; NaN images left out).
 
     Raises:
         DataError: mismatched shapes, bad mask or arguments.
     """
     out = _sr_values(
-        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, "mean"
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, scale, "mean"
     )
     return {k: float(v) for k, v in out.items()}
 
@@ -81,6 +90,7 @@ def sr_metrics_per_image(
     *,
     value_range: tuple[float, float] | None = None,
     lpips: LPIPS | None = None,
+    scale: float | None = None,
 ) -> dict[str, list[float]]:
     """:func:`sr_metrics` of each image: the same keys, one value per image in batch order.
 
@@ -88,7 +98,7 @@ def sr_metrics_per_image(
     bootstrap over images resamples. Arguments as :func:`sr_metrics`.
     """
     out = _sr_values(
-        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, "none"
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, scale, "none"
     )
     return {k: [float(x) for x in v.reshape(-1).tolist()] for k, v in out.items()}
 
@@ -102,6 +112,7 @@ def _sr_values(
     mask: Tensor | None,
     value_range: tuple[float, float] | None,
     lpips: LPIPS | None,
+    scale: float | None,
     reduction: Reduction,
 ) -> dict[str, Tensor]:
     """The metrics of :func:`sr_metrics` as tensors, reduced over images by ``reduction``."""
@@ -127,6 +138,10 @@ def _sr_values(
 
             distances = lpips(to_lpips_input(pred), to_lpips_input(target))
             out["lpips"] = distances if reduction == "none" else distances.mean()
+    if scale is not None:
+        spectral = {"mask": mask, "reduction": reduction, "crop_border": crop_border}
+        out["hf_power_db"] = high_frequency_power(pred, target, scale, **spectral)
+        out["lsd_hf_db"] = log_spectral_distance(pred, target, scale, **spectral)
     return out
 
 
@@ -135,7 +150,9 @@ __all__ = [
     "LPIPS_WEIGHTS_HELP",
     "REDUCTIONS",
     "Reduction",
+    "high_frequency_power",
     "load_lpips",
+    "log_spectral_distance",
     "mae",
     "psnr",
     "psnr_y",
