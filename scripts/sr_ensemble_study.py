@@ -20,7 +20,9 @@ gap that closes, with the ensemble's calibration:
   same noise); the largest per-image PSNR difference is reported.
 
 Each row is written to ``OUT/rows/<model>_seed<s>.json`` when measured, so two processes can share
-the work and an interrupted study resumes.
+the work and an interrupted study resumes. ``--refresh`` measures rows saved before the spectral
+measures existed (``hf_power_db``, ``lsd_hf_db``; ``scripts/sr_detail_study.py`` reads them)
+again: the same run and noise give the same draws, which is checked image by image.
 
 Example (the committed report: one thread per process, the two models side by side)::
 
@@ -59,12 +61,39 @@ def row_path(out: Path, key: str, seed: int) -> Path:
     return out / "rows" / f"{key}_seed{seed}.json"
 
 
-def measure(key: str, seed: int, out: Path, runs_root: Path) -> None:
-    """Train (or reuse) one run of ``key``, score its ensemble, save the row."""
+def has_spectral_measures(record: dict[str, Any]) -> bool:
+    """Whether a saved row holds ``hf_power_db`` (rows measured before it was added do not)."""
+    return "hf_power_db" in record["row"]["ensemble_curve"]["1"]["model"]
+
+
+def same_draws(old: dict[str, Any], new: dict[str, Any], key: str, seed: int) -> None:
+    """Refuse a re-measured row whose draws are not the saved row's (same run, same noise): every
+    image's PSNR of every curve size must agree within 1e-3 dB."""
+    for size, entry in old["ensemble_curve"].items():
+        pairs = zip(
+            entry["per_image"]["psnr"],
+            new["ensemble_curve"][size]["per_image"]["psnr"],
+            strict=True,
+        )
+        worst = max(abs(a - b) for a, b in pairs)
+        if worst > 1e-3:
+            raise RuntimeError(
+                f"{key} seed {seed}: re-measured mean of {size} differs from the saved row by "
+                f"{worst:.4f} dB on one image; the run or its noise changed, so the row is kept"
+            )
+
+
+def measure(key: str, seed: int, out: Path, runs_root: Path, refresh: bool = False) -> None:
+    """Train (or reuse) one run of ``key``, score its ensemble, save the row.
+
+    With ``refresh``, a saved row without the spectral measures is measured again (the same draws,
+    checked by :func:`same_draws`) to add them; other saved rows are kept as they are.
+    """
     from terradiff.sr_evaluate import evaluate_super_resolution
 
     path = row_path(out, key, seed)
-    if path.is_file():
+    old = json.loads(path.read_text()) if path.is_file() else None
+    if old is not None and (has_spectral_measures(old) or not refresh):
         return
     model = TEST_MODELS[key]
     overrides = tested_overrides(model, seed, runs_root)
@@ -73,6 +102,8 @@ def measure(key: str, seed: int, out: Path, runs_root: Path) -> None:
     print(f"measuring {key} seed {seed}: {MEMBERS} draws per image ...", flush=True)
     started = time.time()
     row = evaluate_super_resolution(run["run_dir"], seed=0, ensemble=MEMBERS, **model.evaluation())
+    if old is not None:
+        same_draws(old["row"], row, key, seed)
     record = {
         "key": key,
         "seed": seed,
@@ -87,7 +118,7 @@ def measure(key: str, seed: int, out: Path, runs_root: Path) -> None:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
-    if seed == 0:
+    if seed == 0 and old is None:
         draw_figure(Path(run["run_dir"]), out / f"{key}_scenes.png")
 
 
@@ -369,11 +400,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=list(TEST_MODELS), choices=TEST_MODELS)
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), choices=SEEDS)
     parser.add_argument("--report-only", action="store_true", help="render the report only")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="measure saved rows without the spectral measures (hf_power_db) again, to add them",
+    )
     args = parser.parse_args(argv)
     if not args.report_only:
         for seed in args.seeds:
             for key in args.models:
-                measure(key, seed, args.out, args.runs_root)
+                measure(key, seed, args.out, args.runs_root, refresh=args.refresh)
     write_report(args.out)
     print(f"wrote {args.out / 'README.md'}")
     return 0
