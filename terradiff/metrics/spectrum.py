@@ -124,11 +124,26 @@ def radial_power_spectrum(images: Tensor, rings: int | None = None) -> tuple[Ten
     return centres, sums / members.clamp_min(1)
 
 
-def _valid_images(mask: Tensor | None, batch: int, device: torch.device) -> Tensor:
-    """Images with every pixel valid (a spectrum needs the whole grid): ``[B]`` bool."""
+def _prepare(
+    pred: Tensor,
+    target: Tensor,
+    scale: float,
+    mask: Tensor | None,
+    reduction: str,
+    crop_border: int,
+    what: str,
+) -> tuple[float, Tensor, Tensor, Tensor, torch.dtype]:
+    """Checked inputs of a spectral measure: ``(LR Nyquist frequency, pred, target, valid
+    images [B], result dtype)``; an image is valid when every pixel is (a spectrum needs the
+    whole grid)."""
+    check_reduction(reduction)
+    cutoff = 0.5 / _check_scale(scale)
+    pred, target, mask, out_dtype = prepare_pair(pred, target, mask, crop_border, what)
     if mask is None:
-        return torch.ones(batch, dtype=torch.bool, device=device)
-    return mask.reshape(mask.shape[0], -1).all(dim=1).expand(batch)
+        valid = torch.ones(pred.shape[0], dtype=torch.bool, device=pred.device)
+    else:
+        valid = mask.reshape(mask.shape[0], -1).all(dim=1).expand(pred.shape[0])
+    return cutoff, pred, target, valid, out_dtype
 
 
 def _reduce(values: Tensor, reduction: Reduction) -> Tensor:
@@ -167,10 +182,8 @@ def high_frequency_power(
         dB, float32 (float64 for float64 inputs). An image whose reference has no power there
         (a constant image) gets NaN.
     """
-    check_reduction(reduction)
-    cutoff = 0.5 / _check_scale(scale)
-    pred, target, mask, out_dtype = prepare_pair(
-        pred, target, mask, crop_border, "high_frequency_power"
+    cutoff, pred, target, valid, out_dtype = _prepare(
+        pred, target, scale, mask, reduction, crop_border, "high_frequency_power"
     )
     powers = []
     for images in (pred, target):
@@ -178,7 +191,6 @@ def high_frequency_power(
         radius = _radial_frequency(*spectrum.shape[-2:], spectrum.device)
         band = (radius > cutoff) & (radius <= 0.5)
         powers.append(spectrum[:, band].sum(dim=1))
-    valid = _valid_images(mask, pred.shape[0], pred.device)
     nan = torch.full_like(powers[0], float("nan"))
     p_pred, p_target = (torch.where(valid, p, nan) for p in powers)
     if reduction == "pooled":
@@ -202,14 +214,11 @@ def log_spectral_distance(
     Arguments as :func:`high_frequency_power`; ``"pooled"`` averages the spectra over images
     before the comparison. Rings where either spectrum is 0 are left out.
     """
-    check_reduction(reduction)
-    cutoff = 0.5 / _check_scale(scale)
-    pred, target, mask, out_dtype = prepare_pair(
-        pred, target, mask, crop_border, "log_spectral_distance"
+    cutoff, pred, target, valid, out_dtype = _prepare(
+        pred, target, scale, mask, reduction, crop_border, "log_spectral_distance"
     )
     frequencies, p_pred = radial_power_spectrum(pred)
     _, p_target = radial_power_spectrum(target)
-    valid = _valid_images(mask, pred.shape[0], pred.device)
     if reduction == "pooled":
         p_pred, p_target = (
             p_pred[valid].mean(0, keepdim=True),
