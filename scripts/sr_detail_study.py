@@ -117,6 +117,90 @@ def regression_reproduction(row: dict[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
+def spectra_path(out: Path) -> Path:
+    return out / "rows" / "spectra_seed0.json"
+
+
+def measure_spectra(out: Path, runs_root: Path, ensemble_runs: Path) -> None:
+    """The radial power spectra (bands summed, 4 px border cropped) of HR, bicubic, the
+    regression UNet and one DDIM-20 draw (noise seed 0) of SR3 and of the implicit model, seed-0
+    runs, averaged over the test scenes; saved once for :func:`plot_spectra`."""
+    import torch
+
+    from terradiff.data.degrade import make_lr, upsample_to
+    from terradiff.evaluate import real_dataset
+    from terradiff.metrics.spectrum import radial_power_spectrum
+    from terradiff.tasks import load_task
+
+    path = spectra_path(out)
+    if path.is_file():
+        return
+    settings = TEST_MODELS["sr3"].evaluation()
+    runs = {
+        "regression UNet": runs_root / "regression" / "seed0",
+        "SR3, 1 draw": ensemble_runs / "test" / "sr3" / "seed0",
+        "implicit, 1 draw": ensemble_runs / "test" / "implicit" / "seed0",
+    }
+    images: dict[str, list] = {"HR": [], "bicubic": []}
+    for method, run in runs.items():
+        print(f"spectra: {method} ({run}) ...", flush=True)
+        task, _ = load_task(run, use_ema=True, device="cpu")
+        dataset = real_dataset(task.config, split="test", image_size=settings["image_size"])
+        stride = max(1, len(dataset) // settings["num_images"])
+        indices = [i * stride for i in range(min(settings["num_images"], len(dataset)))]
+        generator = torch.Generator().manual_seed(0)
+        spec = task.sampling_spec("ddim", 20) if task.method.name != "regression" else None
+        images[method] = []
+        for start in range(0, len(indices), settings["batch_size"]):
+            batch = indices[start : start + settings["batch_size"]]
+            hr = torch.stack([dataset[i]["image"] for i in batch])
+            lr = make_lr(hr, 4, "bicubic")
+            out_size = tuple(hr.shape[-2:])
+            result = task.super_resolve(
+                task.net, lr, out_size=out_size, spec=spec, generator=generator
+            )
+            images[method].append(result.sample.float())
+            if method == "regression UNet":
+                images["HR"].append(hr)
+                images["bicubic"].append(upsample_to(lr, out_size))
+            elif not torch.equal(hr, images["HR"][start // settings["batch_size"]]):
+                raise RuntimeError(f"{run}: not the regression run's test scenes")
+    spectra, frequencies = {}, None
+    for method, batches in images.items():
+        frequencies, power = radial_power_spectrum(torch.cat(batches)[..., 4:-4, 4:-4])
+        spectra[method] = power.mean(0).tolist()
+    record = {
+        "frequencies": frequencies.tolist(),
+        "spectra": spectra,
+        "runs": {k: str(v) for k, v in runs.items()},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def plot_spectra(record: dict[str, Any], path: Path) -> None:
+    """Mean radial power spectra on a log scale, the LR Nyquist frequency marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"HR": {"color": "k", "lw": 1.6}, "bicubic": {"color": "0.55", "ls": "--"}}
+    for method, power in record["spectra"].items():
+        ax.semilogy(record["frequencies"], power, label=method, **styles.get(method, {"lw": 1.0}))
+    ax.axvline(0.125, color="0.6", lw=0.8, ls=":")
+    ax.text(0.128, ax.get_ylim()[1], "LR Nyquist (x4)", fontsize=8, color="0.4", va="top")
+    ax.set_xlabel("radial frequency, cycles per HR pixel")
+    ax.set_ylabel("mean power (bands summed)")
+    ax.set_title("AID x4, 32 test scenes, seed-0 runs, one draw each", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def collect(out: Path, ensemble_dir: Path) -> tuple[dict[str, dict[int, dict[str, list]]], list]:
     """``({method: {seed: {metric: per-image values}}}, image names)`` of every measured row.
 
@@ -283,7 +367,9 @@ def write_report(out: Path, ensemble_dir: Path = ENSEMBLE_DIR) -> dict[str, Any]
             for m, label in zip(METRICS, ("PSNR", "detail", "LSD"), strict=True)
         ]
         lines.append(f"- {pair}: " + "; ".join(parts))
-    machines = sorted({json.loads(p.read_text())["machine"] for p in (out / "rows").glob("*.json")})
+    machines = sorted(
+        {json.loads(p.read_text())["machine"] for p in (out / "rows").glob("regression_*.json")}
+    )
     lines += [
         "",
         "![PSNR against the detail above the LR's frequencies](plane.png)",
@@ -292,6 +378,15 @@ def write_report(out: Path, ensemble_dir: Path = ENSEMBLE_DIR) -> dict[str, Any]
         f"are those of `reports/sr_ensemble` (see its machine line). {len(names)} scenes.",
         "",
     ]
+    if spectra_path(out).is_file():
+        plot_spectra(json.loads(spectra_path(out).read_text()), out / "spectra.png")
+        lines += [
+            "Where the power goes, frequency by frequency (seed-0 runs, one draw; "
+            "`rows/spectra_seed0.json`):",
+            "",
+            "![Mean radial power spectra](spectra.png)",
+            "",
+        ]
     reading = out / "reading.md"
     if reading.is_file():
         lines += ["## Reading", "", reading.read_text().strip(), ""]
@@ -306,12 +401,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("reports/sr_detail"))
     parser.add_argument("--runs-root", type=Path, default=Path("outputs/seeds/runs"))
+    parser.add_argument(
+        "--ensemble-runs",
+        type=Path,
+        default=Path("outputs/sr_settings/runs"),
+        help="the run folders of reports/sr_ensemble (for the seed-0 spectra)",
+    )
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), choices=SEEDS)
     parser.add_argument("--report-only", action="store_true", help="render the report only")
     args = parser.parse_args(argv)
     if not args.report_only:
         for seed in args.seeds:
             measure_regression(seed, args.out, args.runs_root)
+        if 0 in args.seeds:
+            measure_spectra(args.out, args.runs_root, args.ensemble_runs)
     write_report(args.out)
     print(f"wrote {args.out / 'README.md'}")
     return 0

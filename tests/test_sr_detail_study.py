@@ -74,6 +74,16 @@ def test_the_report_reads_every_method_over_seeds_and_scenes(tmp_path: Path) -> 
     text = (out / "README.md").read_text()
     assert "| SR3, mean of 8 | 0, 1, 2 |" in text and "(one run)" in text  # implicit: seed 0 only
     assert (out / "plane.png").stat().st_size > 10_000
+    assert "spectra.png" not in text  # not measured yet
+
+    frequencies = [(i + 0.5) / 144 for i in range(68)]
+    spectra = {
+        m: [10.0 / (1 + 50 * f) ** k for f in frequencies] for m, k in (("HR", 2), ("bicubic", 6))
+    }
+    study.spectra_path(out).write_text(json.dumps({"frequencies": frequencies, "spectra": spectra}))
+    study.write_report(out, rows)
+    assert "![Mean radial power spectra](spectra.png)" in (out / "README.md").read_text()
+    assert (out / "spectra.png").stat().st_size > 10_000
 
 
 def test_rows_without_the_spectral_measures_are_refused_with_the_fix(tmp_path: Path) -> None:
