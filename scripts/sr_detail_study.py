@@ -132,6 +132,7 @@ def measure_spectra(out: Path, runs_root: Path, ensemble_runs: Path) -> None:
     from terradiff.data.degrade import make_lr, upsample_to
     from terradiff.evaluate import real_dataset
     from terradiff.metrics.spectrum import radial_power_spectrum
+    from terradiff.sr_evaluate import scene_indices
     from terradiff.tasks import load_task
 
     path = spectra_path(out)
@@ -148,8 +149,7 @@ def measure_spectra(out: Path, runs_root: Path, ensemble_runs: Path) -> None:
         print(f"spectra: {method} ({run}) ...", flush=True)
         task, _ = load_task(run, use_ema=True, device="cpu")
         dataset = real_dataset(task.config, split="test", image_size=settings["image_size"])
-        stride = max(1, len(dataset) // settings["num_images"])
-        indices = [i * stride for i in range(min(settings["num_images"], len(dataset)))]
+        indices = scene_indices(len(dataset), settings["num_images"])
         generator = torch.Generator().manual_seed(0)
         spec = task.sampling_spec("ddim", 20) if task.method.name != "regression" else None
         images[method] = []

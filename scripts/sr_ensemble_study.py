@@ -283,14 +283,15 @@ def draw_figure(run_dir: Path, path: Path, scenes: tuple[int, ...] = (0, 16)) ->
 
     from terradiff.data.degrade import make_lr, upsample_to
     from terradiff.evaluate import real_dataset
+    from terradiff.sr_evaluate import scene_indices
     from terradiff.tasks import load_task
     from terradiff.viz import to_display
 
     task, _ = load_task(run_dir, use_ema=True, device="cpu")
     settings = TEST_MODELS["sr3"].evaluation()
     dataset = real_dataset(task.config, split="test", image_size=settings["image_size"])
-    stride = max(1, len(dataset) // settings["num_images"])
-    hr = torch.stack([dataset[i * stride]["image"] for i in scenes])
+    indices = scene_indices(len(dataset), settings["num_images"])
+    hr = torch.stack([dataset[indices[i]]["image"] for i in scenes])
     lr = make_lr(hr, task.sr.scale, "bicubic")
     generator = torch.Generator().manual_seed(0)
     spec = task.sampling_spec("ddim", 20)

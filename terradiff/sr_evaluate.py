@@ -36,7 +36,7 @@ from terradiff.evaluate import (
 )
 from terradiff.progress import progress_bar
 
-__all__ = ["ensemble_prefixes", "evaluate_super_resolution", "spread_skill"]
+__all__ = ["ensemble_prefixes", "evaluate_super_resolution", "scene_indices", "spread_skill"]
 
 
 def ensemble_prefixes(members: int) -> list[int]:
@@ -78,6 +78,15 @@ def spread_skill(
         "spread": spread.tolist(),
         "ratio": ratio.tolist(),
     }
+
+
+def scene_indices(length: int, num_images: int) -> list[int]:
+    """The dataset items an evaluation of ``num_images`` scores: evenly spaced over the
+    ``length`` held-out items (all of them when there are fewer), so every study that asks for
+    the same number sees the same scenes in the same order."""
+    count = min(num_images, length)
+    stride = max(1, length // count)
+    return [i * stride for i in range(count)]
 
 
 def evaluate_super_resolution(
@@ -165,9 +174,8 @@ def evaluate_super_resolution(
             f"HR crops of {hr_size} px are not divisible by the scale x{scale:g}; pass an image "
             f"size that is (e.g. 144 for x2, x3, x4, x6 and x8)"
         )
-    count = min(num_images, len(dataset))
-    stride = max(1, len(dataset) // count)
-    indices = [i * stride for i in range(count)]
+    indices = scene_indices(len(dataset), num_images)
+    count = len(indices)
     lpips = load_lpips(lpips_weights) if lpips_weights is not None else None
     rgb = task.config.data.rgb_bands
     border = math.ceil(scale)

@@ -10,7 +10,12 @@ import torch
 
 from terradiff.config import config_from_dict
 from terradiff.errors import ConfigError
-from terradiff.sr_evaluate import ensemble_prefixes, evaluate_super_resolution, spread_skill
+from terradiff.sr_evaluate import (
+    ensemble_prefixes,
+    evaluate_super_resolution,
+    scene_indices,
+    spread_skill,
+)
 from tests.helpers import tiny_config
 
 
@@ -103,3 +108,9 @@ def test_evaluate_ensemble_prints_a_summary_and_writes_every_value(
     written = json.loads(out.read_text())
     assert len(written["ensemble_curve"]["2"]["per_image"]["psnr"]) == 2
     assert len(written["calibration"]["per_image"]["ratio"]) == 2
+
+
+def test_scene_indices_spread_evenly_and_keep_every_item_of_a_short_split() -> None:
+    assert scene_indices(320, 32) == list(range(0, 320, 10))
+    assert scene_indices(100, 32) == [3 * i for i in range(32)]  # stride 3: the first 96 items
+    assert scene_indices(5, 32) == [0, 1, 2, 3, 4]
