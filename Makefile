@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -101,6 +101,11 @@ sr-ensemble-study: setup  # mean of 1-8 SR3/implicit draws vs bicubic, 3 seeds; 
 sr-detail-study: sr-ensemble-study  # detail above the LR Nyquist vs PSNR; regression UNet 3 seeds, ~35 min more
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_ensemble_study.py --refresh
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_detail_study.py
+
+distill-teacher-study: setup  # the light SR student distilled from the regression UNet; ~50 min on 2 cores (+~40 without outputs/seeds/runs/regression)
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/distill_teacher_study.py & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/distill_teacher_study.py; wait
+	$(BIN)/python scripts/distill_teacher_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \
