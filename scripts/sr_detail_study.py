@@ -16,7 +16,10 @@ sets the two side by side (the perception-distortion trade-off, Blau & Michaeli 
   draws, read from the rows of ``reports/sr_ensemble`` (same runs, same noise);
 * each method's mean over the scenes per seed, then a Student-t 95% interval over the 3 seeds;
   for seed 0 the paired differences of chosen methods with a bootstrap over the scenes. Nothing
-  is chosen here: every method and size is reported.
+  is chosen here: every method and size is reported;
+* whether the references' detail is JPEG block edges: the share of their power above the LR
+  Nyquist frequency on the frequency lines of an 8 and a 16 px grid, against the share of the
+  frequency bins on those lines (:func:`block_grid_share`).
 
 Neither measure is a perceptual metric validated against human judgements (LPIPS is, and needs
 local weights that this machine does not have); they say how much detail there is above the LR's
@@ -176,6 +179,62 @@ def measure_spectra(out: Path, runs_root: Path, ensemble_runs: Path) -> None:
         "spectra": spectra,
         "runs": {k: str(v) for k, v in runs.items()},
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+def block_grid_share(images: Any, period: int, low: float = 0.125) -> dict[str, float]:
+    """How much of the power above ``low`` cycles/px lies on the lines of a ``period``-px grid.
+
+    A JPEG's block grid (8 px; 16 px for 4:2:0 chroma) repeats every ``period`` pixels, so its
+    power sits at horizontal or vertical frequencies ``k / period`` (here +-1 frequency bin). The
+    share of the power above ``low`` on those lines is set against the share of the frequency
+    bins they hold: about equal means no excess power on the grid. ``images``: ``[B, C, H, W]``.
+    """
+    import torch
+
+    from terradiff.metrics.spectrum import power_spectrum
+
+    power = power_spectrum(images).mean(0)
+    height, width = power.shape
+    fy = torch.fft.fftfreq(height, dtype=power.dtype)[:, None].expand(height, width)
+    fx = torch.fft.fftfreq(width, dtype=power.dtype)[None, :].expand(height, width)
+    high = (fx.hypot(fy) > low) & (fx.hypot(fy) <= 0.5)
+    on_grid = torch.zeros_like(high)
+    for k in range(1, period // 2 + 1):
+        for size, axis in ((height, 0), (width, 1)):
+            centre = round(k / period * size)
+            for index in {(sign * centre + d) % size for sign in (1, -1) for d in (-1, 0, 1)}:
+                on_grid.select(axis, index).fill_(True)
+    return {
+        "period": period,
+        "power_share": float(power[high & on_grid].sum() / power[high].sum()),
+        "bin_share": float((high & on_grid).sum() / high.sum()),
+    }
+
+
+def block_grid_path(out: Path) -> Path:
+    return out / "rows" / "block_grid.json"
+
+
+def measure_block_grid(out: Path, names: list[str], root: Path) -> None:
+    """:func:`block_grid_share` of the test scenes' references (their JPEG files, centre crops
+    of the evaluated size), for the 8 and 16 px grids; saved once."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    path = block_grid_path(out)
+    if path.is_file() or not names:
+        return
+    size = 144
+    crops = []
+    for name in names:
+        array = np.asarray(Image.open(root / name).convert("RGB"), dtype=np.float64)
+        top, left = (array.shape[0] - size) // 2, (array.shape[1] - size) // 2
+        crops.append(torch.from_numpy(array[top : top + size, left : left + size]).permute(2, 0, 1))
+    images = torch.stack(crops)
+    record = {"scenes": len(names), "shares": [block_grid_share(images, p) for p in (8, 16)]}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
@@ -402,6 +461,18 @@ def write_report(out: Path, ensemble_dir: Path = ENSEMBLE_DIR) -> dict[str, Any]
             "![Mean radial power spectra](spectra.png)",
             "",
         ]
+    if block_grid_path(out).is_file():
+        grid = json.loads(block_grid_path(out).read_text())
+        shares = "; ".join(
+            f"{s['period']} px grid: {100 * s['power_share']:.1f}% of the power in "
+            f"{100 * s['bin_share']:.1f}% of the frequency bins"
+            for s in grid["shares"]
+        )
+        lines += [
+            f"JPEG block grid of the {grid['scenes']} references (power above the LR Nyquist "
+            f"frequency on the grid's lines, `rows/block_grid.json`): {shares}.",
+            "",
+        ]
     reading = out / "reading.md"
     if reading.is_file():
         lines += ["## Reading", "", reading.read_text().strip(), ""]
@@ -423,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the run folders of reports/sr_ensemble (for the seed-0 spectra)",
     )
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS), choices=SEEDS)
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data" / "aid")
     parser.add_argument("--report-only", action="store_true", help="render the report only")
     args = parser.parse_args(argv)
     if not args.report_only:
@@ -430,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
             measure_regression(seed, args.out, args.runs_root)
         if 0 in args.seeds:
             measure_spectra(args.out, args.runs_root, args.ensemble_runs)
+        measure_block_grid(args.out, collect(args.out, ENSEMBLE_DIR)[1], args.data_root)
     write_report(args.out)
     print(f"wrote {args.out / 'README.md'}")
     return 0

@@ -112,3 +112,16 @@ def test_a_refreshed_ensemble_row_must_hold_the_same_draws() -> None:
     new["row"]["ensemble_curve"]["8"]["per_image"]["psnr"][3] += 0.01
     with pytest.raises(RuntimeError, match="mean of 8 differs"):
         ensemble.same_draws(old["row"], new["row"], "sr3", 0)
+
+
+def test_block_grid_share_finds_an_8_px_grid_and_not_noise() -> None:
+    import torch
+
+    noise = torch.randn(4, 3, 144, 144, generator=torch.Generator().manual_seed(0))
+    plain = study.block_grid_share(noise, 8)
+    assert plain["power_share"] == pytest.approx(plain["bin_share"], abs=0.02)
+    assert 0.2 < plain["bin_share"] < 0.35  # 3 bins per line, 4 lines a side, both axes
+    gridded = noise.clone()
+    gridded[..., ::8] += 3.0  # a block edge every 8 columns
+    assert study.block_grid_share(gridded, 8)["power_share"] > plain["bin_share"] + 0.3
+    assert study.block_grid_share(gridded, 16)["period"] == 16
