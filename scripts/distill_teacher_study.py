@@ -13,9 +13,11 @@ bicubic), and trains both the distilled and the teacher-free student at the comm
 Rows (AID x4, the 32 test scenes of ``reports/sr``, 144 px centre crops; seeds 0-2, the student
 of seed ``s`` distilled from the teacher of seed ``s``):
 
-* new here: ``reg_200``, ``none_1000``, ``reg_1000`` (trained into ``--runs-root``);
-* read from the committed reports: ``none_200`` and ``single_step_200`` (``reports/distill`` seed
-  0, ``reports/seeds`` seeds 1-2) and the teachers (``reports/sr_detail/rows``: the regression
+* new here: ``reg_200``, ``none_1000``, ``reg_1000`` and ``none_200`` (trained into
+  ``--runs-root``; ``none_200`` is the committed teacher-free recipe trained again on this
+  machine, so that every pair of new rows shares it, and checked against the committed rows);
+* read from the committed reports: ``single_step_200`` (``reports/distill`` seed 0,
+  ``reports/seeds`` seeds 1-2) and the teachers (``reports/sr_detail/rows``: the regression
   UNets of ``outputs/seeds/runs/regression``, which these students distil).
 
 Each seed's difference is the mean of the per-scene PSNR differences; the interval over seeds is
@@ -75,12 +77,13 @@ class Student:
     steps: int
     distill: str  # "none" or "mse_mmd"
     committed: str | None = None  # the seed study's key when the row is read, not trained
+    reproduces: str | None = None  # the seed study's key of the same recipe, to check against
 
 
 STUDENTS: dict[str, Student] = {
     s.key: s
     for s in (
-        Student("none_200", "no teacher, 200 steps", 200, "none", committed="student_none"),
+        Student("none_200", "no teacher, 200 steps", 200, "none", reproduces="student_none"),
         Student(
             "single_step_200",
             "single-step diffusion teacher, 200 steps",
@@ -218,6 +221,28 @@ def summarise(rows: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     return summary
 
 
+def reproduction_lines(rows: dict[str, dict[int, dict[str, Any]]]) -> list[str]:
+    """For rows retrained here from a committed recipe: their PSNR against the committed one,
+    seed by seed (retraining is not bit-exact across machines and thread counts)."""
+    committed = load_rows(REPO / "reports" / "seeds")
+    lines = []
+    for key, student in STUDENTS.items():
+        if student.reproduces is None or not rows[key]:
+            continue
+        gaps = {
+            seed: row["model"]["psnr"] - committed[student.reproduces][seed]["model"]["psnr"]
+            for seed, row in sorted(rows[key].items())
+            if seed in committed[student.reproduces]
+        }
+        text = ", ".join(f"seed {s} {g:+.3f} dB" for s, g in gaps.items())
+        lines += [
+            "",
+            f"Reproduction: {label_of(key)} retrained here against the committed rows of the "
+            f"same recipe (`reports/distill`, `reports/seeds`), mean PSNR: {text}.",
+        ]
+    return lines
+
+
 def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """``out/README.md`` and ``out/results.json``; returns the latter."""
     summary = summarise(rows)
@@ -259,6 +284,7 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
         lines.append(
             f"| {entry['label']} | {params_text} | {steps} | {psnrs} | {over} | {ssim:.4f} |"
         )
+    lines += reproduction_lines(rows)
     lines += ["", "## Differences (a - b, PSNR over the same 32 scenes)", ""]
     for a, b in COMPARISONS:
         lines.append(

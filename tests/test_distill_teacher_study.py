@@ -41,7 +41,7 @@ def _shifted(shift: float, seed: int) -> dict[str, Any]:
 def test_the_report_pairs_new_rows_with_the_committed_ones(tmp_path: Path) -> None:
     out = tmp_path / "report"
     for seed in (0, 1, 2):
-        for key, shift in (("reg_200", 0.40), ("none_1000", 0.50)):
+        for key, shift in (("reg_200", 0.40), ("none_1000", 0.50), ("none_200", 0.35)):
             path = study.row_path(out, key, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             record = {
@@ -61,21 +61,23 @@ def test_the_report_pairs_new_rows_with_the_committed_ones(tmp_path: Path) -> No
             }
             path.write_text(json.dumps(record))
     rows = study.load_all(out)
-    assert sorted(rows["none_200"]) == [0, 1, 2]  # reports/distill seed 0 + reports/seeds
+    assert sorted(rows["single_step_200"]) == [0, 1, 2]  # reports/distill + reports/seeds
     assert sorted(rows[study.TEACHER]) == [0, 1, 2]  # reports/sr_detail's regression rows
     assert rows["reg_1000"] == {}
     summary = study.write_report(out, rows)
     gain = summary["models"]["reg_200"]["minus_bicubic"]
     assert gain["per_seed"] == pytest.approx({0: 0.40, 1: 0.41, 2: 0.42})
-    # committed: the teacher-free student sits 0.3 dB above the diffusion-distilled one
-    committed = summary["models"]["none_200"]["minus_bicubic"]["over_seeds"]["mean"]
     difference = summary["comparisons"]["reg_200 - none_200"]
-    assert difference["over_seeds"]["mean"] == pytest.approx(0.41 - committed, abs=1e-9)
+    assert difference["per_seed"] == pytest.approx({0: 0.05, 1: 0.05, 2: 0.05})
+    committed = summary["models"]["single_step_200"]["minus_bicubic"]["over_seeds"]["mean"]
+    against = summary["comparisons"]["reg_200 - single_step_200"]["over_seeds"]["mean"]
+    assert against == pytest.approx(0.41 - committed, abs=1e-9)
     assert summary["comparisons"]["reg_1000 - none_1000"] is None  # not measured yet
     text = (out / "README.md").read_text()
     assert "| student, regression-UNet teacher, 1,000 steps | - | - | not measured yet |" in text
     assert "regression UNet (the teacher)" in text
     assert "not every seed measured yet" in text
+    assert "Reproduction: student, no teacher, 200 steps retrained here" in text
     saved = json.loads((out / "results.json").read_text())
     assert [r["key"] for r in saved["runs"]].count("reg_200") == 3
 
