@@ -72,7 +72,7 @@ from scripts.study_common import open_results, read_losses, train  # noqa: E402
 from terradiff.data.degrade import make_lr, upsample_to  # noqa: E402
 from terradiff.evaluate import real_dataset  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
-from terradiff.report_format import value_of  # noqa: E402
+from terradiff.report_format import format_interval, value_of  # noqa: E402
 from terradiff.sr_evaluate import evaluate_super_resolution  # noqa: E402
 from terradiff.tasks import load_task  # noqa: E402
 from terradiff.tasks.registry import method_class  # noqa: E402
@@ -303,6 +303,7 @@ def baseline_lines(
             "interval over the seeds, on the same scenes):"
         )
         lines += ["  " + line for line in seeds]
+        lines += teacher_study_lines()
     elif any(per_image(row, "model") for row in rows.values()):
         lines.append(
             "- One training seed per model: the intervals above are over images only, so a "
@@ -315,6 +316,34 @@ def baseline_lines(
             "tenths of a dB are not established."
         )
     return lines
+
+
+TEACHER_STUDY = REPO / "reports" / "distill_teacher" / "results.json"
+
+
+def teacher_study_lines(path: Path = TEACHER_STUDY) -> list[str]:
+    """The reading of ``reports/distill_teacher`` (the student distilled from the regression
+    UNet, and trained longer), when it has run."""
+    if not path.is_file():
+        return []
+    comparisons = json.loads(path.read_text())["comparisons"]
+    pairs = (
+        ("reg_200 - single_step_200", "regression-UNet teacher - diffusion teacher, 200 steps"),
+        ("reg_200 - none_200", "regression-UNet teacher - no teacher, 200 steps"),
+        ("reg_1000 - none_1000", "regression-UNet teacher - no teacher, 1,000 steps"),
+        ("teacher - none_1000", "regression UNet - the student trained alone for 1,000 steps"),
+    )
+    parts = [
+        f"{label} {format_interval(comparisons[key]['over_seeds'], 2, ' dB', signed=True)}"
+        for key, label in pairs
+        if comparisons.get(key)
+    ]
+    if not parts:
+        return []
+    return [
+        "- With a better teacher and a longer budget (`reports/distill_teacher/README.md`, the "
+        "same student, 3 seeds): " + "; ".join(parts) + "."
+    ]
 
 
 def difference_lines(rows: dict[str, Any], regression: dict[str, Any]) -> list[str]:

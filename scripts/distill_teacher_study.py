@@ -258,16 +258,20 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
         f"Machine of the new rows: {machine}. " + __doc__.split("\n\n")[1].replace("\n", " "),
         "",
         "Intervals: Student-t 95% over the 3 training seeds of the per-seed mean of the paired "
-        "per-scene PSNR differences (the training variation on these 32 scenes). " + SYMMETRIC_NOTE,
+        "per-scene PSNR differences (the training variation on these 32 scenes). "
+        + SYMMETRIC_NOTE
+        + " Detail: the power above the LR Nyquist frequency against the reference's "
+        "(`terradiff.metrics.spectrum`, as in `reports/sr_detail`; 0 dB = the reference's amount; "
+        "rows scored before that measure existed have none).",
         "",
         "| model | params | steps x batch | PSNR per seed (dB) | PSNR - bicubic over seeds | "
-        "SSIM (mean of seeds) |",
-        "|---|---|---|---|---|---|",
+        "SSIM (mean of seeds) | detail above the LR Nyquist vs HR (mean of seeds) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, entry in summary["models"].items():
         by_seed = rows[key]
         if not by_seed:
-            lines.append(f"| {entry['label']} | - | - | not measured yet | - | - |")
+            lines.append(f"| {entry['label']} | - | - | not measured yet | - | - | - |")
             continue
         first = by_seed[min(by_seed)]
         steps = "800 x 8" if key == TEACHER else f"{STUDENTS[key].steps} x 8"
@@ -281,8 +285,11 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
         ssim = sum(entry["ssim"].values()) / len(entry["ssim"])
         params = first.get("parameters")
         params_text = f"{params / 1e6:.3f} M" if params else "-"
+        details = [row["model"].get("hf_power_db") for row in by_seed.values()]
+        detail = f"{sum(details) / len(details):.2f} dB" if None not in details else "not measured"
         lines.append(
-            f"| {entry['label']} | {params_text} | {steps} | {psnrs} | {over} | {ssim:.4f} |"
+            f"| {entry['label']} | {params_text} | {steps} | {psnrs} | {over} | {ssim:.4f} "
+            f"| {detail} |"
         )
     lines += reproduction_lines(rows)
     lines += ["", "## Differences (a - b, PSNR over the same 32 scenes)", ""]

@@ -302,3 +302,15 @@ def test_no_interval_to_a_regression_row_of_other_images(tmp_path: Path) -> None
     line = _line(text, "| single-step teacher | -0.10")
     assert line.endswith("| no interval: the regression UNet's row is on other scenes |")
     assert "the SR study's row is on other crops (per-image bicubic PSNR differs)" in text
+
+
+def test_the_teacher_study_is_read_when_it_has_run(tmp_path: Path) -> None:
+    from scripts.distill_study import teacher_study_lines
+
+    assert teacher_study_lines(tmp_path / "absent.json") == []
+    interval = {"mean": 0.2, "low": 0.1, "high": 0.3, "n": 3}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"comparisons": {"reg_200 - none_200": {"over_seeds": interval}}}))
+    (line,) = teacher_study_lines(path)
+    assert "regression-UNet teacher - no teacher, 200 steps +0.20 ± 0.10 dB" in line
+    assert "1,000 steps" not in line  # not measured: left out

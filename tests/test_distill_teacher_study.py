@@ -74,8 +74,12 @@ def test_the_report_pairs_new_rows_with_the_committed_ones(tmp_path: Path) -> No
     assert against == pytest.approx(0.41 - committed, abs=1e-9)
     assert summary["comparisons"]["reg_1000 - none_1000"] is None  # not measured yet
     text = (out / "README.md").read_text()
-    assert "| student, regression-UNet teacher, 1,000 steps | - | - | not measured yet |" in text
+    assert (
+        "| student, regression-UNet teacher, 1,000 steps | - | - | not measured yet | - | - | - |"
+        in text
+    )
     assert "regression UNet (the teacher)" in text
+    assert "| not measured |" in text  # the committed rows lack the detail measure
     assert "not every seed measured yet" in text
     assert "Reproduction: student, no teacher, 200 steps retrained here" in text
     saved = json.loads((out / "results.json").read_text())
