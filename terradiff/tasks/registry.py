@@ -32,7 +32,8 @@ class Method(abc.ABC):
         stochastic: its prediction is drawn by a diffusion sampler (so it takes a
             :class:`~terradiff.diffusion.spec.SamplingSpec` and can give ensembles).
         any_scale: it super-resolves at any scale, not only the trained one.
-        needs_teacher: training reads another trained checkpoint (distillation).
+        needs_teacher: training with its default settings reads another trained checkpoint
+            (distillation).
         summary: one line for ``--help`` texts and error messages.
 
     Args:

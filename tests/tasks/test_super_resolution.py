@@ -229,3 +229,23 @@ def test_student_refuses_a_teacher_of_the_wrong_kind(tmp_path: Path, sample_data
     raw["sr"]["teacher"] = None
     with pytest.raises(ConfigError, match=r"sr\.teacher"):
         config_from_dict(raw)
+
+
+def test_a_student_without_distillation_trains_with_no_teacher(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    """``sr.distill: none`` needs no ``sr.teacher`` (reports/distill_teacher: the light network
+    trained alone is the fast recipe); the default distillation still refuses to go without."""
+    raw = sr_config(tmp_path / "alone", sample_data, "student", max_steps=2)
+    raw["sr"].update({"teacher": None, "distill": "none", "student_channels": 8})
+    task = SuperResolutionTask(config_from_dict(raw))
+    Trainer(task, tmp_path / "alone").fit()
+    student, _ = load_task(tmp_path / "alone")
+    assert student.config.sr.teacher is None
+    out = student.super_resolve(student.net, torch.rand(1, 3, 8, 8) * 2 - 1)
+    assert out.sample.shape == (1, 3, 32, 32) and bool(torch.isfinite(out.sample).all())
+    raw["sr"]["distill"] = "mse"
+    with pytest.raises(
+        ConfigError, match=r"sr\.distill 'mse' needs sr\.teacher.*sr\.distill: none"
+    ):
+        config_from_dict(raw)

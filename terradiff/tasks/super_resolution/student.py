@@ -4,6 +4,8 @@ A :class:`terradiff.nets.light.LightSRNet` (frequency- and direction-separable c
 query-driven global aggregation, no time embedding) predicts the HR residual on the bicubic image.
 It is trained with L1 to HR and, when distilled, + MSE to the teacher's output and to its decoder
 features through 1x1 adapters, + lambda MMD of the features (``mse_mmd``; SlimDiffSR Eq. 16-19).
+With ``sr.distill: none`` it needs no teacher: on AID x4 the student trained alone matched or beat
+the distilled one with either teacher tried (``reports/distill_teacher``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ class StudentSRConfig(SRMethodConfig):
 
     method: Literal["student"] = "student"
     teacher: str | None = Field(
-        None, description="The teacher run/checkpoint (a one-pass method that can teach)."
+        None,
+        description="The teacher run/checkpoint (a one-pass method that can teach); not needed "
+        "with sr.distill: none.",
     )
     distill: Literal["none", "mse", "mse_mmd"] = Field(
         "mse_mmd",
@@ -56,9 +60,10 @@ class StudentSRConfig(SRMethodConfig):
 
     @model_validator(mode="after")
     def _has_teacher(self) -> StudentSRConfig:
-        if not self.teacher:
+        if self.distill != "none" and not self.teacher:
             raise ValueError(
-                "sr.method 'student' needs sr.teacher: the run or checkpoint to distil from"
+                f"sr.method 'student' with sr.distill {self.distill!r} needs sr.teacher: the run "
+                "or checkpoint to distil from (or sr.distill: none to train it without one)"
             )
         return self
 
@@ -69,7 +74,9 @@ class StudentSR(OnePassSRMethod):
     name: ClassVar[str] = "student"
     config_class = StudentSRConfig
     needs_teacher: ClassVar[bool] = True
-    summary: ClassVar[str] = "SlimDiffSR's light one-pass student, distilled from sr.teacher"
+    summary: ClassVar[str] = (
+        "SlimDiffSR's light one-pass student, distilled from sr.teacher or trained alone"
+    )
 
     def __init__(self, task: Any) -> None:
         super().__init__(task)
