@@ -117,7 +117,8 @@ def row_path(out: Path, key: str, seed: int) -> Path:
 def overrides(student: Student, seed: int, runs_root: Path) -> list[str]:
     """The student config's overrides: seed, run folder, teacher of that seed, budget, loss.
 
-    A teacher-free student still names its teacher (the config requires one); it is not read.
+    A teacher-free student names the teacher of its seed too, as the committed teacher-free
+    rows did (``sr.distill: none`` needs none since 2026-12-01); it is not read.
     """
     return [
         f"seed={seed}",
