@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -55,13 +54,13 @@ from scripts.seed_study import (  # noqa: E402
     difference_line,
     load_rows,
     overrides_for,
+    save_row,
     seed_difference,
     seed_zero_row,
 )
 from scripts.sr_intervals import per_image_differences  # noqa: E402
-from scripts.study_common import claim_cell, machine_description, train  # noqa: E402
+from scripts.study_common import claim_cell, train  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
-from terradiff.provenance import provenance_record  # noqa: E402
 from terradiff.report_format import SYMMETRIC_NOTE, format_interval  # noqa: E402
 
 TEACHER_RUNS = Path("outputs/seeds/runs/regression")
@@ -162,22 +161,7 @@ def measure(student: Student, seed: int, out: Path, runs_root: Path) -> None:
     differs = per_image_differences(row, seed_zero_row(REPLICATES["student_none"]))
     if differs:
         raise RuntimeError(f"{student.key} seed {seed}: not the committed crops ({differs})")
-    logs = out / "training_logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(
-        Path(run["run_dir"]) / "metrics.jsonl", logs / f"{student.key}_seed{seed}.jsonl"
-    )
-    record = {
-        "key": student.key,
-        "seed": seed,
-        "run": run,
-        "row": row,
-        "wall_minutes": round((time.time() - started) / 60.0, 1),
-        "machine": machine_description(),
-        "provenance": provenance_record(data_paths=["../shared/data/aid"]),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    save_row(path, out, (student.key, seed), run, row, started, "../shared/data/aid")
     print(f"{student.key} seed {seed}: PSNR {row['model']['psnr']:.3f}", flush=True)
 
 

@@ -201,21 +201,33 @@ def measure(replicate: Replicate, seed: int, args: argparse.Namespace) -> None:
     differs = per_image_differences(row, seed_zero_row(replicate))
     if differs:
         raise RuntimeError(f"{replicate.key} seed {seed}: not the seed-0 crops ({differs})")
-    logs = args.out / "training_logs"
+    data_root = replicate.evaluation.get("data_root", "../shared/data/aid")
+    save_row(path, args.out, (replicate.key, seed), run, row, started, data_root)
+
+
+def save_row(
+    path: Path,
+    out: Path,
+    key_seed: tuple[str, int],
+    run: dict[str, Any],
+    row: dict[str, Any],
+    started: float,
+    data_root: str,
+) -> None:
+    """Copy the run's loss log to ``out/training_logs`` and write the measured row to ``path``
+    with its run, wall time (since ``started``), machine and provenance."""
+    key, seed = key_seed
+    logs = out / "training_logs"
     logs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(
-        Path(run["run_dir"]) / "metrics.jsonl", logs / f"{replicate.key}_seed{seed}.jsonl"
-    )
+    shutil.copyfile(Path(run["run_dir"]) / "metrics.jsonl", logs / f"{key}_seed{seed}.jsonl")
     record = {
-        "key": replicate.key,
+        "key": key,
         "seed": seed,
         "run": run,
         "row": row,
         "wall_minutes": round((time.time() - started) / 60.0, 1),
         "machine": machine_description(),
-        "provenance": provenance_record(
-            data_paths=[replicate.evaluation.get("data_root", "../shared/data/aid")]
-        ),
+        "provenance": provenance_record(data_paths=[data_root]),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")

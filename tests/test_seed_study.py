@@ -120,3 +120,21 @@ def test_bad_arguments_exit_2_before_any_training(
         main(bad)
     assert caught.value.code == 2
     assert "invalid" in capsys.readouterr().err
+
+
+def test_save_row_keeps_the_loss_log_and_the_record(tmp_path: Path) -> None:
+    import time
+
+    from scripts.seed_study import save_row
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')
+    path = tmp_path / "out" / "rows" / "student_seed2.json"
+    run = {"run_dir": str(run_dir), "steps": 1}
+    save_row(path, tmp_path / "out", ("student", 2), run, {"n": 3}, time.time(), "../data")
+    record = json.loads(path.read_text())
+    assert (record["key"], record["seed"], record["row"]) == ("student", 2, {"n": 3})
+    assert record["run"] == run and record["wall_minutes"] >= 0 and record["machine"]
+    log = tmp_path / "out" / "training_logs" / "student_seed2.jsonl"
+    assert log.read_text() == '{"step": 1, "loss": 0.5}\n'
