@@ -57,6 +57,7 @@ from scripts.seed_study import (  # noqa: E402
     save_row,
     seed_difference,
     seed_zero_row,
+    training_table,
 )
 from scripts.sr_intervals import per_image_differences  # noqa: E402
 from scripts.study_common import claim_cell, train  # noqa: E402
@@ -282,20 +283,7 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
         lines.append(
             difference_line(label_of(a), label_of(b), summary["comparisons"][f"{a} - {b}"])
         )
-    lines += [
-        "",
-        "## Training of the new rows",
-        "",
-        "| run | steps | batch | train minutes | final loss |",
-        "|---|---|---|---|---|",
-    ]
-    for record in records:
-        run = record["run"]
-        lines.append(
-            f"| {run['name']} | {run['steps']} | {run['batch_size']} | {run['train_minutes']} | "
-            f"{run['final_loss']:.4f} |"
-        )
-    lines += ["", "Training logs: `training_logs/`.", ""]
+    lines += ["", "## Training of the new rows", "", *training_table(records)]
     reading = out / "reading.md"
     if reading.is_file():
         lines += ["## Reading", "", reading.read_text().strip(), ""]

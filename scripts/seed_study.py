@@ -233,6 +233,19 @@ def save_row(
     atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
+def training_table(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The markdown table of the saved rows' training runs (:func:`save_row` records), and where
+    their loss logs are."""
+    lines = ["| run | steps | batch | train minutes | final loss |", "|---|---|---|---|---|"]
+    for record in records:
+        run = record["run"]
+        lines.append(
+            f"| {run['name']} | {run['steps']} | {run['batch_size']} | {run['train_minutes']} | "
+            f"{run['final_loss']:.4f} |"
+        )
+    return [*lines, "", "Training logs: `training_logs/`.", ""]
+
+
 def seed_zero_row(replicate: Replicate) -> dict[str, Any]:
     """The committed seed-0 row of ``replicate`` (its report's ``results.json``)."""
     results_path, key = replicate.source
@@ -382,20 +395,7 @@ def write_report(out: Path, rows: dict[str, dict[int, dict[str, Any]]]) -> dict[
         difference = seed_difference(rows[a], rows[b])
         summary["comparisons"][f"{a} - {b}"] = difference
         lines.append(difference_line(REPLICATES[a].label, REPLICATES[b].label, difference))
-    lines += [
-        "",
-        "## Training",
-        "",
-        "| run | steps | batch | train minutes | final loss |",
-        "|---|---|---|---|---|",
-    ]
-    for record in runs:
-        run = record["run"]
-        lines.append(
-            f"| {run['name']} | {run['steps']} | {run['batch_size']} | {run['train_minutes']} | "
-            f"{run['final_loss']:.4f} |"
-        )
-    lines += ["", "Training logs: `training_logs/`.", ""]
+    lines += ["", "## Training", "", *training_table(runs)]
     reading = out / "reading.md"
     if reading.is_file():
         lines += ["## Reading", "", reading.read_text().strip(), ""]

@@ -603,3 +603,13 @@ def test_an_unreadable_input_raster_is_one_line_first(
     argv = ["estimate", "--model", str(carbon_checkpoint), "--image", str(image), "--out", str(out)]
     refused(argv, capsys, str(image))
     assert snapshot(tmp_path) == before and not out.exists()
+
+
+def test_a_distilled_student_without_a_teacher_is_refused_before_the_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``configs/sr/aid_light_x4.yaml`` trains alone; asking it to distil needs ``sr.teacher``."""
+    run = tmp_path / "out" / "run"
+    argv = ["train", str(REPO / "configs" / "sr" / "aid_light_x4.yaml"), "--output-dir", str(run)]
+    refused([*argv, "--set", "sr.distill=mse"], capsys, "sr.teacher", "sr.distill: none")
+    assert not (tmp_path / "out").exists()
