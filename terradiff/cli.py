@@ -20,7 +20,7 @@ from terradiff.errors import StoppedBySignalError, TerradiffError
 from terradiff.runtime import (
     configure_threads,
     enable_cudnn_autotuner,
-    prefer_passive_openmp,
+    prefer_bounded_openmp_spinning,
     tune_cpu_allocator,
 )
 from terradiff.signals import SignalReceived, raise_on_signals
@@ -535,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     code 2 (no traceback; ``--debug`` or ``TERRADIFF_DEBUG=1`` shows it). SIGINT/SIGTERM end with
     one line and exit code 130/143 after cleaning up (see :mod:`terradiff.signals`).
     """
-    prefer_passive_openmp()  # before anything imports torch
+    prefer_bounded_openmp_spinning()  # before anything imports torch
     parser = build_parser()
     args = parser.parse_args(argv)
     args.command_line = ["terradiff", *(sys.argv[1:] if argv is None else argv)]

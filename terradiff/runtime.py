@@ -7,12 +7,22 @@ CPU affinity mask (``os.sched_getaffinity``), capped by a cgroup CPU quota (``cp
 containers and batch schedulers set). torch's own default counts the machine's physical cores,
 which oversubscribes a container that may use fewer.
 
-**OpenMP waiting.** OpenMP threads spin while they wait for work by default; when another process
-wants the same cores (two jobs on a 2-core machine) the spinning starves both. Measured here: two
-concurrent UNet forward loops on 2 cores took 4.1 s each instead of 1.0 s alone, and 1.9 s with
-``OMP_WAIT_POLICY=PASSIVE`` (``benchmarks/bench_threads.py`` measures it). The ``terradiff``
-command sets ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it
-(:func:`prefer_passive_openmp`; it must happen before torch is imported).
+**OpenMP waiting.** An OpenMP thread that runs out of work waits for the next parallel region.
+It can spin (fast to wake, but it holds its core) or sleep (frees the core, but waking it costs a
+system call; on a virtual machine more). OpenMP's default spins, and when another process wants
+the same cores (two jobs on a 2-core machine) the spinning starves both: two 60-step runs of
+``make demo``'s training at once took 148 s, against 2 x 23 s one after the other
+(``benchmarks/bench_threads.py``, a 2-vCPU machine). Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``)
+avoids that, but a small job alone then pays for a wake-up at every parallel region: the same
+training alone took 35 s. GNU OpenMP (libgomp, the OpenMP of torch's Linux wheels) can spin a
+fixed number of iterations first (``GOMP_SPINCOUNT``): with :data:`SPIN_COUNT` (10,000, about
+0.1-0.5 ms) it took 25 s alone, and two at once took 54 s, about as long as one after the other
+(``BENCHMARKS.md``, where one run of three disagrees: the host is noisy). The ``terradiff``
+command therefore sets ``OMP_WAIT_POLICY=PASSIVE`` and
+``GOMP_SPINCOUNT=10000`` when the environment sets neither (:func:`prefer_bounded_openmp_spinning`;
+it must happen before torch is imported); other OpenMP runtimes ignore the spin count and stay
+passive. Several jobs sharing a machine do best with ``--threads`` = their share of the cores, or
+``GOMP_SPINCOUNT=0``.
 
 **Allocator.**
 
@@ -59,18 +69,27 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 30
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
 
+SPIN_COUNT = 10_000
+"""Spin iterations of an idle GNU OpenMP thread before it sleeps (``bench_threads.py``)."""
+
 _tuned: bool | None = None
 
 
-def prefer_passive_openmp() -> bool:
-    """Set ``OMP_WAIT_POLICY=PASSIVE`` unless the environment chose a policy.
+def prefer_bounded_openmp_spinning() -> bool:
+    """Make idle OpenMP threads spin :data:`SPIN_COUNT` iterations, then sleep.
+
+    Sets ``OMP_WAIT_POLICY=PASSIVE`` and ``GOMP_SPINCOUNT`` (which GNU OpenMP reads ahead of the
+    policy) unless the environment sets either; a user's ``OMP_WAIT_POLICY=ACTIVE`` or own spin
+    count is kept as it is.
 
     Returns:
         Whether it can still take effect (False once torch, and with it OpenMP, is loaded).
     """
     import sys
 
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        os.environ["GOMP_SPINCOUNT"] = str(SPIN_COUNT)
     return "torch" not in sys.modules
 
 

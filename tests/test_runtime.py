@@ -72,7 +72,29 @@ def test_cli_takes_threads_and_refuses_zero(
     assert main(["--threads", "1", "info", "missing-run"]) == 2  # parsed, then a named error
     import os
 
-    assert os.environ.get("OMP_WAIT_POLICY")  # the CLI prefers passive OpenMP waiting
+    assert os.environ.get("OMP_WAIT_POLICY")  # the CLI chose an OpenMP waiting policy
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": str(runtime.SPIN_COUNT)}),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, {"OMP_WAIT_POLICY": "ACTIVE", "GOMP_SPINCOUNT": None}),
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}),
+        ({"GOMP_SPINCOUNT": "0"}, {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "0"}),
+    ],
+)
+def test_bounded_spinning_is_the_default_and_a_users_choice_is_kept(
+    monkeypatch: pytest.MonkeyPatch, given: dict[str, str], expected: dict[str, str | None]
+) -> None:
+    import os
+
+    for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in given.items():
+        monkeypatch.setenv(name, value)
+    assert runtime.prefer_bounded_openmp_spinning() is False  # torch is loaded in the tests
+    assert {name: os.environ.get(name) for name in expected} == expected
 
 
 def test_gdal_chatter_stays_out_of_the_error_line(restore_threads: None) -> None:
