@@ -116,6 +116,7 @@ SETTINGS = {
     "passive, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
 }
 CLEARED = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+ROOT = Path(__file__).resolve().parents[1]  # the demo workload reads configs/ and data/ from here
 
 
 def job_environment(env_extra: dict[str, str]) -> dict[str, str]:
@@ -132,6 +133,7 @@ def run_jobs(
         subprocess.Popen(
             [sys.executable, "-c", WORKLOADS[workload], str(threads), str(repeats)],
             env=env,
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -35,14 +35,16 @@ def test_a_job_reports_the_last_line_it_prints(monkeypatch) -> None:
     assert bench_threads.run_jobs({}, 1, 2, 1, "tiny") == 1.5
 
 
-def test_the_demo_workload_times_the_real_training_loop(tmp_path: Path, monkeypatch) -> None:
-    """Two steps of `make demo`'s training on the bundled AID sample, alone, one setting."""
-    monkeypatch.chdir(ROOT)
+def test_the_demo_workload_times_the_real_training_loop(tmp_path: Path) -> None:
+    """Two steps of `make demo`'s training on the bundled AID sample, alone, one setting.
+
+    Started from another folder: the jobs find configs/ and data/ under the repository.
+    """
     out = tmp_path / "threads_demo.json"
     subprocess.run(
         [
             sys.executable,
-            "benchmarks/bench_threads.py",
+            str(ROOT / "benchmarks" / "bench_threads.py"),
             "--workload",
             "demo",
             "--trials",
@@ -59,6 +61,7 @@ def test_the_demo_workload_times_the_real_training_loop(tmp_path: Path, monkeypa
         check=True,
         capture_output=True,
         timeout=300,
+        cwd=tmp_path,
     )
     record = json.loads(out.read_text())
     (row,) = record["rows"]
