@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
+    sample.add_argument(
+        "--data",
+        help="images the inputs of a super-resolution, carbon, change or temporal model come "
+        "from (default: the config's data.root)",
+    )
     sample.add_argument("--chain", metavar="PNG", help="also save a denoising-chain figure")
     sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
     _add_no_cog(sample)

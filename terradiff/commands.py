@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from terradiff.io import atomic_write_text
+
 
 def train_command(args: argparse.Namespace) -> int:
     from terradiff.config_loading import load_config
@@ -45,7 +47,9 @@ def sample_command(args: argparse.Namespace) -> int:
     check_sample_outputs(
         args.n, args.out, chain=args.chain, tif_dir=args.tif_dir, overwrite=args.overwrite
     )
-    task, _ = load_task(args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto")
+    task, _ = load_task(
+        args.checkpoint, use_ema=not args.no_ema, device=args.device or "auto", data_root=args.data
+    )
     task.use_fast(args.fast)
     task.use_precision(args.precision)
     generator = torch.Generator().manual_seed(args.seed)
@@ -88,14 +92,13 @@ def sample_command(args: argparse.Namespace) -> int:
     save_image_grid(samples, out_path, rgb_bands=rgb, text=tags)
     record = {
         "checkpoint": str(args.checkpoint),
+        "data_root": task.config.data.root,
         "n": args.n,
         "seed": args.seed,
         "sampling": None if spec is None else spec.to_dict(),
         "inference_precision": precision,
         "condition": request,
     }
-    from terradiff.io import atomic_write_text
-
     atomic_write_text(out_path.with_suffix(".json"), json.dumps(record, indent=2) + "\n")
     how = f"{spec.sampler}, {spec.steps} steps" if spec is not None else "one pass"
     if spec is not None and spec.guidance is not None:
@@ -140,8 +143,6 @@ def synthesize_command(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         cog=not args.no_cog,
     )
-    from terradiff.io import atomic_write_text
-
     record = {
         "checkpoint": str(args.checkpoint),
         "per_class": args.per_class,
@@ -252,8 +253,6 @@ def evaluate_command(args: argparse.Namespace) -> int:
     print(json.dumps(_without(result, long_lists), indent=2))
     kept = [k for k in long_lists if k in result]
     if args.out:
-        from terradiff.io import atomic_write_text
-
         atomic_write_text(Path(args.out), json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}" + (f" (with {', '.join(kept)})" if kept else ""))
     elif kept:
@@ -287,8 +286,6 @@ def super_resolve_command(args: argparse.Namespace) -> int:
     )
     if args.summary:
         from dataclasses import asdict
-
-        from terradiff.io import atomic_write_text
 
         record = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(summary).items()}
         atomic_write_text(Path(args.summary), json.dumps(record, indent=2) + "\n")

@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "config_errors": 2,
     "checkpoint": 2,
     "run_folder": 2,
+    "run_paths": 2,
     "model_card": 2,
     "ema": 2,
     "loss_meter": 2,

@@ -17,6 +17,7 @@ from terradiff.checkpoint import Checkpoint, load_checkpoint
 from terradiff.config import ExperimentConfig, config_from_dict, method_config_class
 from terradiff.data.band_info import BandInfo
 from terradiff.errors import CheckpointError, ConfigError
+from terradiff.run_paths import rebase_relative_paths, training_folder
 from terradiff.tasks.base import CONFIG_FORMAT, Task
 from terradiff.tasks.carbon import CarbonTask
 from terradiff.tasks.change import ChangeTask
@@ -152,19 +153,31 @@ def migrate_checkpoint_config(
 
 
 def load_task(
-    path: str | Path, *, use_ema: bool = True, device: str | torch.device | None = None
+    path: str | Path,
+    *,
+    use_ema: bool = True,
+    device: str | torch.device | None = None,
+    data_root: str | Path | None = None,
 ) -> tuple[Task, Checkpoint]:
     """Rebuild a task from a checkpoint (folder or run folder) with its weights loaded.
+
+    Relative paths of the saved config that do not resolve from the current folder are looked
+    up from the folder the run was trained in (:mod:`terradiff.run_paths`).
 
     Args:
         path: a ``step_*`` checkpoint folder, or a run folder (its latest checkpoint).
         use_ema: load the EMA weights (what sampling should use) when the checkpoint has them.
         device: move the network there (``resolve_device`` picks one for ``"auto"``); default:
             leave it on the CPU.
+        data_root: replaces the config's ``data.root`` (the images a conditional task's
+            inputs come from), e.g. when the run was moved to another machine.
     """
     ckpt = load_checkpoint(path)
     source = f"{ckpt.path}/config.json"
     raw, bands = migrate_checkpoint_config(ckpt.config, source)
+    rebase_relative_paths(raw, training_folder(ckpt.path, ckpt.config))
+    if data_root is not None:
+        raw.setdefault("data", {})["root"] = str(data_root)
     config = config_from_dict(raw, source)
     task = build_task(config, band_info=BandInfo.from_dict(bands, source))
     state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state

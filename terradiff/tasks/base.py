@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -30,6 +31,7 @@ from terradiff.nets.conditioning import Condition, ConditionSpec
 from terradiff.nets.fast_forward import fast_forward
 from terradiff.nets.precision import inference_autocast, resolve_inference_precision
 from terradiff.nets.unet import UNet
+from terradiff.run_paths import WORKING_DIR_KEY
 
 NetT = TypeVar("NetT", bound=nn.Module)
 
@@ -177,13 +179,15 @@ class Task(abc.ABC):
     schedule: NoiseSchedule
 
     def checkpoint_config(self) -> dict[str, Any]:
-        """What ``config.json`` holds: the config, the bands and the version."""
+        """What ``config.json`` holds: the config, the bands, the version and the folder its
+        relative paths start from (:mod:`terradiff.run_paths`)."""
         return {
             "terradiff_version": __version__,
             "config_format": CONFIG_FORMAT,
             "task": self.config.task,
             "bands": self.band_info.to_dict(),
             "config": self.config.to_dict(),
+            WORKING_DIR_KEY: str(Path.cwd()),
         }
 
     def preview(self, net: nn.Module, num_images: int, generator: torch.Generator) -> torch.Tensor:
