@@ -7,7 +7,10 @@ processes. Workloads (``--workload``):
 * ``forward``: ``--repeats`` no-grad forwards of a small UNet at batch 4, 64x64, 3 bands;
 * ``train``: ``--repeats`` training steps of ``configs/demo_aid.yaml``'s UNet (batch 16, 32x32);
 * ``demo``: ``terradiff train configs/demo_aid.yaml`` for ``--repeats`` steps, the whole loop of
-  ``make demo`` (data pipeline, EMA, logging, final checkpoint), timed from call to return.
+  ``make demo`` (data pipeline, EMA, logging, final checkpoint), timed from call to return;
+* ``super-resolve``: ``--repeats`` calls of ``terradiff super-resolve`` on a 256 px window of the
+  bundled NAIP sample with ``make sr-example``'s regression x4 UNet (untrained weights), the
+  inference verbs' case; each call timed from call to return.
 
 Settings (``--settings``; the OpenMP of torch's Linux wheels is GNU libgomp):
 
@@ -101,7 +104,52 @@ if code:
 print(elapsed)
 """
 
-WORKLOADS = {"forward": FORWARD_WORKLOAD, "train": TRAIN_WORKLOAD, "demo": DEMO_WORKLOAD}
+# Inference as a user runs it: `terradiff super-resolve` of a 256 px window of the bundled NAIP
+# sample with `make sr-example`'s regression x4 UNet (untrained: the time does not depend on the
+# weights), called --repeats times, each call timed from call to return (model load, tiling,
+# GeoTIFF writing included).
+SR_WORKLOAD = """
+import sys, tempfile, time
+from pathlib import Path
+import rasterio
+from rasterio.windows import Window
+from terradiff.checkpoint import save_checkpoint
+from terradiff.cli import main
+from terradiff.config_loading import load_config
+from terradiff.data.band_info import BandInfo
+from terradiff.tasks import build_task
+threads = [] if sys.argv[1] == "0" else ["--threads", sys.argv[1]]
+with tempfile.TemporaryDirectory() as folder:
+    work = Path(folder)
+    task = build_task(load_config("configs/sr/sample_regression_x4.yaml"),
+                      BandInfo(3, ("red", "green", "blue"), "uint8"))
+    save_checkpoint(work / "run/checkpoints/step_00000001", config=task.checkpoint_config(),
+                    model_state=task.net.state_dict())
+    with rasterio.open("data/samples/naip/m_4709963_se_14_1_20190904.tif") as src:
+        window = Window(0, 0, 256, 256)
+        data = src.read(window=window)
+        profile = {"driver": "GTiff", "width": 256, "height": 256, "count": src.count,
+                   "dtype": src.dtypes[0], "crs": src.crs,
+                   "transform": src.window_transform(window)}
+    with rasterio.open(work / "crop.tif", "w", **profile) as dst:
+        dst.write(data)
+    elapsed = 0.0
+    for call in range(int(sys.argv[2])):
+        start = time.perf_counter()
+        code = main([*threads, "super-resolve", "--model", str(work / "run"),
+                     str(work / "crop.tif"), str(work / f"out{call}.tif"), "--bands", "1,2,3"])
+        elapsed += time.perf_counter() - start
+        if code:
+            raise SystemExit(code)
+print(elapsed)
+"""
+
+WORKLOADS = {
+    "forward": FORWARD_WORKLOAD,
+    "train": TRAIN_WORKLOAD,
+    "demo": DEMO_WORKLOAD,
+    "super-resolve": SR_WORKLOAD,
+}
 
 # OpenMP's waiting policy (OMP_WAIT_POLICY) and, for GNU OpenMP (libgomp, torch's OpenMP on
 # Linux), how long an idle thread spins before it sleeps (GOMP_SPINCOUNT, in spin iterations;
@@ -116,7 +164,7 @@ SETTINGS = {
     "passive, 1 thread": ({"OMP_WAIT_POLICY": "PASSIVE"}, 1),
 }
 CLEARED = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-ROOT = Path(__file__).resolve().parents[1]  # the demo workload reads configs/ and data/ from here
+ROOT = Path(__file__).resolve().parents[1]  # demo and super-resolve read configs/ and data/ here
 
 
 def job_environment(env_extra: dict[str, str]) -> dict[str, str]:
@@ -167,7 +215,7 @@ def main() -> None:
         "--out", default=None, help="default benchmarks/results/threads[_WORKLOAD].json"
     )
     args = parser.parse_args()
-    suffix = "" if args.workload == "forward" else f"_{args.workload}"
+    suffix = "" if args.workload == "forward" else "_" + args.workload.replace("-", "_")
     out = args.out or f"benchmarks/results/threads{suffix}.json"
     settings, jobs_list = args.settings, sorted(set(args.jobs))
     times: dict[tuple[str, int], list[float]] = {(s, j): [] for s in settings for j in jobs_list}

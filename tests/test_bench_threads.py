@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks import bench_threads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,22 +37,24 @@ def test_a_job_reports_the_last_line_it_prints(monkeypatch) -> None:
     assert bench_threads.run_jobs({}, 1, 2, 1, "tiny") == 1.5
 
 
-def test_the_demo_workload_times_the_real_training_loop(tmp_path: Path) -> None:
-    """Two steps of `make demo`'s training on the bundled AID sample, alone, one setting.
+@pytest.mark.parametrize("workload", ["demo", "super-resolve"])
+def test_the_cli_workloads_time_real_commands(tmp_path: Path, workload: str) -> None:
+    """Two steps of `make demo`'s training on the bundled AID sample, or one `terradiff
+    super-resolve` of a NAIP window, alone, one setting.
 
     Started from another folder: the jobs find configs/ and data/ under the repository.
     """
-    out = tmp_path / "threads_demo.json"
+    out = tmp_path / "threads_cli.json"
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "bench_threads.py"),
             "--workload",
-            "demo",
+            workload,
             "--trials",
             "1",
             "--repeats",
-            "2",
+            "2" if workload == "demo" else "1",
             "--jobs",
             "1",
             "--settings",
@@ -65,5 +69,5 @@ def test_the_demo_workload_times_the_real_training_loop(tmp_path: Path) -> None:
     )
     record = json.loads(out.read_text())
     (row,) = record["rows"]
-    assert record["workload"] == "demo" and row["setting"] == "passive, 1 thread"
+    assert record["workload"] == workload and row["setting"] == "passive, 1 thread"
     assert row["alone_s"] > 0 and len(row["alone_trials_s"]) == 1 and "two_jobs_s" not in row
