@@ -52,25 +52,27 @@ carbon-example: setup
 		--ensemble 4 --steps 10 --tile 64 --overwrite
 	@echo "Output: $(CARBON)/000aa810_carbon.tif (band 1 carbon Mg C/ha, band 2 ensemble std)."
 
-# MNIST benchmark of classifier-free guidance (issue 15): train the class-conditional UNet on the
-# 8,000 training digits (~20 minutes on 2 CPU cores; --overwrite replaces a previous run), then
-# train the digit classifier and measure accuracy, FID and KID per guidance scale; writes
-# reports/mnist/ (README.md, results.json, PNG figures).
+# Studies that run one process on both cores spin idle OpenMP threads 10,000 iterations before
+# they sleep, as the terradiff command does (terradiff.runtime.SPIN_COUNT: `make demo`'s training
+# ran 1.4-1.5x faster that way than with PASSIVE alone, BENCHMARKS.md; not timed on the studies
+# themselves); the two-process studies run one thread each and keep PASSIVE.
+ONE_JOB_OMP := OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000
+
 change-study: setup  # issue 17 change detection; about an hour on 2 CPU cores, resumes
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/change_study.py --work outputs/change \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/change_study.py --work outputs/change \
 		--out reports/change
 
 temporal-study: setup  # issue 17 before -> after on a held-out region; about 2 hours on 2 CPU cores, resumes
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/temporal_study.py --work outputs/temporal \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/temporal_study.py --work outputs/temporal \
 		--out reports/temporal --steps 2000 --generator-steps 2000 --max-windows 640
 
 temporal-dates-study: setup  # issue 17 before -> after for held-out months; ~1.5 hours on 1 core, resumes
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/temporal_dates_study.py \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/temporal_dates_study.py \
 		--work outputs/temporal_dates --out reports/temporal_dates --steps 2000 \
 		--generator-steps 2000 --max-windows 640
 
 carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~2.5-3 hours on 2 CPU cores, resumes
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
 		--out reports/carbon_loco
 
 seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hour on 2 cores, resumes
@@ -108,14 +110,18 @@ distill-teacher-study: setup  # the light SR student distilled from the regressi
 	$(BIN)/python scripts/distill_teacher_study.py --report-only
 
 conditional-study: setup  # issue 15 item 5; about an hour or more on 2 CPU cores, resumes
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/conditional_study.py \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/conditional_study.py \
 		--work outputs/conditional/aid --out reports/conditional --steps 2500 --max-minutes 70 \
 		--scales 0 1 2 3 5 --n 450
 
 augmentation-study: setup  # issue 15 item 6; hours on 2 CPU cores, resumes where it stopped
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/augmentation_study.py --datasets aid eurosat \
+	$(ONE_JOB_OMP) $(BIN)/python scripts/augmentation_study.py --datasets aid eurosat \
 		--generator-steps 1500 --work outputs/augmentation --out reports/augmentation
 
+# MNIST benchmark of classifier-free guidance (issue 15): train the class-conditional UNet on the
+# 8,000 training digits (~20 minutes on 2 CPU cores; --overwrite replaces a previous run), then
+# train the digit classifier and measure accuracy, FID and KID per guidance scale; writes
+# reports/mnist/ (README.md, results.json, PNG figures).
 mnist-study: setup
 	$(BIN)/terradiff train configs/conditional/mnist.yaml --output-dir outputs/mnist/run --overwrite
 	$(BIN)/python scripts/mnist_guidance_study.py --run outputs/mnist/run \
