@@ -49,6 +49,7 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
         "trained on: a preset (uint8, sentinel2, sen12ms, none) or a JSON mapping, e.g. "
         '\'{"name": "dn", "divisor": 10000, "clip": true}\' (default: the model\'s scaling)',
     )
+    _add_nodata(parser)
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
     parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
     parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")
@@ -73,6 +74,17 @@ def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap:
     parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
     parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
     _add_no_cog(parser)
+
+
+def _add_nodata(parser: argparse.ArgumentParser) -> None:
+    """``--nodata``: the input's fill value, for files that do not declare theirs."""
+    parser.add_argument(
+        "--nodata",
+        type=float,
+        metavar="VALUE",
+        help="the input's nodata value, overriding the file's (e.g. 0 for a fill the file does "
+        "not declare); those pixels are left out and written as nodata",
+    )
 
 
 def _add_no_cog(parser: argparse.ArgumentParser) -> None:
@@ -425,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bands of --image in the model's order, e.g. 1,2,3,4,5,6,7,8,9,10 of an 11-band "
         "BioMassters file, or names (default: all bands, which must be the model's)",
     )
+    _add_nodata(fc)
     fc.add_argument(
         "--source-date", help="the before image's date (default: STAC datetime/tags/file name)"
     )

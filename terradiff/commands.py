@@ -492,6 +492,7 @@ def forecast_command(args: argparse.Namespace) -> int:
             source_date=source_date,
             source_date_from=source_from,
             bands=picked or band_list(args.bands),
+            nodata=args.nodata,
             ensemble=args.ensemble,
             sampler=args.sampler,
             steps=args.steps,
@@ -579,6 +580,7 @@ def mapping_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "bands": band_list(args.bands),
         "input_scaling": input_scaling(args.input_scaling),
+        "nodata": args.nodata,
         "sampler": args.sampler,
         "steps": args.steps,
         "tile": args.tile,

@@ -181,6 +181,7 @@ def forecast_raster(
     source_date: str | None = None,
     source_date_from: str = "--source-date",
     bands: list[int | str] | None = None,
+    nodata: float | None = None,
     ensemble: int = 1,
     sampler: str | None = None,
     steps: int | None = None,
@@ -206,6 +207,8 @@ def forecast_raster(
         source_date_from: where ``source_date`` came from (``--source-date``, a STAC Item).
         bands: the bands of ``image`` (1-based indices or names) in the model's order; default
             all bands, which must then be the model's.
+        nodata: the input's nodata value, overriding the file's own (for a file whose fill
+            value, e.g. 0, is not declared); its pixels are left out and written as nodata.
         ensemble: forecasts per tile (> 1: mean and std bands; diffusion methods only).
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
         guidance: classifier-free guidance scale ``s`` on the dates (``out_null + s (out_cond -
@@ -302,6 +305,7 @@ def forecast_raster(
         out,
         with_tile_bytes(predict, one_tile, task.num_bands, dev, multiple),
         bands=selected,
+        nodata=nodata,
         scaling=scaling,
         out_scaling=out_scaling.to_dict(),
         tile=tile,

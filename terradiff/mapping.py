@@ -110,6 +110,7 @@ def estimate_raster(
     mask_path: str | Path | None = None,
     bands: list[int | str] | None = None,
     input_scaling: str | dict[str, Any] | None = None,
+    nodata: float | None = None,
     ensemble: int | None = None,
     uncertainty: bool = False,
     sampler: str | None = None,
@@ -137,6 +138,7 @@ def estimate_raster(
     ``mask_path`` (a raster on the same grid, forest > 0) is given; they are read back block by
     block, so memory stays bounded. ``input_scaling`` maps an image whose values are not in the
     units the model was trained on (a preset name or scaling mapping; default the model's).
+    ``nodata`` overrides the image's nodata value (for a file whose fill value is not declared).
     The map is a Cloud-Optimized GeoTIFF unless ``cog`` is False. ``fast`` runs the denoiser of
     a diffusion model compiled or as a CUDA graph (see
     :meth:`~terradiff.tasks.base.Task.use_fast`; default the model's ``sample.fast``);
@@ -194,6 +196,7 @@ def estimate_raster(
         "tile": tile,
         "overlap": overlap,
         "bands": selected,
+        "nodata": nodata,
         "out_bands": 2 if with_std else 1,
         "out_band_names": ["carbon_MgC_per_ha", "carbon_std_MgC_per_ha"][: 2 if with_std else 1],
         "batch_size": batch_size,

@@ -88,5 +88,5 @@ def rebase_relative_paths(
         values[key] = str(base / path)
         notes.append(f"{section}.{key} {value} -> {values[key]}")
     for note in notes:
-        log.info("resolved from the folder the run was trained in: %s", note)
+        log.debug("resolved from the folder the run was trained in: %s", note)
     return notes

@@ -53,6 +53,7 @@ def super_resolve_raster(
     scale: float | None = None,
     bands: list[int | str] | None = None,
     input_scaling: str | dict[str, Any] | None = None,
+    nodata: float | None = None,
     sampler: str | None = None,
     steps: int | None = None,
     tile: int = 64,
@@ -88,6 +89,8 @@ def super_resolve_raster(
         input_scaling: how this input's values map to [0, 1] when they are not in the units
             the model was trained on (a preset name or a scaling mapping; default the model's
             scaling); the output is written in the input's units.
+        nodata: the input's nodata value, overriding the file's own (for a file whose fill
+            value, e.g. 0, is not declared); its pixels are left out and written as nodata.
         sampler, steps: SR3 sampler (default: the checkpoint's ``sample`` section).
         tile: LR tile size in pixels (the model sees ``tile * scale`` HR pixels).
         overlap: LR pixels shared by neighbouring tiles (blended).
@@ -173,6 +176,7 @@ def super_resolve_raster(
         "tile": tile,
         "overlap": overlap,
         "bands": selected,
+        "nodata": nodata,
         "out_band_names": names if ensemble > 1 else task.band_info.name_list,
         "out_dtype": "uint8" if scaling == "uint8" and ensemble == 1 else "float32",
         "batch_size": batch_size,

@@ -87,6 +87,27 @@ def test_forecast_keeps_crs_transform_and_nodata(
     assert _layout(plain) is None  # GDAL's COG driver marks its files; a plain GeoTIFF is not
 
 
+def test_nodata_option_declares_an_undeclared_fill(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    """``--nodata 0`` on a copy of the before image that does not declare its zero fill: the
+    corner is nodata in the forecast as with the declared file, and without the option it is
+    forecast like any pixel."""
+    undeclared = tmp_path / "undeclared.tif"
+    with rasterio.open(before) as src:
+        profile = {**src.profile, "nodata": None}
+        with rasterio.open(undeclared, "w", **profile) as dst:
+            dst.write(src.read())
+            dst.update_tags(**src.tags())
+    for extra, corner_masked in ((["--nodata", "0"], True), ([], False)):
+        out = tmp_path / f"out{len(extra)}.tif"
+        _forecast(runs["regression"], undeclared, out, "--no-cog", *extra)
+        with rasterio.open(out) as dst:
+            got = dst.read(masked=True)
+        assert bool(got.mask[:, :3, :5].all()) is corner_masked
+        assert not got.mask[:, 3:, 5:].any()
+
+
 def test_precision_option_reaches_a_one_pass_model(
     runs: dict[str, Path], before: Path, tmp_path: Path
 ) -> None:
