@@ -1,8 +1,9 @@
 """The ``terradiff`` command line: the parser of every verb and :func:`main`. No maths here.
 
 ``terradiff --help`` lists every verb; ``terradiff VERB --help`` explains each option. What a
-verb does lives in :mod:`terradiff.commands`; :func:`main` sets up the process (threads, OpenMP
-waiting, allocator, logging, signals) and turns every user-caused failure into one line.
+verb does lives in :mod:`terradiff.commands` (the whole-raster verbs in
+:mod:`terradiff.map_commands`); :func:`main` sets up the process (threads, OpenMP waiting,
+allocator, logging, signals) and turns every user-caused failure into one line.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import signal
 import sys
 
-from terradiff import __version__, commands
+from terradiff import __version__, commands, map_commands
 from terradiff.config import FAST_POLICIES, INFERENCE_PRECISIONS, SAMPLER_NAMES
 from terradiff.errors import StoppedBySignalError, TerradiffError
 from terradiff.runtime import (
@@ -317,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then their per-pixel std (float32)",
     )
     sr.add_argument("--summary", metavar="JSON", help="also write the run's summary (tiles, s)")
-    sr.set_defaults(func=commands.super_resolve_command)
+    sr.set_defaults(func=map_commands.super_resolve_command)
 
     prep = verbs.add_parser(
         "carbon-prepare",
@@ -379,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--uncertainty", action="store_true", help="add a std band")
     _add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
-    est.set_defaults(func=commands.estimate_command)
+    est.set_defaults(func=map_commands.estimate_command)
 
     chg = verbs.add_parser(
         "change",
@@ -413,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(chg)
     chg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     chg.add_argument("--no-cog", action="store_true", help="a plain GeoTIFF mask, not a COG")
-    chg.set_defaults(func=commands.change_command)
+    chg.set_defaults(func=map_commands.change_command)
 
     fc = verbs.add_parser(
         "forecast",
@@ -462,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_precision(fc)
     fc.add_argument("--overwrite", action="store_true", help="replace an existing output")
     fc.add_argument("--no-cog", action="store_true", help="a plain tiled GeoTIFF, not a COG")
-    fc.set_defaults(func=commands.forecast_command)
+    fc.set_defaults(func=map_commands.forecast_command)
 
     comp = verbs.add_parser(
         "compress",

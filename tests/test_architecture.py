@@ -79,6 +79,7 @@ LAYERS: dict[str, int] = {
     "api": 6,
     # 7: the command line
     "commands": 7,
+    "map_commands": 7,
     "cli": 7,
 }
 

@@ -115,3 +115,17 @@ def test_sample_data_option_replaces_the_runs_data(
     capsys.readouterr()
     assert main([*argv, "--overwrite", "--data", "no/such/folder"]) == 2
     assert "dataset folder not found: no/such/folder" in capsys.readouterr().err
+
+
+def test_info_says_where_the_data_is_found(
+    project_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["info", str(project_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    data = str(tmp_path / "project/data/aid")
+    assert f"data         data/aid -> {data} (relative to the training folder)" in lines
+    assert f"trained in   {tmp_path / 'project'}" in lines
+    (tmp_path / "project/data/aid").unlink()  # the data is gone: info names the fix
+    assert main(["info", str(project_run)]) == 0
+    out = capsys.readouterr().out
+    assert "data         data/aid (not found from here: give sample/evaluate --data DIR)" in out
