@@ -16,7 +16,16 @@ import signal
 import sys
 
 from terradiff import __version__, commands, map_commands
-from terradiff.config import FAST_POLICIES, INFERENCE_PRECISIONS, SAMPLER_NAMES
+from terradiff.cli_options import (
+    add_fast,
+    add_mapping_options,
+    add_no_cog,
+    add_nodata,
+    add_precision,
+    mcev_threshold,
+    positive_int,
+)
+from terradiff.config import SAMPLER_NAMES
 from terradiff.errors import StoppedBySignalError, TerradiffError
 from terradiff.runtime import (
     configure_threads,
@@ -25,112 +34,6 @@ from terradiff.runtime import (
     tune_cpu_allocator,
 )
 from terradiff.signals import SignalReceived, raise_on_signals
-
-
-def _mcev_threshold(text: str) -> float:
-    """argparse type: an mCEV threshold in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"the mCEV threshold is a fraction of the variance in (0, 1], e.g. 0.85; got {value}"
-        )
-    return value
-
-
-def _add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
-    """The options shared by the whole-raster verbs (super-resolve, estimate)."""
-    parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
-    parser.add_argument(
-        "--input-scaling",
-        metavar="SCALING",
-        help="how the input's values map to [0, 1] when they are not in the units the model was "
-        "trained on: a preset (uint8, sentinel2, sen12ms, none) or a JSON mapping, e.g. "
-        '\'{"name": "dn", "divisor": 10000, "clip": true}\' (default: the model\'s scaling)',
-    )
-    _add_nodata(parser)
-    parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
-    parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")
-    parser.add_argument(
-        "--overlap", type=int, default=overlap, help=f"tile overlap in input pixels ({overlap})"
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=4,
-        help="tiles per model call (lowered on the CPU while a batch's activations exceed 512 MiB, "
-        "on CUDA while they exceed 60%% of the GPU's free memory)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="noise seed (per tile position)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_fast(parser)
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--dask", action="store_true", help="compute tiles on a local Dask cluster")
-    parser.add_argument(
-        "--scheduler", help="address of an existing Dask scheduler (implies --dask)"
-    )
-    parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
-    parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
-    _add_no_cog(parser)
-
-
-def _add_nodata(parser: argparse.ArgumentParser) -> None:
-    """``--nodata``: the input's fill value, for files that do not declare theirs."""
-    parser.add_argument(
-        "--nodata",
-        type=float,
-        metavar="VALUE",
-        help="the input's nodata value, overriding the file's (e.g. 0 for a fill the file does "
-        "not declare); those pixels are left out and written as nodata",
-    )
-
-
-def _add_no_cog(parser: argparse.ArgumentParser) -> None:
-    """``--no-cog``: the verbs that write rasters write Cloud-Optimized GeoTIFFs by default."""
-    parser.add_argument(
-        "--no-cog",
-        action="store_true",
-        help="write plain tiled GeoTIFFs instead of Cloud-Optimized GeoTIFFs (COG: internal "
-        "tiles, overviews, compression with a predictor for the data type)",
-    )
-
-
-def _add_fast(parser: argparse.ArgumentParser) -> None:
-    """``--fast`` and ``--precision``: how the net runs at inference (``sample.fast`` and
-    ``sample.precision`` of the config)."""
-    parser.add_argument(
-        "--fast",
-        choices=FAST_POLICIES,
-        help="run the denoiser as a CUDA graph per shape (graph), compiled (compile), both "
-        "(compile+graph; compile on CPU) or eager (off); auto = graph on CUDA, off on CPU; same "
-        "samples (default: the model's sample.fast)",
-    )
-    _add_precision(parser)
-
-
-def _add_precision(parser: argparse.ArgumentParser) -> None:
-    """``--precision``: the net's number format at inference (``sample.precision``)."""
-    parser.add_argument(
-        "--precision",
-        choices=INFERENCE_PRECISIONS,
-        help="the net's number format: bf16 or fp16 autocast, or fp32; auto = bf16 on a CUDA "
-        "device with bf16 and on CPUs with AMX-BF16/AVX512-BF16, fp32 elsewhere (default: the "
-        "model's sample.precision, fp32 unless its config says otherwise)",
-    )
-
-
-def _positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="CPU threads for torch (default: OMP_NUM_THREADS if set, else the cores this "
@@ -189,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw images from a checkpoint (its EMA weights) and save a grid PNG.",
     )
     sample.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
-    sample.add_argument("--n", type=_positive_int, default=16, help="number of images (16)")
+    sample.add_argument("--n", type=positive_int, default=16, help="number of images (16)")
     sample.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
     sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
     sample.add_argument("--seed", type=int, default=0)
@@ -201,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("--chain", metavar="PNG", help="also save a denoising-chain figure")
     sample.add_argument("--tif-dir", metavar="DIR", help="also write each image as a GeoTIFF")
-    _add_no_cog(sample)
+    add_no_cog(sample)
     sample.add_argument("--no-ema", action="store_true", help="use the raw (non-EMA) weights")
     sample.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_fast(sample)
+    add_fast(sample)
     sample.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     sample.add_argument(
         "--class", dest="class_name", metavar="NAME", help="class of a class-conditional model"
@@ -232,18 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
         "training script that reads class sub-folders can use.",
     )
     synth.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
-    synth.add_argument("--per-class", type=_positive_int, required=True, help="images per class")
+    synth.add_argument("--per-class", type=positive_int, required=True, help="images per class")
     synth.add_argument("--out", required=True, help="the folder to write")
     synth.add_argument("--classes", help="only these classes, comma-separated (default: all)")
     synth.add_argument("--guidance", type=float, metavar="S", help="as for `sample`")
     synth.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
     synth.add_argument("--steps", type=int, help="sampling steps (default: the config's)")
-    synth.add_argument("--batch-size", type=_positive_int, default=64, help="images per call")
+    synth.add_argument("--batch-size", type=positive_int, default=64, help="images per call")
     synth.add_argument("--seed", type=int, default=0, help="class k uses seed + k")
     synth.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_precision(synth)
+    add_precision(synth)
     synth.add_argument("--overwrite", action="store_true", help="replace existing files")
-    _add_no_cog(synth)
+    add_no_cog(synth)
     synth.set_defaults(func=commands.synthesize_command)
 
     evaluate = verbs.add_parser(
@@ -262,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint")
     evaluate.add_argument(
         "--n",
-        type=_positive_int,
+        type=positive_int,
         help="images (default: config evaluate.num_samples; FID >= 2); temporal: at most N test "
         "windows (default all)",
     )
@@ -285,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--ensemble",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="super-resolution with a diffusion model: N draws per image, scored as their mean "
@@ -294,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_precision(evaluate)
+    add_precision(evaluate)
     evaluate.set_defaults(func=commands.evaluate_command)
 
     sr = verbs.add_parser(
@@ -308,10 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_argument("output", help="GeoTIFF to write (refused if it exists, unless --overwrite)")
     sr.add_argument("--model", required=True, help="super-resolution run or checkpoint folder")
     sr.add_argument("--scale", type=float, help="must match the model's scale (checked)")
-    _add_mapping_options(sr, tile=64, overlap=16)
+    add_mapping_options(sr, tile=64, overlap=16)
     sr.add_argument(
         "--ensemble",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="diffusion models: N draws per tile; writes their mean (higher PSNR than one draw), "
@@ -376,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     est.add_argument("--out", required=True, help="output GeoTIFF (a folder for several images)")
     est.add_argument("--mask", help="forest mask raster on the same grid (forest > 0)")
-    est.add_argument("--ensemble", type=_positive_int, help="samples per tile (mean and std)")
+    est.add_argument("--ensemble", type=positive_int, help="samples per tile (mean and std)")
     est.add_argument("--uncertainty", action="store_true", help="add a std band")
-    _add_mapping_options(est, tile=128, overlap=32)
+    add_mapping_options(est, tile=128, overlap=32)
     est.add_argument("--summary", metavar="JSON", help="also write totals and timings as JSON")
     est.set_defaults(func=map_commands.estimate_command)
 
@@ -408,10 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     chg.add_argument(
         "--probability", action="store_true", help="add band 2: the change probability x 255"
     )
-    chg.add_argument("--tile", type=_positive_int, default=256, help="tile side (256)")
+    chg.add_argument("--tile", type=positive_int, default=256, help="tile side (256)")
     chg.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")
     chg.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_precision(chg)
+    add_precision(chg)
     chg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     chg.add_argument("--no-cog", action="store_true", help="a plain GeoTIFF mask, not a COG")
     chg.set_defaults(func=map_commands.change_command)
@@ -438,16 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="bands of --image in the model's order, e.g. 1,2,3,4,5,6,7,8,9,10 of an 11-band "
         "BioMassters file, or names (default: all bands, which must be the model's)",
     )
-    _add_nodata(fc)
+    add_nodata(fc)
     fc.add_argument(
         "--source-date", help="the before image's date (default: STAC datetime/tags/file name)"
     )
     fc.add_argument("--out", required=True, help="the after image GeoTIFF to write")
     fc.add_argument(
-        "--ensemble", type=_positive_int, default=1, help="forecasts per tile: mean + std bands"
+        "--ensemble", type=positive_int, default=1, help="forecasts per tile: mean + std bands"
     )
     fc.add_argument("--sampler", choices=SAMPLER_NAMES)
-    fc.add_argument("--steps", type=_positive_int, help="sampler steps (default: the model's)")
+    fc.add_argument("--steps", type=positive_int, help="sampler steps (default: the model's)")
     fc.add_argument(
         "--guidance",
         type=float,
@@ -456,11 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
         "ignores the dates, 1 plain conditional (default: the model's sample.guidance)",
     )
     fc.add_argument("--seed", type=int, default=0, help="seed of the noise (per tile)")
-    fc.add_argument("--tile", type=_positive_int, default=256, help="tile side (256)")
+    fc.add_argument("--tile", type=positive_int, default=256, help="tile side (256)")
     fc.add_argument("--overlap", type=int, default=32, help="tile overlap in pixels (32)")
-    fc.add_argument("--batch-size", type=_positive_int, default=4, help="tiles per model call")
+    fc.add_argument("--batch-size", type=positive_int, default=4, help="tiles per model call")
     fc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    _add_precision(fc)
+    add_precision(fc)
     fc.add_argument("--overwrite", action="store_true", help="replace an existing output")
     fc.add_argument("--no-cog", action="store_true", help="a plain tiled GeoTIFF, not a COG")
     fc.set_defaults(func=map_commands.forecast_command)
@@ -477,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("run", help="trained carbon IIDM run or checkpoint folder (the teacher)")
     comp.add_argument("--out", required=True, help="output folder")
     comp.add_argument(
-        "--threshold", type=_mcev_threshold, default=0.85, help="mCEV to keep, in (0, 1]"
+        "--threshold", type=mcev_threshold, default=0.85, help="mCEV to keep, in (0, 1]"
     )
     comp.add_argument(
         "--part",

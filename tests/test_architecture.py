@@ -81,6 +81,7 @@ LAYERS: dict[str, int] = {
     "commands": 7,
     "map_commands": 7,
     "cli": 7,
+    "cli_options": 7,
 }
 
 #: (file, imported top-level module) pairs allowed to import upward, for now. Must shrink to empty.
