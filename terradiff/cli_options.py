@@ -36,7 +36,9 @@ def add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: 
     )
     add_nodata(parser)
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
-    parser.add_argument("--steps", type=int, help="sampler steps (default: the checkpoint's)")
+    parser.add_argument(
+        "--steps", type=positive_int, help="sampler steps (default: the checkpoint's)"
+    )
     parser.add_argument("--tile", type=int, default=tile, help=f"input tile size (default {tile})")
     parser.add_argument(
         "--overlap", type=int, default=overlap, help=f"tile overlap in input pixels ({overlap})"
@@ -56,8 +58,12 @@ def add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: 
     parser.add_argument(
         "--scheduler", help="address of an existing Dask scheduler (implies --dask)"
     )
-    parser.add_argument("--workers", type=int, default=2, help="local Dask worker processes")
-    parser.add_argument("--dask-rows", type=int, help="tile rows per Dask task (default: auto)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=2, help="local Dask worker processes"
+    )
+    parser.add_argument(
+        "--dask-rows", type=positive_int, help="tile rows per Dask task (default: auto)"
+    )
     add_no_cog(parser)
 
 

@@ -495,6 +495,19 @@ def test_sample_refuses_bad_counts_and_steps(
     assert snapshot(tmp_path) == {}
 
 
+@pytest.mark.parametrize("option", ["--steps", "--workers", "--dask-rows"])
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_whole_raster_counts_must_be_positive(
+    option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--workers 0 --dask`` used to start a Dask cluster with no worker and wait forever;
+    ``--steps`` below 1 was ignored by a one-pass model."""
+    naip = REPO / "data/samples/naip/m_4709963_se_14_1_20190904.tif"
+    argv = ["super-resolve", str(naip), str(tmp_path / "x.tif"), "--model", str(tmp_path)]
+    argparse_refused([*argv, "--dask", option, value], capsys, f"argument {option}: must be >= 1")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_library_resolves_steps_with_the_same_errors(generator_checkpoint: Path) -> None:
     from terradiff.tasks import load_task
 

@@ -177,6 +177,8 @@ def predict_raster_dask(
             rows_per_task = min(32, max(4, len(starts) // (2 * max(1, n_workers))))
         if rows_per_task < 1:
             raise DataError(f"rows_per_task must be >= 1, got {rows_per_task}")
+        if client is None and scheduler is None and n_workers < 1:  # 0 would wait forever
+            raise DataError(f"n_workers (--workers) must be >= 1, got {n_workers}")
         blocks = []
         for first in range(0, len(starts), rows_per_task):
             nxt = first + rows_per_task
