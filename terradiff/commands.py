@@ -288,25 +288,19 @@ def import_diffusers_command(args: argparse.Namespace) -> int:
 
 def info_command(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import load_checkpoint
-    from terradiff.config import config_from_dict
     from terradiff.config_methods import SECTION_TASKS
-    from terradiff.data.band_info import BandInfo
-    from terradiff.run_paths import rebase_relative_paths, training_folder
-    from terradiff.tasks import migrate_checkpoint_config
+    from terradiff.run_paths import training_folder
+    from terradiff.tasks import checkpoint_experiment
 
     ckpt = load_checkpoint(args.checkpoint)
-    source = f"{ckpt.path}/config.json"
-    raw, saved_bands = migrate_checkpoint_config(ckpt.config, source)
+    config, bands = checkpoint_experiment(ckpt)
     trained_in = training_folder(ckpt.path, ckpt.config)
-    saved_root = raw.get("data", {}).get("root")
-    rebased = rebase_relative_paths(raw, trained_in)
-    config = config_from_dict(raw, source)
+    saved_root = ckpt.config["config"].get("data", {}).get("root")
     data_line = f"data         {saved_root}"
-    if rebased and config.data.root != saved_root:
+    if config.data.root != saved_root:
         data_line += f" -> {config.data.root} (relative to the training folder)"
     if not Path(config.data.root).exists():
         data_line += " (not found from here: give sample/evaluate --data DIR)"
-    bands = BandInfo.from_dict(saved_bands, source)
     cfg = config.to_dict()
     section = {task: name for name, task in SECTION_TASKS.items()}.get(config.task)
     method = cfg.get(section) if section else None

@@ -31,6 +31,7 @@ __all__ = [
     "Method",
     "Task",
     "build_task",
+    "checkpoint_experiment",
     "load_task",
     "migrate_checkpoint_config",
     "register_method",
@@ -152,6 +153,21 @@ def migrate_checkpoint_config(
     return raw, bands
 
 
+def checkpoint_experiment(
+    ckpt: Checkpoint, data_root: str | Path | None = None
+) -> tuple[ExperimentConfig, BandInfo]:
+    """The experiment config and bands of a loaded checkpoint, made current
+    (:func:`migrate_checkpoint_config`), with relative paths that resolve only from the training
+    folder rebased there (:mod:`terradiff.run_paths`) and ``data.root`` replaced by ``data_root``
+    when given."""
+    source = f"{ckpt.path}/config.json"
+    raw, bands = migrate_checkpoint_config(ckpt.config, source)
+    rebase_relative_paths(raw, training_folder(ckpt.path, ckpt.config))
+    if data_root is not None:
+        raw.setdefault("data", {})["root"] = str(data_root)
+    return config_from_dict(raw, source), BandInfo.from_dict(bands, source)
+
+
 def load_task(
     path: str | Path,
     *,
@@ -173,13 +189,8 @@ def load_task(
             inputs come from), e.g. when the run was moved to another machine.
     """
     ckpt = load_checkpoint(path)
-    source = f"{ckpt.path}/config.json"
-    raw, bands = migrate_checkpoint_config(ckpt.config, source)
-    rebase_relative_paths(raw, training_folder(ckpt.path, ckpt.config))
-    if data_root is not None:
-        raw.setdefault("data", {})["root"] = str(data_root)
-    config = config_from_dict(raw, source)
-    task = build_task(config, band_info=BandInfo.from_dict(bands, source))
+    config, band_info = checkpoint_experiment(ckpt, data_root)
+    task = build_task(config, band_info=band_info)
     state = ckpt.ema_state if (use_ema and ckpt.ema_state is not None) else ckpt.model_state
     try:
         task.net.load_state_dict(state)
