@@ -23,6 +23,7 @@ from terradiff.cli_options import (
     add_nodata,
     add_precision,
     mcev_threshold,
+    non_negative_int,
     positive_int,
 )
 from terradiff.config import SAMPLER_NAMES
@@ -94,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("checkpoint", help="run folder (latest checkpoint) or step_* folder")
     sample.add_argument("--n", type=positive_int, default=16, help="number of images (16)")
     sample.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
-    sample.add_argument("--steps", type=int, help="sampling steps (not for ddpm; default 20)")
+    sample.add_argument(
+        "--steps", type=positive_int, help="sampling steps (not for ddpm; default 20)"
+    )
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
     sample.add_argument(
@@ -140,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--classes", help="only these classes, comma-separated (default: all)")
     synth.add_argument("--guidance", type=float, metavar="S", help="as for `sample`")
     synth.add_argument("--sampler", choices=SAMPLER_NAMES, help="default: the config's")
-    synth.add_argument("--steps", type=int, help="sampling steps (default: the config's)")
+    synth.add_argument("--steps", type=positive_int, help="sampling steps (default: the config's)")
     synth.add_argument("--batch-size", type=positive_int, default=64, help="images per call")
     synth.add_argument("--seed", type=int, default=0, help="class k uses seed + k")
     synth.add_argument("--device", help="cpu or cuda (default: cuda when available)")
@@ -170,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "windows (default all)",
     )
     evaluate.add_argument("--sampler", choices=SAMPLER_NAMES)
-    evaluate.add_argument("--steps", type=int)
+    evaluate.add_argument(
+        "--steps", type=positive_int, help="sampling steps (default: the config's)"
+    )
     evaluate.add_argument(
         "--guidance", type=float, metavar="S", help="guidance scale of a conditional generator"
     )
@@ -388,11 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="vgg",
         help="the VGG extractor (KD-VGG) or the denoising UNet (KD-UNet)",
     )
-    comp.add_argument("--basis-epochs", type=int, default=3, help="passes to learn eigenbases")
-    comp.add_argument("--encoder-steps", type=int, default=200, help="unet: encoder phase steps")
-    comp.add_argument("--decoder-steps", type=int, default=200, help="unet: decoder phase steps")
-    comp.add_argument("--block-steps", type=int, default=300, help="blockwise training steps")
-    comp.add_argument("--chain-steps", type=int, default=100, help="chain fine-tuning steps")
+    comp.add_argument(
+        "--basis-epochs", type=positive_int, default=3, help="passes to learn eigenbases"
+    )
+    comp.add_argument(
+        "--encoder-steps", type=non_negative_int, default=200, help="unet: encoder phase steps"
+    )
+    comp.add_argument(
+        "--decoder-steps", type=non_negative_int, default=200, help="unet: decoder phase steps"
+    )
+    comp.add_argument(
+        "--block-steps", type=non_negative_int, default=300, help="blockwise training steps"
+    )
+    comp.add_argument(
+        "--chain-steps", type=non_negative_int, default=100, help="chain fine-tuning steps"
+    )
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
     comp.set_defaults(func=commands.compress_command)
 

@@ -32,7 +32,7 @@ from terradiff.config import config_from_dict
 from terradiff.diffusion import objectives
 from terradiff.distill.kd_unet import DenoiserInputs, KDUNetReport, distill_iidm_unet
 from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
-from terradiff.errors import WrongCheckpointError
+from terradiff.errors import ConfigError, WrongCheckpointError
 from terradiff.io import atomic_write_text
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
@@ -103,6 +103,23 @@ def table_a2_markdown(report: KDVGGReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_counts(basis_epochs: int, **steps: int) -> None:
+    """Refuse a pass count below 1 or a step count below 0 (0 skips that training phase), naming
+    the ``terradiff compress`` flag; negative counts used to be taken as 0 without a word."""
+    if basis_epochs < 1:
+        raise ConfigError(
+            f"--basis-epochs {basis_epochs} (basis_epochs from Python): the eigenbases need at "
+            "least 1 pass over the training crops; pass --basis-epochs 1 or more"
+        )
+    for name, value in steps.items():
+        if value < 0:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} {value} ({name} from Python): a step count is >= 0 (0 skips that "
+                f"phase); pass {flag} 0 or more"
+            )
+
+
 def compress_carbon_vgg(
     run: str | Path,
     out: str | Path,
@@ -130,7 +147,9 @@ def compress_carbon_vgg(
 
     Raises:
         WrongCheckpointError: ``run`` is not an IIDM carbon model with a full VGG extractor.
+        ConfigError: ``basis_epochs`` < 1 or a step count < 0.
     """
+    _check_counts(basis_epochs, block_steps=block_steps, chain_steps=chain_steps)
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
     carbon = isinstance(task, CarbonTask)
@@ -242,7 +261,9 @@ def compress_carbon_unet(
 
     Raises:
         WrongCheckpointError: ``run`` is not a carbon IIDM/IDM model.
+        ConfigError: ``basis_epochs`` < 1 or a step count < 0.
     """
+    _check_counts(basis_epochs, encoder_steps=encoder_steps, decoder_steps=decoder_steps)
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
     if not isinstance(task, CarbonTask) or not isinstance(net, IIDMNet):

@@ -32,9 +32,11 @@ __all__ = [
 
 
 class ConfigSection(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, and a
+    number must be finite (``.nan``/``.inf`` in YAML would otherwise pass ``ge``/``lt`` bounds,
+    or fail none of them, and reach training or sampling)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class MethodConfig(ConfigSection):

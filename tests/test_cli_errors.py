@@ -476,7 +476,7 @@ def test_an_output_below_a_file_is_one_line_and_leaves_nothing(
         (["--n", "0"], ["argument --n: must be >= 1, got 0"]),
         (["--n", "-3"], ["argument --n: must be >= 1, got -3"]),
         (["--steps", "5000"], ["--steps 5000", "more than the 200 timesteps", "between 1 and 200"]),
-        (["--steps", "0"], ["--steps 0", "at least 1 step", "pass --steps between 1 and 200"]),
+        (["--steps", "0"], ["argument --steps: must be >= 1, got 0"]),
         (["--sampler", "ddpm", "--steps", "5000"], ["--steps 5000", "between 1 and 200"]),
     ],
 )
@@ -488,11 +488,52 @@ def test_sample_refuses_bad_counts_and_steps(
     capsys: pytest.CaptureFixture,
 ) -> None:
     argv = ["sample", str(generator_checkpoint), *option, "--out", str(tmp_path / "grid.png")]
-    if option[0] == "--n":
+    if parts[0].startswith("argument"):
         argparse_refused(argv, capsys, *parts)
     else:
         refused(argv, capsys, *parts)
     assert snapshot(tmp_path) == {}
+
+
+@pytest.mark.parametrize("verb", ["sample", "synthesize", "evaluate"])
+def test_sampling_verbs_refuse_steps_below_one(
+    verb: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--steps -2`` of a one-pass model was ignored; argparse now refuses it before any load."""
+    argv = [verb, str(tmp_path / "run"), "--steps", "-2", "--out", str(tmp_path / "o")]
+    if verb == "synthesize":
+        argv += ["--per-class", "1"]
+    argparse_refused(argv, capsys, "argument --steps: must be >= 1, got -2")
+    assert snapshot(tmp_path) == {}
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--basis-epochs", "0"], "argument --basis-epochs: must be >= 1, got 0"),
+        (["--part", "unet", "--encoder-steps", "-5"], "argument --encoder-steps: must be >= 0"),
+        (["--block-steps", "-1"], "argument --block-steps: must be >= 0, got -1"),
+        (["--chain-steps", "x"], "argument --chain-steps: expected a whole number >= 0, got 'x'"),
+    ],
+)
+def test_compress_refuses_negative_counts(
+    option: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Negative step counts were taken as 0 without a word (and a run was still written)."""
+    argparse_refused(
+        ["compress", str(tmp_path), "--out", str(tmp_path / "kd"), *option], capsys, message
+    )
+    assert snapshot(tmp_path) == {}
+
+
+def test_the_library_compress_refuses_negative_counts(tmp_path: Path) -> None:
+    from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
+
+    with pytest.raises(ConfigError, match=r"--basis-epochs 0 .*pass --basis-epochs 1 or more"):
+        compress_carbon_vgg(tmp_path, tmp_path / "kd", basis_epochs=0)
+    with pytest.raises(ConfigError, match=r"--decoder-steps -1 \(decoder_steps from Python\)"):
+        compress_carbon_unet(tmp_path, tmp_path / "kd", decoder_steps=-1)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", ["--steps", "--workers", "--dask-rows"])

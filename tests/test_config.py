@@ -57,6 +57,20 @@ def test_out_of_range_value_is_named() -> None:
         config_from_dict({**MINIMAL, "train": {"ema_decay": 1.5}})
 
 
+@pytest.mark.parametrize(
+    ("override", "key", "value"),
+    [("sample.guidance=.inf", "sample.guidance", "inf"), ("train.lr=.nan", "train.lr", "nan")],
+)
+def test_numbers_must_be_finite(tmp_path: Path, override: str, key: str, value: str) -> None:
+    """YAML's .inf passed ``ge=0`` bounds (a guidance scale of inf sampled NaN images) and .nan
+    any bound a field has none of; both are refused with the key named."""
+    path = _write(tmp_path, "data: {root: x}\n")
+    with pytest.raises(
+        ConfigError, match=rf"{key}: Input should be a finite number \(got {value}\)"
+    ):
+        load_config(path, [override])
+
+
 def test_wrong_choice_is_named() -> None:
     with pytest.raises(ConfigError, match=r"diffusion\.schedule"):
         config_from_dict({**MINIMAL, "diffusion": {"schedule": "quadratic"}})

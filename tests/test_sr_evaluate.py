@@ -114,3 +114,13 @@ def test_scene_indices_spread_evenly_and_keep_every_item_of_a_short_split() -> N
     assert scene_indices(320, 32) == list(range(0, 320, 10))
     assert scene_indices(100, 32) == [3 * i for i in range(32)]  # stride 3: the first 96 items
     assert scene_indices(5, 32) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("scale", [float("nan"), -2.0, 0.5, 1.0])
+def test_an_implicit_model_refuses_a_scale_that_is_no_upscaling(
+    scale: float, tmp_path: Path, sample_data: Path
+) -> None:
+    """A model that takes any scale used to accept x nan, x-2 or x0.5 and fail deep inside."""
+    run = _checkpoint(tmp_path, sample_data, "implicit")
+    with pytest.raises(ConfigError, match=rf"x{scale:g} is not a super-resolution scale; give a"):
+        evaluate_super_resolution(run, num_images=2, progress=False, device="cpu", scale=scale)

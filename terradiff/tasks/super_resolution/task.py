@@ -10,6 +10,7 @@ one file each beside this one) builds the network, its loss and its prediction.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -77,7 +78,13 @@ class SuperResolutionTask(Task):
             )
 
     def check_scale(self, scale: float, source: str) -> float:
-        """``scale`` if the method can super-resolve at it (else a :class:`DataError`)."""
+        """``scale`` if the method can super-resolve at it (else a :class:`DataError`): a finite
+        factor above 1, and the trained one unless the method takes any scale."""
+        if not math.isfinite(scale) or scale <= 1.0:
+            raise DataError(
+                f"{source}: x{scale:g} is not a super-resolution scale; give a factor above 1 "
+                f"(this model was trained for x{self.sr.scale:g})"
+            )
         if self.method.any_scale or abs(scale - self.sr.scale) < 1e-9:
             return float(scale)
         capable = [m.name for m in registered_methods("sr") if m.any_scale]
