@@ -8,6 +8,7 @@ naming the file or the item and the fix; the keys and values are then validated 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,9 @@ import yaml
 
 from terradiff.config import ExperimentConfig, config_from_dict
 from terradiff.errors import ConfigError
+from terradiff.run_paths import config_file_bases, rebase_relative_paths
+
+log = logging.getLogger(__name__)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -24,6 +28,10 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         path: the YAML file.
         overrides: ``key.sub=value`` strings applied on top (values parsed as YAML), e.g.
             ``["train.max_steps=100", "diffusion.schedule=cosine"]``.
+
+    A relative path of the config (``data.root`` and the others of
+    :data:`terradiff.run_paths.PATH_FIELDS`) that does not exist from the current folder is
+    looked for beside the file and in the folders above it, and made absolute where found.
 
     Raises:
         ConfigError: the file is missing or malformed, or a key/value is invalid.
@@ -58,6 +66,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
         )
     for override in overrides or []:
         apply_override(data, override)
+    for base in config_file_bases(path):
+        for note in rebase_relative_paths(data, base):
+            log.info(
+                "%s (not found from %s; found from the config file's folder)", note, Path.cwd()
+            )
     return config_from_dict(data, str(path))
 
 

@@ -9,6 +9,11 @@ folder's own path and its relative ``output_dir`` (``/work/proj/outputs/run`` tr
 
 A relative path is only rebased when it does not exist from the current folder and does exist
 from the training folder, so a path that resolves where the user stands always wins.
+
+The same rule serves ``terradiff train`` started from another folder than the one its config's
+paths are written for (``cd /tmp && terradiff train /work/proj/configs/demo_aid.yaml``): a path
+missing from the current folder is looked for beside the config file and then in the folders
+above it (:func:`config_file_bases`), the way ``configs/`` sits one level below a project root.
 """
 
 from __future__ import annotations
@@ -28,6 +33,12 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("condition", "metadata_sidecar"),
     ("evaluate", "encoder"),
     ("evaluate", "encoder_weights"),
+    ("sr", "teacher"),
+    ("sr", "lpips_weights"),
+    ("carbon", "vgg_weights"),
+    ("carbon", "kd_vgg"),
+    ("change", "generator"),
+    ("temporal", "generator"),
 )
 """``(section, key)`` of the config values that may be file or folder paths, read at use time."""
 
@@ -62,6 +73,14 @@ def training_folder(checkpoint_dir: Path, saved: dict[str, Any]) -> Path | None:
     return Path(*run_dir.parts[: -len(kept)])
 
 
+def config_file_bases(config_path: Path) -> list[Path]:
+    """The folders a config file's relative paths may be written from: the file's own folder,
+    then each folder above it, nearest first, without the filesystem root (where a relative
+    ``data`` would match the unrelated ``/data``)."""
+    folder = config_path.resolve().parent
+    return [base for base in (folder, *folder.parents) if base.parent != base]
+
+
 def rebase_relative_paths(
     raw: dict[str, Any], base: Path | None, *, cwd: Path | None = None
 ) -> list[str]:
@@ -88,5 +107,5 @@ def rebase_relative_paths(
         values[key] = str(base / path)
         notes.append(f"{section}.{key} {value} -> {values[key]}")
     for note in notes:
-        log.debug("resolved from the folder the run was trained in: %s", note)
+        log.debug("not found from %s, found under %s: %s", here, base, note)
     return notes

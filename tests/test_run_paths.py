@@ -129,3 +129,56 @@ def test_info_says_where_the_data_is_found(
     assert main(["info", str(project_run)]) == 0
     out = capsys.readouterr().out
     assert "data         data/aid (not found from here: give sample/evaluate --data DIR)" in out
+
+
+def test_config_file_bases_are_its_folder_then_each_folder_above(tmp_path: Path) -> None:
+    from terradiff.run_paths import config_file_bases
+
+    config = tmp_path / "project/configs/schedules/cosine.yaml"
+    bases = config_file_bases(config)
+    assert bases[:3] == [config.parent, config.parent.parent, tmp_path / "project"]
+    assert Path("/") not in bases and bases[-1].parent == Path("/")
+
+
+def test_train_from_another_folder_finds_the_configs_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``cd elsewhere && terradiff train project/configs/c.yaml`` with ``data.root: data/aid``
+    written for the project folder failed with 'dataset folder not found'; the data is now found
+    above the config file, the run goes where the user stands, and the run records the absolute
+    data folder."""
+    import yaml
+
+    from tests.helpers import tiny_config
+
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    (project / "data/aid").symlink_to(SAMPLE_DATA / "aid")
+    (project / "configs").mkdir()
+    elsewhere.mkdir()
+    raw = tiny_config(Path("outputs/run"), SAMPLE_DATA, max_steps=2, save_every=2)
+    raw["data"]["root"] = "data/aid"
+    (project / "configs/c.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(elsewhere)
+    with caplog.at_level("INFO", logger="terradiff.config_loading"):
+        assert main(["train", str(project / "configs/c.yaml")]) == 0
+    data = str(project / "data/aid")
+    assert f"data.root data/aid -> {data} (not found from {elsewhere}" in caplog.text
+    saved = json.loads(
+        next((elsewhere / "outputs/run/checkpoints").glob("*/config.json")).read_text()
+    )
+    assert saved["config"]["data"]["root"] == data
+    assert saved[WORKING_DIR_KEY] == str(elsewhere)
+
+
+def test_a_path_that_resolves_from_the_current_folder_wins_over_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from terradiff.config_loading import load_config
+
+    for folder in (tmp_path / "project/data/x", tmp_path / "here/data/x"):
+        folder.mkdir(parents=True)
+    (tmp_path / "project/c.yaml").write_text("data: {root: data/x}\n")
+    monkeypatch.chdir(tmp_path / "here")
+    assert load_config(tmp_path / "project/c.yaml").data.root == "data/x"
+    assert load_config(tmp_path / "project/c.yaml", ["data.root=data/y"]).data.root == "data/y"
