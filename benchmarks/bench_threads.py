@@ -8,9 +8,9 @@ processes. Workloads (``--workload``):
 * ``train``: ``--repeats`` training steps of ``configs/demo_aid.yaml``'s UNet (batch 16, 32x32);
 * ``demo``: ``terradiff train configs/demo_aid.yaml`` for ``--repeats`` steps, the whole loop of
   ``make demo`` (data pipeline, EMA, logging, final checkpoint), timed from call to return;
-* ``super-resolve``: ``--repeats`` calls of ``terradiff super-resolve`` on a 256 px window of the
-  bundled NAIP sample with ``make sr-example``'s regression x4 UNet (untrained weights), the
-  inference verbs' case; each call timed from call to return.
+* ``super-resolve``: ``--repeats`` calls of ``terradiff super-resolve`` on a ``--sr-window`` px
+  window (256) of the bundled NAIP sample with ``make sr-example``'s regression x4 UNet
+  (untrained weights), the inference verbs' case; each call timed from call to return.
 
 Settings (``--settings``; the OpenMP of torch's Linux wheels is GNU libgomp):
 
@@ -104,7 +104,8 @@ if code:
 print(elapsed)
 """
 
-# Inference as a user runs it: `terradiff super-resolve` of a 256 px window of the bundled NAIP
+# Inference as a user runs it: `terradiff super-resolve` of a --sr-window px window (default 256)
+# of the bundled NAIP
 # sample with `make sr-example`'s regression x4 UNet (untrained: the time does not depend on the
 # weights), called --repeats times, each call timed from call to return (model load, tiling,
 # GeoTIFF writing included).
@@ -119,6 +120,7 @@ from terradiff.config_loading import load_config
 from terradiff.data.band_info import BandInfo
 from terradiff.tasks import build_task
 threads = [] if sys.argv[1] == "0" else ["--threads", sys.argv[1]]
+side = int(sys.argv[3])
 with tempfile.TemporaryDirectory() as folder:
     work = Path(folder)
     task = build_task(load_config("configs/sr/sample_regression_x4.yaml"),
@@ -126,9 +128,9 @@ with tempfile.TemporaryDirectory() as folder:
     save_checkpoint(work / "run/checkpoints/step_00000001", config=task.checkpoint_config(),
                     model_state=task.net.state_dict())
     with rasterio.open("data/samples/naip/m_4709963_se_14_1_20190904.tif") as src:
-        window = Window(0, 0, 256, 256)
+        window = Window(0, 0, side, side)
         data = src.read(window=window)
-        profile = {"driver": "GTiff", "width": 256, "height": 256, "count": src.count,
+        profile = {"driver": "GTiff", "width": side, "height": side, "count": src.count,
                    "dtype": src.dtypes[0], "crs": src.crs,
                    "transform": src.window_transform(window)}
     with rasterio.open(work / "crop.tif", "w", **profile) as dst:
@@ -173,13 +175,19 @@ def job_environment(env_extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_jobs(
-    env_extra: dict[str, str], threads: int, jobs: int, repeats: int, workload: str = "forward"
+    env_extra: dict[str, str],
+    threads: int,
+    jobs: int,
+    repeats: int,
+    workload: str = "forward",
+    sr_window: int = 256,
 ) -> float:
-    """Wall seconds of the slowest of ``jobs`` concurrent workload processes."""
+    """Wall seconds of the slowest of ``jobs`` concurrent workload processes (each workload reads
+    the threads, the repeats and the super-resolve window side from its argv)."""
     env = job_environment(env_extra)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKLOADS[workload], str(threads), str(repeats)],
+            [sys.executable, "-c", WORKLOADS[workload], str(threads), str(repeats), str(sr_window)],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -212,6 +220,12 @@ def main() -> None:
         help="run each setting alone (1) and/or as two concurrent jobs (2)",
     )
     parser.add_argument(
+        "--sr-window",
+        type=int,
+        default=256,
+        help="side in pixels of the NAIP window the super-resolve workload maps (256)",
+    )
+    parser.add_argument(
         "--out", default=None, help="default benchmarks/results/threads[_WORKLOAD].json"
     )
     args = parser.parse_args()
@@ -225,7 +239,7 @@ def main() -> None:
             env_extra, threads = SETTINGS[name]
             for jobs in jobs_list:
                 times[(name, jobs)].append(
-                    run_jobs(env_extra, threads, jobs, args.repeats, args.workload)
+                    run_jobs(env_extra, threads, jobs, args.repeats, args.workload, args.sr_window)
                 )
     base_name = "passive" if "passive" in settings else settings[0]
     base = statistics.median(times[(base_name, 1)]) if 1 in jobs_list else None
@@ -253,6 +267,7 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "command": shlex.join(["python", "benchmarks/bench_threads.py", *sys.argv[1:]]),
         "workload": args.workload,
+        **({"sr_window": args.sr_window} if args.workload == "super-resolve" else {}),
         "ratio_base": base_name,
         "trials": args.trials,
         "repeats": args.repeats,

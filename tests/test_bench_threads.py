@@ -40,7 +40,8 @@ def test_a_job_reports_the_last_line_it_prints(monkeypatch) -> None:
 @pytest.mark.parametrize("workload", ["demo", "super-resolve"])
 def test_the_cli_workloads_time_real_commands(tmp_path: Path, workload: str) -> None:
     """Two steps of `make demo`'s training on the bundled AID sample, or one `terradiff
-    super-resolve` of a NAIP window, alone, one setting.
+    super-resolve` of a 96 px NAIP window (the benchmark's 256 px took 20 s on one thread),
+    alone, one setting.
 
     Started from another folder: the jobs find configs/ and data/ under the repository.
     """
@@ -59,6 +60,8 @@ def test_the_cli_workloads_time_real_commands(tmp_path: Path, workload: str) -> 
             "1",
             "--settings",
             "passive, 1 thread",
+            "--sr-window",
+            "96",
             "--out",
             str(out),
         ],
@@ -70,4 +73,5 @@ def test_the_cli_workloads_time_real_commands(tmp_path: Path, workload: str) -> 
     record = json.loads(out.read_text())
     (row,) = record["rows"]
     assert record["workload"] == workload and row["setting"] == "passive, 1 thread"
+    assert record.get("sr_window") == (96 if workload == "super-resolve" else None)
     assert row["alone_s"] > 0 and len(row["alone_trials_s"]) == 1 and "two_jobs_s" not in row
