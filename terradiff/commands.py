@@ -188,6 +188,40 @@ def _without(record: Any, keys: tuple[str, ...]) -> Any:
     return record
 
 
+EVALUATE_OPTIONS_READ: dict[str, frozenset[str]] = {
+    "generation": frozenset({"n", "sampler", "steps", "guidance", "encoder", "encoder_weights"}),
+    "super_resolution": frozenset(
+        {"n", "sampler", "steps", "scale", "image_size", "lpips_weights", "ensemble"}
+    ),
+    "temporal": frozenset({"n", "sampler", "steps", "guidance"}),
+    "change": frozenset(),
+}
+"""The ``evaluate`` options (beyond ``--data``, ``--seed``, ``--device``, ``--precision`` and
+``--out``, which every task reads) that each task's evaluation reads."""
+
+
+def refuse_unread_evaluate_options(args: argparse.Namespace, task_name: str | None) -> None:
+    """A :class:`ConfigError` for an ``evaluate`` option that the checkpoint's task would ignore
+    (``--guidance`` of a super-resolution model, ``--scale`` of a generator): silently dropped,
+    it would make the user believe the scores were measured with it. Other tasks (carbon) are
+    refused by the evaluation itself."""
+    from terradiff.errors import ConfigError
+
+    read = EVALUATE_OPTIONS_READ.get(task_name or "")
+    if read is None:
+        return
+    defaults = {"ensemble": 1}
+    for name in sorted(set().union(*EVALUATE_OPTIONS_READ.values()) - read):
+        value = getattr(args, name)
+        if value is not None and value != defaults.get(name):
+            flag = "--" + name.replace("_", "-")
+            users = [t for t, options in EVALUATE_OPTIONS_READ.items() if name in options]
+            raise ConfigError(
+                f"{flag} is read when evaluating {' and '.join(users)} models; "
+                f"{args.checkpoint} is a {task_name!r} checkpoint: drop {flag}"
+            )
+
+
 def evaluate_command(args: argparse.Namespace) -> int:
     from terradiff.checkpoint import read_checkpoint_config
     from terradiff.evaluate import evaluate_checkpoint
@@ -195,13 +229,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     saved = read_checkpoint_config(args.checkpoint)  # a broken one is named by load_task
     task_name = saved.get("task") if isinstance(saved, dict) else None
-    if args.ensemble > 1 and task_name != "super_resolution":
-        from terradiff.errors import ConfigError
-
-        raise ConfigError(
-            f"--ensemble scores super-resolution models; {args.checkpoint} is a {task_name!r} "
-            f"checkpoint: drop --ensemble"
-        )
+    refuse_unread_evaluate_options(args, task_name)
     if isinstance(saved, dict) and saved.get("task") == "change":
         from terradiff.evaluate import evaluate_change
 
@@ -217,6 +245,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             max_windows=args.n,
             sampler=args.sampler,
             steps=args.steps,
+            guidance=args.guidance,
             seed=args.seed,
             device=args.device,
             precision=args.precision,

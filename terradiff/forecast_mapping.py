@@ -243,13 +243,7 @@ def forecast_raster(
             ckpt.path, f"{task.config.task!r} checkpoint", "forecast needs a 'temporal' one"
         )
     task.use_precision(precision)
-    for flag, given in (("--ensemble", ensemble > 1), ("--guidance", guidance is not None)):
-        if given and not task.stochastic:
-            value = ensemble if flag == "--ensemble" else guidance
-            raise ConfigError(
-                f"{flag} {value} needs a diffusion model; {ckpt.path} is a one-pass "
-                f"{task.method.name!r} model: leave {flag} out"
-            )
+    task.refuse_sampling_flags(ckpt.path, ensemble=ensemble, guidance=guidance)
     info = inspect_raster(image)
     selected = input_bands(image, task.band_info, bands)
     multiple = int(task.net.downsample_factor)

@@ -105,6 +105,7 @@ def evaluate_temporal(
     max_windows: int | None = None,
     sampler: str | None = None,
     steps: int | None = None,
+    guidance: float | None = None,
     seed: int = 0,
     members: int = 1,
     batch_size: int = 16,
@@ -120,6 +121,8 @@ def evaluate_temporal(
         data_root: the dated images (default: the checkpoint's ``data.root``).
         max_windows: score at most this many test windows, spread evenly over the test set.
         sampler, steps: the diffusion sampling (default: the checkpoint's ``sample`` section).
+        guidance: classifier-free guidance scale on the dates (default: the checkpoint's
+            ``sample.guidance``); diffusion methods only.
         seed: seeds the diffusion noise (one generator per batch of windows) and the bootstrap.
         members: forecasts averaged per window (a diffusion model's ensemble mean, the estimate
             of the posterior mean that minimises the expected squared error; 1: one sample).
@@ -132,12 +135,13 @@ def evaluate_temporal(
         ``psnr_per_band``, ``ssim``, ``ssim_visible``, ``ssim_per_band``), ``"difference"``
         (model - persistence per metric: ``mean``, ``low``, ``high``), ``"bootstrap"``,
         ``"visible_bands"``, ``"windows"``, ``"pairs"``, ``"places"``, ``"per_window"``,
-        ``"method"``, ``"sampler"``, ``"steps"``, ``"inference_precision"``,
+        ``"method"``, ``"sampler"``, ``"steps"``, ``"guidance"``, ``"inference_precision"``,
         ``"holdout"``,
         ``"checkpoint"``, ``"step"``, ``"seconds_per_window"``}``.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a temporal model.
+        ConfigError: ``guidance`` for a one-pass model.
     """
     from terradiff.tasks import load_task
     from terradiff.tasks.temporal import TemporalTask
@@ -150,7 +154,8 @@ def evaluate_temporal(
     task.use_precision(precision)
     if data_root is not None:
         task.config.data.root = str(data_root)
-    spec = task.sampling_spec(sampler, steps)
+    task.refuse_sampling_flags(ckpt.path, guidance=guidance)
+    spec = task.sampling_spec(sampler, steps, guidance=guidance)
     dataset = task.dataset("test")
     indices = np.arange(len(dataset))
     if max_windows is not None and max_windows < len(indices):
@@ -221,6 +226,7 @@ def evaluate_temporal(
         "members": members,
         "sampler": None if spec is None else spec.sampler,
         "steps": None if spec is None else spec.steps,
+        "guidance": None if spec is None else spec.guidance,
         "inference_precision": task.inference_precision(),
         "seconds_per_window": round(seconds / max(1, len(per_window)), 4),
         "checkpoint": str(ckpt.path),

@@ -177,6 +177,22 @@ def test_an_ensemble_of_a_generator_is_refused(
     refused(argv, capsys, "--ensemble", str(trained_run), "'generation'", "drop --ensemble")
 
 
+@pytest.mark.parametrize(
+    ("option", "readers"),
+    [
+        (["--scale", "2"], "super_resolution models"),
+        (["--image-size", "64"], "super_resolution models"),
+        (["--lpips-weights", "w.safetensors"], "super_resolution models"),
+    ],
+)
+def test_evaluate_refuses_options_a_generator_would_ignore(
+    option: list[str], readers: str, trained_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Dropped without a word, such an option let the user believe the scores used it."""
+    argv = ["evaluate", str(trained_run), *option]
+    refused(argv, capsys, f"{option[0]} is read when evaluating {readers}", "drop " + option[0])
+
+
 def test_a_trained_run_names_its_last_checkpoint_for_resume(
     trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

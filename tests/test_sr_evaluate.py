@@ -124,3 +124,17 @@ def test_an_implicit_model_refuses_a_scale_that_is_no_upscaling(
     run = _checkpoint(tmp_path, sample_data, "implicit")
     with pytest.raises(ConfigError, match=rf"x{scale:g} is not a super-resolution scale; give a"):
         evaluate_super_resolution(run, num_images=2, progress=False, device="cpu", scale=scale)
+
+
+@pytest.mark.parametrize("option", [["--guidance", "3"], ["--encoder", "inception"]])
+def test_evaluate_refuses_generator_options_for_a_super_resolution_model(
+    option: list[str], tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``evaluate --guidance 3`` of an SR model scored without guidance and said nothing."""
+    from terradiff.cli import main
+
+    run = _checkpoint(tmp_path, sample_data, "sr3")
+    assert main(["evaluate", str(run), "--n", "2", *option]) == 2
+    err = capsys.readouterr().err
+    assert f"{option[0]} is read when evaluating generation" in err
+    assert f"'super_resolution' checkpoint: drop {option[0]}" in err

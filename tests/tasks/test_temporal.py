@@ -152,6 +152,20 @@ def test_ensemble_evaluation_scores_the_mean_of_members(runs: dict[str, Path]) -
         evaluate_temporal(runs["regression"], members=2, **kwargs)
 
 
+def test_evaluate_guidance_reaches_a_diffusion_forecast(runs: dict[str, Path]) -> None:
+    """``evaluate --guidance S`` of a temporal model was ignored; it now guides the forecast
+    (recorded, and other scores than without it) and is refused for a one-pass model."""
+    from terradiff.temporal_evaluate import evaluate_temporal
+
+    kwargs = {"max_windows": 2, "steps": 2, "progress": False, "resamples": 20}
+    plain = evaluate_temporal(runs["concat"], **kwargs)
+    guided = evaluate_temporal(runs["concat"], guidance=3.0, **kwargs)
+    assert plain["guidance"] is None and guided["guidance"] == 3.0
+    assert guided["model"]["psnr_visible"] != plain["model"]["psnr_visible"]
+    with pytest.raises(ConfigError, match=r"--guidance 3.0 needs a diffusion model; .* one-pass"):
+        evaluate_temporal(runs["regression"], guidance=3.0, **kwargs)
+
+
 def test_untrained_controlnet_is_the_generator(
     biomassters: Path, runs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -94,6 +94,23 @@ class TemporalTask(Task):
         """Drawn by a diffusion sampler (``concat``) or one pass (``regression``)."""
         return bool(self.method.stochastic)
 
+    def refuse_sampling_flags(self, source: str | Path, **given: object) -> None:
+        """Refuse options that only a diffusion model uses (``ensemble=3``, ``guidance=2.0``;
+        named as their ``--flag``) when this model is one-pass, instead of ignoring them.
+
+        Raises:
+            ConfigError: a one-pass model and a value other than None (or 1 for ``ensemble``).
+        """
+        if self.stochastic:
+            return
+        for name, value in given.items():
+            if value is not None and not (name == "ensemble" and value == 1):
+                flag = "--" + name.replace("_", "-")
+                raise ConfigError(
+                    f"{flag} {value} needs a diffusion model; {source} is a one-pass "
+                    f"{self.method.name!r} model: leave {flag} out"
+                )
+
     # ------------------------------------------------------------------ data
     def series(self) -> list[TimeSeries]:
         """The time series under ``data.root`` (read once; see :func:`find_series`)."""
