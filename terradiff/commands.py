@@ -55,6 +55,13 @@ def sample_command(args: argparse.Namespace) -> int:
     task.use_precision(args.precision)
     generator = torch.Generator().manual_seed(args.seed)
     spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
+    if args.chain is not None and spec is None:
+        from terradiff.errors import ConfigError
+
+        raise ConfigError(
+            f"--chain draws the denoising steps of a diffusion model; {args.checkpoint} is a "
+            "one-pass model (no steps to draw): leave --chain out"
+        )
     request = {"class": args.class_name, "metadata": parse_metadata(args.metadata)}
     extra: dict[str, Any] = {}
     if any(request.values()) or args.guidance is not None:

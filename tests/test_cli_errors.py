@@ -683,3 +683,13 @@ def test_a_distilled_student_without_a_teacher_is_refused_before_the_run_folder(
     argv = ["train", str(REPO / "configs" / "sr" / "aid_light_x4.yaml"), "--output-dir", str(run)]
     refused([*argv, "--set", "sr.distill=mse"], capsys, "sr.teacher", "sr.distill: none")
     assert not (tmp_path / "out").exists()
+
+
+def test_sample_chain_of_a_one_pass_model_is_refused_before_any_file(
+    sr_uint8_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``sample --chain`` of a one-pass model wrote the grid, then crashed (exit 1) drawing a
+    chain that does not exist."""
+    argv = ["sample", str(sr_uint8_checkpoint), "--n", "2", "--out", str(tmp_path / "g.png")]
+    refused([*argv, "--chain", str(tmp_path / "c.png")], capsys, "--chain", "one-pass model")
+    assert snapshot(tmp_path) == {}
