@@ -456,13 +456,15 @@ def _os_error_message(error: OSError) -> str:
     """One line for a file-system error: the path, what went wrong, and the usual fix."""
     path = error.filename or ""
     reason = error.strerror or str(error)
+    if not path:  # raised with a message of its own (naming the file), not by the OS
+        return reason
     if isinstance(error, NotADirectoryError) or error.errno == errno.ENOTDIR:
         return f"{path}: a parent of this path is a file, not a folder; choose another path"
     if isinstance(error, FileNotFoundError):
         return f"{path}: no such file or folder; check the path"
     if isinstance(error, PermissionError):
         return f"{path}: permission denied; choose a path you can write to"
-    return f"{path}: {reason}" if path else reason
+    return f"{path}: {reason}"
 
 
 def main(argv: list[str] | None = None) -> int:

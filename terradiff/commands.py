@@ -55,12 +55,13 @@ def sample_command(args: argparse.Namespace) -> int:
     task.use_precision(args.precision)
     generator = torch.Generator().manual_seed(args.seed)
     spec = task.sampling_spec(args.sampler, args.steps, guidance=args.guidance)
-    if args.chain is not None and spec is None:
+    if args.chain is not None and (spec is None or not task.keeps_trajectories):
         from terradiff.errors import ConfigError
 
+        why = "a one-pass model" if spec is None else f"a {task.config.task!r} model"
         raise ConfigError(
-            f"--chain draws the denoising steps of a diffusion model; {args.checkpoint} is a "
-            "one-pass model (no steps to draw): leave --chain out"
+            f"--chain draws the denoising steps of a generation or super-resolution diffusion "
+            f"model; {args.checkpoint} is {why}, whose sampling keeps no steps: leave --chain out"
         )
     request = {"class": args.class_name, "metadata": parse_metadata(args.metadata)}
     extra: dict[str, Any] = {}

@@ -693,3 +693,13 @@ def test_sample_chain_of_a_one_pass_model_is_refused_before_any_file(
     argv = ["sample", str(sr_uint8_checkpoint), "--n", "2", "--out", str(tmp_path / "g.png")]
     refused([*argv, "--chain", str(tmp_path / "c.png")], capsys, "--chain", "one-pass model")
     assert snapshot(tmp_path) == {}
+
+
+def test_a_missing_encoder_file_is_named(
+    generator_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A FileNotFoundError raised with terradiff's own message (no ``filename``) printed
+    ``error: : no such file or folder; check the path``, without the file."""
+    missing = tmp_path / "nope.safetensors"
+    argv = ["evaluate", str(generator_checkpoint), "--n", "2", "--encoder", str(missing)]
+    refused(argv, capsys, f"encoder weights {missing} not found")

@@ -54,6 +54,9 @@ class Task(abc.ABC):
     net: nn.Module
     band_info: BandInfo
     _dataset: Dataset | None = None
+    keeps_trajectories: bool = True
+    """:meth:`sample` honours ``return_trajectory`` (the states ``sample --chain`` draws) when it
+    samples with a diffusion sampler."""
 
     @property
     def num_bands(self) -> int:

@@ -152,6 +152,18 @@ def test_ensemble_evaluation_scores_the_mean_of_members(runs: dict[str, Path]) -
         evaluate_temporal(runs["regression"], members=2, **kwargs)
 
 
+def test_sample_chain_of_a_temporal_model_is_refused_before_any_file(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A forecast keeps no denoising steps: ``sample --chain`` crashed (exit 1) after writing
+    the grid; now exit 2 before anything is written."""
+    argv = ["sample", str(runs["concat"]), "--n", "2", "--steps", "2"]
+    argv += ["--out", str(tmp_path / "g.png"), "--chain", str(tmp_path / "c.png")]
+    assert main(argv) == 2
+    assert "'temporal' model, whose sampling keeps no steps" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_guidance_reaches_a_diffusion_forecast(runs: dict[str, Path]) -> None:
     """``evaluate --guidance S`` of a temporal model was ignored; it now guides the forecast
     (recorded, and other scores than without it) and is refused for a one-pass model."""

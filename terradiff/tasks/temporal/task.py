@@ -89,6 +89,8 @@ class TemporalTask(Task):
         self.method: TemporalMethod = method_class("temporal", self.temporal.method)(self)  # type: ignore[assignment]
         self.net = self.method.build_net()
 
+    keeps_trajectories = False  # a forecast returns the final state only
+
     @property
     def stochastic(self) -> bool:
         """Drawn by a diffusion sampler (``concat``) or one pass (``regression``)."""
@@ -222,7 +224,8 @@ class TemporalTask(Task):
         progress: bool = False,
     ) -> SamplerOutput:
         """Forecasts (in [-1, 1]) of ``num_images`` training crops (the preview's); the spec it
-        sampled with (None for a one-pass method, which ignores ``spec``)."""
+        sampled with (None for a one-pass method, which ignores ``spec``). No trajectory is kept
+        (:attr:`keeps_trajectories` is False): ``return_trajectory`` is ignored."""
         items = self.preview_items(num_images, _PREVIEW_KEYS)
         used = (spec or self.sampling_spec()) if self.stochastic else None
         mean, _ = self.forecast(
