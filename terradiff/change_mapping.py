@@ -42,7 +42,7 @@ from terradiff.data.raster_write import write_raster
 from terradiff.data.tiling import blend_weights, tile_windows
 from terradiff.data.tiling.options import check_output_targets
 from terradiff.errors import DataError, WrongCheckpointError
-from terradiff.io import atomic_path
+from terradiff.io import GEOTIFF_SUFFIXES, atomic_path, check_named_as
 
 if TYPE_CHECKING:
     from terradiff.interop.stac import StacImage
@@ -222,6 +222,9 @@ def detect_change(
             f"--out {out} names a {out.suffix} file, but the mask is written as a GeoTIFF; give a "
             ".tif path for --out and the PNG path to --png"
         )
+    check_named_as(out, "GeoTIFF", GEOTIFF_SUFFIXES, "--out")
+    if png is not None:
+        check_named_as(png, "PNG", (".png",), "--png")
     outputs = [out, *([Path(png)] if png is not None else [])]
     check_output_targets(
         outputs, overwrite=overwrite, inputs=[("before image", before), ("after image", after)]

@@ -28,6 +28,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from terradiff.errors import DataError
+
 log = logging.getLogger(__name__)
 
 _TEMPORARY = re.compile(
@@ -215,3 +217,35 @@ def atomic_directory(path: Path) -> Iterator[Path]:
                 os.replace(old, path)
         if tmp.exists():
             _remove(tmp)
+
+
+GEOTIFF_SUFFIXES: tuple[str, ...] = (".tif", ".tiff")
+"""File-name endings of the GeoTIFFs terradiff writes (any case)."""
+
+
+def check_named_as(
+    path: str | os.PathLike[str], kind: str, suffixes: tuple[str, ...], option: str = ""
+) -> Path:
+    """Refuse a file name whose ending promises another format than the ``kind`` written to it
+    (``forecast --out after.png`` held a TIFF that image viewers refuse to open).
+
+    Args:
+        path: the file to write.
+        kind: what is written, e.g. ``"GeoTIFF"`` or ``"PNG"``.
+        suffixes: the endings that fit ``kind`` (lower case, with the dot).
+        option: the flag that named ``path``, for the message (e.g. ``"--out"``).
+
+    Raises:
+        DataError: the name does not end with one of ``suffixes``.
+    """
+    out = Path(path)
+    if out.suffix.lower() not in suffixes:
+        given = f"{option} {out}" if option else str(out)
+        fits = " or ".join(suffixes)
+        ending = f"ends {out.suffix}" if out.suffix else "has no ending"
+        raise DataError(
+            f"{given}: the file is written as a {kind}, but its name {ending} (programs that go "
+            f"by the name would not open it); give a name ending {fits}, e.g. "
+            f"{out.with_suffix(suffixes[0]).name}"
+        )
+    return out

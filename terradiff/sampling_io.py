@@ -20,6 +20,7 @@ from terradiff.data.band_info import BandInfo
 from terradiff.data.raster import write_raster
 from terradiff.data.tiling.options import check_output_targets
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
+from terradiff.io import check_named_as
 
 
 def check_sample_checkpoint(checkpoint: str | Path) -> None:
@@ -75,10 +76,13 @@ def check_sample_outputs(
         The paths to write: ``out``, its ``.json`` record, then ``chain``, then the GeoTIFFs.
 
     Raises:
-        DataError: ``tif_dir`` is a file, or one of the paths exists without ``overwrite``, is a
-            folder, lies below a file, or is another of the paths (each message names the path
-            and the fix, e.g. ``--overwrite``).
+        DataError: ``out`` or ``chain`` does not end ``.png``, ``tif_dir`` is a file, or one of
+            the paths exists without ``overwrite``, is a folder, lies below a file, or is another
+            of the paths (each message names the path and the fix, e.g. ``--overwrite``).
     """
+    check_named_as(out, "PNG", (".png",), "--out")
+    if chain is not None:
+        check_named_as(chain, "PNG", (".png",), "--chain")
     paths = [Path(out), Path(out).with_suffix(".json")]
     paths += [Path(chain)] if chain is not None else []
     if tif_dir is not None:

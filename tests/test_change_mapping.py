@@ -148,7 +148,17 @@ def test_refusals_name_the_files(
     assert "is the before image" in capsys.readouterr().err
     assert main([*args, "--after", str(after), "--out", str(tmp_path / "m.png")]) == 2
     assert "--png" in capsys.readouterr().err
-    assert not out.exists()
+    assert (
+        main([*args, "--after", str(after), "--out", str(out), "--png", str(tmp_path / "m.jpg")])
+        == 2
+    )
+    assert (
+        "--png" in (err := capsys.readouterr().err)
+        and "written as a PNG, but its name ends .jpg" in err
+    )
+    assert main([*args, "--after", str(after), "--out", str(tmp_path / "mask")]) == 2
+    assert "written as a GeoTIFF, but its name has no ending" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "mask").exists()
 
 
 def test_a_four_band_image_is_refused(pngs: tuple[Path, Path], tmp_path: Path) -> None:

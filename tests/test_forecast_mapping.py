@@ -168,6 +168,10 @@ def test_refusals_name_the_file_and_the_fix(
     assert summary.source_from == "--source-date" and summary.years_apart == pytest.approx(4 / 12)
     with pytest.raises(ConfigError, match="--date '2020-13' is no valid date"):
         forecast_raster(runs["regression"], before, tmp_path / "c.tif", date="2020-13")
+    # a GeoTIFF under a .png name: viewers that go by the name refused the file
+    with pytest.raises(DataError, match=r"d\.png: the file is written as a GeoTIFF, but its name"):
+        forecast_raster(runs["regression"], before, tmp_path / "d.png", date="2020-03")
+    assert not (tmp_path / "d.png").exists()
 
 
 def _tiny(path: Path) -> Path:

@@ -64,4 +64,12 @@ def test_sample_outputs_are_checked_together(tmp_path: Path) -> None:
     assert check_sample_outputs(1, grid, overwrite=True) == [grid, record]
     with pytest.raises(DataError, match=r"--tif-dir .* is a file"):
         check_sample_outputs(1, tmp_path / "h.png", tif_dir=grid)
+    # a grid or chain named otherwise held PNG bytes under a .jpg or bare name
+    with pytest.raises(DataError, match=r"--out .*g\.jpg: the file is written as a PNG, but its"):
+        check_sample_outputs(1, tmp_path / "g.jpg")
+    with pytest.raises(
+        DataError, match=r"--chain .*/c: .* its name has no ending .* e\.g\. c\.png"
+    ):
+        check_sample_outputs(1, tmp_path / "h.png", chain=tmp_path / "c")
+    assert check_sample_outputs(1, tmp_path / "UPPER.PNG")[0].name == "UPPER.PNG"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.png"]  # nothing was created

@@ -33,7 +33,9 @@ from terradiff.carbon.stock import (
     distribute_carbon,
 )
 from terradiff.data.raster import write_raster
+from terradiff.data.tiling.options import check_output_targets
 from terradiff.errors import DataError
+from terradiff.io import GEOTIFF_SUFFIXES, check_named_as
 
 
 @dataclass
@@ -107,8 +109,18 @@ def inventory_to_carbon(
         overwrite: replace existing outputs.
 
     Raises:
-        DataError: a raster without a projected CRS, polygons without a CRS, no usable polygon.
+        DataError: a raster without a projected CRS, polygons without a CRS, no usable polygon;
+            an output that is not named ``.tif``/``.tiff``, exists without ``overwrite``, or is
+            an input (both outputs are checked before either is written).
     """
+    outputs = [(out_path, "")] + ([(mask_path, "--mask")] if mask_path is not None else [])
+    for path, option in outputs:
+        check_named_as(path, "GeoTIFF", GEOTIFF_SUFFIXES, option)
+    check_output_targets(
+        [path for path, _ in outputs],
+        overwrite=overwrite,
+        inputs=[("canopy-height raster", canopy_height_path), ("polygons", polygons_path)],
+    )
     with rasterio.open(canopy_height_path) as src:
         heights = src.read(1, masked=True).astype(np.float64).filled(np.nan)
         profile = src.profile

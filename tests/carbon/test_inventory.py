@@ -101,6 +101,25 @@ def test_clear_errors(tmp_path: Path) -> None:
         inventory_to_carbon(tmp_path / "none.gpkg", tmp_path / "chm.tif", tmp_path / "c.tif")
 
 
+def test_outputs_are_checked_before_either_is_written(tmp_path: Path) -> None:
+    """An existing --mask file was refused only after the density map had been written (a
+    partial result); a .png name held a GeoTIFF."""
+    _chm(tmp_path / "chm.tif")
+    _write_polygons(tmp_path / "s.gpkg", [_box(2, 3, 2, 2)], [100.0], "EPSG:32633")
+    (tmp_path / "forest.tif").write_bytes(b"keep")
+    args = (tmp_path / "s.gpkg", tmp_path / "chm.tif")
+    with pytest.raises(DataError, match=r"forest\.tif already exists"):
+        inventory_to_carbon(*args, tmp_path / "c.tif", mask_path=tmp_path / "forest.tif")
+    assert not (tmp_path / "c.tif").exists()
+    with pytest.raises(DataError, match=r"--mask .*forest\.png: the file is written as a GeoTIFF"):
+        inventory_to_carbon(*args, tmp_path / "c.tif", mask_path=tmp_path / "forest.png")
+    with pytest.raises(DataError, match=r"c\.png: the file is written as a GeoTIFF"):
+        inventory_to_carbon(*args, tmp_path / "c.png")
+    with pytest.raises(DataError, match="is the canopy-height raster"):
+        inventory_to_carbon(*args, tmp_path / "chm.tif", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chm.tif", "forest.tif", "s.gpkg"]
+
+
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from terradiff.cli import main
 

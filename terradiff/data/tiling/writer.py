@@ -24,7 +24,12 @@ from rasterio.windows import Window
 from terradiff.data.cog import commit_raster, compression_options, remove_side_files
 from terradiff.data.transforms import Scaling
 from terradiff.errors import RasterError
-from terradiff.io import remove_stale_temporaries, temporary_name
+from terradiff.io import (
+    GEOTIFF_SUFFIXES,
+    check_named_as,
+    remove_stale_temporaries,
+    temporary_name,
+)
 
 #: Block side of tiled GeoTIFF outputs (outputs that fit in one block are written in strips).
 BLOCK = 256
@@ -106,11 +111,14 @@ def to_output(
 
 
 def check_output_path(out_path: Path, overwrite: bool) -> None:
-    """Refuse a folder, or an existing file without ``overwrite``.
+    """Refuse a folder, a name that does not end ``.tif``/``.tiff``, or an existing file without
+    ``overwrite``.
 
     Raises:
         RasterError: ``out_path`` is a folder, or exists and ``overwrite`` is False.
+        DataError: another ending (:func:`~terradiff.io.check_named_as`).
     """
+    check_named_as(out_path, "GeoTIFF", GEOTIFF_SUFFIXES)
     if out_path.is_dir():
         raise RasterError(f"{out_path} is a folder; give a file path to write the raster to")
     if out_path.exists() and not overwrite:
