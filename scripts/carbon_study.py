@@ -446,6 +446,7 @@ def main() -> None:
             block_steps=KD_BLOCK_STEPS,
             chain_steps=KD_CHAIN_STEPS,
             progress=False,
+            overwrite=True,  # the study's own folder: files of an interrupted run are replaced
         )
         results["kd_vgg"] = {
             **summary,
@@ -465,6 +466,7 @@ def main() -> None:
                 encoder_steps=args.kd_unet_steps,
                 decoder_steps=args.kd_unet_steps,
                 progress=False,
+                overwrite=True,
             )
         except DataError as error:  # e.g. nothing to compress at 85%: reported, not fatal
             results["kd_unet"] = {"error": str(error)}

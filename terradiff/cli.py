@@ -409,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--chain-steps", type=non_negative_int, default=100, help="chain fine-tuning steps"
     )
     comp.add_argument("--quiet", action="store_true", help="no progress bars")
+    comp.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier compression in --out"
+    )
     comp.set_defaults(func=commands.compress_command)
 
     exp = verbs.add_parser(

@@ -395,6 +395,7 @@ def compress_command(args: argparse.Namespace) -> int:
             encoder_steps=args.encoder_steps,
             decoder_steps=args.decoder_steps,
             progress=not args.quiet,
+            overwrite=args.overwrite,
         )
         print(
             f"KD-UNet: base width {result['base_channels']}, {result['student_parameters']:,} "
@@ -413,6 +414,7 @@ def compress_command(args: argparse.Namespace) -> int:
         block_steps=args.block_steps,
         chain_steps=args.chain_steps,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     errors = ", ".join(f"{e:.3f}" for e in summary["relative_feature_error"])
     floor = ", ".join(f"{e:.3f}" for e in summary["basis_floor_error"])

@@ -32,7 +32,7 @@ from terradiff.config import config_from_dict
 from terradiff.diffusion import objectives
 from terradiff.distill.kd_unet import DenoiserInputs, KDUNetReport, distill_iidm_unet
 from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
-from terradiff.errors import ConfigError, WrongCheckpointError
+from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.io import atomic_write_text
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
@@ -103,6 +103,22 @@ def table_a2_markdown(report: KDVGGReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_out(out: str | Path, names: tuple[str, ...], overwrite: bool) -> Path:
+    """Refuse an ``out`` that is a file, or that already holds one of ``names`` (the files this
+    compression writes, and ``run``) unless ``overwrite``: a second compression into the same
+    folder replaced the first one's model without a word."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; give a folder for the compressed model")
+    held = [name for name in (*names, "run") if (out / name).exists()]
+    if held and not overwrite:
+        raise DataError(
+            f"--out {out} already holds {', '.join(held)} of an earlier compression; pass "
+            "--overwrite (overwrite=True from Python) to replace them, or give another folder"
+        )
+    return out
+
+
 def _check_counts(basis_epochs: int, **steps: int) -> None:
     """Refuse a pass count below 1 or a step count below 0 (0 skips that training phase), naming
     the ``terradiff compress`` flag; negative counts used to be taken as 0 without a word."""
@@ -130,6 +146,7 @@ def compress_carbon_vgg(
     block_steps: int = 300,
     chain_steps: int = 100,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Distil the extractor of the IIDM checkpoint ``run`` into KD-VGG (see the module docstring).
 
@@ -141,6 +158,7 @@ def compress_carbon_vgg(
             data (more = more random crops per pass).
         basis_epochs, block_steps, chain_steps: See :func:`distill_vgg`.
         progress: Progress bars.
+        overwrite: Replace the outputs of an earlier compression in ``out``.
 
     Returns:
         A summary (paths, widths, parameters, KD ratio).
@@ -148,8 +166,10 @@ def compress_carbon_vgg(
     Raises:
         WrongCheckpointError: ``run`` is not an IIDM carbon model with a full VGG extractor.
         ConfigError: ``basis_epochs`` < 1 or a step count < 0.
+        DataError: ``out`` is a file, or holds an earlier compression and not ``overwrite``.
     """
     _check_counts(basis_epochs, block_steps=block_steps, chain_steps=chain_steps)
+    _check_out(out, ("kd_vgg.safetensors", "kd_vgg.json", "table_a2.md"), overwrite)
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
     carbon = isinstance(task, CarbonTask)
@@ -253,6 +273,7 @@ def compress_carbon_unet(
     encoder_steps: int = 200,
     decoder_steps: int = 200,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Distil the denoising UNet of the IIDM/IDM checkpoint ``run`` into KD-UNet.
 
@@ -262,8 +283,10 @@ def compress_carbon_unet(
     Raises:
         WrongCheckpointError: ``run`` is not a carbon IIDM/IDM model.
         ConfigError: ``basis_epochs`` < 1 or a step count < 0.
+        DataError: ``out`` is a file, or holds an earlier compression and not ``overwrite``.
     """
     _check_counts(basis_epochs, encoder_steps=encoder_steps, decoder_steps=decoder_steps)
+    _check_out(out, ("kd_unet.json", "table_a2_unet.md"), overwrite)
     task, ckpt = load_task(run, use_ema=True)
     net = task.net
     if not isinstance(task, CarbonTask) or not isinstance(net, IIDMNet):

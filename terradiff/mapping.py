@@ -32,7 +32,7 @@ from terradiff.data.tiling.probe import with_tile_bytes
 from terradiff.data.transforms.scaling import spread_bands
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
-from terradiff.io import atomic_write_text
+from terradiff.io import GEOTIFF_SUFFIXES, atomic_write_text
 from terradiff.nets.precision import precision_tag
 
 __all__ = [
@@ -390,9 +390,12 @@ def estimate_carbon_maps(
                 f"several --image files have the same name {repeated}; their maps would collide "
                 "in --out; rename or link them with distinct names (e.g. the date)"
             )
-        if out.exists() and not out.is_dir():
+        if (out.exists() and not out.is_dir()) or (
+            not out.exists() and out.suffix.lower() in (*GEOTIFF_SUFFIXES, ".png")
+        ):
+            what = "is a file" if out.exists() else f"names a {out.suffix} file"
             raise ConfigError(
-                f"--out {out} is a file; with several --image, --out is the folder of the maps "
+                f"--out {out} {what}; with several --image, --out is the folder of the maps "
                 "(<image>_carbon.tif and panel.png): give a folder path"
             )
         targets = [out / f"{p.stem}_carbon.tif" for p in paths]

@@ -469,6 +469,9 @@ def test_several_images_need_a_folder_out(
     parts = [f"--out {out} is a file", "with several --image, --out is the folder", "give a folder"]
     refused(argv, capsys, *parts)
     assert snapshot(tmp_path) == before
+    out.unlink()  # not there yet: a folder named maps.tif was made for the maps
+    refused(argv, capsys, f"--out {out} names a .tif file", "give a folder path")
+    assert not out.exists()
 
 
 def test_an_output_below_a_file_is_one_line_and_leaves_nothing(

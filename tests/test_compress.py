@@ -70,6 +70,16 @@ def test_compress_a_real_iidm_model_and_use_it(sample_data: Path, tmp_path: Path
     assert ckpt.step == 4
 
 
+def test_cli_refuses_an_out_that_is_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It printed 'README.md: File exists' after loading the teacher."""
+    (tmp_path / "notes.md").write_text("keep")
+    assert main(["compress", str(tmp_path / "run"), "--out", str(tmp_path / "notes.md")]) == 2
+    assert f"--out {tmp_path / 'notes.md'} is a file; give a folder" in capsys.readouterr().err
+    assert (tmp_path / "notes.md").read_text() == "keep"
+
+
 def test_cli_refuses_a_threshold_outside_0_1(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["compress", "some/run", "--out", "x", "--threshold", "1.5"])
@@ -108,6 +118,9 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     assert (tmp_path / "kd" / "table_a2_unet.md").read_text().startswith("| level |")
     student, _ = load_task(tmp_path / "kd" / "run")
     assert student.config.model.base_channels == summary["base_channels"]
+    # a second compression into the folder replaced the first one's model without a word
+    with pytest.raises(DataError, match=r"already holds kd_unet.json, table_a2_unet.md, run"):
+        compress_carbon_unet(tmp_path / "teacher", tmp_path / "kd", progress=False)
     image = student.dataset("test").get(0)["image"][None, :, :32, :32]
     out = student.estimate(
         student.net,

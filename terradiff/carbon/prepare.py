@@ -24,7 +24,7 @@ from terradiff.carbon.biomassters import (
 )
 from terradiff.carbon.stock import binarize_mask
 from terradiff.data.raster import write_raster
-from terradiff.errors import DataError
+from terradiff.errors import ConfigError, DataError
 from terradiff.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,23 @@ def prepare_biomassters(
 
     Returns:
         The prepared chips, in chip order.
+
+    Raises:
+        ConfigError: ``cloud_threshold`` outside 0-100 or ``min_clear_fraction`` outside 0-1
+            (a cloud probability of 150 called every pixel clear; a fraction of 2 refused every
+            month).
+        DataError: no chip folder, or no chip could be prepared.
     """
+    if not 0.0 <= cloud_threshold <= 100.0:  # also NaN
+        raise ConfigError(
+            f"--cloud-threshold {cloud_threshold} (cloud_threshold from Python): the cloud band "
+            "is a probability in percent; give a value from 0 to 100, e.g. 50"
+        )
+    if not 0.0 <= min_clear_fraction <= 1.0:
+        raise ConfigError(
+            f"--min-clear {min_clear_fraction} (min_clear_fraction from Python): the share of "
+            "clear pixels a month needs; give a fraction from 0 to 1, e.g. 0.5"
+        )
     root, out_dir = Path(root), Path(out_dir)
     names = chips or sorted(p.name for p in root.iterdir() if p.is_dir())
     if not names:

@@ -52,3 +52,23 @@ def test_cloudy_chips_are_skipped_and_all_cloudy_is_an_error(tmp_path: Path) -> 
     assert read_raster(chips[0].target).array.max() == pytest.approx(20.0)
     with pytest.raises(DataError, match=r"no chip .* could be prepared: chip cloudy"):
         prepare_biomassters(root, tmp_path / "out2", chips=["cloudy"])
+
+
+@pytest.mark.parametrize(
+    ("option", "match"),
+    [
+        ({"cloud_threshold": 150.0}, r"--cloud-threshold 150.0 .* from 0 to 100"),
+        ({"cloud_threshold": float("nan")}, r"--cloud-threshold nan .* from 0 to 100"),
+        ({"min_clear_fraction": 2.0}, r"--min-clear 2.0 .* a fraction from 0 to 1"),
+    ],
+)
+def test_thresholds_out_of_range_are_refused_before_any_chip(
+    option: dict, match: str, shared_data: Path, tmp_path: Path
+) -> None:
+    """A cloud probability of 150 % called every pixel clear and prepared the chips; a clear
+    fraction of 2 failed only after every chip was read, as '200% clear pixels'."""
+    from terradiff.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        prepare_biomassters(shared_data / "biomassters", tmp_path / "out", **option)
+    assert not (tmp_path / "out").exists()
