@@ -186,7 +186,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from a checkpoint folder or a run folder (its latest checkpoint).
+    """A checkpoint folder from a checkpoint folder or a run folder (its latest checkpoint);
+    a run's ``checkpoints`` folder itself stands for the run (what tab completion offers).
 
     Raises:
         CheckpointError: nothing usable is there; the message says what was looked for.
@@ -198,6 +199,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         raise CheckpointError(
             f"checkpoint not found: {path} (give a run folder or a step_* folder)"
         )
+    if path.name == "checkpoints" and not (path / "checkpoints").is_dir():
+        path = path.parent
     found = list_checkpoints(path)
     if not found:
         raise CheckpointError(

@@ -86,6 +86,21 @@ def test_missing_checkpoint_errors(tmp_path: Path) -> None:
         resolve_checkpoint(tmp_path / "empty")
 
 
+def test_a_runs_checkpoints_folder_stands_for_the_run(tmp_path: Path) -> None:
+    """``terradiff info run/checkpoints`` looked for run/checkpoints/checkpoints/step_*."""
+    model, _ = _trained_optimizer()
+    for step in (2, 10):
+        save_checkpoint(
+            tmp_path / f"run/checkpoints/step_{step:08d}", config={}, model_state=model.state_dict()
+        )
+    latest = tmp_path / "run/checkpoints/step_00000010"
+    assert resolve_checkpoint(tmp_path / "run") == latest
+    assert resolve_checkpoint(tmp_path / "run/checkpoints") == latest
+    (tmp_path / "bare/checkpoints").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"no complete checkpoint in .*bare/checkpoints"):
+        resolve_checkpoint(tmp_path / "bare/checkpoints")
+
+
 def test_failed_save_keeps_previous_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
