@@ -81,5 +81,10 @@ def _error_lines(errors: list[Any], model: type[BaseModel], prefix: tuple[Any, .
                     fix = f" Write it as a plain integer, e.g. {int(float(given))}."
                 except ValueError:
                     fix = ""
+            if isinstance(given, bool) and item["type"] == "literal_error":
+                fix = (
+                    " YAML reads on/off/yes/no (any case) as true/false: write one of the "
+                    "choices above, in quotes if it is one of those words."
+                )
             lines.append(f"  - {key}: {item['msg']} (got {given!r}).{fix}")
     return lines

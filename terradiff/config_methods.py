@@ -13,9 +13,9 @@ Split from :mod:`terradiff.config` (which re-exports these names) to keep each f
 from __future__ import annotations
 
 import difflib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 __all__ = [
     "SECTION_TASKS",
@@ -37,6 +37,22 @@ class ConfigSection(BaseModel):
     or fail none of them, and reach training or sampling)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_off(cls, data: Any) -> Any:
+        """Read YAML 1.1's booleans back as the words the user wrote: ``compile: on`` (and
+        ``--set train.compile=on``) reach the config as ``True``, which a choice of
+        ``"auto" | "on" | "off"`` would refuse with a puzzling "got True"."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            value = data.get(name)
+            if isinstance(value, bool) and get_origin(field.annotation) is Literal:
+                word = "on" if value else "off"
+                if word in get_args(field.annotation):
+                    data = {**data, name: word}
+        return data
 
 
 class MethodConfig(ConfigSection):

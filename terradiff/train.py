@@ -48,6 +48,7 @@ from terradiff.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from terradiff.config_diff import ARCHITECTURE_SECTIONS, MEANING_SECTIONS, changed_settings
 from terradiff.data.band_info import BandInfo
 from terradiff.data.device_batches import DeviceBatchLoader, device_batches_for
 from terradiff.ema import EMA
@@ -198,14 +199,20 @@ class Trainer:
                 f"checkpoint {ckpt.path} was trained on {saved_bands.describe()}, this run has "
                 f"{self.task.band_info.describe()}; resume with the same data.bands"
             )
+        saved, current = ckpt.config.get("config") or {}, self.config.to_dict()
         try:
             net.load_state_dict(ckpt.model_state)
             if ckpt.ema_state is not None:
                 ema.load_state_dict(ckpt.ema_state, int(ckpt.trainer_meta.get("ema_updates", 0)))
-        except RuntimeError as error:
+        except RuntimeError as error:  # torch lists every mismatched tensor: name the settings
+            changed = changed_settings(saved, current, ARCHITECTURE_SECTIONS)
             raise CheckpointError(
-                f"checkpoint {ckpt.path} does not fit this model config: {error}"
+                f"checkpoint {ckpt.path} does not fit this model config ("
+                + ("; ".join(changed) or str(error).splitlines()[0])
+                + "): resume with the checkpoint's settings, or start a new run elsewhere"
             ) from None
+        if drift := changed_settings(saved, current, MEANING_SECTIONS):
+            log.warning("resuming with other settings than trained so far: %s", "; ".join(drift))
         meta = ckpt.trainer_meta
         optimizer.load_state_dict(
             unflatten_optimizer_state(ckpt.trainer_tensors, meta["optimizer"])

@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
     "config_loading": 2,
     "config_methods": 2,
     "config_errors": 2,
+    "config_diff": 2,
     "checkpoint": 2,
     "run_folder": 2,
     "run_paths": 2,

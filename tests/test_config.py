@@ -71,6 +71,22 @@ def test_numbers_must_be_finite(tmp_path: Path, override: str, key: str, value: 
         load_config(path, [override])
 
 
+def test_yaml_on_and_off_are_read_as_the_words(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``compile: on`` as True, which the choice 'auto' | 'on' | 'off' refused
+    with "got True"; where the word is a choice it is taken, elsewhere the error says why."""
+    path = _write(tmp_path, "data: {root: x}\ntrain: {compile: on}\n")
+    config = load_config(path, ["data.device_batches=off", "sample.fast=off"])
+    assert (config.train.compile, config.data.device_batches, config.sample.fast) == (
+        "on",
+        "off",
+        "off",
+    )
+    with pytest.raises(
+        ConfigError, match=r"sample\.fast: .*\(got True\)\. YAML reads on/off/yes/no"
+    ):
+        load_config(path, ["sample.fast=on"])
+
+
 def test_wrong_choice_is_named() -> None:
     with pytest.raises(ConfigError, match=r"diffusion\.schedule"):
         config_from_dict({**MINIMAL, "diffusion": {"schedule": "quadratic"}})

@@ -201,6 +201,31 @@ def test_resume_with_other_band_count_is_refused(tmp_path: Path, sample_data: Pa
         Trainer(GenerationTask(one_band), tmp_path / "c", resume="latest").fit()
 
 
+def test_resume_names_the_settings_that_changed(
+    tmp_path: Path, sample_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another model width failed with torch's dump of every mismatched tensor; another noise
+    schedule was taken without a word."""
+    from terradiff.errors import CheckpointError
+
+    raw = tiny_config(tmp_path / "c", sample_data, max_steps=2)
+    Trainer(GenerationTask(config_from_dict(raw)), tmp_path / "c").fit()
+    AcceleratorState._reset_state(reset_partial_state=True)
+    narrow = {**raw, "model": {**raw["model"], "base_channels": 8}}
+    narrow["train"] = {**raw["train"], "max_steps": 3}
+    with pytest.raises(CheckpointError) as caught:
+        Trainer(GenerationTask(config_from_dict(narrow)), tmp_path / "c", resume="latest").fit()
+    message = str(caught.value)
+    assert "does not fit this model config (model.base_channels 16 -> 8)" in message
+    assert "size mismatch" not in message
+    AcceleratorState._reset_state(reset_partial_state=True)
+    cosine = {**raw, "diffusion": {**raw["diffusion"], "schedule": "cosine"}}
+    cosine["train"] = {**raw["train"], "max_steps": 3}
+    with caplog.at_level("WARNING", logger="terradiff.train"):
+        Trainer(GenerationTask(config_from_dict(cosine)), tmp_path / "c", resume="latest").fit()
+    assert "other settings than trained so far: diffusion.schedule linear -> cosine" in caplog.text
+
+
 @pytest.mark.slow
 def test_two_cpu_processes_with_gloo(tmp_path: Path, sample_data: Path) -> None:
     config = tiny_config(tmp_path / "ddp", sample_data, max_steps=4, batch_size=4)
