@@ -26,7 +26,7 @@ from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
 from terradiff.metrics.fid import fingerprint_files
 from terradiff.progress import progress_bar
-from terradiff.tasks.base import Task
+from terradiff.tasks.base import Task, check_data_bands
 
 #: The fewest images (generated, and real) FID/KID can be computed from: a covariance needs two.
 MIN_FID_IMAGES = 2
@@ -258,11 +258,7 @@ def evaluate_checkpoint(
             f"{dataset.root} has {len(dataset)} real image(s); FID and KID need at least "
             f"{MIN_FID_IMAGES}: pass --data with more images"
         )
-    if int(dataset.num_bands) != task.num_bands:
-        raise DataError(
-            f"real images under {dataset.root} have {dataset.num_bands} bands, the model makes "
-            f"{task.num_bands}; pass --data with images of the training bands"
-        )
+    check_data_bands(dataset, task.band_info, dataset.root)
     # the statistics depend on the files and on how they become tensors
     recipe = json.dumps(
         {

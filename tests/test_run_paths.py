@@ -117,6 +117,24 @@ def test_sample_data_option_replaces_the_runs_data(
     assert "dataset folder not found: no/such/folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verb", ["sample", "evaluate"])
+def test_data_of_other_bands_is_refused_by_band_count(
+    project_run: Path, shared_data: Path, verb: str, capsys: pytest.CaptureFixture
+) -> None:
+    """13-band EuroSAT chips given to an RGB super-resolution model failed with 'got a tensor
+    of shape (2, 13, 16, 16)'."""
+    chips = project_run.parent.parent / "eurosat"  # the run's classes, filled with EuroSAT
+    for name, source in (("Forest", "Forest"), ("Beach", "SeaLake"), ("Desert", "AnnualCrop")):
+        if not (chips / name).exists():
+            chips.mkdir(exist_ok=True)
+            (chips / name).symlink_to(shared_data / "eurosat-ms" / "train" / source)
+    argv = [verb, str(project_run), "--n", "2", "--data", str(chips)]
+    assert main([*argv, "--out", "x.png" if verb == "sample" else "x.json"]) == 2
+    err = capsys.readouterr().err
+    assert f"images under {chips} have 13 bands, the model reads 3 bands" in err
+    assert not Path("x.png").exists() and not Path("x.json").exists()
+
+
 def test_info_says_where_the_data_is_found(
     project_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

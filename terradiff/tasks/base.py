@@ -66,7 +66,10 @@ class Task(abc.ABC):
     def build_dataset(self) -> Dataset:
         """The training dataset of ``config.data`` (built once; items are dicts with ``image``)."""
         if self._dataset is None:
-            self._dataset = build_dataset(self.config, train=True)
+            dataset = build_dataset(self.config, train=True)
+            if getattr(self, "band_info", None) is not None:  # not while training derives it
+                check_data_bands(dataset, self.band_info, self.config.data.root)
+            self._dataset = dataset
         return self._dataset
 
     def preview_items(self, num_images: int, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -260,6 +263,18 @@ def build_dataset(
     if data.kind == "folder":
         return ImageFolderDataset(data.root, classes=data.classes, cache=data.cache, **common)
     return GeoTiffChipDataset(data.root, **common)
+
+
+def check_data_bands(dataset: Dataset, band_info: BandInfo, root: str | Path) -> None:
+    """Refuse images under ``root`` whose band count is not the model's (a folder of 13-band
+    chips given to an RGB model failed deep inside with a tensor shape); a dataset that does not
+    say its band count passes."""
+    found = getattr(dataset, "num_bands", None)
+    if found is not None and int(found) != band_info.count:
+        raise DataError(
+            f"images under {root} have {found} bands, the model reads {band_info.describe()}; "
+            "pass --data with images of the training bands"
+        )
 
 
 def band_info_of(dataset: Dataset, config: ExperimentConfig) -> BandInfo:

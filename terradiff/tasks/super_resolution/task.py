@@ -22,7 +22,13 @@ from terradiff.data.degrade import make_lr, upsample_to
 from terradiff.diffusion.samplers import SamplerOutput
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError
-from terradiff.tasks.base import Task, band_info_of, build_dataset, build_schedule
+from terradiff.tasks.base import (
+    Task,
+    band_info_of,
+    build_dataset,
+    build_schedule,
+    check_data_bands,
+)
 from terradiff.tasks.registry import method_class, registered_methods
 from terradiff.tasks.super_resolution.method import SRBatch, SRMethod
 
@@ -164,6 +170,7 @@ class SuperResolutionTask(Task):
         cached = getattr(self, "_preview", None)
         if cached is None or len(cached) < num_images:
             dataset = build_dataset(self.config, train=False)
+            check_data_bands(dataset, self.band_info, self.config.data.root)
             count = min(num_images, len(dataset))
             step = max(1, len(dataset) // count)
             cached = torch.stack([dataset[i * step]["image"] for i in range(count)])
