@@ -41,6 +41,7 @@ from terradiff.data.raster import RasterData, read_raster
 from terradiff.data.raster_write import write_raster
 from terradiff.data.tiling import blend_weights, tile_windows
 from terradiff.data.tiling.options import check_output_targets
+from terradiff.data.tiling.value_check import check_input_values, samples_of_array
 from terradiff.errors import DataError, WrongCheckpointError
 from terradiff.io import GEOTIFF_SUFFIXES, atomic_path, check_named_as
 
@@ -242,6 +243,18 @@ def detect_change(
         raise DataError(f"--threshold must be a probability in (0, 1), got {threshold}")
     first, second = read_pair(before, after, task.num_bands)
     scaling = task.band_info.band_scaling()
+    for path, image in ((before, first), (after, second)):  # values the model was trained on
+        names = image.band_names or [f"band_{k + 1}" for k in range(image.count)]
+        samples, sampled = samples_of_array(image.array, image.valid_mask, names)
+        check_input_values(
+            Path(path),
+            samples,
+            sampled,
+            scaling,
+            image.array.dtype,
+            fix="Rescale the image to the training range (`terradiff change` maps values as the "
+            "model was trained: it has no --input-scaling)",
+        )
     valid = first.valid_mask & second.valid_mask
     pair = [
         torch.from_numpy(np.where(valid, scaling.to_model(x.array.astype(np.float32)), 0.0))

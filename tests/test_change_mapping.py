@@ -161,6 +161,23 @@ def test_refusals_name_the_files(
     assert not out.exists() and not (tmp_path / "mask").exists()
 
 
+def test_values_outside_the_training_range_are_refused(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The after image as reflectance in [0, 1] (the LEVIR model reads 0-255) was mapped to a
+    mask of 97 % change without a word; the super-resolve and estimate value check now runs."""
+    scaled = tmp_path / "scaled.tif"
+    array = np.asarray(Image.open(pngs[1])).transpose(2, 0, 1).astype(np.float32) / 255.0
+    profile = {"driver": "GTiff", "width": 256, "height": 256, "count": 3, "dtype": "float32"}
+    with rasterio.open(scaled, "w", **profile) as dst:
+        dst.write(array)
+    args = ["change", "--model", str(run), "--before", str(pngs[0]), "--after", str(scaled)]
+    assert main([*args, "--out", str(tmp_path / "m.tif")]) == 2
+    err = capsys.readouterr().err
+    assert f"{scaled}: band 1" in err and "every valid value lies in [0, 1]" in err
+    assert "it has no --input-scaling" in err and not (tmp_path / "m.tif").exists()
+
+
 def test_a_four_band_image_is_refused(pngs: tuple[Path, Path], tmp_path: Path) -> None:
     rgba = tmp_path / "rgba.png"
     Image.open(pngs[1]).convert("RGBA").save(rgba)

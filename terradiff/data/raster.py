@@ -361,7 +361,8 @@ def read_block(
 
     ``window`` lies inside ``src`` (None: all of it). Pixels are invalid as :func:`read_raster`
     flags them: the band's ``nodata`` (also where the file flags none, with ``force_nodata``),
-    NaN or a mask band. ``path`` names the file in the :class:`RasterError` of unreadable pixels.
+    NaN or +-inf, or a mask band. ``path`` names the file in the :class:`RasterError` of
+    unreadable pixels.
     """
     from rasterio.enums import MaskFlags
     from rasterio.errors import RasterioError
@@ -382,8 +383,8 @@ def read_block(
             f"cannot read pixels of raster {path}: {err}. The file is corrupt or truncated; "
             "re-download or remove it"
         ) from err
-    if np.issubdtype(array.dtype, np.floating):
-        valid &= ~np.isnan(array).any(axis=0)
+    if np.issubdtype(array.dtype, np.floating):  # NaN and +-inf are no measurement
+        valid &= np.isfinite(array).all(axis=0)
     return array, valid
 
 
@@ -441,8 +442,8 @@ def read_raster(
         boundless: let the window reach outside the raster; outside pixels are masked invalid.
 
     Returns:
-        A :class:`RasterData`. ``valid_mask`` is False where any selected band is nodata or NaN or
-        masked by the file's mask band.
+        A :class:`RasterData`. ``valid_mask`` is False where any selected band is nodata, NaN or
+        +-inf, or masked by the file's mask band.
 
     Raises:
         RasterError: missing, empty or corrupt file, a band out of range, an unknown band name or a

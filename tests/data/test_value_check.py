@@ -78,3 +78,37 @@ def test_nan_pixels_count_as_nodata(sample_data: Path, tmp_path: Path) -> None:
         dst.write(band[None])
     with pytest.raises(DataError, match="no valid pixel"):
         check(mostly_nan, "uint8")
+
+
+def test_values_below_the_scalings_bottom_are_refused(sample_data: Path, tmp_path: Path) -> None:
+    """NAIP digital numbers shifted below 0 (an int16 difference product) for an 8-bit model
+    were clipped to black without a word; only values above the top were checked."""
+    with rasterio.open(sample_data / NAIP) as src:
+        profile = src.profile | {"dtype": "int16", "nodata": None, "count": 1}
+        band = src.read(1).astype(np.int16) - 300
+    shifted = tmp_path / "shifted.tif"
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write(band[None])
+    with pytest.raises(DataError, match=r"band 1 .* are below 0 \(smallest -\d+, int16 data\)"):
+        check(shifted, "uint8")
+
+
+def test_infinite_pixels_are_nodata_like_nan(sample_data: Path, tmp_path: Path) -> None:
+    """+-inf pixels went through the model as the scaling's extremes; they are no measurement."""
+    from terradiff.data.raster import read_raster
+
+    with rasterio.open(sample_data / NAIP) as src:
+        profile = src.profile | {"dtype": "float32", "nodata": None, "count": 1}
+        band = src.read(1).astype(np.float32)
+    band[:3, :4] = np.inf
+    band[5, 5] = -np.inf
+    path = tmp_path / "inf.tif"
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(band[None])
+    valid = read_raster(path).valid_mask
+    assert (~valid).sum() == 13 and not valid[5, 5]
+    band[:] = np.inf
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(band[None])
+    with pytest.raises(DataError, match="no valid pixel"):
+        check(path, "uint8")

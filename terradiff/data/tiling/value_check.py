@@ -7,14 +7,14 @@ writes anything, :func:`check_input_values` reads a decimated sample of the inpu
 :data:`SAMPLE_PIXELS` pixels, one read) and refuses:
 
 * an input with no valid pixel at all (nodata, NaN or masked everywhere);
-* a band whose valid values lie mostly above the top of a clipping scaling (the clip would
-  destroy them): more than :data:`SATURATED_FRACTION` of them;
+* a band whose valid values lie mostly above the top, or below the bottom, of a clipping
+  scaling (the clip would destroy them): more than :data:`SATURATED_FRACTION` of them;
 * floating-point values all inside [0, 1] for a scaling whose range tops 100 or more (the input
   was scaled already).
 
 The error names the file, the band, what was found and the two fixes: rescale the input, or give
-the scaling that maps it (``--input-scaling``). NaN pixels are treated as nodata everywhere in
-terradiff (they are excluded here and written as the output's nodata).
+the scaling that maps it (``--input-scaling``). NaN and +-inf pixels are treated as nodata
+everywhere in terradiff (they are excluded here and written as the output's nodata).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ SAMPLE_PIXELS = 512 * 512
 SATURATED_FRACTION = 0.25
 
 _FIX = (
-    "rescale the input to the training range, or pass --input-scaling (a preset name such as "
-    "'uint8', 'sentinel2', or a JSON mapping) to say how its values map to the model's"
+    "Either rescale the input to the training range, or pass --input-scaling (a preset name such "
+    "as 'uint8', 'sentinel2', or a JSON mapping) to say how its values map to the model's"
 )
 
 
@@ -70,7 +70,7 @@ def sample_bands(
     invalid = np.ma.getmaskarray(data).any(axis=0)
     values = np.ma.getdata(data)
     if np.issubdtype(values.dtype, np.floating):
-        invalid |= np.isnan(values).any(axis=0)
+        invalid |= ~np.isfinite(values).all(axis=0)
     if force_nodata:
         for k, value in enumerate(nodata):
             if value is not None and not np.isnan(value):
@@ -82,6 +82,19 @@ def sample_bands(
     return samples, shape[0] * shape[1]
 
 
+def samples_of_array(
+    array: np.ndarray, valid: np.ndarray, names: list[str]
+) -> tuple[list[BandSample], int]:
+    """:func:`sample_bands` of an image already in memory (``[C, H, W]`` and its ``[H, W]``
+    validity): every k-th valid value of each band, at most :data:`SAMPLE_PIXELS`."""
+    stride = max(1, int(np.ceil(valid.size / SAMPLE_PIXELS)))
+    samples = [
+        BandSample(name, band[valid][::stride].astype(np.float64))
+        for band, name in zip(array, names, strict=True)
+    ]
+    return samples, int(np.ceil(valid.size / stride))
+
+
 def scaling_range(scaling: Scaling, band: int) -> tuple[float, float]:
     """The physical values ``[low, high]`` that ``scaling`` maps onto the model's [-1, 1]."""
     if scaling.mins is not None and scaling.maxs is not None:
@@ -90,9 +103,15 @@ def scaling_range(scaling: Scaling, band: int) -> tuple[float, float]:
 
 
 def check_input_values(
-    path: Path, samples: list[BandSample], sampled: int, scaling: Scaling, dtype: np.dtype
+    path: Path,
+    samples: list[BandSample],
+    sampled: int,
+    scaling: Scaling,
+    dtype: np.dtype,
+    fix: str = _FIX,
 ) -> None:
-    """Refuse an input that is empty or out of ``scaling``'s range (see the module docstring).
+    """Refuse an input that is empty or out of ``scaling``'s range (see the module docstring);
+    ``fix`` ends the message (default: rescale, or ``--input-scaling``).
 
     Raises:
         DataError: naming ``path``, the band, the values found and the fix.
@@ -115,7 +134,14 @@ def check_input_values(
                 raise DataError(
                     f"{where}: {above:.1%} of the valid values are above {high:g} (largest "
                     f"{sample.values.max():g}, {dtype} data) and would all be clipped; {trained}. "
-                    f"Either {_FIX}"
+                    f"{fix}"
+                )
+            below = float(np.mean(sample.values < low - 0.01 * (high - low) - 1e-9))
+            if below > SATURATED_FRACTION:
+                raise DataError(
+                    f"{where}: {below:.1%} of the valid values are below {low:g} (smallest "
+                    f"{sample.values.min():g}, {dtype} data) and would all be clipped; {trained}. "
+                    f"{fix}"
                 )
         if (
             np.issubdtype(dtype, np.floating)
@@ -125,8 +151,14 @@ def check_input_values(
         ):
             raise DataError(
                 f"{where}: every valid value lies in [0, 1] (scaled data?) but {trained}; the "
-                f"model would see an almost black image. Either {_FIX}"
+                f"model would see an almost black image. {fix}"
             )
 
 
-__all__ = ["SAMPLE_PIXELS", "SATURATED_FRACTION", "BandSample", "check_input_values"]
+__all__ = [
+    "SAMPLE_PIXELS",
+    "SATURATED_FRACTION",
+    "BandSample",
+    "check_input_values",
+    "samples_of_array",
+]
