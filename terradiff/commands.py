@@ -215,7 +215,7 @@ def refuse_unread_evaluate_options(args: argparse.Namespace, task_name: str | No
     refused by the evaluation itself."""
     from terradiff.errors import ConfigError
 
-    read = EVALUATE_OPTIONS_READ.get(task_name or "")
+    read = EVALUATE_OPTIONS_READ.get(task_name or "generation")  # no task: an early generator
     if read is None:
         return
     defaults = {"ensemble": 1}

@@ -33,7 +33,7 @@ from terradiff.diffusion import objectives
 from terradiff.distill.kd_unet import DenoiserInputs, KDUNetReport, distill_iidm_unet
 from terradiff.distill.kd_vgg import KDVGGReport, distill_vgg
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
-from terradiff.io import atomic_write_text
+from terradiff.io import atomic_directory, atomic_write_text
 from terradiff.nets.iidm import IIDMNet
 from terradiff.nets.vgg import VGGFeatures, save_kd_vgg
 from terradiff.tasks import load_task
@@ -59,7 +59,21 @@ def _write_compressed_run(
     model and EMA), checked to load; returns the checkpoint folder."""
     config = {**config, "output_dir": str(out / "run")}
     checkpoint_config = {**task.checkpoint_config(), "config": config}
-    path = out / "run" / "checkpoints" / f"step_{ckpt.step:08d}"
+    step = f"step_{ckpt.step:08d}"
+    # written whole beside an earlier OUT/run (replaced only with --overwrite, checked before the
+    # work), then moved in: no stale step of an earlier teacher stays to be taken as the latest
+    with atomic_directory(out / "run") as run:
+        _save_compressed(run / "checkpoints" / step, ckpt, checkpoint_config, state)
+        atomic_write_text(run / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
+    path = out / "run" / "checkpoints" / step
+    load_task(path)  # the written checkpoint loads (fails loudly otherwise)
+    return path
+
+
+def _save_compressed(
+    path: Path, ckpt: Any, checkpoint_config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> None:
+    """The compressed model's checkpoint at ``path`` (weights as both model and EMA)."""
     save_checkpoint(
         path,
         config=checkpoint_config,
@@ -72,9 +86,6 @@ def _write_compressed_run(
             "train_seconds": ckpt.trainer_meta.get("train_seconds"),
         },
     )
-    atomic_write_text(out / "run" / "config.json", json.dumps(checkpoint_config, indent=2) + "\n")
-    load_task(path)  # the written checkpoint loads (fails loudly otherwise)
-    return path
 
 
 def table_a2_markdown(report: KDVGGReport) -> str:

@@ -69,7 +69,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Experim
     for base in config_file_bases(path):
         for note in rebase_relative_paths(data, base):
             log.info(
-                "%s (not found from %s; found from the config file's folder)", note, Path.cwd()
+                "%s (not found from %s; found from the config file's folder or one above it)",
+                note,
+                Path.cwd(),
             )
     return config_from_dict(data, str(path))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,21 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     # a second compression into the folder replaced the first one's model without a word
     with pytest.raises(DataError, match=r"already holds kd_unet.json, table_a2_unet.md, run"):
         compress_carbon_unet(tmp_path / "teacher", tmp_path / "kd", progress=False)
+    # --overwrite replaces OUT/run whole: a later step left by another teacher would be "latest"
+    checkpoints = tmp_path / "kd" / "run" / "checkpoints"
+    shutil.copytree(checkpoints / "step_00000004", checkpoints / "step_00000099")
+    again = compress_carbon_unet(
+        tmp_path / "teacher",
+        tmp_path / "kd",
+        threshold=0.6,
+        basis_epochs=1,
+        encoder_steps=1,
+        decoder_steps=1,
+        progress=False,
+        overwrite=True,
+    )
+    assert [p.name for p in checkpoints.iterdir()] == ["step_00000004"]
+    assert Path(again["checkpoint"]) == checkpoints / "step_00000004"
     image = student.dataset("test").get(0)["image"][None, :, :32, :32]
     out = student.estimate(
         student.net,
