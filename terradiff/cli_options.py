@@ -112,23 +112,24 @@ def add_precision(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0."""
+def _whole_number_at_least(text: str, minimum: int) -> int:
+    """``text`` as an integer >= ``minimum``, or the argparse error saying what was wrong."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number >= {minimum}, got {text!r}"
+        ) from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    return _whole_number_at_least(text, 0)
 
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+    return _whole_number_at_least(text, 1)

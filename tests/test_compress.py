@@ -96,14 +96,9 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     raw["model"]["base_channels"] = 32
     raw["data"]["crops_per_image"] = 8
     Trainer(CarbonTask(config_from_dict(raw)), tmp_path / "teacher").fit()
+    small = {"threshold": 0.6, "basis_epochs": 1, "progress": False}
     summary = compress_carbon_unet(
-        tmp_path / "teacher",
-        tmp_path / "kd",
-        threshold=0.6,
-        basis_epochs=1,
-        encoder_steps=8,
-        decoder_steps=8,
-        progress=False,
+        tmp_path / "teacher", tmp_path / "kd", encoder_steps=8, decoder_steps=8, **small
     )
     assert summary["base_channels"] < 32 and summary["base_channels"] % 8 == 0
     # the student's features, read back through the eigenbases: never below the eigenbasis'
@@ -128,12 +123,10 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     again = compress_carbon_unet(
         tmp_path / "teacher",
         tmp_path / "kd",
-        threshold=0.6,
-        basis_epochs=1,
         encoder_steps=1,
         decoder_steps=1,
-        progress=False,
         overwrite=True,
+        **small,
     )
     assert [p.name for p in checkpoints.iterdir()] == ["step_00000004"]
     assert Path(again["checkpoint"]) == checkpoints / "step_00000004"
