@@ -209,7 +209,10 @@ def synthesize_dataset(
             "synthesize draws a labelled dataset from a class-conditional generation model "
             "(condition.classes in its config); this checkpoint has no classes"
         )
-    names = list(index) if classes is None else classes
+    # "Forest, Beach" and "Forest,Forest" (which wrote Forest/ and then refused its own file)
+    # name each class once, without the spaces
+    given = list(index) if classes is None else [name.strip() for name in classes]
+    names = list(dict.fromkeys(name for name in given if name))
     for name in names:
         index.lookup(name, where="--classes")
     out_dir = Path(out_dir)

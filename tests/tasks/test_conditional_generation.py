@@ -197,6 +197,12 @@ def test_synthesize_writes_a_labelled_folder_a_dataset_reads(
     before = sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif"))
     assert main([*argv, "--classes", "Forest"]) == 2  # exists: refused without --overwrite
     assert sorted(p.stat().st_mtime_ns for p in out.rglob("*.tif")) == before
+    # a class named twice, or after a space, is one class (Forest,Forest wrote Forest/ and then
+    # refused its own first file)
+    again = tmp_path / "again"
+    argv = ["synthesize", str(class_run), "--per-class", "1", "--steps", "2", "--out", str(again)]
+    assert main([*argv, "--classes", "Forest, Forest,Desert,"]) == 0
+    assert sorted(p.name for p in again.rglob("*.tif")) == ["Desert_0000.tif", "Forest_0000.tif"]
 
 
 def test_evaluate_reports_the_classifiers_accuracy_on_requested_classes(
