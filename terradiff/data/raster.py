@@ -218,8 +218,8 @@ def resolve_bands(
             if not band.strip().isdigit():
                 raise RasterError(
                     f"file {path} has no band named {band!r}; known bands: {list(names)}. Select "
-                    "by 1-based index, or pass band_names (a list or one of "
-                    f"{sorted(KNOWN_BAND_NAMES)}) to name the file's bands"
+                    f"by 1-based index (e.g. --bands 1,2,3), or, from Python, name the file's "
+                    f"bands with band_names= (a list, or one of {sorted(KNOWN_BAND_NAMES)})"
                 )
             band = int(band)
         index = int(band)
