@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from terradiff.config import ExperimentConfig
+from terradiff.data.band_info import BandInfo
 from terradiff.diffusion.spec import SamplingSpec
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.metrics import evaluate_generation, load_feature_extractor, reference_statistics
@@ -146,6 +147,7 @@ def real_dataset(
     data_root: str | Path | None = None,
     split: str | None = None,
     image_size: int | None = None,
+    band_info: BandInfo | None = None,
 ) -> Any:
     """The real images to compare with: the config's data (or ``data_root``), unaugmented.
 
@@ -153,8 +155,11 @@ def real_dataset(
     ``image_size`` overrides ``data.image_size`` (the size of the centre crop; the model's
     config checks, made for its training size, are not applied to it).
 
+    ``band_info`` (the model's bands) refuses images of another band count, naming the folder.
+
     Raises:
         ConfigError: ``image_size`` outside 8..4096.
+        DataError: images of another band count than ``band_info``'s.
     """
     from terradiff.tasks.base import build_dataset
 
@@ -167,7 +172,10 @@ def real_dataset(
         changes["image_size"] = image_size
     if changes:
         config = config.model_copy(update={"data": config.data.model_copy(update=changes)})
-    return build_dataset(config, train=False, split=split)
+    dataset = build_dataset(config, train=False, split=split)
+    if band_info is not None:
+        check_data_bands(dataset, band_info, dataset.root)
+    return dataset
 
 
 def evaluate_checkpoint(
@@ -252,13 +260,12 @@ def evaluate_checkpoint(
             f"the model makes {task.num_bands}-band images and the encoder takes RGB; set "
             "data.rgb_bands in the config (0-based indices of the red, green and blue bands)"
         )
-    dataset = real_dataset(config, data_root)
+    dataset = real_dataset(config, data_root, band_info=task.band_info)
     if len(dataset) < MIN_FID_IMAGES:
         raise DataError(
             f"{dataset.root} has {len(dataset)} real image(s); FID and KID need at least "
             f"{MIN_FID_IMAGES}: pass --data with more images"
         )
-    check_data_bands(dataset, task.band_info, dataset.root)
     # the statistics depend on the files and on how they become tensors
     recipe = json.dumps(
         {

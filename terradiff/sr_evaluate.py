@@ -35,7 +35,6 @@ from terradiff.evaluate import (
     spec_record,
 )
 from terradiff.progress import progress_bar
-from terradiff.tasks.base import check_data_bands
 
 __all__ = ["ensemble_prefixes", "evaluate_super_resolution", "scene_indices", "spread_skill"]
 
@@ -168,8 +167,9 @@ def evaluate_super_resolution(
     spec = task.sampling_spec(sampler, steps)
     # a model trained on 'train' is scored on 'test'; one trained on 'fit' on 'val'
     held_out = None if data_root is not None else HELD_OUT_SPLIT.get(task.config.data.split)
-    dataset = real_dataset(task.config, data_root, split=held_out, image_size=image_size)
-    check_data_bands(dataset, task.band_info, dataset.root)
+    dataset = real_dataset(
+        task.config, data_root, split=held_out, image_size=image_size, band_info=task.band_info
+    )
     hr_size = dataset[0]["image"].shape[-1]
     if abs(hr_size / scale - round(hr_size / scale)) > 1e-6:
         raise ConfigError(
