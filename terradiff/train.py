@@ -48,7 +48,7 @@ from terradiff.checkpoint import (
     save_checkpoint,
     unflatten_optimizer_state,
 )
-from terradiff.config_diff import ARCHITECTURE_SECTIONS, MEANING_SECTIONS, changed_settings
+from terradiff.config_diff import ARCHITECTURE_SECTIONS, changed_settings, resume_warnings
 from terradiff.data.band_info import BandInfo
 from terradiff.data.device_batches import DeviceBatchLoader, device_batches_for
 from terradiff.ema import EMA
@@ -211,8 +211,8 @@ class Trainer:
                 + ("; ".join(changed) or str(error).splitlines()[0])
                 + "): resume with the checkpoint's settings, or start a new run elsewhere"
             ) from None
-        if drift := changed_settings(saved, current, MEANING_SECTIONS):
-            log.warning("resuming with other settings than trained so far: %s", "; ".join(drift))
+        for warning in resume_warnings(saved, current):
+            log.warning("%s", warning)
         meta = ckpt.trainer_meta
         optimizer.load_state_dict(
             unflatten_optimizer_state(ckpt.trainer_tensors, meta["optimizer"])

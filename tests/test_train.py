@@ -205,7 +205,7 @@ def test_resume_names_the_settings_that_changed(
     tmp_path: Path, sample_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another model width failed with torch's dump of every mismatched tensor; another noise
-    schedule was taken without a word."""
+    schedule or learning rate was taken without a word (a longer max_steps still is)."""
     from terradiff.errors import CheckpointError
 
     raw = tiny_config(tmp_path / "c", sample_data, max_steps=2)
@@ -220,10 +220,12 @@ def test_resume_names_the_settings_that_changed(
     assert "size mismatch" not in message
     AcceleratorState._reset_state(reset_partial_state=True)
     cosine = {**raw, "diffusion": {**raw["diffusion"], "schedule": "cosine"}}
-    cosine["train"] = {**raw["train"], "max_steps": 3}
+    cosine["train"] = {**raw["train"], "max_steps": 3, "lr": 1e-4}
     with caplog.at_level("WARNING", logger="terradiff.train"):
         Trainer(GenerationTask(config_from_dict(cosine)), tmp_path / "c", resume="latest").fit()
     assert "other settings than trained so far: diffusion.schedule linear -> cosine" in caplog.text
+    lr = raw["train"].get("lr", 2e-4)
+    assert f"other training settings than the checkpoint's (train.lr {lr} -> 0.0001)" in caplog.text
 
 
 @pytest.mark.slow
