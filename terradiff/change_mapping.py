@@ -1,10 +1,10 @@
 """Whole-image change maps: a before and an after image -> a 0/1 change mask (``terradiff change``).
 
 :func:`detect_change` reads two co-registered images of one place (GeoTIFF, or PNG/JPEG such as
-LEVIR-CD's tiles; anything GDAL opens), scales them as the change model's training data, predicts
-the change probability in overlapping tiles blended with the weights of
-:func:`terradiff.data.tiling.blend_weights` (every tile with the noise of the experiment seed, so
-a DDPM-CD map is repeatable), and writes:
+LEVIR-CD's tiles; anything GDAL opens), scales them as the change model's training data (or as
+``input_scaling`` says), predicts the change probability in overlapping tiles blended with the
+weights of :func:`terradiff.data.tiling.blend_weights` (every tile with the noise of the
+experiment seed, so a DDPM-CD map is repeatable), and writes:
 
 * a Cloud-Optimized GeoTIFF (``out``; a plain one with ``cog=False``; its overviews average
   the valid pixels, which on a 0/1 mask rounds to the majority): band 1 the change mask, uint8,
@@ -12,7 +12,7 @@ a DDPM-CD map is repeatable), and writes:
   ``probability`` a band 2, the change probability scaled to 0-255 (``round(255 p)``, uint8
   like the mask). It keeps the before
   image's CRS and transform (the after image's when only that one has them; none for two PNGs)
-  and records the model, the net's number format, threshold and inputs as tags;
+  and records the model, the net's number format, threshold, inputs and input scaling as tags;
 * optionally a PNG (``png``): the mask as black (no change) and white (change), for viewing.
 
 ``terradiff change`` also takes STAC Items as ``--before``/``--after``
@@ -28,6 +28,7 @@ compares pixels, so the images must be co-registered first.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from terradiff.data.raster_write import write_raster
 from terradiff.data.tiling import blend_weights, tile_windows
 from terradiff.data.tiling.options import check_output_targets
 from terradiff.data.tiling.value_check import check_input_values, samples_of_array
+from terradiff.data.transforms.scaling import get_scaling
 from terradiff.errors import DataError, WrongCheckpointError
 from terradiff.io import GEOTIFF_SUFFIXES, atomic_path, check_named_as
 
@@ -183,6 +185,7 @@ def detect_change(
     out: str | Path,
     *,
     threshold: float | None = None,
+    input_scaling: str | dict[str, Any] | None = None,
     png: str | Path | None = None,
     probability: bool = False,
     tile: int = 256,
@@ -199,6 +202,9 @@ def detect_change(
         before, after: the two images (same size; same grid when both are georeferenced).
         out: the GeoTIFF to write (not a PNG/JPEG name: use ``png`` for a PNG).
         threshold: change where the probability exceeds it (default: ``change.threshold``).
+        input_scaling: how the images' values map to [0, 1] when they are not in the units the
+            model was trained on: a preset name or a scaling mapping
+            (:func:`~terradiff.data.transforms.scaling.get_scaling`); default the model's.
         png: also write the mask as a PNG here.
         probability: add the change probability as band 2 (0-255).
         tile, overlap: tile side and overlap in pixels.
@@ -242,7 +248,7 @@ def detect_change(
     if not 0.0 < threshold < 1.0:
         raise DataError(f"--threshold must be a probability in (0, 1), got {threshold}")
     first, second = read_pair(before, after, task.num_bands)
-    scaling = task.band_info.band_scaling()
+    scaling = get_scaling(input_scaling) if input_scaling else task.band_info.band_scaling()
     for path, image in ((before, first), (after, second)):  # values the model was trained on
         names = image.band_names or [f"band_{k + 1}" for k in range(image.count)]
         samples, sampled = samples_of_array(image.array, image.valid_mask, names)
@@ -252,8 +258,6 @@ def detect_change(
             sampled,
             scaling,
             image.array.dtype,
-            fix="Rescale the image to the training range (`terradiff change` maps values as the "
-            "model was trained: it has no --input-scaling)",
         )
     valid = first.valid_mask & second.valid_mask
     pair = [
@@ -278,6 +282,7 @@ def detect_change(
         "TERRADIFF_THRESHOLD": f"{threshold:g}",
         "TERRADIFF_BEFORE": str(before),
         "TERRADIFF_AFTER": str(after),
+        "TERRADIFF_INPUT_SCALING": json.dumps(scaling.to_dict()),
     }
     write_raster(
         out,

@@ -18,6 +18,7 @@ import sys
 from terradiff import __version__, commands, map_commands
 from terradiff.cli_options import (
     add_fast,
+    add_input_scaling,
     add_mapping_options,
     add_no_cog,
     add_nodata,
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="change probability above which a pixel is change "
         "(default: the model's change.threshold, 0.5)",
     )
+    add_input_scaling(chg)
     chg.add_argument("--png", metavar="PNG", help="also write the mask as a black/white PNG")
     chg.add_argument(
         "--probability", action="store_true", help="add band 2: the change probability x 255"
@@ -346,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="bands of --image in the model's order, e.g. 1,2,3,4,5,6,7,8,9,10 of an 11-band "
         "BioMassters file, or names (default: all bands, which must be the model's)",
     )
+    add_input_scaling(fc)
     add_nodata(fc)
     fc.add_argument(
         "--source-date", help="the before image's date (default: STAC datetime/tags/file name)"

@@ -24,9 +24,9 @@ def mcev_threshold(text: str) -> float:
     return value
 
 
-def add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
-    """The options shared by the whole-raster verbs (super-resolve, estimate)."""
-    parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
+def add_input_scaling(parser: argparse.ArgumentParser) -> None:
+    """``--input-scaling`` of the verbs that read rasters (read by
+    :func:`terradiff.map_commands.input_scaling`)."""
     parser.add_argument(
         "--input-scaling",
         metavar="SCALING",
@@ -34,6 +34,12 @@ def add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: 
         "trained on: a preset (uint8, sentinel2, sen12ms, none) or a JSON mapping, e.g. "
         '\'{"name": "dn", "divisor": 10000, "clip": true}\' (default: the model\'s scaling)',
     )
+
+
+def add_mapping_options(parser: argparse.ArgumentParser, *, tile: int, overlap: int) -> None:
+    """The options shared by the whole-raster verbs (super-resolve, estimate)."""
+    parser.add_argument("--bands", help="input bands in the model's order, e.g. 4,3,2 or B04,B03")
+    add_input_scaling(parser)
     add_nodata(parser)
     parser.add_argument("--sampler", choices=SAMPLER_NAMES, help="diffusion sampler")
     parser.add_argument(

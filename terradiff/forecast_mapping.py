@@ -42,7 +42,7 @@ from terradiff.data.temporal import BIOMASSTERS_MONTHS
 from terradiff.data.tiling import TilingSummary, predict_raster
 from terradiff.data.tiling.options import check_output_target
 from terradiff.data.tiling.probe import with_tile_bytes
-from terradiff.data.transforms.scaling import spread_bands
+from terradiff.data.transforms.scaling import get_scaling, spread_bands
 from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.mapping import input_bands
 
@@ -181,6 +181,7 @@ def forecast_raster(
     source_date: str | None = None,
     source_date_from: str = "--source-date",
     bands: list[int | str] | None = None,
+    input_scaling: str | dict[str, Any] | None = None,
     nodata: float | None = None,
     ensemble: int = 1,
     sampler: str | None = None,
@@ -207,6 +208,10 @@ def forecast_raster(
         source_date_from: where ``source_date`` came from (``--source-date``, a STAC Item).
         bands: the bands of ``image`` (1-based indices or names) in the model's order; default
             all bands, which must then be the model's.
+        input_scaling: how ``image``'s values map to [0, 1] when they are not in the units the
+            model was trained on (a preset name or a scaling mapping,
+            :func:`~terradiff.data.transforms.scaling.get_scaling`); the forecast is written in
+            the same units. Default: the model's scaling.
         nodata: the input's nodata value, overriding the file's own (for a file whose fill
             value, e.g. 0, is not declared); its pixels are left out and written as nodata.
         ensemble: forecasts per tile (> 1: mean and std bands; diffusion methods only).
@@ -285,8 +290,8 @@ def forecast_raster(
         one = None if spec is None else dataclasses.replace(spec, sampler="ddim", steps=1)
         return task.forecast(task.net, x, values[None], present[None], spec=one)[0]
 
-    scaling = task.band_info.scaling
-    out_scaling = task.band_info.band_scaling()
+    scaling = input_scaling or task.band_info.scaling
+    out_scaling = get_scaling(scaling)
     names = list(task.band_info.names) or [f"band{i + 1}" for i in range(task.num_bands)]
     if ensemble > 1:
         try:

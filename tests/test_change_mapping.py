@@ -175,7 +175,48 @@ def test_values_outside_the_training_range_are_refused(
     assert main([*args, "--out", str(tmp_path / "m.tif")]) == 2
     err = capsys.readouterr().err
     assert f"{scaled}: band 1" in err and "every valid value lies in [0, 1]" in err
-    assert "it has no --input-scaling" in err and not (tmp_path / "m.tif").exists()
+    assert "--input-scaling" in err and not (tmp_path / "m.tif").exists()
+
+
+def test_input_scaling_reads_images_in_other_units(
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Both images as reflectance in [0, 1] with ``--input-scaling none`` give the mask of the
+    0-255 PNGs (it was refused, with no option to say the units) and record the scaling."""
+    scaled = []
+    for png in pngs:
+        path = tmp_path / f"{png.parent.name}.tif"
+        array = np.asarray(Image.open(png)).transpose(2, 0, 1).astype(np.float32) / 255.0
+        profile = {"driver": "GTiff", "width": 256, "height": 256, "count": 3}
+        with rasterio.open(path, "w", dtype="float32", **profile) as dst:
+            dst.write(array)
+        scaled.append(path)
+    plain, rescaled = tmp_path / "plain.tif", tmp_path / "rescaled.tif"
+    args = ["change", "--model", str(run), "--probability"]
+    assert (
+        main([*args, "--before", str(pngs[0]), "--after", str(pngs[1]), "--out", str(plain)]) == 0
+    )
+    before, after = (str(path) for path in scaled)
+    assert (
+        main(
+            [
+                *args,
+                "--before",
+                before,
+                "--after",
+                after,
+                "--out",
+                str(rescaled),
+                "--input-scaling",
+                "none",
+            ]
+        )
+        == 0
+    )
+    with rasterio.open(plain) as a, rasterio.open(rescaled) as b:
+        assert np.abs(a.read(2).astype(int) - b.read(2).astype(int)).max() <= 1
+        assert json.loads(b.tags()["TERRADIFF_INPUT_SCALING"])["name"] == "none"
+        assert json.loads(a.tags()["TERRADIFF_INPUT_SCALING"])["name"] == "uint8"
 
 
 def test_a_four_band_image_is_refused(pngs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -255,3 +255,25 @@ def test_bands_select_the_model_bands_of_a_raw_biomassters_file(
     _forecast(runs["regression"], raw, out, "--bands", ",".join(map(str, range(1, 11))))
     with rasterio.open(out) as dst:
         assert (dst.count, dst.width, dst.height) == (10, 256, 256)
+
+
+def test_input_scaling_reads_and_writes_other_units(
+    runs: dict[str, Path], before: Path, tmp_path: Path
+) -> None:
+    """The before image as reflectance (DN / 10000, float) with ``--input-scaling`` gives the
+    DN forecast / 10000: read in the given units and written back in them."""
+    reflectance = tmp_path / "reflectance.tif"
+    with rasterio.open(before) as src:
+        profile = {**src.profile, "dtype": "float32"}
+        with rasterio.open(reflectance, "w", **profile) as dst:
+            dst.write(src.read().astype(np.float32) / 10_000.0)
+            dst.update_tags(**src.tags())
+    dn_out, unit_out = tmp_path / "dn.tif", tmp_path / "unit.tif"
+    _forecast(runs["regression"], before, dn_out)
+    unit = json.dumps({"name": "reflectance", "divisor": 1.0, "clip": True})
+    _forecast(runs["regression"], reflectance, unit_out, "--input-scaling", unit)
+    with rasterio.open(dn_out) as dn, rasterio.open(unit_out) as scaled:
+        expected, got = dn.read(masked=True), scaled.read(masked=True)
+    assert np.array_equal(expected.mask, got.mask)
+    np.testing.assert_allclose(got.compressed() * 10_000.0, expected.compressed(), atol=2.0)
+    assert float(got.max()) <= 1.0
