@@ -82,11 +82,30 @@ def open_raster(path: str | Path, *, lazy: bool = True) -> Any:
 
     Args:
         path: the raster.
-        lazy: dask chunks of the file's blocks (read on demand); False reads it into memory.
+        lazy: dask chunks of whole file blocks (one band each, about dask's default chunk
+            size; read on demand); False reads it into memory.
     """
     _, rioxarray = _libraries()
-    da = rioxarray.open_rasterio(path, chunks=True if lazy else None, mask_and_scale=False)
+    chunks = _block_chunks(path) if lazy else None
+    da = rioxarray.open_rasterio(path, chunks=chunks, mask_and_scale=False)
     return da if lazy else da.load()
+
+
+def _block_chunks(path: str | Path) -> dict[str, tuple[int, ...]]:
+    """Dask chunks of ``path`` by dimension name: one band, whole internal blocks of about
+    dask's default chunk size (what rioxarray's ``chunks=True`` picks, without its deprecated
+    tuple form)."""
+    import numpy as np
+    import rasterio
+    from dask.array.core import normalize_chunks
+
+    with rasterio.open(path) as src:
+        shape, block = (src.count, src.height, src.width), (1, *src.block_shapes[0])
+        dtype = np.dtype(src.dtypes[0])
+    bands, rows, cols = normalize_chunks(
+        (1, "auto", "auto"), shape=shape, dtype=dtype, previous_chunks=block
+    )
+    return {"band": bands, "y": rows, "x": cols}
 
 
 @contextlib.contextmanager

@@ -158,3 +158,24 @@ def test_input_without_crs_is_refused(sr_run: Path, naip_window: Path) -> None:
     bare.attrs.pop("crs", None)
     with pytest.raises(Exception, match="write_crs"):
         api.super_resolve(bare, sr_run)
+
+
+def test_lazy_chunks_are_whole_blocks_of_one_band(sample_data: Path) -> None:
+    """``open_raster`` chunks the real NAIP tile along its internal blocks, one band a chunk,
+    without rioxarray's deprecation warning of its tuple chunks (``chunks=True``)."""
+    import warnings
+
+    path = sample_data / NAIP
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        scene = api.open_raster(path)
+    with rasterio.open(path) as src:
+        block_rows, block_cols = src.block_shapes[0]
+        size = (src.count, src.height, src.width)
+    bands, rows, cols = scene.chunks
+    assert set(bands) == {1} and scene.shape == size
+    assert all(r % block_rows == 0 for r in rows[:-1]) and sum(rows) == size[1]
+    assert all(c % block_cols == 0 for c in cols[:-1]) and sum(cols) == size[2]
+    np.testing.assert_array_equal(
+        scene[:, :7, :9].values, api.open_raster(path, lazy=False)[:, :7, :9].values
+    )
