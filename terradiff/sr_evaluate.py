@@ -106,7 +106,8 @@ def evaluate_super_resolution(
     precision: str | None = None,
     ensemble: int = 1,
 ) -> dict[str, Any]:
-    """PSNR, SSIM, SSIM-Y, MAE (and LPIPS with local weights) of a super-resolution checkpoint.
+    """PSNR, SSIM, SSIM-Y, MAE, the AID feature distance (and LPIPS with local weights) of a
+    super-resolution checkpoint.
 
     HR images are the checkpoint's data (or ``data_root``) as the model saw them, without
     augmentation, taken evenly over the dataset (its held-out ``test`` split when the model was
@@ -145,7 +146,13 @@ def evaluate_super_resolution(
             ``ensemble > 1`` for a one-pass model (its outputs would all be equal).
     """
     from terradiff.data.degrade import make_lr, upsample_to
-    from terradiff.metrics.image_quality import load_lpips, psnr, sr_metrics, sr_metrics_per_image
+    from terradiff.metrics.image_quality import (
+        load_feature_distance,
+        load_lpips,
+        psnr,
+        sr_metrics,
+        sr_metrics_per_image,
+    )
     from terradiff.nets import count_parameters
     from terradiff.tasks import load_task
     from terradiff.tasks.super_resolution import SuperResolutionTask
@@ -179,6 +186,7 @@ def evaluate_super_resolution(
     indices = scene_indices(len(dataset), num_images)
     count = len(indices)
     lpips = load_lpips(lpips_weights) if lpips_weights is not None else None
+    perceptual = {"lpips": lpips, "feature_distance": load_feature_distance()}
     rgb = task.config.data.rgb_bands
     border = math.ceil(scale)
     generator = torch.Generator().manual_seed(seed)
@@ -206,7 +214,7 @@ def evaluate_super_resolution(
 
     def row(pred: torch.Tensor) -> dict[str, Any]:
         metrics: dict[str, Any] = sr_metrics(
-            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
+            pred, target, rgb_bands=rgb, crop_border=border, **perceptual, scale=scale
         )
         per_band = psnr(pred, target, crop_border=border, per_band=True)  # [C], mean of images
         metrics["psnr_per_band"] = [round(float(v), 3) for v in per_band]
@@ -214,7 +222,7 @@ def evaluate_super_resolution(
 
     def per_image(pred: torch.Tensor) -> dict[str, list[float]]:
         values = sr_metrics_per_image(
-            pred, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
+            pred, target, rgb_bands=rgb, crop_border=border, **perceptual, scale=scale
         )
         return _rounded(values)
 
@@ -246,7 +254,7 @@ def evaluate_super_resolution(
             mean = every_draw[:size].mean(dim=0)
             curve[str(size)] = {
                 "model": sr_metrics(
-                    mean, target, rgb_bands=rgb, crop_border=border, lpips=lpips, scale=scale
+                    mean, target, rgb_bands=rgb, crop_border=border, **perceptual, scale=scale
                 )
             }
             curve[str(size)]["per_image"] = per_image(mean)

@@ -121,7 +121,7 @@ def test_evaluate_super_resolution_reports_model_and_bicubic(sr_run: Path, tmp_p
     assert metrics["n"] == 6 and metrics["scale"] == 4 and metrics["method"] == "regression"
     model, bicubic = metrics["model"], metrics["bicubic"]
     for row in (model, bicubic):
-        assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y"} <= set(row)
+        assert {"psnr", "ssim", "mae", "psnr_y", "ssim_y", "aid_feature_distance"} <= set(row)
         assert len(row["psnr_per_band"]) == len(metrics["band_names"]) == 3
         # the overall PSNR and the per-band ones are means over the same images and pixels
         assert abs(row["psnr"] - sum(row["psnr_per_band"]) / 3) < 0.5
@@ -174,7 +174,11 @@ def test_evaluate_super_resolution_keeps_per_image_values_in_one_order(sr_run: P
     for side in ("model", "bicubic"):
         values = per_image[side]
         spectral = {"hf_power_db", "lsd_hf_db"}  # the detail above the LR Nyquist frequency
-        assert set(values) == {"psnr", "ssim", "psnr_y", "ssim_y", "mae", "rmse"} | spectral
+        perceptual = {"aid_feature_distance"}  # offline: terradiff's shipped AID encoder
+        assert (
+            set(values)
+            == {"psnr", "ssim", "psnr_y", "ssim_y", "mae", "rmse"} | spectral | perceptual
+        )
         assert all(len(v) == 6 for v in values.values())
         # the aggregates are the means of the per-image values (PSNR: of per-image PSNRs)
         for key, v in values.items():

@@ -5,7 +5,9 @@ One concern per module; the lower ones never import the higher ones:
 * full-reference image quality: :mod:`~terradiff.metrics.full_reference` (shared conventions),
   :mod:`~terradiff.metrics.pixel` (PSNR, MAE, RMSE), :mod:`~terradiff.metrics.structural_similarity`
   (SSIM), :mod:`~terradiff.metrics.y_channel` (Y-channel PSNR/SSIM), :mod:`~terradiff.metrics.lpips`
-  (LPIPS from local weights), :mod:`~terradiff.metrics.spectrum` (detail above the LR Nyquist
+  (LPIPS from local weights), :mod:`~terradiff.metrics.feature_distance` (LPIPS's form in the
+  shipped AID encoder: the perceptual distance that needs no download),
+  :mod:`~terradiff.metrics.spectrum` (detail above the LR Nyquist
   frequency), and :mod:`~terradiff.metrics.image_quality` (``sr_metrics``, and all of these under
   one name);
 * feature extractors for FID/KID: :mod:`~terradiff.metrics.extractor` (protocol, frozen base),
@@ -22,6 +24,7 @@ from terradiff.metrics.aid_encoder import AidCnn, AidCnnConfig, AidCnnExtractor
 from terradiff.metrics.distances import frechet_distance, kernel_inception_distance
 from terradiff.metrics.encoders import load_feature_extractor
 from terradiff.metrics.extractor import EvalOnlyExtractor, FeatureExtractor
+from terradiff.metrics.feature_distance import FeatureDistance, load_feature_distance
 from terradiff.metrics.feature_stats import FeatureStatistics, fingerprint_files
 from terradiff.metrics.features import compute_features, compute_statistics
 from terradiff.metrics.fid import evaluate_generation, reference_statistics
@@ -40,6 +43,7 @@ __all__ = [
     "AidCnnExtractor",
     "EvalOnlyExtractor",
     "FIDInceptionV3",
+    "FeatureDistance",
     "FeatureExtractor",
     "FeatureStatistics",
     "compute_features",
@@ -49,6 +53,7 @@ __all__ = [
     "frechet_distance",
     "high_frequency_power",
     "kernel_inception_distance",
+    "load_feature_distance",
     "load_feature_extractor",
     "load_lpips",
     "log_spectral_distance",

@@ -1,8 +1,9 @@
 """Full-reference image quality: the one-call super-resolution table row and the metrics' home.
 
-This module's one job is :func:`sr_metrics` (PSNR, SSIM, MAE, RMSE, Y-channel PSNR/SSIM and LPIPS
-of a batch in one call; :func:`sr_metrics_per_image` gives the same per image). The metrics
-themselves live in one module per concern, and are importable from here as before:
+This module's one job is :func:`sr_metrics` (PSNR, SSIM, MAE, RMSE, Y-channel PSNR/SSIM, LPIPS
+and the AID feature distance of a batch in one call; :func:`sr_metrics_per_image` gives the same
+per image). The metrics themselves live in one module per concern, and are importable from here
+as before:
 
 * :mod:`terradiff.metrics.full_reference` — conventions shared by all (masks, crops, reductions);
 * :mod:`terradiff.metrics.pixel` — :func:`psnr`, :func:`mae`, :func:`rmse`;
@@ -11,17 +12,24 @@ themselves live in one module per concern, and are importable from here as befor
   luma, the SR papers' convention);
 * :mod:`terradiff.metrics.lpips` — :class:`LPIPS` and :func:`load_lpips` (Zhang et al., 2018),
   from local weights only;
+* :mod:`terradiff.metrics.feature_distance` — :class:`FeatureDistance`, LPIPS's form in
+  terradiff's shipped AID encoder: the perceptual distance that needs no download;
 * :mod:`terradiff.metrics.spectrum` — :func:`high_frequency_power` and
   :func:`log_spectral_distance`: the detail above the LR Nyquist frequency, against the reference.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
+from terradiff.metrics.feature_distance import (
+    FEATURE_DISTANCE_NAME,
+    FeatureDistance,
+    load_feature_distance,
+)
 from terradiff.metrics.full_reference import REDUCTIONS, Reduction, crop
 from terradiff.metrics.lpips import LPIPS, LPIPS_WEIGHTS_HELP, load_lpips
 from terradiff.metrics.pixel import mae, psnr, rmse
@@ -41,40 +49,55 @@ def sr_metrics(
     *,
     value_range: tuple[float, float] | None = None,
     lpips: LPIPS | None = None,
+    feature_distance: FeatureDistance | None = None,
     scale: float | None = None,
 ) -> dict[str, float]:
-    """The usual super-resolution table row: PSNR, SSIM, MAE, RMSE (all bands), Y and LPIPS.
+    """The usual super-resolution table row: PSNR, SSIM, MAE, RMSE (all bands), Y, perceptual.
 
-    All-band metrics use ``data_range``. The Y-channel metrics (``psnr_y``, ``ssim_y``) and
-    ``lpips`` need RGB and an absolute value range: they are computed when RGB bands exist
-    (``rgb_bands`` given, or 3 bands) and the range is known: ``value_range`` given, or the
-    default ``data_range=2.0`` meaning terradiff's ``[-1, 1]``. Otherwise they are absent from the
-    result. ``lpips`` ignores ``mask`` and ``crop_border`` beyond the crop. With ``scale`` (the
-    HR/LR size ratio) the two spectral measures of :mod:`terradiff.metrics.spectrum` are added:
-    ``hf_power_db`` (the power above the LR Nyquist frequency against the reference's, dB; 0 is
-    the reference's amount of detail, below 0 blur) and ``lsd_hf_db`` (the log-spectral distance
-    there).
+    All-band metrics use ``data_range``. The Y-channel metrics (``psnr_y``, ``ssim_y``) and the
+    perceptual distances (``lpips``, ``aid_feature_distance``) need RGB and an absolute value
+    range: they are computed when RGB bands exist (``rgb_bands`` given, or 3 bands) and the range
+    is known: ``value_range`` given, or the default ``data_range=2.0`` meaning terradiff's
+    ``[-1, 1]``. Otherwise they are absent from the result. The perceptual distances ignore
+    ``mask`` (they see the cropped images whole). With ``scale`` (the HR/LR size ratio) the two
+    spectral measures of :mod:`terradiff.metrics.spectrum` are added: ``hf_power_db`` (the power
+    above the LR Nyquist frequency against the reference's, dB; 0 is the reference's amount of
+    detail, below 0 blur) and ``lsd_hf_db`` (the log-spectral distance there).
 
     Args:
         pred: Predicted images ``[B, C, H, W]``.
         target: Reference images, same shape.
-        rgb_bands: Red, green, blue band indices for the Y/LPIPS metrics.
+        rgb_bands: Red, green, blue band indices for the Y and perceptual metrics.
         data_range: Value range for the all-band metrics (2.0 for ``[-1, 1]``).
         crop_border: Pixels cropped from each side (SR: the scale factor).
         mask: Valid pixels (see :mod:`terradiff.metrics.full_reference`).
-        value_range: ``(low, high)`` of the inputs, for the Y/LPIPS metrics in physical units.
+        value_range: ``(low, high)`` of the inputs, for the Y and perceptual metrics in
+            physical units.
         lpips: A module from :func:`load_lpips`, to add ``"lpips"``.
+        feature_distance: A module from :func:`load_feature_distance` (the offline perceptual
+            distance in terradiff's AID encoder), to add ``"aid_feature_distance"``.
         scale: The super-resolution factor (> 1), to add ``"hf_power_db"`` and ``"lsd_hf_db"``.
 
     Returns:
-        ``{"psnr", "ssim", "mae", "rmse"[, "psnr_y", "ssim_y"][, "lpips"][, "hf_power_db",
-        "lsd_hf_db"]}`` as floats (means over the batch; NaN images left out).
+        ``{"psnr", "ssim", "mae", "rmse"[, "psnr_y", "ssim_y"][, "lpips"][,
+        "aid_feature_distance"][, "hf_power_db", "lsd_hf_db"]}`` as floats (means over the
+        batch; NaN images left out).
 
     Raises:
         DataError: mismatched shapes, bad mask or arguments.
     """
+    distances = _distances(lpips, feature_distance)
     out = _sr_values(
-        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, scale, "mean"
+        pred,
+        target,
+        rgb_bands,
+        data_range,
+        crop_border,
+        mask,
+        value_range,
+        distances,
+        scale,
+        "mean",
     )
     return {k: float(v) for k, v in out.items()}
 
@@ -90,6 +113,7 @@ def sr_metrics_per_image(
     *,
     value_range: tuple[float, float] | None = None,
     lpips: LPIPS | None = None,
+    feature_distance: FeatureDistance | None = None,
     scale: float | None = None,
 ) -> dict[str, list[float]]:
     """:func:`sr_metrics` of each image: the same keys, one value per image in batch order.
@@ -97,10 +121,32 @@ def sr_metrics_per_image(
     :func:`sr_metrics` is the mean of these (NaN images left out), so they are what a paired
     bootstrap over images resamples. Arguments as :func:`sr_metrics`.
     """
+    distances = _distances(lpips, feature_distance)
     out = _sr_values(
-        pred, target, rgb_bands, data_range, crop_border, mask, value_range, lpips, scale, "none"
+        pred,
+        target,
+        rgb_bands,
+        data_range,
+        crop_border,
+        mask,
+        value_range,
+        distances,
+        scale,
+        "none",
     )
     return {k: [float(x) for x in v.reshape(-1).tolist()] for k, v in out.items()}
+
+
+def _distances(
+    lpips: LPIPS | None, feature_distance: FeatureDistance | None
+) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
+    """The perceptual distances to add, by metric name."""
+    distances: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+    if lpips is not None:
+        distances["lpips"] = lpips
+    if feature_distance is not None:
+        distances[FEATURE_DISTANCE_NAME] = feature_distance
+    return distances
 
 
 def _sr_values(
@@ -111,7 +157,7 @@ def _sr_values(
     crop_border: int,
     mask: Tensor | None,
     value_range: tuple[float, float] | None,
-    lpips: LPIPS | None,
+    distances: dict[str, Callable[[Tensor, Tensor], Tensor]],
     scale: float | None,
     reduction: Reduction,
 ) -> dict[str, Tensor]:
@@ -129,15 +175,15 @@ def _sr_values(
         kwargs = {"crop_border": crop_border, "value_range": value_range}
         out["psnr_y"] = psnr_y(pred, target, rgb_bands, mask, reduction, **kwargs)
         out["ssim_y"] = ssim_y(pred, target, rgb_bands, mask, reduction, **kwargs)
-        if lpips is not None:
-            lo, hi = value_range
+        lo, hi = value_range
 
-            def to_lpips_input(x: Tensor) -> Tensor:
-                rgb = crop(select_rgb(x, rgb_bands, "lpips"), int(crop_border))
-                return (rgb - lo) / (hi - lo) * 2 - 1  # type: ignore[operator]
+        def to_rgb_input(x: Tensor, name: str) -> Tensor:
+            rgb = crop(select_rgb(x, rgb_bands, name), int(crop_border))
+            return (rgb - lo) / (hi - lo) * 2 - 1  # type: ignore[operator]
 
-            distances = lpips(to_lpips_input(pred), to_lpips_input(target))
-            out["lpips"] = distances if reduction == "none" else distances.mean()
+        for name, distance in distances.items():
+            values = distance(to_rgb_input(pred, name), to_rgb_input(target, name))
+            out[name] = values if reduction == "none" else values.mean()
     if scale is not None:
         spectral = {"mask": mask, "reduction": reduction, "crop_border": crop_border}
         out["hf_power_db"] = high_frequency_power(pred, target, scale, **spectral)
@@ -146,11 +192,14 @@ def _sr_values(
 
 
 __all__ = [
+    "FEATURE_DISTANCE_NAME",
     "LPIPS",
     "LPIPS_WEIGHTS_HELP",
     "REDUCTIONS",
+    "FeatureDistance",
     "Reduction",
     "high_frequency_power",
+    "load_feature_distance",
     "load_lpips",
     "log_spectral_distance",
     "mae",
