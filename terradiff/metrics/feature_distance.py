@@ -14,10 +14,14 @@ similarity judgements calibrate these layers. Images run at their own resolution
 encoder is fully convolutional), not resized to the encoder's 64 px input, so detail at the
 pixel scale counts.
 
-It is *not* LPIPS and its values are not comparable to LPIPS values; it is 0 for equal images
-and grows with blur, noise and content change. On 32 real AID crops of 128 px it penalised a
-Gaussian blur more than noise of about the same PSNR, and a one-pixel shift less than either
-(``reports/feature_distance.md``), the ordering that motivates perceptual metrics.
+It is *not* LPIPS and its values are not comparable to LPIPS values; nothing calibrated it
+against human judgements. It is 0 for equal images and grows with blur, noise and content
+change. On the 32 real AID x4 test scenes it put a Gaussian blur farther than white noise of the
+same PSNR, and a one-pixel shift nearer than a blur of a higher PSNR
+(``reports/feature_distance``), the orderings that make a perceptual metric differ from PSNR.
+The encoder learned from RGB aerial photographs (AID, 8-bit): on other sensors it sees the RGB
+bands as the model's scaling maps them (Sentinel-2 reflectance / 10000 looks dark to it), so
+compare its values between methods on one dataset, never across datasets.
 """
 
 from __future__ import annotations
