@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study feature-distance-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -103,6 +103,13 @@ sr-ensemble-study: setup  # mean of 1-8 SR3/implicit draws vs bicubic, 3 seeds; 
 sr-detail-study: sr-ensemble-study  # detail above the LR Nyquist vs PSNR; regression UNet 3 seeds, ~35 min more
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_ensemble_study.py --refresh
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/sr_detail_study.py
+
+feature-distance-study: setup  # the offline perceptual distance; reads the runs of seed-study and sr-settings-study; ~15 min on 2 cores
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/feature_distance_study.py \
+		--models sr3 & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/feature_distance_study.py \
+		--models regression implicit; wait
+	$(BIN)/python scripts/feature_distance_study.py --report-only
 
 distill-teacher-study: setup  # the light SR student distilled from the regression UNet; ~50 min on 2 cores (+~40 without outputs/seeds/runs/regression)
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/distill_teacher_study.py & \

@@ -109,6 +109,8 @@ def test_report_rows_differences_and_their_direction(tmp_path: Path) -> None:
     assert "SR3, validation choice (one draw) minus regression UNet: seeds -1.000" in text
     assert "regression UNet minus bicubic: seeds -0.500, -0.490, -0.480" in text
     assert "mean of 4: PSNR 23.25 dB" in text
+    assert "the mean of 4 minus one draw, paired over the scenes: +0.700" in text
+    assert "one draw is closer to the reference (the interval is above 0)" in text
     assert "blur 1 minus noise matched" in text and "noise matched is closer to the scene" in text
     assert (out / "plane.png").is_file()
 
