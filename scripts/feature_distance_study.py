@@ -43,7 +43,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import machine_description, open_results, record_command  # noqa: E402
+from scripts.study_common import (  # noqa: E402
+    machine_description,
+    open_results,
+    record_command,
+    report_header,
+)
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.metrics.feature_distance import FEATURE_DISTANCE_NAME  # noqa: E402
 from terradiff.provenance import provenance_record  # noqa: E402
@@ -443,15 +448,9 @@ def write_report(out: Path) -> None:
     rows = load_rows(out)
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    title = "An offline perceptual distance: what it ranks, and the AID x4 models by it"
     lines = [
-        "# An offline perceptual distance: what it ranks, and the AID x4 models by it",
-        "",
-        "Commands (each measurement is saved as it is made, so they resume):",
-        "",
-        *[f"    {c}" for c in results.get("commands", [])],
-        "",
-        f"Machine: {results.get('machine_measured', '?')}.",
-        "",
+        *report_header(title, results),
         "`aid_feature_distance` (`terradiff.metrics.feature_distance`) is LPIPS's form (Zhang et "
         "al. 2018, Eq. 1: channel-normalised activations, squared differences averaged over "
         "pixels, summed over layers) in the five layers (stem and four stages) of terradiff's own "

@@ -86,18 +86,9 @@ def sr_metrics(
     Raises:
         DataError: mismatched shapes, bad mask or arguments.
     """
-    distances = _distances(lpips, feature_distance)
+    networks = _perceptual(lpips, feature_distance)
     out = _sr_values(
-        pred,
-        target,
-        rgb_bands,
-        data_range,
-        crop_border,
-        mask,
-        value_range,
-        distances,
-        scale,
-        "mean",
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, networks, scale, "mean"
     )
     return {k: float(v) for k, v in out.items()}
 
@@ -121,32 +112,23 @@ def sr_metrics_per_image(
     :func:`sr_metrics` is the mean of these (NaN images left out), so they are what a paired
     bootstrap over images resamples. Arguments as :func:`sr_metrics`.
     """
-    distances = _distances(lpips, feature_distance)
+    networks = _perceptual(lpips, feature_distance)
     out = _sr_values(
-        pred,
-        target,
-        rgb_bands,
-        data_range,
-        crop_border,
-        mask,
-        value_range,
-        distances,
-        scale,
-        "none",
+        pred, target, rgb_bands, data_range, crop_border, mask, value_range, networks, scale, "none"
     )
     return {k: [float(x) for x in v.reshape(-1).tolist()] for k, v in out.items()}
 
 
-def _distances(
+def _perceptual(
     lpips: LPIPS | None, feature_distance: FeatureDistance | None
 ) -> dict[str, Callable[[Tensor, Tensor], Tensor]]:
-    """The perceptual distances to add, by metric name."""
-    distances: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
+    """The perceptual distance networks to add, by metric name."""
+    networks: dict[str, Callable[[Tensor, Tensor], Tensor]] = {}
     if lpips is not None:
-        distances["lpips"] = lpips
+        networks["lpips"] = lpips
     if feature_distance is not None:
-        distances[FEATURE_DISTANCE_NAME] = feature_distance
-    return distances
+        networks[FEATURE_DISTANCE_NAME] = feature_distance
+    return networks
 
 
 def _sr_values(
@@ -157,7 +139,7 @@ def _sr_values(
     crop_border: int,
     mask: Tensor | None,
     value_range: tuple[float, float] | None,
-    distances: dict[str, Callable[[Tensor, Tensor], Tensor]],
+    networks: dict[str, Callable[[Tensor, Tensor], Tensor]],
     scale: float | None,
     reduction: Reduction,
 ) -> dict[str, Tensor]:
@@ -181,7 +163,7 @@ def _sr_values(
             rgb = crop(select_rgb(x, rgb_bands, name), int(crop_border))
             return (rgb - lo) / (hi - lo) * 2 - 1  # type: ignore[operator]
 
-        for name, distance in distances.items():
+        for name, distance in networks.items():
             values = distance(to_rgb_input(pred, name), to_rgb_input(target, name))
             out[name] = values if reduction == "none" else values.mean()
     if scale is not None:
