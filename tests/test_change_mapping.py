@@ -179,10 +179,11 @@ def test_values_outside_the_training_range_are_refused(
 
 
 def test_input_scaling_reads_images_in_other_units(
-    run: Path, pngs: tuple[Path, Path], tmp_path: Path
+    run: Path, pngs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Both images as reflectance in [0, 1] with ``--input-scaling none`` give the mask of the
-    0-255 PNGs (it was refused, with no option to say the units) and record the scaling."""
+    0-255 PNGs (it was refused, with no option to say the units) and record the scaling; an
+    unknown preset or bad JSON is refused before any file."""
     scaled = []
     for png in pngs:
         path = tmp_path / f"{png.parent.name}.tif"
@@ -213,6 +214,12 @@ def test_input_scaling_reads_images_in_other_units(
         )
         == 0
     )
+    bad = [*args, "--before", before, "--after", after, "--out", str(tmp_path / "bad.tif")]
+    assert main([*bad, "--input-scaling", "kelvin"]) == 2
+    assert "unknown scaling 'kelvin'" in capsys.readouterr().err
+    assert main([*bad, "--input-scaling", "{divisor: 1}"]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "bad.tif").exists()
     with rasterio.open(plain) as a, rasterio.open(rescaled) as b:
         assert np.abs(a.read(2).astype(int) - b.read(2).astype(int)).max() <= 1
         assert json.loads(b.tags()["TERRADIFF_INPUT_SCALING"])["name"] == "none"
