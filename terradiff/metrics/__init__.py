@@ -15,6 +15,7 @@ One concern per module; the lower ones never import the higher ones:
   :mod:`~terradiff.metrics.inception` (the FID Inception-v3 from local weights) and
   :mod:`~terradiff.metrics.encoders` (``load_feature_extractor``);
 * generation metrics: :mod:`~terradiff.metrics.distances` (FID, KID maths),
+  :mod:`~terradiff.metrics.manifold` (precision and recall, Kynkäänniemi et al. 2019),
   :mod:`~terradiff.metrics.feature_stats` (statistics on disk), :mod:`~terradiff.metrics.features`
   (features of image sources) and :mod:`~terradiff.metrics.fid` (cached reference statistics,
   ``evaluate_generation``).
@@ -31,6 +32,7 @@ from terradiff.metrics.fid import evaluate_generation, reference_statistics
 from terradiff.metrics.image_quality import sr_metrics
 from terradiff.metrics.inception import FIDInceptionV3
 from terradiff.metrics.lpips import LPIPS, load_lpips
+from terradiff.metrics.manifold import precision_recall
 from terradiff.metrics.pixel import mae, psnr, rmse
 from terradiff.metrics.spectrum import high_frequency_power, log_spectral_distance
 from terradiff.metrics.structural_similarity import ssim
@@ -58,6 +60,7 @@ __all__ = [
     "load_lpips",
     "log_spectral_distance",
     "mae",
+    "precision_recall",
     "psnr",
     "psnr_y",
     "reference_statistics",

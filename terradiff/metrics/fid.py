@@ -11,7 +11,8 @@
   batches (band selection for multispectral images with ``rgb_bands``).
 * :func:`reference_statistics` — statistics of a real dataset cached on disk (safetensors + JSON),
   keyed by the dataset id, the encoder name and weights hash, the image size and the image count.
-* :func:`evaluate_generation` — FID and KID of generated images against real ones in one call.
+* :func:`evaluate_generation` — FID, KID and precision/recall (Kynkäänniemi et al., 2019,
+  :mod:`terradiff.metrics.manifold`) of generated images against real ones in one call.
 
 The feature network is terradiff's own offline AID encoder unless told otherwise; FID values from
 different encoders, image counts or image sizes are not comparable, so every result names its
@@ -59,6 +60,7 @@ from terradiff.metrics.features import (
     compute_statistics,
     select_bands,
 )
+from terradiff.metrics.manifold import DEFAULT_K, precision_recall
 
 
 def _slug(text: str) -> str:
@@ -187,7 +189,8 @@ def evaluate_generation(
     seed: int = 0,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """FID and KID of generated images against real images, with the same frozen encoder.
+    """FID, KID, precision and recall of generated images against real images, with the same
+    frozen encoder.
 
     Args:
         fake: Generated images (anything :func:`compute_features` takes) or their statistics.
@@ -202,8 +205,11 @@ def evaluate_generation(
         progress: Progress bars.
 
     Returns:
-        ``{"fid", "kid_mean", "kid_std", "n_fake", "n_real", "encoder", "encoder_fingerprint",
-        "kid_subset_size"}``; KID entries are ``None`` when statistics without features are given.
+        ``{"fid", "kid_mean", "kid_std", "precision", "recall", "n_fake", "n_real", "encoder",
+        "encoder_fingerprint", "kid_subset_size"}``; KID, precision and recall
+        (:func:`~terradiff.metrics.manifold.precision_recall`, k = 3) are ``None`` when
+        statistics without features are given (precision and recall also for sets of 3 or
+        fewer images).
 
     Raises:
         ValueError: statistics made by a different encoder (weights hash) than ``extractor``.
@@ -241,14 +247,20 @@ def evaluate_generation(
     kid_mean: float | None = None
     kid_std: float | None = None
     subset = min(kid_subset_size, s_fake.n, s_real.n)
+    precision: float | None = None
+    recall: float | None = None
     if s_fake.features is not None and s_real.features is not None:
         kid_mean, kid_std = kernel_inception_distance(
             s_fake.features, s_real.features, kid_subsets, subset, seed=seed
         )
+        if min(s_fake.n, s_real.n) > DEFAULT_K:
+            precision, recall = precision_recall(s_real.features, s_fake.features)
     return {
         "fid": fid,
         "kid_mean": kid_mean,
         "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
         "n_fake": s_fake.n,
         "n_real": s_real.n,
         "encoder": name,
