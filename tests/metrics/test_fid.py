@@ -281,7 +281,13 @@ def test_evaluate_generation_reports_and_guards_encoder_mismatch() -> None:
     assert set(out) >= {"fid", "kid_mean", "kid_std", "n_fake", "n_real", "encoder"}
     assert (out["n_fake"], out["n_real"], out["encoder"]) == (60, 60, "toy0")
     assert out["fid"] >= 0.0
+    assert 0.0 <= out["precision"] <= 1.0 and 0.0 <= out["recall"] <= 1.0
+    same = evaluate_generation(real, real, ext, kid_subsets=5, kid_subset_size=50)
+    assert (same["precision"], same["recall"]) == (1.0, 1.0)
     real_stats = compute_statistics(real, ext)
+    without_features = compute_statistics(real, ext, keep_features=False)
+    summary_only = evaluate_generation(fake, without_features, ext, kid_subsets=5)
+    assert summary_only["precision"] is None and summary_only["kid_mean"] is None
     again = evaluate_generation(fake, real_stats, ext, kid_subsets=5, kid_subset_size=50)
     assert again["fid"] == pytest.approx(out["fid"], rel=1e-9)
     with pytest.raises(ValueError, match="encoder"):
