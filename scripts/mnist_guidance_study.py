@@ -98,8 +98,9 @@ def pct(x: float) -> str:
 def results_table(results: dict[str, Any]) -> list[str]:
     """The Markdown table of the test results: one row per scale."""
     lines = [
-        "| guidance s | accuracy (95% CI) | val. accuracy (95% CI) | FID (95% CI) | KID (± std) |",
-        "|---:|---:|---:|---:|---:|",
+        "| guidance s | accuracy (95% CI) | val. accuracy (95% CI) | FID (95% CI) | KID (± std) "
+        "| precision (95% CI) | recall (95% CI) |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     test, val = results.get("test", {}), results.get("validation", {})
     for scale in sorted(test, key=float):
@@ -115,9 +116,19 @@ def results_table(results: dict[str, Any]) -> list[str]:
         ktext = f"{kid['mean']:.4g} ± {kid['std']:.2g}" if kid else "-"
         lines.append(
             f"| {float(scale):g} | {pct(acc['accuracy'])} [{pct(acc['low'])}, {pct(acc['high'])}] "
-            f"| {vtext} | {ftext} | {ktext} |"
+            f"| {vtext} | {ftext} | {ktext} | {pr_cells(row.get('precision_recall'))} |"
         )
     return lines
+
+
+def pr_cells(row: dict[str, Any] | None) -> str:
+    """``precision | recall`` table cells (``- | -`` for results measured before they were)."""
+    if not row:
+        return "- | -"
+    return " | ".join(
+        f"{row[k]['value']:.2f} [{row[k]['low']:.2f}, {row[k]['high']:.2f}]"
+        for k in ("precision", "recall")
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +288,23 @@ def kid(gen: np.ndarray, real: np.ndarray, seed: int) -> dict[str, float]:
     return {"mean": float(mean), "std": float(std), "subset_size": size}
 
 
+def precision_recall_row(gen: np.ndarray, real: np.ndarray, *, resamples: int) -> dict[str, Any]:
+    """Precision and recall (Kynkaanniemi et al. 2019, k = 3) of ``gen`` against as many real
+    digits (a fixed random subset of ``real``: the measures need equal set sizes), each with a
+    95% percentile bootstrap interval over the digits it averages (the other manifold fixed)."""
+    from terradiff.metrics.manifold import manifold_membership
+    from terradiff.report_format import paired_bootstrap
+
+    order = np.random.default_rng(0).permutation(len(real))[: len(gen)]
+    fake_in_real, real_in_fake = manifold_membership(real[order], gen)
+    row: dict[str, Any] = {"real_subset": len(order)}
+    for name, inside in (("precision", fake_in_real), ("recall", real_in_fake)):
+        values = inside.double().tolist()
+        interval = paired_bootstrap(values, [0.0] * len(values), resamples=resamples)
+        row[name] = {"value": interval["mean"], "low": interval["low"], "high": interval["high"]}
+    return row
+
+
 def generate(task: Any, scale: float, per_class: int, steps: int, seed: int) -> Tensor:
     """``per_class`` digits of each class (class-major order), DDIM ``steps``, guidance
     ``scale``."""
@@ -405,6 +433,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         "MMD^2 with the kernel (x.y / d + 1)^3 on the raw features, unbiased) is given as "
         "mean ± std over 100 subsets; its scale follows the feature magnitudes, so compare it "
         "only within this table.",
+        "* **Precision / recall** (Kynkaanniemi et al. 2019, k = 3, "
+        "`terradiff.metrics.manifold`) in the same features, against as many real test digits "
+        "as generated ones (a fixed random subset: the measures need equal set sizes): "
+        "precision is the share of generated digits inside the real digits' manifold "
+        "(fidelity), recall the share of real digits inside the generated ones' (diversity). "
+        "Each has a 95% percentile bootstrap interval over the digits it averages (the other "
+        "manifold fixed, so the interval is narrower than a re-draw of both sets would give).",
         f'* **Selection**: the "best" scale is the one of highest accuracy on a separate '
         f"**validation** set of generated digits ({st['val_per_class']} per class, seed "
         f"{st['val_seed']}, never used for the reported numbers); the test numbers at that "
@@ -421,7 +456,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             f"Reference, real training digits ({ref['fid']['n']}) vs real test digits: "
             f"FID {ref['fid']['value']:.2f} [{ref['fid']['low']:.2f}, {ref['fid']['high']:.2f}], "
             f"KID {ref['kid']['mean']:.4g} ± {ref['kid']['std']:.2g}; "
-            f"classifier accuracy on the real test digits {pct(ceiling['accuracy'])}.",
+            + (
+                f"precision | recall {pr_cells(ref['precision_recall'])}; "
+                if ref.get("precision_recall")
+                else ""
+            )
+            + f"classifier accuracy on the real test digits {pct(ceiling['accuracy'])}.",
         ]
     lines += [
         "",
@@ -639,6 +679,7 @@ def main() -> None:
     results["real_reference"] = {
         "fid": fid_with_interval(ref_feats, real_feats, resamples=args.fid_bootstrap, seed=0),
         "kid": kid(ref_feats, real_feats, seed=0),
+        "precision_recall": precision_recall_row(ref_feats, real_feats, resamples=args.bootstrap),
     }
     save()
     print(f"classifier test accuracy {info['test_accuracy']}", flush=True)
@@ -666,6 +707,9 @@ def main() -> None:
                     feats, real_feats, resamples=args.fid_bootstrap, seed=0
                 )
                 entry["kid"] = kid(feats, real_feats, seed=0)
+                entry["precision_recall"] = precision_recall_row(
+                    feats, real_feats, resamples=args.bootstrap
+                )
                 k = min(10, per_class)
                 rows = torch.cat(
                     [images[c * per_class : c * per_class + k] for c in range(NUM_CLASSES)]

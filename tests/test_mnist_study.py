@@ -95,6 +95,31 @@ def test_table_and_report_come_from_the_results(tmp_path: Path) -> None:
     assert "10 steps x batch 4" in text
 
 
+def test_precision_recall_rows_and_their_cells(tmp_path: Path) -> None:
+    """Generated features equal to a real subset: precision and recall 1 with a point interval;
+    features far from every real one: 0. Rows measured before the columns existed show '-'."""
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((200, 8))
+    order = np.random.default_rng(0).permutation(200)[:50]
+    same = study.precision_recall_row(real[order], real, resamples=100)
+    assert same["real_subset"] == 50
+    assert same["precision"] == {"value": 1.0, "low": 1.0, "high": 1.0}
+    assert same["recall"]["value"] == 1.0
+    far = study.precision_recall_row(real[:50] + 100.0, real, resamples=100)
+    assert far["precision"]["value"] == far["recall"]["value"] == 0.0
+    results = _results()
+    results["test"]["3.0"]["precision_recall"] = far
+    table = study.results_table(results)
+    assert table[-1].endswith("| 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] |")
+    assert table[-2].endswith("| - | - |")
+    results["real_reference"]["precision_recall"] = same
+    study.write_report(results, tmp_path)
+    assert (
+        "precision | recall 1.00 [1.00, 1.00] | 1.00 [1.00, 1.00]"
+        in (tmp_path / "README.md").read_text()
+    )
+
+
 def test_random_shift_keeps_shape_and_background() -> None:
     x = torch.full((3, 1, 32, 32), -1.0)
     x[:, :, 10:20, 10:20] = 1.0

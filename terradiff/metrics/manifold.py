@@ -59,10 +59,13 @@ def _inside(queries: Tensor, points: Tensor, radii: Tensor, chunk: int) -> Tenso
     return torch.cat(found)
 
 
-def precision_recall(
+def manifold_membership(
     real: ArrayLike, fake: ArrayLike, *, k: int = DEFAULT_K, chunk: int = 1024
-) -> tuple[float, float]:
-    """``(precision, recall)`` of ``fake`` features against ``real`` ones (module docstring).
+) -> tuple[Tensor, Tensor]:
+    """``(fake_in_real, real_in_fake)``: bool ``[M]``, whether each generated feature lies in the
+    real manifold, and bool ``[N]``, whether each real one lies in the generated manifold. Their
+    means are precision and recall (:func:`precision_recall`); a bootstrap over them gives an
+    interval that holds the variation over the averaged set (the other set's manifold fixed).
 
     Args:
         real: Features of real images ``[N, D]`` (a NumPy array or a tensor).
@@ -77,9 +80,18 @@ def precision_recall(
     real_t, fake_t = _as_tensor(real, "real features"), _as_tensor(fake, "fake features")
     if real_t.shape[1] != fake_t.shape[1]:
         raise ValueError(f"feature dims differ: real {real_t.shape[1]}, fake {fake_t.shape[1]}")
-    precision = _inside(fake_t, real_t, kth_neighbour_radii(real_t, k, chunk), chunk)
-    recall = _inside(real_t, fake_t, kth_neighbour_radii(fake_t, k, chunk), chunk)
-    return float(precision.double().mean()), float(recall.double().mean())
+    fake_in_real = _inside(fake_t, real_t, kth_neighbour_radii(real_t, k, chunk), chunk)
+    real_in_fake = _inside(real_t, fake_t, kth_neighbour_radii(fake_t, k, chunk), chunk)
+    return fake_in_real, real_in_fake
 
 
-__all__ = ["DEFAULT_K", "kth_neighbour_radii", "precision_recall"]
+def precision_recall(
+    real: ArrayLike, fake: ArrayLike, *, k: int = DEFAULT_K, chunk: int = 1024
+) -> tuple[float, float]:
+    """``(precision, recall)`` of ``fake`` features against ``real`` ones (module docstring);
+    arguments and errors as :func:`manifold_membership`."""
+    fake_in_real, real_in_fake = manifold_membership(real, fake, k=k, chunk=chunk)
+    return float(fake_in_real.double().mean()), float(real_in_fake.double().mean())
+
+
+__all__ = ["DEFAULT_K", "kth_neighbour_radii", "manifold_membership", "precision_recall"]
