@@ -121,6 +121,33 @@ def results_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def precision_recall_reading(test: dict[str, Any], scales: list[str]) -> list[str]:
+    """One bullet: precision and recall at s = 1 against the largest scale, with whether their
+    intervals separate (nothing when they were not measured)."""
+    one, last = "1.0", scales[-1]
+    if one not in test or last == one:
+        return []
+    first, final = test[one].get("precision_recall"), test[last].get("precision_recall")
+    if not first or not final:
+        return []
+    parts = []
+    for name in ("precision", "recall"):
+        a, b = first[name], final[name]
+        moved = "rises" if b["value"] > a["value"] else "falls"
+        how = moved if intervals_separate(a, b) else f"{moved}, but the intervals overlap"
+        parts.append(f"{name} {how} ({a['value']:.2f} -> {b['value']:.2f})")
+    recall_falls = final["recall"]["value"] < first["recall"]["value"] and intervals_separate(
+        first["recall"], final["recall"]
+    )
+    meaning = (
+        " Guidance buys fidelity with diversity: FID folds the two into one number; recall "
+        "shows the share of real digits whose neighbourhood the generated ones no longer reach."
+        if recall_falls
+        else " No loss of diversity is resolved over this grid."
+    )
+    return [f"* From s = 1 to s = {float(last):g}: " + "; ".join(parts) + "." + meaning]
+
+
 def pr_cells(row: dict[str, Any] | None) -> str:
     """``precision | recall`` table cells (``- | -`` for results measured before they were)."""
     if not row:
@@ -565,8 +592,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
             if val and choose_scale(val) == scales[-1]
             else "."
         )
-        + " Larger s buys class fidelity at the cost of diversity: FID, which also measures "
-        "the spread of the digits, is lowest at a middle scale, not at the most accurate one.",
+        + " FID, which also measures the spread of the digits, is "
+        + (
+            "lowest at a middle scale, not at the most accurate one."
+            if scales[0] != low_fid != scales[-1]
+            else f"lowest at s = {float(low_fid):g}, an end of the grid."
+        ),
+        *precision_recall_reading(test, scales),
         "",
         "## Files",
         "",

@@ -114,10 +114,16 @@ def test_precision_recall_rows_and_their_cells(tmp_path: Path) -> None:
     assert table[-2].endswith("| - | - |")
     results["real_reference"]["precision_recall"] = same
     study.write_report(results, tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert "precision | recall 1.00 [1.00, 1.00] | 1.00 [1.00, 1.00]" in text
+    assert "From s = 1" not in text  # s = 1 has no precision/recall: no bullet
+    results["test"]["1.0"]["precision_recall"] = same
+    study.write_report(results, tmp_path)
+    text = (tmp_path / "README.md").read_text()
     assert (
-        "precision | recall 1.00 [1.00, 1.00] | 1.00 [1.00, 1.00]"
-        in (tmp_path / "README.md").read_text()
+        "From s = 1 to s = 3: precision falls (1.00 -> 0.00); recall falls (1.00 -> 0.00)" in text
     )
+    assert "Guidance buys fidelity with diversity" in text
 
 
 def test_random_shift_keeps_shape_and_background() -> None:
