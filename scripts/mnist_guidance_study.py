@@ -353,8 +353,28 @@ def generate(task: Any, scale: float, per_class: int, steps: int, seed: int) -> 
 # --------------------------------------------------------------------------------------------
 
 
+def plot_precision_recall(ax: Any, results: dict[str, Any], scales: list[str]) -> None:
+    """Precision and recall (95% CI) vs guidance scale, with the real-vs-real reference."""
+    s = [float(x) for x in scales]
+    reference = results.get("real_reference", {}).get("precision_recall")
+    for name, colour in (("precision", "C2"), ("recall", "C3")):
+        rows = [results["test"][k]["precision_recall"][name] for k in scales]
+        values = np.array([[r[q] for q in ("value", "low", "high")] for r in rows])
+        yerr = np.abs(values[:, 1:].T - values[:, 0])
+        ax.errorbar(s, values[:, 0], yerr=yerr, marker="o", capsize=3, color=colour, label=name)
+        if reference:
+            ax.axhline(
+                reference[name]["value"], color=colour, ls="--", label=f"{name}, real vs real"
+            )
+    ax.set_xlabel("guidance scale s")
+    ax.set_ylabel("precision / recall (k = 3)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower left")
+
+
 def plot_curves(results: dict[str, Any], path: Path) -> None:
-    """Accuracy (95% CI) and FID (95% CI) vs guidance scale, test set."""
+    """Accuracy, FID and (when measured) precision and recall (95% CI) vs guidance scale, test
+    set."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -365,7 +385,9 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     s = [float(x) for x in scales]
     acc = np.array([[test[k]["accuracy"][q] for q in ("accuracy", "low", "high")] for k in scales])
     fid = np.array([[test[k]["fid"][q] for q in ("value", "low", "high")] for k in scales])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    with_pr = all(test[k].get("precision_recall") for k in scales)
+    fig, axes = plt.subplots(1, 3 if with_pr else 2, figsize=(15 if with_pr else 10, 3.8))
+    ax1, ax2 = axes[0], axes[1]
     ax1.errorbar(
         s,
         100 * acc[:, 0],
@@ -399,6 +421,8 @@ def plot_curves(results: dict[str, Any], path: Path) -> None:
     ax2.set_xlabel("guidance scale s")
     ax2.set_ylabel("FID (digit-classifier features)")
     ax2.legend(fontsize=7)
+    if with_pr:
+        plot_precision_recall(axes[2], results, scales)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
