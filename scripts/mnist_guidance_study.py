@@ -516,7 +516,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         ]
     lines += [
         "",
-        "![accuracy and FID vs guidance scale](curves.png)",
+        "![accuracy, FID, precision and recall vs guidance scale](curves.png)",
         "",
         "Sample grids (rows = requested digit 0-9, first 10 test samples per class):",
         "",
