@@ -29,7 +29,7 @@ demo: setup
 	$(BIN)/python scripts/plot_losses.py $(DEMO)/run --out $(DEMO)/loss.png
 	@echo
 	@echo "Outputs in $(DEMO)/: samples_ddim20.png (grid), chain.png (denoising chain),"
-	@echo "metrics.json (FID/KID), loss.png (training loss), run/ (checkpoints, TensorBoard)."
+	@echo "metrics.json (FID/KID, precision/recall), loss.png (training loss), run/ (checkpoints, TensorBoard)."
 
 # Super-resolution example: train a x4 model on the bundled AID sample (a few minutes on 2 CPU
 # cores), evaluate it on the held-out scenes against bicubic, then super-resolve the bundled
