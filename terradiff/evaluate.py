@@ -217,10 +217,11 @@ def evaluate_checkpoint(
             checkpoint's; :mod:`terradiff.nets.precision`).
 
     Returns:
-        The metrics of :func:`terradiff.metrics.evaluate_generation` plus what was evaluated:
-        checkpoint, step, sampler, steps, inference_precision, seconds spent sampling and per
-        image; for a class-conditional model also :func:`conditional_accuracy` (when the encoder
-        classifies).
+        The metrics of :func:`terradiff.metrics.evaluate_generation` (FID, KID, and
+        ``precision``/``recall``: fidelity and diversity, not the number format, which is
+        ``inference_precision``) plus what was evaluated: checkpoint, step, sampler, steps,
+        inference_precision, seconds spent sampling and per image; for a class-conditional
+        model also :func:`conditional_accuracy` (when the encoder classifies).
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a generation model (a super-resolution one
