@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=positive_int, help="sampling steps (not for ddpm; default 20)"
     )
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="images of a generation model per sampler call, to bound memory for a large --n "
+        "(default: all at once; the images depend on it, through one noise stream)",
+    )
     sample.add_argument("--out", default="outputs/samples.png", help="grid PNG path")
     sample.add_argument(
         "--data",

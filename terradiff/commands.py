@@ -77,18 +77,37 @@ def sample_command(args: argparse.Namespace) -> int:
         extra["condition"] = make_condition(
             args.n, class_name=args.class_name, metadata=request["metadata"]
         )
-    out = task.sample(
-        task.net,
-        args.n,
-        generator=generator,
-        spec=spec,
-        return_trajectory=args.chain is not None,
-        progress=True,
-        **extra,
-    )
+    batch = args.n if args.batch_size is None else min(args.batch_size, args.n)
+    condition = extra.pop("condition", None)
+    if batch < args.n and condition is None:
+        if getattr(task, "make_condition", None) is None:
+            from terradiff.errors import ConfigError
+
+            raise ConfigError(
+                f"--batch-size draws a generation model's images in parts; {args.checkpoint} is "
+                f"a {task.config.task!r} model, whose --n images come from its data: leave "
+                "--batch-size out"
+            )
+        condition = task.make_condition(args.n)  # type: ignore[attr-defined]
+    parts, trajectory = [], None
+    for start in range(0, args.n, batch):  # one noise stream: images depend on --batch-size
+        stop = min(start + batch, args.n)
+        if condition is not None:
+            extra["condition"] = condition if batch == args.n else condition.rows(start, stop)
+        out = task.sample(
+            task.net,
+            stop - start,
+            generator=generator,
+            spec=spec,
+            return_trajectory=args.chain is not None and start == 0,
+            progress=True,
+            **extra,
+        )
+        parts.append(out.sample.cpu())
+        trajectory = out.trajectory if start == 0 else trajectory
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
-    samples = out.sample.cpu()
+    samples = torch.cat(parts)
     precision = task.inference_precision()
     tags = generation_tags(
         spec,
@@ -103,6 +122,7 @@ def sample_command(args: argparse.Namespace) -> int:
         "checkpoint": str(args.checkpoint),
         "data_root": task.config.data.root,
         "n": args.n,
+        "batch_size": batch,  # one noise stream: the images depend on it
         "seed": args.seed,
         "sampling": None if spec is None else spec.to_dict(),
         "inference_precision": precision,
@@ -115,7 +135,7 @@ def sample_command(args: argparse.Namespace) -> int:
     how += f", {precision}"
     print(f"wrote {args.n} samples ({how}) to {out_path} (settings in {out_path.stem}.json)")
     if args.chain is not None:
-        save_chain_figure(out.trajectory, Path(args.chain), rgb_bands=rgb)
+        save_chain_figure(trajectory, Path(args.chain), rgb_bands=rgb)
         print(f"wrote the denoising chain to {args.chain}")
     if args.tif_dir is not None:
         from terradiff.sampling_io import write_samples_geotiff

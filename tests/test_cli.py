@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rasterio
 import yaml
@@ -64,6 +65,50 @@ def test_sample_writes_grid_chain_and_geotiffs(trained_run: Path, tmp_path: Path
     raster = read_raster(tifs[0])
     assert raster.array.shape == (3, 32, 32)
     assert raster.array.dtype.name == "uint8"
+
+
+def test_sample_batch_size_draws_in_parts(trained_run: Path, tmp_path: Path) -> None:
+    """``--batch-size 2`` of 5 images: five GeoTIFFs and a grid; its first part is the draw of
+    ``--n 2`` (one noise stream, the first batch first), and a batch size >= --n is one batch."""
+    base = ["sample", str(trained_run), "--steps", "3", "--device", "cpu"]
+    assert (
+        main(
+            [
+                *base,
+                "--n",
+                "5",
+                "--batch-size",
+                "2",
+                "--tif-dir",
+                str(tmp_path / "parts"),
+                "--out",
+                str(tmp_path / "parts.png"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                *base,
+                "--n",
+                "2",
+                "--tif-dir",
+                str(tmp_path / "two"),
+                "--out",
+                str(tmp_path / "two.png"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "parts.json").read_text())["batch_size"] == 2
+    parts = sorted((tmp_path / "parts").glob("*.tif"))
+    two = sorted((tmp_path / "two").glob("*.tif"))
+    assert len(parts) == 5 and len(two) == 2
+    for a, b in zip(parts[:2], two, strict=True):
+        assert np.array_equal(read_raster(a).array, read_raster(b).array)
+    assert main([*base, "--n", "2", "--batch-size", "8", "--out", str(tmp_path / "big.png")]) == 0
+    assert (tmp_path / "big.png").read_bytes() == (tmp_path / "two.png").read_bytes()
 
 
 def test_sample_fast_option_keeps_the_samples(trained_run: Path, tmp_path: Path) -> None:

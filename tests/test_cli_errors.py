@@ -706,3 +706,13 @@ def test_a_missing_encoder_file_is_named(
     missing = tmp_path / "nope.safetensors"
     argv = ["evaluate", str(generator_checkpoint), "--n", "2", "--encoder", str(missing)]
     refused(argv, capsys, f"encoder weights {missing} not found")
+
+
+def test_sample_batch_size_of_a_data_driven_model_is_refused_before_any_file(
+    sr_uint8_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``--batch-size`` splits a generation model's draws; a super-resolution preview takes its
+    --n images from its data, so the option is refused rather than ignored."""
+    argv = ["sample", str(sr_uint8_checkpoint), "--n", "3", "--out", str(tmp_path / "g.png")]
+    refused([*argv, "--batch-size", "2"], capsys, "--batch-size", "'super_resolution' model")
+    assert snapshot(tmp_path) == {}

@@ -180,6 +180,14 @@ class Condition:
         """``F`` of :attr:`metadata`, or None without metadata."""
         return None if self.metadata is None else int(self.metadata.shape[1])
 
+    def rows(self, start: int, stop: int) -> Condition:
+        """The condition of samples ``start .. stop - 1`` (a batch drawn in parts)."""
+
+        def cut(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value[start:stop]
+
+        return Condition(cut(self.labels), cut(self.metadata), cut(self.present))
+
     def null_like(self, batch: int | None = None) -> Condition:
         """The all-null condition with the same parts (labels -1, every field missing).
 

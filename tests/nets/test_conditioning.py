@@ -347,3 +347,15 @@ def test_conditioned_unet_learns_to_use_the_class() -> None:
     # a class-blind net can do no better than predicting 0 (loss 1); ~0.05 after 15 steps
     assert F.mse_loss(out, target).item() < 0.3
     assert (out[0::2].mean() - out[1::2].mean()).item() > 1.0  # targets +1 and -1
+
+
+def test_rows_cut_every_part_of_a_condition() -> None:
+    """``sample --batch-size`` draws a condition of --n images in parts."""
+    metadata = torch.tensor([[0.1, float("nan")], [0.2, 0.3], [0.4, 0.5]])
+    condition = Condition(labels=torch.tensor([2, -1, 0]), metadata=metadata)
+    part = condition.rows(1, 3)
+    assert torch.equal(part.labels, torch.tensor([-1, 0]))
+    assert torch.equal(part.metadata, metadata[1:])
+    assert torch.equal(part.present, torch.tensor([[True, True], [True, True]]))
+    assert condition.rows(0, 1).present.tolist() == [[True, False]]
+    assert Condition().rows(0, 2).batch_size is None
