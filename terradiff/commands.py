@@ -93,7 +93,7 @@ def sample_command(args: argparse.Namespace) -> int:
     for start in range(0, args.n, batch):  # one noise stream: images depend on --batch-size
         stop = min(start + batch, args.n)
         if condition is not None:
-            extra["condition"] = condition if batch == args.n else condition.rows(start, stop)
+            extra["condition"] = condition.rows(start, stop)
         out = task.sample(
             task.net,
             stop - start,
@@ -104,7 +104,8 @@ def sample_command(args: argparse.Namespace) -> int:
             **extra,
         )
         parts.append(out.sample.cpu())
-        trajectory = out.trajectory if start == 0 else trajectory
+        if start == 0:
+            trajectory = out.trajectory
     rgb = task.config.data.rgb_bands
     out_path = Path(args.out)
     samples = torch.cat(parts)
