@@ -35,6 +35,7 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
     ("evaluate", "encoder_weights"),
     ("sr", "teacher"),
     ("sr", "lpips_weights"),
+    ("sr", "feature_distance_encoder"),
     ("carbon", "vgg_weights"),
     ("carbon", "kd_vgg"),
     ("change", "generator"),

@@ -1,28 +1,25 @@
 """The regression baseline of SR3: the same UNet trained with L1 to predict the HR image.
 
 One forward pass on the bicubic-upsampled LR image, predicting a residual on it (Saharia et al.
-2021 compare SR3 with this regression model, Sec. 4.1).
+2021 compare SR3 with this regression model, Sec. 4.1); perceptual terms (LPIPS, the offline
+AID feature distance: :mod:`terradiff.tasks.super_resolution.perceptual`) may join the L1.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from terradiff.diffusion import objectives
 from terradiff.tasks.base import build_unet
-from terradiff.tasks.super_resolution.method import (
-    OnePassSRMethod,
-    SRBatch,
-    SRMethodConfig,
-    regress,
-)
+from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, regress
+from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
 
 
-class RegressionSRConfig(SRMethodConfig):
-    """``sr.method: regression`` (no keys beyond ``scale`` and ``degradation``)."""
+class RegressionSRConfig(PerceptualLossConfig):
+    """``sr.method: regression`` (``scale``, ``degradation`` and the perceptual terms)."""
 
     method: Literal["regression"] = "regression"
 
@@ -35,6 +32,10 @@ class RegressionSR(OnePassSRMethod):
     can_teach: ClassVar[bool] = True
     summary: ClassVar[str] = "the same UNet trained with L1 to predict the HR image directly"
 
+    def __init__(self, task: Any) -> None:
+        super().__init__(task)
+        self.perceptual = PerceptualLoss(self)
+
     def build_net(self) -> nn.Module:
         bands = self.task.num_bands
         return build_unet(self.task.config, bands, bands)
@@ -42,9 +43,10 @@ class RegressionSR(OnePassSRMethod):
     def training_loss(
         self, net: nn.Module, batch: SRBatch, generator: torch.Generator
     ) -> torch.Tensor:
-        """L1 of the one-pass estimate to the HR image under the mask."""
+        """L1 of the one-pass estimate to the HR image under the mask (+ perceptual terms)."""
         prediction = regress(net, batch.bicubic)
-        return objectives.diffusion_loss(prediction, batch.hr, loss_type="l1", mask=batch.mask)
+        loss = objectives.diffusion_loss(prediction, batch.hr, loss_type="l1", mask=batch.mask)
+        return loss + self.perceptual(prediction, batch.hr)
 
     def forward(
         self, net: nn.Module, bicubic: torch.Tensor, generator: torch.Generator | None

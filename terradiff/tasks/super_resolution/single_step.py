@@ -5,7 +5,9 @@ An estimator predicts the HR mean and a per-pixel log standard deviation from th
 denoising step follows from the local HR power and that variance (Eq. 9-10), its timestep by
 inverting the schedule (Eq. 11), and a denoiser recovers the HR image in that single step. An
 alpha_bar head learns the level so inference needs no HR image (L1 + total variation, Eq. 21).
-Optional LPIPS (local weights) and adversarial (PatchGAN) terms sharpen the output.
+Optional perceptual (LPIPS with local weights, or the offline AID feature distance:
+:mod:`terradiff.tasks.super_resolution.perceptual`) and adversarial (PatchGAN) terms sharpen
+the output.
 """
 
 from __future__ import annotations
@@ -22,15 +24,14 @@ from terradiff.distill.uncertainty import (
     jeffreys_uncertainty_loss,
     total_variation,
 )
-from terradiff.errors import ConfigError
-from terradiff.metrics.image_quality import LPIPS, load_lpips
 from terradiff.nets.slim import SingleStepSRNet
 from terradiff.nets.translation import PatchDiscriminator, simultaneous_gan_losses
 from terradiff.tasks.base import build_unet, fixed_seed_net, unwrap
-from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, SRMethodConfig
+from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch
+from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
 
 
-class SingleStepSRConfig(SRMethodConfig):
+class SingleStepSRConfig(PerceptualLossConfig):
     """``sr.method: single_step``: the loss weights of the one-step teacher."""
 
     method: Literal["single_step"] = "single_step"
@@ -41,14 +42,6 @@ class SingleStepSRConfig(SRMethodConfig):
     tv_weight: float = Field(0.1, ge=0.0, description="Total variation of alpha_bar (Eq. 21).")
     power_window: int = Field(
         7, ge=1, description="Box size of the local HR power in Eq. 9-10 (odd)."
-    )
-    lpips_weight: float = Field(
-        0.0, ge=0.0, description="Weight of LPIPS to HR (needs sr.lpips_weights)."
-    )
-    lpips_weights: str | None = Field(
-        None,
-        description="Local LPIPS weights file (.safetensors or .pth; never downloaded), read "
-        "when lpips_weight > 0.",
     )
     adversarial_weight: float = Field(
         0.0,
@@ -61,11 +54,6 @@ class SingleStepSRConfig(SRMethodConfig):
     def _consistent(self) -> SingleStepSRConfig:
         if self.power_window % 2 == 0:
             raise ValueError(f"power_window must be odd, got {self.power_window}")
-        if self.lpips_weight > 0 and not self.lpips_weights:
-            raise ValueError(
-                "sr.lpips_weight > 0 needs sr.lpips_weights: the path of a local LPIPS weights "
-                "file (terradiff never downloads weights); or set sr.lpips_weight: 0"
-            )
         return self
 
 
@@ -79,7 +67,7 @@ class SingleStepSR(OnePassSRMethod):
 
     def __init__(self, task: Any) -> None:
         super().__init__(task)
-        self._lpips: LPIPS | None = None
+        self.perceptual = PerceptualLoss(self)
 
     def build_net(self) -> nn.Module:
         config, bands = self.task.config, self.task.num_bands
@@ -136,10 +124,7 @@ class SingleStepSR(OnePassSRMethod):
         loss = (
             loss + cfg.alpha_weight * alpha_l1 + cfg.tv_weight * total_variation(out["alpha_pred"])
         )
-        if cfg.lpips_weight > 0:
-            lpips = self._lpips_module(out["x0"].device)
-            rgb = list(self.task.config.data.rgb_bands or range(3))
-            loss = loss + cfg.lpips_weight * lpips(out["x0"][:, rgb], hr[:, rgb].float()).mean()
+        loss = loss + self.perceptual(out["x0"], hr)
         if cfg.adversarial_weight > 0:
             critic = unwrap(net).discriminator
             assert critic is not None
@@ -148,20 +133,6 @@ class SingleStepSR(OnePassSRMethod):
             )
             loss = loss + cfg.adversarial_weight * generator_adv + critic_loss
         return loss
-
-    def _lpips_module(self, device: torch.device) -> LPIPS:
-        """The frozen LPIPS network of ``sr.lpips_weights`` (read once, kept out of checkpoints)."""
-        if self._lpips is None:
-            try:
-                self._lpips = load_lpips(self.config.lpips_weights)
-            except FileNotFoundError as error:
-                raise ConfigError(f"sr.lpips_weights: {error}") from None
-            bands = self.task.num_bands
-            if bands < 3 and not self.task.config.data.rgb_bands:
-                raise ConfigError(
-                    f"sr.lpips_weight needs 3 bands for LPIPS; these images have {bands}"
-                )
-        return self._lpips.to(device)
 
     def forward(
         self, net: nn.Module, bicubic: torch.Tensor, generator: torch.Generator | None

@@ -5,7 +5,9 @@ query-driven global aggregation, no time embedding) predicts the HR residual on 
 It is trained with L1 to HR and, when distilled, + MSE to the teacher's output and to its decoder
 features through 1x1 adapters, + lambda MMD of the features (``mse_mmd``; SlimDiffSR Eq. 16-19).
 With ``sr.distill: none`` it needs no teacher: on AID x4 the student trained alone matched or beat
-the distilled one with either teacher tried (``reports/distill_teacher``).
+the distilled one with either teacher tried (``reports/distill_teacher``). Perceptual terms
+(LPIPS, the offline AID feature distance: :mod:`terradiff.tasks.super_resolution.perceptual`)
+may join the L1 (``reports/perceptual_loss``).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from terradiff.errors import CheckpointError, WrongCheckpointError
 from terradiff.nets.light import LightSRNet
 from terradiff.tasks.base import fixed_seed_net, unwrap
 from terradiff.tasks.registry import registered_methods
-from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, SRMethodConfig
+from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch
+from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
 
 
-class StudentSRConfig(SRMethodConfig):
+class StudentSRConfig(PerceptualLossConfig):
     """``sr.method: student``: the light network and how it is distilled."""
 
     uses_model_unet: ClassVar[bool] = False  # the student is a LightSRNet of its own
@@ -81,6 +84,7 @@ class StudentSR(OnePassSRMethod):
     def __init__(self, task: Any) -> None:
         super().__init__(task)
         self.teacher: Any = None
+        self.perceptual = PerceptualLoss(self)
 
     def build_net(self) -> nn.Module:
         cfg, task = self.config, self.task
@@ -154,13 +158,14 @@ class StudentSR(OnePassSRMethod):
     def training_loss(
         self, net: nn.Module, batch: SRBatch, generator: torch.Generator
     ) -> torch.Tensor:
-        """L1 to HR; with distillation + MSE to the teacher's output and adapted features, and
-        + lambda MMD of the features (``mse_mmd``; SlimDiffSR Eq. 16-19)."""
+        """L1 to HR (+ perceptual terms); with distillation + MSE to the teacher's output and
+        adapted features, and + lambda MMD of the features (``mse_mmd``; SlimDiffSR Eq. 16-19)."""
         cfg, bicubic = self.config, batch.bicubic
         student = unwrap(net)
         residual, features = student.forward_features(bicubic)
         prediction = bicubic + residual.float()
         loss = objectives.diffusion_loss(prediction, batch.hr, loss_type="l1", mask=batch.mask)
+        loss = loss + self.perceptual(prediction, batch.hr)
         if cfg.distill == "none":
             return loss
         if self.teacher is None:
