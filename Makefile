@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study feature-distance-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study feature-distance-study perceptual-loss-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -110,6 +110,11 @@ feature-distance-study: setup  # the offline perceptual distance; reads the runs
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/feature_distance_study.py \
 		--models regression implicit; wait
 	$(BIN)/python scripts/feature_distance_study.py --report-only
+
+perceptual-loss-study: setup  # the light SR student with the offline perceptual loss; ~70 min on 2 cores (reads outputs/distill_teacher runs when present)
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py & \
+	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py; wait
+	$(BIN)/python scripts/perceptual_loss_study.py --report-only
 
 distill-teacher-study: setup  # the light SR student distilled from the regression UNet; ~50 min on 2 cores (+~40 without outputs/seeds/runs/regression)
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/distill_teacher_study.py & \

@@ -1,0 +1,108 @@
+"""scripts/perceptual_loss_study.py: the validation choice, the cells it adds, the seed-paired
+comparison and the rendered report (fake rows; the real runs are the study's)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts import perceptual_loss_study as study
+from terradiff.metrics.feature_distance import FEATURE_DISTANCE_NAME
+
+SCENES = 6
+
+
+def _row(psnr_gain: float, distance: float, detail: float, seed: int = 0) -> dict[str, Any]:
+    """An evaluate row of 6 scenes: the model ``psnr_gain`` dB above bicubic (plus a small
+    per-scene and per-seed term), at the given mean distance and detail."""
+    bicubic = {
+        "psnr": [22.0 + i for i in range(SCENES)],
+        "ssim": [0.5] * SCENES,
+        FEATURE_DISTANCE_NAME: [3.3] * SCENES,
+        "hf_power_db": [-16.0] * SCENES,
+    }
+    model = {
+        "psnr": [v + psnr_gain + 0.01 * i + 0.02 * seed for i, v in enumerate(bicubic["psnr"])],
+        "ssim": [0.55] * SCENES,
+        FEATURE_DISTANCE_NAME: [distance + 0.01 * i for i in range(SCENES)],
+        "hf_power_db": [detail - 0.1 * seed] * SCENES,
+    }
+    means = {k: sum(v) / SCENES for k, v in model.items()}
+    return {
+        "model": means,
+        "bicubic": {k: sum(v) / SCENES for k, v in bicubic.items()},
+        "per_image": {"model": model, "bicubic": bicubic},
+        "split": "test",
+    }
+
+
+def _save(out: Path, phase: str, weight: float, seed: int, row: dict[str, Any]) -> None:
+    path = study.row_path(out, phase, weight, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run = {"steps": 1000, "batch_size": 8, "train_minutes": 10.0, "final_loss": 0.1}
+    run["run_dir"] = str(out / "no-run")  # no checkpoints: the example figure is skipped
+    record = {"phase": phase, "weight": weight, "seed": seed, "run": run, "row": row}
+    path.write_text(json.dumps(record))
+
+
+def _validation(out: Path, gains: dict[float, float], distances: dict[float, float]) -> None:
+    _save(out, "val", 0.0, 0, _row(0.5, 3.0, -9.0))
+    for weight in study.WEIGHTS:
+        _save(out, "val", weight, 0, _row(gains[weight], distances[weight], -6.0))
+
+
+def test_the_choice_is_the_nearest_weight_that_stays_above_bicubic(tmp_path: Path) -> None:
+    w1, w2, w3, w4 = study.WEIGHTS
+    assert study.chosen_weight(study.load_records(tmp_path)) is None
+    gains = {w1: 0.4, w2: 0.3, w3: 0.1, w4: -0.2}
+    _validation(tmp_path, gains, {w1: 2.9, w2: 2.8, w3: 2.6, w4: 2.2})
+    assert study.chosen_weight(study.load_records(tmp_path)) == w3  # w4 is below bicubic
+    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, -0.1), dict.fromkeys(study.WEIGHTS, 2.5))
+    assert study.chosen_weight(study.load_records(tmp_path)) == min(study.WEIGHTS)
+
+
+def test_the_choice_adds_the_other_seeds_of_it_and_of_the_baseline(tmp_path: Path) -> None:
+    first = study.cells({})
+    assert len(first) == 2 * (len(study.WEIGHTS) + 1)
+    assert {phase for phase, _, _ in first} == {"val", "test"}
+    assert all(seed == 0 for _, _, seed in first)
+    w1, w2, w3, w4 = study.WEIGHTS
+    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, 0.2), {w1: 3, w2: 2.9, w3: 2.5, w4: 2.7})
+    later = study.cells(study.load_records(tmp_path))
+    assert set(later) - set(first) == {("test", w, s) for w in (0.0, w3) for s in (1, 2)}
+
+
+def test_a_baseline_test_run_is_read_from_the_teacher_study_only_when_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(study, "BASELINE_RUNS", str(tmp_path / "none_1000" / "seed{seed}"))
+    own = study.run_dir(tmp_path / "runs", "test", 0.0, 1)
+    assert own == tmp_path / "runs" / "test" / "w0" / "seed1"
+    finished = {tmp_path / "none_1000" / "seed1"}
+    monkeypatch.setattr(study, "is_finished", lambda folder, steps: folder in finished)
+    assert study.run_dir(tmp_path / "runs", "test", 0.0, 1) == tmp_path / "none_1000" / "seed1"
+    assert study.run_dir(tmp_path / "runs", "test", 0.0, 1, smoke=True) == own
+    assert study.run_dir(tmp_path / "runs", "val", 0.0, 1) != tmp_path / "none_1000" / "seed1"
+
+
+def test_the_report_pairs_the_choice_with_l1_alone_seed_by_seed(tmp_path: Path) -> None:
+    w1, w2, w3, w4 = study.WEIGHTS
+    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, 0.2), {w1: 3, w2: 2.9, w3: 2.5, w4: 2.7})
+    for seed in study.SEEDS:
+        _save(tmp_path, "test", 0.0, seed, _row(0.5, 3.0, -9.0, seed))
+        _save(tmp_path, "test", w3, seed, _row(0.3, 2.5, -6.0, seed))
+    comparison = study.seed_comparison(study.load_records(tmp_path), w3)
+    psnr = comparison["metrics"]["psnr"]
+    assert psnr["per_seed"] == pytest.approx([-0.2] * 3)
+    distance = comparison["metrics"][FEATURE_DISTANCE_NAME]["over_seeds"]
+    assert distance["mean"] == pytest.approx(-0.5) and distance["high"] < 0
+    study.write_report(tmp_path)
+    text = (tmp_path / "README.md").read_text()
+    assert f"Choice: w = {w3:g}." in text
+    assert "more detail" in text and "w = 0 (L1 only) is better" in text
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["choice"] == w3
+    assert (tmp_path / "curve.png").is_file() and not (tmp_path / "examples.png").exists()
