@@ -130,9 +130,10 @@ def evaluate_super_resolution(
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image" (all the image's draws)},
         "bicubic": {...}, "n",
         "per_image", "band_names", "scale", "sampler", "steps", "inference_precision",
-        "checkpoint", "step", "method", "parameters", "ensemble"}``. Each aggregate metric is the
-        mean over images of the per-image value (PSNR: the mean of per-image PSNRs, not the PSNR
-        of the pooled MSE). ``per_image`` holds those values,
+        "checkpoint", "step", "method", "parameters", "ensemble"[, "caveats"]}`` (``caveats``:
+        :func:`trained_against`, when a reported metric was in the training loss). Each
+        aggregate metric is the mean over images of the per-image value (PSNR: the mean of
+        per-image PSNRs, not the PSNR of the pooled MSE). ``per_image`` holds those values,
         ``{"image": [file names], "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in
         one fixed image order, so model and bicubic can be compared by a paired bootstrap over
         images (:func:`terradiff.report_format.paired_bootstrap`). With ``ensemble > 1``,
@@ -248,6 +249,8 @@ def evaluate_super_resolution(
         "real_images": str(dataset.root),
         "split": dataset.split,
     }
+    if caveats := trained_against(task.sr):
+        result["caveats"] = caveats
     if ensemble > 1:
         curve = {}
         for size in sizes:
@@ -267,6 +270,33 @@ def evaluate_super_resolution(
             "per_image": _rounded(calibration),
         }
     return result
+
+
+TRAINING_LOSS_METRICS: tuple[tuple[str, str], ...] = (
+    ("feature_distance_weight", "aid_feature_distance"),
+    ("lpips_weight", "lpips"),
+)
+"""``(sr config key, metric)`` of the metrics a one-pass model may have been trained against."""
+
+
+def trained_against(sr_config: Any) -> list[str]:
+    """One sentence per reported metric that was part of the model's training loss.
+
+    A model trained with ``sr.feature_distance_weight > 0`` lowers the AID feature distance by
+    more than it adds detail (``reports/perceptual_loss``): that score then says how well it
+    met its own loss, not how it compares with models trained without it. (LPIPS alike, when
+    trained with ``sr.lpips_weight`` and scored with ``--lpips-weights``.)
+    """
+    caveats = []
+    for key, metric in TRAINING_LOSS_METRICS:
+        weight = getattr(sr_config, key, 0.0) or 0.0
+        if weight > 0:
+            caveats.append(
+                f"{metric} was part of this model's training loss (sr.{key} {weight:g}): it "
+                "does not rank this model against models trained without it; compare by PSNR, "
+                "SSIM and hf_power_db (reports/perceptual_loss)"
+            )
+    return caveats
 
 
 def _rounded(values: dict[str, list[float]]) -> dict[str, list[float]]:

@@ -52,12 +52,12 @@ def test_spread_skill_needs_two_members() -> None:
         spread_skill(torch.zeros(1, 1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
 
 
-def _checkpoint(tmp_path: Path, sample_data: Path, method: str) -> Path:
+def _checkpoint(tmp_path: Path, sample_data: Path, method: str, **sr: float) -> Path:
     from terradiff.checkpoint import save_checkpoint
     from terradiff.tasks.super_resolution import SuperResolutionTask
 
     raw = tiny_config(tmp_path, sample_data)
-    raw.update(task="super_resolution", sr={"method": method, "scale": 4})
+    raw.update(task="super_resolution", sr={"method": method, "scale": 4, **sr})
     task = SuperResolutionTask(config_from_dict(raw))
     run = tmp_path / "ckpt"
     save_checkpoint(run, config=task.checkpoint_config(), model_state=task.net.state_dict())
@@ -138,3 +138,20 @@ def test_evaluate_refuses_generator_options_for_a_super_resolution_model(
     err = capsys.readouterr().err
     assert f"{option[0]} is read when evaluating generation" in err
     assert f"'super_resolution' checkpoint: drop {option[0]}" in err
+
+
+def test_a_distance_the_model_was_trained_against_comes_with_a_caveat(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    """reports/perceptual_loss: a model trained with the AID distance lowers it by more than it
+    adds detail, so its score carries a caveat naming the key; a plain model's has none."""
+    common = {"num_images": 2, "progress": False, "device": "cpu"}
+    plain = evaluate_super_resolution(
+        _checkpoint(tmp_path / "a", sample_data, "regression"), **common
+    )
+    assert "caveats" not in plain and "aid_feature_distance" in plain["model"]
+    trained = _checkpoint(tmp_path / "b", sample_data, "regression", feature_distance_weight=0.01)
+    caveats = evaluate_super_resolution(trained, **common)["caveats"]
+    assert len(caveats) == 1
+    assert caveats[0].startswith("aid_feature_distance was part of this model's training loss")
+    assert "sr.feature_distance_weight 0.01" in caveats[0]

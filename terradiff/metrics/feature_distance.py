@@ -21,7 +21,10 @@ same PSNR, and a one-pixel shift nearer than a blur of a higher PSNR
 (``reports/feature_distance``), the orderings that make a perceptual metric differ from PSNR.
 The encoder learned from RGB aerial photographs (AID, 8-bit): on other sensors it sees the RGB
 bands as the model's scaling maps them (Sentinel-2 reflectance / 10000 looks dark to it), so
-compare its values between methods on one dataset, never across datasets.
+compare its values between methods on one dataset, never across datasets. As a training loss
+(``sr.feature_distance_weight``, :mod:`terradiff.tasks.super_resolution.perceptual`) it is
+lowered by far more than detail is added (``reports/perceptual_loss``): it then no longer ranks
+that model, and ``terradiff evaluate`` says so in its ``caveats``.
 """
 
 from __future__ import annotations
