@@ -126,3 +126,18 @@ def test_images_of_fewer_than_three_bands_need_the_terms_off() -> None:
         PerceptualLoss(on)(grey, grey)
     off = SimpleNamespace(config=RegressionSRConfig(), task=task)
     assert float(PerceptualLoss(off)(grey, grey)) == 0.0
+
+
+def test_nodata_pixels_of_the_estimate_do_not_count() -> None:
+    """An estimate that differs from HR only where the mask says nodata is at distance 0."""
+    data = SimpleNamespace(rgb_bands=None)
+    task = SimpleNamespace(num_bands=3, config=SimpleNamespace(data=data))
+    method = SimpleNamespace(config=RegressionSRConfig(feature_distance_weight=1.0), task=task)
+    loss = PerceptualLoss(method)
+    hr = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    mask = torch.ones(2, 1, 32, 32)
+    mask[:, :, :, 20:] = 0
+    estimate = hr.clone()
+    estimate[:, :, :, 20:] = -1.0
+    assert float(loss(estimate, hr)) > 0
+    assert float(loss(estimate, hr, mask)) == 0.0

@@ -90,12 +90,22 @@ class PerceptualLoss:
         """Whether any term has a positive weight."""
         return self.config.lpips_weight > 0 or self.config.feature_distance_weight > 0
 
-    def __call__(self, prediction: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        """The weighted sum of the batch-mean distances (a 0-d tensor; 0 when none is active)."""
+    def __call__(
+        self, prediction: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The weighted sum of the batch-mean distances (a 0-d tensor; 0 when none is active).
+
+        ``mask`` (1 = valid, ``[B, 1|C, H, W]``): nodata pixels of the estimate are replaced by
+        HR's before the networks see them, so they differ nowhere there (their receptive fields
+        still reach across the edge of the valid area).
+        """
         if not self.active:
             return prediction.new_zeros(())
         rgb = self._rgb_bands()
         x, y = prediction[:, rgb].float(), hr[:, rgb].float()
+        if mask is not None:
+            valid = mask if mask.shape[1] == 1 else mask[:, rgb]
+            x = torch.where(valid.bool(), x, y)
         weights = {
             "lpips": self.config.lpips_weight,
             "feature_distance": self.config.feature_distance_weight,

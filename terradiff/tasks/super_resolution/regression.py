@@ -46,7 +46,7 @@ class RegressionSR(OnePassSRMethod):
         """L1 of the one-pass estimate to the HR image under the mask (+ perceptual terms)."""
         prediction = regress(net, batch.bicubic)
         loss = objectives.diffusion_loss(prediction, batch.hr, loss_type="l1", mask=batch.mask)
-        return loss + self.perceptual(prediction, batch.hr)
+        return loss + self.perceptual(prediction, batch.hr, batch.mask)
 
     def forward(
         self, net: nn.Module, bicubic: torch.Tensor, generator: torch.Generator | None

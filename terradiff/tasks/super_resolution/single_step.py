@@ -124,7 +124,7 @@ class SingleStepSR(OnePassSRMethod):
         loss = (
             loss + cfg.alpha_weight * alpha_l1 + cfg.tv_weight * total_variation(out["alpha_pred"])
         )
-        loss = loss + self.perceptual(out["x0"], hr)
+        loss = loss + self.perceptual(out["x0"], hr, mask)
         if cfg.adversarial_weight > 0:
             critic = unwrap(net).discriminator
             assert critic is not None

@@ -165,7 +165,7 @@ class StudentSR(OnePassSRMethod):
         residual, features = student.forward_features(bicubic)
         prediction = bicubic + residual.float()
         loss = objectives.diffusion_loss(prediction, batch.hr, loss_type="l1", mask=batch.mask)
-        loss = loss + self.perceptual(prediction, batch.hr)
+        loss = loss + self.perceptual(prediction, batch.hr, batch.mask)
         if cfg.distill == "none":
             return loss
         if self.teacher is None:
