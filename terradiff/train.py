@@ -229,7 +229,9 @@ class Trainer:
 
         :meth:`fit` calls it before it writes anything. It checks the data against the config
         (``data.rgb_bands`` against the band count, ``data.image_size`` against the network's
-        down-sampling, one global batch of images) and the run folder: a folder that already
+        down-sampling, one global batch of images), the task's own checks
+        (:meth:`~terradiff.tasks.base.Task.check_training`, e.g. the files a loss term reads) and
+        the run folder: a folder that already
         holds a run is refused unless ``resume`` continues it or ``overwrite`` replaces it, and
         ``overwrite`` never deletes a folder holding files that a run does not write.
 
@@ -271,6 +273,7 @@ class Trainer:
                 f"processes); lower train.batch_size to at most "
                 f"{max(1, size // self.accelerator.num_processes)}"
             )
+        self.task.check_training()
         self._check_run_dir()
 
     def _check_run_dir(self) -> None:

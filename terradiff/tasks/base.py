@@ -184,6 +184,13 @@ class Task(abc.ABC):
 
     schedule: NoiseSchedule
 
+    def check_training(self) -> None:
+        """Refuse what training would fail on after the run folder is made (the Trainer's
+        preflight calls it); a task with a method asks its method. Default: nothing."""
+        method = getattr(self, "method", None)
+        if method is not None:
+            method.check_training()
+
     def checkpoint_config(self) -> dict[str, Any]:
         """What ``config.json`` holds: the config, the bands, the version and the folder its
         relative paths start from (:mod:`terradiff.run_paths`)."""

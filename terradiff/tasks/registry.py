@@ -60,6 +60,10 @@ class Method(abc.ABC):
     def training_loss(self, net: nn.Module, batch: Any, generator: torch.Generator) -> torch.Tensor:
         """The scalar loss of one batch; all randomness drawn from ``generator``."""
 
+    def check_training(self) -> None:
+        """Refuse what training would fail on after the run folder is made (default: nothing)."""
+        return None
+
     def describe(self) -> str:
         """``section/name`` (what error messages call it)."""
         return f"{self.task.config.task}/{self.name}"

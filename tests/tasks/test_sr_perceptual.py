@@ -12,6 +12,7 @@ from accelerate.state import AcceleratorState
 
 from terradiff.config import config_from_dict
 from terradiff.errors import ConfigError
+from terradiff.metrics.aid_encoder import AID_ENCODER_CONFIG
 from terradiff.metrics.feature_distance import load_feature_distance
 from terradiff.tasks.base import build_dataset
 from terradiff.tasks.super_resolution import SuperResolutionTask
@@ -91,7 +92,7 @@ def test_training_with_the_feature_distance_lowers_it_on_held_out_aid_scenes(
     assert distances[1.0] < distances[0.0]
 
 
-def test_a_missing_encoder_file_is_an_error_naming_the_key_and_the_file(
+def test_a_missing_or_corrupt_encoder_file_is_an_error_naming_the_key_and_the_file(
     tmp_path: Path, sample_data: Path
 ) -> None:
     raw = _student(
@@ -103,6 +104,13 @@ def test_a_missing_encoder_file_is_an_error_naming_the_key_and_the_file(
     )
     task = SuperResolutionTask(config_from_dict(raw))
     with pytest.raises(ConfigError, match=r"sr\.feature_distance_encoder.*nowhere"):
+        task.method.training_loss(task.net, _batch(task), torch.Generator().manual_seed(0))
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"not a safetensors file")
+    corrupt.with_suffix(".json").write_text(AID_ENCODER_CONFIG.read_text())
+    raw["sr"]["feature_distance_encoder"] = str(corrupt)
+    task = SuperResolutionTask(config_from_dict(raw))
+    with pytest.raises(ConfigError, match=r"sr\.feature_distance_encoder .*corrupt\.safetensors"):
         task.method.training_loss(task.net, _batch(task), torch.Generator().manual_seed(0))
 
 
@@ -141,3 +149,27 @@ def test_nodata_pixels_of_the_estimate_do_not_count() -> None:
     estimate[:, :, :, 20:] = -1.0
     assert float(loss(estimate, hr)) > 0
     assert float(loss(estimate, hr, mask)) == 0.0
+
+
+def test_train_refuses_a_missing_encoder_before_the_run_folder(
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``terradiff train``: exit 2 naming the key and the file, and nothing written."""
+    import yaml
+
+    from terradiff.cli import main
+
+    raw = _student(
+        tmp_path,
+        sample_data,
+        "run",
+        feature_distance_weight=0.01,
+        feature_distance_encoder=str(tmp_path / "nowhere.safetensors"),
+    )
+    config = tmp_path / "student.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "sr.feature_distance_encoder" in err and "nowhere.safetensors" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()

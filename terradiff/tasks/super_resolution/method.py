@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from functools import cached_property
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -92,7 +92,22 @@ class SRMethod(Method):
 
 
 class OnePassSRMethod(SRMethod):
-    """A method that super-resolves in one forward pass from the bicubic image."""
+    """A method that super-resolves in one forward pass from the bicubic image.
+
+    A config derived from :class:`~terradiff.tasks.super_resolution.perceptual.
+    PerceptualLossConfig` gives it perceptual terms; ``self.perceptual`` adds them to its loss
+    (0 for a plain :class:`SRMethodConfig`).
+    """
+
+    def __init__(self, task: Any) -> None:
+        from terradiff.tasks.super_resolution.perceptual import PerceptualLoss
+
+        super().__init__(task)
+        self.perceptual = PerceptualLoss(self)
+
+    def check_training(self) -> None:
+        """The perceptual terms' bands and networks (:meth:`PerceptualLoss.prepare`)."""
+        self.perceptual.prepare()
 
     @abc.abstractmethod
     def forward(

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from pydantic import Field, model_validator
+from safetensors import SafetensorError
 from torch import nn
 
 from terradiff.errors import ConfigError
@@ -82,13 +83,17 @@ class PerceptualLoss:
 
     @property
     def config(self) -> PerceptualLossConfig:
-        """The method's config section."""
+        """The method's config section (a :class:`PerceptualLossConfig` whenever ``active``)."""
         return self.method.config
 
     @property
     def active(self) -> bool:
-        """Whether any term has a positive weight."""
-        return self.config.lpips_weight > 0 or self.config.feature_distance_weight > 0
+        """Whether any term has a positive weight (never for a method whose config has no
+        perceptual keys, e.g. a new one-pass method on a plain ``SRMethodConfig``)."""
+        config = self.config
+        if not isinstance(config, PerceptualLossConfig):
+            return False
+        return config.lpips_weight > 0 or config.feature_distance_weight > 0
 
     def __call__(
         self, prediction: torch.Tensor, hr: torch.Tensor, mask: torch.Tensor | None = None
@@ -115,6 +120,13 @@ class PerceptualLoss:
             total = total + weights[name] * network(x, y).mean()
         return total
 
+    def prepare(self) -> None:
+        """Check the bands and read the networks of the active terms now (training calls it
+        before the run folder is made, so a missing or corrupt file is refused first)."""
+        if self.active:
+            self._rgb_bands()
+            self._load(torch.device("cpu"))
+
     def _rgb_bands(self) -> list[int]:
         """The bands shown to the networks: ``data.rgb_bands`` or the first three."""
         task = self.method.task
@@ -133,14 +145,17 @@ class PerceptualLoss:
             if self.config.lpips_weight > 0:
                 try:
                     networks["lpips"] = load_lpips(self.config.lpips_weights)
-                except FileNotFoundError as error:
+                except (OSError, ValueError, SafetensorError) as error:
                     raise ConfigError(f"sr.lpips_weights: {error}") from None
             if self.config.feature_distance_weight > 0:
                 encoder = self.config.feature_distance_encoder or AID_ENCODER_WEIGHTS
                 try:
                     networks["feature_distance"] = load_feature_distance(encoder)
-                except FileNotFoundError as error:
-                    raise ConfigError(f"sr.feature_distance_encoder: {error}") from None
+                except (OSError, ValueError, SafetensorError) as error:
+                    raise ConfigError(
+                        f"sr.feature_distance_encoder {encoder}: {error} (an aid-cnn "
+                        "encoder's .safetensors with its .json beside it)"
+                    ) from None
             for network in networks.values():
                 network.requires_grad_(False).eval()
             self._networks = networks

@@ -7,7 +7,7 @@ AID feature distance: :mod:`terradiff.tasks.super_resolution.perceptual`) may jo
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from torch import nn
 from terradiff.diffusion import objectives
 from terradiff.tasks.base import build_unet
 from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch, regress
-from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
+from terradiff.tasks.super_resolution.perceptual import PerceptualLossConfig
 
 
 class RegressionSRConfig(PerceptualLossConfig):
@@ -31,10 +31,6 @@ class RegressionSR(OnePassSRMethod):
     config_class = RegressionSRConfig
     can_teach: ClassVar[bool] = True
     summary: ClassVar[str] = "the same UNet trained with L1 to predict the HR image directly"
-
-    def __init__(self, task: Any) -> None:
-        super().__init__(task)
-        self.perceptual = PerceptualLoss(self)
 
     def build_net(self) -> nn.Module:
         bands = self.task.num_bands

@@ -28,7 +28,7 @@ from terradiff.nets.slim import SingleStepSRNet
 from terradiff.nets.translation import PatchDiscriminator, simultaneous_gan_losses
 from terradiff.tasks.base import build_unet, fixed_seed_net, unwrap
 from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch
-from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
+from terradiff.tasks.super_resolution.perceptual import PerceptualLossConfig
 
 
 class SingleStepSRConfig(PerceptualLossConfig):
@@ -64,10 +64,6 @@ class SingleStepSR(OnePassSRMethod):
     config_class = SingleStepSRConfig
     can_teach: ClassVar[bool] = True
     summary: ClassVar[str] = "SlimDiffSR's uncertainty-guided one-step teacher"
-
-    def __init__(self, task: Any) -> None:
-        super().__init__(task)
-        self.perceptual = PerceptualLoss(self)
 
     def build_net(self) -> nn.Module:
         config, bands = self.task.config, self.task.num_bands

@@ -25,7 +25,7 @@ from terradiff.nets.light import LightSRNet
 from terradiff.tasks.base import fixed_seed_net, unwrap
 from terradiff.tasks.registry import registered_methods
 from terradiff.tasks.super_resolution.method import OnePassSRMethod, SRBatch
-from terradiff.tasks.super_resolution.perceptual import PerceptualLoss, PerceptualLossConfig
+from terradiff.tasks.super_resolution.perceptual import PerceptualLossConfig
 
 
 class StudentSRConfig(PerceptualLossConfig):
@@ -84,7 +84,6 @@ class StudentSR(OnePassSRMethod):
     def __init__(self, task: Any) -> None:
         super().__init__(task)
         self.teacher: Any = None
-        self.perceptual = PerceptualLoss(self)
 
     def build_net(self) -> nn.Module:
         cfg, task = self.config, self.task
