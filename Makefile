@@ -111,7 +111,7 @@ feature-distance-study: setup  # the offline perceptual distance; reads the runs
 		--models regression implicit; wait
 	$(BIN)/python scripts/feature_distance_study.py --report-only
 
-perceptual-loss-study: setup  # the light SR student with the offline perceptual loss; ~70 min on 2 cores (reads outputs/distill_teacher runs when present)
+perceptual-loss-study: setup  # the light SR student with the offline perceptual loss; ~80 min on 2 cores (reads outputs/distill_teacher runs when present)
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py & \
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py; wait
 	$(BIN)/python scripts/perceptual_loss_study.py --report-only

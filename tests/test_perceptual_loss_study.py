@@ -54,14 +54,23 @@ def _validation(out: Path, gains: dict[float, float], distances: dict[float, flo
         _save(out, "val", weight, 0, _row(gains[weight], distances[weight], -6.0))
 
 
+def _validation_choosing_the_third(out: Path) -> float:
+    """Validation rows (all above bicubic) whose nearest weight is the grid's third."""
+    weights = study.WEIGHTS
+    distances = {w: 2.5 if i == 2 else 3.0 - 0.01 * i for i, w in enumerate(weights)}
+    _validation(out, dict.fromkeys(weights, 0.2), distances)
+    return weights[2]
+
+
 def test_the_choice_is_the_nearest_weight_that_stays_above_bicubic(tmp_path: Path) -> None:
-    w1, w2, w3, w4 = study.WEIGHTS
+    weights = study.WEIGHTS
     assert study.chosen_weight(study.load_records(tmp_path)) is None
-    gains = {w1: 0.4, w2: 0.3, w3: 0.1, w4: -0.2}
-    _validation(tmp_path, gains, {w1: 2.9, w2: 2.8, w3: 2.6, w4: 2.2})
-    assert study.chosen_weight(study.load_records(tmp_path)) == w3  # w4 is below bicubic
-    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, -0.1), dict.fromkeys(study.WEIGHTS, 2.5))
-    assert study.chosen_weight(study.load_records(tmp_path)) == min(study.WEIGHTS)
+    gains = {w: (0.2 if w != weights[-1] else -0.2) for w in weights}
+    distances = {w: 3.0 - 0.1 * i for i, w in enumerate(weights)}  # the largest weight nearest
+    _validation(tmp_path, gains, distances)
+    assert study.chosen_weight(study.load_records(tmp_path)) == weights[-2]  # last is below
+    _validation(tmp_path, dict.fromkeys(weights, -0.1), dict.fromkeys(weights, 2.5))
+    assert study.chosen_weight(study.load_records(tmp_path)) == min(weights)
 
 
 def test_the_choice_adds_the_other_seeds_of_it_and_of_the_baseline(tmp_path: Path) -> None:
@@ -69,8 +78,7 @@ def test_the_choice_adds_the_other_seeds_of_it_and_of_the_baseline(tmp_path: Pat
     assert len(first) == 2 * (len(study.WEIGHTS) + 1)
     assert {phase for phase, _, _ in first} == {"val", "test"}
     assert all(seed == 0 for _, _, seed in first)
-    w1, w2, w3, w4 = study.WEIGHTS
-    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, 0.2), {w1: 3, w2: 2.9, w3: 2.5, w4: 2.7})
+    w3 = _validation_choosing_the_third(tmp_path)
     later = study.cells(study.load_records(tmp_path))
     assert set(later) - set(first) == {("test", w, s) for w in (0.0, w3) for s in (1, 2)}
 
@@ -89,8 +97,7 @@ def test_a_baseline_test_run_is_read_from_the_teacher_study_only_when_finished(
 
 
 def test_the_report_pairs_the_choice_with_l1_alone_seed_by_seed(tmp_path: Path) -> None:
-    w1, w2, w3, w4 = study.WEIGHTS
-    _validation(tmp_path, dict.fromkeys(study.WEIGHTS, 0.2), {w1: 3, w2: 2.9, w3: 2.5, w4: 2.7})
+    w3 = _validation_choosing_the_third(tmp_path)
     for seed in study.SEEDS:
         _save(tmp_path, "test", 0.0, seed, _row(0.5, 3.0, -9.0, seed))
         _save(tmp_path, "test", w3, seed, _row(0.3, 2.5, -6.0, seed))
