@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from scripts.change_study import (
+    aid_generator_lines,
     bootstrap_f1,
     f1_of,
     naive_counts,
@@ -79,3 +80,35 @@ def test_paired_lines_say_when_an_interval_holds_zero() -> None:
     assert "U-Net - DDPM-CD: +0.0 [+0.0, +0.0] (the interval holds 0" in text
     assert "DDPM-CD - naive all-change" in text
     assert paired_lines({"ddpm_cd/seed0": runs["ddpm_cd/seed0"]}) == []
+
+
+def test_paired_lines_add_the_aid_generator_when_it_has_runs() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100), (15, 5, 5, 100)]
+    better = [(34, 6, 1, 104), (10, 12, 2, 108), (19, 1, 1, 104)]
+    runs = {
+        "ddpm_cd/seed0": {"evaluation": _evaluation(tiles)},
+        "supervised_unet/seed0": {"evaluation": _evaluation(tiles)},
+    }
+    assert "AID generator" not in "\n".join(paired_lines(runs))
+    runs["ddpm_cd_aid/seed0"] = {"evaluation": _evaluation(better)}
+    runs["ddpm_cd_aid/seed1"] = {"evaluation": _evaluation(better)}
+    lines = [line for line in paired_lines(runs) if line.startswith("- DDPM-CD (AID generator)")]
+    assert [line.split(":")[0] for line in lines] == [
+        "- DDPM-CD (AID generator) - DDPM-CD",
+        "- DDPM-CD (AID generator) - U-Net",
+        "- DDPM-CD (AID generator) - naive all-change",
+    ]
+    assert all("holds 0" not in line for line in lines[:2])  # better on every tile: separated
+    # pooling two identical seeds leaves F1 unchanged, so the naive comparison does not move
+    one_seed = dict(runs)
+    del one_seed["ddpm_cd_aid/seed1"]
+    naive_line = [line for line in paired_lines(one_seed) if "AID generator) - naive" in line]
+    assert naive_line == lines[2:]
+
+
+def test_aid_generator_lines_describe_the_run_once_trained() -> None:
+    assert aid_generator_lines(None) == []
+    text = aid_generator_lines(
+        {"steps": 2000, "batch_size": 16, "train_minutes": 31.5, "final_loss": 0.03}
+    )[0]
+    assert "2000 steps of batch 16" in text and "31.5 min" in text and "0.0300" in text
