@@ -147,6 +147,99 @@ def paired_difference(
     }
 
 
+def tile_scores(evaluations: list[dict[str, Any]]) -> np.ndarray | None:
+    """``[tiles, 2, bins]`` probability histograms (changed, unchanged) per test tile, summed
+    over the runs of one method; None when a run predates them (``per_window_scores``)."""
+    if not evaluations or any("per_window_scores" not in e for e in evaluations):
+        return None
+    rows = [
+        np.array([[w["changed"], w["unchanged"]] for w in e["per_window_scores"]], np.float64)
+        for e in evaluations
+    ]
+    if len({r.shape for r in rows}) != 1:
+        raise ValueError("the runs were scored on different test tiles")
+    return np.sum(rows, axis=0)
+
+
+def average_precisions(histograms: np.ndarray) -> np.ndarray:
+    """Average precision of each ``[..., 2, bins]`` histogram pair (vectorised
+    :func:`terradiff.metrics.change.average_precision_of`: thresholds from the top bin down,
+    ``sum_k (R_k - R_{k+1}) P_k``; NaN without changed pixels)."""
+    histograms = np.asarray(histograms, dtype=np.float64)
+    changed = histograms[..., 0, ::-1]
+    unchanged = histograms[..., 1, ::-1]
+    tp, fp = np.cumsum(changed, axis=-1), np.cumsum(unchanged, axis=-1)
+    positives = tp[..., -1:]
+    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.sum(changed / positives * precision, axis=-1)
+
+
+def paired_ap_difference(
+    a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """AP(a) - AP(b) of per-tile histograms ``[tiles, 2, bins]`` (each side's tiles summed), with
+    a 95% percentile interval from resampling the same tiles for both (as
+    :func:`paired_difference` for F1)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(a), size=(resamples, len(a)))
+    values = average_precisions(a[draws].sum(axis=1)) - average_precisions(b[draws].sum(axis=1))
+    values = values[np.isfinite(values)]  # a resample of tiles without change has no AP
+    return {
+        "difference": float(average_precisions(a.sum(0)) - average_precisions(b.sum(0))),
+        "low": float(np.quantile(values, 0.025)),
+        "high": float(np.quantile(values, 0.975)),
+    }
+
+
+def ap_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
+    """The threshold-free comparison: per method whose runs carry probability histograms (the
+    study's own evaluations, or their re-scoring in ``rescored``), AP with seed spread, and the
+    paired tile-bootstrap AP differences between such methods and the naive map (every pixel
+    alike: AP = the share of changed pixels)."""
+    scored = {k: rescored.get(k, {}).get("evaluation", runs[k]["evaluation"]) for k in runs}
+    histograms, summaries = {}, {}
+    for method in METHODS:
+        evaluations = [scored[k] for k in sorted(scored) if k.startswith(method + "/")]
+        h = tile_scores(evaluations)
+        if h is None:
+            continue
+        histograms[method] = h
+        values = np.array([e["average_precision"] for e in evaluations])
+        std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        summaries[method] = (float(values.mean()), std, len(values))
+    if not histograms:
+        return []
+    any_h = next(iter(histograms.values())) / len(next(iter(summaries.values())))
+    constant = np.zeros_like(any_h)  # every pixel in one bin: the naive score, per tile
+    constant[:, :, 0] = any_h.sum(axis=2)
+    histograms["naive"] = constant
+    lines = [
+        "",
+        "Threshold-free: average precision (AP, the area under the precision-recall curve of "
+        "the change probabilities; F1 above depends on the fixed threshold 0.5, AP does not). "
+        "Mean +- std over seeds; paired tile bootstrap of the differences (each method's seeds "
+        "pooled), in points:",
+        "",
+    ]
+    for method, (mean, std, n) in summaries.items():
+        lines.append(f"- {NAMES[method]}: AP {100 * mean:.1f} +- {100 * std:.1f} ({n} seeds)")
+    lines.append(
+        f"- {NAMES['naive']} (every pixel alike): AP "
+        f"{100 * float(average_precisions(constant.sum(0))):.1f}"
+    )
+    for a, b in PAIRS:
+        if a in histograms and b in histograms and a != "naive":
+            d = paired_ap_difference(histograms[a], histograms[b])
+            separated = d["low"] > 0 or d["high"] < 0
+            lines.append(
+                f"- AP {NAMES[a]} - {NAMES[b]}: {100 * d['difference']:+.1f} "
+                f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+                + ("" if separated else " (the interval holds 0: not distinguishable)")
+            )
+    return lines
+
+
 def paired_lines(runs: dict[str, Any]) -> list[str]:
     """The report's paired tile-bootstrap comparisons (each method's seeds pooled; a pair is
     left out while one of its methods has no run; F1 of pooled counts does not depend on how
@@ -225,6 +318,25 @@ def aid_generator_lines(gen: dict[str, Any] | None) -> list[str]:
         "DDPM-CD head (`configs/change/levir_ddpm_cd.yaml`, same seeds and steps).",
         "",
     ]
+
+
+def rescore_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
+    """How the re-scored runs (``--rescore``) compare with the recorded ones, in F1."""
+    if not rescored:
+        return []
+    lines = [
+        "",
+        "Re-scored runs (`--rescore`: the run evaluated again to add the probability "
+        "histograms; a run whose folder was gone was trained again with the same config and "
+        "seed, here on another machine): F1 recorded -> F1 re-scored:",
+        "",
+    ]
+    for key in sorted(rescored):
+        before = runs[key]["evaluation"]["f1"]
+        after = rescored[key]["evaluation"]["f1"]
+        how = "retrained" if rescored[key].get("retrained") else "same weights"
+        lines.append(f"- {key}: {100 * before:.1f} -> {100 * after:.1f} ({how})")
+    return lines
 
 
 def write_report(results: dict[str, Any], out: Path) -> None:
@@ -310,6 +422,8 @@ def write_report(results: dict[str, Any], out: Path) -> None:
                 f"{verdict(aid, supervised)}.",
             ]
     lines += paired_lines(runs)
+    lines += rescore_lines(runs, results.get("rescored", {}))
+    lines += ap_lines(runs, results.get("rescored", {}))
     lines += ["", results.get("discussion", "").strip(), ""]
     reading = out / "reading.md"  # the hand-written reading (the study rewrites results.json)
     if reading.is_file():
@@ -325,12 +439,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--generator-steps", type=int, default=2000)
     parser.add_argument("--head-steps", type=int, default=500)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        default=[],
+        choices=sorted(METHODS),
+        help="evaluate these methods' recorded runs again (training any whose run folder is "
+        "gone) to add the probability histograms of the threshold-free AP; the recorded F1 "
+        "rows are kept",
+    )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--redo", action="store_true")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from terradiff.checkpoint import list_checkpoints
     from terradiff.evaluate import evaluate_change
 
     args = parse_args(argv)
@@ -380,6 +504,39 @@ def main(argv: list[str] | None = None) -> None:
                 }
                 save()
                 print(f"{key}: F1 {evaluation['f1']:.3f} IoU {evaluation['iou']:.3f}", flush=True)
+        rescored = results.setdefault("rescored", {})
+        for method in args.rescore:
+            for key in sorted(k for k in runs if k.startswith(method + "/")):
+                if key in rescored:
+                    continue
+                training = runs[key]["training"]
+                run_dir = Path(training["run_dir"])
+                retrained = not list_checkpoints(run_dir)
+                if retrained:
+                    if method in GENERATORS and not list_checkpoints(work / GENERATORS[method][0]):
+                        print(f"{key}: its generator is gone too; not re-scored", flush=True)
+                        continue
+                    overrides = [
+                        f"data.root={levir}",
+                        f"output_dir={run_dir}",
+                        f"seed={key.rsplit('seed', 1)[1]}",
+                        f"train.max_steps={training['steps']}",
+                        f"train.save_every={training['steps']}",
+                        f"train.sample_every={training['steps']}",
+                        "train.progress=false",
+                    ]
+                    if method in GENERATORS:
+                        overrides.append(f"change.generator={work / GENERATORS[method][0]}")
+                    train(key, REPO / METHODS[method][1], overrides)
+                evaluation = evaluate_change(run_dir, progress=False)
+                rescored[key] = {"evaluation": evaluation, "retrained": retrained}
+                save()
+                print(
+                    f"{key} re-scored: F1 {evaluation['f1']:.3f} (recorded "
+                    f"{runs[key]['evaluation']['f1']:.3f}), AP "
+                    f"{evaluation['average_precision']:.3f}",
+                    flush=True,
+                )
     write_report(results, out)
     print(f"wrote {out / 'README.md'}")
 

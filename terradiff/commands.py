@@ -308,7 +308,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
         )
-    long_lists = ("per_image", "per_window")  # the terminal gets the summary; --out all of it
+    long_lists = ("per_image", "per_window", "per_window_scores")  # the terminal: a summary
     print(json.dumps(_without(result, long_lists), indent=2))
     kept = [k for k in long_lists if k in result]
     if args.out:

@@ -355,7 +355,8 @@ def evaluate_change(
     window each), one window per call with the noise of the experiment seed, so a tile's score
     does not depend on what else is evaluated. The metrics are computed from the confusion
     counts of all test pixels, change being the positive class
-    (:class:`~terradiff.metrics.change.ChangeConfusion`).
+    (:class:`~terradiff.metrics.change.ChangeConfusion`), plus the threshold-free average
+    precision of the probabilities (:class:`~terradiff.metrics.change.ChangeScoreHistogram`).
 
     Args:
         threshold: change where the probability exceeds it (default: ``change.threshold``).
@@ -363,7 +364,9 @@ def evaluate_change(
 
     Returns:
         ``{"f1", "iou", "precision", "recall", "overall_accuracy", "tp", "fp", "fn", "tn",
-        "per_window" (the counts of each window), "threshold", "tiles", "windows", "pixels",
+        "per_window" (the counts of each window), "average_precision", "per_window_scores"
+        (each window's probability histograms of changed and unchanged pixels, for intervals
+        of the average precision), "threshold", "tiles", "windows", "pixels",
         "change_fraction", "method",
         "trainable_parameters", "parameters", "inference_precision" (the net's number format;
         ``precision`` is the metric), "seconds_per_window", "checkpoint", "step", "data",
@@ -372,7 +375,7 @@ def evaluate_change(
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a change model.
     """
-    from terradiff.metrics.change import ChangeConfusion
+    from terradiff.metrics.change import ChangeConfusion, ChangeScoreHistogram
     from terradiff.nets.change import count_parameters
     from terradiff.tasks import load_task
     from terradiff.tasks.change import ChangeTask
@@ -389,6 +392,8 @@ def evaluate_change(
     dataset = task.dataset("test")
     confusion = ChangeConfusion()
     per_window: list[dict[str, int]] = []
+    scores = ChangeScoreHistogram.empty()
+    per_window_scores: list[dict[str, list[int]]] = []
     seconds = 0.0
     for index in progress_bar(range(len(dataset)), desc="change", disable=not progress):
         item = dataset.get(index)
@@ -399,9 +404,14 @@ def evaluate_change(
         window.update(probability, item["label"][None], threshold=threshold)
         confusion = confusion + window
         per_window.append({k: int(getattr(window, k)) for k in ("tp", "fp", "fn", "tn")})
+        window_scores = ChangeScoreHistogram.empty().update(probability, item["label"][None])
+        scores = scores + window_scores
+        per_window_scores.append(window_scores.as_dict())
     return {
         **confusion.as_dict(),
         "per_window": per_window,  # confusion counts, for intervals over windows (tiles)
+        "average_precision": scores.average_precision(),
+        "per_window_scores": per_window_scores,
         "threshold": threshold,
         "tiles": [pair.name for pair in dataset.pairs],
         "windows": len(dataset),

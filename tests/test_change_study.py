@@ -7,11 +7,15 @@ import pytest
 
 from scripts.change_study import (
     aid_generator_lines,
+    ap_lines,
+    average_precisions,
     bootstrap_f1,
     f1_of,
     naive_counts,
+    paired_ap_difference,
     paired_difference,
     paired_lines,
+    rescore_lines,
     seed_summary,
     tile_counts,
     verdict,
@@ -112,3 +116,64 @@ def test_aid_generator_lines_describe_the_run_once_trained() -> None:
         {"steps": 2000, "batch_size": 16, "train_minutes": 31.5, "final_loss": 0.03}
     )[0]
     assert "2000 steps of batch 16" in text and "31.5 min" in text and "0.0300" in text
+
+
+def _scored(rows: list[tuple[int, int, int, int]], seed: int) -> dict:
+    """An evaluation with probability histograms (5 bins) drawn for each tile's counts."""
+    rng = np.random.default_rng(seed)
+    windows = []
+    for tp, fp, fn, tn in rows:
+        changed = rng.multinomial(tp + fn, [0.1, 0.1, 0.2, 0.2, 0.4]).tolist()
+        unchanged = rng.multinomial(fp + tn, [0.4, 0.3, 0.1, 0.1, 0.1]).tolist()
+        windows.append({"changed": changed, "unchanged": unchanged})
+    h = np.array([[[w["changed"], w["unchanged"]] for w in windows]], np.float64).sum(axis=1)
+    return {
+        **_evaluation(rows),
+        "f1": f1_of(dict(zip(("tp", "fp", "fn"), np.sum(rows, axis=0)[:3], strict=True))),
+        "per_window_scores": windows,
+        "average_precision": float(average_precisions(h)[0]),
+    }
+
+
+def test_vectorised_average_precision_matches_the_metric() -> None:
+    from terradiff.metrics.change import average_precision_of
+
+    rng = np.random.default_rng(0)
+    histograms = rng.integers(0, 20, size=(6, 2, 7)).astype(np.float64)
+    histograms[0, 0] = 0  # no changed pixel: NaN, as the metric says
+    expected = [average_precision_of(h[0].tolist(), h[1].tolist()) for h in histograms]
+    assert np.allclose(average_precisions(histograms), expected, equal_nan=True)
+    assert np.isnan(average_precisions(histograms)[0])
+
+
+def test_paired_ap_difference_is_zero_for_the_same_scores_and_positive_for_better() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100), (15, 5, 5, 100)]
+    h = np.array([[w["changed"], w["unchanged"]] for w in _scored(tiles, 0)["per_window_scores"]])
+    same = paired_ap_difference(h, h.copy(), resamples=200)
+    assert same["difference"] == 0.0 and same["low"] == same["high"] == 0.0
+    better = h.copy()
+    better[:, 0, -1] += better[:, 0, 0]  # the changed pixels of the lowest bin move to the top
+    better[:, 0, 0] = 0
+    d = paired_ap_difference(better, h, resamples=300)
+    assert d["difference"] > 0 and 0 <= d["low"] < d["high"]  # never worse on any resample
+
+
+def test_ap_lines_cover_the_methods_with_histograms_and_the_naive_map() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100), (15, 5, 5, 100)]
+    runs = {
+        "ddpm_cd/seed0": {"evaluation": _evaluation(tiles)},  # recorded before histograms
+        "supervised_unet/seed0": {"evaluation": _evaluation(tiles)},
+        "ddpm_cd_aid/seed0": {"evaluation": _scored(tiles, 1)},
+    }
+    assert ap_lines({"ddpm_cd/seed0": runs["ddpm_cd/seed0"]}, {}) == []
+    rescored = {"supervised_unet/seed0": {"evaluation": _scored(tiles, 2), "retrained": True}}
+    text = "\n".join(ap_lines(runs, rescored))
+    assert "- U-Net: AP" in text and "- DDPM-CD (AID generator): AP" in text
+    assert "- DDPM-CD: AP" not in text  # no histograms: left out, not guessed
+    prevalence = sum(t[0] + t[2] for t in tiles) / sum(sum(t) for t in tiles)
+    assert f"(every pixel alike): AP {100 * prevalence:.1f}" in text
+    assert "- AP DDPM-CD (AID generator) - U-Net:" in text
+    assert "- AP DDPM-CD (AID generator) - naive all-change:" in text
+    runs["supervised_unet/seed0"]["evaluation"]["f1"] = 0.5
+    lines = rescore_lines(runs, rescored)
+    assert lines[-1].startswith("- supervised_unet/seed0:") and "(retrained)" in lines[-1]

@@ -19,17 +19,31 @@ scores), with "change" the positive class:
 * no pixel counted: every metric is NaN (there is nothing to score).
 
 Pixels outside an optional ``valid`` mask are not counted.
+
+**Threshold-free** (:class:`ChangeScoreHistogram`): the F1 above depends on the threshold a
+method's probabilities are cut at, and a small labelled set may leave none to choose it on. The
+average precision (the area under the precision-recall curve as scikit-learn's
+``average_precision_score`` defines it, ``AP = sum_k (R_k - R_{k+1}) P_k`` over thresholds from
+high to low) scores the ranking of the pixels instead. It is computed here from histograms of the
+probabilities of changed and unchanged pixels (``bins`` equal bins on [0, 1]), so that windows
+can be summed and resampled for a bootstrap like the confusion counts; it equals scikit-learn's
+value on the binned probabilities. A method that scores every pixel alike has AP = the share of
+changed pixels.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["ChangeConfusion", "change_metrics"]
+__all__ = ["SCORE_BINS", "ChangeConfusion", "ChangeScoreHistogram", "change_metrics"]
+
+SCORE_BINS = 100
+"""Bins of :class:`ChangeScoreHistogram` (probability resolution 0.01)."""
 
 
 @dataclass
@@ -145,6 +159,93 @@ class ChangeConfusion:
             "fn": self.fn,
             "tn": self.tn,
         }
+
+
+@dataclass
+class ChangeScoreHistogram:
+    """Counts of changed and unchanged pixels per probability bin; mergeable state of the
+    threshold-free :meth:`average_precision` (module docstring).
+
+    Attributes:
+        changed, unchanged: ``bins`` counts each; bin ``k`` holds probabilities in
+            ``[k / bins, (k + 1) / bins)`` (1.0 in the last bin).
+    """
+
+    changed: list[int]
+    unchanged: list[int]
+
+    @classmethod
+    def empty(cls, bins: int = SCORE_BINS) -> ChangeScoreHistogram:
+        """A histogram with no pixel yet."""
+        if bins < 1:
+            raise ValueError(f"bins must be >= 1, got {bins}")
+        return cls([0] * bins, [0] * bins)
+
+    @property
+    def bins(self) -> int:
+        return len(self.changed)
+
+    def update(
+        self, probability: Tensor, target: Tensor, valid: Tensor | None = None
+    ) -> ChangeScoreHistogram:
+        """Add one batch: change probabilities in [0, 1] and the true masks (change where
+        ``> 0.5``), the same shape; pixels outside ``valid`` (``> 0.5``) are not counted.
+
+        Raises:
+            ValueError: Shapes that differ, or probabilities outside [0, 1] (logits, NaN).
+        """
+        if probability.shape != target.shape:
+            raise ValueError(
+                f"probability {tuple(probability.shape)} and target {tuple(target.shape)} must "
+                "have the same shape"
+            )
+        score = probability.detach().float()
+        keep = torch.ones_like(score, dtype=torch.bool)
+        if valid is not None:
+            keep = (valid > 0.5).expand_as(score)
+        if not bool(((score >= 0) & (score <= 1))[keep].all()):
+            raise ValueError("probabilities must lie in [0, 1] (pass sigmoid(logits), not NaN)")
+        index = (score * self.bins).long().clamp_(0, self.bins - 1)
+        true = (target > 0.5) & keep
+        false = ~(target > 0.5) & keep
+        for counts, mask in ((self.changed, true), (self.unchanged, false)):
+            added = torch.bincount(index[mask], minlength=self.bins).tolist()
+            counts[:] = [a + b for a, b in zip(counts, added, strict=True)]
+        return self
+
+    def __add__(self, other: ChangeScoreHistogram) -> ChangeScoreHistogram:
+        if other.bins != self.bins:
+            raise ValueError(f"cannot add histograms of {self.bins} and {other.bins} bins")
+        return ChangeScoreHistogram(
+            [a + b for a, b in zip(self.changed, other.changed, strict=True)],
+            [a + b for a, b in zip(self.unchanged, other.unchanged, strict=True)],
+        )
+
+    def average_precision(self) -> float:
+        """``sum_k (R_k - R_{k+1}) P_k``, thresholds at the bins' lower edges from the top;
+        NaN when no changed pixel was counted (recall is undefined)."""
+        return average_precision_of(self.changed, self.unchanged)
+
+    def as_dict(self) -> dict[str, list[int]]:
+        """``{"changed": [...], "unchanged": [...]}`` for JSON."""
+        return {"changed": list(self.changed), "unchanged": list(self.unchanged)}
+
+
+def average_precision_of(changed: Sequence[float], unchanged: Sequence[float]) -> float:
+    """Average precision from per-bin counts of changed and unchanged pixels (bins in increasing
+    probability; :class:`ChangeScoreHistogram`). Also takes sums of resampled windows."""
+    positives = float(sum(changed))
+    if positives <= 0:
+        return math.nan
+    tp = fp = 0.0
+    area = 0.0
+    for k in range(len(changed) - 1, -1, -1):  # the threshold falls from the top bin down
+        if changed[k] == 0 and unchanged[k] == 0:
+            continue
+        tp += changed[k]
+        fp += unchanged[k]
+        area += (changed[k] / positives) * (tp / (tp + fp))
+    return area
 
 
 def change_metrics(

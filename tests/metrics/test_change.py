@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from terradiff.metrics.change import ChangeConfusion, change_metrics
+from terradiff.metrics.change import (
+    ChangeConfusion,
+    ChangeScoreHistogram,
+    average_precision_of,
+    change_metrics,
+)
 
 # 4 x 4 masks: 5 true change pixels, 4 predicted, 3 of them right
 TARGET = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]], dtype=torch.float32)
@@ -63,3 +68,51 @@ def test_edge_cases() -> None:
     missed = ChangeConfusion().update(none, some)  # change present, none predicted
     assert missed.precision == 0.0 and missed.recall == 0.0 and missed.iou == 0.0
     assert math.isnan(ChangeConfusion().f1) and math.isnan(ChangeConfusion().overall_accuracy)
+
+
+def test_average_precision_equals_scikit_learn_on_binned_probabilities() -> None:
+    from sklearn.metrics import average_precision_score
+
+    generator = torch.Generator().manual_seed(0)
+    target = (torch.rand(3, 32, 32, generator=generator) < 0.2).float()
+    probability = (0.6 * target + 0.7 * torch.rand(3, 32, 32, generator=generator)).clamp(0, 1)
+    histogram = ChangeScoreHistogram.empty().update(probability, target)
+    binned = (probability * 100).long().clamp(0, 99)  # the bins the histogram uses
+    expected = average_precision_score(target.flatten().numpy(), binned.flatten().numpy())
+    assert histogram.average_precision() == pytest.approx(expected, abs=1e-12)
+    assert 0.3 < expected < 1.0  # informative but imperfect scores: the test is not trivial
+
+
+def test_average_precision_edge_values() -> None:
+    target = TARGET[None]
+    perfect = ChangeScoreHistogram.empty().update(0.1 + 0.8 * target, target)
+    assert perfect.average_precision() == pytest.approx(1.0)
+    constant = ChangeScoreHistogram.empty().update(torch.full_like(target, 0.5), target)
+    assert constant.average_precision() == pytest.approx(5 / 16)  # the share of changed pixels
+    nothing = ChangeScoreHistogram.empty().update(torch.rand(1, 4, 4), torch.zeros(1, 4, 4))
+    assert math.isnan(nothing.average_precision())
+
+
+def test_score_histograms_add_up_and_honour_the_valid_mask() -> None:
+    generator = torch.Generator().manual_seed(1)
+    probability = torch.rand(2, 8, 8, generator=generator)
+    target = (torch.rand(2, 8, 8, generator=generator) < 0.3).float()
+    whole = ChangeScoreHistogram.empty(10).update(probability, target)
+    parts = ChangeScoreHistogram.empty(10).update(probability[:1], target[:1]) + (
+        ChangeScoreHistogram.empty(10).update(probability[1:], target[1:])
+    )
+    assert parts == whole and sum(whole.changed) + sum(whole.unchanged) == 128
+    assert average_precision_of(whole.changed, whole.unchanged) == whole.average_precision()
+    valid = torch.zeros(2, 8, 8)
+    valid[0] = 1
+    masked = ChangeScoreHistogram.empty(10).update(probability, target, valid)
+    assert masked == ChangeScoreHistogram.empty(10).update(probability[:1], target[:1])
+
+
+def test_score_histogram_refuses_logits_and_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ChangeScoreHistogram.empty().update(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="same shape"):
+        ChangeScoreHistogram.empty().update(torch.rand(4), torch.rand(5))
+    with pytest.raises(ValueError, match="bins"):
+        ChangeScoreHistogram.empty() + ChangeScoreHistogram.empty(10)

@@ -16,6 +16,7 @@ from terradiff.checkpoint import list_checkpoints, load_checkpoint
 from terradiff.cli import main
 from terradiff.config import config_from_dict
 from terradiff.errors import ConfigError
+from terradiff.metrics.change import average_precision_of
 from terradiff.tasks import build_task, load_task
 from tests.change_helpers import (
     TEST_TILES,
@@ -166,7 +167,19 @@ def test_evaluate_reports_change_metrics_on_whole_test_tiles(
         assert result["f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
         assert result["iou"] == pytest.approx(tp / (tp + fp + fn))
     assert result["overall_accuracy"] == pytest.approx((tp + tn) / result["pixels"])
-    assert '"f1"' in capsys.readouterr().out
+    # the threshold-free score: per-tile probability histograms that add up to the pixels,
+    # whose changed-pixel counts are the labels' (tp + fn), and whose AP the result states
+    scores = result["per_window_scores"]
+    assert len(scores) == len(TEST_TILES)
+    assert sum(sum(w["changed"]) for w in scores) == tp + fn
+    assert sum(sum(w["changed"]) + sum(w["unchanged"]) for w in scores) == result["pixels"]
+    changed = [sum(column) for column in zip(*(w["changed"] for w in scores), strict=True)]
+    unchanged = [sum(column) for column in zip(*(w["unchanged"] for w in scores), strict=True)]
+    assert result["average_precision"] == pytest.approx(average_precision_of(changed, unchanged))
+    assert 0.0 < result["average_precision"] <= 1.0
+    printed = capsys.readouterr().out
+    assert '"f1"' in printed and '"average_precision"' in printed
+    assert '"per_window_scores"' not in printed  # the long lists go to --out only
 
 
 def test_sample_refuses_a_change_model(
