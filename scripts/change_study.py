@@ -231,13 +231,17 @@ def ap_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
     for a, b in PAIRS:
         if a in histograms and b in histograms and a != "naive":
             d = paired_ap_difference(histograms[a], histograms[b])
-            separated = d["low"] > 0 or d["high"] < 0
-            lines.append(
-                f"- AP {NAMES[a]} - {NAMES[b]}: {100 * d['difference']:+.1f} "
-                f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-                + ("" if separated else " (the interval holds 0: not distinguishable)")
-            )
+            lines.append(difference_line(f"AP {NAMES[a]} - {NAMES[b]}", d))
     return lines
+
+
+def difference_line(label: str, d: dict[str, float]) -> str:
+    """``- label: +x [+lo, +hi]`` in points, saying when the interval holds 0."""
+    separated = d["low"] > 0 or d["high"] < 0
+    return (
+        f"- {label}: {100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+        + ("" if separated else " (the interval holds 0: not distinguishable)")
+    )
 
 
 def paired_lines(runs: dict[str, Any]) -> list[str]:
@@ -263,12 +267,8 @@ def paired_lines(runs: dict[str, Any]) -> list[str]:
         if a not in counts or (b != "naive" and b not in counts):
             continue
         other = naive if b == "naive" else counts[b]
-        d = paired_difference(counts[a], other)
-        separated = d["low"] > 0 or d["high"] < 0
         lines.append(
-            f"- {NAMES[a]} - {NAMES[b]}: {100 * d['difference']:+.1f} "
-            f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-            + ("" if separated else " (the interval holds 0: not distinguishable)")
+            difference_line(f"{NAMES[a]} - {NAMES[b]}", paired_difference(counts[a], other))
         )
     return lines
 
