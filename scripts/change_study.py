@@ -328,7 +328,8 @@ def rescore_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
         "",
         "Re-scored runs (`--rescore`: the run evaluated again to add the probability "
         "histograms; a run whose folder was gone was trained again with the same config and "
-        "seed, here on another machine): F1 recorded -> F1 re-scored:",
+        "seed, here on another machine, with its generator when that was gone too, recorded "
+        "under `rescored_generators`): F1 recorded -> F1 re-scored:",
         "",
     ]
     for key in sorted(rescored):
@@ -463,6 +464,27 @@ def main(argv: list[str] | None = None) -> None:
     if not args.report_only:
         record_command(results, argv)
         levir = Path(args.shared) / "levir-cd"
+
+        def generator_for(method: str, record: dict[str, Any]) -> Path:
+            """The run folder of ``method``'s generator, trained (or resumed) when not finished;
+            what was trained goes into ``record``."""
+            result_key, generator_config, data_folder = GENERATORS[method]
+            generator = work / result_key
+            record[result_key] = train(
+                Path(generator_config).stem.replace("_", "-"),
+                REPO / generator_config,
+                [
+                    f"data.root={Path(args.shared) / data_folder}",
+                    f"output_dir={generator}",
+                    f"train.max_steps={args.generator_steps}",
+                    f"train.save_every={max(1, args.generator_steps // 4)}",
+                    f"train.sample_every={args.generator_steps}",
+                    "train.progress=false",
+                ],
+            )
+            save()
+            return generator
+
         runs = results.setdefault("runs", {})
         for seed in range(args.seeds):
             for method, (_, config) in METHODS.items():
@@ -479,22 +501,7 @@ def main(argv: list[str] | None = None) -> None:
                     "train.progress=false",
                 ]
                 if method in GENERATORS:  # trained on first need (its runs resume or are kept)
-                    result_key, generator_config, data_folder = GENERATORS[method]
-                    generator = work / result_key
-                    results[result_key] = train(
-                        Path(generator_config).stem.replace("_", "-"),
-                        REPO / generator_config,
-                        [
-                            f"data.root={Path(args.shared) / data_folder}",
-                            f"output_dir={generator}",
-                            f"train.max_steps={args.generator_steps}",
-                            f"train.save_every={max(1, args.generator_steps // 4)}",
-                            f"train.sample_every={args.generator_steps}",
-                            "train.progress=false",
-                        ],
-                    )
-                    save()
-                    overrides.append(f"change.generator={generator}")
+                    overrides.append(f"change.generator={generator_for(method, results)}")
                 training = train(key, REPO / config, overrides)
                 evaluation = evaluate_change(training["run_dir"], progress=False)
                 runs[key] = {
@@ -513,9 +520,6 @@ def main(argv: list[str] | None = None) -> None:
                 run_dir = Path(training["run_dir"])
                 retrained = not list_checkpoints(run_dir)
                 if retrained:
-                    if method in GENERATORS and not list_checkpoints(work / GENERATORS[method][0]):
-                        print(f"{key}: its generator is gone too; not re-scored", flush=True)
-                        continue
                     overrides = [
                         f"data.root={levir}",
                         f"output_dir={run_dir}",
@@ -525,8 +529,9 @@ def main(argv: list[str] | None = None) -> None:
                         f"train.sample_every={training['steps']}",
                         "train.progress=false",
                     ]
-                    if method in GENERATORS:
-                        overrides.append(f"change.generator={work / GENERATORS[method][0]}")
+                    if method in GENERATORS:  # a generator trained again is recorded apart
+                        record = results.setdefault("rescored_generators", {})
+                        overrides.append(f"change.generator={generator_for(method, record)}")
                     train(key, REPO / METHODS[method][1], overrides)
                 evaluation = evaluate_change(run_dir, progress=False)
                 rescored[key] = {"evaluation": evaluation, "retrained": retrained}
