@@ -40,7 +40,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["SCORE_BINS", "ChangeConfusion", "ChangeScoreHistogram", "change_metrics"]
+__all__ = [
+    "SCORE_BINS",
+    "ChangeConfusion",
+    "ChangeScoreHistogram",
+    "average_precision_of",
+    "change_metrics",
+]
 
 SCORE_BINS = 100
 """Bins of :class:`ChangeScoreHistogram` (probability resolution 0.01)."""
