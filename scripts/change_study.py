@@ -162,17 +162,14 @@ def tile_scores(evaluations: list[dict[str, Any]]) -> np.ndarray | None:
 
 
 def average_precisions(histograms: np.ndarray) -> np.ndarray:
-    """Average precision of each ``[..., 2, bins]`` histogram pair (vectorised
-    :func:`terradiff.metrics.change.average_precision_of`: thresholds from the top bin down,
-    ``sum_k (R_k - R_{k+1}) P_k``; NaN without changed pixels)."""
+    """:func:`terradiff.metrics.change.average_precision_of` of each ``[..., 2, bins]``
+    histogram pair (changed, unchanged); NaN without changed pixels."""
+    from terradiff.metrics.change import average_precision_of
+
     histograms = np.asarray(histograms, dtype=np.float64)
-    changed = histograms[..., 0, ::-1]
-    unchanged = histograms[..., 1, ::-1]
-    tp, fp = np.cumsum(changed, axis=-1), np.cumsum(unchanged, axis=-1)
-    positives = tp[..., -1:]
-    precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.sum(changed / positives * precision, axis=-1)
+    flat = histograms.reshape(-1, 2, histograms.shape[-1])
+    values = [average_precision_of(changed, unchanged) for changed, unchanged in flat]
+    return np.array(values).reshape(histograms.shape[:-2])
 
 
 def paired_ap_difference(
@@ -210,7 +207,7 @@ def ap_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
         summaries[method] = (float(values.mean()), std, len(values))
     if not histograms:
         return []
-    any_h = next(iter(histograms.values())) / len(next(iter(summaries.values())))
+    any_h = next(iter(histograms.values()))  # AP does not depend on how many seeds are summed
     constant = np.zeros_like(any_h)  # every pixel in one bin: the naive score, per tile
     constant[:, :, 0] = any_h.sum(axis=2)
     histograms["naive"] = constant
