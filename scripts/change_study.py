@@ -35,7 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.study_common import open_results, record_command, report_header, train  # noqa: E402
+from scripts.study_common import (  # noqa: E402
+    is_finished,
+    open_results,
+    record_command,
+    report_header,
+    train,
+)
 
 METHODS = {
     "ddpm_cd": ("DDPM-CD head on frozen diffusion features", "configs/change/levir_ddpm_cd.yaml"),
@@ -452,7 +458,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from terradiff.checkpoint import list_checkpoints
     from terradiff.evaluate import evaluate_change
 
     args = parse_args(argv)
@@ -515,7 +520,9 @@ def main(argv: list[str] | None = None) -> None:
                     continue
                 training = runs[key]["training"]
                 run_dir = Path(training["run_dir"])
-                retrained = not list_checkpoints(run_dir)
+                # a folder gone, or one left part-trained by an interrupted re-training, is
+                # trained (resumed) to its recorded steps before it is scored
+                retrained = not is_finished(run_dir, training["steps"])
                 if retrained:
                     overrides = [
                         f"data.root={levir}",
