@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from scripts.change_plots import plot_precision_recall  # noqa: E402
 from scripts.study_common import (  # noqa: E402
     is_finished,
     open_results,
@@ -369,17 +370,37 @@ def mean_std(values: np.ndarray) -> str:
     return f"{100 * values.mean():.1f} +- {100 * std:.1f}"
 
 
+def complete_methods(runs: dict[str, Any], *records: dict[str, Any]) -> dict[str, list[str]]:
+    """Method -> its run keys, for the methods every run of which is in each of ``records``."""
+    chosen = {}
+    for method in METHODS:
+        keys = [k for k in sorted(runs) if k.startswith(method + "/")]
+        if keys and all(k in record for k in keys for record in records):
+            chosen[method] = keys
+    return chosen
+
+
+def calibrated_counts(
+    runs: dict[str, Any], rescored: dict[str, Any], calibrated: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Method -> ``[tiles, 3]`` test counts at each run's training-chosen threshold, its runs
+    summed (methods whose every run is re-scored and calibrated)."""
+    return {
+        method: np.sum(
+            [counts_at(rescored[k]["evaluation"], calibrated[k]["threshold"]) for k in keys],
+            axis=0,
+        )
+        for method, keys in complete_methods(runs, rescored, calibrated).items()
+    }
+
+
 def threshold_lines(
     runs: dict[str, Any], rescored: dict[str, Any], calibrated: dict[str, Any]
 ) -> list[str]:
     """Test F1 at the threshold each run chose on its own training tiles (``--calibrate``),
     beside F1 at 0.5 and the test-tile oracle, and the paired tile-bootstrap F1 differences at
     the chosen thresholds (a method is shown once all its seeds are calibrated)."""
-    chosen = {}
-    for method in METHODS:
-        keys = [k for k in sorted(runs) if k.startswith(method + "/")]
-        if keys and all(k in calibrated and k in rescored for k in keys):
-            chosen[method] = keys
+    chosen = complete_methods(runs, rescored, calibrated)
     if not chosen:
         return []
     lines = [
@@ -393,12 +414,11 @@ def threshold_lines(
         "threshold on the test tiles themselves (an upper bound, not a result):",
         "",
     ]
-    counts = {}
+    counts = calibrated_counts(runs, rescored, calibrated)
     for method, keys in chosen.items():
         thresholds = [calibrated[k]["threshold"] for k in keys]
         evaluations = [rescored[k]["evaluation"] for k in keys]
         per_run = [counts_at(e, t) for e, t in zip(evaluations, thresholds, strict=True)]
-        counts[method] = np.sum(per_run, axis=0)
         at_chosen = np.array(
             [f1_of(dict(zip(("tp", "fp", "fn"), c.sum(0), strict=True))) for c in per_run]
         )
@@ -504,7 +524,19 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += paired_lines(runs)
     lines += rescore_lines(runs, results.get("rescored", {}))
     lines += ap_lines(runs, results.get("rescored", {}))
-    lines += threshold_lines(runs, results.get("rescored", {}), results.get("calibrated", {}))
+    rescored, calibrated = results.get("rescored", {}), results.get("calibrated", {})
+    lines += threshold_lines(runs, rescored, calibrated)
+    scored = {
+        method: [rescored[k]["evaluation"] for k in keys]
+        for method, keys in complete_methods(runs, rescored).items()
+    }
+    counts = calibrated_counts(runs, rescored, calibrated)
+    if plot_precision_recall(scored, NAMES, out / "pr_curves.png", counts):
+        lines += [
+            "",
+            "![precision-recall curves of the test tiles, seeds pooled; dots at threshold 0.5, "
+            "crosses at the thresholds chosen on the training tiles](pr_curves.png)",
+        ]
     lines += ["", results.get("discussion", "").strip(), ""]
     reading = out / "reading.md"  # the hand-written reading (the study rewrites results.json)
     if reading.is_file():

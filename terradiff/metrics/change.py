@@ -253,6 +253,27 @@ class ChangeScoreHistogram:
         fn, tn = sum(self.changed[:edge]), sum(self.unchanged[:edge])
         return ChangeConfusion(tp=tp, fp=fp, fn=fn, tn=tn)
 
+    def precision_recall_curve(self) -> tuple[list[float], list[float], list[float]]:
+        """``(thresholds, precision, recall)`` of "change where the probability is in a bin at or
+        above the threshold", at the lower edge of every non-empty bin from the top down (the
+        points :meth:`average_precision` sums over; the last has recall 1). Empty lists when no
+        changed pixel was counted."""
+        positives = sum(self.changed)
+        thresholds: list[float] = []
+        precision: list[float] = []
+        recall: list[float] = []
+        if positives <= 0:
+            return thresholds, precision, recall
+        tp = fp = 0
+        for k in range(self.bins - 1, -1, -1):
+            if self.changed[k] == 0 and self.unchanged[k] == 0:
+                continue
+            tp, fp = tp + self.changed[k], fp + self.unchanged[k]
+            thresholds.append(k / self.bins)
+            precision.append(tp / (tp + fp))
+            recall.append(tp / positives)
+        return thresholds, precision, recall
+
     @classmethod
     def from_dict(cls, counts: dict[str, Sequence[int]]) -> ChangeScoreHistogram:
         """The inverse of :meth:`as_dict` (what ``terradiff evaluate --out`` writes per window).

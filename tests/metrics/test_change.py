@@ -157,3 +157,21 @@ def test_score_histogram_round_trips_through_json_and_refuses_broken_counts() ->
         ChangeScoreHistogram.from_dict({"changed": [1, 2]})
     with pytest.raises(ValueError, match="same, non-zero length"):
         ChangeScoreHistogram.from_dict({"changed": [1, 2], "unchanged": [3]})
+
+
+def test_precision_recall_curve_points_are_the_confusions_at_the_bin_edges() -> None:
+    generator = torch.Generator().manual_seed(4)
+    target = (torch.rand(1, 20, 20, generator=generator) < 0.3).float()
+    probability = (0.4 * target + 0.6 * torch.rand(1, 20, 20, generator=generator)).clamp(0, 1)
+    histogram = ChangeScoreHistogram.empty(20).update(probability, target)
+    thresholds, precision, recall = histogram.precision_recall_curve()
+    assert thresholds == sorted(thresholds, reverse=True) and recall[-1] == 1.0
+    for t, p, r in zip(thresholds, precision, recall, strict=True):
+        if t > 0:
+            confusion = histogram.confusion_at(t)
+            assert (p, r) == (confusion.precision, confusion.recall)
+    # AP is the recall-weighted sum of these precisions
+    steps = [r - q for r, q in zip(recall, [0.0, *recall[:-1]], strict=True)]
+    ap = sum(s * p for s, p in zip(steps, precision, strict=True))
+    assert ap == pytest.approx(histogram.average_precision())
+    assert ChangeScoreHistogram.empty().precision_recall_curve() == ([], [], [])
