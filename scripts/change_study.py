@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from scripts.change_plots import plot_precision_recall  # noqa: E402
 from scripts.study_common import (  # noqa: E402
     is_finished,
     open_results,
@@ -343,6 +344,101 @@ def rescore_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
     return lines
 
 
+def counts_at(evaluation: dict[str, Any], threshold: float) -> np.ndarray:
+    """``[tiles, 3]`` (tp, fp, fn) per test tile of one run at ``threshold`` (a bin edge of its
+    probability histograms: :meth:`~terradiff.metrics.change.ChangeScoreHistogram.confusion_at`)."""
+    from terradiff.metrics.change import ChangeScoreHistogram
+
+    rows = []
+    for window in evaluation["per_window_scores"]:
+        c = ChangeScoreHistogram.from_dict(window).confusion_at(threshold)
+        rows.append([c.tp, c.fp, c.fn])
+    return np.array(rows, dtype=np.float64)
+
+
+def oracle_f1(evaluation: dict[str, Any]) -> float:
+    """The best F1 any one threshold gives on the run's test tiles (an upper bound)."""
+    from terradiff.metrics.change import ChangeScoreHistogram, f1_optimal_threshold
+
+    windows = [ChangeScoreHistogram.from_dict(w) for w in evaluation["per_window_scores"]]
+    return f1_optimal_threshold(sum(windows[1:], windows[0]))[1]
+
+
+def mean_std(values: np.ndarray) -> str:
+    """``mean +- std`` (ddof 1; 0 for one value) in points."""
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{100 * values.mean():.1f} +- {100 * std:.1f}"
+
+
+def complete_methods(runs: dict[str, Any], *records: dict[str, Any]) -> dict[str, list[str]]:
+    """Method -> its run keys, for the methods every run of which is in each of ``records``."""
+    chosen = {}
+    for method in METHODS:
+        keys = [k for k in sorted(runs) if k.startswith(method + "/")]
+        if keys and all(k in record for k in keys for record in records):
+            chosen[method] = keys
+    return chosen
+
+
+def calibrated_counts(
+    runs: dict[str, Any], rescored: dict[str, Any], calibrated: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Method -> ``[tiles, 3]`` test counts at each run's training-chosen threshold, its runs
+    summed (methods whose every run is re-scored and calibrated)."""
+    return {
+        method: np.sum(
+            [counts_at(rescored[k]["evaluation"], calibrated[k]["threshold"]) for k in keys],
+            axis=0,
+        )
+        for method, keys in complete_methods(runs, rescored, calibrated).items()
+    }
+
+
+def threshold_lines(
+    runs: dict[str, Any], rescored: dict[str, Any], calibrated: dict[str, Any]
+) -> list[str]:
+    """Test F1 at the threshold each run chose on its own training tiles (``--calibrate``),
+    beside F1 at 0.5 and the test-tile oracle, and the paired tile-bootstrap F1 differences at
+    the chosen thresholds (a method is shown once all its seeds are calibrated)."""
+    chosen = complete_methods(runs, rescored, calibrated)
+    if not chosen:
+        return []
+    lines = [
+        "",
+        "Threshold chosen without the test tiles (`--calibrate`): each run scores its own 4 "
+        "training tiles whole and keeps the probability threshold (a multiple of 0.01) that "
+        "maximises F1 there; that threshold is then applied to the test tiles. The training "
+        "tiles were seen in training, so a model that fits them closely finds its threshold "
+        "where it is most confident; with 4 labelled tiles there is no separate validation "
+        "tile. Test F1 mean +- std over seeds, in points; 'oracle' is the best single "
+        "threshold on the test tiles themselves (an upper bound, not a result):",
+        "",
+    ]
+    counts = calibrated_counts(runs, rescored, calibrated)
+    for method, keys in chosen.items():
+        thresholds = [calibrated[k]["threshold"] for k in keys]
+        evaluations = [rescored[k]["evaluation"] for k in keys]
+        per_run = [counts_at(e, t) for e, t in zip(evaluations, thresholds, strict=True)]
+        at_chosen = np.array(
+            [f1_of(dict(zip(("tp", "fp", "fn"), c.sum(0), strict=True))) for c in per_run]
+        )
+        at_default = np.array([e["f1"] for e in evaluations])
+        oracle = np.array([oracle_f1(e) for e in evaluations])
+        spread = " / ".join(f"{t:.2f}" for t in thresholds)
+        lines.append(
+            f"- {NAMES[method]}: thresholds {spread}; test F1 {mean_std(at_chosen)} "
+            f"(at 0.5: {mean_std(at_default)}; oracle {mean_std(oracle)})"
+        )
+    naive = naive_counts(rescored[next(iter(chosen.values()))[0]]["evaluation"])
+    lines += ["", "Paired tile bootstrap of test F1 at the chosen thresholds (points):", ""]
+    for a, b in PAIRS:
+        if a in counts and (b == "naive" or b in counts):
+            other = naive if b == "naive" else counts[b]
+            d = paired_difference(counts[a], other)
+            lines.append(difference_line(f"{NAMES[a]} - {NAMES[b]}", d))
+    return lines
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     """``out/README.md`` from ``results``."""
     from terradiff.io import atomic_write_text
@@ -428,6 +524,19 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += paired_lines(runs)
     lines += rescore_lines(runs, results.get("rescored", {}))
     lines += ap_lines(runs, results.get("rescored", {}))
+    rescored, calibrated = results.get("rescored", {}), results.get("calibrated", {})
+    lines += threshold_lines(runs, rescored, calibrated)
+    scored = {
+        method: [rescored[k]["evaluation"] for k in keys]
+        for method, keys in complete_methods(runs, rescored).items()
+    }
+    counts = calibrated_counts(runs, rescored, calibrated)
+    if plot_precision_recall(scored, NAMES, out / "pr_curves.png", counts):
+        lines += [
+            "",
+            "![precision-recall curves of the test tiles, seeds pooled; dots at threshold 0.5, "
+            "crosses at the thresholds chosen on the training tiles](pr_curves.png)",
+        ]
     lines += ["", results.get("discussion", "").strip(), ""]
     reading = out / "reading.md"  # the hand-written reading (the study rewrites results.json)
     if reading.is_file():
@@ -451,6 +560,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluate these methods' recorded runs again (training any whose run folder is "
         "gone) to add the probability histograms of the threshold-free AP; the recorded F1 "
         "rows are kept",
+    )
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="score every re-scored run on its training tiles and report test F1 at the "
+        "threshold that maximises F1 there",
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--redo", action="store_true")
@@ -546,6 +661,28 @@ def main(argv: list[str] | None = None) -> None:
                     f"{evaluation['average_precision']:.3f}",
                     flush=True,
                 )
+        calibrated = results.setdefault("calibrated", {})
+        for key in sorted(rescored) if args.calibrate else []:
+            if key in calibrated:
+                continue
+            on_training = evaluate_change(
+                rescored[key]["evaluation"]["checkpoint"], split="train", progress=False
+            )
+            calibrated[key] = {
+                "threshold": on_training["f1_optimal_threshold"],
+                "train_f1": on_training["f1_at_optimal_threshold"],
+                "train_f1_at_default": on_training["f1"],
+                "tiles": on_training["tiles"],
+                "checkpoint": on_training["checkpoint"],
+                "per_window_scores": on_training["per_window_scores"],
+            }
+            save()
+            print(
+                f"{key}: threshold {calibrated[key]['threshold']:.2f} on the training tiles "
+                f"(F1 there {on_training['f1_at_optimal_threshold']:.3f}, at 0.5 "
+                f"{on_training['f1']:.3f})",
+                flush=True,
+            )
     write_report(results, out)
     print(f"wrote {out / 'README.md'}")
 

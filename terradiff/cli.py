@@ -206,6 +206,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="super-resolution with a diffusion model: N draws per image, scored as their mean "
         "(with the score of 1, 2, 4, ... draws and the ensemble's spread-skill calibration)",
     )
+    evaluate.add_argument(
+        "--split",
+        choices=("test", "train", "all"),
+        help="change: the tiles scored (default test; 'train' scores the labelled training "
+        "tiles whole, where the printed F1-optimal threshold may be chosen)",
+    )
+    evaluate.add_argument(
+        "--threshold",
+        type=float,
+        help="change: change probability above which a pixel is change (default: the model's)",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="also write the metrics as JSON here")
     evaluate.add_argument("--device", help="cpu or cuda (default: cuda when available)")

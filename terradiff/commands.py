@@ -223,7 +223,7 @@ EVALUATE_OPTIONS_READ: dict[str, frozenset[str]] = {
         {"n", "sampler", "steps", "scale", "image_size", "lpips_weights", "ensemble"}
     ),
     "temporal": frozenset({"n", "sampler", "steps", "guidance"}),
-    "change": frozenset(),
+    "change": frozenset({"split", "threshold"}),
 }
 """The ``evaluate`` options (beyond ``--data``, ``--seed``, ``--device``, ``--precision`` and
 ``--out``, which every task reads) that each task's evaluation reads."""
@@ -263,7 +263,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
         from terradiff.evaluate import evaluate_change
 
         result = evaluate_change(
-            args.checkpoint, data_root=args.data, device=args.device, precision=args.precision
+            args.checkpoint,
+            data_root=args.data,
+            threshold=args.threshold,
+            split=args.split or "test",
+            device=args.device,
+            precision=args.precision,
         )
     elif isinstance(saved, dict) and saved.get("task") == "temporal":
         from terradiff.temporal_evaluate import evaluate_temporal
@@ -316,7 +321,25 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}" + (f" (with {', '.join(kept)})" if kept else ""))
     elif kept:
         print(f"({', '.join(kept)} values not shown: --out FILE writes them)")
+    if "f1_optimal_threshold" in result:
+        print(threshold_hint(result))
     return 0
+
+
+def threshold_hint(result: dict[str, Any]) -> str:
+    """What a change evaluation's F1-optimal threshold may be used for: on the training tiles,
+    a threshold to map with; on the test tiles, an oracle bound only."""
+    best = result["f1_optimal_threshold"]
+    if result.get("split") == "train":
+        return (
+            f"F1-optimal threshold on the training tiles: {best:g} (F1 "
+            f"{result['f1_at_optimal_threshold']:.3f} there); map with it: terradiff change ... "
+            f"--threshold {best:g}"
+        )
+    return (
+        f"f1_optimal_threshold {best:g} is chosen on the tiles it scores: an upper bound, not a "
+        "result; choose a threshold on the training tiles with --split train"
+    )
 
 
 def export_diffusers_command(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -343,39 +344,54 @@ def evaluate_change(
     *,
     data_root: str | Path | None = None,
     threshold: float | None = None,
+    split: str = "test",
     progress: bool = True,
     device: str | torch.device | None = None,
     precision: str | None = None,
 ) -> dict[str, Any]:
     """F1, IoU, precision, recall and overall accuracy of a change model on its test split.
 
-    The test tiles of the checkpoint's data (or ``data_root``) under its fixed split rule
-    (``data.rule``; LEVIR-CD's own by default) are predicted whole, in windows of
+    The test tiles (or those of ``split``) of the checkpoint's data (or ``data_root``) under its
+    fixed split rule (``data.rule``; LEVIR-CD's own by default) are predicted whole, in windows of
     :data:`~terradiff.tasks.change.EVALUATION_WINDOW` pixels (LEVIR-CD's 256 px tiles: one
     window each), one window per call with the noise of the experiment seed, so a tile's score
     does not depend on what else is evaluated. The metrics are computed from the confusion
     counts of all test pixels, change being the positive class
     (:class:`~terradiff.metrics.change.ChangeConfusion`), plus the threshold-free average
-    precision of the probabilities (:class:`~terradiff.metrics.change.ChangeScoreHistogram`).
+    precision of the probabilities (:class:`~terradiff.metrics.change.ChangeScoreHistogram`)
+    and the threshold that would maximise F1 on these tiles
+    (:func:`~terradiff.metrics.change.f1_optimal_threshold`): read on the training tiles
+    (``split="train"``) it is a threshold chosen without the test tiles, for
+    ``terradiff change --threshold``; on the test tiles it is an oracle, not a score.
 
     Args:
         threshold: change where the probability exceeds it (default: ``change.threshold``).
+        split: the tiles scored: ``"test"``, ``"train"`` (the labelled tiles the model was
+            trained on, whole) or ``"all"``.
         precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Returns:
         ``{"f1", "iou", "precision", "recall", "overall_accuracy", "tp", "fp", "fn", "tn",
         "per_window" (the counts of each window), "average_precision", "per_window_scores"
         (each window's probability histograms of changed and unchanged pixels, for intervals
-        of the average precision), "threshold", "tiles", "windows", "pixels",
-        "change_fraction", "method",
+        of the average precision), "threshold", "f1_optimal_threshold" and
+        "f1_at_optimal_threshold" (NaN without changed pixels), "split", "tiles", "windows",
+        "pixels", "change_fraction", "method",
         "trainable_parameters", "parameters", "inference_precision" (the net's number format;
         ``precision`` is the metric), "seconds_per_window", "checkpoint", "step", "data",
         "rule"}``.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a change model.
+        ConfigError: a threshold outside (0, 1).
+        DataError: an unknown split, or one with no tile
+            (:func:`~terradiff.data.levir.split_pairs`).
     """
-    from terradiff.metrics.change import ChangeConfusion, ChangeScoreHistogram
+    from terradiff.metrics.change import (
+        ChangeConfusion,
+        ChangeScoreHistogram,
+        f1_optimal_threshold,
+    )
     from terradiff.nets.change import count_parameters
     from terradiff.tasks import load_task
     from terradiff.tasks.change import ChangeTask
@@ -389,7 +405,9 @@ def evaluate_change(
     if data_root is not None:
         task.config.data.root = str(data_root)
     threshold = task.change.threshold if threshold is None else float(threshold)
-    dataset = task.dataset("test")
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"--threshold must be a probability in (0, 1), got {threshold}")
+    dataset = task.dataset(split)
     confusion = ChangeConfusion()
     per_window: list[dict[str, int]] = []
     scores = ChangeScoreHistogram.empty()
@@ -407,12 +425,18 @@ def evaluate_change(
         window_scores = ChangeScoreHistogram.empty().update(probability, item["label"][None])
         scores = scores + window_scores
         per_window_scores.append(window_scores.as_dict())
+    best_threshold, best_f1 = (
+        f1_optimal_threshold(scores) if sum(scores.changed) else (math.nan, math.nan)
+    )
     return {
         **confusion.as_dict(),
         "per_window": per_window,  # confusion counts, for intervals over windows (tiles)
         "average_precision": scores.average_precision(),
         "per_window_scores": per_window_scores,
         "threshold": threshold,
+        "f1_optimal_threshold": best_threshold,
+        "f1_at_optimal_threshold": best_f1,
+        "split": split,
         "tiles": [pair.name for pair in dataset.pairs],
         "windows": len(dataset),
         "pixels": confusion.total,

@@ -10,6 +10,7 @@ from scripts.change_study import (
     ap_lines,
     average_precisions,
     bootstrap_f1,
+    counts_at,
     f1_of,
     naive_counts,
     paired_ap_difference,
@@ -17,6 +18,7 @@ from scripts.change_study import (
     paired_lines,
     rescore_lines,
     seed_summary,
+    threshold_lines,
     tile_counts,
     verdict,
 )
@@ -177,3 +179,33 @@ def test_ap_lines_cover_the_methods_with_histograms_and_the_naive_map() -> None:
     runs["supervised_unet/seed0"]["evaluation"]["f1"] = 0.5
     lines = rescore_lines(runs, rescored)
     assert lines[-1].startswith("- supervised_unet/seed0:") and "(retrained)" in lines[-1]
+
+
+def test_counts_at_a_threshold_read_the_histograms_above_and_below_it() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100)]
+    evaluation = _scored(tiles, 3)  # 5 bins: edges 0.2, 0.4, 0.6, 0.8
+    counts = counts_at(evaluation, 0.6)
+    for row, window in zip(counts, evaluation["per_window_scores"], strict=True):
+        changed, unchanged = window["changed"], window["unchanged"]
+        assert row.tolist() == [sum(changed[3:]), sum(unchanged[3:]), sum(changed[:3])]
+    with pytest.raises(ValueError, match="bin edge"):
+        counts_at(evaluation, 0.5)
+
+
+def test_threshold_lines_score_the_test_tiles_at_each_runs_training_threshold() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100), (15, 5, 5, 100)]
+    runs = {
+        k: {"evaluation": _evaluation(tiles)} for k in ("ddpm_cd/seed0", "supervised_unet/seed0")
+    }
+    rescored = {k: {"evaluation": _scored(tiles, i)} for i, k in enumerate(sorted(runs))}
+    assert threshold_lines(runs, rescored, {}) == []
+    calibrated = {"supervised_unet/seed0": {"threshold": 0.4}}
+    text = "\n".join(threshold_lines(runs, rescored, calibrated))
+    unet = counts_at(rescored["supervised_unet/seed0"]["evaluation"], 0.4).sum(0)
+    expected = 100 * f1_of(dict(zip(("tp", "fp", "fn"), unet, strict=True)))
+    assert f"- U-Net: thresholds 0.40; test F1 {expected:.1f} +- 0.0" in text
+    assert "- DDPM-CD:" not in text  # not calibrated: left out
+    assert "- U-Net - naive all-change:" in text and "U-Net - DDPM-CD" not in text
+    calibrated["ddpm_cd/seed0"] = {"threshold": 0.6}
+    text = "\n".join(threshold_lines(runs, rescored, calibrated))
+    assert "- DDPM-CD: thresholds 0.60" in text and "- U-Net - DDPM-CD:" in text

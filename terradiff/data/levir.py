@@ -29,7 +29,8 @@ training tile of the same scene):
 Training items are ``crops_per_pair`` random ``crop_size`` crops per pair (the same window and
 flips for the two images and the label), a pure function of ``(seed, epoch, index)``; test
 items are the fixed grid of non-overlapping crops of every pair
-(:func:`terradiff.data.crops.grid_windows`).
+(:func:`terradiff.data.crops.grid_windows`). ``grid=True`` cuts the training tiles into that grid
+too (to score a model on the tiles it was trained on, e.g. to choose its threshold there).
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ class LevirCDDataset(Dataset):
     Args:
         root: The LEVIR-CD folder (``A``, ``B``, ``label``).
         split: ``"train"``, ``"test"`` or ``"all"`` (train items: random crops; others: grid).
+        grid: Items are the fixed grid of ``crop_size`` windows (default: every split but
+            ``"train"``); False gives random crops.
         rule: ``"upstream"`` or ``"order"``.
         test_fraction: The held-out share of source images under ``"order"``.
         crop_size: Crop side in pixels.
@@ -214,6 +217,7 @@ class LevirCDDataset(Dataset):
         crops_per_pair: int = 8,
         random_flip: bool = True,
         seed: int = 0,
+        grid: bool | None = None,
     ) -> None:
         if crops_per_pair < 1:
             raise DataError(f"crops_per_pair must be >= 1, got {crops_per_pair}")
@@ -222,7 +226,8 @@ class LevirCDDataset(Dataset):
         self.pairs = split_pairs(find_levir_pairs(root), split, rule, test_fraction)
         self.crop_size = int(crop_size)
         self.crops_per_pair = int(crops_per_pair)
-        self.random_flip = bool(random_flip) and split == "train"
+        self.grid = split != "train" if grid is None else bool(grid)
+        self.random_flip = bool(random_flip) and not self.grid
         self.seed = int(seed)
         self.epoch = 0
         self._arrays = [self._read(p) for p in self.pairs]
@@ -230,7 +235,7 @@ class LevirCDDataset(Dataset):
         for k, (before, _, _) in enumerate(self._arrays):
             height, width = before.shape[1:]
             check_fits(height, width, 0, self.crop_size, f"{self.pairs[k].before}")
-            if split != "train":
+            if self.grid:
                 self._windows += [(k, t, c) for t, c in grid_windows(height, 0, width, crop_size)]
 
     def _read(self, pair: ChangePair) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -252,7 +257,7 @@ class LevirCDDataset(Dataset):
         return float(np.mean([label.mean() for _, _, label in self._arrays]))
 
     def __len__(self) -> int:
-        if self.split == "train":
+        if not self.grid:
             return len(self.pairs) * self.crops_per_pair
         return len(self._windows)
 
@@ -264,14 +269,14 @@ class LevirCDDataset(Dataset):
         return self.get(index, self.epoch)
 
     def get(self, index: int, epoch: int | None = None) -> dict[str, Any]:
-        """Item ``index`` (as cropped and flipped at ``epoch`` for the train split)."""
+        """Item ``index`` (as cropped and flipped at ``epoch`` for random crops)."""
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         index %= len(self)
         epoch = self.epoch if epoch is None else int(epoch)
         size = self.crop_size
         generator = T.item_generator(self.seed, epoch, index)
-        if self.split == "train":
+        if not self.grid:
             k = index // self.crops_per_pair
             height, width = self._arrays[k][0].shape[1:]
             top, left = random_window(height, 0, width, size, generator)

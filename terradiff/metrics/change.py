@@ -29,6 +29,12 @@ probabilities of changed and unchanged pixels (``bins`` equal bins on [0, 1]), s
 can be summed and resampled for a bootstrap like the confusion counts; it equals scikit-learn's
 value on the binned probabilities. A method that scores every pixel alike has AP = the share of
 changed pixels.
+
+**Choosing the threshold** (:func:`f1_optimal_threshold`): the same histograms give the
+confusion counts at any bin edge (:meth:`ChangeScoreHistogram.confusion_at`), so the threshold
+that maximises F1 can be read off the tiles a model was *not* tested on (its training or
+validation tiles) and then applied to the test tiles. Chosen on the test tiles it is an oracle:
+an upper bound, not a score.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ __all__ = [
     "ChangeScoreHistogram",
     "average_precision_of",
     "change_metrics",
+    "f1_optimal_threshold",
 ]
 
 SCORE_BINS = 100
@@ -232,9 +239,100 @@ class ChangeScoreHistogram:
         NaN when no changed pixel was counted (recall is undefined)."""
         return average_precision_of(self.changed, self.unchanged)
 
+    def confusion_at(self, threshold: float) -> ChangeConfusion:
+        """The confusion counts of "change where the probability ``>= threshold``", for a
+        threshold on a bin edge (``k / bins``, ``0 < k < bins``): the pixels of bins ``k`` and up
+        are called change. Equal to :meth:`ChangeConfusion.update` at that threshold except for
+        probabilities exactly on the edge (counted as change here).
+
+        Raises:
+            ValueError: A threshold outside (0, 1) or off the bin edges.
+        """
+        edge = _edge_index(threshold, self.bins)
+        tp, fp = sum(self.changed[edge:]), sum(self.unchanged[edge:])
+        fn, tn = sum(self.changed[:edge]), sum(self.unchanged[:edge])
+        return ChangeConfusion(tp=tp, fp=fp, fn=fn, tn=tn)
+
+    def precision_recall_curve(self) -> tuple[list[float], list[float], list[float]]:
+        """``(thresholds, precision, recall)`` of "change where the probability is in a bin at or
+        above the threshold", at the lower edge of every non-empty bin from the top down (the
+        points :meth:`average_precision` sums over; the last has recall 1). Empty lists when no
+        changed pixel was counted."""
+        positives = sum(self.changed)
+        thresholds: list[float] = []
+        precision: list[float] = []
+        recall: list[float] = []
+        if positives <= 0:
+            return thresholds, precision, recall
+        tp = fp = 0
+        for k in range(self.bins - 1, -1, -1):
+            if self.changed[k] == 0 and self.unchanged[k] == 0:
+                continue
+            tp, fp = tp + self.changed[k], fp + self.unchanged[k]
+            thresholds.append(k / self.bins)
+            precision.append(tp / (tp + fp))
+            recall.append(tp / positives)
+        return thresholds, precision, recall
+
+    @classmethod
+    def from_dict(cls, counts: dict[str, Sequence[int]]) -> ChangeScoreHistogram:
+        """The inverse of :meth:`as_dict` (what ``terradiff evaluate --out`` writes per window).
+
+        Raises:
+            ValueError: Missing keys, or two lists of different lengths.
+        """
+        try:
+            changed, unchanged = list(counts["changed"]), list(counts["unchanged"])
+        except (KeyError, TypeError) as error:
+            raise ValueError(
+                f"a score histogram needs the lists 'changed' and 'unchanged', got {counts!r}"
+            ) from error
+        if len(changed) != len(unchanged) or not changed:
+            raise ValueError(
+                f"'changed' ({len(changed)} bins) and 'unchanged' ({len(unchanged)} bins) must "
+                "have the same, non-zero length"
+            )
+        return cls(changed, unchanged)
+
     def as_dict(self) -> dict[str, list[int]]:
         """``{"changed": [...], "unchanged": [...]}`` for JSON."""
         return {"changed": list(self.changed), "unchanged": list(self.unchanged)}
+
+
+def _edge_index(threshold: float, bins: int) -> int:
+    """``k`` of the bin edge ``k / bins`` that ``threshold`` names (ValueError if none)."""
+    edge = round(threshold * bins)
+    if not 0 < edge < bins or abs(edge - threshold * bins) > 1e-6:
+        raise ValueError(
+            f"threshold {threshold} is not an inner bin edge of a {bins}-bin histogram "
+            f"(multiples of {1 / bins:g} in (0, 1))"
+        )
+    return edge
+
+
+def f1_optimal_threshold(histogram: ChangeScoreHistogram) -> tuple[float, float]:
+    """The bin edge ``k / bins`` (``0 < k < bins``) that maximises F1, and that F1.
+
+    Ties go to the edge nearest 0.5 (then the lower one), so a model whose F1 is flat around the
+    usual default keeps it. Choose it on tiles the model is not scored on (module docstring).
+
+    Raises:
+        ValueError: A histogram with no changed pixel (F1 does not rank thresholds then), or
+            with one bin (no inner edge).
+    """
+    if sum(histogram.changed) <= 0:
+        raise ValueError("no changed pixel counted: F1 cannot choose a threshold")
+    bins = histogram.bins
+    if bins < 2:
+        raise ValueError("a 1-bin histogram has no threshold to choose")
+    best: tuple[float, float, float] | None = None  # (f1, -distance to 0.5, -edge)
+    for edge in range(1, bins):
+        f1 = histogram.confusion_at(edge / bins).f1
+        key = (f1, -abs(edge / bins - 0.5), -edge / bins)
+        if best is None or key > best:
+            best = key
+    assert best is not None  # bins >= 2
+    return -best[2], best[0]
 
 
 def average_precision_of(changed: Sequence[float], unchanged: Sequence[float]) -> float:

@@ -53,6 +53,21 @@ def test_items_are_aligned_crops(shared_data: Path) -> None:
     assert set(first["label"].unique().tolist()) <= {0.0, 1.0}
 
 
+def test_training_tiles_cut_into_the_fixed_grid_with_grid_true(shared_data: Path) -> None:
+    """``grid=True`` gives the training tiles' fixed windows, unflipped, whatever the epoch."""
+    root = shared_data / "levir-cd"
+    grid = LevirCDDataset(root, split="train", crop_size=128, crops_per_pair=5, grid=True)
+    assert len(grid) == 4 * 4 and not grid.random_flip
+    item = grid.get(2, epoch=7)  # first training tile, bottom-left window
+    assert item["name"] == "train_36_0512_0512" and item["window"].tolist() == [128, 0, 128, 128]
+    b = np.asarray(Image.open(root / "B" / "train_36_0512_0512.png"))[128:, :128]
+    expected = torch.from_numpy(b.transpose(2, 0, 1) / 255.0 * 2 - 1).float()
+    assert torch.allclose(item["after"], expected, atol=1e-6)
+    assert torch.equal(item["after"], grid.get(2, epoch=0)["after"])
+    crops = LevirCDDataset(root, split="test", crop_size=64, crops_per_pair=3, grid=False)
+    assert len(crops) == 7 * 3  # and the test split can give random crops
+
+
 def _copy(shared_data: Path, tmp_path: Path) -> Path:
     root = tmp_path / "levir"
     shutil.copytree(shared_data / "levir-cd", root, ignore=shutil.ignore_patterns("list", "LIC*"))

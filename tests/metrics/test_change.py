@@ -12,6 +12,7 @@ from terradiff.metrics.change import (
     ChangeScoreHistogram,
     average_precision_of,
     change_metrics,
+    f1_optimal_threshold,
 )
 
 # 4 x 4 masks: 5 true change pixels, 4 predicted, 3 of them right
@@ -116,3 +117,61 @@ def test_score_histogram_refuses_logits_and_mismatched_shapes() -> None:
         ChangeScoreHistogram.empty().update(torch.rand(4), torch.rand(5))
     with pytest.raises(ValueError, match="bins"):
         ChangeScoreHistogram.empty() + ChangeScoreHistogram.empty(10)
+
+
+def test_confusion_at_a_bin_edge_equals_thresholding_the_probabilities() -> None:
+    generator = torch.Generator().manual_seed(2)
+    target = (torch.rand(2, 16, 16, generator=generator) < 0.25).float()
+    # probabilities off the bin edges (x.xx5), so ">" and ">=" agree
+    probability = ((torch.rand(2, 16, 16, generator=generator) * 100).floor() + 0.5) / 100
+    histogram = ChangeScoreHistogram.empty().update(probability, target)
+    for threshold in (0.01, 0.3, 0.5, 0.77, 0.99):
+        expected = ChangeConfusion().update(probability, target, threshold=threshold)
+        assert histogram.confusion_at(threshold) == expected
+    for bad in (0.0, 1.0, 0.505, -0.2):
+        with pytest.raises(ValueError, match="bin edge"):
+            histogram.confusion_at(bad)
+
+
+def test_f1_optimal_threshold_finds_the_separating_edge_and_prefers_one_half_on_ties() -> None:
+    target = TARGET[None]
+    # changed pixels at 0.35, unchanged at 0.15: any edge in (0.15, 0.35] separates them
+    probability = 0.15 + 0.2 * target
+    histogram = ChangeScoreHistogram.empty().update(probability, target)
+    threshold, f1 = f1_optimal_threshold(histogram)
+    assert f1 == 1.0 and threshold == pytest.approx(0.35)  # the perfect edge nearest 0.5
+    assert histogram.confusion_at(0.5).f1 == 0.0  # the default would call nothing change
+    # a constant score: the best F1 calls everything change, at any edge up to 0.4 (the tie
+    # goes to the edge nearest 0.5)
+    flat = ChangeScoreHistogram.empty().update(torch.full_like(target, 0.4), target)
+    threshold, f1 = f1_optimal_threshold(flat)
+    assert threshold == pytest.approx(0.4) and f1 == pytest.approx(2 * 5 / (2 * 5 + 11))
+    with pytest.raises(ValueError, match="no changed pixel"):
+        f1_optimal_threshold(ChangeScoreHistogram.empty().update(probability, 0 * target))
+
+
+def test_score_histogram_round_trips_through_json_and_refuses_broken_counts() -> None:
+    histogram = ChangeScoreHistogram.empty(10).update(torch.rand(3, 5), torch.rand(3, 5))
+    assert ChangeScoreHistogram.from_dict(histogram.as_dict()) == histogram
+    with pytest.raises(ValueError, match="'changed' and 'unchanged'"):
+        ChangeScoreHistogram.from_dict({"changed": [1, 2]})
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        ChangeScoreHistogram.from_dict({"changed": [1, 2], "unchanged": [3]})
+
+
+def test_precision_recall_curve_points_are_the_confusions_at_the_bin_edges() -> None:
+    generator = torch.Generator().manual_seed(4)
+    target = (torch.rand(1, 20, 20, generator=generator) < 0.3).float()
+    probability = (0.4 * target + 0.6 * torch.rand(1, 20, 20, generator=generator)).clamp(0, 1)
+    histogram = ChangeScoreHistogram.empty(20).update(probability, target)
+    thresholds, precision, recall = histogram.precision_recall_curve()
+    assert thresholds == sorted(thresholds, reverse=True) and recall[-1] == 1.0
+    for t, p, r in zip(thresholds, precision, recall, strict=True):
+        if t > 0:
+            confusion = histogram.confusion_at(t)
+            assert (p, r) == (confusion.precision, confusion.recall)
+    # AP is the recall-weighted sum of these precisions
+    steps = [r - q for r, q in zip(recall, [0.0, *recall[:-1]], strict=True)]
+    ap = sum(s * p for s, p in zip(steps, precision, strict=True))
+    assert ap == pytest.approx(histogram.average_precision())
+    assert ChangeScoreHistogram.empty().precision_recall_curve() == ([], [], [])

@@ -16,7 +16,11 @@ from terradiff.checkpoint import list_checkpoints, load_checkpoint
 from terradiff.cli import main
 from terradiff.config import config_from_dict
 from terradiff.errors import ConfigError
-from terradiff.metrics.change import average_precision_of
+from terradiff.metrics.change import (
+    ChangeScoreHistogram,
+    average_precision_of,
+    f1_optimal_threshold,
+)
 from terradiff.tasks import build_task, load_task
 from tests.change_helpers import (
     TEST_TILES,
@@ -180,6 +184,51 @@ def test_evaluate_reports_change_metrics_on_whole_test_tiles(
     printed = capsys.readouterr().out
     assert '"f1"' in printed and '"average_precision"' in printed
     assert '"per_window_scores"' not in printed  # the long lists go to --out only
+
+
+def test_evaluate_on_the_training_tiles_gives_a_threshold_to_map_with(
+    runs: dict[str, Path], levir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--split train`` scores the 4 labelled training tiles whole; its F1-optimal threshold is
+    the one the histograms give, and scoring at it reproduces that F1 (to the pixels exactly on
+    a bin edge)."""
+    out = tmp_path / "train.json"
+    run = str(runs["supervised_unet"])
+    assert main(["evaluate", run, "--split", "train", "--out", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    training_tiles = sorted(p.stem for p in (levir / "A").iterdir() if p.stem[:4] != "test")
+    assert result["split"] == "train" and result["tiles"] == training_tiles
+    assert result["pixels"] == len(training_tiles) * 256 * 256
+    histogram = sum(
+        (ChangeScoreHistogram.from_dict(w) for w in result["per_window_scores"]),
+        ChangeScoreHistogram.empty(),
+    )
+    best, best_f1 = f1_optimal_threshold(histogram)
+    assert (result["f1_optimal_threshold"], result["f1_at_optimal_threshold"]) == (best, best_f1)
+    assert best_f1 >= histogram.confusion_at(0.5).f1
+    printed = capsys.readouterr().out
+    assert f"--threshold {best:g}" in printed
+    again = tmp_path / "again.json"
+    argv = ["evaluate", run, "--split", "train", "--threshold", f"{best:g}", "--out", str(again)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    rescored = json.loads(again.read_text())
+    assert rescored["threshold"] == best
+    assert rescored["f1"] == pytest.approx(best_f1, abs=1e-3)
+    assert "an upper bound, not a result" not in capsys.readouterr().out
+    # on the test tiles the same number is labelled an oracle
+    assert main(["evaluate", run, "--device", "cpu"]) == 0
+    assert "an upper bound, not a result" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("threshold", ["0", "1.5"])
+def test_evaluate_refuses_a_threshold_outside_0_1(
+    threshold: str, runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["evaluate", str(runs["supervised_unet"]), "--threshold", threshold]
+    assert main(argv) == 2
+    assert f"--threshold must be a probability in (0, 1), got {float(threshold)}" in (
+        capsys.readouterr().err
+    )
 
 
 def test_sample_refuses_a_change_model(

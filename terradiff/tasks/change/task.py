@@ -76,8 +76,8 @@ class ChangeTask(Task):
 
     # ------------------------------------------------------------------ data
     def dataset(self, split: str, *, train: bool = False) -> LevirCDDataset:
-        """Random crops of ``split`` (``train=True``); else its tiles (``split`` ``"test"`` or
-        ``"all"``) in :data:`EVALUATION_WINDOW` windows, unaugmented."""
+        """Random crops of ``split`` (``train=True``); else its tiles (``split`` ``"test"``,
+        ``"train"`` or ``"all"``) in :data:`EVALUATION_WINDOW` windows, unaugmented."""
         data = self.config.data
         return LevirCDDataset(
             data.root,
@@ -88,6 +88,7 @@ class ChangeTask(Task):
             crops_per_pair=data.crops_per_image,
             random_flip=data.random_flip and train,
             seed=self.config.seed,
+            grid=not train,
         )
 
     def build_dataset(self) -> LevirCDDataset:
