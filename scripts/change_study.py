@@ -241,10 +241,14 @@ def ap_lines(runs: dict[str, Any], rescored: dict[str, Any]) -> list[str]:
 
 def difference_line(label: str, d: dict[str, float]) -> str:
     """``- label: +x [+lo, +hi]`` in points, saying when the interval holds 0."""
+    return f"- {label}: {difference_text(d)}"
+
+
+def difference_text(d: dict[str, float]) -> str:
+    """``+x [+lo, +hi]`` in points, saying when the interval holds 0."""
     separated = d["low"] > 0 or d["high"] < 0
-    return (
-        f"- {label}: {100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-        + ("" if separated else " (the interval holds 0: not distinguishable)")
+    return f"{100 * d['difference']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]" + (
+        "" if separated else " (the interval holds 0: not distinguishable)"
     )
 
 
@@ -430,12 +434,19 @@ def threshold_lines(
             f"(at 0.5: {mean_std(at_default)}; oracle {mean_std(oracle)})"
         )
     naive = naive_counts(rescored[next(iter(chosen.values()))[0]]["evaluation"])
-    lines += ["", "Paired tile bootstrap of test F1 at the chosen thresholds (points):", ""]
+    at_half = {m: tile_counts([rescored[k]["evaluation"] for k in chosen[m]]) for m in chosen}
+    lines += [
+        "",
+        "Paired tile bootstrap of test F1 at the chosen thresholds, and at 0.5 for the same "
+        "(re-scored) runs, so that only the threshold differs (points):",
+        "",
+    ]
     for a, b in PAIRS:
         if a in counts and (b == "naive" or b in counts):
-            other = naive if b == "naive" else counts[b]
-            d = paired_difference(counts[a], other)
-            lines.append(difference_line(f"{NAMES[a]} - {NAMES[b]}", d))
+            label = f"{NAMES[a]} - {NAMES[b]}"
+            chosen_d = paired_difference(counts[a], naive if b == "naive" else counts[b])
+            half_d = paired_difference(at_half[a], naive if b == "naive" else at_half[b])
+            lines.append(difference_line(label, chosen_d) + "; at 0.5 " + difference_text(half_d))
     return lines
 
 
