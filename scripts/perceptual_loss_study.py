@@ -83,6 +83,12 @@ METRICS = {
     FEATURE_DISTANCE_NAME: ("AID feature distance", 3, False),
     "hf_power_db": ("detail above the LR Nyquist vs HR, dB", 1, None),
 }
+# The same distance in a second aid-cnn encoder trained apart (``--second-encoder``): another
+# seed, another held-out split, other widths and depths. The students never saw its features,
+# so its reading of their gain is not circular.
+SECOND = "aid_feature_distance_second"
+SECOND_METRICS = {SECOND: ("AID feature distance, second encoder", 3, False)}
+SECOND_ENCODER = REPO / "reports" / "perceptual_loss" / "encoder_b" / "aid_cnn_b.safetensors"
 
 
 def cell_name(phase: str, weight: float, seed: int) -> str:
@@ -150,11 +156,51 @@ def measure(
 
 
 def load_records(out: Path) -> dict[tuple[str, float, int], dict[str, Any]]:
+    """Every saved row by ``(phase, weight, seed)``; a row scored in the second encoder also
+    carries that distance per scene under :data:`SECOND` (model and bicubic)."""
     records = {}
     for path in sorted((out / "rows").glob("*.json")):
         record = json.loads(path.read_text())
+        if "second_encoder" in record:
+            for side in ("model", "bicubic"):
+                values = record["second_encoder"]["per_image"][side]
+                record["row"]["per_image"][side][SECOND] = values
         records[(record["phase"], float(record["weight"]), int(record["seed"]))] = record
     return records
+
+
+def score_in_second_encoder(out: Path, encoder: Path) -> None:
+    """Score every test row's student again with the AID distance in ``encoder`` (same scenes,
+    same crops) and save it in the row as ``second_encoder``; rows already scored in that file
+    (by its fingerprint) are kept. The model's PSNR must come out as recorded: the check that
+    the run scored is the run of the row."""
+    from terradiff.metrics.encoders import file_fingerprint
+    from terradiff.sr_evaluate import evaluate_super_resolution
+
+    fingerprint = file_fingerprint(encoder)
+    for path in sorted((out / "rows").glob("test_*.json")):
+        record = json.loads(path.read_text())
+        if record.get("second_encoder", {}).get("fingerprint") == fingerprint:
+            continue
+        checkpoint = record["row"]["checkpoint"]
+        row = evaluate_super_resolution(
+            checkpoint, seed=0, progress=False, distance_encoder=encoder, **SCENES
+        )
+        if abs(row["model"]["psnr"] - record["row"]["model"]["psnr"]) > 1e-3:
+            raise RuntimeError(
+                f"{checkpoint}: PSNR {row['model']['psnr']:.4f} now, "
+                f"{record['row']['model']['psnr']:.4f} in {path}: not the run of this row"
+            )
+        record["second_encoder"] = {
+            "weights": str(encoder.relative_to(REPO) if encoder.is_relative_to(REPO) else encoder),
+            "fingerprint": fingerprint,
+            "per_image": {
+                side: row["per_image"][side][FEATURE_DISTANCE_NAME] for side in ("model", "bicubic")
+            },
+            "caveats": row.get("caveats", []),
+        }
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+        print(f"{path.stem}: second-encoder distance {row['model'][FEATURE_DISTANCE_NAME]:.3f}")
 
 
 def mean(values: list[float]) -> float:
@@ -239,13 +285,16 @@ def curve_table(records: dict[tuple[str, float, int], dict[str, Any]], phase: st
 
 
 def seed_comparison(
-    records: dict[tuple[str, float, int], dict[str, Any]], weight: float
+    records: dict[tuple[str, float, int], dict[str, Any]],
+    weight: float,
+    metrics: dict[str, tuple[str, int, bool | None]] = METRICS,
 ) -> dict[str, Any]:
     """``weight`` minus ``w = 0`` per metric: per-seed mean differences, Student-t over seeds,
     seed 0 bootstrapped over the scenes."""
     seeds = [s for s in SEEDS if ("test", weight, s) in records and ("test", 0.0, s) in records]
+    seeds = [s for s in seeds if all(m in per_image_of(records, weight, s) for m in metrics)]
     result: dict[str, Any] = {"seeds": seeds, "metrics": {}}
-    for metric in METRICS:
+    for metric in metrics:
         mine = {s: per_scene(records[("test", weight, s)]["row"], metric) for s in seeds}
         base = {s: per_scene(records[("test", 0.0, s)]["row"], metric) for s in seeds}
         per_seed = [mean([a - b for a, b in zip(mine[s], base[s], strict=True)]) for s in seeds]
@@ -257,9 +306,23 @@ def seed_comparison(
     return result
 
 
-def comparison_lines(comparison: dict[str, Any], weight: float) -> list[str]:
+def per_image_of(
+    records: dict[tuple[str, float, int], dict[str, Any]], weight: float, seed: int
+) -> dict[str, list[float]]:
+    """The per-scene model values of a test row and of its ``w = 0`` partner, the metrics both
+    have."""
+    mine = records[("test", weight, seed)]["row"]["per_image"]["model"]
+    base = records[("test", 0.0, seed)]["row"]["per_image"]["model"]
+    return {k: v for k, v in mine.items() if k in base}
+
+
+def comparison_lines(
+    comparison: dict[str, Any],
+    weight: float,
+    metrics: dict[str, tuple[str, int, bool | None]] = METRICS,
+) -> list[str]:
     lines = []
-    for metric, (name, digits, higher) in METRICS.items():
+    for metric, (name, digits, higher) in metrics.items():
         entry = comparison["metrics"][metric]
         if entry["over_seeds"] is None:
             continue
@@ -335,6 +398,75 @@ def reading_lines(
         "",
     ]
     return lines
+
+
+def encoder_description(info_path: Path) -> str:
+    """Size, architecture, seed, held-out accuracy and command of an aid-cnn encoder, from the
+    JSON config beside its weights ("config not found" without it)."""
+    if not info_path.is_file():
+        return f"config {info_path.name} not found"
+    info = json.loads(info_path.read_text())
+    architecture, training = info["architecture"], info.get("training", {})
+    return (
+        f"{info['num_parameters']:,} parameters; widths {architecture['widths']}, blocks "
+        f"{architecture['blocks']}; seed {training.get('args', {}).get('seed')}, so its own "
+        f"held-out 20% of AID; held-out accuracy {100 * info['metrics']['test_accuracy']:.1f}%; "
+        f"`{training.get('command', '?')}`"
+    )
+
+
+def second_encoder_lines(
+    records: dict[tuple[str, float, int], dict[str, Any]],
+    choice: float | None,
+    comparison: dict[str, Any] | None,
+) -> list[str]:
+    """The section on the distance in the second encoder (none before any row is scored)."""
+    scored = {k: r for k, r in records.items() if k[0] == "test" and "second_encoder" in r}
+    if not scored:
+        return []
+    weights_file = next(iter(scored.values()))["second_encoder"]["weights"]
+    info_path = (REPO / weights_file).with_suffix(".json")
+    lines = [
+        "## The distance in a second encoder trained apart",
+        "",
+        f"`{weights_file}` ({encoder_description(info_path)}). The students were trained "
+        "against the shipped encoder only, so this distance is not circular for them. Same "
+        "scenes and crops; `--second-encoder` scores the rows.",
+        "",
+        "| model (test, seed 0) | AID feature distance, shipped encoder | second encoder |",
+        "|---|---|---|",
+    ]
+    first = scored.get(("test", 0.0, 0))
+    if first is not None:
+        row = first["row"]
+        lines.append(
+            f"| bicubic | {mean(per_scene(row, FEATURE_DISTANCE_NAME, 'bicubic')):.3f} | "
+            f"{mean(per_scene(row, SECOND, 'bicubic')):.3f} |"
+        )
+    for weight in (0.0, *WEIGHTS):
+        record = scored.get(("test", weight, 0))
+        if record is not None:
+            row = record["row"]
+            lines.append(
+                f"| {label(weight)} | {mean(per_scene(row, FEATURE_DISTANCE_NAME)):.3f} | "
+                f"{mean(per_scene(row, SECOND)):.3f} |"
+            )
+    if choice is None or comparison is None:
+        return [*lines, ""]
+    second = seed_comparison(records, choice, SECOND_METRICS)
+    if len(second["seeds"]) < 2:
+        return [*lines, ""]
+    lines += ["", *comparison_lines(second, choice, SECOND_METRICS)]
+    shipped = comparison["metrics"][FEATURE_DISTANCE_NAME]["over_seeds"]
+    apart = second["metrics"][SECOND]["over_seeds"]
+    if shipped is not None and shipped["mean"] < 0:
+        share = 100 * apart["mean"] / shipped["mean"]
+        lines.append(
+            f"- Of the fall in the distance the students were trained against "
+            f"({shipped['mean']:+.3f}), the second encoder sees {apart['mean']:+.3f} "
+            f"({share:.0f}%)."
+        )
+    return [*lines, ""]
 
 
 def plot_curve(records: dict[tuple[str, float, int], dict[str, Any]], path: Path) -> None:
@@ -489,6 +621,7 @@ def write_report(out: Path) -> None:
             "",
             *reading_lines(records, comparison, choice),
         ]
+    lines += second_encoder_lines(records, choice, comparison)
     lines += ["## Training", "", *training_lines(records), ""]
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
 
@@ -513,12 +646,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-root", type=Path, default=Path("outputs/perceptual_loss/runs"))
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument(
+        "--second-encoder",
+        type=Path,
+        nargs="?",
+        const=SECOND_ENCODER,
+        help="score the test rows' AID distance in this other aid-cnn encoder too (default "
+        "file: the one trained for this report)",
+    )
+    parser.add_argument(
         "--smoke", type=int, nargs=2, metavar=("STEPS", "IMAGES"), help="plumbing test only"
     )
     args = parser.parse_args(argv)
     smoke = {"steps": args.smoke[0], "images": args.smoke[1]} if args.smoke else None
     if not args.report_only:
         measure_all(args.out, args.runs_root, smoke)
+        if args.second_encoder is not None:
+            score_in_second_encoder(args.out, args.second_encoder.resolve())
     write_report(args.out)
     return 0
 

@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lpips-weights", help="super-resolution: local LPIPS weights file (adds LPIPS)"
     )
     evaluate.add_argument(
+        "--distance-encoder",
+        metavar="PATH",
+        help="super-resolution: another aid-cnn encoder (.safetensors + .json) for the AID "
+        "feature distance, e.g. one trained apart to score a model trained against the shipped one",
+    )
+    evaluate.add_argument(
         "--scale", type=float, help="super-resolution: scale (implicit: any; default: the model's)"
     )
     evaluate.add_argument(

@@ -220,7 +220,16 @@ def _without(record: Any, keys: tuple[str, ...]) -> Any:
 EVALUATE_OPTIONS_READ: dict[str, frozenset[str]] = {
     "generation": frozenset({"n", "sampler", "steps", "guidance", "encoder", "encoder_weights"}),
     "super_resolution": frozenset(
-        {"n", "sampler", "steps", "scale", "image_size", "lpips_weights", "ensemble"}
+        {
+            "n",
+            "sampler",
+            "steps",
+            "scale",
+            "image_size",
+            "lpips_weights",
+            "distance_encoder",
+            "ensemble",
+        }
     ),
     "temporal": frozenset({"n", "sampler", "steps", "guidance"}),
     "change": frozenset({"split", "threshold"}),
@@ -295,6 +304,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             scale=args.scale,
             image_size=args.image_size,
             lpips_weights=args.lpips_weights,
+            distance_encoder=args.distance_encoder,
             device=args.device,
             precision=args.precision,
             ensemble=args.ensemble,

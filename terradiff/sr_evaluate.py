@@ -34,6 +34,7 @@ from terradiff.evaluate import (
     real_dataset,
     spec_record,
 )
+from terradiff.metrics.aid_encoder import AID_ENCODER_WEIGHTS
 from terradiff.progress import progress_bar
 
 __all__ = ["ensemble_prefixes", "evaluate_super_resolution", "scene_indices", "spread_skill"]
@@ -101,6 +102,7 @@ def evaluate_super_resolution(
     image_size: int | None = None,
     batch_size: int = 16,
     lpips_weights: str | Path | None = None,
+    distance_encoder: str | Path | None = None,
     progress: bool = True,
     device: str | torch.device | None = None,
     precision: str | None = None,
@@ -121,6 +123,10 @@ def evaluate_super_resolution(
             their training range); the HR size divided by it must be a whole number.
         image_size: HR centre-crop size (default ``data.image_size``); e.g. 144 is divisible by
             2, 3, 4, 6 and 8.
+        distance_encoder: the weights of another aid-cnn encoder for the AID feature distance
+            (default: the shipped one). Scoring a model trained against the shipped encoder's
+            distance (``sr.feature_distance_weight``) in an independently trained encoder says
+            whether its gain carries beyond the network it was optimised against.
         device: where the network runs (default: CUDA when available, else the CPU).
         precision: the net's number format (``sample.precision``; default the checkpoint's).
         ensemble: draws per image of a diffusion model; the model row scores their mean (see
@@ -130,21 +136,23 @@ def evaluate_super_resolution(
         ``{"model": {...metrics, "psnr_per_band", "seconds_per_image" (all the image's draws)},
         "bicubic": {...}, "n",
         "per_image", "band_names", "scale", "sampler", "steps", "inference_precision",
-        "checkpoint", "step", "method", "parameters", "ensemble"[, "caveats"]}`` (``caveats``:
-        :func:`trained_against`, when a reported metric was in the training loss). Each
-        aggregate metric is the mean over images of the per-image value (PSNR: the mean of
-        per-image PSNRs, not the PSNR of the pooled MSE). ``per_image`` holds those values,
-        ``{"image": [file names], "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in
-        one fixed image order, so model and bicubic can be compared by a paired bootstrap over
-        images (:func:`terradiff.report_format.paired_bootstrap`). With ``ensemble > 1``,
+        "checkpoint", "step", "method", "parameters", "ensemble", "distance_encoder"[, "caveats"]}``
+        (``caveats``: :func:`trained_against`, when a reported metric was in the training loss as
+        scored; ``distance_encoder``: the encoder file of the feature distance). Each aggregate
+        metric is the mean over images of the per-image value (PSNR: the mean of per-image PSNRs,
+        not the PSNR of the pooled MSE). ``per_image`` holds those values, ``{"image": [file names],
+        "model": {metric: [...]}, "bicubic": {metric: [...]}}``, all in one fixed image order, so
+        model and bicubic can be compared by a paired bootstrap over images
+        (:func:`terradiff.report_format.paired_bootstrap`). With ``ensemble > 1``,
         ``ensemble_curve`` maps each size of :func:`ensemble_prefixes` to ``{"model": means,
-        "per_image": {metric: [...]}}``, and ``calibration`` holds :func:`spread_skill`'s
-        per-image values with their means.
+        "per_image": {metric: [...]}}``, and ``calibration`` holds :func:`spread_skill`'s per-image
+        values with their means.
 
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a super-resolution model.
-        ConfigError: a scale the model cannot do, HR crops the scale does not divide, or
-            ``ensemble > 1`` for a one-pass model (its outputs would all be equal).
+        ConfigError: a scale the model cannot do, HR crops the scale does not divide,
+            ``ensemble > 1`` for a one-pass model (its outputs would all be equal), or a
+            ``distance_encoder`` that is missing or not an aid-cnn encoder.
     """
     from terradiff.data.degrade import make_lr, upsample_to
     from terradiff.metrics.image_quality import (
@@ -187,7 +195,14 @@ def evaluate_super_resolution(
     indices = scene_indices(len(dataset), num_images)
     count = len(indices)
     lpips = load_lpips(lpips_weights) if lpips_weights is not None else None
-    perceptual = {"lpips": lpips, "feature_distance": load_feature_distance()}
+    encoder = Path(distance_encoder) if distance_encoder is not None else AID_ENCODER_WEIGHTS
+    try:
+        perceptual = {"lpips": lpips, "feature_distance": load_feature_distance(encoder)}
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(
+            f"--distance-encoder {encoder}: {error} (give an aid-cnn .safetensors file with its "
+            "JSON config beside it, as scripts/train_fid_encoder.py writes)"
+        ) from None
     rgb = task.config.data.rgb_bands
     border = math.ceil(scale)
     generator = torch.Generator().manual_seed(seed)
@@ -248,8 +263,9 @@ def evaluate_super_resolution(
         "step": ckpt.step,
         "real_images": str(dataset.root),
         "split": dataset.split,
+        "distance_encoder": str(encoder),
     }
-    if caveats := trained_against(task.sr):
+    if caveats := trained_against(task.sr, encoder):
         result["caveats"] = caveats
     if ensemble > 1:
         curve = {}
@@ -279,17 +295,24 @@ TRAINING_LOSS_METRICS: tuple[tuple[str, str], ...] = (
 """``(sr config key, metric)`` of the metrics a one-pass model may have been trained against."""
 
 
-def trained_against(sr_config: Any) -> list[str]:
+def trained_against(sr_config: Any, distance_encoder: str | Path | None = None) -> list[str]:
     """One sentence per reported metric that was part of the model's training loss.
 
     A model trained with ``sr.feature_distance_weight > 0`` lowers the AID feature distance by
     more than it adds detail (``reports/perceptual_loss``): that score then says how well it
     met its own loss, not how it compares with models trained without it. (LPIPS alike, when
-    trained with ``sr.lpips_weight`` and scored with ``--lpips-weights``.)
+    trained with ``sr.lpips_weight`` and scored with ``--lpips-weights``.) The feature distance
+    scored in another encoder file (``distance_encoder``) than the one trained against
+    (``sr.feature_distance_encoder``, default the shipped one) gets no caveat: that is the
+    independent check.
     """
     caveats = []
     for key, metric in TRAINING_LOSS_METRICS:
         weight = getattr(sr_config, key, 0.0) or 0.0
+        if key == "feature_distance_weight" and distance_encoder is not None:
+            trained = getattr(sr_config, "feature_distance_encoder", None) or AID_ENCODER_WEIGHTS
+            if not same_file(trained, distance_encoder):
+                continue
         if weight > 0:
             caveats.append(
                 f"{metric} was part of this model's training loss (sr.{key} {weight:g}): it "
@@ -297,6 +320,15 @@ def trained_against(sr_config: Any) -> list[str]:
                 "SSIM and hf_power_db (reports/perceptual_loss)"
             )
     return caveats
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (by content when both exist: a copy is the same
+    encoder)."""
+    a, b = Path(a), Path(b)
+    if a.is_file() and b.is_file():
+        return a.read_bytes() == b.read_bytes()
+    return a.resolve() == b.resolve()
 
 
 def _rounded(values: dict[str, list[float]]) -> dict[str, list[float]]:

@@ -183,6 +183,7 @@ def test_an_ensemble_of_a_generator_is_refused(
         (["--scale", "2"], "super_resolution models"),
         (["--image-size", "64"], "super_resolution models"),
         (["--lpips-weights", "w.safetensors"], "super_resolution models"),
+        (["--distance-encoder", "e.safetensors"], "super_resolution models"),
         (["--split", "train"], "change models"),
         (["--threshold", "0.3"], "change models"),
     ],

@@ -113,3 +113,50 @@ def test_the_report_pairs_the_choice_with_l1_alone_seed_by_seed(tmp_path: Path) 
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["choice"] == w3
     assert (tmp_path / "curve.png").is_file() and not (tmp_path / "examples.png").exists()
+
+
+def _second(record_path: Path, model: float) -> None:
+    """Add a second-encoder score (``model`` per scene, bicubic 4.0) to a saved row."""
+    record = json.loads(record_path.read_text())
+    record["second_encoder"] = {
+        "weights": "reports/perceptual_loss/encoder_b/none.safetensors",
+        "fingerprint": "f",
+        "per_image": {"model": [model] * SCENES, "bicubic": [4.0] * SCENES},
+    }
+    record_path.write_text(json.dumps(record))
+
+
+def test_the_second_encoder_section_compares_the_choice_in_the_other_encoder(
+    tmp_path: Path,
+) -> None:
+    w3 = _validation_choosing_the_third(tmp_path)
+    for seed in study.SEEDS:
+        _save(tmp_path, "test", 0.0, seed, _row(0.5, 3.0, -9.0, seed))
+        _save(tmp_path, "test", w3, seed, _row(0.3, 2.5, -6.0, seed))
+    records = study.load_records(tmp_path)
+    assert study.second_encoder_lines(records, w3, None) == []  # nothing scored yet
+    for seed in study.SEEDS:
+        _second(study.row_path(tmp_path, "test", 0.0, seed), 3.0 + 0.01 * seed)
+        _second(study.row_path(tmp_path, "test", w3, seed), 2.9)
+    records = study.load_records(tmp_path)
+    assert records[("test", w3, 1)]["row"]["per_image"]["model"][study.SECOND] == [2.9] * SCENES
+    second = study.seed_comparison(records, w3, study.SECOND_METRICS)
+    assert second["metrics"][study.SECOND]["per_seed"] == pytest.approx([-0.10, -0.11, -0.12])
+    comparison = study.seed_comparison(records, w3)
+    text = "\n".join(study.second_encoder_lines(records, w3, comparison))
+    assert "| bicubic | 3.300 | 4.000 |" in text
+    assert "AID feature distance, second encoder" in text
+    assert "the second encoder sees -0.110 (22%)" in text  # of the -0.5 trained against
+    study.write_report(tmp_path)
+    assert "## The distance in a second encoder trained apart" in (
+        (tmp_path / "README.md").read_text()
+    )
+
+
+def test_the_encoder_description_reads_its_json(tmp_path: Path) -> None:
+    from terradiff.metrics.aid_encoder import AID_ENCODER_WEIGHTS
+
+    text = study.encoder_description(AID_ENCODER_WEIGHTS.with_suffix(".json"))
+    assert "1,529,534 parameters" in text and "held-out accuracy 81.0%" in text
+    assert "seed 0" in text and "scripts/train_fid_encoder.py" in text
+    assert study.encoder_description(tmp_path / "b.json") == "config b.json not found"

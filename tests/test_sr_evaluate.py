@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,38 @@ def test_a_distance_the_model_was_trained_against_comes_with_a_caveat(
     assert len(caveats) == 1
     assert caveats[0].startswith("aid_feature_distance was part of this model's training loss")
     assert "sr.feature_distance_weight 0.01" in caveats[0]
+
+
+def test_a_distance_scored_in_another_encoder_has_no_caveat(
+    tmp_path: Path, sample_data: Path
+) -> None:
+    """``distance_encoder``: a copy of the encoder trained against is that encoder (caveat
+    kept); an encoder with other weights scores the model independently (no caveat, another
+    value); a missing file is a ConfigError naming it."""
+    from safetensors.torch import load_file, save_file
+
+    from terradiff.metrics.aid_encoder import AID_ENCODER_WEIGHTS
+
+    common = {"num_images": 2, "progress": False, "device": "cpu"}
+    trained = _checkpoint(tmp_path / "b", sample_data, "regression", feature_distance_weight=0.01)
+    copy, other = tmp_path / "copy.safetensors", tmp_path / "other.safetensors"
+    shutil.copy(AID_ENCODER_WEIGHTS, copy)
+    generator = torch.Generator().manual_seed(0)
+    state = load_file(str(AID_ENCODER_WEIGHTS))
+    save_file(
+        {k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in state.items()},
+        str(other),
+    )
+    for weights in (copy, other):
+        shutil.copy(AID_ENCODER_WEIGHTS.with_suffix(".json"), weights.with_suffix(".json"))
+    same = evaluate_super_resolution(trained, distance_encoder=copy, **common)
+    assert len(same["caveats"]) == 1 and same["distance_encoder"] == str(copy)
+    apart = evaluate_super_resolution(trained, distance_encoder=other, **common)
+    assert "caveats" not in apart and apart["distance_encoder"] == str(other)
+    distance = "aid_feature_distance"
+    assert apart["model"][distance] != pytest.approx(same["model"][distance])
+    assert apart["model"]["psnr"] == same["model"]["psnr"]  # only the distance changes
+    with pytest.raises(ConfigError, match=r"--distance-encoder .*missing\.safetensors"):
+        evaluate_super_resolution(
+            trained, distance_encoder=tmp_path / "missing.safetensors", **common
+        )
