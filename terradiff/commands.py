@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +341,8 @@ def threshold_hint(result: dict[str, Any]) -> str:
     """What a change evaluation's F1-optimal threshold may be used for: on the training tiles,
     a threshold to map with; on the test tiles, an oracle bound only."""
     best = result["f1_optimal_threshold"]
+    if math.isnan(best):
+        return "no changed pixel on these tiles: F1 cannot choose a threshold here"
     if result.get("split") == "train":
         return (
             f"F1-optimal threshold on the training tiles: {best:g} (F1 "

@@ -236,3 +236,13 @@ def test_sample_refuses_a_change_model(
 ) -> None:
     assert main(["sample", str(runs["supervised_unet"])]) == 2
     assert "terradiff change --model RUN" in capsys.readouterr().err
+
+
+def test_the_threshold_hint_says_what_the_threshold_may_be_used_for() -> None:
+    from terradiff.commands import threshold_hint
+
+    train = {"f1_optimal_threshold": 0.23, "f1_at_optimal_threshold": 0.8, "split": "train"}
+    assert threshold_hint(train).endswith("terradiff change ... --threshold 0.23")
+    assert "an upper bound, not a result" in threshold_hint({**train, "split": "test"})
+    nothing = {**train, "f1_optimal_threshold": float("nan")}
+    assert threshold_hint(nothing).startswith("no changed pixel on these tiles")
