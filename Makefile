@@ -58,9 +58,9 @@ carbon-example: setup
 # themselves); the two-process studies run one thread each and keep PASSIVE.
 ONE_JOB_OMP := OMP_WAIT_POLICY=PASSIVE GOMP_SPINCOUNT=10000
 
-change-study: setup  # issue 17 change detection (two generators, 9 heads); ~2.5 h on 2 CPU cores, resumes
+change-study: setup  # issue 17 change detection (two generators, 9 heads, thresholds from the training tiles); ~2.5 h on 2 CPU cores, resumes
 	$(ONE_JOB_OMP) $(BIN)/python scripts/change_study.py --work outputs/change \
-		--out reports/change
+		--out reports/change --calibrate
 
 temporal-study: setup  # issue 17 before -> after on a held-out region; about 2 hours on 2 CPU cores, resumes
 	$(ONE_JOB_OMP) $(BIN)/python scripts/temporal_study.py --work outputs/temporal \

@@ -17,9 +17,14 @@ Intervals: mean +- std over seeds, and for every run a 95% bootstrap interval of
 tiles (tiles resampled with replacement, counts pooled). The two methods are ranked only when
 their seed intervals (mean +- std) do not overlap.
 
+Later additions: a generator pre-trained on AID (``ddpm_cd_aid``); the average precision of the
+change probabilities (``--rescore`` evaluates runs recorded before it again); and
+``--calibrate``: every run scores its own training tiles whole, keeps the threshold that
+maximises F1 there and is scored on the test tiles at it (no test tile chooses anything).
+
 Run (``make change-study``)::
 
-    python scripts/change_study.py --work outputs/change --out reports/change
+    python scripts/change_study.py --work outputs/change --out reports/change --calibrate
 """
 
 from __future__ import annotations
@@ -374,6 +379,13 @@ def mean_std(values: np.ndarray) -> str:
     return f"{100 * values.mean():.1f} +- {100 * std:.1f}"
 
 
+def scored_runs(runs: dict[str, Any], rescored: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Run key -> its evaluation with probability histograms: the re-scored one where there is
+    one, else the study's own (runs evaluated before histograms existed are left out)."""
+    scored = {k: rescored.get(k, {}).get("evaluation", runs[k]["evaluation"]) for k in runs}
+    return {k: e for k, e in scored.items() if "per_window_scores" in e}
+
+
 def complete_methods(runs: dict[str, Any], *records: dict[str, Any]) -> dict[str, list[str]]:
     """Method -> its run keys, for the methods every run of which is in each of ``records``."""
     chosen = {}
@@ -388,13 +400,11 @@ def calibrated_counts(
     runs: dict[str, Any], rescored: dict[str, Any], calibrated: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """Method -> ``[tiles, 3]`` test counts at each run's training-chosen threshold, its runs
-    summed (methods whose every run is re-scored and calibrated)."""
+    summed (methods whose every run has histograms and is calibrated)."""
+    scored = scored_runs(runs, rescored)
     return {
-        method: np.sum(
-            [counts_at(rescored[k]["evaluation"], calibrated[k]["threshold"]) for k in keys],
-            axis=0,
-        )
-        for method, keys in complete_methods(runs, rescored, calibrated).items()
+        method: np.sum([counts_at(scored[k], calibrated[k]["threshold"]) for k in keys], axis=0)
+        for method, keys in complete_methods(runs, scored, calibrated).items()
     }
 
 
@@ -404,7 +414,8 @@ def threshold_lines(
     """Test F1 at the threshold each run chose on its own training tiles (``--calibrate``),
     beside F1 at 0.5 and the test-tile oracle, and the paired tile-bootstrap F1 differences at
     the chosen thresholds (a method is shown once all its seeds are calibrated)."""
-    chosen = complete_methods(runs, rescored, calibrated)
+    scored = scored_runs(runs, rescored)
+    chosen = complete_methods(runs, scored, calibrated)
     if not chosen:
         return []
     lines = [
@@ -421,7 +432,7 @@ def threshold_lines(
     counts = calibrated_counts(runs, rescored, calibrated)
     for method, keys in chosen.items():
         thresholds = [calibrated[k]["threshold"] for k in keys]
-        evaluations = [rescored[k]["evaluation"] for k in keys]
+        evaluations = [scored[k] for k in keys]
         per_run = [counts_at(e, t) for e, t in zip(evaluations, thresholds, strict=True)]
         at_chosen = np.array(
             [f1_of(dict(zip(("tp", "fp", "fn"), c.sum(0), strict=True))) for c in per_run]
@@ -433,8 +444,8 @@ def threshold_lines(
             f"- {NAMES[method]}: thresholds {spread}; test F1 {mean_std(at_chosen)} "
             f"(at 0.5: {mean_std(at_default)}; oracle {mean_std(oracle)})"
         )
-    naive = naive_counts(rescored[next(iter(chosen.values()))[0]]["evaluation"])
-    at_half = {m: tile_counts([rescored[k]["evaluation"] for k in chosen[m]]) for m in chosen}
+    naive = naive_counts(scored[next(iter(chosen.values()))[0]])
+    at_half = {m: tile_counts([scored[k] for k in chosen[m]]) for m in chosen}
     lines += [
         "",
         "Paired tile bootstrap of test F1 at the chosen thresholds, and at 0.5 for the same "
@@ -537,12 +548,10 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     lines += ap_lines(runs, results.get("rescored", {}))
     rescored, calibrated = results.get("rescored", {}), results.get("calibrated", {})
     lines += threshold_lines(runs, rescored, calibrated)
-    scored = {
-        method: [rescored[k]["evaluation"] for k in keys]
-        for method, keys in complete_methods(runs, rescored).items()
-    }
+    scored = scored_runs(runs, rescored)
+    curves = {m: [scored[k] for k in keys] for m, keys in complete_methods(runs, scored).items()}
     counts = calibrated_counts(runs, rescored, calibrated)
-    if plot_precision_recall(scored, NAMES, out / "pr_curves.png", counts):
+    if plot_precision_recall(curves, NAMES, out / "pr_curves.png", counts):
         lines += [
             "",
             "![precision-recall curves of the test tiles, seeds pooled; dots at threshold 0.5, "
@@ -673,12 +682,14 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
         calibrated = results.setdefault("calibrated", {})
-        for key in sorted(rescored) if args.calibrate else []:
+        scored = scored_runs(runs, rescored)
+        for key in sorted(runs) if args.calibrate else []:
             if key in calibrated:
                 continue
-            on_training = evaluate_change(
-                rescored[key]["evaluation"]["checkpoint"], split="train", progress=False
-            )
+            if key not in scored:
+                print(f"{key}: no probability histograms; --rescore it first", flush=True)
+                continue
+            on_training = evaluate_change(scored[key]["checkpoint"], split="train", progress=False)
             calibrated[key] = {
                 "threshold": on_training["f1_optimal_threshold"],
                 "train_f1": on_training["f1_at_optimal_threshold"],

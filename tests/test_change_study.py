@@ -17,6 +17,7 @@ from scripts.change_study import (
     paired_difference,
     paired_lines,
     rescore_lines,
+    scored_runs,
     seed_summary,
     threshold_lines,
     tile_counts,
@@ -209,3 +210,17 @@ def test_threshold_lines_score_the_test_tiles_at_each_runs_training_threshold() 
     calibrated["ddpm_cd/seed0"] = {"threshold": 0.6}
     text = "\n".join(threshold_lines(runs, rescored, calibrated))
     assert "- DDPM-CD: thresholds 0.60" in text and "- U-Net - DDPM-CD:" in text
+
+
+def test_scored_runs_prefer_the_rescoring_and_need_histograms() -> None:
+    tiles = [(30, 10, 5, 100), (2, 20, 10, 100)]
+    runs = {
+        "ddpm_cd/seed0": {"evaluation": _evaluation(tiles)},  # no histograms, not re-scored
+        "ddpm_cd/seed1": {"evaluation": _evaluation(tiles)},
+        "supervised_unet/seed0": {"evaluation": _scored(tiles, 0)},  # a fresh study's own
+    }
+    rescored = {"ddpm_cd/seed1": {"evaluation": _scored(tiles, 1)}}
+    scored = scored_runs(runs, rescored)
+    assert sorted(scored) == ["ddpm_cd/seed1", "supervised_unet/seed0"]
+    assert scored["ddpm_cd/seed1"] is rescored["ddpm_cd/seed1"]["evaluation"]
+    assert scored["supervised_unet/seed0"] is runs["supervised_unet/seed0"]["evaluation"]
