@@ -114,7 +114,7 @@ feature-distance-study: setup  # the offline perceptual distance; reads the runs
 perceptual-loss-study: setup  # the light SR student with the offline perceptual loss; ~80 min on 2 cores (reads outputs/distill_teacher runs when present)
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py & \
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/perceptual_loss_study.py; wait
-	$(BIN)/python scripts/perceptual_loss_study.py --report-only
+	$(BIN)/python scripts/perceptual_loss_study.py --second-encoder  # + ~8 min: the rows in encoder_b
 
 distill-teacher-study: setup  # the light SR student distilled from the regression UNet; ~50 min on 2 cores (+~40 without outputs/seeds/runs/regression)
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/distill_teacher_study.py & \

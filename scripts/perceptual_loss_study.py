@@ -89,6 +89,7 @@ METRICS = {
 SECOND = "aid_feature_distance_second"
 SECOND_METRICS = {SECOND: ("AID feature distance, second encoder", 3, False)}
 SECOND_ENCODER = REPO / "reports" / "perceptual_loss" / "encoder_b" / "aid_cnn_b.safetensors"
+SECOND_CONTEXT = "second_encoder_context.json"
 
 
 def cell_name(phase: str, weight: float, seed: int) -> str:
@@ -205,6 +206,47 @@ def score_in_second_encoder(out: Path, encoder: Path) -> None:
 
 def mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def score_context_in_both_encoders(out: Path, encoder: Path) -> None:
+    """The context models (:data:`CONTEXT`: the regression UNet and one SR3 draw) scored in the
+    shipped encoder and in ``encoder`` on the same draws (one draw, seed 0, twice: the CPU
+    repeats it exactly), saved to ``out/second_encoder_context.json`` per model; models already
+    scored in that file are kept."""
+    from terradiff.metrics.encoders import file_fingerprint
+    from terradiff.sr_evaluate import evaluate_super_resolution
+
+    path = out / SECOND_CONTEXT
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    fingerprint = file_fingerprint(encoder)
+    for key, name in CONTEXT.items():
+        source = CONTEXT_ROWS / f"{key}_seed0.json"
+        if saved.get(key, {}).get("fingerprint") == fingerprint or not source.is_file():
+            continue
+        checkpoint = json.loads(source.read_text())["row"]["checkpoint"]
+        rows = [
+            evaluate_super_resolution(
+                checkpoint, seed=0, progress=False, distance_encoder=weights, **SCENES
+            )
+            for weights in (None, encoder)
+        ]
+        if rows[0]["model"]["psnr"] != rows[1]["model"]["psnr"]:
+            raise RuntimeError(f"{checkpoint}: the two passes drew different images")
+        saved[key] = {
+            "name": name,
+            "checkpoint": checkpoint,
+            "fingerprint": fingerprint,
+            "psnr": rows[0]["model"]["psnr"],
+            "hf_power_db": rows[0]["model"]["hf_power_db"],
+            FEATURE_DISTANCE_NAME: rows[0]["per_image"]["model"][FEATURE_DISTANCE_NAME],
+            SECOND: rows[1]["per_image"]["model"][FEATURE_DISTANCE_NAME],
+        }
+        atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
+        print(
+            f"{key}: shipped {rows[0]['model'][FEATURE_DISTANCE_NAME]:.3f}, second "
+            f"{rows[1]['model'][FEATURE_DISTANCE_NAME]:.3f}",
+            flush=True,
+        )
 
 
 def chosen_weight(records: dict[tuple[str, float, int], dict[str, Any]]) -> float | None:
@@ -419,8 +461,10 @@ def second_encoder_lines(
     records: dict[tuple[str, float, int], dict[str, Any]],
     choice: float | None,
     comparison: dict[str, Any] | None,
+    context: dict[str, Any] | None = None,
 ) -> list[str]:
-    """The section on the distance in the second encoder (none before any row is scored)."""
+    """The section on the distance in the second encoder (none before any row is scored);
+    ``context``: :func:`score_context_in_both_encoders`'s file, rows below the students'."""
     scored = {k: r for k, r in records.items() if k[0] == "test" and "second_encoder" in r}
     if not scored:
         return []
@@ -451,6 +495,12 @@ def second_encoder_lines(
                 f"| {label(weight)} | {mean(per_scene(row, FEATURE_DISTANCE_NAME)):.3f} | "
                 f"{mean(per_scene(row, SECOND)):.3f} |"
             )
+    for entry in (context or {}).values():
+        lines.append(
+            f"| {entry['name']} (PSNR {entry['psnr']:.2f} dB, detail {entry['hf_power_db']:.1f} "
+            f"dB; same draw in both) | {mean(entry[FEATURE_DISTANCE_NAME]):.3f} | "
+            f"{mean(entry[SECOND]):.3f} |"
+        )
     if choice is None or comparison is None:
         return [*lines, ""]
     second = seed_comparison(records, choice, SECOND_METRICS)
@@ -465,6 +515,25 @@ def second_encoder_lines(
             f"- Of the fall in the distance the students were trained against "
             f"({shipped['mean']:+.3f}), the second encoder sees {apart['mean']:+.3f} "
             f"({share:.0f}%)."
+        )
+    sr3 = (context or {}).get("sr3")
+    student = scored.get(("test", choice, 0))
+    if sr3 is not None and student is not None:
+        near = mean(per_scene(student["row"], SECOND)) < mean(sr3[SECOND])
+        lines.append(
+            f"- In the second encoder the seed-0 student at w = {choice:g} is "
+            f"{'also nearer to' if near else 'farther from'} the reference than one SR3 draw "
+            f"({mean(per_scene(student['row'], SECOND)):.3f} vs {mean(sr3[SECOND]):.3f}), "
+            f"whose detail ({sr3['hf_power_db']:.1f} dB) is far nearer the reference's. "
+            + (
+                "So the ordering is not an artefact of the one network the students were "
+                "trained against. Both encoders share AID, the scene-classification objective "
+                "and the architecture family, so a blind spot they share is not ruled out: an "
+                "encoder of another family (LPIPS with local weights, `--lpips-weights`) is the "
+                "stronger test, not available offline."
+                if near
+                else "So the students' gain does not carry to an encoder trained apart."
+            )
         )
     return [*lines, ""]
 
@@ -621,7 +690,9 @@ def write_report(out: Path) -> None:
             "",
             *reading_lines(records, comparison, choice),
         ]
-    lines += second_encoder_lines(records, choice, comparison)
+    context_file = out / SECOND_CONTEXT
+    context = json.loads(context_file.read_text()) if context_file.is_file() else None
+    lines += second_encoder_lines(records, choice, comparison, context)
     lines += ["## Training", "", *training_lines(records), ""]
     atomic_write_text(out / "README.md", "\n".join(lines) + "\n")
 
@@ -662,6 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         measure_all(args.out, args.runs_root, smoke)
         if args.second_encoder is not None:
             score_in_second_encoder(args.out, args.second_encoder.resolve())
+            score_context_in_both_encoders(args.out, args.second_encoder.resolve())
     write_report(args.out)
     return 0
 

@@ -147,6 +147,26 @@ def test_the_second_encoder_section_compares_the_choice_in_the_other_encoder(
     assert "| bicubic | 3.300 | 4.000 |" in text
     assert "AID feature distance, second encoder" in text
     assert "the second encoder sees -0.110 (22%)" in text  # of the -0.5 trained against
+    context = {
+        "sr3": {
+            "name": "SR3, one draw",
+            "psnr": 21.5,
+            "hf_power_db": -2.3,
+            FEATURE_DISTANCE_NAME: [2.4, 2.5],
+            study.SECOND: [2.6, 2.8],
+        }
+    }
+    lines = study.second_encoder_lines(records, w3, comparison, context)
+    assert any(
+        "is farther from the reference than one SR3 draw (2.900 vs 2.700)" in x for x in lines
+    )
+    context["sr3"][study.SECOND] = [2.95, 2.95]
+    nearer = study.second_encoder_lines(records, w3, comparison, context)
+    assert any("also nearer to" in x and "not ruled out" in x for x in nearer)
+    assert (
+        "| SR3, one draw (PSNR 21.50 dB, detail -2.3 dB; same draw in both) | 2.450 | 2.700 |"
+        in (lines)
+    )
     study.write_report(tmp_path)
     assert "## The distance in a second encoder trained apart" in (
         (tmp_path / "README.md").read_text()
