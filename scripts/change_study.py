@@ -386,6 +386,18 @@ def scored_runs(runs: dict[str, Any], rescored: dict[str, Any]) -> dict[str, dic
     return {k: e for k, e in scored.items() if "per_window_scores" in e}
 
 
+def current_calibrations(
+    scored: dict[str, dict[str, Any]], calibrated: dict[str, Any]
+) -> dict[str, Any]:
+    """The calibrations made on the checkpoint whose test scores are in ``scored`` (a run
+    re-scored after its calibration has none until ``--calibrate`` runs again)."""
+    return {
+        k: c
+        for k, c in calibrated.items()
+        if k in scored and c.get("checkpoint") == scored[k].get("checkpoint")
+    }
+
+
 def complete_methods(runs: dict[str, Any], *records: dict[str, Any]) -> dict[str, list[str]]:
     """Method -> its run keys, for the methods every run of which is in each of ``records``."""
     chosen = {}
@@ -402,6 +414,7 @@ def calibrated_counts(
     """Method -> ``[tiles, 3]`` test counts at each run's training-chosen threshold, its runs
     summed (methods whose every run has histograms and is calibrated)."""
     scored = scored_runs(runs, rescored)
+    calibrated = current_calibrations(scored, calibrated)
     return {
         method: np.sum([counts_at(scored[k], calibrated[k]["threshold"]) for k in keys], axis=0)
         for method, keys in complete_methods(runs, scored, calibrated).items()
@@ -415,6 +428,7 @@ def threshold_lines(
     beside F1 at 0.5 and the test-tile oracle, and the paired tile-bootstrap F1 differences at
     the chosen thresholds (a method is shown once all its seeds are calibrated)."""
     scored = scored_runs(runs, rescored)
+    calibrated = current_calibrations(scored, calibrated)
     chosen = complete_methods(runs, scored, calibrated)
     if not chosen:
         return []
@@ -449,7 +463,7 @@ def threshold_lines(
     lines += [
         "",
         "Paired tile bootstrap of test F1 at the chosen thresholds, and at 0.5 for the same "
-        "(re-scored) runs, so that only the threshold differs (points):",
+        "runs, so that only the threshold differs (points):",
         "",
     ]
     for a, b in PAIRS:
@@ -584,8 +598,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--calibrate",
         action="store_true",
-        help="score every re-scored run on its training tiles and report test F1 at the "
-        "threshold that maximises F1 there",
+        help="score every run with probability histograms on its training tiles and report "
+        "test F1 at the threshold that maximises F1 there",
     )
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--redo", action="store_true")
@@ -684,8 +698,11 @@ def main(argv: list[str] | None = None) -> None:
         calibrated = results.setdefault("calibrated", {})
         scored = scored_runs(runs, rescored)
         for key in sorted(runs) if args.calibrate else []:
-            if key in calibrated:
-                continue
+            if (
+                key in scored
+                and calibrated.get(key, {}).get("checkpoint") == (scored[key]["checkpoint"])
+            ):
+                continue  # calibrated on the weights its test scores come from
             if key not in scored:
                 print(f"{key}: no probability histograms; --rescore it first", flush=True)
                 continue

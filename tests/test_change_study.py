@@ -210,6 +210,9 @@ def test_threshold_lines_score_the_test_tiles_at_each_runs_training_threshold() 
     calibrated["ddpm_cd/seed0"] = {"threshold": 0.6}
     text = "\n".join(threshold_lines(runs, rescored, calibrated))
     assert "- DDPM-CD: thresholds 0.60" in text and "- U-Net - DDPM-CD:" in text
+    # a calibration made on other weights than those scored is not used
+    calibrated["ddpm_cd/seed0"]["checkpoint"] = "old/step_00000500"
+    assert "- DDPM-CD:" not in "\n".join(threshold_lines(runs, rescored, calibrated))
 
 
 def test_scored_runs_prefer_the_rescoring_and_need_histograms() -> None:
