@@ -112,8 +112,22 @@ def card_text(trainer: Any, result: Any) -> str:
         "`terradiff sample`, `terradiff evaluate` or the mapping verbs. `config.json` holds the "
         "whole configuration, `metrics.jsonl` the loss of every logged step.",
         "",
+        *TASK_NOTES.get(config.task, ()),
     ]
     return "\n".join(lines)
+
+
+#: What a card adds for a task, after its general use line.
+TASK_NOTES: dict[str, tuple[str, ...]] = {
+    "change": (
+        "A change map calls a pixel change where its probability exceeds `change.threshold` "
+        "(0.5 unless set). A model's probabilities may sit lower or higher than that: "
+        "`terradiff evaluate RUN --split train` prints the threshold that maximises F1 on the "
+        "labelled training tiles, to pass to `terradiff change --threshold`; never choose it "
+        "on the test tiles.",
+        "",
+    ),
+}
 
 
 def write_model_card(trainer: Any, result: Any) -> Path | None:

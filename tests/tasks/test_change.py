@@ -119,6 +119,8 @@ def test_both_methods_train_through_the_cli(runs: dict[str, Path]) -> None:
         losses = [json.loads(line)["loss"] for line in lines]
         assert len(losses) == 3 and all(0 < v < 5 for v in losses), (method, losses)
         assert list_checkpoints(runs[method])[-1].name == "step_00000003"
+        card = (runs[method] / "README.md").read_text()
+        assert "terradiff evaluate RUN --split train" in card  # how to choose the threshold
     saved = json.loads((runs["ddpm_cd"] / "config.json").read_text())
     record = saved["config"]["change"]["generator_config"]
     generator = load_checkpoint(runs["generator"])
