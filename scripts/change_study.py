@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from scripts.change_plots import plot_precision_recall  # noqa: E402
+from scripts.change_plots import plot_precision_recall, pooled_histogram  # noqa: E402
 from scripts.study_common import (  # noqa: E402
     is_finished,
     open_results,
@@ -367,10 +367,9 @@ def counts_at(evaluation: dict[str, Any], threshold: float) -> np.ndarray:
 
 def oracle_f1(evaluation: dict[str, Any]) -> float:
     """The best F1 any one threshold gives on the run's test tiles (an upper bound)."""
-    from terradiff.metrics.change import ChangeScoreHistogram, f1_optimal_threshold
+    from terradiff.metrics.change import f1_optimal_threshold
 
-    windows = [ChangeScoreHistogram.from_dict(w) for w in evaluation["per_window_scores"]]
-    return f1_optimal_threshold(sum(windows[1:], windows[0]))[1]
+    return f1_optimal_threshold(pooled_histogram([evaluation]))[1]
 
 
 def mean_std(values: np.ndarray) -> str:
@@ -443,11 +442,12 @@ def threshold_lines(
         "threshold on the test tiles themselves (an upper bound, not a result):",
         "",
     ]
-    counts = calibrated_counts(runs, rescored, calibrated)
+    counts = {}
     for method, keys in chosen.items():
         thresholds = [calibrated[k]["threshold"] for k in keys]
         evaluations = [scored[k] for k in keys]
         per_run = [counts_at(e, t) for e, t in zip(evaluations, thresholds, strict=True)]
+        counts[method] = np.sum(per_run, axis=0)
         at_chosen = np.array(
             [f1_of(dict(zip(("tp", "fp", "fn"), c.sum(0), strict=True))) for c in per_run]
         )

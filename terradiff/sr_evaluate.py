@@ -325,9 +325,11 @@ def trained_against(sr_config: Any, distance_encoder: str | Path | None = None) 
 def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths name one file (by content when both exist: a copy is the same
     encoder)."""
+    from terradiff.metrics.extractor import file_fingerprint
+
     a, b = Path(a), Path(b)
     if a.is_file() and b.is_file():
-        return a.read_bytes() == b.read_bytes()
+        return file_fingerprint(a) == file_fingerprint(b)
     return a.resolve() == b.resolve()
 
 

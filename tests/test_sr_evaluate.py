@@ -191,3 +191,17 @@ def test_a_distance_scored_in_another_encoder_has_no_caveat(
         evaluate_super_resolution(
             trained, distance_encoder=tmp_path / "missing.safetensors", **common
         )
+
+
+def test_the_cli_refuses_a_missing_distance_encoder_in_one_line(
+    tmp_path: Path, sample_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from terradiff.cli import main
+
+    run = _checkpoint(tmp_path, sample_data, "regression")
+    missing = tmp_path / "nowhere.safetensors"
+    argv = ["evaluate", str(run), "--n", "2", "--device", "cpu", "--distance-encoder", str(missing)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--distance-encoder" in err and "nowhere.safetensors" in err
+    assert "Traceback" not in err
