@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.terradiff-installed
 DEMO   := outputs/demo
 
-.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study seed-study sr-settings-study sr-ensemble-study sr-detail-study feature-distance-study perceptual-loss-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
+.PHONY: setup demo sr-example carbon-example mnist-study augmentation-study conditional-study change-study carbon-loco-study carbon-kd-study seed-study sr-settings-study sr-ensemble-study sr-detail-study feature-distance-study perceptual-loss-study distill-teacher-study temporal-study temporal-dates-study test lint format bench clean
 
 setup: $(STAMP)
 
@@ -74,6 +74,10 @@ temporal-dates-study: setup  # issue 17 before -> after for held-out months; ~1.
 carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~2.5-3 hours on 2 CPU cores, resumes
 	$(ONE_JOB_OMP) $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
 		--out reports/carbon_loco
+
+carbon-kd-study: setup  # carbon IIDM compression, setting chosen on validation; ~1.5 h on 2 CPU cores, resumes
+	$(ONE_JOB_OMP) $(BIN)/python scripts/carbon_kd_study.py --work outputs/carbon_kd \
+		--out reports/carbon_kd
 
 seed-study: setup  # issue 14 SR/distillation rows over 3 training seeds; ~1 hour on 2 cores, resumes
 	OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python scripts/seed_study.py --only teacher \

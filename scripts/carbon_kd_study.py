@@ -1,0 +1,441 @@
+"""Compression of the carbon IIDM (capability 4): PCA knowledge distillation with its one setting
+chosen on the validation chip, over three teacher seeds, with intervals.
+
+``reports/carbon`` distilled one IIDM once and raised the KD-UNet step count after a test-chip
+result. Here the whole recipe is fixed beforehand and the test chip is read once, at the end:
+
+- **Teachers**: ``configs/carbon/biomassters_iidm.yaml`` as configured (500 steps x batch 8 of
+  64x64 crops of the training chip), seeds 0, 1, 2 (``--seeds``).
+- **KD-VGG** (PCA KD of the VGG extractor, no fine-tuning; Hinton et al. 2015 for distillation,
+  the IIDM paper's PCA variant): ``terradiff compress`` with the block / chain steps of
+  ``reports/carbon`` (1,000 / 300), not tuned.
+- **KD-UNet** (PCA KD of the denoising UNet): encoder and decoder phase steps from 50, 100,
+  200 or 400 (:data:`KD_UNET_GRID`), fixed before any run of this study; the one count used
+  for every seed is the lowest mean validation RMSE over seeds and draws (:func:`choose_steps`).
+- **Scoring**: DDIM-20 maps of a whole 256x256 chip, 3 sampling seeds per model
+  (:data:`DRAWS`; each a separate sample); RMSE on the chip's forest pixels (Mg C/ha). The
+  validation chip (``288afc34``) makes the choice; the test chip (``000aa810``, spring/summer
+  images only, see ``reports/carbon_loco``) scores the teacher, KD-VGG and the chosen KD-UNet,
+  beside the training chip's constant and per-class mean maps.
+- **Intervals**: 95% percentile bootstrap over 32x32 blocks of the test chip, each replicate
+  also drawing one (teacher seed, sampling draw) pair, the same pair for the two models of a
+  paired difference (``carbon_loco_study.bootstrap``); and the Student-t interval over the three
+  teacher seeds of each seed's mean RMSE (so training variation is in it).
+- **Speed**: the three models' seconds per 256x256 map (DDIM-20), timed side by side in one
+  process, interleaved, median of 3 (:data:`TIMING_REPEATS`).
+
+Everything is saved to ``results.json`` as it is measured, so an interrupted study continues.
+Run (``make carbon-kd-study``; ~1.5 h on 2 CPU cores)::
+
+    python scripts/carbon_kd_study.py --work outputs/carbon_kd --out reports/carbon_kd
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from scripts.carbon_loco_study import (  # noqa: E402
+    block_stats,
+    bootstrap,
+    class_mean_map,
+    class_means,
+    load_chip,
+    metrics_from_stats,
+    net_maps,
+    point_metrics,
+)
+from scripts.study_common import open_results, record_command, train  # noqa: E402
+from terradiff.io import atomic_write_text  # noqa: E402
+from terradiff.report_format import (  # noqa: E402
+    SYMMETRIC_NOTE,
+    difference_reading,
+    format_interval,
+    interval_from_samples,
+)
+
+BASE = REPO / "configs/carbon/biomassters_iidm.yaml"
+KD_UNET_GRID = (50, 100, 200, 400)
+"""KD-UNet phase steps tried (encoder and decoder alike), fixed before the study's first run."""
+KD_VGG_STEPS = {"block_steps": 1000, "chain_steps": 300}
+"""As in ``reports/carbon`` (not tuned)."""
+DRAWS = 3
+"""DDIM sampling seeds per (model, chip): the maps are samples, so each is drawn 3 times."""
+TIMING_REPEATS = 3
+TAILS = (2.5, 97.5)
+LABELS = {
+    "teacher": "IIDM (teacher)",
+    "kd_vgg": "IIDM + KD-VGG",
+    "kd_unet": "IIDM + KD-UNet",
+    "constant": "constant (training-chip mean)",
+    "class_mean": "per-class mean (training chip)",
+}
+
+
+def choose_steps(val_rmse: dict[str, list[float]]) -> dict[str, Any]:
+    """The KD-UNet step count (keys: counts as strings) with the lowest mean validation RMSE over
+    every (seed, draw); a tie goes to the fewer steps (the cheaper distillation)."""
+    if not val_rmse:
+        raise ValueError("no validation RMSE to choose from")
+    means = {steps: float(np.mean(values)) for steps, values in val_rmse.items()}
+    best = min(means, key=lambda s: (round(means[s], 9), int(s)))
+    edge = best == max(means, key=int)
+    return {"steps": int(best), "mean_val_rmse": means, "at_grid_edge": edge}
+
+
+def stacked(cells: dict[str, Any], model: str, seeds: list[int]) -> np.ndarray:
+    """``[seeds x draws, blocks, 6]`` block statistics of ``model`` on the test chip, seed-major
+    (so two models stacked alike pair by teacher seed and draw)."""
+    return np.concatenate([np.asarray(cells[f"s{s}/{model}"]["blocks"]) for s in seeds])
+
+
+def summarise(cells: dict[str, Any], seeds: list[int], resamples: int) -> dict[str, Any]:
+    """Per model: point metrics, bootstrap RMSE interval, Student-t over teacher seeds; paired
+    RMSE differences to the teacher and to the constant map."""
+    models = [
+        m for m in ("teacher", "kd_vgg", "kd_unet") if all(f"s{s}/{m}" in cells for s in seeds)
+    ]
+    naive = {m: np.asarray(cells[m]["blocks"]) for m in ("constant", "class_mean") if m in cells}
+    stats = {m: stacked(cells, m, seeds) for m in models}
+    draws = {m: v.shape[0] for m, v in stats.items()}
+    out: dict[str, Any] = {}
+    for name, arr in {**stats, **naive}.items():
+        reps = metrics_from_stats(bootstrap([arr], resamples))["rmse"]
+        low, high = np.percentile(reps, TAILS)
+        row: dict[str, Any] = {
+            **point_metrics([arr]),
+            "rmse_interval": {"mean": point_metrics([arr])["rmse"], "low": low, "high": high},
+        }
+        if name in stats:
+            per_seed = [
+                float(np.mean([c["rmse"] for c in cells[f"s{s}/{name}"]["metrics"]])) for s in seeds
+            ]
+            row["rmse_per_seed"] = per_seed
+            row["rmse_seed_interval"] = interval_from_samples(per_seed)
+        out[name] = row
+    for name, arr in stats.items():
+        references = {"teacher": stats.get("teacher")} if name != "teacher" else {}
+        for ref_name, ref in {**references, **naive}.items():
+            if ref is None:
+                continue
+            # the naive maps are one "draw": repeat them so each replicate pairs the same blocks
+            ref = ref if ref.shape[0] == draws[name] else np.repeat(ref, draws[name], axis=0)
+            diff = (
+                metrics_from_stats(bootstrap([arr], resamples))["rmse"]
+                - metrics_from_stats(bootstrap([ref], resamples))["rmse"]
+            )
+            low, high = np.percentile(diff, TAILS)
+            mean = out[name]["rmse"] - point_metrics([ref])["rmse"]
+            out[name][f"rmse_minus_{ref_name}"] = {"mean": mean, "low": low, "high": high}
+            if ref_name == "teacher":
+                per_seed = np.subtract(out[name]["rmse_per_seed"], out["teacher"]["rmse_per_seed"])
+                out[name]["rmse_minus_teacher_seeds"] = interval_from_samples(list(per_seed))
+    return out
+
+
+def fmt(interval: dict[str, Any] | None, signed: bool = False) -> str:
+    return "-" if interval is None else format_interval(interval, 2, signed=signed)
+
+
+def report_lines(results: dict[str, Any]) -> list[str]:
+    """README.md of the report, every figure read from ``results``."""
+    summary, choice = results.get("summary", {}), results.get("choice")
+    lines = [
+        "# Carbon IIDM compression with its setting chosen on validation (capability 4)",
+        "",
+        "Every number is read from `results.json` (its `provenance` holds the argv, commit,",
+        f"machine and date). Machine of the measurement: {results.get('machine_measured', '?')}.",
+        "Command: " + "; ".join(f"`{c}`" for c in results.get("commands", [])),
+        "",
+        (__doc__ or "").split("\n\n", 1)[1].split("\n\nEverything is saved")[0],
+        "",
+    ]
+    teachers = results.get("teachers", {})
+    if teachers:
+        minutes = ", ".join(f"{t['train_minutes']} min" for t in teachers.values())
+        lines += [f"Teachers trained: {len(teachers)} ({minutes} on this CPU).", ""]
+    if choice:
+        grid = ", ".join(
+            f"{s} steps {v:.2f}"
+            for s, v in sorted(choice["mean_val_rmse"].items(), key=lambda kv: int(kv[0]))
+        )
+        edge = " (the grid's edge: more steps were not tried)" if choice["at_grid_edge"] else ""
+        lines += [
+            "## The choice (validation chip only)",
+            "",
+            f"Mean validation RMSE (Mg C/ha) over seeds and draws: {grid}. Chosen: "
+            f"**{choice['steps']} steps**{edge}.",
+            "",
+        ]
+    if summary:
+        lines += [
+            "## Test chip (read once, after the choice)",
+            "",
+            "| model | parameters (of which extractor) | RMSE (Mg C/ha) | over teacher seeds | "
+            "R^2 | bias | RMSE - teacher | RMSE - constant | RMSE - per-class mean |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        params = results.get("parameters", {})
+        for name in ("constant", "class_mean", "teacher", "kd_vgg", "kd_unet"):
+            if name not in summary:
+                continue
+            row = summary[name]
+            p = params.get(name)
+            size = "-" if p is None else f"{p['total']:,} ({p['extractor']:,})"
+            lines.append(
+                f"| {LABELS[name]} | {size} | "
+                f"{fmt(row['rmse_interval'])} | {fmt(row.get('rmse_seed_interval'))} | "
+                f"{row['r2']:.3f} | {row['bias']:+.2f} | "
+                f"{fmt(row.get('rmse_minus_teacher'), True)} | "
+                f"{fmt(row.get('rmse_minus_constant'), True)} | "
+                f"{fmt(row.get('rmse_minus_class_mean'), True)} |"
+            )
+        lines += ["", SYMMETRIC_NOTE, ""]
+        lines += ["## Reading", "", *reading_lines(summary, results)]
+    speed = results.get("speed")
+    if speed:
+        lines += [
+            "",
+            "## Speed (one process, interleaved, seed-0 models)",
+            "",
+            "| model | seconds per 256x256 map (DDIM-20), median | all repeats | vs teacher |",
+            "|---|---|---|---|",
+        ]
+        base = speed["teacher"]["median"]
+        for name in ("teacher", "kd_vgg", "kd_unet"):
+            s = speed[name]
+            runs = ", ".join(f"{v:.2f}" for v in s["seconds"])
+            lines.append(
+                f"| {LABELS[name]} | {s['median']:.2f} | {runs} | {base / s['median']:.2f}x |"
+            )
+        lines += ["", f"Threads: {speed['threads']}."]
+    return lines
+
+
+def reading_lines(summary: dict[str, Any], results: dict[str, Any]) -> list[str]:
+    """One bullet per student: what the paired intervals allow one to say."""
+    lines = []
+    for name in ("kd_vgg", "kd_unet"):
+        if name not in summary:
+            continue
+        row = summary[name]
+        vs_teacher = difference_reading(
+            row["rmse_minus_teacher"], LABELS[name], "the teacher", higher_is_better=False
+        )
+        vs_constant = difference_reading(
+            row["rmse_minus_constant"], LABELS[name], "the constant map", higher_is_better=False
+        )
+        size = size_text(results.get("parameters", {}), name)
+        lines.append(
+            f"- **{LABELS[name]}**{size}: against the teacher {vs_teacher} "
+            f"({fmt(row['rmse_minus_teacher'], True)} Mg C/ha, blocks + seeds; over teacher "
+            f"seeds {fmt(row['rmse_minus_teacher_seeds'], True)}); against the constant map "
+            f"{vs_constant}."
+        )
+    teacher = summary.get("teacher")
+    if teacher and "rmse_minus_constant" in teacher:
+        lines.append(
+            "- **The teacher itself** against the constant map: "
+            + difference_reading(
+                teacher["rmse_minus_constant"],
+                "the teacher",
+                "the constant map",
+                higher_is_better=False,
+            )
+            + f" ({fmt(teacher['rmse_minus_constant'], True)}): a student that matches the "
+            "teacher inherits this; compression does not make the map better than the teacher's."
+        )
+    return lines
+
+
+def size_text(params: dict[str, dict[str, int]], name: str) -> str:
+    """How much smaller ``name`` is than the teacher: the part it compresses (KD-VGG: the
+    extractor; KD-UNet: the rest) and the whole model."""
+    if "teacher" not in params or name not in params:
+        return ""
+    teacher, student = params["teacher"], params[name]
+    part = "extractor" if name == "kd_vgg" else "UNet"
+
+    def of(p: dict[str, int]) -> int:
+        return p["extractor"] if part == "extractor" else p["total"] - p["extractor"]
+
+    return (
+        f" ({part} {of(teacher) / of(student):.1f}x smaller, whole model "
+        f"{teacher['total'] / student['total']:.2f}x)"
+    )
+
+
+def parameter_counts(run: Path) -> dict[str, int]:
+    """Parameters of the run's network and of its feature extractor."""
+    from terradiff.nets import count_parameters
+    from terradiff.tasks import load_task
+
+    net = load_task(run, use_ema=True)[0].net
+    extractor = getattr(net, "extractor", None)
+    return {
+        "total": count_parameters(net),
+        "extractor": 0 if extractor is None else count_parameters(extractor),
+    }
+
+
+def score(run: Path, chip: dict[str, Any], ddim_steps: int) -> dict[str, Any]:
+    """``DRAWS`` sampled maps of ``chip``: per draw the forest RMSE etc. and the block stats."""
+    metrics, blocks = [], []
+    for draw in range(DRAWS):
+        prediction = net_maps(run, [chip], ddim_steps, seed=draw)[0]
+        stats = block_stats(prediction, chip["carbon"], chip["forest"], 32)
+        blocks.append(stats.tolist())
+        metrics.append({k: float(v) for k, v in metrics_from_stats(stats.sum(0)).items()})
+    return {"metrics": metrics, "blocks": blocks}
+
+
+def time_maps(runs: dict[str, Path], chip: dict[str, Any], ddim_steps: int) -> dict[str, Any]:
+    """Seconds per map of each run, interleaved, :data:`TIMING_REPEATS` repeats after a warm-up."""
+    import torch
+
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():  # warm-up (weights loaded, kernels chosen)
+        net_maps(run, [chip], 2, seed=0)
+    for _ in range(TIMING_REPEATS):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            net_maps(run, [chip], ddim_steps, seed=0)
+            seconds[name].append(time.perf_counter() - start)
+    out: dict[str, Any] = {
+        name: {"seconds": v, "median": statistics.median(v)} for name, v in seconds.items()
+    }
+    out["threads"] = torch.get_num_threads()
+    out["note"] = "each call loads the checkpoint too (as a user's map would)"
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    p.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--work", type=Path, default=Path("outputs/carbon_kd"))
+    p.add_argument("--out", type=Path, default=Path("reports/carbon_kd"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ddim-steps", type=int, default=20)
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--report-only", action="store_true", help="re-render from results.json")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Teachers, compressions, validation choice, test scoring, timing; then the report."""
+    from terradiff.carbon.prepare import prepare_biomassters
+    from terradiff.compress import compress_carbon_unet, compress_carbon_vgg
+    from terradiff.config_loading import load_config
+
+    args = parse_args(argv)
+    results, save = open_results(args.out, report_only=args.report_only)
+    if not args.report_only:
+        record_command(results, argv)
+        chips_dir = args.work / "chips"
+        if not (chips_dir / "manifest.json").is_file():
+            prepare_biomassters(args.shared / "biomassters", chips_dir)
+        base = load_config(BASE, [f"data.root={chips_dir}"])
+        split = {k: getattr(base.carbon, f"{k}_chips")[0] for k in ("train", "val", "test")}
+        results["data"] = split
+        chips = {k: load_chip(chips_dir / v) for k, v in split.items()}
+        teachers, runs = results.setdefault("teachers", {}), {}
+        for s in args.seeds:
+            run_dir = args.work / f"teacher_s{s}"
+            overrides = [f"data.root={chips_dir}", f"output_dir={run_dir}", f"seed={s}"]
+            teachers[str(s)] = train(f"teacher_s{s}", BASE, [*overrides, f"name=teacher_s{s}"])
+            save()
+            runs[(s, "teacher")] = run_dir
+        compressions = results.setdefault("compressions", {})
+        for s in args.seeds:
+            jobs = {"kd_vgg": ("vgg", KD_VGG_STEPS)}
+            jobs |= {f"kd_unet_{n}": ("unet", n) for n in KD_UNET_GRID}
+            for name, (part, steps) in jobs.items():
+                out = args.work / f"s{s}" / name
+                runs[(s, name)] = out / "run"
+                if f"s{s}/{name}" in compressions:
+                    continue
+                print(f"compressing seed {s}: {name} ...", flush=True)
+                start = time.perf_counter()
+                teacher = args.work / f"teacher_s{s}"
+                if part == "vgg":
+                    summary = compress_carbon_vgg(
+                        teacher, out, progress=False, overwrite=True, **steps
+                    )
+                else:
+                    summary = compress_carbon_unet(
+                        teacher,
+                        out,
+                        encoder_steps=steps,
+                        decoder_steps=steps,
+                        progress=False,
+                        overwrite=True,
+                    )
+                summary = {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+                compressions[f"s{s}/{name}"] = {**summary, "seconds": time.perf_counter() - start}
+                save()
+        val = results.setdefault("val", {})
+        for s in args.seeds:
+            for name in ("teacher", "kd_vgg", *(f"kd_unet_{n}" for n in KD_UNET_GRID)):
+                if f"s{s}/{name}" not in val:
+                    print(f"validation maps: seed {s} {name} ...", flush=True)
+                    scored = score(runs[(s, name)], chips["val"], args.ddim_steps)
+                    val[f"s{s}/{name}"] = [m["rmse"] for m in scored["metrics"]]
+                    save()
+        grid = {
+            str(n): [r for s in args.seeds for r in val[f"s{s}/kd_unet_{n}"]] for n in KD_UNET_GRID
+        }
+        results["choice"] = choose_steps(grid)
+        chosen = f"kd_unet_{results['choice']['steps']}"
+        save()
+        cells = results.setdefault("test", {})
+        means = class_means([chips["train"]])
+        naive = {
+            "constant": np.full(chips["test"]["carbon"].shape, means["all"]),
+            "class_mean": class_mean_map(means, chips["test"]["forest"]),
+        }
+        for name, prediction in naive.items():
+            stats = block_stats(prediction, chips["test"]["carbon"], chips["test"]["forest"], 32)
+            cells[name] = {"blocks": [stats.tolist()]}
+        for s in args.seeds:
+            for name, source in (("teacher", "teacher"), ("kd_vgg", "kd_vgg"), ("kd_unet", chosen)):
+                key = f"s{s}/{name}"
+                if cells.get(key, {}).get("source") != source:
+                    print(f"test maps: seed {s} {name} ({source}) ...", flush=True)
+                    cells[key] = {
+                        **score(runs[(s, source)], chips["test"], args.ddim_steps),
+                        "source": source,
+                    }
+                    save()
+        s0 = args.seeds[0]
+        named = {
+            "teacher": runs[(s0, "teacher")],
+            "kd_vgg": runs[(s0, "kd_vgg")],
+            "kd_unet": runs[(s0, chosen)],
+        }
+        results["parameters"] = {name: parameter_counts(run) for name, run in named.items()}
+        if results.get("speed", {}).get("kd_unet_source") != chosen:
+            print("timing the three models side by side ...", flush=True)
+            results["speed"] = {
+                **time_maps(named, chips["test"], args.ddim_steps),
+                "kd_unet_source": chosen,
+            }
+        save()
+    results["summary"] = summarise(
+        results["test"], [int(s) for s in results["teachers"]], args.resamples
+    )
+    save()
+    atomic_write_text(args.out / "README.md", "\n".join(report_lines(results)) + "\n")
+    print(f"wrote {args.out / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
