@@ -215,7 +215,15 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 def report_header(title: str, results: dict[str, Any]) -> list[str]:
     """The first lines of a study's README: its title, the commands that made its results (they
-    resume) and the machine of the measurement."""
+    resume) and the machine of the measurement; when the latest measuring run (``machine``) ran
+    elsewhere than the first (``machine_measured``), both, so no row is put on the wrong CPU."""
+    first, latest = results.get("machine_measured", "?"), results.get("machine")
+    machine = f"Machine: {first}."
+    if latest and latest != first:
+        machine = (
+            f"Machines: {first} (the first measurement); {latest} (the latest measuring run; "
+            "the sections below say which rows each made)."
+        )
     return [
         f"# {title}",
         "",
@@ -223,17 +231,20 @@ def report_header(title: str, results: dict[str, Any]) -> list[str]:
         "",
         *[f"    {c}" for c in results.get("commands", [])],
         "",
-        f"Machine: {results.get('machine_measured', '?')}.",
+        machine,
         "",
     ]
 
 
 def record_command(results: dict[str, Any], argv: list[str] | None = None) -> None:
     """Add this invocation's command line to ``results["commands"]`` (once) and keep the machine
-    of the first measurement in ``results["machine_measured"]`` (a study run in parts resumes)."""
+    of the first measurement in ``results["machine_measured"]`` (a study run in parts resumes).
+    A ``--report-only`` invocation measures nothing, so it is not recorded."""
     import shlex
     import sys
 
+    if is_report_only(argv):
+        return
     words = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
     command = "python " + " ".join(shlex.quote(w) for w in words)
     if command not in results.setdefault("commands", []):

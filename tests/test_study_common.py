@@ -8,7 +8,15 @@ from pathlib import Path
 import yaml
 from accelerate.state import AcceleratorState
 
-from scripts.study_common import claim_cell, is_finished, merge_missing, open_results, train
+from scripts.study_common import (
+    claim_cell,
+    is_finished,
+    merge_missing,
+    open_results,
+    record_command,
+    report_header,
+    train,
+)
 from tests.helpers import tiny_config
 
 
@@ -78,3 +86,20 @@ def test_a_cell_is_claimed_by_one_live_process(tmp_path: Path) -> None:
         "a__iidm__seed0.pid",
         "a__iidm__seed1.pid",
     ]  # no temporary file left behind
+
+
+def test_report_header_names_both_machines_when_the_latest_run_was_elsewhere() -> None:
+    one = {"commands": ["python a.py"], "machine_measured": "CPU A", "machine": "CPU A"}
+    assert "Machine: CPU A." in report_header("T", one)
+    assert "    python a.py" in report_header("T", one)
+    two = {**one, "machine": "CPU B"}
+    line = next(x for x in report_header("T", two) if x.startswith("Machines"))
+    assert "CPU A (the first measurement)" in line and "CPU B (the latest measuring run" in line
+
+
+def test_a_report_only_invocation_is_not_recorded_as_a_measuring_command() -> None:
+    results: dict = {}
+    record_command(results, ["--out", "x", "--report-only"])
+    assert results == {}
+    record_command(results, ["--out", "x"])
+    assert results["commands"][0].endswith("--out x") and "machine_measured" in results
