@@ -19,7 +19,7 @@ result. Here the whole recipe is fixed beforehand and the test chip is read once
   beside the training chip's constant and per-class mean maps.
 - **Intervals**: 95% percentile bootstrap over 32x32 blocks of the test chip, each replicate
   also drawing one (teacher seed, sampling draw) pair, the same pair for the two models of a
-  paired difference (``carbon_loco_study.bootstrap``); and the Student-t interval over the three
+  paired difference (``terradiff.carbon.intervals``); and the Student-t interval over the three
   teacher seeds of each seed's mean RMSE (so training variation is in it).
 - **Speed**: the three models' seconds per 256x256 map (DDIM-20), timed side by side in one
   process, interleaved, median of 3 (:data:`TIMING_REPEATS`).
@@ -45,16 +45,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 from scripts.carbon_loco_study import (  # noqa: E402
-    block_stats,
-    bootstrap,
     class_mean_map,
     class_means,
     load_chip,
-    metrics_from_stats,
     net_maps,
     point_metrics,
 )
 from scripts.study_common import open_results, record_command, train  # noqa: E402
+from terradiff.carbon.intervals import block_bootstrap as bootstrap  # noqa: E402
+from terradiff.carbon.intervals import block_stats, metrics_from_stats  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.report_format import (  # noqa: E402
     SYMMETRIC_NOTE,

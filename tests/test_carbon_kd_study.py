@@ -12,7 +12,7 @@ from scripts.carbon_kd_study import (
     report_lines,
     summarise,
 )
-from scripts.carbon_loco_study import block_stats
+from terradiff.carbon.intervals import block_stats
 
 
 def test_choose_steps_takes_the_lowest_mean_validation_rmse() -> None:
