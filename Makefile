@@ -50,6 +50,8 @@ carbon-example: setup
 	$(BIN)/terradiff estimate --model $(CARBON)/run --image data/samples/biomassters/000aa810/image.tif \
 		--mask data/samples/biomassters/000aa810/mask.tif --out $(CARBON)/000aa810_carbon.tif \
 		--ensemble 4 --steps 10 --tile 64 --overwrite
+	$(BIN)/terradiff evaluate $(CARBON)/run --split test --ensemble 4 --steps 10 \
+		--out $(CARBON)/test_metrics.json
 	@echo "Output: $(CARBON)/000aa810_carbon.tif (band 1 carbon Mg C/ha, band 2 ensemble std)."
 
 # Studies that run one process on both cores spin idle OpenMP threads 10,000 iterations before

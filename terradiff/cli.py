@@ -210,13 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="super-resolution with a diffusion model: N draws per image, scored as their mean "
-        "(with the score of 1, 2, 4, ... draws and the ensemble's spread-skill calibration)",
+        "(with the score of 1, 2, 4, ... draws and the ensemble's spread-skill calibration); "
+        "carbon with a diffusion model: the mean of N maps per chip",
     )
     evaluate.add_argument(
         "--split",
-        choices=("test", "train", "all"),
+        choices=("test", "val", "train", "all"),
         help="change: the tiles scored (default test; 'train' scores the labelled training "
-        "tiles whole, where the printed F1-optimal threshold may be chosen)",
+        "tiles whole, where the printed F1-optimal threshold may be chosen); carbon: the chips "
+        "scored (default test; choose settings on 'val')",
     )
     evaluate.add_argument(
         "--threshold",

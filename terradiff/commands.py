@@ -234,6 +234,7 @@ EVALUATE_OPTIONS_READ: dict[str, frozenset[str]] = {
     ),
     "temporal": frozenset({"n", "sampler", "steps", "guidance"}),
     "change": frozenset({"split", "threshold"}),
+    "carbon": frozenset({"split", "sampler", "steps", "ensemble"}),
 }
 """The ``evaluate`` options (beyond ``--data``, ``--seed``, ``--device``, ``--precision`` and
 ``--out``, which every task reads) that each task's evaluation reads."""
@@ -242,8 +243,7 @@ EVALUATE_OPTIONS_READ: dict[str, frozenset[str]] = {
 def refuse_unread_evaluate_options(args: argparse.Namespace, task_name: str | None) -> None:
     """A :class:`ConfigError` for an ``evaluate`` option that the checkpoint's task would ignore
     (``--guidance`` of a super-resolution model, ``--scale`` of a generator): silently dropped,
-    it would make the user believe the scores were measured with it. Other tasks (carbon) are
-    refused by the evaluation itself."""
+    it would make the user believe the scores were measured with it."""
     from terradiff.errors import ConfigError
 
     read = EVALUATE_OPTIONS_READ.get(task_name or "generation")  # no task: an early generator
@@ -269,7 +269,21 @@ def evaluate_command(args: argparse.Namespace) -> int:
     saved = read_checkpoint_config(args.checkpoint)  # a broken one is named by load_task
     task_name = saved.get("task") if isinstance(saved, dict) else None
     refuse_unread_evaluate_options(args, task_name)
-    if isinstance(saved, dict) and saved.get("task") == "change":
+    if task_name == "carbon":
+        from terradiff.carbon_evaluate import evaluate_carbon
+
+        result = evaluate_carbon(
+            args.checkpoint,
+            split=args.split or "test",
+            data_root=args.data,
+            ensemble=args.ensemble,
+            sampler=args.sampler,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+        )
+    elif isinstance(saved, dict) and saved.get("task") == "change":
         from terradiff.evaluate import evaluate_change
 
         result = evaluate_change(
@@ -334,7 +348,27 @@ def evaluate_command(args: argparse.Namespace) -> int:
         print(f"({', '.join(kept)} values not shown: --out FILE writes them)")
     if "f1_optimal_threshold" in result:
         print(threshold_hint(result))
+    if task_name == "carbon":
+        print(carbon_hint(result))
     return 0
+
+
+def carbon_hint(result: dict[str, Any]) -> str:
+    """The carbon evaluation in one line: the model against the constant map, and what the
+    split may be used for."""
+    rmse, diff = result["model"]["rmse"], result["model_minus_constant"]["rmse"]
+    line = (
+        f"RMSE {rmse['mean']:.2f} [{rmse['low']:.2f}, {rmse['high']:.2f}] on "
+        f"{result['forest_pixels']:,} forest pixels of {len(result['chips'])} {result['split']} "
+        f"chip(s); minus the constant map {diff['mean']:+.2f} [{diff['low']:+.2f}, "
+        f"{diff['high']:+.2f}]: {result['reading']['rmse_vs_constant']}"
+    )
+    if result["split"] == "test":
+        line += (
+            "\n(choose checkpoints and settings with --split val; the test chips score the "
+            "final choice once)"
+        )
+    return line
 
 
 def threshold_hint(result: dict[str, Any]) -> str:

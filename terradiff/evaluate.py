@@ -40,10 +40,8 @@ PER_IMAGE_DIGITS = 6
 
 #: What evaluation takes instead of a checkpoint of the key's task.
 _NOT_GENERATION = {
-    "carbon": "evaluate measures FID/KID of 'generation' checkpoints and PSNR/SSIM of "
-    "'super_resolution' ones; map a carbon model with `terradiff estimate` and score its map "
-    "against the truth with terradiff.carbon.metrics.carbon_metrics (as scripts/carbon_study.py "
-    "does)",
+    "carbon": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "
+    "terradiff.carbon_evaluate.evaluate_carbon (what `terradiff evaluate` runs for this one)",
     "super_resolution": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "
     "evaluate_super_resolution (what `terradiff evaluate` runs for this one)",
     "change": "evaluate_checkpoint measures FID/KID of 'generation' checkpoints; use "

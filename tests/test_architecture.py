@@ -73,6 +73,7 @@ LAYERS: dict[str, int] = {
     "sr_mapping": 6,
     "temporal_evaluate": 6,
     "sr_evaluate": 6,
+    "carbon_evaluate": 6,
     "compress": 6,
     "sampling_io": 6,
     "viz": 6,

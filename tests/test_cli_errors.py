@@ -184,7 +184,7 @@ def test_an_ensemble_of_a_generator_is_refused(
         (["--image-size", "64"], "super_resolution models"),
         (["--lpips-weights", "w.safetensors"], "super_resolution models"),
         (["--distance-encoder", "e.safetensors"], "super_resolution models"),
-        (["--split", "train"], "change models"),
+        (["--split", "train"], "change and carbon models"),
         (["--threshold", "0.3"], "change models"),
     ],
 )
@@ -593,13 +593,13 @@ def test_evaluate_needs_two_images(
     assert snapshot(tmp_path) == {}
 
 
-@pytest.mark.parametrize("verb", ["sample", "evaluate"])
-def test_sample_and_evaluate_refuse_a_carbon_checkpoint(
-    verb: str, carbon_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+def test_sample_refuses_a_carbon_checkpoint(
+    carbon_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    argv = [verb, str(carbon_checkpoint), "--out", str(tmp_path / "out.png")]
-    takes = {"sample": "sample draws images from 'generation'", "evaluate": "carbon_metrics"}
-    refused(argv, capsys, "is a 'carbon' checkpoint", takes[verb], "terradiff estimate")
+    """(``evaluate`` scores carbon checkpoints: tests/test_carbon_evaluate.py.)"""
+    argv = ["sample", str(carbon_checkpoint), "--out", str(tmp_path / "out.png")]
+    takes = "sample draws images from 'generation'"
+    refused(argv, capsys, "is a 'carbon' checkpoint", takes, "terradiff estimate")
     assert snapshot(tmp_path) == {}
 
 
