@@ -16,7 +16,8 @@ result. Here the whole recipe is fixed beforehand and the test chip is read once
   (:data:`DRAWS`; each a separate sample); RMSE on the chip's forest pixels (Mg C/ha). The
   validation chip (``288afc34``) makes the choice; the test chip (``000aa810``, spring/summer
   images only, see ``reports/carbon_loco``) scores the teacher, KD-VGG and the chosen KD-UNet,
-  beside the training chip's constant and per-class mean maps.
+  beside the training chip's constant and forest-mean maps. Every map is scored by the code of
+  ``terradiff evaluate RUN --split val|test --steps 20 --seed DRAW``, which reproduces it.
 - **Intervals**: 95% percentile bootstrap over 32x32 blocks of the test chip, each replicate
   also drawing one (teacher seed, sampling draw) pair, the same pair for the two models of a
   paired difference (``terradiff.carbon.intervals``); and the Student-t interval over the three
@@ -44,16 +45,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-from scripts.carbon_loco_study import (  # noqa: E402
-    class_mean_map,
-    class_means,
-    load_chip,
-    net_maps,
-    point_metrics,
-)
+from scripts.carbon_loco_study import point_metrics  # noqa: E402
 from scripts.study_common import open_results, record_command, train  # noqa: E402
 from terradiff.carbon.intervals import block_bootstrap as bootstrap  # noqa: E402
-from terradiff.carbon.intervals import block_stats, metrics_from_stats  # noqa: E402
+from terradiff.carbon.intervals import metrics_from_stats  # noqa: E402
 from terradiff.io import atomic_write_text  # noqa: E402
 from terradiff.report_format import (  # noqa: E402
     SYMMETRIC_NOTE,
@@ -76,7 +71,7 @@ LABELS = {
     "kd_vgg": "IIDM + KD-VGG",
     "kd_unet": "IIDM + KD-UNet",
     "constant": "constant (training-chip mean)",
-    "class_mean": "per-class mean (training chip)",
+    "forest_mean": "forest mean (training chip)",
 }
 
 
@@ -103,7 +98,7 @@ def summarise(cells: dict[str, Any], seeds: list[int], resamples: int) -> dict[s
     models = [
         m for m in ("teacher", "kd_vgg", "kd_unet") if all(f"s{s}/{m}" in cells for s in seeds)
     ]
-    naive = {m: np.asarray(cells[m]["blocks"]) for m in ("constant", "class_mean") if m in cells}
+    naive = {m: np.asarray(cells[m]["blocks"]) for m in ("constant", "forest_mean") if m in cells}
     stats = {m: stacked(cells, m, seeds) for m in models}
     draws = {m: v.shape[0] for m, v in stats.items()}
     out: dict[str, Any] = {}
@@ -180,11 +175,11 @@ def report_lines(results: dict[str, Any]) -> list[str]:
             "## Test chip (read once, after the choice)",
             "",
             "| model | parameters (of which extractor) | RMSE (Mg C/ha) | over teacher seeds | "
-            "R^2 | bias | RMSE - teacher | RMSE - constant | RMSE - per-class mean |",
+            "R^2 | bias | RMSE - teacher | RMSE - constant | RMSE - forest mean |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         params = results.get("parameters", {})
-        for name in ("constant", "class_mean", "teacher", "kd_vgg", "kd_unet"):
+        for name in ("constant", "forest_mean", "teacher", "kd_vgg", "kd_unet"):
             if name not in summary:
                 continue
             row = summary[name]
@@ -196,7 +191,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
                 f"{row['r2']:.3f} | {row['bias']:+.2f} | "
                 f"{fmt(row.get('rmse_minus_teacher'), True)} | "
                 f"{fmt(row.get('rmse_minus_constant'), True)} | "
-                f"{fmt(row.get('rmse_minus_class_mean'), True)} |"
+                f"{fmt(row.get('rmse_minus_forest_mean'), True)} |"
             )
         lines += ["", SYMMETRIC_NOTE, ""]
         lines += ["## Reading", "", *reading_lines(summary, results)]
@@ -286,34 +281,50 @@ def parameter_counts(run: Path) -> dict[str, int]:
     }
 
 
-def score(run: Path, chip: dict[str, Any], ddim_steps: int) -> dict[str, Any]:
-    """``DRAWS`` sampled maps of ``chip``: per draw the forest RMSE etc. and the block stats."""
-    metrics, blocks = [], []
+def score(run: Path, split: str, ddim_steps: int) -> dict[str, Any]:
+    """:data:`DRAWS` sampled maps of the ``split`` chip by ``terradiff evaluate``'s code
+    (:func:`terradiff.carbon_evaluate.evaluate_carbon`, ``--seed`` = the draw): per draw the
+    metrics, the seconds of the map and the block statistics of the model and the naive maps."""
+    from terradiff.carbon_evaluate import evaluate_carbon
+
+    metrics, blocks, naive, seconds = [], [], {}, []
     for draw in range(DRAWS):
-        prediction = net_maps(run, [chip], ddim_steps, seed=draw)[0]
-        stats = block_stats(prediction, chip["carbon"], chip["forest"], 32)
-        blocks.append(stats.tolist())
-        metrics.append({k: float(v) for k, v in metrics_from_stats(stats.sum(0)).items()})
-    return {"metrics": metrics, "blocks": blocks}
+        result = evaluate_carbon(
+            run,
+            split=split,
+            steps=ddim_steps,
+            seed=draw,
+            resamples=10,
+            keep_blocks=True,
+            progress=False,
+        )
+        metrics.append({k: result["model"][k]["mean"] for k in ("rmse", "mae", "r2", "bias")})
+        blocks.append(result["block_stats"]["model"][0])
+        naive = {k: [v[0]] for k, v in result["block_stats"].items() if k != "model"}
+        seconds.append(result["seconds_per_chip"])
+    return {"metrics": metrics, "blocks": blocks, "naive": naive, "seconds": seconds}
 
 
-def time_maps(runs: dict[str, Path], chip: dict[str, Any], ddim_steps: int) -> dict[str, Any]:
-    """Seconds per map of each run, interleaved, :data:`TIMING_REPEATS` repeats after a warm-up."""
+def time_maps(runs: dict[str, Path], ddim_steps: int) -> dict[str, Any]:
+    """Seconds per test-chip map (the sampling alone, weights loaded) of each run, interleaved,
+    :data:`TIMING_REPEATS` repeats after a warm-up."""
     import torch
 
+    from terradiff.carbon_evaluate import evaluate_carbon
+
     seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for run in runs.values():  # warm-up (weights loaded, kernels chosen)
-        net_maps(run, [chip], 2, seed=0)
+    for run in runs.values():  # warm-up (kernels chosen, files cached)
+        evaluate_carbon(run, split="test", steps=2, resamples=10, progress=False)
     for _ in range(TIMING_REPEATS):
         for name, run in runs.items():
-            start = time.perf_counter()
-            net_maps(run, [chip], ddim_steps, seed=0)
-            seconds[name].append(time.perf_counter() - start)
+            result = evaluate_carbon(
+                run, split="test", steps=ddim_steps, resamples=10, progress=False
+            )
+            seconds[name].append(result["seconds_per_chip"])
     out: dict[str, Any] = {
         name: {"seconds": v, "median": statistics.median(v)} for name, v in seconds.items()
     }
     out["threads"] = torch.get_num_threads()
-    out["note"] = "each call loads the checkpoint too (as a user's map would)"
     return out
 
 
@@ -345,7 +356,6 @@ def main(argv: list[str] | None = None) -> None:
         base = load_config(BASE, [f"data.root={chips_dir}"])
         split = {k: getattr(base.carbon, f"{k}_chips")[0] for k in ("train", "val", "test")}
         results["data"] = split
-        chips = {k: load_chip(chips_dir / v) for k, v in split.items()}
         teachers, runs = results.setdefault("teachers", {}), {}
         for s in args.seeds:
             run_dir = args.work / f"teacher_s{s}"
@@ -386,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in ("teacher", "kd_vgg", *(f"kd_unet_{n}" for n in KD_UNET_GRID)):
                 if f"s{s}/{name}" not in val:
                     print(f"validation maps: seed {s} {name} ...", flush=True)
-                    scored = score(runs[(s, name)], chips["val"], args.ddim_steps)
+                    scored = score(runs[(s, name)], "val", args.ddim_steps)
                     val[f"s{s}/{name}"] = [m["rmse"] for m in scored["metrics"]]
                     save()
         grid = {
@@ -396,23 +406,15 @@ def main(argv: list[str] | None = None) -> None:
         chosen = f"kd_unet_{results['choice']['steps']}"
         save()
         cells = results.setdefault("test", {})
-        means = class_means([chips["train"]])
-        naive = {
-            "constant": np.full(chips["test"]["carbon"].shape, means["all"]),
-            "class_mean": class_mean_map(means, chips["test"]["forest"]),
-        }
-        for name, prediction in naive.items():
-            stats = block_stats(prediction, chips["test"]["carbon"], chips["test"]["forest"], 32)
-            cells[name] = {"blocks": [stats.tolist()]}
         for s in args.seeds:
             for name, source in (("teacher", "teacher"), ("kd_vgg", "kd_vgg"), ("kd_unet", chosen)):
                 key = f"s{s}/{name}"
                 if cells.get(key, {}).get("source") != source:
                     print(f"test maps: seed {s} {name} ({source}) ...", flush=True)
-                    cells[key] = {
-                        **score(runs[(s, source)], chips["test"], args.ddim_steps),
-                        "source": source,
-                    }
+                    scored = score(runs[(s, source)], "test", args.ddim_steps)
+                    for naive, blocks in scored.pop("naive").items():
+                        cells[naive] = {"blocks": blocks}  # the training chip's: every run alike
+                    cells[key] = {**scored, "source": source}
                     save()
         s0 = args.seeds[0]
         named = {
@@ -424,7 +426,7 @@ def main(argv: list[str] | None = None) -> None:
         if results.get("speed", {}).get("kd_unet_source") != chosen:
             print("timing the three models side by side ...", flush=True)
             results["speed"] = {
-                **time_maps(named, chips["test"], args.ddim_steps),
+                **time_maps(named, args.ddim_steps),
                 "kd_unet_source": chosen,
             }
         save()

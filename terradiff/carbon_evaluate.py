@@ -89,6 +89,7 @@ def evaluate_carbon(
     seed: int = 0,
     block: int = 32,
     resamples: int = 2000,
+    keep_blocks: bool = False,
     progress: bool = True,
     device: str | torch.device | None = None,
     precision: str | None = None,
@@ -105,6 +106,9 @@ def evaluate_carbon(
         seed: seeds the sampling noise (one generator per chip).
         block: side of the bootstrap's square blocks, pixels.
         resamples: bootstrap replicates.
+        keep_blocks: also return ``"block_stats"``: per map (model and naive) and chip the
+            ``[blocks, 6]`` sums of :func:`terradiff.carbon.intervals.block_stats`, so that
+            several runs or draws can be pooled in one bootstrap.
         precision: the net's number format (``sample.precision``; default the checkpoint's).
 
     Returns:
@@ -196,6 +200,8 @@ def evaluate_carbon(
             f"the {naive.replace('_', ' ')} map",
             higher_is_better=False,
         )
+    if keep_blocks:
+        result["block_stats"] = {name: [c.tolist() for c in chips] for name, chips in stats.items()}
     return {
         **result,
         "reading": {f"rmse_vs_{naive}": text for naive, text in reading.items()},

@@ -73,6 +73,13 @@ def test_scores_match_the_map_and_the_naive_maps_come_from_the_training_chip(
     )
     assert diff["low"] <= diff["mean"] <= diff["high"]
     assert set(result["reading"]) == {"rmse_vs_constant", "rmse_vs_forest_mean"}
+    assert "block_stats" not in result
+    kept = evaluate_carbon(
+        runs["regression"], split="val", resamples=10, keep_blocks=True, progress=False
+    )
+    blocks = np.asarray(kept["block_stats"]["model"][0])  # one chip, [blocks, 6]
+    assert blocks.shape == (64, 6) and blocks[:, 0].sum() == result["forest_pixels"]
+    assert set(kept["block_stats"]) == {"model", "constant", "forest_mean"}
 
 
 def test_a_diffusion_model_is_sampled_as_asked_and_seeded(runs: dict[str, Path]) -> None:

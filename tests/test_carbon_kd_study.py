@@ -40,7 +40,7 @@ def _cells(seeds: list[int], noise: dict[str, float]) -> dict:
     truth = rng.uniform(0, 100, size=(64, 64))
     forest = np.ones_like(truth, dtype=bool)
     cells: dict = {}
-    for name in ("constant", "class_mean"):
+    for name in ("constant", "forest_mean"):
         cells[name] = {
             "blocks": [block_stats(np.full_like(truth, 50.0), truth, forest, 32).tolist()]
         }
@@ -59,7 +59,7 @@ def _cells(seeds: list[int], noise: dict[str, float]) -> dict:
 def test_summarise_pairs_students_with_the_teacher_and_the_naive_maps() -> None:
     cells = _cells([0, 1, 2], {"teacher": 5.0, "kd_vgg": 5.0, "kd_unet": 15.0})
     summary = summarise(cells, [0, 1, 2], resamples=200)
-    assert set(summary) == {"constant", "class_mean", "teacher", "kd_vgg", "kd_unet"}
+    assert set(summary) == {"constant", "forest_mean", "teacher", "kd_vgg", "kd_unet"}
     teacher, unet, vgg = summary["teacher"], summary["kd_unet"], summary["kd_vgg"]
     assert teacher["rmse"] == pytest.approx(5.0, rel=0.05)
     assert unet["rmse_minus_teacher"]["low"] > 5.0  # 15 vs 5: clearly worse
