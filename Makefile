@@ -77,7 +77,7 @@ carbon-loco-study: setup  # issue 14 carbon leave-one-chip-out; ~2.5-3 hours on 
 	$(ONE_JOB_OMP) $(BIN)/python scripts/carbon_loco_study.py --work outputs/carbon_loco \
 		--out reports/carbon_loco
 
-carbon-kd-study: setup  # carbon IIDM compression, setting chosen on validation; ~1.5 h on 2 CPU cores, resumes
+carbon-kd-study: setup  # carbon IIDM compression, setting chosen on validation; ~1.2 h on 2 CPU cores, resumes
 	$(ONE_JOB_OMP) $(BIN)/python scripts/carbon_kd_study.py --work outputs/carbon_kd \
 		--out reports/carbon_kd
 
