@@ -353,6 +353,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_hint(teacher: str | Path, student: str | Path) -> str:
+    """How to check a compressed model against its teacher on chips neither was tuned on."""
+    return (
+        "  compare with the teacher on the validation chips (choose step counts there):\n"
+        f"    terradiff evaluate {teacher} --split val\n"
+        f"    terradiff evaluate {student} --split val"
+    )
+
+
 def carbon_hint(result: dict[str, Any]) -> str:
     """The carbon evaluation in one line: the model against the constant map, and what the
     split may be used for."""
@@ -493,7 +502,8 @@ def compress_command(args: argparse.Namespace) -> int:
             f"parameters (teacher {result['teacher_parameters']:,}; KD ratio "
             f"{result['kd_ratio']:.1f}x)\n"
             f"  table:      {Path(args.out) / 'table_a2_unet.md'}\n"
-            f"  checkpoint: {result['checkpoint']} (use it with 'terradiff estimate --model')"
+            f"  checkpoint: {result['checkpoint']} (use it with 'terradiff estimate --model')\n"
+            f"{compare_hint(args.run, result['checkpoint'])}"
         )
         return 0
 
@@ -518,7 +528,8 @@ def compress_command(args: argparse.Namespace) -> int:
         f"  table:      {Path(args.out) / 'table_a2.md'}\n"
         f"  checkpoint: {summary['checkpoint']} (use it with 'terradiff estimate --model')\n"
         f"  to train a new IIDM with it: carbon.vgg_channels={json.dumps(summary['vgg_channels'])}"
-        f" carbon.kd_vgg={summary['kd_vgg']}"
+        f" carbon.kd_vgg={summary['kd_vgg']}\n"
+        f"{compare_hint(args.run, summary['checkpoint'])}"
     )
     return 0
 

@@ -88,7 +88,9 @@ def test_cli_refuses_a_threshold_outside_0_1(capsys: pytest.CaptureFixture[str])
     assert "(0, 1]" in capsys.readouterr().err
 
 
-def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Path) -> None:
+def test_compress_the_unet_of_a_real_iidm_model(
+    sample_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """KD-UNet: a narrower UNet by mCEV, distilled encoder then decoder; estimates run."""
     AcceleratorState._reset_state(reset_partial_state=True)
     root = sample_data / "biomassters"
@@ -130,6 +132,13 @@ def test_compress_the_unet_of_a_real_iidm_model(sample_data: Path, tmp_path: Pat
     )
     assert [p.name for p in checkpoints.iterdir()] == ["step_00000004"]
     assert Path(again["checkpoint"]) == checkpoints / "step_00000004"
+    # the command says how to check the student against its teacher, on validation chips
+    argv = ["compress", str(tmp_path / "teacher"), "--part", "unet", "--out", str(tmp_path / "c")]
+    argv += ["--encoder-steps", "1", "--decoder-steps", "1", "--threshold", "0.6", "--quiet"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"terradiff evaluate {tmp_path / 'teacher'} --split val" in printed
+    assert f"terradiff evaluate {tmp_path / 'c' / 'run'}" in printed
     image = student.dataset("test").get(0)["image"][None, :, :32, :32]
     out = student.estimate(
         student.net,
