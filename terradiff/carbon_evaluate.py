@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from terradiff.carbon.intervals import block_bootstrap, block_stats, metrics_from_stats
-from terradiff.errors import ConfigError, WrongCheckpointError
+from terradiff.errors import ConfigError, DataError, WrongCheckpointError
 from terradiff.progress import progress_bar
 from terradiff.report_format import difference_reading
 
@@ -123,7 +123,8 @@ def evaluate_carbon(
     Raises:
         WrongCheckpointError: ``checkpoint`` is not a carbon model.
         ConfigError: an unknown split; sampling options for a one-pass model; a block < 2.
-        DataError: a split with no chips, or chips missing under the data root.
+        DataError: a split with no chips, chips missing under the data root, or no forest
+            pixel to score.
     """
     from terradiff.tasks import load_task
     from terradiff.tasks.carbon import CarbonTask
@@ -174,6 +175,12 @@ def evaluate_carbon(
                 "forest_pixels": int(forest.sum()),
                 **{m: float(chip[m]) for m in _METRICS},
             }
+        )
+    if not any(chip["forest_pixels"] for chip in per_chip):
+        raise DataError(
+            f"the {split} chips {[c['chip'] for c in per_chip]} hold no forest pixel valid in "
+            f"image and target, so there is nothing to score: check their mask.tif (forest = "
+            "values > 0) and nodata, or score another --split"
         )
     replicates = {
         name: metrics_from_stats(block_bootstrap([s[None] for s in chips], resamples, seed=seed))

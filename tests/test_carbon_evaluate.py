@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,22 @@ def test_bad_requests_are_named(runs: dict[str, Path], tmp_path: Path) -> None:
     Trainer(CarbonTask(config_from_dict(raw)), no_val).fit()
     with pytest.raises(DataError, match="val split has no chips"):
         evaluate_carbon(no_val, split="val", progress=False)
+
+
+def test_chips_without_forest_are_named(
+    runs: dict[str, Path], sample_data: Path, tmp_path: Path
+) -> None:
+    import rasterio
+
+    chips = tmp_path / "chips"
+    shutil.copytree(sample_data / "biomassters", chips)
+    mask = chips / "288afc34" / "mask.tif"
+    with rasterio.open(mask) as src:
+        profile, zeros = src.profile, np.zeros_like(src.read())
+    with rasterio.open(mask, "w", **profile) as dst:
+        dst.write(zeros)
+    with pytest.raises(DataError, match=r"\['288afc34'\] hold no forest pixel.*mask\.tif"):
+        evaluate_carbon(runs["regression"], split="val", data_root=chips, progress=False)
 
 
 def test_other_checkpoints_are_refused(sample_data: Path, tmp_path: Path) -> None:

@@ -32,12 +32,13 @@ def block_stats(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: in
 
 
 def metrics_from_stats(totals: np.ndarray) -> dict[str, np.ndarray]:
-    """RMSE, MAE, R^2 (1 - SS_res / SS_tot) and bias from summed statistics ``[..., 6]``."""
+    """RMSE, MAE, R^2 (1 - SS_res / SS_tot) and bias from summed statistics ``[..., 6]``
+    (NaN where no pixel was counted)."""
     n, se, se2, sae, st, st2 = np.moveaxis(np.asarray(totals, dtype=np.float64), -1, 0)
-    ss_tot = st2 - st**2 / n
     with np.errstate(divide="ignore", invalid="ignore"):
+        ss_tot = st2 - st**2 / n
         r2 = np.where(ss_tot > 0, 1.0 - se2 / ss_tot, np.nan)
-    return {"rmse": np.sqrt(se2 / n), "mae": sae / n, "r2": r2, "bias": se / n}
+        return {"rmse": np.sqrt(se2 / n), "mae": sae / n, "r2": r2, "bias": se / n}
 
 
 def resample_counts(n_blocks: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
