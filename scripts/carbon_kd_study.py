@@ -158,6 +158,7 @@ def report_lines(results: dict[str, Any]) -> list[str]:
         minutes = ", ".join(f"{t['train_minutes']} min" for t in teachers.values())
         lines += [f"Teachers trained: {len(teachers)} ({minutes} on this CPU).", ""]
     if choice:
+        lines += ["![validation choice and test RMSE](kd.png)", ""]
         grid = ", ".join(
             f"{s} steps {v:.2f}"
             for s, v in sorted(choice["mean_val_rmse"].items(), key=lambda kv: int(kv[0]))
@@ -250,6 +251,56 @@ def reading_lines(summary: dict[str, Any], results: dict[str, Any]) -> list[str]
             "teacher inherits this; compression does not make the map better than the teacher's."
         )
     return lines
+
+
+def save_plot(results: dict[str, Any], path: Path) -> None:
+    """Left: validation RMSE per KD-UNet step count (a line per teacher seed, the teacher's own
+    level dashed). Right: test RMSE with its 95% interval (blocks + seeds) per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    val, summary = results.get("val", {}), results.get("summary", {})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    seeds = sorted(int(s) for s in results.get("teachers", {}))
+    grid = sorted(int(k.rsplit("_", 1)[1]) for k in val if k.startswith("s0/kd_unet_"))
+    for s in seeds:
+        rmse = [np.mean(val[f"s{s}/kd_unet_{n}"]) for n in grid if f"s{s}/kd_unet_{n}" in val]
+        if len(rmse) == len(grid):
+            (line,) = left.plot(grid, rmse, "o-", label=f"KD-UNet, teacher seed {s}")
+            if f"s{s}/teacher" in val:
+                left.axhline(np.mean(val[f"s{s}/teacher"]), ls="--", color=line.get_color())
+    if "choice" in results:
+        left.axvline(results["choice"]["steps"], color="grey", lw=0.8)
+    left.set_xscale("log", base=2)
+    left.set_xticks(grid, [str(n) for n in grid])
+    left.set_xlabel("KD-UNet steps per phase")
+    left.set_ylabel("validation RMSE, Mg C/ha")
+    left.set_title("choice on the validation chip (dashed: teacher)", fontsize=9)
+    left.legend(fontsize=7)
+    names = [n for n in ("constant", "forest_mean", "teacher", "kd_vgg", "kd_unet") if n in summary]
+    if names:
+        means = np.array([summary[n]["rmse_interval"]["mean"] for n in names])
+        low = np.array([summary[n]["rmse_interval"]["low"] for n in names])
+        high = np.array([summary[n]["rmse_interval"]["high"] for n in names])
+        right.errorbar(
+            range(len(names)), means, yerr=[means - low, high - means], fmt="o", capsize=4
+        )
+        right.set_xticks(
+            range(len(names)),
+            [LABELS[n].split(" (")[0] for n in names],
+            rotation=30,
+            ha="right",
+            fontsize=8,
+        )
+    right.set_ylabel("test RMSE, Mg C/ha (forest pixels)")
+    right.set_title("test chip, read once", fontsize=9)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def size_text(params: dict[str, dict[str, int]], name: str) -> str:
@@ -447,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
         results["test"], [int(s) for s in results["teachers"]], args.resamples
     )
     save()
+    save_plot(results, args.out / "kd.png")
     atomic_write_text(args.out / "README.md", "\n".join(report_lines(results)) + "\n")
     print(f"wrote {args.out / 'README.md'}")
 
