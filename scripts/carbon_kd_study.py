@@ -196,6 +196,8 @@ def report_lines(results: dict[str, Any]) -> list[str]:
             )
         lines += ["", SYMMETRIC_NOTE, ""]
         lines += ["## Reading", "", *reading_lines(summary, results)]
+    if results.get("notes"):
+        lines += ["", "## Notes", "", *[f"- {note}" for note in results["notes"]]]
     speed = results.get("speed")
     if speed:
         lines += [
