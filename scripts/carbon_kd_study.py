@@ -100,14 +100,19 @@ def summarise(cells: dict[str, Any], seeds: list[int], resamples: int) -> dict[s
     ]
     naive = {m: np.asarray(cells[m]["blocks"]) for m in ("constant", "forest_mean") if m in cells}
     stats = {m: stacked(cells, m, seeds) for m in models}
-    draws = {m: v.shape[0] for m, v in stats.items()}
+    # one bootstrap per map: the resampled blocks depend on the seed and block count only (not on
+    # how many seeds/draws a map has), so every pair of maps below is paired on the same blocks
+    replicates = {
+        name: metrics_from_stats(bootstrap([arr], resamples))["rmse"]
+        for name, arr in {**stats, **naive}.items()
+    }
     out: dict[str, Any] = {}
     for name, arr in {**stats, **naive}.items():
-        reps = metrics_from_stats(bootstrap([arr], resamples))["rmse"]
-        low, high = np.percentile(reps, TAILS)
+        low, high = np.percentile(replicates[name], TAILS)
+        point = point_metrics([arr])
         row: dict[str, Any] = {
-            **point_metrics([arr]),
-            "rmse_interval": {"mean": point_metrics([arr])["rmse"], "low": low, "high": high},
+            **point,
+            "rmse_interval": {"mean": point["rmse"], "low": low, "high": high},
         }
         if name in stats:
             per_seed = [
@@ -116,23 +121,15 @@ def summarise(cells: dict[str, Any], seeds: list[int], resamples: int) -> dict[s
             row["rmse_per_seed"] = per_seed
             row["rmse_seed_interval"] = interval_from_samples(per_seed)
         out[name] = row
-    for name, arr in stats.items():
-        references = {"teacher": stats.get("teacher")} if name != "teacher" else {}
-        for ref_name, ref in {**references, **naive}.items():
-            if ref is None:
-                continue
-            # the naive maps are one "draw": repeat them so each replicate pairs the same blocks
-            ref = ref if ref.shape[0] == draws[name] else np.repeat(ref, draws[name], axis=0)
-            diff = (
-                metrics_from_stats(bootstrap([arr], resamples))["rmse"]
-                - metrics_from_stats(bootstrap([ref], resamples))["rmse"]
-            )
-            low, high = np.percentile(diff, TAILS)
-            mean = out[name]["rmse"] - point_metrics([ref])["rmse"]
+    for name in stats:
+        references = ["teacher"] if name != "teacher" and "teacher" in stats else []
+        for ref_name in [*references, *naive]:
+            low, high = np.percentile(replicates[name] - replicates[ref_name], TAILS)
+            mean = out[name]["rmse"] - out[ref_name]["rmse"]
             out[name][f"rmse_minus_{ref_name}"] = {"mean": mean, "low": low, "high": high}
-            if ref_name == "teacher":
-                per_seed = np.subtract(out[name]["rmse_per_seed"], out["teacher"]["rmse_per_seed"])
-                out[name]["rmse_minus_teacher_seeds"] = interval_from_samples(list(per_seed))
+        if references:
+            per_seed = np.subtract(out[name]["rmse_per_seed"], out["teacher"]["rmse_per_seed"])
+            out[name]["rmse_minus_teacher_seeds"] = interval_from_samples(list(per_seed))
     return out
 
 

@@ -283,7 +283,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
         )
-    elif isinstance(saved, dict) and saved.get("task") == "change":
+    elif task_name == "change":
         from terradiff.evaluate import evaluate_change
 
         result = evaluate_change(
@@ -294,7 +294,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
         )
-    elif isinstance(saved, dict) and saved.get("task") == "temporal":
+    elif task_name == "temporal":
         from terradiff.temporal_evaluate import evaluate_temporal
 
         result = evaluate_temporal(
@@ -308,7 +308,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
         )
-    elif isinstance(saved, dict) and saved.get("task") == "super_resolution":
+    elif task_name == "super_resolution":
         result = evaluate_super_resolution(
             args.checkpoint,
             num_images=args.n or 64,
